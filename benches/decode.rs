@@ -1,0 +1,160 @@
+//! Decoding a 50k-line chunk of workload-v1 JSON lines.
+//!
+//!     cargo bench --bench decode
+//!     cargo bench --bench decode -- --warm-up-time 1 --measurement-time 2   (quick)
+//!
+//! * `decode/decoder`: `source::decode::Decoder::decode_lines` with the
+//!   mapping of `topologies/workload-v1.yaml` (fields found by name, asset
+//!   resolved and grouped, sensor looked up, events built).
+//! * `decode/serde-borrowed`: `serde_json::from_slice` of each line into a
+//!   borrowed `{asset: &str, sensor: &str, ts: i64, value: f64}`: parsing
+//!   only, the ceiling for any JSON decoder built on serde_json.
+//!
+//! The lines are generated here in `gen_workload.py`'s format and order
+//! (10,000 assets x 4 sensors, each key at a fixed phase within a 100 ms
+//! period, ts jittered by +-50 ms, values on a 1/64 grid).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde::Deserialize;
+use twinstream::source::decode::{AssetIndex, DecodedChunk, Decoder, Scratch};
+use twinstream::topology;
+
+const LINES: usize = 50_000;
+const ASSETS: usize = 10_000;
+const BASE_TS: i64 = 1_700_000_000_000;
+
+const TOPOLOGY: &str = r#"version: 1
+asset_types:
+  pump:
+    sensors:
+      vibration:   { unit: mm/s }
+      temperature: { unit: degC }
+      pressure:    { unit: bar }
+      current:     { unit: A }
+    watermark:
+      out_of_orderness: 200ms
+assets:
+  - id: pump-*
+    type: pump
+sources:
+  - name: events
+    type: file
+    decode:
+      asset: asset
+      sensor: sensor
+      ts: ts
+      value: value
+windows:
+  - name: w1s
+    type: tumbling
+    size: 1s
+rules:
+  - name: vibration-high
+    when: "w1s.vibration.avg > 7.0"
+    severity: warning
+"#;
+
+#[derive(Deserialize)]
+struct Rec<'a> {
+    #[serde(borrow)]
+    asset: &'a str,
+    #[serde(borrow)]
+    sensor: &'a str,
+    ts: i64,
+    value: f64,
+}
+
+fn lines() -> Vec<u8> {
+    const SENSORS: [(&str, f64, f64); 4] = [
+        ("vibration", 1.5, 4.5),
+        ("temperature", 40.0, 80.0),
+        ("pressure", 2.0, 8.0),
+        ("current", 10.0, 60.0),
+    ];
+    let mut s: u64 = 42;
+    let mut next = move || {
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut keys = Vec::with_capacity(ASSETS * SENSORS.len());
+    for a in 0..ASSETS {
+        for (name, lo, hi) in SENSORS {
+            let base = lo + (hi - lo) * ((next() >> 11) as f64 / (1u64 << 53) as f64);
+            let phase = (next() % 100) as i64;
+            keys.push((phase, a, name, base));
+        }
+    }
+    keys.sort_by_key(|k| (k.0, k.1));
+    let mut out = Vec::with_capacity(LINES * 80);
+    let mut n = 0;
+    'ticks: for tick in 0.. {
+        for &(phase, a, sensor, base) in &keys {
+            if n == LINES {
+                break 'ticks;
+            }
+            let ts = BASE_TS + tick * 100 + phase + (next() % 101) as i64 - 50;
+            let noise = ((next() % 1000) as f64 / 1000.0 - 0.5) * 2.0;
+            let value = ((base + noise).max(0.0) * 64.0).round() / 64.0;
+            out.extend_from_slice(
+                format!("{{\"asset\":\"pump-{a:05}\",\"sensor\":\"{sensor}\",\"ts\":{ts},\"value\":{value:?}}}\n")
+                    .as_bytes(),
+            );
+            n += 1;
+        }
+    }
+    out
+}
+
+fn bench_decode(c: &mut Criterion) {
+    let data = lines();
+    let topo = topology::parse(Path::new("workload-v1.yaml"), TOPOLOGY).unwrap_or_else(|d| panic!("{d}"));
+    let spec = topo.sources[0].decode.as_ref().expect("decode mapping");
+    let index = Arc::new(AssetIndex::new(&topo));
+    let decoder = Decoder::new(&topo, 0, spec, index, Some("bench.jsonl".into()));
+
+    let decode = |scratch: &mut Scratch| {
+        let mut chunk = DecodedChunk::empty(0, 0, 0, 0);
+        decoder.decode_lines(&data, 0, 1, &mut chunk, scratch);
+        chunk
+    };
+    let chunk = decode(&mut Scratch::default());
+    assert_eq!((chunk.records, chunk.events), (LINES as u64, LINES as u64));
+    assert!(chunk.dead_letters.is_empty(), "{:?}", chunk.dead_letters.first());
+    assert_eq!(chunk.groups.len(), ASSETS);
+
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::ElementsAndBytes {
+        elements: LINES as u64,
+        bytes: data.len() as u64,
+    });
+    g.bench_function("decoder", |b| {
+        let mut scratch = Scratch::default();
+        b.iter(|| black_box(decode(&mut scratch)).events);
+    });
+    g.bench_function("serde-borrowed", |b| {
+        b.iter(|| {
+            let mut sum = 0i64;
+            let mut pos = 0;
+            while let Some(i) = memchr::memchr(b'\n', &data[pos..]) {
+                let r: Rec<'_> = serde_json::from_slice(&data[pos..pos + i]).expect("valid line");
+                sum = sum
+                    .wrapping_add(r.ts)
+                    .wrapping_add(r.value as i64)
+                    .wrapping_add((r.asset.len() + r.sensor.len()) as i64);
+                pos += i + 1;
+            }
+            black_box(sum)
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_decode);
+criterion_main!(benches);

@@ -1,0 +1,234 @@
+//! Throughput of the pure twin model (`twin::model::apply`) on a workload-v1
+//! twin, and the cost of its on-disk record (`twin::record`).
+//!
+//!     cargo bench --bench model
+//!     cargo bench --bench model -- --warm-up-time 1 --measurement-time 2   (quick)
+//!
+//! * `apply/tumbling-1s/B`: workload v1 (4 sensors, 1 s tumbling window on
+//!   every sensor, 200 ms out-of-orderness, rule `w1s.vibration.avg > 7.0`),
+//!   one twin fed its own event stream in batches of B events.
+//! * `apply/sliding-10s-1s/B`: the same with a 10 s window sliding every 1 s
+//!   (every event lands in 10 windows).
+//! * `record/*`: encode a typical twin into its snapshot envelope, decode it,
+//!   and decode + restore it into a `TwinState`. The id carries the size.
+//!
+//! The event stream is what one asset of `gen_workload.py` produces: each
+//! sensor every 100 ms at a fixed phase, timestamps jittered by +-50 ms (out of
+//! order by up to 100 ms), 1 in 2000 events very late (2-3 s), values on a
+//! 1/64 grid; vibration drifts across 7.0 so the rule raises and clears alerts.
+//! The model is built as `replay` builds it (alerts emitted, window digest on).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use twinstream::topology::{self, OutputKind};
+use twinstream::twin::model::{apply, Event, Input, Output, TwinState};
+use twinstream::twin::record;
+use twinstream::twin::schema::{Model, OutputMask, TypeModel};
+
+const BASE_TS: i64 = 1_700_000_000_000;
+const SENSORS: usize = 4;
+const PERIOD_MS: i64 = 100;
+/// Event time covered by the pre-generated stream; a multiple of the window
+/// slide, so shifting the stream by it keeps windows aligned.
+const TICKS: i64 = 1600;
+const SPAN_MS: i64 = TICKS * PERIOD_MS;
+
+fn topology_text(windows: &str, rule: &str) -> String {
+    format!(
+        r#"version: 1
+asset_types:
+  pump:
+    sensors:
+      vibration:   {{ unit: mm/s }}
+      temperature: {{ unit: degC }}
+      pressure:    {{ unit: bar }}
+      current:     {{ unit: A }}
+    watermark:
+      out_of_orderness: 200ms
+assets:
+  - id: pump-*
+    type: pump
+sources:
+  - name: events
+    type: file
+    decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }}
+windows:
+{windows}
+rules:
+  - name: vibration-high
+    when: "{rule}"
+    severity: warning
+"#
+    )
+}
+
+fn type_model(windows: &str, rule: &str) -> Arc<TypeModel> {
+    let text = topology_text(windows, rule);
+    let topo = topology::parse(Path::new("bench.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
+    let mask = OutputMask::default().with(OutputKind::Alerts);
+    Model::build(&topo, mask, true).types[0].clone()
+}
+
+/// splitmix64: deterministic, no extra crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+}
+
+/// One twin's events over `TICKS` sampling periods, in arrival order.
+fn twin_events(seed: u64) -> Vec<Event> {
+    let mut rng = Rng(seed);
+    let base = [5.5, 60.0, 5.0, 35.0];
+    let noise = [0.6, 1.0, 0.2, 1.5];
+    let mut phases: Vec<(i64, u16)> = (0..SENSORS as u16).map(|s| (rng.range(0, PERIOD_MS - 1), s)).collect();
+    phases.sort_unstable();
+    let mut events = Vec::with_capacity(TICKS as usize * SENSORS);
+    for k in 0..TICKS {
+        for &(phase, s) in &phases {
+            let nominal = k * PERIOD_MS + phase;
+            let t = if nominal >= 3000 && rng.next() % 2000 == 0 {
+                nominal - rng.range(2000, 3000)
+            } else {
+                (nominal + rng.range(-50, 50)).max(0)
+            };
+            let i = s as usize;
+            let mut v = base[i] + noise[i] * (rng.unit() + rng.unit() - 1.0);
+            if i == 0 {
+                // crosses 7.0 a few times over the stream
+                v += 2.5 * (t as f64 / 20_000.0 * std::f64::consts::TAU).sin();
+            }
+            let v = (v.max(0.0) * 64.0).round() / 64.0;
+            events.push(Event {
+                ts: BASE_TS + t,
+                value: v,
+                sensor: s,
+                source: 0,
+                origin: events.len() as u64 + 1,
+            });
+        }
+    }
+    events
+}
+
+/// Feeds one twin its stream in batches of `batch`, forever (the stream is
+/// shifted by its span on every wrap, so windows keep closing).
+struct Feeder<'m> {
+    m: &'m TypeModel,
+    st: TwinState,
+    events: Vec<Event>,
+    pos: usize,
+    out: Vec<Output>,
+}
+
+impl<'m> Feeder<'m> {
+    fn new(m: &'m TypeModel) -> Self {
+        Feeder {
+            m,
+            st: TwinState::new(m),
+            events: twin_events(42),
+            pos: 0,
+            out: Vec::with_capacity(64),
+        }
+    }
+
+    #[inline]
+    fn step(&mut self, batch: usize) {
+        if self.pos + batch > self.events.len() {
+            for e in &mut self.events {
+                e.ts += SPAN_MS;
+            }
+            self.pos = 0;
+        }
+        let events = &self.events[self.pos..self.pos + batch];
+        apply(self.m, &mut self.st, Input::Events(events), 0, &mut self.out);
+        self.pos += batch;
+        black_box(self.out.len());
+        self.out.clear();
+        // replay moves the digest into each checkpoint; do it every batch
+        self.st.digest.clear();
+    }
+}
+
+fn bench_apply(c: &mut Criterion) {
+    let tumbling = type_model("  - { name: w1s, type: tumbling, size: 1s }", "w1s.vibration.avg > 7.0");
+    let sliding = type_model(
+        "  - { name: w10s, type: sliding, size: 10s, slide: 1s }",
+        "w10s.vibration.avg > 7.0",
+    );
+    let mut g = c.benchmark_group("apply");
+    for (name, m) in [("tumbling-1s", &tumbling), ("sliding-10s-1s", &sliding)] {
+        // sanity: the stream closes windows and raises alerts
+        let mut f = Feeder::new(m);
+        let mut alerts = 0;
+        for _ in 0..f.events.len() {
+            apply(m, &mut f.st, Input::Events(&f.events[f.pos..f.pos + 1]), 0, &mut f.out);
+            f.pos += 1;
+            alerts += f.out.len();
+            f.out.clear();
+        }
+        assert!(
+            f.st.stats.windows > 100 && alerts > 0 && f.st.stats.late > 0,
+            "{name}: {:?}",
+            f.st.stats
+        );
+
+        for batch in [1usize, 16, 64] {
+            g.throughput(Throughput::Elements(batch as u64));
+            g.bench_function(BenchmarkId::new(name, batch), |b| {
+                let mut f = Feeder::new(m);
+                b.iter(|| f.step(batch));
+            });
+        }
+    }
+    g.finish();
+}
+
+fn bench_record(c: &mut Criterion) {
+    let m = type_model("  - { name: w1s, type: tumbling, size: 1s }", "w1s.vibration.avg > 7.0");
+    // A typical twin: 30 s of events in, mid-second (open windows for every
+    // sensor, the last closed vibration window, an alert state).
+    let mut f = Feeder::new(&m);
+    for _ in 0..(30 * 40 + 18) {
+        f.step(1);
+    }
+    assert!(!f.st.open.is_empty() && f.st.alerts[0].seq > 0, "not a typical twin");
+    let st = f.st;
+    let bytes = record::encode(&m, &st);
+    let size = format!("{}B", bytes.len());
+
+    let mut g = c.benchmark_group("record");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::new("encode", &size), |b| {
+        let mut buf = Vec::with_capacity(256);
+        b.iter(|| {
+            record::encode_into(&m, black_box(&st), &mut buf);
+            black_box(buf.len())
+        });
+    });
+    g.bench_function(BenchmarkId::new("decode", &size), |b| {
+        b.iter(|| record::decode(black_box(&bytes)).expect("decodes"));
+    });
+    g.bench_function(BenchmarkId::new("decode+restore", &size), |b| {
+        b.iter(|| record::decode(black_box(&bytes)).expect("decodes").into_state(&m).0);
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_apply, bench_record);
+criterion_main!(benches);

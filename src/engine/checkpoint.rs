@@ -1,0 +1,164 @@
+//! Checkpoints: consistent snapshots of the dirty twins plus the source
+//! positions they reflect, written in one RocksDB `WriteBatch`.
+//!
+//! The router starts an [`Epoch`] after routing chunk *k*: it records the
+//! source positions after *k* and sends a barrier to every twin it routed
+//! events to since the previous epoch. A barrier sits behind those events in
+//! the twin's mailbox, so the twin's part reflects exactly the events up to
+//! *k*. Twins not dirtied in the epoch did not change, so their stored record
+//! is already correct for *k*. When every part has arrived, the writer thread
+//! flushes every sink (so each output of those events is written before the
+//! state is durable) and commits. Epochs commit in order.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::EngineError;
+use crate::sink::SinkHub;
+use crate::store::{Checkpoint, Store};
+use crate::telemetry;
+use crate::twin::model::ClosedDigest;
+
+/// One checkpoint being collected.
+pub struct Epoch {
+    pub id: u64,
+    remaining: AtomicUsize,
+    aborted: AtomicBool,
+    /// Staged as parts arrive: each record is copied once, into the batch.
+    staged: Mutex<Checkpoint>,
+    /// Closed windows of the replay digest, stored under `digest_key`.
+    digest: Mutex<Vec<ClosedDigest>>,
+    digest_key: String,
+    store: Arc<Store>,
+    started: Instant,
+    done: Sender<Arc<Epoch>>,
+}
+
+impl Epoch {
+    /// An epoch expecting `parts` twin parts. The caller holds one extra
+    /// arrival and must call [`arrive`](Self::arrive) once it has sent every
+    /// barrier, so the epoch cannot complete while barriers are still going out.
+    pub fn new(
+        id: u64,
+        parts: usize,
+        positions: &[(String, Vec<u8>)],
+        digest_key: String,
+        store: Arc<Store>,
+        done: Sender<Arc<Epoch>>,
+    ) -> Arc<Epoch> {
+        let mut staged = Checkpoint::default();
+        for (key, value) in positions {
+            store.put_position(&mut staged, key, value);
+        }
+        Arc::new(Epoch {
+            id,
+            remaining: AtomicUsize::new(parts + 1),
+            aborted: AtomicBool::new(false),
+            staged: Mutex::new(staged),
+            digest: Mutex::new(Vec::new()),
+            digest_key,
+            store,
+            started: Instant::now(),
+            done,
+        })
+    }
+
+    /// A twin's snapshot.
+    pub fn add(self: &Arc<Self>, shard: u32, asset: &str, record: &[u8]) {
+        let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        self.store.put_twin(&mut staged, shard, asset, record);
+        drop(staged);
+        self.arrive();
+    }
+
+    /// Windows a twin closed since its last snapshot (replay digest).
+    pub fn add_digest(&self, closed: &[ClosedDigest]) {
+        self.digest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(closed);
+    }
+
+    /// A part arrived (or the router finished sending barriers).
+    pub fn arrive(self: &Arc<Self>) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _ = self.done.send(self.clone());
+        }
+    }
+
+    /// A twin could not snapshot: this epoch must never commit.
+    pub fn abort(self: &Arc<Self>) {
+        self.aborted.store(true, Ordering::Release);
+        self.arrive();
+    }
+
+    fn take(&self) -> Checkpoint {
+        let mut ckpt = std::mem::take(&mut *self.staged.lock().unwrap_or_else(|e| e.into_inner()));
+        let digest = std::mem::take(&mut *self.digest.lock().unwrap_or_else(|e| e.into_inner()));
+        if !digest.is_empty() {
+            self.store
+                .put_position(&mut ckpt, &self.digest_key, &crate::report::encode_digest(&digest));
+        }
+        ckpt
+    }
+}
+
+/// A checkpoint that is durable.
+#[derive(Debug, Clone)]
+pub struct Durable {
+    pub epoch: u64,
+    pub twins: usize,
+    pub bytes: usize,
+    /// From the start of the epoch to the commit.
+    pub elapsed: Duration,
+}
+
+/// The writer thread: commits completed epochs in order.
+pub fn writer_loop(
+    epochs: Receiver<Arc<Epoch>>,
+    store: Arc<Store>,
+    sinks: SinkHub,
+    sync: bool,
+    durable: Sender<Durable>,
+    fatal: Sender<EngineError>,
+) {
+    let mut next = 1u64;
+    let mut pending: BTreeMap<u64, Arc<Epoch>> = BTreeMap::new();
+    for ep in epochs {
+        pending.insert(ep.id, ep);
+        while let Some(ep) = pending.remove(&next) {
+            next += 1;
+            if ep.aborted.load(Ordering::Acquire) {
+                let _ = fatal.send(EngineError::Aborted(format!(
+                    "checkpoint {} not written: a twin could not snapshot",
+                    ep.id
+                )));
+                return;
+            }
+            // Outputs first: everything the checkpointed events produced is
+            // written before the state that produced it becomes durable.
+            if let Err(e) = sinks.flush_all(sync, Duration::from_secs(120)) {
+                let _ = fatal.send(EngineError::Sink(e));
+                return;
+            }
+            let ckpt = ep.take();
+            let (twins, bytes) = (ckpt.twins(), ckpt.bytes());
+            let t = Instant::now();
+            if let Err(e) = store.commit(ckpt, sync) {
+                let _ = fatal.send(EngineError::Store(e));
+                return;
+            }
+            telemetry::snapshot_written(t.elapsed().as_secs_f64(), twins, bytes);
+            let _ = durable.send(Durable {
+                epoch: ep.id,
+                twins,
+                bytes,
+                elapsed: ep.started.elapsed(),
+            });
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The engine: builds the dataflow of a topology and runs it.
+//!
+//! ```text
+//! file reader ─▶ decoder pool ─┐
+//! simulator ───────────────────┴▶ router ─▶ workers (one per thread) ─▶ twin actors ─▶ sinks
+//!                                   │                                      │
+//!                                   └── checkpoint barriers ──────────────▶└─▶ store writer (RocksDB)
+//! ```
+//!
+//! Threads: one per file source, `decoders` decoder threads, the router, the
+//! store writer, `workers` actix arbiters for twins and one arbiter for
+//! sinks. [`run`] returns when the sources are done (replay) or `stop` is set
+//! (SIGINT/SIGTERM), after a final durable checkpoint.
+
+pub mod checkpoint;
+pub mod flow;
+pub mod router;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::sink::{SinkError, SinkHub};
+use crate::source::decode::{AssetIndex, Decoder};
+use crate::source::file::{check_position, FileReader, FAST_CHUNK_BYTES};
+use crate::source::simulator::Simulator;
+use crate::source::{decoder_loop, SourceError, SourcePosition};
+use crate::store::envelope::EnvelopeError;
+use crate::store::{Store, StoreError};
+use crate::topology::{Pace, SourceKind, Topology};
+use crate::twin::actor::TwinContext;
+use crate::twin::schema::Model;
+use flow::Flow;
+use router::{Router, RouterParts, SourceSlot};
+use worker::Worker;
+
+/// Why the engine stopped with an error. Each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("cannot restore twin `{asset}`: {error}")]
+    Restore { asset: String, error: EnvelopeError },
+    #[error("stored position of source `{source_name}` is unreadable: {error}")]
+    Position { source_name: String, error: EnvelopeError },
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Aborted(String),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Every source of the topology, until stopped.
+    Run,
+    /// One file through the decode mapping of source `source`, as fast as
+    /// possible (or at `rate` records/s); stops at its end.
+    Replay {
+        file: PathBuf,
+        source: usize,
+        rate: Option<f64>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    pub state_dir: PathBuf,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Summary {
+    pub positions: Vec<(String, SourcePosition)>,
+    /// Where each positioned source started in this run.
+    pub started_at: Vec<(String, SourcePosition)>,
+    pub twins: usize,
+    pub checkpoints: u64,
+    pub events: u64,
+    pub elapsed: Duration,
+    /// Every source reached its end of input (replay complete).
+    pub finished: bool,
+    pub flow_high_water: usize,
+}
+
+/// The number of shards of a single node.
+const SHARDS: u32 = 1;
+const SHARD: u32 = 0;
+
+/// Runs `topo` until its sources are done (replay) or `stop` is set.
+/// `progress` receives the byte offset of a replayed file.
+pub fn run(
+    topo: &Topology,
+    opts: &Options,
+    stop: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
+) -> Result<Summary, EngineError> {
+    let started = Instant::now();
+    // Which sources run, and from where: settled before the state directory
+    // is created, so a configuration error leaves nothing behind.
+    let mut chosen = Vec::new();
+    for (i, src) in topo.sources.iter().enumerate() {
+        let (run_it, file) = match (&opts.mode, &src.kind) {
+            (Mode::Replay { file, source, .. }, _) => (*source == i, Some(file.clone())),
+            (Mode::Run, SourceKind::File(f)) => match &f.path {
+                Some(p) => (true, Some(p.clone())),
+                None => {
+                    return Err(EngineError::Config(format!(
+                        "source `{}` has no `path`: give it one, or use `twinstream replay TOPO FILE`",
+                        src.name
+                    )))
+                }
+            },
+            (Mode::Run, SourceKind::Simulator(_)) => (true, None),
+        };
+        if run_it {
+            chosen.push((i, file));
+        }
+    }
+
+    let store = Arc::new(Store::open(&opts.state_dir, SHARDS)?);
+    let index = Arc::new(AssetIndex::new(topo));
+    let mut plans = Vec::new();
+    for (i, file) in chosen {
+        let src = &topo.sources[i];
+        let mut position = SourcePosition::default();
+        if let Some(path) = &file {
+            let key = SourcePosition::meta_key(&src.name);
+            if let Some(bytes) = store.get_meta(&key)? {
+                position = SourcePosition::decode(&bytes).map_err(|error| EngineError::Position {
+                    source_name: src.name.clone(),
+                    error,
+                })?;
+            }
+            position = check_position(&src.name, path, position)?;
+        }
+        plans.push((i, file, position));
+    }
+    let started_at: Vec<(String, SourcePosition)> = plans
+        .iter()
+        .filter(|(_, f, _)| f.is_some())
+        .map(|(i, _, p)| (topo.sources[*i].name.clone(), p.clone()))
+        .collect();
+    let replay = matches!(opts.mode, Mode::Replay { .. });
+    if replay && plans.iter().all(|(_, _, p)| p.finished) {
+        // Already complete: the state in the store is the answer.
+        return Ok(Summary {
+            positions: started_at.clone(),
+            started_at,
+            twins: 0,
+            checkpoints: 0,
+            events: 0,
+            elapsed: started.elapsed(),
+            finished: true,
+            flow_high_water: 0,
+        });
+    }
+
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let n_workers = if topo.node.workers == 0 {
+        cores
+    } else {
+        topo.node.workers
+    };
+    let n_decoders = if topo.node.decoders == 0 {
+        cores
+    } else {
+        topo.node.decoders
+    };
+    let flow = Flow::new(topo.node.max_inflight_chunks);
+
+    let system = System::new();
+    let sink_arbiter = Arbiter::new();
+    let sinks = SinkHub::start(&topo.sinks, &opts.state_dir, &sink_arbiter.handle())?;
+    let model = Arc::new(Model::build(topo, sinks.wanted(), replay));
+    let (fatal_tx, fatal_rx) = crossbeam_channel::unbounded::<EngineError>();
+    let cx = Arc::new(TwinContext {
+        store: store.clone(),
+        shard: SHARD,
+        sinks: sinks.clone(),
+        fatal: fatal_tx.clone(),
+        source_names: topo.sources.iter().map(|s| s.name.as_str().into()).collect(),
+        #[cfg(test)]
+        panic_hook: None,
+    });
+    let worker_arbiters: Vec<Arbiter> = (0..n_workers).map(|_| Arbiter::new()).collect();
+    let workers: Vec<Addr<Worker>> = worker_arbiters
+        .iter()
+        .map(|a| {
+            let cx = cx.clone();
+            Worker::start_in_arbiter(&a.handle(), move |_| Worker::new(cx))
+        })
+        .collect();
+
+    let (job_tx, job_rx) = crossbeam_channel::unbounded();
+    let (chunk_tx, chunk_rx) = crossbeam_channel::unbounded();
+    let (epoch_tx, epoch_rx) = crossbeam_channel::unbounded();
+    let (durable_tx, durable_rx) = crossbeam_channel::unbounded();
+    let mut threads = Vec::new();
+
+    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(f)
+            .expect("spawning a thread")
+    };
+    for d in 0..n_decoders {
+        let (rx, tx) = (job_rx.clone(), chunk_tx.clone());
+        threads.push(spawn(&format!("decode-{d}"), Box::new(move || decoder_loop(rx, tx))));
+    }
+    drop(job_rx);
+    {
+        let (store, sinks, fatal) = (store.clone(), sinks.clone(), fatal_tx.clone());
+        let sync = topo.node.snapshot.sync;
+        threads.push(spawn(
+            "store-writer",
+            Box::new(move || checkpoint::writer_loop(epoch_rx, store, sinks, sync, durable_tx, fatal)),
+        ));
+    }
+
+    let mut slots = Vec::new();
+    for (i, src) in topo.sources.iter().enumerate() {
+        let plan = plans.iter().find(|(p, _, _)| *p == i);
+        slots.push(SourceSlot::new(
+            src.name.as_str().into(),
+            plan.is_some_and(|(_, f, _)| f.is_some()),
+            plan.map(|(_, _, p)| p.clone()).unwrap_or_default(),
+            plan.is_some(),
+        ));
+    }
+    for (i, file, position) in plans {
+        let src = &topo.sources[i];
+        let name: Arc<str> = src.name.as_str().into();
+        let (flow, stop, fatal) = (flow.clone(), stop.clone(), fatal_tx.clone());
+        match (&src.kind, file) {
+            (SourceKind::Simulator(spec), _) => {
+                let sim = Simulator::new(topo, i as u16, spec, &index);
+                let out = chunk_tx.clone();
+                threads.push(spawn(
+                    &format!("source-{}", src.name),
+                    Box::new(move || sim.run(&flow, &out, &stop, name)),
+                ));
+            }
+            (_, Some(path)) => {
+                let Some(decode) = &src.decode else {
+                    return Err(EngineError::Config(format!(
+                        "source `{}` has no decode mapping",
+                        src.name
+                    )));
+                };
+                let file_label: Arc<str> = path.display().to_string().into();
+                let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), Some(file_label)));
+                let (pace, rate) = match (&opts.mode, &src.kind) {
+                    (Mode::Replay { rate, .. }, _) => (Pace::Fast, *rate),
+                    (Mode::Run, SourceKind::File(f)) => (f.pace, None),
+                    _ => (Pace::Fast, None),
+                };
+                let chunk_bytes = if rate.is_some() || pace != Pace::Fast {
+                    1 << 16
+                } else {
+                    FAST_CHUNK_BYTES
+                };
+                let reader = FileReader {
+                    source: i as u16,
+                    name,
+                    path,
+                    decoder,
+                    start: position,
+                    pace,
+                    rate,
+                    chunk_bytes,
+                };
+                let jobs = job_tx.clone();
+                let progress = progress.clone();
+                threads.push(spawn(
+                    &format!("source-{}", src.name),
+                    Box::new(move || {
+                        if let Err(e) = reader.run(&flow, &jobs, &stop, &progress) {
+                            let _ = fatal.send(EngineError::Source(e));
+                        }
+                    }),
+                ));
+            }
+            (_, None) => unreachable!("file sources always have a path here"),
+        }
+    }
+    drop(job_tx);
+    drop(chunk_tx);
+
+    let router = Router::new(RouterParts {
+        sources: slots,
+        workers,
+        model,
+        index,
+        store: store.clone(),
+        shard: SHARD,
+        sinks,
+        flow: flow.clone(),
+        epochs: epoch_tx,
+        snapshot: topo.node.snapshot.clone(),
+        flush_at_end: replay,
+    });
+    let router_system = System::current();
+    let (stop_r, flow_r) = (stop.clone(), flow.clone());
+    let router_thread = std::thread::Builder::new()
+        .name("router".into())
+        .spawn(move || {
+            let outcome = router.run(chunk_rx, durable_rx, fatal_rx, &stop_r);
+            // Whatever happened: release the sources and stop the actors.
+            stop_r.store(true, Ordering::Relaxed);
+            flow_r.close();
+            router_system.stop();
+            outcome
+        })
+        .expect("spawning the router thread");
+
+    let _ = system.run();
+    let outcome = router_thread
+        .join()
+        .map_err(|_| EngineError::Aborted("the router thread panicked".into()))?;
+    for a in worker_arbiters.iter().chain(std::iter::once(&sink_arbiter)) {
+        a.stop();
+    }
+    for a in worker_arbiters.into_iter().chain(std::iter::once(sink_arbiter)) {
+        let _ = a.join();
+    }
+    drop(fatal_tx);
+    for t in threads {
+        let _ = t.join();
+    }
+    let outcome = outcome?;
+    Ok(Summary {
+        positions: outcome.positions,
+        started_at,
+        twins: outcome.twins,
+        checkpoints: outcome.checkpoints,
+        events: outcome.events,
+        elapsed: started.elapsed(),
+        finished: outcome.finished,
+        flow_high_water: flow.high_water(),
+    })
+}

@@ -1,0 +1,441 @@
+//! The router: the one place where decoded chunks are put back in source
+//! order and turned into per-twin batches.
+//!
+//! * It maps asset ids to twins (worker thread + index), starting a twin on
+//!   its first event, and sends each worker one message per chunk.
+//! * It remembers which twins it sent events to since the last checkpoint
+//!   (the dirty set) and starts checkpoints ([`Epoch`]) every
+//!   `snapshot.interval` or `snapshot.max_events`.
+//! * It tracks every source's position as of the chunks it has routed, which
+//!   is what a checkpoint stores next to the twins.
+//! * At the end it flushes (replay: end of input closes every window), writes
+//!   a final checkpoint and waits until it is durable.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use ahash::AHashMap;
+use compact_str::CompactString;
+use crossbeam_channel::{select, Receiver, Sender};
+
+use super::checkpoint::{Durable, Epoch};
+use super::flow::Flow;
+use super::worker::{CheckpointTwins, Deliver, EndOfInputAll, NewTwin, TwinBatch, Worker};
+use super::EngineError;
+use crate::sink::{OutputBatch, SinkHub};
+use crate::source::decode::{AssetIndex, DecodedChunk};
+use crate::source::simulator::now_ms;
+use crate::source::SourcePosition;
+use crate::store::Store;
+use crate::telemetry;
+use crate::topology::SnapshotSpec;
+use crate::twin::schema::Model;
+
+pub struct SourceSlot {
+    pub name: Arc<str>,
+    /// Whether the source has a durable position (files do, the simulator
+    /// does not).
+    pub positioned: bool,
+    pub position: SourcePosition,
+    pub next_seq: u64,
+    pending: BTreeMap<u64, DecodedChunk>,
+    pub done: bool,
+    pub end_of_input: bool,
+}
+
+impl SourceSlot {
+    pub fn new(name: Arc<str>, positioned: bool, position: SourcePosition, running: bool) -> SourceSlot {
+        SourceSlot {
+            name,
+            positioned,
+            position,
+            next_seq: 0,
+            pending: BTreeMap::new(),
+            done: !running,
+            end_of_input: false,
+        }
+    }
+}
+
+struct TwinRef {
+    worker: u16,
+    local: u32,
+    /// The epoch this twin is dirty for (it is in that epoch's dirty set).
+    dirty_for: u64,
+}
+
+/// How the run ended.
+#[derive(Debug, Default)]
+pub struct RouterOutcome {
+    pub positions: Vec<(String, SourcePosition)>,
+    pub twins: usize,
+    pub checkpoints: u64,
+    /// Events routed in this run.
+    pub events: u64,
+    /// Every source reached its end of input (and it was applied).
+    pub finished: bool,
+}
+
+pub struct Router {
+    pub sources: Vec<SourceSlot>,
+    /// Asset id (inline up to 24 bytes) -> its twin.
+    twins: AHashMap<CompactString, TwinRef>,
+    workers: Vec<(Addr<Worker>, u32)>,
+    next_worker: usize,
+    dirty: Vec<Vec<u32>>,
+    n_dirty: usize,
+    positions_changed: bool,
+    /// Id of the last epoch started; the next one is `epoch + 1`.
+    epoch: u64,
+    /// Epochs started and not yet durable, oldest first, each with the line
+    /// of the first positioned source it stores (for the log).
+    inflight_epochs: std::collections::VecDeque<(u64, Option<u64>)>,
+    last_checkpoint: Instant,
+    events_since_checkpoint: u64,
+    events: u64,
+    model: Arc<Model>,
+    index: Arc<AssetIndex>,
+    store: Arc<Store>,
+    shard: u32,
+    sinks: SinkHub,
+    flow: Flow,
+    epochs: Sender<Arc<Epoch>>,
+    snapshot: SnapshotSpec,
+    /// Replay: apply the end of input when sources reach it, then stop.
+    pub flush_at_end: bool,
+    /// Identifies this process run (nanoseconds since the epoch at start).
+    run_id: u128,
+}
+
+pub struct RouterParts {
+    pub sources: Vec<SourceSlot>,
+    pub workers: Vec<Addr<Worker>>,
+    pub model: Arc<Model>,
+    pub index: Arc<AssetIndex>,
+    pub store: Arc<Store>,
+    pub shard: u32,
+    pub sinks: SinkHub,
+    pub flow: Flow,
+    pub epochs: Sender<Arc<Epoch>>,
+    pub snapshot: SnapshotSpec,
+    pub flush_at_end: bool,
+}
+
+impl Router {
+    pub fn new(p: RouterParts) -> Router {
+        let n = p.workers.len();
+        Router {
+            sources: p.sources,
+            twins: AHashMap::new(),
+            workers: p.workers.into_iter().map(|w| (w, 0)).collect(),
+            next_worker: 0,
+            dirty: vec![Vec::new(); n],
+            n_dirty: 0,
+            positions_changed: false,
+            epoch: 0,
+            inflight_epochs: std::collections::VecDeque::new(),
+            last_checkpoint: Instant::now(),
+            events_since_checkpoint: 0,
+            events: 0,
+            model: p.model,
+            index: p.index,
+            store: p.store,
+            shard: p.shard,
+            sinks: p.sinks,
+            flow: p.flow,
+            epochs: p.epochs,
+            snapshot: p.snapshot,
+            flush_at_end: p.flush_at_end,
+            run_id: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        }
+    }
+
+    /// Routes until every source is done (and, when not replaying, `stop`
+    /// is set), then finishes with a durable final checkpoint.
+    pub fn run(
+        mut self,
+        chunks: Receiver<DecodedChunk>,
+        durable: Receiver<Durable>,
+        fatal: Receiver<EngineError>,
+        stop: &AtomicBool,
+    ) -> Result<RouterOutcome, EngineError> {
+        loop {
+            let all_done = self.sources.iter().all(|s| s.done);
+            if all_done && (self.flush_at_end || stop.load(Ordering::Relaxed)) {
+                break;
+            }
+            let wait = self
+                .snapshot
+                .interval
+                .saturating_sub(self.last_checkpoint.elapsed())
+                .clamp(Duration::from_millis(1), Duration::from_millis(100));
+            select! {
+                recv(chunks) -> c => if let Ok(c) = c { self.on_chunk(c) },
+                recv(durable) -> d => if let Ok(d) = d { self.on_durable(&d) },
+                recv(fatal) -> e => if let Ok(e) = e { return Err(e) },
+                default(wait) => {}
+            }
+            if self.checkpoint_due() {
+                self.start_epoch();
+            }
+        }
+        let finished = self.flush_at_end && self.sources.iter().all(|s| s.end_of_input || s.position.finished);
+        if finished && self.sources.iter().any(|s| !s.position.finished) {
+            self.end_of_input()?;
+        }
+        // The final checkpoint: everything routed, applied and written.
+        let last = self.start_epoch();
+        loop {
+            select! {
+                recv(durable) -> d => match d {
+                    Ok(d) => {
+                        self.on_durable(&d);
+                        if d.epoch >= last {
+                            break;
+                        }
+                    }
+                    Err(_) => return Err(EngineError::Aborted("the store writer stopped before the final checkpoint".into())),
+                },
+                recv(fatal) -> e => if let Ok(e) = e { return Err(e) },
+            }
+        }
+        if !self.flow.wait_idle(Duration::from_secs(60)) {
+            tracing::warn!("outputs still in flight after the final checkpoint");
+        }
+        Ok(RouterOutcome {
+            positions: self
+                .sources
+                .iter()
+                .filter(|s| s.positioned)
+                .map(|s| (s.name.to_string(), s.position.clone()))
+                .collect(),
+            twins: self.twins.len(),
+            checkpoints: self.epoch,
+            events: self.events,
+            finished,
+        })
+    }
+
+    fn on_chunk(&mut self, chunk: DecodedChunk) {
+        let s = chunk.source as usize;
+        if chunk.seq != self.sources[s].next_seq {
+            self.sources[s].pending.insert(chunk.seq, chunk);
+            return;
+        }
+        self.route(chunk);
+        while let Some(next) = {
+            let src = &mut self.sources[s];
+            let seq = src.next_seq;
+            src.pending.remove(&seq)
+        } {
+            self.route(next);
+        }
+    }
+
+    fn route(&mut self, c: DecodedChunk) {
+        let src = &mut self.sources[c.source as usize];
+        src.next_seq += 1;
+        if !c.dead_letters.is_empty() {
+            let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+            for d in &c.dead_letters {
+                *by_reason.entry(d.reason.code()).or_default() += 1;
+            }
+            for (reason, n) in by_reason {
+                telemetry::dead_lettered(&src.name, reason, n);
+            }
+            src.position.dead_letters += c.dead_letters.len() as u64;
+            self.sinks.deliver(OutputBatch {
+                asset: None,
+                model: None,
+                outputs: Vec::new(),
+                dead_letters: c.dead_letters,
+                at_ms: now_ms(),
+                permit: c.permit.clone(),
+            });
+        }
+        src.position.offset = c.end_offset;
+        src.position.line = c.end_line;
+        src.position.records += c.records;
+        if c.last {
+            src.done = true;
+            src.end_of_input = c.end_of_input;
+        }
+        self.positions_changed |= src.positioned;
+        self.events += c.events;
+        self.events_since_checkpoint += c.events;
+        if c.groups.is_empty() {
+            return;
+        }
+        let mut batches: Vec<Vec<TwinBatch>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
+        for g in c.groups {
+            let (worker, local, create) = self.twin(&g.asset, g.entry);
+            batches[worker].push(TwinBatch {
+                local,
+                create,
+                events: g.events,
+            });
+        }
+        let permit = c.permit.unwrap_or_else(|| self.flow.extra());
+        for (w, batches) in batches.into_iter().enumerate() {
+            if !batches.is_empty() {
+                self.workers[w].0.do_send(Deliver {
+                    batches,
+                    received_at: c.received_at,
+                    permit: permit.clone(),
+                });
+            }
+        }
+    }
+
+    /// The twin of `asset` (starting it if new), marked dirty for the next epoch.
+    fn twin(&mut self, asset: &str, entry: u32) -> (usize, u32, Option<NewTwin>) {
+        let next = self.epoch + 1;
+        if let Some(t) = self.twins.get_mut(asset) {
+            if t.dirty_for != next {
+                t.dirty_for = next;
+                self.dirty[t.worker as usize].push(t.local);
+                self.n_dirty += 1;
+            }
+            return (t.worker as usize, t.local, None);
+        }
+        let worker = self.next_worker;
+        self.next_worker = (self.next_worker + 1) % self.workers.len();
+        let local = self.workers[worker].1;
+        self.workers[worker].1 += 1;
+        self.twins.insert(
+            asset.into(),
+            TwinRef {
+                worker: worker as u16,
+                local,
+                dirty_for: next,
+            },
+        );
+        self.dirty[worker].push(local);
+        self.n_dirty += 1;
+        let ty = self.index.entry_type[entry as usize] as usize;
+        (worker, local, Some((asset.into(), self.model.types[ty].clone())))
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.inflight_epochs.is_empty()
+            && (self.n_dirty > 0 || self.positions_changed)
+            && (self.last_checkpoint.elapsed() >= self.snapshot.interval
+                || self.events_since_checkpoint >= self.snapshot.max_events)
+    }
+
+    /// Starts an epoch over the current dirty set; returns its id.
+    fn start_epoch(&mut self) -> u64 {
+        self.epoch += 1;
+        let positions: Vec<(String, Vec<u8>)> = self
+            .sources
+            .iter()
+            .filter(|s| s.positioned)
+            .map(|s| (SourcePosition::meta_key(&s.name), s.position.encode()))
+            .collect();
+        // Unique across restarts: the run's start time and the epoch.
+        let digest_key = format!("{}{:020}-{:010}", crate::report::DIGEST_PREFIX, self.run_id, self.epoch);
+        let ep = Epoch::new(
+            self.epoch,
+            self.n_dirty,
+            &positions,
+            digest_key,
+            self.store.clone(),
+            self.epochs.clone(),
+        );
+        for (w, locals) in self.dirty.iter_mut().enumerate() {
+            if !locals.is_empty() {
+                self.workers[w].0.do_send(CheckpointTwins {
+                    epoch: ep.clone(),
+                    locals: std::mem::take(locals),
+                });
+            }
+        }
+        ep.arrive();
+        self.n_dirty = 0;
+        self.positions_changed = false;
+        self.events_since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+        let line = self.sources.iter().find(|s| s.positioned).map(|s| s.position.line);
+        self.inflight_epochs.push_back((self.epoch, line));
+        telemetry::flow_inflight(self.flow.inflight());
+        self.epoch
+    }
+
+    fn on_durable(&mut self, d: &Durable) {
+        // Epochs commit in order; log the position this one stored, not
+        // where the sources have got to since.
+        let mut line = None;
+        while let Some(&(epoch, l)) = self.inflight_epochs.front() {
+            if epoch > d.epoch {
+                break;
+            }
+            self.inflight_epochs.pop_front();
+            line = l;
+        }
+        tracing::info!(
+            epoch = d.epoch,
+            twins = d.twins,
+            bytes = d.bytes,
+            ms = d.elapsed.as_millis() as u64,
+            line,
+            "checkpoint durable"
+        );
+    }
+
+    /// The end of input: every twin - including those only in the store -
+    /// closes its windows; every twin is snapshotted afterwards.
+    fn end_of_input(&mut self) -> Result<(), EngineError> {
+        let mut stored = Vec::new();
+        self.store.for_each_twin(self.shard, |key, _| {
+            stored.push(key.to_string());
+            Ok(())
+        })?;
+        let mut batches: Vec<Vec<TwinBatch>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
+        for asset in stored {
+            if self.twins.contains_key(asset.as_str()) {
+                continue;
+            }
+            let Some(entry) = self.index.resolve(&asset) else {
+                tracing::warn!(%asset, "stored twin matches no asset entry any more; left as it is");
+                continue;
+            };
+            let (worker, local, create) = self.twin(&asset, entry);
+            batches[worker].push(TwinBatch {
+                local,
+                create,
+                events: Vec::new(),
+            });
+        }
+        let permit = self.flow.extra();
+        for (w, (addr, count)) in self.workers.iter().enumerate() {
+            let batches = std::mem::take(&mut batches[w]);
+            if !batches.is_empty() {
+                addr.do_send(Deliver {
+                    batches,
+                    received_at: Instant::now(),
+                    permit: permit.clone(),
+                });
+            }
+            addr.do_send(EndOfInputAll { permit: permit.clone() });
+            // Every twin of the worker may change: all are dirty.
+            self.dirty[w] = (0..*count).collect();
+        }
+        let next = self.epoch + 1;
+        for t in self.twins.values_mut() {
+            t.dirty_for = next;
+        }
+        self.n_dirty = self.twins.len();
+        for s in &mut self.sources {
+            if s.end_of_input {
+                s.position.finished = true;
+            }
+        }
+        self.positions_changed = true;
+        Ok(())
+    }
+}

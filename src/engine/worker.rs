@@ -1,0 +1,113 @@
+//! A worker: one actor per worker thread (arbiter) that starts the twin
+//! actors living on that thread and hands them their batches.
+//!
+//! The router sends each worker one message per input chunk instead of one
+//! per twin, so crossing threads costs one wake-up per chunk; the worker then
+//! delivers to its twins locally, in order. Twin actors are started on first
+//! use, on the worker's own thread.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::checkpoint::Epoch;
+use super::flow::Permit;
+use crate::twin::actor::{Apply, EndOfInput, Snapshot, TwinActor, TwinContext};
+use crate::twin::model::Event;
+use crate::twin::schema::TypeModel;
+
+pub struct Worker {
+    twins: Vec<Addr<TwinActor>>,
+    cx: Arc<TwinContext>,
+}
+
+impl Worker {
+    pub fn new(cx: Arc<TwinContext>) -> Worker {
+        Worker { twins: Vec::new(), cx }
+    }
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+}
+
+/// What a worker needs to start a twin: its asset id and type model.
+pub type NewTwin = (Arc<str>, Arc<TypeModel>);
+
+/// Events for one twin of this worker.
+pub struct TwinBatch {
+    /// The twin's index on this worker (assigned by the router in order).
+    pub local: u32,
+    /// Set on the twin's first batch: start its actor.
+    pub create: Option<NewTwin>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub batches: Vec<TwinBatch>,
+    pub received_at: Instant,
+    pub permit: Permit,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CheckpointTwins {
+    pub epoch: Arc<Epoch>,
+    pub locals: Vec<u32>,
+}
+
+/// End of input for every twin of this worker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndOfInputAll {
+    pub permit: Permit,
+}
+
+impl Handler<Deliver> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+        for b in msg.batches {
+            if let Some((asset, model)) = b.create {
+                debug_assert_eq!(b.local as usize, self.twins.len(), "twins are created in order");
+                let cx = self.cx.clone();
+                self.twins.push(TwinActor::new(asset, model, cx).start());
+                crate::telemetry::twins_active(self.twins.len());
+            }
+            if !b.events.is_empty() {
+                self.twins[b.local as usize].do_send(Apply {
+                    events: b.events,
+                    received_at: msg.received_at,
+                    permit: msg.permit.clone(),
+                });
+            }
+        }
+    }
+}
+
+impl Handler<CheckpointTwins> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: CheckpointTwins, _: &mut Context<Self>) {
+        for local in msg.locals {
+            self.twins[local as usize].do_send(Snapshot {
+                epoch: msg.epoch.clone(),
+            });
+        }
+    }
+}
+
+impl Handler<EndOfInputAll> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndOfInputAll, _: &mut Context<Self>) {
+        for twin in &self.twins {
+            twin.do_send(EndOfInput {
+                permit: msg.permit.clone(),
+            });
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Sinks: actors that write outputs (windows, alerts, twin updates, dead
+//! letters) as JSON lines to stdout or files.
+//!
+//! Twins send one [`OutputBatch`] per applied batch to every sink whose
+//! subscribed kinds it contains. A batch holds the flow [`Permit`] of its
+//! input chunk, so a slow sink slows the sources. At every checkpoint the
+//! store writer asks each sink to [`FlushSink`] and commits only when all of
+//! them confirm: an output is written before the state that produced it is
+//! durable (outputs are at-least-once; nothing is lost on a crash).
+
+mod json;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::engine::flow::Permit;
+use crate::telemetry;
+use crate::topology::{OutputKind, SinkKind, SinkSpec};
+use crate::twin::model::Output;
+use crate::twin::schema::{OutputMask, TypeModel};
+
+/// Why a record was dead-lettered (a stable, machine-readable code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadReason {
+    /// Not valid JSON, or a field of the wrong type.
+    Malformed,
+    /// A field the decode mapping needs is absent.
+    MissingField,
+    /// The timestamp cannot be read.
+    BadTimestamp,
+    /// No `assets` entry matches the asset id.
+    UnknownAsset,
+    /// The asset's type has no such sensor.
+    UnknownSensor,
+    /// The value is outside the sensor's declared range, or not finite.
+    OutOfRange,
+    /// The twin panicked on this event three times.
+    Poison,
+}
+
+impl DeadReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            DeadReason::Malformed => "malformed",
+            DeadReason::MissingField => "missing_field",
+            DeadReason::BadTimestamp => "bad_timestamp",
+            DeadReason::UnknownAsset => "unknown_asset",
+            DeadReason::UnknownSensor => "unknown_sensor",
+            DeadReason::OutOfRange => "out_of_range",
+            DeadReason::Poison => "poison",
+        }
+    }
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Origin {
+    pub source: Arc<str>,
+    /// The file a file source read (absent for other sources).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<Arc<str>>,
+    /// 1-based line number (files) or position in the source.
+    pub line: u64,
+    /// Byte offset of the record in the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+/// A record that could not be applied, with everything needed to fix and
+/// replay it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub origin: Origin,
+    pub reason: DeadReason,
+    pub message: String,
+    /// The original bytes of the record.
+    pub payload: Vec<u8>,
+}
+
+/// Outputs of one twin batch (or dead letters of one input chunk).
+#[derive(Debug)]
+pub struct OutputBatch {
+    pub asset: Option<Arc<str>>,
+    pub model: Option<Arc<TypeModel>>,
+    pub outputs: Vec<Output>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// Processing time the batch was produced, epoch ms.
+    pub at_ms: i64,
+    pub permit: Option<Permit>,
+}
+
+impl OutputBatch {
+    pub fn mask(&self) -> OutputMask {
+        let mut m = OutputMask::default();
+        for o in &self.outputs {
+            m = m.with(o.kind());
+        }
+        if !self.dead_letters.is_empty() {
+            m = m.with(OutputKind::DeadLetters);
+        }
+        m
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Arc<OutputBatch>);
+
+/// Write out everything received so far (and fsync files when `sync`), then
+/// answer on `reply`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushSink {
+    pub sync: bool,
+    pub reply: crossbeam_channel::Sender<Result<(), SinkError>>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("sink `{sink}` cannot write to {target}: {message}")]
+pub struct SinkError {
+    pub sink: String,
+    pub target: String,
+    pub message: String,
+}
+
+enum Target {
+    Stdout(BufWriter<std::io::Stdout>),
+    File { out: BufWriter<File>, path: PathBuf },
+}
+
+impl Target {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Target::Stdout(w) => w,
+            Target::File { out, .. } => out,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Target::Stdout(_) => "stdout".into(),
+            Target::File { path, .. } => path.display().to_string(),
+        }
+    }
+}
+
+/// Writes the outputs it subscribes to as JSON lines.
+pub struct SinkActor {
+    name: String,
+    mask: OutputMask,
+    target: Target,
+    /// The first write error; the sink refuses to confirm flushes after it,
+    /// so no checkpoint commits past an output that was not written.
+    failed: Option<SinkError>,
+    line: Vec<u8>,
+}
+
+impl SinkActor {
+    fn fail(&mut self, e: std::io::Error) {
+        if self.failed.is_none() {
+            let err = SinkError {
+                sink: self.name.clone(),
+                target: self.target.describe(),
+                message: e.to_string(),
+            };
+            tracing::error!(sink = %self.name, error = %err, "sink write failed");
+            self.failed = Some(err);
+        }
+    }
+}
+
+impl Actor for SinkActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Keep stdout readable for people watching: flush buffered lines often.
+        ctx.run_interval(Duration::from_millis(200), |act, _| {
+            if act.failed.is_none() {
+                if let Err(e) = act.target.writer().flush() {
+                    act.fail(e);
+                }
+            }
+        });
+    }
+}
+
+impl Handler<Deliver> for SinkActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+        if self.failed.is_some() {
+            return;
+        }
+        let batch = &msg.0;
+        let mut lines = 0u64;
+        for o in &batch.outputs {
+            if !self.mask.has(o.kind()) {
+                continue;
+            }
+            self.line.clear();
+            json::render_output(&mut self.line, batch, o);
+            if let Err(e) = self.target.writer().write_all(&self.line) {
+                return self.fail(e);
+            }
+            lines += 1;
+        }
+        if self.mask.has(OutputKind::DeadLetters) {
+            for d in &batch.dead_letters {
+                self.line.clear();
+                json::render_dead_letter(&mut self.line, d, batch.at_ms);
+                if let Err(e) = self.target.writer().write_all(&self.line) {
+                    return self.fail(e);
+                }
+                lines += 1;
+            }
+        }
+        telemetry::sink_written(&self.name, lines);
+    }
+}
+
+impl Handler<FlushSink> for SinkActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FlushSink, _: &mut Context<Self>) {
+        if self.failed.is_none() {
+            let result = self.target.writer().flush().and_then(|()| match &mut self.target {
+                Target::File { out, .. } if msg.sync => out.get_ref().sync_data(),
+                _ => Ok(()),
+            });
+            if let Err(e) = result {
+                self.fail(e);
+            }
+        }
+        let _ = msg.reply.send(match &self.failed {
+            None => Ok(()),
+            Some(e) => Err(e.clone()),
+        });
+    }
+}
+
+/// Where dead letters go when no sink takes them.
+pub const DEFAULT_DEAD_LETTERS: &str = "{state_dir}/dead_letters.jsonl";
+
+/// Replaces `{state_dir}` in a sink path.
+pub fn expand_path(path: &Path, state_dir: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    if text.contains("{state_dir}") {
+        PathBuf::from(text.replace("{state_dir}", &state_dir.to_string_lossy()))
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// The running sinks and which output kinds each takes.
+#[derive(Clone, Default)]
+pub struct SinkHub {
+    sinks: Vec<(OutputMask, Addr<SinkActor>)>,
+    wanted: OutputMask,
+}
+
+impl SinkHub {
+    /// Starts the sinks of `specs` on `arbiter`. File paths may contain
+    /// `{state_dir}`, replaced by `state_dir`. When no sink takes dead letters
+    /// they go to `<state_dir>/dead_letters.jsonl`, so nothing is dropped.
+    pub fn start(specs: &[SinkSpec], state_dir: &Path, arbiter: &ArbiterHandle) -> Result<SinkHub, SinkError> {
+        let mut hub = SinkHub::default();
+        let mut specs = specs.to_vec();
+        if !specs.iter().any(|s| s.outputs.contains(&OutputKind::DeadLetters)) {
+            specs.push(SinkSpec {
+                name: "dead-letters".into(),
+                pos: Default::default(),
+                kind: SinkKind::File {
+                    path: PathBuf::from(DEFAULT_DEAD_LETTERS),
+                },
+                outputs: vec![OutputKind::DeadLetters],
+            });
+        }
+        for spec in &mut specs {
+            if let SinkKind::File { path } = &mut spec.kind {
+                *path = expand_path(path, state_dir);
+            }
+        }
+        for spec in specs {
+            let mask = spec.outputs.iter().fold(OutputMask::default(), |m, k| m.with(*k));
+            let target = match &spec.kind {
+                SinkKind::Stdout => Target::Stdout(BufWriter::new(std::io::stdout())),
+                SinkKind::File { path } => {
+                    let open = || -> std::io::Result<File> {
+                        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                            std::fs::create_dir_all(dir)?;
+                        }
+                        OpenOptions::new().create(true).append(true).open(path)
+                    };
+                    let file = open().map_err(|e| SinkError {
+                        sink: spec.name.clone(),
+                        target: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                    Target::File {
+                        out: BufWriter::with_capacity(1 << 16, file),
+                        path: path.clone(),
+                    }
+                }
+            };
+            let actor = SinkActor {
+                name: spec.name.clone(),
+                mask,
+                target,
+                failed: None,
+                line: Vec::with_capacity(512),
+            };
+            let addr = SinkActor::start_in_arbiter(arbiter, move |_| actor);
+            hub.wanted = OutputMask(hub.wanted.0 | mask.0);
+            hub.sinks.push((mask, addr));
+        }
+        Ok(hub)
+    }
+
+    /// The output kinds at least one sink takes: twins build only these.
+    pub fn wanted(&self) -> OutputMask {
+        self.wanted
+    }
+
+    /// Sends `batch` to every sink that takes one of its kinds.
+    pub fn deliver(&self, batch: OutputBatch) {
+        let mask = batch.mask();
+        if !self.wanted.intersects(mask) {
+            return;
+        }
+        let batch = Arc::new(batch);
+        for (m, addr) in &self.sinks {
+            if m.intersects(mask) {
+                addr.do_send(Deliver(batch.clone()));
+            }
+        }
+    }
+
+    /// Flushes every sink and waits for all confirmations (or the first
+    /// error). Called from the store writer thread, never from an actor.
+    pub fn flush_all(&self, sync: bool, timeout: Duration) -> Result<(), SinkError> {
+        let (tx, rx) = crossbeam_channel::bounded(self.sinks.len().max(1));
+        for (_, addr) in &self.sinks {
+            addr.do_send(FlushSink {
+                sync,
+                reply: tx.clone(),
+            });
+        }
+        drop(tx);
+        for _ in 0..self.sinks.len() {
+            match rx.recv_timeout(timeout) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(SinkError {
+                        sink: "?".into(),
+                        target: "?".into(),
+                        message: format!("a sink did not confirm a flush within {timeout:?}"),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}

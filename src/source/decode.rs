@@ -1,0 +1,788 @@
+//! Decoding raw records into events with a topology's decode mapping.
+//!
+//! A record is read in one pass with `serde_json` through a
+//! [`DeserializeSeed`] that visits only the mapped fields (skipping the rest
+//! unparsed) and borrows strings from the input. Records are grouped by asset
+//! so the router handles each asset once per chunk. Anything wrong with a
+//! record - bad JSON, a missing field, an unknown asset or sensor, a value
+//! out of range - becomes a [`DeadLetter`] with the original bytes.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use ahash::AHashMap;
+use compact_str::CompactString;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use crate::engine::flow::Permit;
+use crate::sink::{DeadLetter, DeadReason, Origin};
+use crate::topology::{AssetPattern, DecodeSpec, FieldPath, Topology, TsFormat};
+use crate::twin::model::Event;
+
+/// Resolves asset ids to `assets` entries: exact ids first, then patterns in
+/// declaration order (the same rule as [`crate::topology::resolve_asset`]).
+#[derive(Debug)]
+pub struct AssetIndex {
+    exact: HashMap<Box<str>, u32>,
+    globs: Vec<(AssetPattern, u32)>,
+    /// Entry -> asset type index.
+    pub entry_type: Vec<u16>,
+}
+
+impl AssetIndex {
+    pub fn new(topo: &Topology) -> AssetIndex {
+        let mut exact = HashMap::new();
+        let mut globs = Vec::new();
+        for (i, e) in topo.assets.iter().enumerate() {
+            match &e.id {
+                AssetPattern::Exact(id) => {
+                    exact.entry(id.as_str().into()).or_insert(i as u32);
+                }
+                AssetPattern::Glob(_) => globs.push((e.id.clone(), i as u32)),
+            }
+        }
+        AssetIndex {
+            exact,
+            globs,
+            entry_type: topo.assets.iter().map(|e| e.asset_type as u16).collect(),
+        }
+    }
+
+    pub fn resolve(&self, id: &str) -> Option<u32> {
+        if let Some(e) = self.exact.get(id) {
+            return Some(*e);
+        }
+        self.globs.iter().find(|(p, _)| p.matches(id)).map(|(_, e)| *e)
+    }
+}
+
+/// Readings of one asset from one chunk, in arrival order.
+#[derive(Debug)]
+pub struct Group {
+    /// The asset id; ids up to 24 bytes are stored inline.
+    pub asset: CompactString,
+    pub entry: u32,
+    pub events: Vec<Event>,
+}
+
+/// A decoded chunk of one source, in the source's order (`seq`).
+#[derive(Debug)]
+pub struct DecodedChunk {
+    pub source: u16,
+    pub seq: u64,
+    pub groups: Vec<Group>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// Records read (including dead-lettered ones).
+    pub records: u64,
+    pub events: u64,
+    /// Where the source continues after this chunk (file: byte offset, line).
+    pub end_offset: u64,
+    pub end_line: u64,
+    /// The last chunk of this source run: it stops after it.
+    pub last: bool,
+    /// The source read everything there is (end of the file).
+    pub end_of_input: bool,
+    pub received_at: Instant,
+    pub permit: Option<Permit>,
+}
+
+impl DecodedChunk {
+    pub fn empty(source: u16, seq: u64, end_offset: u64, end_line: u64) -> DecodedChunk {
+        DecodedChunk {
+            source,
+            seq,
+            groups: Vec::new(),
+            dead_letters: Vec::new(),
+            records: 0,
+            events: 0,
+            end_offset,
+            end_line,
+            last: false,
+            end_of_input: false,
+            received_at: Instant::now(),
+            permit: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Asset,
+    Sensor,
+    Ts,
+    Value,
+    /// Wide records: the i-th entry of `DecodeSpec::values`.
+    Wide(u16),
+}
+
+/// A field name with its first 8 bytes as an integer, so matching a JSON key
+/// is one length and one integer compare in the common case.
+#[derive(Debug)]
+struct FieldName {
+    name: Box<str>,
+    head: u64,
+}
+
+#[inline]
+fn head_of(b: &[u8]) -> u64 {
+    if b.len() >= 8 {
+        u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+    } else {
+        let mut h = 0u64;
+        for (i, c) in b.iter().enumerate() {
+            h |= u64::from(*c) << (8 * i);
+        }
+        h
+    }
+}
+
+impl FieldName {
+    fn new(name: &str) -> FieldName {
+        FieldName {
+            name: name.into(),
+            head: head_of(name.as_bytes()),
+        }
+    }
+
+    #[inline]
+    fn matches(&self, key: &str) -> bool {
+        let (n, k) = (self.name.as_bytes(), key.as_bytes());
+        n.len() == k.len() && self.head == head_of(k) && (n.len() <= 8 || n[8..] == k[8..])
+    }
+}
+
+/// The mapped fields as a tree, so nested paths are found in one pass.
+#[derive(Debug, Default)]
+struct FieldTree {
+    fields: Vec<(FieldName, Node)>,
+}
+
+#[derive(Debug)]
+enum Node {
+    Leaf(Target),
+    Tree(FieldTree),
+}
+
+impl FieldTree {
+    fn insert(&mut self, path: &FieldPath, target: Target) {
+        let (head, rest) = path.0.split_first().expect("field paths are never empty");
+        if rest.is_empty() {
+            self.fields.push((FieldName::new(head), Node::Leaf(target)));
+            return;
+        }
+        let idx = match self
+            .fields
+            .iter()
+            .position(|(n, node)| *n.name == **head && matches!(node, Node::Tree(_)))
+        {
+            Some(i) => i,
+            None => {
+                self.fields
+                    .push((FieldName::new(head), Node::Tree(FieldTree::default())));
+                self.fields.len() - 1
+            }
+        };
+        if let Node::Tree(t) = &mut self.fields[idx].1 {
+            t.insert(&FieldPath(rest.to_vec()), target);
+        }
+    }
+
+    /// The node of `key`, scanning from `*from` (the field after the last
+    /// match: keys usually arrive in the same order in every record).
+    #[inline]
+    fn get(&self, key: &str, from: &mut usize) -> Option<&Node> {
+        let n = self.fields.len();
+        for i in 0..n {
+            let j = (*from + i) % n;
+            if self.fields[j].0.matches(key) {
+                *from = j + 1;
+                return Some(&self.fields[j].1);
+            }
+        }
+        None
+    }
+}
+
+/// Marks an asset id no `assets` entry matches.
+const UNKNOWN: u32 = u32::MAX;
+
+/// Per-decoder-thread hints kept across chunks, to size buffers once.
+#[derive(Debug)]
+pub struct Scratch {
+    groups: usize,
+    events_per_group: usize,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            groups: 64,
+            events_per_group: 8,
+        }
+    }
+}
+
+/// What decoding one chunk keeps between its records.
+struct ChunkCx<'de> {
+    ex: Extract<'de>,
+    /// Asset id (borrowed from the chunk) -> its group in the chunk, or
+    /// [`UNKNOWN`]. Built per chunk, so it costs nothing per twin.
+    groups: AHashMap<Cow<'de, str>, u32>,
+    events_per_group: usize,
+}
+
+/// Per asset type: how names and values of this source map onto sensors.
+#[derive(Debug)]
+struct TypeTable {
+    sensors: Vec<Box<str>>,
+    /// Valid range per sensor (inclusive), after conversion.
+    range: Vec<(f64, f64)>,
+    /// `raw * scale + offset` per sensor.
+    convert: Vec<(f64, f64)>,
+    /// Wide field index -> sensor index in this type.
+    wide: Vec<Option<u16>>,
+}
+
+impl TypeTable {
+    #[inline]
+    fn sensor(&self, name: &str) -> Option<u16> {
+        self.sensors.iter().position(|s| **s == *name).map(|i| i as u16)
+    }
+}
+
+/// A compiled decode mapping of one source.
+#[derive(Debug)]
+pub struct Decoder {
+    pub source: u16,
+    pub source_name: Arc<str>,
+    pub file: Option<Arc<str>>,
+    tree: FieldTree,
+    ts_format: TsFormat,
+    wide_names: Vec<Box<str>>,
+    assets: Arc<AssetIndex>,
+    types: Vec<TypeTable>,
+    ts_field: String,
+    asset_field: String,
+    sensor_field: Option<String>,
+    value_field: Option<String>,
+}
+
+/// Reused per-record scratch.
+#[derive(Default)]
+struct Extract<'de> {
+    asset: Option<Cow<'de, str>>,
+    sensor: Option<Cow<'de, str>>,
+    ts: Option<RawTs<'de>>,
+    value: Option<f64>,
+    wide: Vec<(u16, f64)>,
+}
+
+#[derive(Debug)]
+enum RawTs<'de> {
+    Int(i64),
+    Float(f64),
+    Str(Cow<'de, str>),
+}
+
+impl Decoder {
+    pub fn new(
+        topo: &Topology,
+        source: u16,
+        spec: &DecodeSpec,
+        assets: Arc<AssetIndex>,
+        file: Option<Arc<str>>,
+    ) -> Decoder {
+        let mut tree = FieldTree::default();
+        tree.insert(&spec.asset, Target::Asset);
+        tree.insert(&spec.ts, Target::Ts);
+        if let Some(s) = &spec.sensor {
+            tree.insert(s, Target::Sensor);
+        }
+        if let Some(v) = &spec.value {
+            tree.insert(v, Target::Value);
+        }
+        for (i, (_, path)) in spec.values.iter().enumerate() {
+            tree.insert(path, Target::Wide(i as u16));
+        }
+        let types = topo
+            .asset_types
+            .iter()
+            .map(|t| TypeTable {
+                sensors: t.sensors.iter().map(|s| s.name.as_str().into()).collect(),
+                range: t
+                    .sensors
+                    .iter()
+                    .map(|s| (s.min.unwrap_or(f64::NEG_INFINITY), s.max.unwrap_or(f64::INFINITY)))
+                    .collect(),
+                convert: t
+                    .sensors
+                    .iter()
+                    .map(|s| {
+                        spec.convert
+                            .iter()
+                            .find(|c| c.sensor == s.name)
+                            .map_or((1.0, 0.0), |c| (c.scale, c.offset))
+                    })
+                    .collect(),
+                wide: spec
+                    .values
+                    .iter()
+                    .map(|(name, _)| t.sensor_index(name).map(|i| i as u16))
+                    .collect(),
+            })
+            .collect();
+        Decoder {
+            source,
+            source_name: topo.sources[source as usize].name.as_str().into(),
+            file,
+            tree,
+            ts_format: spec.ts_format,
+            wide_names: spec.values.iter().map(|(n, _)| n.as_str().into()).collect(),
+            assets,
+            types,
+            ts_field: spec.ts.to_string(),
+            asset_field: spec.asset.to_string(),
+            sensor_field: spec.sensor.as_ref().map(ToString::to_string),
+            value_field: spec.value.as_ref().map(ToString::to_string),
+        }
+    }
+
+    /// Decodes the complete lines in `data` (which starts at byte `offset`,
+    /// line `first_line` (1-based) of the source) into `out`.
+    pub fn decode_lines(
+        &self,
+        data: &[u8],
+        offset: u64,
+        first_line: u64,
+        out: &mut DecodedChunk,
+        scratch: &mut Scratch,
+    ) {
+        let mut cx = ChunkCx {
+            ex: Extract::default(),
+            groups: AHashMap::with_capacity(scratch.groups),
+            events_per_group: scratch.events_per_group,
+        };
+        // Validate UTF-8 for the whole chunk at once (SIMD); only a chunk with
+        // invalid bytes is checked record by record.
+        let valid = simdutf8::basic::from_utf8(data).is_ok();
+        let mut pos = 0usize;
+        let mut line_no = first_line;
+        while pos < data.len() {
+            let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
+            let mut line = &data[pos..end];
+            let line_offset = offset + pos as u64;
+            pos = end + 1;
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                out.records += 1;
+                self.decode_record(line, valid, (line_no, line_offset), &mut cx, out);
+            }
+            line_no += 1;
+        }
+        scratch.groups = cx.groups.len().max(16);
+        if !out.groups.is_empty() {
+            scratch.events_per_group = (out.events as usize).div_ceil(out.groups.len()).clamp(1, 4096);
+        }
+    }
+
+    fn dead(
+        &self,
+        out: &mut DecodedChunk,
+        line: &[u8],
+        line_no: u64,
+        offset: u64,
+        reason: DeadReason,
+        message: String,
+    ) {
+        out.dead_letters.push(DeadLetter {
+            origin: Origin {
+                source: self.source_name.clone(),
+                file: self.file.clone(),
+                line: line_no,
+                offset: Some(offset),
+            },
+            reason,
+            message,
+            payload: line.to_vec(),
+        });
+    }
+
+    fn decode_record<'de>(
+        &self,
+        line: &'de [u8],
+        valid_utf8: bool,
+        (line_no, offset): (u64, u64),
+        cx: &mut ChunkCx<'de>,
+        out: &mut DecodedChunk,
+    ) {
+        let ChunkCx {
+            ex,
+            groups,
+            events_per_group,
+        } = cx;
+        let events_per_group = *events_per_group;
+        ex.asset = None;
+        ex.sensor = None;
+        ex.ts = None;
+        ex.value = None;
+        ex.wide.clear();
+        // serde_json skips its per-string UTF-8 checks on a `&str`.
+        let text = if valid_utf8 {
+            // SAFETY: the whole chunk is valid UTF-8 and `line` is cut at
+            // ASCII `\n`/`\r` bytes, which are never inside a multi-byte
+            // character, so `line` is valid UTF-8 too.
+            unsafe { std::str::from_utf8_unchecked(line) }
+        } else {
+            match std::str::from_utf8(line) {
+                Ok(t) => t,
+                Err(e) => {
+                    let msg = format!("record is not valid UTF-8 ({e})");
+                    return self.dead(out, line, line_no, offset, DeadReason::Malformed, msg);
+                }
+            }
+        };
+        let mut de = serde_json::Deserializer::from_str(text);
+        let parsed = TreeSeed {
+            tree: &self.tree,
+            out: ex,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+        if let Err(e) = parsed {
+            let msg = e.to_string().replace(" at line 1 column", " at column");
+            return self.dead(out, line, line_no, offset, DeadReason::Malformed, msg);
+        }
+        let Some(asset) = ex.asset.take() else {
+            let msg = format!("missing field `{}` (asset id)", self.asset_field);
+            return self.dead(out, line, line_no, offset, DeadReason::MissingField, msg);
+        };
+        let ts = match ex.ts.take() {
+            None => {
+                let msg = format!("missing field `{}` (timestamp)", self.ts_field);
+                return self.dead(out, line, line_no, offset, DeadReason::MissingField, msg);
+            }
+            Some(raw) => match self.timestamp(raw) {
+                Ok(ts) => ts,
+                Err(msg) => return self.dead(out, line, line_no, offset, DeadReason::BadTimestamp, msg),
+            },
+        };
+        let group = match groups.get(&*asset) {
+            Some(g) => *g,
+            None => {
+                let g = match self.assets.resolve(&asset) {
+                    Some(entry) => {
+                        out.groups.push(Group {
+                            asset: CompactString::from(&*asset),
+                            entry,
+                            events: Vec::with_capacity(events_per_group),
+                        });
+                        (out.groups.len() - 1) as u32
+                    }
+                    None => UNKNOWN,
+                };
+                groups.insert(asset.clone(), g);
+                g
+            }
+        };
+        if group == UNKNOWN {
+            let msg = format!("unknown asset `{asset}`: no entry under `assets` matches it");
+            return self.dead(out, line, line_no, offset, DeadReason::UnknownAsset, msg);
+        }
+        let group = group as usize;
+        let ty = self.assets.entry_type[out.groups[group].entry as usize] as usize;
+        let table = &self.types[ty];
+        let push = |sensor: u16, raw: f64, out: &mut DecodedChunk| -> Result<(), (DeadReason, String)> {
+            let (scale, off) = table.convert[sensor as usize];
+            let value = raw * scale + off;
+            let (lo, hi) = table.range[sensor as usize];
+            if !value.is_finite() || value < lo || value > hi {
+                return Err((
+                    DeadReason::OutOfRange,
+                    format!(
+                        "value {value} of sensor `{}` is outside its range [{lo}, {hi}]",
+                        table.sensors[sensor as usize]
+                    ),
+                ));
+            }
+            out.groups[group].events.push(Event {
+                ts,
+                value,
+                sensor,
+                source: self.source,
+                origin: line_no,
+            });
+            out.events += 1;
+            Ok(())
+        };
+        if self.sensor_field.is_some() {
+            let Some(name) = ex.sensor.take() else {
+                let msg = format!(
+                    "missing field `{}` (sensor)",
+                    self.sensor_field.as_deref().unwrap_or("")
+                );
+                return self.dead(out, line, line_no, offset, DeadReason::MissingField, msg);
+            };
+            let Some(sensor) = table.sensor(&name) else {
+                let msg = format!(
+                    "unknown sensor `{name}` for asset `{asset}` (type has {})",
+                    table.sensors.join(", ")
+                );
+                return self.dead(out, line, line_no, offset, DeadReason::UnknownSensor, msg);
+            };
+            let Some(raw) = ex.value else {
+                let msg = format!("missing field `{}` (value)", self.value_field.as_deref().unwrap_or(""));
+                return self.dead(out, line, line_no, offset, DeadReason::MissingField, msg);
+            };
+            if let Err((reason, msg)) = push(sensor, raw, out) {
+                self.dead(out, line, line_no, offset, reason, msg);
+            }
+        } else {
+            if ex.wide.is_empty() {
+                let msg = "no mapped sensor field is present".to_string();
+                return self.dead(out, line, line_no, offset, DeadReason::MissingField, msg);
+            }
+            for i in 0..ex.wide.len() {
+                let (field, raw) = ex.wide[i];
+                let result = match table.wide[field as usize] {
+                    Some(sensor) => push(sensor, raw, out),
+                    None => Err((
+                        DeadReason::UnknownSensor,
+                        format!(
+                            "unknown sensor `{}` for asset `{asset}` (type has {})",
+                            self.wide_names[field as usize],
+                            table.sensors.join(", ")
+                        ),
+                    )),
+                };
+                if let Err((reason, msg)) = result {
+                    self.dead(out, line, line_no, offset, reason, msg);
+                }
+            }
+        }
+    }
+
+    fn timestamp(&self, raw: RawTs<'_>) -> Result<i64, String> {
+        let bad = |what: &dyn fmt::Display| format!("cannot read timestamp `{what}` as {:?}", self.ts_format);
+        let number = match raw {
+            RawTs::Str(s) if self.ts_format == TsFormat::Rfc3339 => {
+                let t = humantime::parse_rfc3339_weak(&s).map_err(|e| format!("timestamp `{s}`: {e}"))?;
+                let d = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| bad(&s))?;
+                return Ok(d.as_millis() as i64);
+            }
+            RawTs::Str(s) => s.trim().parse::<f64>().map_err(|_| bad(&s))?,
+            RawTs::Int(i) => match self.ts_format {
+                TsFormat::EpochMillis => return Ok(i),
+                TsFormat::EpochSeconds => return i.checked_mul(1000).ok_or_else(|| bad(&i)),
+                TsFormat::EpochMicros => return Ok(i.div_euclid(1000)),
+                TsFormat::Rfc3339 => return Err(bad(&i)),
+            },
+            RawTs::Float(f) => f,
+        };
+        let ms = match self.ts_format {
+            TsFormat::EpochMillis => number,
+            TsFormat::EpochSeconds => number * 1000.0,
+            TsFormat::EpochMicros => number / 1000.0,
+            TsFormat::Rfc3339 => return Err(bad(&number)),
+        };
+        if ms.is_finite() && ms.abs() < 9.0e15 {
+            Ok(ms.floor() as i64)
+        } else {
+            Err(bad(&number))
+        }
+    }
+
+    /// The event time of one record, if it decodes (used to pace replays).
+    pub fn peek_ts(&self, line: &[u8]) -> Option<i64> {
+        let mut ex = Extract::default();
+        let mut de = serde_json::Deserializer::from_slice(line);
+        TreeSeed {
+            tree: &self.tree,
+            out: &mut ex,
+        }
+        .deserialize(&mut de)
+        .ok()?;
+        self.timestamp(ex.ts?).ok()
+    }
+}
+
+struct TreeSeed<'a, 'de> {
+    tree: &'a FieldTree,
+    out: &'a mut Extract<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for TreeSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TreeSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut from = 0;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match self.tree.get(&key.0, &mut from) {
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Some(Node::Tree(sub)) => map.next_value_seed(NestedSeed(TreeSeed {
+                    tree: sub,
+                    out: &mut *self.out,
+                }))?,
+                Some(Node::Leaf(target)) => {
+                    let field = |e: &dyn fmt::Display| de::Error::custom(format!("field `{}`: {e}", key.0));
+                    match *target {
+                        Target::Asset => self.out.asset = Some(map.next_value::<Name<'de>>().map_err(|e| field(&e))?.0),
+                        Target::Sensor => {
+                            self.out.sensor = Some(map.next_value::<Name<'de>>().map_err(|e| field(&e))?.0)
+                        }
+                        Target::Ts => self.out.ts = Some(map.next_value::<TsValue<'de>>().map_err(|e| field(&e))?.0),
+                        Target::Value => self.out.value = map.next_value::<Option<f64>>().map_err(|e| field(&e))?,
+                        Target::Wide(i) => {
+                            if let Some(v) = map.next_value::<Option<f64>>().map_err(|e| field(&e))? {
+                                self.out.wide.push((i, v));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A nested object on a mapped path; anything else there is ignored (the
+/// fields below it then count as missing).
+struct NestedSeed<'a, 'de>(TreeSeed<'a, 'de>);
+
+impl<'de> DeserializeSeed<'de> for NestedSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NestedSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.0.visit_map(map)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// An object key, borrowed when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor).map(Key)
+    }
+}
+
+/// An asset or sensor name: a string, or an integer id rendered as text.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrVisitor).map(Name)
+    }
+}
+
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+}
+
+struct TsValue<'de>(RawTs<'de>);
+
+impl<'de> de::Deserialize<'de> for TsValue<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTs<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawTs::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v)
+                    .map(RawTs::Int)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(RawTs::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(RawTs::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawTs::Str(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V).map(TsValue)
+    }
+}

@@ -1,0 +1,64 @@
+//! The versioned envelope every stored value is wrapped in:
+//! `[format_version: u16 little-endian][payload]`.
+//!
+//! A reader that does not know the version refuses the value with
+//! [`EnvelopeError::UnknownVersion`]; it never guesses.
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("stored {what} has format version {found}, this build reads version {supported}; run the twinstream version that wrote it, or migrate the state directory")]
+    UnknownVersion {
+        what: &'static str,
+        found: u16,
+        supported: u16,
+    },
+    #[error("stored value is too short to hold a format version ({0} bytes)")]
+    Truncated(usize),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A buffer that starts with the envelope header for `version`.
+pub fn start(version: u16, capacity: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(capacity + 2);
+    buf.extend_from_slice(&version.to_le_bytes());
+    buf
+}
+
+/// Appends the envelope header for `version` to `buf`.
+pub fn put_header(version: u16, buf: &mut Vec<u8>) {
+    buf.extend_from_slice(&version.to_le_bytes());
+}
+
+/// The payload of `bytes` if its version is `supported`.
+pub fn open<'a>(bytes: &'a [u8], supported: u16, what: &'static str) -> Result<&'a [u8], EnvelopeError> {
+    if bytes.len() < 2 {
+        return Err(EnvelopeError::Truncated(bytes.len()));
+    }
+    let found = u16::from_le_bytes([bytes[0], bytes[1]]);
+    if found != supported {
+        return Err(EnvelopeError::UnknownVersion { what, found, supported });
+    }
+    Ok(&bytes[2..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_version_check() {
+        let mut b = start(1, 3);
+        b.extend_from_slice(b"abc");
+        assert_eq!(open(&b, 1, "twin"), Ok(&b"abc"[..]));
+        assert_eq!(
+            open(&b, 2, "twin"),
+            Err(EnvelopeError::UnknownVersion {
+                what: "twin",
+                found: 1,
+                supported: 2
+            })
+        );
+        assert_eq!(open(&[1], 1, "twin"), Err(EnvelopeError::Truncated(1)));
+    }
+}

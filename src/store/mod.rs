@@ -1,0 +1,301 @@
+//! The store: RocksDB under the node's `state_dir`.
+//!
+//! * column family `meta`: the store format version and every source's
+//!   position (`source/<name>`);
+//! * one column family per shard (`twins-0000`, ...): key = asset id, value =
+//!   a twin record in a versioned [`envelope`].
+//!
+//! A checkpoint writes the twin records and the source positions that they
+//! reflect in **one** `WriteBatch`, so after a crash the state and the
+//! positions always agree.
+
+pub mod envelope;
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+/// Format of the store layout (column families and meta keys).
+pub const STORE_FORMAT: u16 = 1;
+
+const META_CF: &str = "meta";
+const WRITE_BUFFER_BYTES: usize = 16 << 20;
+const FORMAT_KEY: &[u8] = b"store/format";
+
+/// The column family of a shard.
+pub fn shard_cf(shard: u32) -> String {
+    format!("twins-{shard:04}")
+}
+
+/// Every variant's message already names its cause, so none declares a
+/// `source()`: printing the error chain (`{:#}`) then names the cause once.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create state directory {path}: {cause}")]
+    CreateDir { path: PathBuf, cause: std::io::Error },
+    #[error("state directory {path} is in use by another twinstream process (RocksDB lock held)")]
+    Locked { path: PathBuf },
+    #[error("cannot open the store in {path}: {cause}")]
+    Open { path: PathBuf, cause: rocksdb::Error },
+    #[error("the store in {path} has layout format {found}; this build reads format {supported}")]
+    UnsupportedFormat { path: PathBuf, found: u16, supported: u16 },
+    #[error("store read failed: {0}")]
+    Read(rocksdb::Error),
+    #[error("store write failed (state stays at the previous checkpoint): {0}")]
+    Write(rocksdb::Error),
+    #[error("stored value {key:?} is unreadable: {cause}")]
+    Envelope {
+        key: String,
+        cause: envelope::EnvelopeError,
+    },
+}
+
+/// One atomic checkpoint being staged: twin records of one or more shards
+/// and the source positions they reflect, in a RocksDB `WriteBatch` (records
+/// are copied in once, as they arrive).
+#[derive(Default)]
+pub struct Checkpoint {
+    batch: WriteBatch,
+    twins: usize,
+    bytes: usize,
+}
+
+impl Checkpoint {
+    pub fn twins(&self) -> usize {
+        self.twins
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    shards: u32,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` with `shards` shards.
+    pub fn open(dir: &Path, shards: u32) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            cause: source,
+        })?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        // Twin records are small and rewritten often: modest memtables keep
+        // the store's memory a small fixed base.
+        opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_keep_log_file_num(4);
+        let mut cfs: Vec<String> = vec![META_CF.to_string()];
+        cfs.extend((0..shards).map(shard_cf));
+        if let Ok(existing) = DB::list_cf(&opts, dir) {
+            for cf in existing {
+                if !cfs.contains(&cf) && cf != "default" {
+                    cfs.push(cf);
+                }
+            }
+        }
+        let descriptors = cfs.iter().map(|name| {
+            let mut o = Options::default();
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o.set_write_buffer_size(WRITE_BUFFER_BYTES);
+            ColumnFamilyDescriptor::new(name, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, dir, descriptors).map_err(|source| {
+            if source.to_string().contains("lock") {
+                StoreError::Locked {
+                    path: dir.to_path_buf(),
+                }
+            } else {
+                StoreError::Open {
+                    path: dir.to_path_buf(),
+                    cause: source,
+                }
+            }
+        })?;
+        let store = Store {
+            db,
+            path: dir.to_path_buf(),
+            shards,
+        };
+        store.check_format()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    fn check_format(&self) -> Result<(), StoreError> {
+        let meta = self.cf(META_CF);
+        match self.db.get_cf(meta, FORMAT_KEY).map_err(StoreError::Read)? {
+            None => self
+                .db
+                .put_cf(meta, FORMAT_KEY, STORE_FORMAT.to_le_bytes())
+                .map_err(StoreError::Write),
+            Some(v) => {
+                let found = if v.len() == 2 {
+                    u16::from_le_bytes([v[0], v[1]])
+                } else {
+                    u16::MAX
+                };
+                if found == STORE_FORMAT {
+                    Ok(())
+                } else {
+                    Err(StoreError::UnsupportedFormat {
+                        path: self.path.clone(),
+                        found,
+                        supported: STORE_FORMAT,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The stored record (an envelope) of `asset` in `shard`.
+    pub fn get_twin(&self, shard: u32, asset: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get_cf(self.cf(&shard_cf(shard)), asset.as_bytes())
+            .map_err(StoreError::Read)
+    }
+
+    /// Writes raw meta values; used for source positions (`source/<name>`).
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get_cf(self.cf(META_CF), key.as_bytes())
+            .map_err(StoreError::Read)
+    }
+
+    /// Stages a twin record into `ckpt`.
+    pub fn put_twin(&self, ckpt: &mut Checkpoint, shard: u32, asset: &str, record: &[u8]) {
+        ckpt.batch.put_cf(self.cf(&shard_cf(shard)), asset.as_bytes(), record);
+        ckpt.twins += 1;
+        ckpt.bytes += asset.len() + record.len();
+    }
+
+    /// Stages a meta value (a source position) into `ckpt`.
+    pub fn put_position(&self, ckpt: &mut Checkpoint, key: &str, value: &[u8]) {
+        ckpt.batch.put_cf(self.cf(META_CF), key.as_bytes(), value);
+        ckpt.bytes += key.len() + value.len();
+    }
+
+    /// Writes the checkpoint atomically; with `sync` the WAL is fsynced
+    /// before this returns.
+    pub fn commit(&self, ckpt: Checkpoint, sync: bool) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(ckpt.batch, &wo).map_err(StoreError::Write)
+    }
+
+    /// Calls `f(key, value)` for every meta value whose key starts with `prefix`.
+    pub fn for_each_meta(
+        &self,
+        prefix: &str,
+        mut f: impl FnMut(&str, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mode = IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(META_CF), mode) {
+            let (k, v) = item.map_err(StoreError::Read)?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            f(&String::from_utf8_lossy(&k), &v)?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f(asset, record)` for every twin of `shard`, in key order.
+    pub fn for_each_twin(
+        &self,
+        shard: u32,
+        mut f: impl FnMut(&str, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(self.cf(&shard_cf(shard)), IteratorMode::Start) {
+            let (k, v) = item.map_err(StoreError::Read)?;
+            let key = String::from_utf8_lossy(&k);
+            f(&key, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Puts a raw twin value; for tools and tests that prepare a store.
+    pub fn put_twin_raw(&self, shard: u32, asset: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .put_cf(self.cf(&shard_cf(shard)), asset.as_bytes(), value)
+            .map_err(StoreError::Write)
+    }
+
+    /// Puts a raw meta value; for tools and tests that prepare a store.
+    pub fn put_meta_raw(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.db.put_cf(self.cf(META_CF), key, value).map_err(StoreError::Write)
+    }
+}
+
+/// The meta key under which the store records its layout format.
+pub fn format_key() -> &'static [u8] {
+    FORMAT_KEY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_is_atomic_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 2).unwrap();
+            let mut ckpt = Checkpoint::default();
+            s.put_twin(&mut ckpt, 0, "a", &[1, 2]);
+            s.put_twin(&mut ckpt, 1, "b", &[3]);
+            s.put_position(&mut ckpt, "source/x", &[9]);
+            assert_eq!((ckpt.twins(), ckpt.bytes()), (2, 14));
+            s.commit(ckpt, true).unwrap();
+        }
+        let s = Store::open(dir.path(), 2).unwrap();
+        assert_eq!(s.get_twin(0, "a").unwrap(), Some(vec![1, 2]));
+        assert_eq!(s.get_twin(1, "b").unwrap(), Some(vec![3]));
+        assert_eq!(s.get_twin(0, "b").unwrap(), None);
+        assert_eq!(s.get_meta("source/x").unwrap(), Some(vec![9]));
+        let mut keys = Vec::new();
+        s.for_each_twin(1, |k, _| {
+            keys.push(k.to_string());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(keys, vec!["b"]);
+    }
+
+    #[test]
+    fn unknown_store_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 1).unwrap();
+            s.put_meta_raw(FORMAT_KEY, &99u16.to_le_bytes()).unwrap();
+        }
+        let err = Store::open(dir.path(), 1).err().expect("must refuse");
+        assert!(matches!(err, StoreError::UnsupportedFormat { found: 99, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_second_process_cannot_open_the_same_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path(), 1).unwrap();
+        let err = Store::open(dir.path(), 1).err().expect("must refuse");
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    }
+}

@@ -1,0 +1,71 @@
+//! Every metric name and label, and the small functions that record them.
+//!
+//! Names follow `twinstream_<area>_<name>_<unit>`; counters end in `_total`,
+//! durations are `_seconds`. Labels have bounded cardinality: source, sink,
+//! reason - never an asset id. Hot paths call these once per batch, not per
+//! event. Without an installed recorder every call is a no-op.
+
+pub mod logging;
+
+use metrics::{counter, gauge, histogram};
+
+pub const EVENTS_RECEIVED: &str = "twinstream_events_received_total";
+pub const EVENTS_APPLIED: &str = "twinstream_events_applied_total";
+pub const EVENTS_LATE: &str = "twinstream_events_late_total";
+pub const DEAD_LETTERS: &str = "twinstream_dead_letters_total";
+pub const APPLY_LATENCY: &str = "twinstream_apply_latency_seconds";
+pub const TWINS_ACTIVE: &str = "twinstream_twins_active";
+pub const TWIN_RESTARTS: &str = "twinstream_twin_restarts_total";
+pub const SNAPSHOT_DURATION: &str = "twinstream_snapshot_duration_seconds";
+pub const SNAPSHOT_BYTES: &str = "twinstream_snapshot_bytes_total";
+pub const SNAPSHOT_TWINS: &str = "twinstream_snapshot_twins_total";
+pub const SINK_LINES: &str = "twinstream_sink_lines_total";
+pub const FLOW_INFLIGHT: &str = "twinstream_flow_inflight_chunks";
+
+pub const LABEL_SOURCE: &str = "source";
+pub const LABEL_SINK: &str = "sink";
+pub const LABEL_REASON: &str = "reason";
+
+pub fn events_received(source: &str, n: u64) {
+    counter!(EVENTS_RECEIVED, LABEL_SOURCE => source.to_string()).increment(n);
+}
+
+pub fn events_applied(n: u64, late: u64) {
+    counter!(EVENTS_APPLIED).increment(n);
+    if late > 0 {
+        counter!(EVENTS_LATE).increment(late);
+    }
+}
+
+pub fn dead_lettered(source: &str, reason: &'static str, n: u64) {
+    counter!(DEAD_LETTERS, LABEL_SOURCE => source.to_string(), LABEL_REASON => reason).increment(n);
+}
+
+/// Time from an event batch being received to the twin being updated.
+pub fn apply_latency(seconds: f64) {
+    histogram!(APPLY_LATENCY).record(seconds);
+}
+
+pub fn twins_active(n: usize) {
+    gauge!(TWINS_ACTIVE).set(n as f64);
+}
+
+pub fn twin_restarted() {
+    counter!(TWIN_RESTARTS).increment(1);
+}
+
+pub fn snapshot_written(seconds: f64, twins: usize, bytes: usize) {
+    histogram!(SNAPSHOT_DURATION).record(seconds);
+    counter!(SNAPSHOT_TWINS).increment(twins as u64);
+    counter!(SNAPSHOT_BYTES).increment(bytes as u64);
+}
+
+pub fn sink_written(sink: &str, lines: u64) {
+    if lines > 0 {
+        counter!(SINK_LINES, LABEL_SINK => sink.to_string()).increment(lines);
+    }
+}
+
+pub fn flow_inflight(n: usize) {
+    gauge!(FLOW_INFLIGHT).set(n as f64);
+}

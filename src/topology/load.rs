@@ -1,0 +1,1204 @@
+//! Topology YAML -> validated [`Topology`], reporting every problem at once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use marked_yaml::{LoadError as YamlError, Node};
+
+use super::diag::{one_of, suggest, Diagnostics, Pos};
+use super::expr::{compile_condition, Resolver};
+use super::spec::*;
+use super::yaml::{entries, pos, scalar_str, Entries, Fields, Spanned};
+
+/// Why a topology could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The cause is part of the message (not a `source()`), so printing the
+    /// error chain names it once.
+    #[error("cannot read topology {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
+    /// The file has problems; every one of them is in the diagnostics.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+/// Reads and validates the topology at `path`.
+pub fn load(path: &Path) -> Result<Topology, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        cause: source,
+    })?;
+    parse(path, &text).map_err(LoadError::Invalid)
+}
+
+/// Validates topology `text`; `path` names it in diagnostics.
+pub fn parse(path: &Path, text: &str) -> Result<Topology, Diagnostics> {
+    let mut diags = Diagnostics::new(path.display().to_string());
+    let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
+    let root = match marked_yaml::parse_yaml_with_options(0, text, options) {
+        Ok(root) => root,
+        Err(e) => {
+            let (p, msg) = yaml_error(&e);
+            diags.error(p, msg);
+            return Err(diags);
+        }
+    };
+    let mut cx = Cx {
+        diags,
+        lines: text.lines().collect(),
+    };
+    let topo = cx.topology(path, &root);
+    match topo {
+        Some(t) if cx.diags.is_empty() => Ok(t),
+        _ => Err(cx.diags),
+    }
+}
+
+fn yaml_error(e: &YamlError) -> (Pos, String) {
+    let marker_pos = |m: &marked_yaml::Marker| Pos {
+        line: m.line(),
+        col: m.column(),
+    };
+    match e {
+        YamlError::TopLevelMustBeMapping(m) => (marker_pos(m), "the topology must be a YAML mapping".into()),
+        YamlError::DuplicateKey(k) => (
+            Pos::of(k.key.span()),
+            format!(
+                "duplicate key `{}` (first at line {})",
+                k.key.as_str(),
+                Pos::of(k.prev_key.span()).line
+            ),
+        ),
+        YamlError::ScanError(m, err) => (marker_pos(m), format!("invalid YAML: {}", err.info())),
+        YamlError::UnexpectedAnchor(m) => (
+            marker_pos(m),
+            "YAML anchors and aliases are not supported in topologies".into(),
+        ),
+        YamlError::UnexpectedTag(m) => (marker_pos(m), "YAML tags are not supported in topologies".into()),
+        YamlError::MappingKeyMustBeScalar(m) => (marker_pos(m), "mapping keys must be plain names".into()),
+        other => (Pos::default(), format!("invalid YAML: {other}")),
+    }
+}
+
+struct Cx<'t> {
+    diags: Diagnostics,
+    lines: Vec<&'t str>,
+}
+
+const TOP_FIELDS: &[&str] = &[
+    "version",
+    "node",
+    "asset_types",
+    "assets",
+    "sources",
+    "windows",
+    "rules",
+    "sinks",
+];
+
+/// Sensor, window and relation names appear in rule expressions, so they must
+/// be identifiers.
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Names of assets, rules, sources and sinks: printable, no spaces or globs.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))
+}
+
+impl<'t> Cx<'t> {
+    fn err(&mut self, pos: Pos, msg: impl Into<String>) {
+        self.diags.error(pos, msg);
+    }
+
+    fn topology(&mut self, path: &Path, root: &Node) -> Option<Topology> {
+        let top = Fields::new(root, "topology", TOP_FIELDS, &mut self.diags)?;
+        if let Some(v) = top.u64("version", false, &mut self.diags) {
+            if v.value != u64::from(TOPOLOGY_VERSION) {
+                self.err(
+                    v.pos,
+                    format!(
+                        "topology.version: this build reads version {TOPOLOGY_VERSION}, found {}",
+                        v.value
+                    ),
+                );
+            }
+        }
+        let node = self.node(top.get("node"));
+        let asset_types = match top.require("asset_types", &mut self.diags) {
+            Some(n) => self.asset_types(n),
+            None => Vec::new(),
+        };
+        let assets = match top.require("assets", &mut self.diags) {
+            Some(n) => self.assets(n, &asset_types),
+            None => Vec::new(),
+        };
+        let windows = match top.get("windows") {
+            Some(n) => self.windows(n, &asset_types),
+            None => Vec::new(),
+        };
+        let rules = match top.get("rules") {
+            Some(n) => self.rules(n, &asset_types, &windows),
+            None => Vec::new(),
+        };
+        let sources = match top.require("sources", &mut self.diags) {
+            Some(n) => self.sources(n, &asset_types, &assets),
+            None => Vec::new(),
+        };
+        let sinks = match top.get("sinks") {
+            Some(n) => self.sinks(n),
+            None => Vec::new(),
+        };
+        Some(Topology {
+            file: path.to_path_buf(),
+            node: node?,
+            asset_types,
+            assets,
+            sources,
+            windows,
+            rules,
+            sinks,
+        })
+    }
+
+    // ------------------------------------------------------------ node
+
+    fn node(&mut self, node: Option<&Node>) -> Option<NodeSpec> {
+        let mut spec = NodeSpec {
+            name: "node-1".into(),
+            state_dir: PathBuf::from("state"),
+            snapshot: SnapshotSpec {
+                interval: Duration::from_secs(1),
+                max_events: 1_000_000,
+                sync: true,
+            },
+            http_listen: None,
+            workers: 0,
+            decoders: 0,
+            max_inflight_chunks: 8,
+        };
+        let Some(node) = node else { return Some(spec) };
+        const FIELDS: &[&str] = &[
+            "name",
+            "state_dir",
+            "snapshot",
+            "http",
+            "workers",
+            "decoders",
+            "max_inflight_chunks",
+        ];
+        let f = Fields::new(node, "node", FIELDS, &mut self.diags)?;
+        let d = &mut self.diags;
+        if let Some(n) = f.str("name", false, d) {
+            spec.name = n.value;
+        }
+        if let Some(s) = f.str("state_dir", false, d) {
+            spec.state_dir = PathBuf::from(s.value);
+        }
+        if let Some(w) = f.u64("workers", false, d) {
+            spec.workers = w.value as usize;
+        }
+        if let Some(w) = f.u64("decoders", false, d) {
+            spec.decoders = w.value as usize;
+        }
+        if let Some(w) = f.u64("max_inflight_chunks", false, d) {
+            if w.value == 0 {
+                d.error(w.pos, "node.max_inflight_chunks: must be at least 1");
+            }
+            spec.max_inflight_chunks = w.value.max(1) as usize;
+        }
+        if let Some(snap) = f.get("snapshot") {
+            const SNAP: &[&str] = &["interval", "max_events", "sync"];
+            if let Some(s) = Fields::new(snap, "node.snapshot", SNAP, d) {
+                if let Some(i) = s.duration("interval", false, d) {
+                    if i.value.is_zero() {
+                        d.error(i.pos, "node.snapshot.interval: must be greater than zero");
+                    }
+                    spec.snapshot.interval = i.value;
+                }
+                if let Some(m) = s.u64("max_events", false, d) {
+                    if m.value == 0 {
+                        d.error(m.pos, "node.snapshot.max_events: must be at least 1");
+                    }
+                    spec.snapshot.max_events = m.value;
+                }
+                if let Some(b) = s.bool("sync", d) {
+                    spec.snapshot.sync = b.value;
+                }
+            }
+        }
+        if let Some(http) = f.get("http") {
+            if let Some(h) = Fields::new(http, "node.http", &["listen"], d) {
+                if let Some(l) = h.str("listen", true, d) {
+                    match l.value.parse::<SocketAddr>() {
+                        Ok(a) => spec.http_listen = Some(a),
+                        Err(_) => d.error(
+                            l.pos,
+                            format!(
+                                "node.http.listen: expected an address like `127.0.0.1:8080`, found `{}`",
+                                l.value
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+        Some(spec)
+    }
+
+    // ------------------------------------------------------------ asset types
+
+    fn named_entries<'n>(&mut self, node: &'n Node, what: &str) -> Vec<(Option<Spanned<String>>, &'n Node)> {
+        match entries(node, what, &mut self.diags) {
+            Some(Entries::Map(items)) => items.into_iter().map(|(k, v)| (Some(k), v)).collect(),
+            Some(Entries::List(items)) => items.into_iter().map(|v| (None, v)).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn asset_types(&mut self, node: &Node) -> Vec<AssetType> {
+        let Some(map) = node.as_mapping() else {
+            self.err(
+                pos(node),
+                "asset_types: expected a mapping of type name to definition, like `pump: {sensors: ...}`",
+            );
+            return Vec::new();
+        };
+        // First pass: names, so relations can refer to types declared later.
+        let names: Vec<String> = map.keys().map(|k| k.as_str().to_string()).collect();
+        let mut out = Vec::new();
+        let mut pending_relations = Vec::new();
+        for (key, def) in map.iter() {
+            let name = key.as_str().to_string();
+            let kpos = Pos::of(key.span());
+            if !is_name(&name) {
+                self.err(
+                    kpos,
+                    format!("asset type name `{name}`: use letters, digits, `-`, `_` or `.`"),
+                );
+            }
+            let what = format!("asset type `{name}`");
+            const FIELDS: &[&str] = &["sensors", "relations", "watermark"];
+            let Some(f) = Fields::new(def, &what, FIELDS, &mut self.diags) else {
+                continue;
+            };
+            let mut sensors = Vec::new();
+            if let Some(sn) = f.require("sensors", &mut self.diags) {
+                sensors = self.sensors(sn, &what);
+            }
+            let mut ooo = Duration::from_secs(1);
+            if let Some(wm) = f.get("watermark") {
+                if let Some(w) = Fields::new(wm, &format!("{what}.watermark"), &["out_of_orderness"], &mut self.diags) {
+                    if let Some(d) = w.duration("out_of_orderness", false, &mut self.diags) {
+                        ooo = d.value;
+                    }
+                }
+            }
+            if let Some(rel) = f.get("relations") {
+                pending_relations.push((out.len(), rel));
+            }
+            out.push(AssetType {
+                name,
+                pos: kpos,
+                sensors,
+                relations: Vec::new(),
+                out_of_orderness: ooo,
+            });
+        }
+        for (idx, rel) in pending_relations {
+            let what = format!("asset type `{}`.relations", out[idx].name);
+            let Some(map) = rel.as_mapping() else {
+                self.err(pos(rel), format!("{what}: expected a mapping like `feeds: tank`"));
+                continue;
+            };
+            for (k, v) in map.iter() {
+                let rname = k.as_str().to_string();
+                if !is_identifier(&rname) {
+                    self.err(
+                        Pos::of(k.span()),
+                        format!("{what}: relation name `{rname}` must be an identifier (letters, digits, `_`)"),
+                    );
+                }
+                let Some(target) = scalar_str(v, &format!("{what}.{rname}"), &mut self.diags) else {
+                    continue;
+                };
+                match names.iter().position(|n| *n == target.value) {
+                    Some(t) => out[idx].relations.push(RelationSpec {
+                        name: rname,
+                        target_type: t,
+                    }),
+                    None => {
+                        let hint = hint(&target.value, names.iter().map(String::as_str));
+                        self.err(
+                            target.pos,
+                            format!("{what}.{rname}: unknown asset type `{}`{hint}", target.value),
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn sensors(&mut self, node: &Node, what: &str) -> Vec<SensorSpec> {
+        let Some(map) = node.as_mapping() else {
+            self.err(
+                pos(node),
+                format!("{what}.sensors: expected a mapping of sensor name to definition, like `temperature: {{unit: degC}}`"),
+            );
+            return Vec::new();
+        };
+        if map.is_empty() {
+            self.err(pos(node), format!("{what}.sensors: declare at least one sensor"));
+        }
+        let mut out = Vec::new();
+        for (key, def) in map.iter() {
+            let name = key.as_str().to_string();
+            let kpos = Pos::of(key.span());
+            if !is_identifier(&name) {
+                self.err(
+                    kpos,
+                    format!("{what}: sensor name `{name}` must be an identifier (letters, digits, `_`)"),
+                );
+            }
+            let swhat = format!("sensor `{name}`");
+            const FIELDS: &[&str] = &["unit", "range", "expected_every", "stale_after"];
+            let Some(f) = Fields::new(def, &swhat, FIELDS, &mut self.diags) else {
+                continue;
+            };
+            let unit = f
+                .str("unit", true, &mut self.diags)
+                .map(|u| u.value)
+                .unwrap_or_default();
+            let (mut min, mut max) = (None, None);
+            if let Some(r) = f.get("range") {
+                match r.as_sequence() {
+                    Some(seq) if seq.len() == 2 => {
+                        let lo = scalar_str(&seq[0], &format!("{swhat}.range"), &mut self.diags)
+                            .and_then(|s| super::yaml::number(&s, &format!("{swhat}.range"), &mut self.diags));
+                        let hi = scalar_str(&seq[1], &format!("{swhat}.range"), &mut self.diags)
+                            .and_then(|s| super::yaml::number(&s, &format!("{swhat}.range"), &mut self.diags));
+                        if let (Some(lo), Some(hi)) = (&lo, &hi) {
+                            if lo.value > hi.value {
+                                self.err(
+                                    lo.pos,
+                                    format!(
+                                        "{swhat}.range: lower bound {} is above upper bound {}",
+                                        lo.value, hi.value
+                                    ),
+                                );
+                            }
+                        }
+                        min = lo.map(|v| v.value);
+                        max = hi.map(|v| v.value);
+                    }
+                    _ => self.err(pos(r), format!("{swhat}.range: expected `[min, max]`")),
+                }
+            }
+            let expected_every = f.duration("expected_every", false, &mut self.diags);
+            let stale_after = f.duration("stale_after", false, &mut self.diags);
+            if let (Some(e), Some(s)) = (&expected_every, &stale_after) {
+                if s.value <= e.value {
+                    self.err(
+                        s.pos,
+                        format!(
+                            "{swhat}.stale_after: must be longer than expected_every ({})",
+                            humantime::format_duration(e.value)
+                        ),
+                    );
+                }
+            }
+            for d in [&expected_every, &stale_after].into_iter().flatten() {
+                if d.value.is_zero() {
+                    self.err(d.pos, format!("{swhat}: durations must be greater than zero"));
+                }
+            }
+            out.push(SensorSpec {
+                name,
+                unit,
+                min,
+                max,
+                expected_every: expected_every.map(|d| d.value),
+                stale_after: stale_after.map(|d| d.value),
+            });
+        }
+        out
+    }
+
+    // ------------------------------------------------------------ assets
+
+    fn assets(&mut self, node: &Node, types: &[AssetType]) -> Vec<AssetEntry> {
+        let Some(seq) = node.as_sequence() else {
+            self.err(pos(node), "assets: expected a list of `{id: ..., type: ...}`");
+            return Vec::new();
+        };
+        let mut out: Vec<AssetEntry> = Vec::new();
+        let mut seen: HashMap<String, Pos> = HashMap::new();
+        let mut pending = Vec::new();
+        for item in seq.iter() {
+            const FIELDS: &[&str] = &["id", "type", "relations"];
+            let Some(f) = Fields::new(item, "asset", FIELDS, &mut self.diags) else {
+                continue;
+            };
+            let id = f.str("id", true, &mut self.diags);
+            let ty = f.str("type", true, &mut self.diags);
+            let (Some(id), Some(ty)) = (id, ty) else { continue };
+            if !is_name(&id.value.replace(['*', '?'], "x")) {
+                self.err(
+                    id.pos,
+                    format!(
+                        "asset id `{}`: use letters, digits and `-_.:/` (and `*`, `?` in patterns)",
+                        id.value
+                    ),
+                );
+            }
+            if let Some(first) = seen.get(&id.value) {
+                self.err(
+                    id.pos,
+                    format!(
+                        "duplicate asset id `{}` (first declared at line {})",
+                        id.value, first.line
+                    ),
+                );
+            } else {
+                seen.insert(id.value.clone(), id.pos);
+            }
+            let Some(t) = types.iter().position(|t| t.name == ty.value) else {
+                let hint = hint(&ty.value, types.iter().map(|t| t.name.as_str()));
+                self.err(
+                    ty.pos,
+                    format!("asset `{}`: unknown asset type `{}`{hint}", id.value, ty.value),
+                );
+                continue;
+            };
+            if let Some(rel) = f.get("relations") {
+                pending.push((out.len(), rel));
+            }
+            out.push(AssetEntry {
+                id: AssetPattern::parse(&id.value),
+                pos: id.pos,
+                asset_type: t,
+                relations: Vec::new(),
+            });
+        }
+        for (idx, rel) in pending {
+            let (ty, id) = (out[idx].asset_type, out[idx].id.text().to_string());
+            let what = format!("asset `{id}`.relations");
+            let Some(map) = rel.as_mapping() else {
+                self.err(pos(rel), format!("{what}: expected a mapping like `feeds: tank-7`"));
+                continue;
+            };
+            for (k, v) in map.iter() {
+                let rname = k.as_str();
+                let Some(r) = types[ty].relations.iter().position(|r| r.name == rname) else {
+                    let hint = hint(rname, types[ty].relations.iter().map(|r| r.name.as_str()));
+                    self.err(
+                        Pos::of(k.span()),
+                        format!(
+                            "{what}: asset type `{}` declares no relation `{rname}`{hint}",
+                            types[ty].name
+                        ),
+                    );
+                    continue;
+                };
+                let Some(target) = scalar_str(v, &format!("{what}.{rname}"), &mut self.diags) else {
+                    continue;
+                };
+                let want = types[ty].relations[r].target_type;
+                match resolve_asset(&out, &target.value) {
+                    Some(e) if out[e].asset_type == want => out[idx].relations.push((r, target.value)),
+                    Some(e) => self.err(
+                        target.pos,
+                        format!(
+                            "{what}.{rname}: `{}` is a `{}`, but `{rname}` relates to a `{}`",
+                            target.value, types[out[e].asset_type].name, types[want].name
+                        ),
+                    ),
+                    None => self.err(target.pos, format!("{what}.{rname}: unknown asset `{}`", target.value)),
+                }
+            }
+        }
+        out
+    }
+
+    // ------------------------------------------------------------ windows
+
+    fn type_selector(&mut self, f: &Fields<'_>, types: &[AssetType]) -> Vec<usize> {
+        match f.str_list("asset_types", &mut self.diags) {
+            None => (0..types.len()).collect(),
+            Some(names) => names
+                .into_iter()
+                .filter_map(|n| match types.iter().position(|t| t.name == n.value) {
+                    Some(t) => Some(t),
+                    None => {
+                        let hint = hint(&n.value, types.iter().map(|t| t.name.as_str()));
+                        self.err(n.pos, format!("{}: unknown asset type `{}`{hint}", f.what(), n.value));
+                        None
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn windows(&mut self, node: &Node, types: &[AssetType]) -> Vec<WindowSpec> {
+        let mut out: Vec<WindowSpec> = Vec::new();
+        for (key, item) in self.named_entries(node, "windows") {
+            const FIELDS: &[&str] = &["name", "type", "size", "slide", "sensors", "asset_types"];
+            let Some(f) = Fields::new(item, "window", FIELDS, &mut self.diags) else {
+                continue;
+            };
+            let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
+                continue;
+            };
+            let what = format!("window `{}`", name.value);
+            if !is_identifier(&name.value) {
+                self.err(
+                    name.pos,
+                    format!("{what}: name must be an identifier (letters, digits, `_`)"),
+                );
+            }
+            if let Some(prev) = out.iter().find(|w| w.name == name.value) {
+                self.err(
+                    name.pos,
+                    format!(
+                        "duplicate window name `{}` (first declared at line {})",
+                        name.value, prev.pos.line
+                    ),
+                );
+            }
+            let kind = f.choice("type", &["tumbling", "sliding"], false, &mut self.diags);
+            let size = f.duration("size", true, &mut self.diags);
+            let slide = f.duration("slide", false, &mut self.diags);
+            let sliding = kind.as_ref().is_some_and(|k| k.value == "sliding");
+            let (Some(size), true) = (size, kind.is_some() || f.get("type").is_none()) else {
+                continue;
+            };
+            if size.value.is_zero() || size.value.subsec_nanos() % 1_000_000 != 0 {
+                self.err(
+                    size.pos,
+                    format!("{what}.size: must be a positive whole number of milliseconds"),
+                );
+            }
+            let slide = match (sliding, slide) {
+                (false, None) => size.value,
+                (false, Some(s)) => {
+                    self.err(s.pos, format!("{what}.slide: only sliding windows have a slide"));
+                    size.value
+                }
+                (true, None) => {
+                    self.err(f.pos(), format!("{what}: a sliding window needs `slide`"));
+                    size.value
+                }
+                (true, Some(s)) => {
+                    if s.value.is_zero() || s.value > size.value || s.value.subsec_nanos() % 1_000_000 != 0 {
+                        self.err(
+                            s.pos,
+                            format!("{what}.slide: must be whole milliseconds, above zero and at most the size"),
+                        );
+                    }
+                    s.value
+                }
+            };
+            let selected = self.type_selector(&f, types);
+            let sensor_names = f.str_list("sensors", &mut self.diags);
+            let mut coverage = Vec::new();
+            for t in selected {
+                let idx: Vec<usize> = match &sensor_names {
+                    None => (0..types[t].sensors.len()).collect(),
+                    Some(names) => names
+                        .iter()
+                        .filter_map(|n| match types[t].sensor_index(&n.value) {
+                            Some(i) => Some(i),
+                            None => {
+                                let hint = hint(&n.value, types[t].sensors.iter().map(|s| s.name.as_str()));
+                                self.err(
+                                    n.pos,
+                                    format!(
+                                        "{what}: unknown sensor `{}` for asset type `{}`{hint}",
+                                        n.value, types[t].name
+                                    ),
+                                );
+                                None
+                            }
+                        })
+                        .collect(),
+                };
+                coverage.push((t, idx));
+            }
+            out.push(WindowSpec {
+                name: name.value,
+                pos: name.pos,
+                size: size.value,
+                slide,
+                coverage,
+            });
+        }
+        out
+    }
+
+    // ------------------------------------------------------------ rules
+
+    fn rules(&mut self, node: &Node, types: &[AssetType], windows: &[WindowSpec]) -> Vec<RuleSpec> {
+        let mut out: Vec<RuleSpec> = Vec::new();
+        for (key, item) in self.named_entries(node, "rules") {
+            const FIELDS: &[&str] = &["name", "when", "severity", "message", "asset_types"];
+            let Some(f) = Fields::new(item, "rule", FIELDS, &mut self.diags) else {
+                continue;
+            };
+            let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
+                continue;
+            };
+            let what = format!("rule `{}`", name.value);
+            if !is_name(&name.value) {
+                self.err(
+                    name.pos,
+                    format!("{what}: use letters, digits, `-`, `_` or `.` in rule names"),
+                );
+            }
+            if let Some(prev) = out.iter().find(|r| r.name == name.value) {
+                self.err(
+                    name.pos,
+                    format!(
+                        "duplicate rule name `{}` (first declared at line {})",
+                        name.value, prev.pos.line
+                    ),
+                );
+            }
+            let severity = f
+                .choice("severity", &Severity::NAMES, false, &mut self.diags)
+                .and_then(|s| Severity::parse(&s.value))
+                .unwrap_or(Severity::Warning);
+            let message = f.str("message", false, &mut self.diags).map(|m| m.value);
+            let selected = self.type_selector(&f, types);
+            let Some(when) = f.str("when", true, &mut self.diags) else {
+                continue;
+            };
+            let start = self.expression_start(when.pos, &when.value);
+            let mut compiled = Vec::new();
+            let mut reported = std::collections::HashSet::new();
+            for t in selected {
+                let resolver = TypeResolver {
+                    types,
+                    asset_type: t,
+                    windows,
+                };
+                match compile_condition(&when.value, &resolver) {
+                    Ok(c) => compiled.push((t, c)),
+                    Err(errors) => {
+                        for e in errors {
+                            // A syntax error is the same for every type: report it once.
+                            if !reported.insert((e.offset, e.message.clone())) {
+                                continue;
+                            }
+                            let (p, suffix) = match start {
+                                Some(s) => (s.shifted(e.offset), String::new()),
+                                None => (when.pos, format!(" (at character {} of the expression)", e.offset + 1)),
+                            };
+                            self.err(p, format!("{what}.when: {}{suffix}", e.message));
+                        }
+                    }
+                }
+            }
+            out.push(RuleSpec {
+                name: name.value,
+                pos: name.pos,
+                when: when.value,
+                severity,
+                message,
+                compiled,
+            });
+        }
+        out
+    }
+
+    /// The position of the first character of a single-line scalar's content
+    /// (after an opening quote), or `None` when the scalar spans lines.
+    fn expression_start(&self, p: Pos, text: &str) -> Option<Pos> {
+        let line = self.lines.get(p.line.checked_sub(1)?)?;
+        let rest: String = line.chars().skip(p.col.checked_sub(1)?).collect();
+        let (quote, body) = match rest.chars().next() {
+            Some('"' | '\'') => (1, rest[1..].to_string()),
+            _ => (0, rest),
+        };
+        body.starts_with(text).then(|| p.shifted(quote))
+    }
+
+    // ------------------------------------------------------------ sources
+
+    fn sources(&mut self, node: &Node, types: &[AssetType], assets: &[AssetEntry]) -> Vec<SourceSpec> {
+        let mut out: Vec<SourceSpec> = Vec::new();
+        for (key, item) in self.named_entries(node, "sources") {
+            const FIELDS: &[&str] = &[
+                "name",
+                "type",
+                "path",
+                "pace",
+                "speed",
+                "decode",
+                "asset_type",
+                "prefix",
+                "count",
+                "digits",
+                "every",
+                "seed",
+                "jitter",
+                "spike_prob",
+                "gap_prob",
+                "drift_frac",
+            ];
+            let Some(f) = Fields::new(item, "source", FIELDS, &mut self.diags) else {
+                continue;
+            };
+            let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
+                continue;
+            };
+            let what = format!("source `{}`", name.value);
+            if !is_name(&name.value) {
+                self.err(
+                    name.pos,
+                    format!("{what}: use letters, digits, `-`, `_` or `.` in source names"),
+                );
+            }
+            if let Some(prev) = out.iter().find(|s| s.name == name.value) {
+                self.err(
+                    name.pos,
+                    format!(
+                        "duplicate source name `{}` (first declared at line {})",
+                        name.value, prev.pos.line
+                    ),
+                );
+            }
+            let Some(kind) = f.choice("type", &["file", "simulator"], true, &mut self.diags) else {
+                continue;
+            };
+            let allowed: &[&str] = match kind.value.as_str() {
+                "file" => &["name", "type", "path", "pace", "speed", "decode"],
+                _ => &[
+                    "name",
+                    "type",
+                    "asset_type",
+                    "prefix",
+                    "count",
+                    "digits",
+                    "every",
+                    "seed",
+                    "jitter",
+                    "spike_prob",
+                    "gap_prob",
+                    "drift_frac",
+                ],
+            };
+            for k in FIELDS {
+                if !allowed.contains(k) && f.get(k).is_some() {
+                    let p = f.get(k).map(pos).unwrap_or_default();
+                    self.err(
+                        p,
+                        format!("{what}: field `{k}` does not apply to a `{}` source", kind.value),
+                    );
+                }
+            }
+            let (source_kind, decode) = if kind.value == "file" {
+                let pace = match f.choice("pace", &["fast", "recorded"], false, &mut self.diags) {
+                    Some(p) if p.value == "recorded" => {
+                        let speed = f.f64("speed", false, &mut self.diags).map_or(1.0, |s| s.value);
+                        if speed <= 0.0 {
+                            self.err(f.pos(), format!("{what}.speed: must be above zero"));
+                        }
+                        Pace::Recorded { speed }
+                    }
+                    _ => Pace::Fast,
+                };
+                let path = f.str("path", false, &mut self.diags).map(|p| PathBuf::from(p.value));
+                let decode = match f.require("decode", &mut self.diags) {
+                    Some(d) => self.decode(d, &what, types),
+                    None => None,
+                };
+                (SourceKind::File(FileSourceSpec { path, pace }), decode)
+            } else {
+                match self.simulator(&f, &what, types, assets) {
+                    Some(sim) => (SourceKind::Simulator(sim), None),
+                    None => continue,
+                }
+            };
+            out.push(SourceSpec {
+                name: name.value,
+                pos: name.pos,
+                kind: source_kind,
+                decode,
+            });
+        }
+        if out.is_empty() && self.diags.is_empty() {
+            self.err(pos(node), "sources: declare at least one source");
+        }
+        out
+    }
+
+    fn simulator(
+        &mut self,
+        f: &Fields<'_>,
+        what: &str,
+        types: &[AssetType],
+        assets: &[AssetEntry],
+    ) -> Option<SimulatorSpec> {
+        let d = &mut self.diags;
+        let ty = f.str("asset_type", true, d)?;
+        let Some(t) = types.iter().position(|x| x.name == ty.value) else {
+            let hint = hint(&ty.value, types.iter().map(|t| t.name.as_str()));
+            d.error(
+                ty.pos,
+                format!("{what}.asset_type: unknown asset type `{}`{hint}", ty.value),
+            );
+            return None;
+        };
+        let prefix = f
+            .str("prefix", false, d)
+            .map_or_else(|| format!("{}-", types[t].name), |p| p.value);
+        let count = f.u64("count", false, d).map_or(10, |c| c.value);
+        if count == 0 || count > u64::from(u32::MAX) {
+            d.error(f.pos(), format!("{what}.count: must be between 1 and {}", u32::MAX));
+        }
+        let digits = f.u64("digits", false, d).map_or(5, |c| c.value as usize);
+        let every = f.duration("every", false, d).map(|e| e.value);
+        if every.is_none() && types[t].sensors.iter().any(|s| s.expected_every.is_none()) {
+            d.error(
+                f.pos(),
+                format!(
+                    "{what}: set `every`, or `expected_every` on every sensor of `{}`",
+                    types[t].name
+                ),
+            );
+        }
+        let prob = |field: &str, default: f64, d: &mut Diagnostics| match f.f64(field, false, d) {
+            Some(p) if !(0.0..=1.0).contains(&p.value) => {
+                d.error(p.pos, format!("{what}.{field}: must be between 0 and 1"));
+                default
+            }
+            Some(p) => p.value,
+            None => default,
+        };
+        let spec = SimulatorSpec {
+            asset_type: t,
+            prefix,
+            count: count.clamp(1, u64::from(u32::MAX)) as u32,
+            digits,
+            every,
+            seed: f.u64("seed", false, d).map_or(1, |s| s.value),
+            jitter: f.duration("jitter", false, d).map_or(Duration::ZERO, |j| j.value),
+            spike_prob: prob("spike_prob", 0.002, d),
+            gap_prob: prob("gap_prob", 0.0005, d),
+            drift_frac: prob("drift_frac", 0.1, d),
+        };
+        // Every simulated asset must be declared, with the simulated type.
+        for probe in [0, spec.count.saturating_sub(1)] {
+            let id = format!("{}{:0width$}", spec.prefix, probe, width = spec.digits);
+            match resolve_asset(assets, &id) {
+                Some(e) if assets[e].asset_type == t => {}
+                Some(e) => d.error(
+                    f.pos(),
+                    format!(
+                        "{what}: simulated asset `{id}` is declared as a `{}`, not a `{}`",
+                        types[assets[e].asset_type].name, types[t].name
+                    ),
+                ),
+                None => d.error(
+                    f.pos(),
+                    format!("{what}: simulated asset `{id}` matches no entry under `assets`"),
+                ),
+            }
+        }
+        Some(spec)
+    }
+
+    fn decode(&mut self, node: &Node, what: &str, types: &[AssetType]) -> Option<DecodeSpec> {
+        const FIELDS: &[&str] = &[
+            "format",
+            "contract",
+            "asset",
+            "sensor",
+            "value",
+            "values",
+            "ts",
+            "ts_format",
+            "convert",
+        ];
+        let dwhat = format!("{what}.decode");
+        let f = Fields::new(node, &dwhat, FIELDS, &mut self.diags)?;
+        let d = &mut self.diags;
+        f.choice("format", &["json"], false, d);
+        let path = |field: &str, required: bool, d: &mut Diagnostics| -> Option<FieldPath> {
+            let s = f.str(field, required, d)?;
+            match FieldPath::parse(&s.value) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    d.error(s.pos, format!("{dwhat}.{field}: {e}"));
+                    None
+                }
+            }
+        };
+        let asset = path("asset", true, d);
+        let ts = path("ts", true, d);
+        let sensor = path("sensor", false, d);
+        let value = path("value", false, d);
+        let ts_format = match f.choice("ts_format", &["epoch_ms", "epoch_s", "epoch_us", "rfc3339"], false, d) {
+            Some(s) => match s.value.as_str() {
+                "epoch_s" => TsFormat::EpochSeconds,
+                "epoch_us" => TsFormat::EpochMicros,
+                "rfc3339" => TsFormat::Rfc3339,
+                _ => TsFormat::EpochMillis,
+            },
+            None => TsFormat::EpochMillis,
+        };
+        let known_sensor = |name: &str| types.iter().any(|t| t.sensor_index(name).is_some());
+        let all_sensors: Vec<&str> = types
+            .iter()
+            .flat_map(|t| t.sensors.iter().map(|s| s.name.as_str()))
+            .collect();
+        let mut values = Vec::new();
+        if let Some(v) = f.get("values") {
+            match v.as_mapping() {
+                Some(map) => {
+                    for (k, pnode) in map.iter() {
+                        let sname = k.as_str();
+                        if !known_sensor(sname) {
+                            let hint = hint(sname, all_sensors.iter().copied());
+                            d.error(
+                                Pos::of(k.span()),
+                                format!("{dwhat}.values: unknown sensor `{sname}`{hint}"),
+                            );
+                        }
+                        if let Some(p) = scalar_str(pnode, &format!("{dwhat}.values.{sname}"), d) {
+                            match FieldPath::parse(&p.value) {
+                                Ok(fp) => values.push((sname.to_string(), fp)),
+                                Err(e) => d.error(p.pos, format!("{dwhat}.values.{sname}: {e}")),
+                            }
+                        }
+                    }
+                }
+                None => d.error(
+                    pos(v),
+                    format!("{dwhat}.values: expected a mapping of sensor name to field path"),
+                ),
+            }
+        }
+        match (sensor.is_some(), value.is_some(), !values.is_empty() || f.get("values").is_some()) {
+            (true, true, false) | (false, false, true) => {}
+            (_, _, true) => d.error(
+                f.pos(),
+                format!("{dwhat}: use either `sensor` + `value` (one reading per record) or `values` (one field per sensor), not both"),
+            ),
+            _ => d.error(
+                f.pos(),
+                format!("{dwhat}: name the reading: `sensor` + `value` (one reading per record) or `values` (one field per sensor)"),
+            ),
+        }
+        let mut convert = Vec::new();
+        if let Some(c) = f.get("convert") {
+            match c.as_mapping() {
+                Some(map) => {
+                    for (k, cnode) in map.iter() {
+                        let sname = k.as_str();
+                        if !known_sensor(sname) {
+                            let hint = hint(sname, all_sensors.iter().copied());
+                            d.error(
+                                Pos::of(k.span()),
+                                format!("{dwhat}.convert: unknown sensor `{sname}`{hint}"),
+                            );
+                        }
+                        let cw = format!("{dwhat}.convert.{sname}");
+                        if let Some(cf) = Fields::new(cnode, &cw, &["scale", "offset"], d) {
+                            convert.push(Convert {
+                                sensor: sname.to_string(),
+                                scale: cf.f64("scale", false, d).map_or(1.0, |v| v.value),
+                                offset: cf.f64("offset", false, d).map_or(0.0, |v| v.value),
+                            });
+                        }
+                    }
+                }
+                None => d.error(
+                    pos(c),
+                    format!("{dwhat}.convert: expected a mapping like `temperature: {{scale: 0.1}}`"),
+                ),
+            }
+        }
+        Some(DecodeSpec {
+            contract: f.str("contract", false, d).map(|c| c.value),
+            asset: asset?,
+            sensor,
+            value,
+            values,
+            ts: ts?,
+            ts_format,
+            convert,
+        })
+    }
+
+    // ------------------------------------------------------------ sinks
+
+    fn sinks(&mut self, node: &Node) -> Vec<SinkSpec> {
+        let mut out: Vec<SinkSpec> = Vec::new();
+        for (key, item) in self.named_entries(node, "sinks") {
+            const FIELDS: &[&str] = &["name", "type", "path", "outputs"];
+            let Some(f) = Fields::new(item, "sink", FIELDS, &mut self.diags) else {
+                continue;
+            };
+            let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
+                continue;
+            };
+            let what = format!("sink `{}`", name.value);
+            if let Some(prev) = out.iter().find(|s| s.name == name.value) {
+                self.err(
+                    name.pos,
+                    format!(
+                        "duplicate sink name `{}` (first declared at line {})",
+                        name.value, prev.pos.line
+                    ),
+                );
+            }
+            let kind = f.choice("type", &["stdout", "file"], true, &mut self.diags);
+            let path = f.str("path", false, &mut self.diags);
+            let kind = match (kind.as_ref().map(|k| k.value.as_str()), path) {
+                (Some("file"), Some(p)) => Some(SinkKind::File {
+                    path: PathBuf::from(p.value),
+                }),
+                (Some("file"), None) => {
+                    self.err(f.pos(), format!("{what}: a file sink needs `path`"));
+                    None
+                }
+                (Some(_), Some(p)) => {
+                    self.err(p.pos, format!("{what}.path: only file sinks have a path"));
+                    None
+                }
+                (Some(_), None) => Some(SinkKind::Stdout),
+                (None, _) => None,
+            };
+            let names: Vec<&str> = OutputKind::ALL.iter().map(|(n, _)| *n).collect();
+            let mut outputs = Vec::new();
+            match f.str_list("outputs", &mut self.diags) {
+                Some(list) => {
+                    for o in list {
+                        match OutputKind::ALL.iter().find(|(n, _)| *n == o.value) {
+                            Some((_, k)) if outputs.contains(k) => {
+                                self.err(o.pos, format!("{what}.outputs: `{}` is listed twice", o.value))
+                            }
+                            Some((_, k)) => outputs.push(*k),
+                            None => self.err(
+                                o.pos,
+                                format!(
+                                    "{what}.outputs: unknown output `{}`; expected {}",
+                                    o.value,
+                                    one_of(&names)
+                                ),
+                            ),
+                        }
+                    }
+                }
+                None => self.err(
+                    f.pos(),
+                    format!("{what}: missing required field `outputs` (any of {})", one_of(&names)),
+                ),
+            }
+            if let Some(kind) = kind {
+                out.push(SinkSpec {
+                    name: name.value,
+                    pos: name.pos,
+                    kind,
+                    outputs,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Index of the asset entry that `id` resolves to: an exact id first, then
+/// the first matching pattern in declaration order.
+pub fn resolve_asset(entries: &[AssetEntry], id: &str) -> Option<usize> {
+    entries
+        .iter()
+        .position(|e| matches!(&e.id, AssetPattern::Exact(x) if x == id))
+        .or_else(|| {
+            entries
+                .iter()
+                .position(|e| matches!(e.id, AssetPattern::Glob(_)) && e.id.matches(id))
+        })
+}
+
+fn hint<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    match suggest(name, candidates) {
+        Some(s) => format!(" (did you mean `{s}`?)"),
+        None => String::new(),
+    }
+}
+
+/// Resolves rule-expression names for one asset type.
+struct TypeResolver<'a> {
+    types: &'a [AssetType],
+    asset_type: usize,
+    windows: &'a [WindowSpec],
+}
+
+impl Resolver for TypeResolver<'_> {
+    type Slot = Slot;
+
+    fn resolve(&self, path: &[&str]) -> Result<Slot, String> {
+        let ty = &self.types[self.asset_type];
+        let first = path[0];
+        if let Some(s) = ty.sensor_index(first) {
+            return match path {
+                [_] | [_, "value"] => Ok(Slot::Latest { sensor: s as u16 }),
+                _ => Err(format!(
+                    "`{}`: a sensor has only `value`; window aggregates are written `<window>.{first}.avg`",
+                    path.join(".")
+                )),
+            };
+        }
+        if let Some(w) = self.windows.iter().position(|w| w.name == first) {
+            let win = &self.windows[w];
+            let Some(covered) = win.sensors_for(self.asset_type) else {
+                return Err(format!("window `{first}` does not apply to asset type `{}`", ty.name));
+            };
+            let aggs: Vec<&str> = Agg::ALL.iter().map(|(n, _)| *n).collect();
+            return match path {
+                [_, sensor, agg] => {
+                    let Some(s) = ty.sensor_index(sensor) else {
+                        let h = hint(sensor, ty.sensors.iter().map(|s| s.name.as_str()));
+                        return Err(format!("unknown sensor `{sensor}` for asset type `{}`{h}", ty.name));
+                    };
+                    if !covered.contains(&s) {
+                        return Err(format!("window `{first}` does not cover sensor `{sensor}`"));
+                    }
+                    match Agg::ALL.iter().find(|(n, _)| n == agg) {
+                        Some((_, a)) => Ok(Slot::Window {
+                            window: w as u16,
+                            sensor: s as u16,
+                            agg: *a,
+                        }),
+                        None => Err(format!("unknown aggregate `{agg}`; expected {}", one_of(&aggs))),
+                    }
+                }
+                _ => Err(format!(
+                    "`{}`: write a window aggregate as `{first}.<sensor>.<aggregate>`, e.g. `{first}.{}.avg`",
+                    path.join("."),
+                    ty.sensors.first().map_or("temperature", |s| s.name.as_str())
+                )),
+            };
+        }
+        let candidates = ty
+            .sensors
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(self.windows.iter().map(|w| w.name.as_str()));
+        let h = hint(first, candidates);
+        Err(format!(
+            "unknown name `{first}`: not a sensor of asset type `{}` nor a window{h}",
+            ty.name
+        ))
+    }
+}

@@ -1,0 +1,143 @@
+//! Topology: the YAML schema, its validation (every error at once, with
+//! `file:line:col`), and the one-screen summary `twinstream check` prints.
+//!
+//! * [`load`] reads a file into a validated [`Topology`] or [`Diagnostics`].
+//! * [`expr`] is the rule expression language, compiled once at load.
+//! * [`spec`] holds the typed, validated topology.
+
+pub mod diag;
+pub mod expr;
+pub mod load;
+pub mod spec;
+pub mod yaml;
+
+use std::fmt::Write as _;
+
+pub use diag::{Diagnostic, Diagnostics, Pos};
+pub use load::{load, parse, resolve_asset, LoadError};
+pub use spec::*;
+
+impl Topology {
+    /// The one-screen summary printed by `twinstream check` for a valid file.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let n = &self.node;
+        let _ = writeln!(s, "{}: OK", self.file.display());
+        let _ = writeln!(
+            s,
+            "node      {}  state_dir={}  snapshot every {} or {} events{}",
+            n.name,
+            n.state_dir.display(),
+            humantime::format_duration(n.snapshot.interval),
+            n.snapshot.max_events,
+            if n.snapshot.sync { " (fsync)" } else { "" },
+        );
+        if let Some(http) = n.http_listen {
+            let _ = writeln!(s, "http      {http}");
+        }
+        let _ = writeln!(s, "types     {}", self.asset_types.len());
+        for t in &self.asset_types {
+            let sensors: Vec<String> = t
+                .sensors
+                .iter()
+                .map(|x| {
+                    if x.unit.is_empty() {
+                        x.name.clone()
+                    } else {
+                        format!("{} [{}]", x.name, x.unit)
+                    }
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "  {:<12} sensors: {}; out-of-orderness {}",
+                t.name,
+                sensors.join(", "),
+                humantime::format_duration(t.out_of_orderness)
+            );
+            for r in &t.relations {
+                let _ = writeln!(
+                    s,
+                    "  {:<12} relation {} -> {}",
+                    "", r.name, self.asset_types[r.target_type].name
+                );
+            }
+        }
+        let exact = self
+            .assets
+            .iter()
+            .filter(|a| matches!(a.id, AssetPattern::Exact(_)))
+            .count();
+        let _ = writeln!(
+            s,
+            "assets    {} entries ({} ids, {} patterns)",
+            self.assets.len(),
+            exact,
+            self.assets.len() - exact
+        );
+        let _ = writeln!(s, "sources   {}", self.sources.len());
+        for src in &self.sources {
+            let detail = match &src.kind {
+                SourceKind::File(f) => format!(
+                    "file {}{}",
+                    f.path
+                        .as_ref()
+                        .map_or("(path given by `replay`)".into(), |p| p.display().to_string()),
+                    match f.pace {
+                        Pace::Fast => String::new(),
+                        Pace::Recorded { speed } => format!(", recorded pace x{speed}"),
+                    }
+                ),
+                SourceKind::Simulator(sim) => {
+                    format!("simulator {} x {}{:0w$}..", sim.count, sim.prefix, 0, w = sim.digits)
+                }
+            };
+            let contract = src
+                .decode
+                .as_ref()
+                .and_then(|d| d.contract.as_ref())
+                .map_or(String::new(), |c| format!(" contract {c}"));
+            let _ = writeln!(s, "  {:<12} {detail}{contract}", src.name);
+        }
+        let _ = writeln!(s, "windows   {}", self.windows.len());
+        for w in &self.windows {
+            let kind = if w.is_tumbling() {
+                format!("tumbling {}", humantime::format_duration(w.size))
+            } else {
+                format!(
+                    "sliding {} every {}",
+                    humantime::format_duration(w.size),
+                    humantime::format_duration(w.slide)
+                )
+            };
+            let cover: Vec<String> = w
+                .coverage
+                .iter()
+                .map(|(t, sensors)| format!("{}({})", self.asset_types[*t].name, sensors.len()))
+                .collect();
+            let _ = writeln!(s, "  {:<12} {kind} over {}", w.name, cover.join(", "));
+        }
+        let _ = writeln!(s, "rules     {}", self.rules.len());
+        for r in &self.rules {
+            let sev = format!("{:?}", r.severity).to_lowercase();
+            let _ = writeln!(s, "  {:<12} [{sev}] {}", r.name, r.when);
+        }
+        let _ = writeln!(s, "sinks     {}", self.sinks.len());
+        for k in &self.sinks {
+            let kind = match &k.kind {
+                SinkKind::Stdout => "stdout".to_string(),
+                SinkKind::File { path } => format!("file {}", path.display()),
+            };
+            let outs: Vec<&str> = k.outputs.iter().map(|o| o.name()).collect();
+            let _ = writeln!(s, "  {:<12} {kind} <- {}", k.name, outs.join(", "));
+        }
+        if !self.sinks.iter().any(|k| k.outputs.contains(&OutputKind::DeadLetters)) {
+            let _ = writeln!(
+                s,
+                "dead letters go to {} (no sink takes `dead_letters`)",
+                crate::sink::DEFAULT_DEAD_LETTERS
+            );
+        }
+        s
+    }
+}

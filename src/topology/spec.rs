@@ -1,0 +1,418 @@
+//! The validated topology: what a topology YAML file means, as typed values.
+//!
+//! Everything here has passed validation: names are unique, references
+//! resolve, durations are positive, rule expressions are compiled. Indices
+//! (`usize`/`u16`) point into the vectors of [`Topology`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::diag::Pos;
+use super::expr::Cond;
+
+/// Format version of topology files this build understands.
+pub const TOPOLOGY_VERSION: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// The file it was loaded from, as given by the user.
+    pub file: PathBuf,
+    pub node: NodeSpec,
+    pub asset_types: Vec<AssetType>,
+    pub assets: Vec<AssetEntry>,
+    pub sources: Vec<SourceSpec>,
+    pub windows: Vec<WindowSpec>,
+    pub rules: Vec<RuleSpec>,
+    pub sinks: Vec<SinkSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    /// Runtime data directory (RocksDB and default dead-letter file).
+    pub state_dir: PathBuf,
+    pub snapshot: SnapshotSpec,
+    /// Where the HTTP API listens, when enabled.
+    pub http_listen: Option<SocketAddr>,
+    /// Actor worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Decoder threads; 0 = one per core.
+    pub decoders: usize,
+    /// Input chunks in flight between sources and sinks (the backpressure bound).
+    pub max_inflight_chunks: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotSpec {
+    /// Write dirty twins at least this often.
+    pub interval: Duration,
+    /// ... or after this many applied events, whichever comes first.
+    pub max_events: u64,
+    /// fsync the RocksDB write-ahead log on every snapshot (survives power loss).
+    pub sync: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AssetType {
+    pub name: String,
+    pub pos: Pos,
+    pub sensors: Vec<SensorSpec>,
+    pub relations: Vec<RelationSpec>,
+    /// Bounded out-of-orderness of the per-asset watermark.
+    pub out_of_orderness: Duration,
+}
+
+impl AssetType {
+    pub fn sensor_index(&self, name: &str) -> Option<usize> {
+        self.sensors.iter().position(|s| s.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SensorSpec {
+    pub name: String,
+    pub unit: String,
+    /// Inclusive valid range; a value outside it is dead-lettered.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Nominal reporting period.
+    pub expected_every: Option<Duration>,
+    /// No reading for this long makes the sensor stale.
+    pub stale_after: Option<Duration>,
+}
+
+/// A relation an asset type may have to another asset, e.g. `feeds: tank`.
+#[derive(Debug, Clone)]
+pub struct RelationSpec {
+    pub name: String,
+    pub target_type: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AssetEntry {
+    pub id: AssetPattern,
+    pub pos: Pos,
+    pub asset_type: usize,
+    /// Relation name (index into the type's relations) -> related asset id.
+    pub relations: Vec<(usize, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetPattern {
+    Exact(String),
+    /// A glob with `*` (any run of characters) and `?` (one character).
+    Glob(String),
+}
+
+impl AssetPattern {
+    pub fn parse(text: &str) -> AssetPattern {
+        if text.contains(['*', '?']) {
+            AssetPattern::Glob(text.to_string())
+        } else {
+            AssetPattern::Exact(text.to_string())
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        match self {
+            AssetPattern::Exact(s) | AssetPattern::Glob(s) => s,
+        }
+    }
+
+    pub fn matches(&self, id: &str) -> bool {
+        match self {
+            AssetPattern::Exact(s) => s == id,
+            AssetPattern::Glob(g) => glob_match(g.as_bytes(), id.as_bytes()),
+        }
+    }
+}
+
+/// Iterative glob match with `*` and `?`, linear in practice.
+pub fn glob_match(pat: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pat.len() && (pat[p] == b'?' || pat[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while p < pat.len() && pat[p] == b'*' {
+        p += 1;
+    }
+    p == pat.len()
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub name: String,
+    pub pos: Pos,
+    pub kind: SourceKind,
+    /// How raw records become events; absent for sources that produce events
+    /// directly (the simulator).
+    pub decode: Option<DecodeSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    File(FileSourceSpec),
+    Simulator(SimulatorSpec),
+}
+
+impl SourceKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceKind::File(_) => "file",
+            SourceKind::Simulator(_) => "simulator",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FileSourceSpec {
+    /// The JSON-lines file; `replay` supplies it on the command line instead.
+    pub path: Option<PathBuf>,
+    pub pace: Pace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// As fast as possible.
+    Fast,
+    /// At the pace recorded in the event timestamps, times `speed`.
+    Recorded { speed: f64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct SimulatorSpec {
+    pub asset_type: usize,
+    /// Asset ids are `prefix` + a zero-padded number `0..count`.
+    pub prefix: String,
+    pub count: u32,
+    pub digits: usize,
+    /// Sampling period per sensor; defaults to the sensor's `expected_every`.
+    pub every: Option<Duration>,
+    pub seed: u64,
+    /// Event-time jitter (events arrive out of order by up to this much).
+    pub jitter: Duration,
+    /// Probability per sample of a spike (a short excursion to 80-100% of range).
+    pub spike_prob: f64,
+    /// Probability per sample that a sensor goes silent for a while.
+    pub gap_prob: f64,
+    /// Fraction of assets whose first sensor drifts upward over time.
+    pub drift_frac: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecodeSpec {
+    /// Name and version of the telemetry contract this mapping decodes.
+    pub contract: Option<String>,
+    pub asset: FieldPath,
+    /// Narrow records: one reading per record, sensor name in a field.
+    pub sensor: Option<FieldPath>,
+    pub value: Option<FieldPath>,
+    /// Wide records: several readings per record, one field per sensor.
+    pub values: Vec<(String, FieldPath)>,
+    pub ts: FieldPath,
+    pub ts_format: TsFormat,
+    /// Unit conversion into the sensor's declared unit: `raw * scale + offset`.
+    pub convert: Vec<Convert>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Convert {
+    pub sensor: String,
+    pub scale: f64,
+    pub offset: f64,
+}
+
+/// A dotted path into a JSON object, e.g. `payload.motor.current`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath(pub Vec<String>);
+
+impl FieldPath {
+    pub fn parse(text: &str) -> Result<FieldPath, String> {
+        let segs: Vec<String> = text.split('.').map(str::to_string).collect();
+        if segs.iter().any(String::is_empty) {
+            return Err(format!(
+                "`{text}` is not a field path; expected names separated by dots, like `payload.temp`"
+            ));
+        }
+        Ok(FieldPath(segs))
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsFormat {
+    EpochMillis,
+    EpochSeconds,
+    EpochMicros,
+    Rfc3339,
+}
+
+#[derive(Debug, Clone)]
+pub struct WindowSpec {
+    pub name: String,
+    pub pos: Pos,
+    pub size: Duration,
+    /// Equal to `size` for tumbling windows.
+    pub slide: Duration,
+    /// Per asset type index: the sensors (indices) this window covers.
+    /// Types the window does not apply to are absent.
+    pub coverage: Vec<(usize, Vec<usize>)>,
+}
+
+impl WindowSpec {
+    pub fn is_tumbling(&self) -> bool {
+        self.size == self.slide
+    }
+
+    pub fn sensors_for(&self, asset_type: usize) -> Option<&[usize]> {
+        self.coverage
+            .iter()
+            .find(|(t, _)| *t == asset_type)
+            .map(|(_, s)| s.as_slice())
+    }
+}
+
+/// What a name in a rule expression refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The latest value of a sensor (by sensor index of the asset type).
+    Latest { sensor: u16 },
+    /// An aggregate of the most recently closed window of a sensor.
+    Window { window: u16, sensor: u16, agg: Agg },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Agg {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+impl Agg {
+    pub const ALL: [(&'static str, Agg); 5] = [
+        ("count", Agg::Count),
+        ("sum", Agg::Sum),
+        ("min", Agg::Min),
+        ("max", Agg::Max),
+        ("avg", Agg::Avg),
+    ];
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub name: String,
+    pub pos: Pos,
+    pub when: String,
+    pub severity: Severity,
+    pub message: Option<String>,
+    /// The condition compiled for each asset type the rule applies to.
+    pub compiled: Vec<(usize, Cond<Slot>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub const NAMES: [&'static str; 3] = ["info", "warning", "critical"];
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "info" => Some(Severity::Info),
+            "warning" => Some(Severity::Warning),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    pub name: String,
+    pub pos: Pos,
+    pub kind: SinkKind,
+    pub outputs: Vec<OutputKind>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Stdout,
+    File { path: PathBuf },
+}
+
+/// The kinds of output a twin produces; sinks subscribe to kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    TwinUpdates,
+    Windows,
+    Alerts,
+    DeadLetters,
+}
+
+impl OutputKind {
+    pub const ALL: [(&'static str, OutputKind); 4] = [
+        ("twin_updates", OutputKind::TwinUpdates),
+        ("windows", OutputKind::Windows),
+        ("alerts", OutputKind::Alerts),
+        ("dead_letters", OutputKind::DeadLetters),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, k)| *k == self).map_or("?", |(n, _)| n)
+    }
+
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_shell_patterns() {
+        let rows = [
+            ("pump-*", "pump-00042", true),
+            ("pump-*", "pump-", true),
+            ("pump-*", "tank-1", false),
+            ("*-7", "tank-7", true),
+            ("line-?/motor-*", "line-3/motor-12", true),
+            ("line-?/motor-*", "line-33/motor-12", false),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+        ];
+        for (pat, id, want) in rows {
+            assert_eq!(AssetPattern::parse(pat).matches(id), want, "{pat} vs {id}");
+        }
+    }
+}

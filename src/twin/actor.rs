@@ -1,0 +1,457 @@
+//! The asset actor: owns one twin and all its IO.
+//!
+//! * **Restore** (`started`): the twin is read from the store the first time
+//!   the asset is seen (lazy restore); a record this build cannot read stops
+//!   the node with a clear error instead of being guessed at.
+//! * **Apply**: the state is backed up (into a per-thread scratch, so no
+//!   allocation in steady state) and each batch applied in place. If the
+//!   model panics, the possibly half-updated state is replaced by the backup:
+//!   the twin restarts from its last good state, which equals its last
+//!   snapshot plus the replay of every message since (the model is
+//!   deterministic), and the batch is retried one event at a time. An event that panics [`MAX_ATTEMPTS`] times goes to the
+//!   dead-letter sink and the twin carries on (poison-message guard).
+//! * **Snapshot** (checkpoint barrier): the twin encodes itself into the
+//!   epoch. Barriers follow the batches in the mailbox, so a snapshot holds
+//!   exactly the events routed before the barrier.
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::model::{apply, Event, Input, Output, TwinState};
+use super::record;
+use super::schema::TypeModel;
+use crate::engine::checkpoint::Epoch;
+use crate::engine::flow::Permit;
+use crate::engine::EngineError;
+use crate::sink::{DeadLetter, DeadReason, Origin, OutputBatch, SinkHub};
+use crate::source::simulator::now_ms;
+use crate::store::Store;
+use crate::telemetry;
+
+/// Attempts at one event before it is dead-lettered.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// What every twin of a node shares.
+pub struct TwinContext {
+    pub store: Arc<Store>,
+    pub shard: u32,
+    pub sinks: SinkHub,
+    pub fatal: crossbeam_channel::Sender<EngineError>,
+    /// Source index -> name, for dead letters.
+    pub source_names: Vec<Arc<str>>,
+    /// Test hook: the model panics on an event with this value.
+    #[cfg(test)]
+    pub panic_hook: Option<tests::PanicHook>,
+}
+
+pub struct TwinActor {
+    asset: Arc<str>,
+    model: Arc<TypeModel>,
+    state: TwinState,
+    cx: Arc<TwinContext>,
+    /// Restore failed: the node is stopping; do nothing.
+    failed: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Apply {
+    pub events: Vec<Event>,
+    pub received_at: Instant,
+    pub permit: Permit,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndOfInput {
+    pub permit: Permit,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Snapshot {
+    pub epoch: Arc<Epoch>,
+}
+
+thread_local! {
+    /// The backup of the state a batch is applied to (one per worker thread).
+    static SCRATCH: RefCell<Option<TwinState>> = const { RefCell::new(None) };
+    /// The buffer snapshots are encoded into (one per worker thread).
+    static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl TwinActor {
+    pub fn new(asset: Arc<str>, model: Arc<TypeModel>, cx: Arc<TwinContext>) -> TwinActor {
+        TwinActor {
+            state: TwinState::new(&model),
+            asset,
+            model,
+            cx,
+            failed: false,
+        }
+    }
+
+    /// `on_start` hook: lazy restore from the store.
+    fn restore(&mut self) -> Result<(), EngineError> {
+        let Some(bytes) = self.cx.store.get_twin(self.cx.shard, &self.asset)? else {
+            return Ok(());
+        };
+        let rec = record::decode(&bytes).map_err(|error| EngineError::Restore {
+            asset: self.asset.to_string(),
+            error,
+        })?;
+        if rec.asset_type != *self.model.name {
+            tracing::warn!(
+                asset = %self.asset,
+                stored = %rec.asset_type,
+                now = %self.model.name,
+                "asset changed type in the topology; its stored twin does not apply and starts fresh"
+            );
+            return Ok(());
+        }
+        let (state, notes) = rec.into_state(&self.model);
+        if !notes.dropped.is_empty() {
+            tracing::warn!(asset = %self.asset, dropped = ?notes.dropped, "restored twin: parts the topology no longer declares were dropped");
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// Applies `input` in place after backing the state up; if the model
+    /// panics, the backup becomes the state again (the twin restarts from its
+    /// last good state). The backup is a per-thread scratch, so this does not
+    /// allocate, and each twin keeps its own allocations.
+    fn apply_guarded(&mut self, input: Input<'_>, now: i64, out: &mut Vec<Output>) -> Result<(), String> {
+        let mut backup = SCRATCH
+            .with(|s| s.borrow_mut().take())
+            .unwrap_or_else(|| TwinState::new(&self.model));
+        backup.clone_from(&self.state);
+        let mark = out.len();
+        let (model, state) = (&self.model, &mut self.state);
+        #[cfg(test)]
+        let hook = self.cx.panic_hook.as_ref();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(test)]
+            if let (Some(h), Input::Events(evs)) = (hook, input) {
+                h.maybe_panic(evs);
+            }
+            apply(model, state, input, now, out);
+        }));
+        let outcome = match result {
+            Ok(()) => Ok(()),
+            Err(panic) => {
+                std::mem::swap(&mut self.state, &mut backup);
+                out.truncate(mark);
+                Err(panic_message(&panic))
+            }
+        };
+        SCRATCH.with(|s| *s.borrow_mut() = Some(backup));
+        outcome
+    }
+
+    fn deliver(&self, outputs: Vec<Output>, dead_letters: Vec<DeadLetter>, permit: &Permit) {
+        if outputs.is_empty() && dead_letters.is_empty() {
+            return;
+        }
+        self.cx.sinks.deliver(OutputBatch {
+            asset: Some(self.asset.clone()),
+            model: Some(self.model.clone()),
+            outputs,
+            dead_letters,
+            at_ms: now_ms(),
+            permit: Some(permit.clone()),
+        });
+    }
+
+    /// After a panic on a batch: retry event by event from the last good state.
+    fn recover(&mut self, events: &[Event], first: String, now: i64, out: &mut Vec<Output>) -> Vec<DeadLetter> {
+        telemetry::twin_restarted();
+        tracing::warn!(asset = %self.asset, events = events.len(), panic = %first,
+            "twin panicked; restarted from its last good state, retrying the batch one event at a time");
+        let mut dead = Vec::new();
+        for e in events {
+            // The batch attempt was the first try of every event in it.
+            let mut attempts = 1;
+            loop {
+                match self.apply_guarded(Input::Events(std::slice::from_ref(e)), now, out) {
+                    Ok(()) => break,
+                    Err(msg) => {
+                        attempts += 1;
+                        telemetry::twin_restarted();
+                        if attempts >= MAX_ATTEMPTS {
+                            tracing::error!(asset = %self.asset, sensor = e.sensor, ts = e.ts, panic = %msg,
+                                "event crashed the twin {MAX_ATTEMPTS} times; dead-lettered");
+                            dead.push(self.poison_letter(e, &msg));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        dead
+    }
+
+    fn poison_letter(&self, e: &Event, msg: &str) -> DeadLetter {
+        let source = self
+            .cx
+            .source_names
+            .get(e.source as usize)
+            .cloned()
+            .unwrap_or_else(|| "?".into());
+        telemetry::dead_lettered(&source, DeadReason::Poison.code(), 1);
+        let payload = serde_json::json!({
+            "asset": &*self.asset,
+            "sensor": &*self.model.sensors[e.sensor as usize],
+            "ts": e.ts,
+            "value": e.value,
+        });
+        DeadLetter {
+            origin: Origin {
+                source,
+                file: None,
+                line: e.origin,
+                offset: None,
+            },
+            reason: DeadReason::Poison,
+            message: format!("the twin panicked on this event {MAX_ATTEMPTS} times: {msg}"),
+            payload: payload.to_string().into_bytes(),
+        }
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+impl Actor for TwinActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        if let Err(e) = self.restore() {
+            tracing::error!(asset = %self.asset, error = %e, "cannot restore twin");
+            self.failed = true;
+            let _ = self.cx.fatal.send(e);
+        }
+    }
+}
+
+impl Handler<Apply> for TwinActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Apply, _: &mut Context<Self>) {
+        if self.failed {
+            return;
+        }
+        let now = now_ms();
+        let mut out = Vec::new();
+        let late_before = self.state.stats.late;
+        let dead = match self.apply_guarded(Input::Events(&msg.events), now, &mut out) {
+            Ok(()) => Vec::new(),
+            Err(first) => self.recover(&msg.events, first, now, &mut out),
+        };
+        telemetry::events_applied(msg.events.len() as u64, self.state.stats.late - late_before);
+        telemetry::apply_latency(msg.received_at.elapsed().as_secs_f64());
+        self.deliver(out, dead, &msg.permit);
+    }
+}
+
+impl Handler<EndOfInput> for TwinActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndOfInput, _: &mut Context<Self>) {
+        if self.failed {
+            return;
+        }
+        let mut out = Vec::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self.apply_guarded(Input::EndOfInput, now_ms(), &mut out) {
+                Ok(()) => break,
+                Err(msg) => {
+                    telemetry::twin_restarted();
+                    tracing::error!(asset = %self.asset, attempt, panic = %msg, "twin panicked closing its windows at end of input");
+                }
+            }
+        }
+        self.deliver(out, Vec::new(), &msg.permit);
+    }
+}
+
+impl Handler<Snapshot> for TwinActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Snapshot, _: &mut Context<Self>) {
+        if self.failed {
+            msg.epoch.abort();
+            return;
+        }
+        // Windows closed since the last snapshot go into the same checkpoint.
+        if !self.state.digest.is_empty() {
+            msg.epoch.add_digest(&self.state.digest);
+            self.state.digest.clear();
+        }
+        RECORD.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            record::encode_into(&self.model, &self.state, &mut buf);
+            msg.epoch.add(self.cx.shard, &self.asset, &buf);
+        });
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::checkpoint::{writer_loop, Durable};
+    use crate::engine::flow::Flow;
+    use crate::twin::schema::{Model, OutputMask};
+
+    /// Makes the model panic on events with `value`, `remaining` times.
+    pub struct PanicHook {
+        pub value: f64,
+        pub remaining: AtomicU32,
+    }
+
+    impl PanicHook {
+        pub(super) fn maybe_panic(&self, events: &[Event]) {
+            if events.iter().any(|e| e.value == self.value)
+                && self
+                    .remaining
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
+                    .is_ok()
+            {
+                panic!("test hook: poison value {}", self.value);
+            }
+        }
+    }
+
+    fn ev(ts: i64, value: f64, origin: u64) -> Event {
+        Event {
+            ts,
+            value,
+            sensor: 0,
+            source: 0,
+            origin,
+        }
+    }
+
+    /// Runs one twin through `events` with a hook that panics up to `panics`
+    /// times, snapshots it and returns the stored record, the dead letters
+    /// written and how many panics happened.
+    fn run_twin(events: Vec<Event>, panics: u32) -> (record::TwinRecord<'static>, Vec<serde_json::Value>, u32) {
+        let dir = tempfile::tempdir().unwrap();
+        let topo = crate::topology::parse(
+            Path::new("t.yaml"),
+            "asset_types: { pump: { sensors: { vibration: { unit: mm/s } } } }\n\
+             assets: [{ id: p1, type: pump }]\n\
+             sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]\n\
+             windows: [{ name: w1s, size: 1s }]\n",
+        )
+        .unwrap();
+        let model = Model::build(&topo, OutputMask::all(), false).types[0].clone();
+        let store = Arc::new(Store::open(&dir.path().join("db"), 1).unwrap());
+        let system = System::new();
+        let (dead_path, record, hook_left) = system.block_on(async {
+            let sink_arbiter = Arbiter::new();
+            let twin_arbiter = Arbiter::new();
+            let sinks = SinkHub::start(&[], dir.path(), &sink_arbiter.handle()).unwrap();
+            let (fatal, _fatal_rx) = crossbeam_channel::unbounded();
+            let hook = PanicHook {
+                value: 666.0,
+                remaining: AtomicU32::new(panics),
+            };
+            let cx = Arc::new(TwinContext {
+                store: store.clone(),
+                shard: 0,
+                sinks: sinks.clone(),
+                fatal: fatal.clone(),
+                source_names: vec!["f".into()],
+                panic_hook: Some(hook),
+            });
+            let c2 = cx.clone();
+            let twin =
+                TwinActor::start_in_arbiter(&twin_arbiter.handle(), move |_| TwinActor::new("p1".into(), model, c2));
+            let flow = Flow::new(4);
+            twin.do_send(Apply {
+                events,
+                received_at: Instant::now(),
+                permit: flow.acquire().unwrap(),
+            });
+            // Checkpoint through the real writer: sinks flushed, then committed.
+            let (epoch_tx, epoch_rx) = crossbeam_channel::unbounded();
+            let (durable_tx, durable_rx) = crossbeam_channel::unbounded::<Durable>();
+            let (s2, k2) = (store.clone(), sinks.clone());
+            let writer = std::thread::spawn(move || writer_loop(epoch_rx, s2, k2, true, durable_tx, fatal));
+            let ep = Epoch::new(1, 1, &[], "digest/t".into(), store.clone(), epoch_tx);
+            twin.do_send(Snapshot { epoch: ep.clone() });
+            ep.arrive();
+            drop(ep);
+            let d = durable_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("checkpoint durable");
+            assert_eq!(d.twins, 1);
+            let left = cx.panic_hook.as_ref().unwrap().remaining.load(Ordering::SeqCst);
+            // Join every thread holding the store before it is closed.
+            drop(twin);
+            for a in [sink_arbiter, twin_arbiter] {
+                a.stop();
+                a.join().unwrap();
+            }
+            writer.join().unwrap();
+            let bytes = store.get_twin(0, "p1").unwrap().expect("twin stored");
+            (
+                dir.path().join("dead_letters.jsonl"),
+                record::decode(&bytes).unwrap(),
+                left,
+            )
+        });
+        let dead = std::fs::read_to_string(dead_path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (record, dead, panics - hook_left)
+    }
+
+    #[test]
+    fn a_transient_panic_restarts_the_twin_and_loses_nothing() {
+        let (rec, dead, panicked) = run_twin(vec![ev(100, 1.0, 1), ev(200, 666.0, 2), ev(300, 2.0, 3)], 1);
+        assert_eq!(panicked, 1);
+        assert!(dead.is_empty(), "{dead:?}");
+        assert_eq!(rec.stats.events, 3, "every event applied exactly once");
+        assert_eq!(rec.sensors[0].1.value, 2.0, "in arrival order");
+        assert_eq!(rec.open[0].acc.count, 3);
+        assert_eq!(rec.open[0].acc.sum, 669.0);
+    }
+
+    #[test]
+    fn an_event_that_panics_three_times_is_dead_lettered_and_the_rest_applied() {
+        let (rec, dead, panicked) = run_twin(vec![ev(100, 1.0, 1), ev(200, 666.0, 2), ev(300, 2.0, 3)], u32::MAX);
+        assert_eq!(
+            panicked, MAX_ATTEMPTS,
+            "the batch, then the event alone until the limit"
+        );
+        assert_eq!(rec.stats.events, 2, "the poison event is not applied");
+        assert_eq!(rec.open[0].acc.sum, 3.0);
+        assert_eq!(rec.sensors[0].1.value, 2.0);
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0]["reason"], "poison");
+        assert_eq!(dead[0]["origin"]["line"], 2);
+        assert!(dead[0]["message"].as_str().unwrap().contains("3 times"), "{}", dead[0]);
+        let payload: serde_json::Value = serde_json::from_str(dead[0]["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(payload["value"], 666.0);
+        assert_eq!(payload["asset"], "p1");
+    }
+}

@@ -1,0 +1,316 @@
+//! Table-driven tests of the pure twin model.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::model::*;
+use super::record;
+use super::schema::{Model, OutputMask, TypeModel};
+use crate::topology;
+
+const BASE: &str = r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+      temperature: { unit: degC }
+    watermark: { out_of_orderness: 200ms }
+assets: [{ id: "p-*", type: pump }]
+sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]
+"#;
+
+fn model(extra: &str) -> Arc<TypeModel> {
+    let text = format!("{BASE}{extra}");
+    let topo = topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
+    Model::build(&topo, OutputMask::all(), false).types[0].clone()
+}
+
+const W1S: &str = "windows: [{ name: w1s, size: 1s }]\n";
+
+fn ev(sensor: u16, ts: i64, value: f64) -> Event {
+    Event {
+        ts,
+        value,
+        sensor,
+        source: 0,
+        origin: 0,
+    }
+}
+
+fn run(m: &TypeModel, events: &[Event]) -> (TwinState, Vec<Output>) {
+    let mut st = TwinState::new(m);
+    let mut out = Vec::new();
+    apply(m, &mut st, Input::Events(events), 0, &mut out);
+    (st, out)
+}
+
+fn windows(out: &[Output]) -> Vec<(u16, i64, u64, f64)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Window { slot, start, acc } => Some((*slot, *start, acc.count, acc.sum)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn latest_value_is_chosen_by_event_time_ties_go_to_the_later_arrival() {
+    let m = model("");
+    // (events, expected latest of sensor 0 as (ts, value))
+    let rows: &[(&[Event], (i64, f64))] = &[
+        (&[ev(0, 10, 1.0)], (10, 1.0)),
+        (&[ev(0, 10, 1.0), ev(0, 20, 2.0)], (20, 2.0)),
+        (&[ev(0, 20, 2.0), ev(0, 10, 1.0)], (20, 2.0)), // older arrives late: ignored
+        (&[ev(0, 10, 1.0), ev(0, 10, 3.0)], (10, 3.0)), // tie: later arrival
+        (&[ev(0, 30, 3.0), ev(1, 40, 9.0), ev(0, 25, 1.0)], (30, 3.0)),
+    ];
+    for (events, (ts, value)) in rows {
+        let (st, _) = run(&m, events);
+        assert_eq!((st.sensors[0].ts, st.sensors[0].value), (*ts, *value), "{events:?}");
+        assert_eq!(st.stats.events, events.len() as u64);
+        assert_eq!(st.version, events.len() as u64);
+    }
+}
+
+#[test]
+fn windows_close_when_the_watermark_passes_their_last_millisecond() {
+    let m = model(W1S);
+    // Window [0, 999] closes when max_ts - 200 >= 999, i.e. at max_ts 1199.
+    let rows: &[(&[Event], usize)] = &[
+        (&[ev(0, 0, 1.0), ev(0, 1198, 1.0)], 0),
+        (&[ev(0, 0, 1.0), ev(0, 1199, 1.0)], 1),
+        (&[ev(0, 999, 1.0), ev(0, 1199, 1.0)], 1), // last millisecond is inside
+        (&[ev(0, 1000, 1.0), ev(0, 1199, 1.0)], 0), // first ms of the next window
+        (&[ev(0, 0, 1.0), ev(1, 1199, 1.0)], 1),   // any sensor advances the asset watermark
+    ];
+    for (events, closed) in rows {
+        let (_, out) = run(&m, events);
+        assert_eq!(windows(&out).len(), *closed, "{events:?}");
+    }
+}
+
+#[test]
+fn window_aggregates_and_late_events() {
+    let m = model(W1S);
+    let events = [
+        ev(0, 100, 1.0),
+        ev(0, 900, 3.0),
+        ev(0, 50, 2.0),    // out of order, not late: window still open
+        ev(0, 1300, 5.0),  // closes [0,999] (watermark 1100 >= 999)
+        ev(0, 999, 100.0), // late: its window has been emitted
+        ev(0, 1400, 1.0),
+    ];
+    let (st, out) = run(&m, &events);
+    let w = windows(&out);
+    assert_eq!(w, vec![(0, 0, 3, 6.0)]);
+    assert_eq!(st.stats.late, 1);
+    assert_eq!(st.stats.windows, 1);
+    assert_eq!(st.stats.window_count_sum, 3);
+    assert_eq!(st.stats.window_sum_x64, 6 * 64);
+    assert_eq!(st.stats.window_max_x64, 3 * 64);
+    // The late event still counts for latest-value purposes only if newest: it is not.
+    assert_eq!(st.sensors[0].ts, 1400);
+    // End of input closes the rest, in order.
+    let mut st = st;
+    let mut out = Vec::new();
+    apply(&m, &mut st, Input::EndOfInput, 0, &mut out);
+    assert_eq!(windows(&out), vec![(0, 1000, 2, 6.0)]);
+    assert!(st.open.is_empty());
+}
+
+#[test]
+fn a_late_event_is_judged_against_the_watermark_before_it() {
+    let m = model(W1S);
+    // 1199 arrives first and closes [0,999]; then 999 is late.
+    let (st, _) = run(&m, &[ev(0, 1199, 1.0), ev(0, 999, 1.0)]);
+    assert_eq!(st.stats.late, 1);
+    // The event that advances the watermark is itself judged before: ts 1200
+    // with watermark -inf goes into [1000, 1999].
+    let (st, _) = run(&m, &[ev(0, 5000, 1.0)]);
+    assert_eq!(st.stats.late, 0);
+    assert_eq!(st.open.len(), 1);
+}
+
+#[test]
+fn sliding_windows_assign_each_event_to_every_covering_window() {
+    let m = model("windows: [{ name: s, type: sliding, size: 3s, slide: 1s, sensors: [vibration] }]\n");
+    let (mut st, _) = run(&m, &[ev(0, 2500, 1.0), ev(1, 2600, 7.0)]);
+    // 2500 falls in [0,2999], [1000,3999], [2000,4999]; temperature has no window.
+    assert_eq!(st.open.len(), 3);
+    let mut out = Vec::new();
+    apply(&m, &mut st, Input::EndOfInput, 0, &mut out);
+    let starts: Vec<i64> = windows(&out).iter().map(|w| w.1).collect();
+    assert_eq!(starts, vec![0, 1000, 2000]);
+}
+
+fn alerts(out: &[Output]) -> Vec<(u16, Transition, u32)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Alert {
+                rule, transition, seq, ..
+            } => Some((*rule, *transition, *seq)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn window_rule_raises_once_counts_firings_and_clears() {
+    let m = model(&format!(
+        "{W1S}rules: [{{ name: high, when: \"w1s.vibration.avg > 7.0\" }}]\n"
+    ));
+    // Windows: avg 8 (raise), avg 9 (still firing), avg 1 (clear), avg 8 (raise #2).
+    let mut events = Vec::new();
+    for (sec, v) in [(0, 8.0), (1, 9.0), (2, 1.0), (3, 8.0), (4, 0.0)] {
+        events.push(ev(0, sec * 1000 + 500, v));
+    }
+    events.push(ev(0, 10_000, 0.0));
+    let (st, out) = run(&m, &events);
+    assert_eq!(
+        alerts(&out),
+        vec![
+            (0, Transition::Raised, 1),
+            (0, Transition::Cleared, 1),
+            (0, Transition::Raised, 2),
+            (0, Transition::Cleared, 2),
+        ]
+    );
+    assert_eq!(st.stats.firings, 3, "every window above 7 is a firing");
+    assert!(!st.alerts[0].active);
+}
+
+#[test]
+fn latest_value_rules_fire_on_transitions_and_never_on_missing_data() {
+    let m = model("rules: [{ name: hot, when: \"temperature > 90 and vibration < 5\" }]\n");
+    let rows: &[(&[Event], &[Transition])] = &[
+        (&[ev(1, 1, 95.0)], &[]), // vibration unknown: does not fire
+        (&[ev(0, 1, 1.0), ev(1, 2, 95.0)], &[Transition::Raised]),
+        (&[ev(0, 1, 1.0), ev(1, 2, 95.0), ev(1, 3, 96.0)], &[Transition::Raised]),
+        (
+            &[ev(0, 1, 1.0), ev(1, 2, 95.0), ev(1, 3, 20.0)],
+            &[Transition::Raised, Transition::Cleared],
+        ),
+        (&[ev(0, 1, 1.0), ev(1, 3, 95.0), ev(1, 2, 20.0)], &[Transition::Raised]), // older value ignored
+    ];
+    for (events, want) in rows {
+        let (_, out) = run(&m, events);
+        let got: Vec<Transition> = alerts(&out).iter().map(|a| a.1).collect();
+        assert_eq!(got, *want, "{events:?}");
+    }
+}
+
+#[test]
+fn rules_over_windows_closing_together_see_both() {
+    let m = model(&format!(
+        "{W1S}rules: [{{ name: r, when: \"w1s.vibration.avg > w1s.temperature.avg\" }}]\n"
+    ));
+    let (st, out) = run(&m, &[ev(0, 100, 5.0), ev(1, 100, 4.0), ev(0, 2000, 0.0)]);
+    assert_eq!(alerts(&out), vec![(0, Transition::Raised, 1)]);
+    assert_eq!(st.stats.firings, 1, "evaluated once per group of windows");
+}
+
+#[test]
+fn records_round_trip_and_survive_topology_edits() {
+    let m = model(&format!(
+        "{W1S}rules: [{{ name: high, when: \"w1s.vibration.avg > 1\" }}]\n"
+    ));
+    let (st, _) = run(
+        &m,
+        &[ev(0, 100, 5.0), ev(1, 200, 4.0), ev(0, 1300, 2.0), ev(1, 1400, 3.0)],
+    );
+    let bytes = record::encode(&m, &st);
+    let (back, notes) = record::decode(&bytes).unwrap().into_state(&m);
+    assert_eq!(back, st);
+    assert!(notes.dropped.is_empty());
+
+    // The same record under a model without `temperature`: it is dropped, the rest kept.
+    let text = BASE.replace("      temperature: { unit: degC }\n", "");
+    let topo = topology::parse(Path::new("t.yaml"), &format!("{text}{W1S}")).unwrap();
+    let m2 = Model::build(&topo, OutputMask::all(), false).types[0].clone();
+    let (back, notes) = record::decode(&bytes).unwrap().into_state(&m2);
+    assert_eq!(back.sensors[0], st.sensors[0]);
+    assert_eq!(back.open.len(), 1, "the open temperature window is gone");
+    assert_eq!(back.stats, st.stats);
+    assert!(notes.dropped.iter().any(|d| d.contains("temperature")), "{notes:?}");
+}
+
+#[test]
+fn an_unknown_record_version_is_refused() {
+    let m = model("");
+    let mut bytes = record::encode(&m, &TwinState::new(&m));
+    bytes[0] = 42;
+    let err = record::decode(&bytes).unwrap_err();
+    assert!(err.to_string().contains("format version 42"), "{err}");
+}
+
+/// WORKLOAD.md semantics for one asset, written the obvious way.
+fn reference(events: &[Event], ooo: i64, size: i64) -> (u64, Vec<(u16, i64, u64, f64)>) {
+    use std::collections::BTreeMap;
+    let mut open: BTreeMap<(i64, u16), (u64, f64)> = BTreeMap::new();
+    let mut fired = Vec::new();
+    let mut max_ts: Option<i64> = None;
+    let mut late = 0;
+    for e in events {
+        let wm = max_ts.map_or(i64::MIN, |m| m - ooo);
+        let start = e.ts - e.ts.rem_euclid(size);
+        if start + size - 1 <= wm {
+            late += 1;
+        } else {
+            let w = open.entry((start, e.sensor)).or_insert((0, 0.0));
+            w.0 += 1;
+            w.1 += e.value;
+        }
+        if max_ts.is_none_or(|m| e.ts > m) {
+            max_ts = Some(e.ts);
+            let wm = e.ts - ooo;
+            let ready: Vec<_> = open.keys().filter(|(s, _)| s + size - 1 <= wm).copied().collect();
+            for k in ready {
+                let (c, s) = open.remove(&k).unwrap();
+                fired.push((k.1, k.0, c, s));
+            }
+        }
+    }
+    for ((start, sensor), (c, s)) in open {
+        fired.push((sensor, start, c, s));
+    }
+    fired.sort_by_key(|w| (w.1, w.0));
+    (late, fired)
+}
+
+fn arb_events() -> impl Strategy<Value = Vec<Event>> {
+    prop::collection::vec((0u16..2, 0i64..6000, 0i64..64), 0..200)
+        .prop_map(|v| v.into_iter().map(|(s, ts, q)| ev(s, ts, q as f64 / 4.0)).collect())
+}
+
+proptest! {
+    #[test]
+    fn windows_match_the_reference_semantics(events in arb_events()) {
+        let m = model(W1S);
+        let (mut st, mut out) = run(&m, &events);
+        apply(&m, &mut st, Input::EndOfInput, 0, &mut out);
+        let mut got = windows(&out);
+        got.sort_by_key(|w| (w.1, w.0));
+        let (late, want) = reference(&events, 200, 1000);
+        prop_assert_eq!(st.stats.late, late);
+        prop_assert_eq!(got, want);
+        prop_assert_eq!(st.stats.events, events.len() as u64);
+    }
+
+    #[test]
+    fn batching_does_not_change_the_twin(events in arb_events(), cuts in prop::collection::vec(0usize..200, 0..8)) {
+        let m = model(&format!("{W1S}rules: [{{ name: high, when: \"w1s.vibration.avg > 8\" }}]\n"));
+        let (whole, _) = run(&m, &events);
+        let mut cuts: Vec<usize> = cuts.into_iter().filter(|c| *c <= events.len()).collect();
+        cuts.sort_unstable();
+        let mut st = TwinState::new(&m);
+        let mut out = Vec::new();
+        let mut from = 0;
+        for c in cuts.into_iter().chain(std::iter::once(events.len())) {
+            apply(&m, &mut st, Input::Events(&events[from..c.max(from)]), 0, &mut out);
+            from = c.max(from);
+        }
+        prop_assert_eq!(st, whole);
+    }
+}
