@@ -1,0 +1,217 @@
+//! Shared helpers for black-box tests: run the real binary, the shared
+//! workload tools, and wait on output with deadlines (never sleeps).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_twinstream")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shared workload tools (`../shared/workload` from the repo root).
+pub fn workload_dir() -> PathBuf {
+    match std::env::var_os("TWINSTREAM_SHARED") {
+        Some(p) => PathBuf::from(p).join("workload"),
+        None => repo().join("../shared/workload"),
+    }
+}
+
+pub fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs a command to completion and requires success.
+pub fn ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Generates a workload v1 file with `args` into `dir/name`.
+pub fn gen_workload(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    ok(Command::new(python())
+        .arg(workload_dir().join("gen_workload.py"))
+        .args(args)
+        .arg("--out")
+        .arg(&out));
+    out
+}
+
+/// `reference.py FILE --json` into `dir/ref.json`.
+pub fn reference(dir: &Path, data: &Path) -> PathBuf {
+    let out = ok(Command::new(python())
+        .arg(workload_dir().join("reference.py"))
+        .arg(data)
+        .arg("--json"));
+    let path = dir.join(format!("ref-{}.json", data.file_stem().unwrap().to_string_lossy()));
+    std::fs::write(&path, out.stdout).unwrap();
+    path
+}
+
+/// `compare.py REF OURS`; returns its stdout and whether it said MATCH.
+pub fn compare(reference: &Path, ours: &Path) -> (bool, String) {
+    let out = Command::new(python())
+        .arg(workload_dir().join("compare.py"))
+        .arg(reference)
+        .arg(ours)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    (out.status.success() && text.starts_with("MATCH"), text)
+}
+
+pub fn twinstream() -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(repo());
+    c.env("RUST_LOG", "info");
+    c
+}
+
+pub fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
+}
+
+pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// A running child whose stdout and stderr lines arrive on channels.
+pub struct Running {
+    pub child: Child,
+    pub stdout: mpsc::Receiver<String>,
+    pub stderr: mpsc::Receiver<String>,
+    pub seen_err: Vec<String>,
+    pub seen_out: Vec<String>,
+}
+
+fn pump(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+pub fn spawn(cmd: &mut Command) -> Running {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let stdout = pump(child.stdout.take().unwrap());
+    let stderr = pump(child.stderr.take().unwrap());
+    Running {
+        child,
+        stdout,
+        stderr,
+        seen_err: Vec::new(),
+        seen_out: Vec::new(),
+    }
+}
+
+impl Running {
+    /// Waits until a stderr line satisfies `pred`, or panics at the deadline.
+    pub fn wait_stderr(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen_err.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "timed out after {timeout:?} waiting for {what}; stderr so far:\n{}",
+                    self.seen_err.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits until a stdout line satisfies `pred`, or panics at the deadline.
+    pub fn wait_stdout(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen_out.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let err: Vec<String> = self.stderr.try_iter().collect();
+                    panic!(
+                        "timed out after {timeout:?} waiting for {what}; stdout so far:\n{}\nstderr:\n{}",
+                        self.seen_out.join("\n"),
+                        err.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    /// Sends a signal by name (e.g. "TERM") with the system `kill`.
+    pub fn signal(&self, sig: &str) {
+        ok(Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string()));
+    }
+
+    /// Waits for exit (with a deadline) and returns the status and the rest
+    /// of stderr.
+    pub fn finish(mut self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = self.seen_err;
+                // The pump thread ends at EOF; collect what is left.
+                while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+                    err.push(l);
+                }
+                return (status, err);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "process did not exit within {timeout:?}; stderr:\n{}",
+                    self.seen_err.join("\n")
+                );
+            }
+            // Drain output so the child never blocks on a full pipe.
+            while let Ok(l) = self.stderr.recv_timeout(Duration::from_millis(50)) {
+                self.seen_err.push(l);
+            }
+            while let Ok(l) = self.stdout.try_recv() {
+                self.seen_out.push(l);
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Workload v1 conformance and crash recovery through the real binary.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+fn replay(topo: &str, data: &Path, state: &Path, report: &Path, extra: &[&str]) -> std::process::Output {
+    ok(twinstream()
+        .arg("replay")
+        .arg(topo)
+        .arg(data)
+        .arg("--report")
+        .arg(report)
+        .arg("--state-dir")
+        .arg(state)
+        .args(extra))
+}
+
+fn assert_match(dir: &Path, data: &Path, report: &Path) {
+    let reference = reference(dir, data);
+    let (matched, text) = compare(&reference, report);
+    assert!(
+        matched,
+        "{text}\nreference: {}\nours: {}",
+        std::fs::read_to_string(&reference).unwrap(),
+        std::fs::read_to_string(report).unwrap()
+    );
+}
+
+#[test]
+fn small_workload_matches_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = gen_workload(
+        dir.path(),
+        "small.jsonl",
+        &["--assets", "200", "--seconds", "5", "--late-frac", "0.005"],
+    );
+    let report = dir.path().join("ours.json");
+    replay(
+        "topologies/workload-v1.yaml",
+        &data,
+        &dir.path().join("state"),
+        &report,
+        &[],
+    );
+    assert_match(dir.path(), &data, &report);
+    let r = json(&report);
+    assert_eq!(r["complete"], true);
+    assert_eq!(r["events"], 40_000);
+    assert!(
+        r["late"].as_u64().unwrap() > 0,
+        "the small preset injects late events: {r}"
+    );
+    assert!(
+        r["alerts"].as_u64().unwrap() > 0,
+        "drifting pumps must raise alerts: {r}"
+    );
+    assert_eq!(r["dead_letters"], 0);
+}
+
+#[test]
+fn other_seeds_jitter_and_lateness_match_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let variants: &[&[&str]] = &[
+        &["--seed", "7"],
+        &["--seed", "1234"],
+        &["--jitter-ms", "90", "--late-frac", "0.01"],
+    ];
+    for (i, args) in variants.iter().enumerate() {
+        let mut all = vec!["--assets", "100", "--seconds", "5"];
+        all.extend_from_slice(args);
+        let data = gen_workload(dir.path(), &format!("v{i}.jsonl"), &all);
+        let report = dir.path().join(format!("v{i}.json"));
+        replay(
+            "topologies/workload-v1.yaml",
+            &data,
+            &dir.path().join(format!("state{i}")),
+            &report,
+            &[],
+        );
+        assert_match(dir.path(), &data, &report);
+    }
+}
+
+/// Kills the replay with SIGKILL after `checkpoints` durable checkpoints,
+/// and checks that it was still replaying at that point.
+fn kill_after_checkpoints(data: &Path, state: &Path, report: &Path, checkpoints: usize, rate: &str) {
+    let mut run = spawn(
+        twinstream()
+            .args(["replay", "topologies/workload-v1.yaml"])
+            .arg(data)
+            .arg("--report")
+            .arg(report)
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--rate", rate]),
+    );
+    for n in 0..checkpoints {
+        run.wait_stderr(&format!("checkpoint {}", n + 1), Duration::from_secs(120), |l| {
+            l.contains("checkpoint durable")
+        });
+    }
+    run.child.kill().unwrap();
+    let status = run.child.wait().unwrap();
+    assert!(!status.success(), "the replay must have been killed, not finished");
+    assert!(!report.exists(), "a killed replay writes no report");
+}
+
+#[test]
+fn a_replay_killed_with_sigkill_resumes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = gen_workload(
+        dir.path(),
+        "crash.jsonl",
+        &["--assets", "500", "--seconds", "8", "--late-frac", "0.005"],
+    );
+    // Uninterrupted run.
+    let clean = dir.path().join("clean.json");
+    replay(
+        "topologies/workload-v1.yaml",
+        &data,
+        &dir.path().join("clean-state"),
+        &clean,
+        &[],
+    );
+
+    // Killed twice mid-stream (rate-limited so the kills land inside the file),
+    // then resumed to the end.
+    let state = dir.path().join("crash-state");
+    let report = dir.path().join("crash.json");
+    kill_after_checkpoints(&data, &state, &report, 2, "20000");
+    kill_after_checkpoints(&data, &state, &report, 2, "20000");
+    let out = replay("topologies/workload-v1.yaml", &data, &state, &report, &[]);
+    let r = json(&report);
+    assert!(
+        r["resumed_from_line"].as_u64().unwrap() > 0,
+        "the last run must resume, not start over: {r}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(r["run_events"].as_u64().unwrap() < r["events"].as_u64().unwrap());
+    let c = json(&clean);
+    for field in [
+        "events",
+        "windows",
+        "alerts",
+        "late",
+        "sum_count",
+        "sum_value_x64",
+        "sum_max_x64",
+        "sum_avg",
+        "latest_keys",
+        "latest_value_x64",
+        "latest_ts_sum",
+        "records",
+        "dead_letters",
+        "twins",
+    ] {
+        assert_eq!(r[field], c[field], "field {field}: crashed {r} vs clean {c}");
+    }
+    assert_match(dir.path(), &data, &report);
+
+    // A finished replay run again reports the same without re-reading.
+    let again = dir.path().join("again.json");
+    replay("topologies/workload-v1.yaml", &data, &state, &again, &[]);
+    let a = json(&again);
+    assert_eq!(a["run_events"], 0);
+    assert_eq!(a["windows"], c["windows"]);
+}
+
+#[test]
+fn a_state_dir_of_another_file_is_refused_and_fresh_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = gen_workload(dir.path(), "a.jsonl", &["--assets", "20", "--seconds", "2"]);
+    let b = gen_workload(
+        dir.path(),
+        "b.jsonl",
+        &["--assets", "20", "--seconds", "2", "--seed", "9"],
+    );
+    let state = dir.path().join("state");
+    let report = dir.path().join("r.json");
+    replay("topologies/workload-v1.yaml", &a, &state, &report, &[]);
+    let out = twinstream()
+        .args(["replay", "topologies/workload-v1.yaml"])
+        .arg(&b)
+        .arg("--report")
+        .arg(&report)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("belongs to") && err.contains("--fresh"), "{err}");
+    replay("topologies/workload-v1.yaml", &b, &state, &report, &["--fresh"]);
+    assert_match(dir.path(), &b, &report);
+}

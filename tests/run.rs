@@ -1,0 +1,231 @@
+//! `twinstream run` through the real binary: the simulator demo until
+//! SIGTERM, a file source that resumes where the previous run stopped, and a
+//! state directory that only one process may use.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use twinstream::store::Store;
+use twinstream::twin::record;
+
+/// How long a stopped run may take to write its final checkpoint and exit.
+const STOP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// `line` without ANSI escape sequences (`ESC [ ... letter`).
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The value of a `name=value` field of a human log line.
+fn field(line: &str, name: &str) -> Option<String> {
+    let line = plain(line);
+    let key = format!("{name}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key.as_str()))
+        .map(str::to_string)
+}
+
+/// Every twin of the store in `state`, decoded: `(asset, asset type, events)`.
+fn stored_twins(state: &Path) -> Vec<(String, String, u64)> {
+    let store = Store::open(state, 1).unwrap_or_else(|e| panic!("opening {}: {e}", state.display()));
+    let mut twins = Vec::new();
+    store
+        .for_each_twin(0, |asset, bytes| {
+            let rec = record::decode(bytes).unwrap_or_else(|e| panic!("twin `{asset}` does not decode: {e}"));
+            twins.push((asset.to_string(), rec.asset_type.to_string(), rec.stats.events));
+            Ok(())
+        })
+        .unwrap();
+    twins
+}
+
+fn run_cmd(topo: &Path, state: &Path) -> std::process::Command {
+    let mut c = twinstream();
+    c.arg("run").arg(topo).arg("--state-dir").arg(state);
+    c
+}
+
+/// Sends SIGTERM and requires a clean exit that says so.
+fn stop_cleanly(run: Running) -> Vec<String> {
+    run.signal("TERM");
+    let (status, stderr) = run.finish(STOP_DEADLINE);
+    assert!(
+        status.success(),
+        "exit {status} after SIGTERM; stderr:\n{}",
+        stderr.join("\n")
+    );
+    assert!(
+        stderr.iter().any(|l| l.contains("stopped cleanly")),
+        "no `stopped cleanly` on stderr:\n{}",
+        stderr.join("\n")
+    );
+    stderr
+}
+
+#[test]
+fn the_demo_raises_an_alert_stops_cleanly_on_sigterm_and_keeps_its_twins() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut run = spawn(&mut run_cmd(Path::new("topologies/demo.yaml"), &state));
+    let line = run.wait_stdout("an alert on stdout", Duration::from_secs(90), |l| {
+        l.contains("\"kind\":\"alert\"")
+    });
+    let alert: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert!(alert["asset"].as_str().unwrap().starts_with("pump-"), "{alert}");
+    assert_eq!(alert["asset_type"], "pump", "{alert}");
+    assert!(
+        ["vibration-high", "overheating", "pressure-peak"].contains(&alert["rule"].as_str().unwrap()),
+        "{alert}"
+    );
+    stop_cleanly(run);
+
+    let twins = stored_twins(&state);
+    assert_eq!(twins.len(), 20, "{twins:?}");
+    for (asset, ty, events) in &twins {
+        assert!(asset.starts_with("pump-"), "{asset}");
+        assert_eq!(ty, "pump", "{asset}");
+        assert!(*events > 0, "{asset} has no events");
+    }
+}
+
+#[test]
+fn a_second_run_on_a_state_dir_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let topo = Path::new("topologies/demo.yaml");
+    let mut first = spawn(&mut run_cmd(topo, &state));
+    // The store is open once a checkpoint is durable.
+    first.wait_stderr("a durable checkpoint", Duration::from_secs(60), |l| {
+        l.contains("checkpoint durable")
+    });
+
+    let second = spawn(&mut run_cmd(topo, &state));
+    let (status, stderr) = second.finish(STOP_DEADLINE);
+    let stderr = stderr.join("\n");
+    assert!(!status.success(), "the second run must fail:\n{stderr}");
+    assert!(
+        stderr.contains("is in use by another twinstream process"),
+        "no clear `in use` error:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&state.display().to_string()),
+        "the error names the directory:\n{stderr}"
+    );
+
+    // The first run is unharmed.
+    stop_cleanly(first);
+    assert_eq!(stored_twins(&state).len(), 20);
+}
+
+/// A topology with one file source reading `data` as fast as possible.
+fn file_topology(dir: &Path, data: &Path) -> PathBuf {
+    let topo = dir.join("feed.yaml");
+    let yaml = format!(
+        r#"version: 1
+node:
+  snapshot: {{ interval: 100ms }}
+asset_types:
+  pump:
+    sensors:
+      vibration: {{ unit: mm/s }}
+assets: [{{ id: "pump-*", type: pump }}]
+sources:
+  - name: feed
+    type: file
+    path: "{}"
+    pace: fast
+    decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }}
+"#,
+        data.display()
+    );
+    std::fs::write(&topo, yaml).unwrap();
+    topo
+}
+
+/// Appends events `from..to` (4 pumps, increasing timestamps) to `data`.
+fn append_events(data: &Path, from: u64, to: u64) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data)
+        .unwrap();
+    for i in from..to {
+        writeln!(
+            f,
+            r#"{{"asset":"pump-{}","sensor":"vibration","ts":{},"value":{}}}"#,
+            i % 4,
+            1_700_000_000_000u64 + i * 10,
+            (i % 50) as f64 / 8.0
+        )
+        .unwrap();
+    }
+}
+
+/// Runs the file topology until a durable checkpoint covers `lines` lines,
+/// then stops it with SIGTERM.
+fn run_until_line(topo: &Path, state: &Path, lines: u64) {
+    let mut run = spawn(&mut run_cmd(topo, state));
+    let want = lines.to_string();
+    run.wait_stderr(
+        &format!("a durable checkpoint at line {lines}"),
+        Duration::from_secs(60),
+        |l| l.contains("checkpoint durable") && field(l, "line").as_deref() == Some(want.as_str()),
+    );
+    stop_cleanly(run);
+}
+
+fn events_in_store(state: &Path) -> u64 {
+    stored_twins(state).iter().map(|(_, _, e)| e).sum()
+}
+
+/// Two runs over one growing file: the second reads only what was appended.
+fn resumes_after_the_stored_position(first: u64, more: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("feed.jsonl");
+    append_events(&data, 0, first);
+    let topo = file_topology(dir.path(), &data);
+    let state = dir.path().join("state");
+
+    run_until_line(&topo, &state, first);
+    assert_eq!(events_in_store(&state), first, "after the first run");
+
+    append_events(&data, first, first + more);
+    run_until_line(&topo, &state, first + more);
+    assert_eq!(
+        events_in_store(&state),
+        first + more,
+        "the second run must apply only the appended lines"
+    );
+}
+
+/// A small file (under 64 KiB) that grows between runs.
+#[test]
+fn a_restarted_run_resumes_a_small_grown_file_after_its_stored_position() {
+    resumes_after_the_stored_position(40, 20);
+}
+
+/// A file larger than 64 KiB that grows between runs.
+#[test]
+fn a_restarted_run_resumes_a_large_grown_file_after_its_stored_position() {
+    let (first, more) = (1500, 300);
+    // ~70 bytes a line: the first part alone is over 64 KiB.
+    assert!(first * 60 > 64 * 1024);
+    resumes_after_the_stored_position(first, more);
+}

@@ -1,0 +1,587 @@
+//! Topology validation through the library: every class of error is reported
+//! as one exact `file:line:col: message` line, and every error of a file is
+//! reported at once, in file order.
+//!
+//! Each YAML text below starts on line 1 (the newline after `r#"` is dropped),
+//! and every expected line/column was counted by hand on that text (1-based;
+//! inside quoted expressions, the column of the offending character).
+
+use std::path::Path;
+
+use twinstream::topology;
+
+/// The diagnostics of `yaml` (named `t.yaml`) as printed lines; panics when
+/// the text is valid.
+fn diagnostics(yaml: &str) -> Vec<String> {
+    let text = yaml.strip_prefix('\n').unwrap_or(yaml);
+    match topology::parse(Path::new("t.yaml"), text) {
+        Ok(_) => panic!("expected diagnostics, the topology is valid:\n{text}"),
+        Err(d) => d.to_string().lines().map(str::to_string).collect(),
+    }
+}
+
+struct Case {
+    name: &'static str,
+    yaml: &'static str,
+    want: &'static [&'static str],
+}
+
+/// Checks every case and reports all mismatches at once.
+fn check_cases(cases: &[Case]) {
+    let mut failures = Vec::new();
+    for c in cases {
+        let got = diagnostics(c.yaml);
+        if got != c.want {
+            failures.push(format!(
+                "case `{}`:\n  want:\n    {}\n  got:\n    {}",
+                c.name,
+                c.want.join("\n    "),
+                got.join("\n    ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+const ERROR_CLASSES: &[Case] = &[
+    Case {
+        name: "unknown field with a did-you-mean hint",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s, expected_evry: 1s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &["t.yaml:4:32: sensor `vibration`: unknown field `expected_evry` (did you mean `expected_every`?)"],
+    },
+    Case {
+        name: "unknown top-level field with a hint",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+window:
+  - name: w1s
+    size: 1s
+"#,
+        want: &["t.yaml:10:1: topology: unknown field `window` (did you mean `windows`?)"],
+    },
+    Case {
+        name: "unknown field without a hint lists the known fields",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+windows:
+  - name: w1s
+    size: 1s
+    colour: red
+"#,
+        want: &["t.yaml:13:5: window: unknown field `colour`; expected one of `name`, `type`, `size`, `slide`, `sensors` or `asset_types`"],
+    },
+    Case {
+        name: "a mapping where a scalar is expected",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration:
+        unit: { si: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &["t.yaml:5:15: sensor `vibration`.unit: expected a scalar, found a mapping"],
+    },
+    Case {
+        name: "a list where a mapping is expected",
+        yaml: r#"
+node: [demo, state]
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: [asset, sensor, ts, value]
+"#,
+        want: &[
+            "t.yaml:1:7: node: expected a mapping, found a list",
+            "t.yaml:10:13: source `in`.decode: expected a mapping, found a list",
+        ],
+    },
+    Case {
+        name: "bad durations: a word, and a number without unit",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s, expected_every: fast }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+windows:
+  - name: w1s
+    size: 200
+"#,
+        want: &[
+            "t.yaml:4:48: sensor `vibration`.expected_every: expected a duration like `200ms`, `10s` or `5m`, found `fast` (expected number at 0)",
+            "t.yaml:12:11: window.size: expected a duration with a unit, like `200ms` or `200s`, found `200`",
+        ],
+    },
+    Case {
+        name: "duplicate asset ids, source, window, rule and sink names",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets:
+  - { id: pump-1, type: pump }
+  - { id: pump-1, type: pump }
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+windows:
+  - { name: w1s, size: 1s }
+  - { name: w1s, size: 2s }
+rules:
+  - { name: shaky, when: "vibration > 7" }
+  - { name: shaky, when: "vibration > 9" }
+sinks:
+  - { name: out, type: stdout, outputs: [alerts] }
+  - { name: out, type: stdout, outputs: [windows] }
+"#,
+        want: &[
+            "t.yaml:7:11: duplicate asset id `pump-1` (first declared at line 6)",
+            "t.yaml:12:11: duplicate source name `in` (first declared at line 9)",
+            "t.yaml:17:13: duplicate window name `w1s` (first declared at line 16)",
+            "t.yaml:20:13: duplicate rule name `shaky` (first declared at line 19)",
+            "t.yaml:23:13: duplicate sink name `out` (first declared at line 22)",
+        ],
+    },
+    Case {
+        name: "duplicate names in the mapping form of a collection are duplicate YAML keys",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+windows:
+  w1s: { size: 1s }
+  w1s: { size: 2s }
+"#,
+        want: &["t.yaml:12:3: duplicate key `w1s` (first at line 11)"],
+    },
+    Case {
+        name: "a duplicate YAML key",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+      vibration: { unit: g }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &["t.yaml:5:7: duplicate key `vibration` (first at line 4)"],
+    },
+    Case {
+        name: "rules naming an unknown sensor, an unknown window, an unknown aggregate",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+      temperature: { unit: degC }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+windows:
+  - { name: w1s, size: 1s }
+rules:
+  - name: hot
+    when: "temprature > 80"
+  - name: shaky
+    when: w5s.vibration.avg > 7
+  - name: spiky
+    when: "vibration > 1 and w1s.vibration.mean > 7"
+  - name: noisy
+    when: "w1s.vibratoin.max > 7"
+"#,
+        want: &[
+            "t.yaml:15:12: rule `hot`.when: unknown name `temprature`: not a sensor of asset type `pump` nor a window (did you mean `temperature`?)",
+            "t.yaml:17:11: rule `shaky`.when: unknown name `w5s`: not a sensor of asset type `pump` nor a window (did you mean `w1s`?)",
+            // Points at the start of the name `w1s.vibration.mean`.
+            "t.yaml:19:30: rule `spiky`.when: unknown aggregate `mean`; expected `count`, `sum`, `min`, `max` or `avg`",
+            "t.yaml:21:12: rule `noisy`.when: unknown sensor `vibratoin` for asset type `pump` (did you mean `vibration`?)",
+        ],
+    },
+    Case {
+        name: "expressions that do not parse point at the character",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+      temperature: { unit: degC }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+rules:
+  - name: quoted
+    when: "temperature > > 80"
+  - name: unquoted
+    when: temperature = 80
+  - name: single-quoted
+    when: 'vibration > 1 and (temperature < 3'
+  - name: trailing
+    when: "vibration > 1 2"
+"#,
+        want: &[
+            // The second `>`.
+            "t.yaml:13:26: rule `quoted`.when: expected a value, found `>`",
+            // The `=`.
+            "t.yaml:15:23: rule `unquoted`.when: `=` is not an operator; use `==` to compare",
+            // Just past the expression: its closing quote.
+            "t.yaml:17:46: rule `single-quoted`.when: expected `)`, found the end of the expression",
+            // The `2`.
+            "t.yaml:19:26: rule `trailing`.when: unexpected number `2` after the end of the expression",
+        ],
+    },
+    Case {
+        name: "assets: an unknown type, a relation to an unknown asset and of the wrong type",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+    relations:
+      feeds: tank
+  tank:
+    sensors:
+      level: { unit: "%" }
+assets:
+  - { id: tank-1, type: tank }
+  - { id: mixer-1, type: mixr }
+  - id: pump-1
+    type: pump
+    relations: { feeds: tank-9 }
+  - id: pump-2
+    type: pump
+    relations: { feeds: pump-1 }
+  - id: pump-3
+    type: pump
+    relations: { drains: tank-1 }
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &[
+            "t.yaml:12:26: asset `mixer-1`: unknown asset type `mixr`",
+            "t.yaml:15:25: asset `pump-1`.relations.feeds: unknown asset `tank-9`",
+            "t.yaml:18:25: asset `pump-2`.relations.feeds: `pump-1` is a `pump`, but `feeds` relates to a `tank`",
+            "t.yaml:21:18: asset `pump-3`.relations: asset type `pump` declares no relation `drains`",
+        ],
+    },
+    Case {
+        name: "a relation of an asset type to an unknown type",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+    relations: { feeds: tanks }
+  tank:
+    sensors:
+      level: { unit: "%" }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &["t.yaml:5:25: asset type `pump`.relations.feeds: unknown asset type `tanks` (did you mean `tank`?)"],
+    },
+    Case {
+        name: "a simulator whose assets are not declared (flow mapping: points at `{`)",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s, expected_every: 1s }
+  tank:
+    sensors:
+      level: { unit: "%", expected_every: 1s }
+assets:
+  - { id: pump-00000, type: pump }
+  - { id: pump-00001, type: tank }
+sources:
+  - { name: sim, type: simulator, asset_type: pump, count: 3 }
+  - { name: sim2, type: simulator, asset_type: pump, count: 2 }
+"#,
+        want: &[
+            "t.yaml:12:5: source `sim`: simulated asset `pump-00002` matches no entry under `assets`",
+            "t.yaml:13:5: source `sim2`: simulated asset `pump-00001` is declared as a `tank`, not a `pump`",
+        ],
+    },
+    Case {
+        name: "a decode mapping with both `sensor`/`value` and `values` (flow mapping)",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, ts: t, sensor: s, value: v, values: { vibration: vib } }
+"#,
+        want: &["t.yaml:9:13: source `in`.decode: use either `sensor` + `value` (one reading per record) or `values` (one field per sensor), not both"],
+    },
+    Case {
+        name: "a sink `outputs` typo",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+sinks:
+  - name: out
+    type: stdout
+    outputs: [alerts, alert]
+"#,
+        want: &["t.yaml:13:23: sink `out`.outputs: unknown output `alert`; expected `twin_updates`, `windows`, `alerts` or `dead_letters`"],
+    },
+    Case {
+        name: "range with min > max, stale_after <= expected_every",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s, range: [20, 0] }
+      temperature: { unit: degC, expected_every: 10s, stale_after: 10s }
+      pressure: { unit: bar, expected_every: 10s, stale_after: 5s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &[
+            "t.yaml:4:40: sensor `vibration`.range: lower bound 20 is above upper bound 0",
+            "t.yaml:5:68: sensor `temperature`.stale_after: must be longer than expected_every (10s)",
+            "t.yaml:6:64: sensor `pressure`.stale_after: must be longer than expected_every (10s)",
+        ],
+    },
+    Case {
+        name: "version 2",
+        yaml: r#"
+version: 2
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &["t.yaml:1:10: topology.version: this build reads version 1, found 2"],
+    },
+];
+
+#[test]
+fn every_class_of_error_is_one_exact_positioned_line() {
+    check_cases(ERROR_CLASSES);
+}
+
+/// Errors about a whole mapping (a missing field, a simulator's assets, a
+/// decode mapping's shape) point at the mapping. A flow mapping starts at its
+/// `{`; a block mapping starts at its first key, and that is where the
+/// position must be - not at the `:` after that key.
+const BLOCK_MAPPING_POSITIONS: &[Case] = &[
+    Case {
+        name: "a simulator whose assets are not declared (block mapping)",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s, expected_every: 1s }
+assets:
+  - { id: pump-00000, type: pump }
+sources:
+  - name: sim
+    type: simulator
+    asset_type: pump
+    count: 3
+"#,
+        want: &["t.yaml:8:5: source `sim`: simulated asset `pump-00002` matches no entry under `assets`"],
+    },
+    Case {
+        name: "a decode mapping with both `sensor`/`value` and `values` (block mapping)",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode:
+      asset: a
+      ts: t
+      sensor: s
+      value: v
+      values: { vibration: vib }
+"#,
+        want: &["t.yaml:10:7: source `in`.decode: use either `sensor` + `value` (one reading per record) or `values` (one field per sensor), not both"],
+    },
+    Case {
+        name: "missing required fields (block mappings)",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration:
+        range: [0, 1]
+assets:
+  - type: pump
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+sinks:
+  - name: f
+    type: file
+    outputs: [alerts]
+"#,
+        want: &[
+            "t.yaml:5:9: sensor `vibration`: missing required field `unit`",
+            "t.yaml:7:5: asset: missing required field `id`",
+            "t.yaml:13:5: sink `f`: a file sink needs `path`",
+        ],
+    },
+];
+
+#[test]
+fn errors_about_a_block_mapping_point_at_its_first_key() {
+    check_cases(BLOCK_MAPPING_POSITIONS);
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_at_once_in_file_order() {
+    let yaml = r#"
+version: 3
+node:
+  name: n1
+  snapshot: { interval: 0s, max_evnts: 10 }
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s, range: [9, 1], expected_every: 5s, stale_after: 2s }
+      temperature: { unit: degC, expected_every: soon }
+    relations: { feeds: tnk }
+assets:
+  - { id: pump-*, type: pmp }
+  - { id: pump-1, type: pump }
+  - { id: pump-1, type: pump }
+sources:
+  - { name: in, type: file, pace: fastest, decode: { asset: a, sensor: s, ts: t, value: v } }
+windows:
+  - { name: w1s, size: 1s }
+  - { name: w1s, size: 10 }
+rules:
+  - { name: hot, when: "temprature > 80" }
+  - { name: odd, when: "vibration >> 1", severity: fatal }
+sinks:
+  - { name: out, type: stdout, outputs: [alerts, windws] }
+"#;
+    let want = [
+        "t.yaml:1:10: topology.version: this build reads version 1, found 3",
+        "t.yaml:4:25: node.snapshot.interval: must be greater than zero",
+        "t.yaml:4:29: node.snapshot: unknown field `max_evnts` (did you mean `max_events`?)",
+        "t.yaml:8:40: sensor `vibration`.range: lower bound 9 is above upper bound 1",
+        "t.yaml:8:80: sensor `vibration`.stale_after: must be longer than expected_every (5s)",
+        "t.yaml:9:50: sensor `temperature`.expected_every: expected a duration like `200ms`, `10s` or `5m`, found `soon` (expected number at 0)",
+        "t.yaml:10:25: asset type `pump`.relations.feeds: unknown asset type `tnk`",
+        "t.yaml:12:25: asset `pump-*`: unknown asset type `pmp` (did you mean `pump`?)",
+        "t.yaml:14:11: duplicate asset id `pump-1` (first declared at line 13)",
+        "t.yaml:16:35: source.pace: expected `fast` or `recorded`, found `fastest`",
+        "t.yaml:19:13: duplicate window name `w1s` (first declared at line 18)",
+        "t.yaml:19:24: window.size: expected a duration with a unit, like `10ms` or `10s`, found `10`",
+        "t.yaml:21:25: rule `hot`.when: unknown name `temprature`: not a sensor of asset type `pump` nor a window (did you mean `temperature`?)",
+        "t.yaml:22:36: rule `odd`.when: expected a value, found `>`",
+        "t.yaml:22:52: rule.severity: expected `info`, `warning` or `critical`, found `fatal`",
+        "t.yaml:24:50: sink `out`.outputs: unknown output `windws`; expected `twin_updates`, `windows`, `alerts` or `dead_letters`",
+    ];
+    assert_eq!(diagnostics(yaml), want);
+}
+
+#[test]
+fn every_bundled_topology_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Err(d) = topology::parse(&path, &text) {
+                panic!("{} has diagnostics:\n{d}", path.display());
+            }
+            checked.push(path.file_name().unwrap().to_string_lossy().to_string());
+        }
+    }
+    checked.sort();
+    for known in ["demo.yaml", "plant-line.yaml", "workload-v1.yaml"] {
+        assert!(checked.iter().any(|c| c == known), "{known} not found in {checked:?}");
+    }
+}
