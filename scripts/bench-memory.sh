@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Memory per active twin (DESIGN.md target: at most 2 KB per twin with 4
+# sensors and windows).
+#
+#   scripts/bench-memory.sh            N1=100000 N2=300000 assets
+#   N1=20000 N2=60000 scripts/bench-memory.sh     (quicker)
+#
+# For each N, writes a JSON-lines file with one reading per sensor for N assets
+# (4 sensors, one timestamp: every twin ends up with 4 latest values and 4 open
+# 1 s windows), runs `twinstream run` on a workload-v1 topology whose file
+# source reads it (run mode keeps tailing after EOF), waits until a durable
+# checkpoint covers every line, samples VmRSS / VmHWM from /proc for ~5 s
+# (last sample kept), and stops it with SIGTERM. Prints per N the steady RSS
+# and the peak (VmHWM), then the cost per twin: (RSS2 - RSS1) / (N2 - N1), and
+# the same for the peak.
+#
+# Environment: N1, N2 (asset counts), DEADLINE (seconds to wait for the
+# checkpoint, default 600), CARGO_TARGET_DIR (honoured by the release build).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+N1=${N1:-100000}
+N2=${N2:-300000}
+DEADLINE=${DEADLINE:-600}
+[ "$N2" -gt "$N1" ] || { echo "N2 ($N2) must be greater than N1 ($N1)" >&2; exit 2; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-bench-memory.XXXXXX")
+PID=
+cleanup() {
+    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+        kill -TERM "$PID" 2>/dev/null || true
+        wait "$PID" 2>/dev/null || true
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+cd "$REPO"
+BIN=$(cargo build --quiet --release --bin twinstream --message-format=json-render-diagnostics |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "twinstream":
+        print(m["executable"])')
+[ -x "$BIN" ] || { echo "release build did not produce the twinstream binary" >&2; exit 2; }
+
+echo "# $(date -u '+%Y-%m-%dT%H:%M:%SZ')  $(nproc) cpus  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+echo "# twinstream $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')  $BIN"
+
+status_kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$2/status"; }
+
+# measure N -> sets RSS_KB, HWM_KB
+measure() {
+    local n=$1 lines=$(($1 * 4))
+    local data=$TMP/events-$n.jsonl topo=$TMP/topology-$n.yaml state=$TMP/state-$n log=$TMP/run-$n.log
+    python3 -c 'import sys
+n = int(sys.argv[1])
+rows = (("vibration", "3.5"), ("temperature", "60.25"), ("pressure", "5.0"), ("current", "35.5"))
+with open(sys.argv[2], "w") as f:
+    for i in range(n):
+        f.write("".join("{\"asset\":\"pump-%07d\",\"sensor\":\"%s\",\"ts\":1700000000123,\"value\":%s}\n" % (i, s, v) for s, v in rows))' "$n" "$data"
+    # topologies/workload-v1.yaml with the file named in the source
+    sed -e "s|^    type: file .*|    type: file\n    path: \"$data\"|" topologies/workload-v1.yaml >"$topo"
+    grep -q "path: \"$data\"" "$topo" || { echo "could not set the source path in $topo" >&2; exit 2; }
+
+    "$BIN" --log-format json run "$topo" --state-dir "$state" 2>"$log" &
+    PID=$!
+    local t0=$SECONDS
+    until grep '"checkpoint durable"' "$log" 2>/dev/null | grep -q "\"line\":$lines[,}]"; do
+        if ! kill -0 "$PID" 2>/dev/null; then
+            echo "N=$n: twinstream exited early:" >&2
+            tail -n 20 "$log" >&2
+            exit 1
+        fi
+        if [ $((SECONDS - t0)) -ge "$DEADLINE" ]; then
+            echo "N=$n: no durable checkpoint at line $lines after ${DEADLINE}s:" >&2
+            tail -n 5 "$log" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+    sleep 1 # settle
+    for _ in 1 2 3 4 5; do
+        RSS_KB=$(status_kb VmRSS "$PID")
+        HWM_KB=$(status_kb VmHWM "$PID")
+        sleep 1
+    done
+    kill -TERM "$PID"
+    wait "$PID" || { echo "N=$n: twinstream exited with $? after SIGTERM:" >&2; tail -n 5 "$log" >&2; }
+    PID=
+    rm -rf "$state" "$data"
+    printf '%-8s %8d %14.1f %14.1f\n' N="$n" "$lines" "$(echo "$RSS_KB" | awk '{print $1/1024}')" "$(echo "$HWM_KB" | awk '{print $1/1024}')"
+}
+
+printf '%-8s %8s %14s %14s\n' assets events steady_rss_mib peak_hwm_mib
+measure "$N1"
+RSS1=$RSS_KB HWM1=$HWM_KB
+measure "$N2"
+RSS2=$RSS_KB HWM2=$HWM_KB
+awk -v r1="$RSS1" -v r2="$RSS2" -v h1="$HWM1" -v h2="$HWM2" -v n1="$N1" -v n2="$N2" 'BEGIN {
+    printf "per twin: steady %.0f B, peak %.0f B  ((X2 - X1) / (%d - %d))\n", (r2 - r1) * 1024 / (n2 - n1), (h2 - h1) * 1024 / (n2 - n1), n2, n1
+}'

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# End-to-end replay benchmark on workload v1 (../shared/workload/WORKLOAD.md).
+#
+#   scripts/bench-replay.sh [SIZE...]        SIZE: small | 2m | 10m   (default: 2m 10m)
+#
+# Per size: generates the workload with gen_workload.py, computes the reference
+# outputs with reference.py (once), replays it with the release binary and
+# RocksDB snapshots on (`twinstream replay topologies/workload-v1.yaml FILE
+# --report R --state-dir FRESH`), and prints one line:
+#
+#   size events wall_s events_per_s engine_events_per_s peak_rss_mib result
+#
+# wall_s is the whole process (start-up, replay, final snapshot, report);
+# engine_events_per_s is what the engine itself measured (report field).
+# result is compare.py's verdict against the reference (MATCH / DIFFER).
+# Exits non-zero if any size DIFFERs or a replay fails.
+#
+# Environment:
+#   TWINSTREAM_SHARED  the shared directory (default: <repo>/../shared)
+#   BENCH_KEEP_DATA    a directory to keep generated workloads and reference
+#                      results in between runs (keyed by size); without it
+#                      everything lives in a temporary directory removed on exit
+#   CARGO_TARGET_DIR   honoured by the release build (convention here:
+#                      /root/.cache/twinstream/target)
+#
+# Generating 10m takes ~1-2 min and ~835 MB; reference.py on it several
+# minutes. Use BENCH_KEEP_DATA to pay that once.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SHARED=${TWINSTREAM_SHARED:-$REPO/../shared}
+WL=$SHARED/workload
+TOPO=$REPO/topologies/workload-v1.yaml
+
+[ -f "$WL/gen_workload.py" ] || { echo "no $WL/gen_workload.py (set TWINSTREAM_SHARED)" >&2; exit 2; }
+
+SIZES=("$@")
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(2m 10m)
+for s in "${SIZES[@]}"; do
+    case $s in small | 2m | 10m) ;; *) echo "unknown size '$s' (small, 2m, 10m)" >&2; exit 2 ;; esac
+done
+
+gen_args() {
+    case $1 in
+        small) echo "--assets 200 --seconds 5 --late-frac 0.005" ;;
+        2m) echo "--assets 2000" ;;
+        10m) echo "" ;;
+    esac
+}
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-bench-replay.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+if [ -n "${BENCH_KEEP_DATA:-}" ]; then
+    mkdir -p "$BENCH_KEEP_DATA"
+    DATA=$(cd "$BENCH_KEEP_DATA" && pwd)
+else
+    DATA=$TMP
+fi
+
+# Release build; cargo tells where the binary is.
+cd "$REPO"
+BIN=$(cargo build --quiet --release --bin twinstream --message-format=json-render-diagnostics |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "twinstream":
+        print(m["executable"])')
+[ -x "$BIN" ] || { echo "release build did not produce the twinstream binary" >&2; exit 2; }
+
+echo "# $(date -u '+%Y-%m-%dT%H:%M:%SZ')  $(nproc) cpus  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')  $(free -g | awk '/^Mem:/{print $2 " GiB"}')"
+echo "# twinstream $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo '+dirty')  $BIN"
+ESTIMATES=$(dirname "$(dirname "$BIN")")/criterion/decode
+if [ -f "$ESTIMATES/decoder/new/estimates.json" ] && [ -f "$ESTIMATES/serde-borrowed/new/estimates.json" ]; then
+    python3 - "$ESTIMATES" <<'EOF'
+import json, os, sys, time
+d = sys.argv[1]
+ns = {k: json.load(open(f"{d}/{k}/new/estimates.json"))["mean"]["point_estimate"] for k in ("decoder", "serde-borrowed")}
+when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(os.path.getmtime(f"{d}/decoder/new/estimates.json")))
+print("# decode bench (cargo bench --bench decode, %s UTC, one thread, 50k lines): decoder %.2fM lines/s, serde_json ceiling %.2fM lines/s"
+      % (when, 50000 / ns["decoder"] * 1e3, 50000 / ns["serde-borrowed"] * 1e3))
+EOF
+fi
+
+have_time=0
+[ -x /usr/bin/time ] && have_time=1
+
+# Runs "$@", sets WALL (seconds) and PEAK_KB (max resident set, KiB).
+measure() {
+    local t0 t1 rc=0
+    t0=$(date +%s%N)
+    if [ $have_time = 1 ]; then
+        /usr/bin/time -f %M -o "$TMP/time.out" "$@" || rc=$?
+        PEAK_KB=$(tail -n1 "$TMP/time.out")
+    else
+        "$@" &
+        local pid=$! hwm
+        PEAK_KB=0
+        while kill -0 "$pid" 2>/dev/null; do
+            hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
+            [ -n "$hwm" ] && PEAK_KB=$hwm
+            sleep 0.1
+        done
+        wait "$pid" || rc=$?
+    fi
+    t1=$(date +%s%N)
+    WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
+    return $rc
+}
+
+printf '%-6s %10s %8s %12s %12s %10s  %s\n' size events wall_s events/s engine_ev/s peak_mib result
+failed=0
+for size in "${SIZES[@]}"; do
+    data=$DATA/workload-$size.jsonl
+    ref=$DATA/ref-$size.json
+    # a file is complete once the generator wrote its sidecar
+    if [ ! -s "$data" ] || [ ! -s "$data.meta.json" ]; then
+        # shellcheck disable=SC2046
+        python3 "$WL/gen_workload.py" $(gen_args "$size") --out "$data" >/dev/null 2>"$TMP/gen.err" ||
+            { cat "$TMP/gen.err" >&2; exit 2; }
+        rm -f "$ref"
+    fi
+    if [ ! -s "$ref" ] || [ "$ref" -ot "$data" ]; then
+        python3 "$WL/reference.py" "$data" --json >"$ref.tmp" 2>"$TMP/ref.err" ||
+            { cat "$TMP/ref.err" >&2; rm -f "$ref.tmp"; exit 2; }
+        mv "$ref.tmp" "$ref"
+    fi
+
+    state=$TMP/state-$size
+    report=$TMP/report-$size.json
+    rm -rf "$state"
+    if ! measure "$BIN" replay "$TOPO" "$data" --report "$report" --state-dir "$state" 2>"$TMP/replay-$size.err"; then
+        echo "$size: replay failed:" >&2
+        tail -n 20 "$TMP/replay-$size.err" >&2
+        failed=1
+        continue
+    fi
+    verdict=$(python3 "$WL/compare.py" "$ref" "$report" | tail -n1 | cut -d: -f1) || true
+    [ "$verdict" = MATCH ] || { failed=1; python3 "$WL/compare.py" "$ref" "$report" >&2 || true; }
+    python3 - "$report" "$WALL" "$PEAK_KB" "$size" "$verdict" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+wall, peak_kb, size, verdict = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+ev = r["events"]
+print("%-6s %10d %8.2f %12.0f %12.0f %10.1f  %s" % (size, ev, wall, ev / wall, r.get("events_per_second", 0), peak_kb / 1024, verdict))
+EOF
+    rm -rf "$state"
+done
+exit $failed

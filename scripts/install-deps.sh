@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Installs what twinstream's build, demo and tests need and is not there yet.
+#
+# Idempotent: checks before acting, prints one line per thing it installs and
+# nothing at all when everything is present. Runs `apt-get update` at most once,
+# and only when an apt package must be installed.
+#
+# Adding a dependency:
+#   * a Debian package: add a line to APT_PACKAGES ("package" or "package:binary").
+#   * a rustup component: add it to RUSTUP_COMPONENTS.
+#   * a cargo-installed tool: add a line to CARGO_TOOLS (see the format there).
+set -euo pipefail
+
+# "package" (installed if `dpkg-query` says it is not) or "package:binary"
+# (skipped when `binary` is already on PATH, whoever installed it).
+APT_PACKAGES=(
+    gcc:cc              # C compiler (rocksdb, lz4)
+    g++:c++             # C++ compiler (rocksdb)
+    make:make           # the Makefile; rocksdb's bundled build does not need it
+    libclang-dev        # bindgen for rocksdb's bindings
+    python3:python3     # tests run ../shared/workload/*.py
+    procps:kill         # tests use the `kill` and `ps` binaries
+)
+
+# Checked with `cargo <name> --version`; added with `rustup component add`.
+RUSTUP_COMPONENTS=(
+    rustfmt:fmt
+    clippy:clippy
+)
+
+# "binary|cargo install arguments": installed with `cargo install` when `binary`
+# is on neither PATH nor $CARGO_TOOLS_DIR/bin. For example (later issue):
+#   "tansu|tansu --version 0.6.0 --locked --features dynostore,libsql"
+CARGO_TOOLS=()
+# Cargo-installed tools go to a cache outside the repo so a fresh clone reuses them.
+CARGO_TOOLS_DIR="${CARGO_TOOLS_DIR:-$HOME/.cache/twinstream/tools}"
+
+say() { printf 'install-deps: %s\n' "$*"; }
+die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command quietly; shows its output only if it fails.
+quiet() {
+    local log
+    log=$(mktemp)
+    if ! "$@" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        die "failed: $*"
+    fi
+    rm -f "$log"
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+# `type -P` finds files only: `command -v kill` would be satisfied by bash's builtin.
+have_bin() { type -P "$1" >/dev/null 2>&1; }
+
+dpkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+install_apt_packages() {
+    local entry pkg bin missing=()
+    for entry in "${APT_PACKAGES[@]}"; do
+        pkg=${entry%%:*}
+        bin=
+        [[ $entry == *:* ]] && bin=${entry#*:}
+        if [ -n "$bin" ] && have_bin "$bin"; then continue; fi
+        dpkg_installed "$pkg" && continue
+        missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    have_bin apt-get || die "missing ${missing[*]} and no apt-get to install them"
+    for pkg in "${missing[@]}"; do say "installing apt package $pkg"; done
+    quiet as_root apt-get update
+    quiet as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+ensure_cargo() {
+    if ! have_bin cargo && [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    have_bin cargo || die "no cargo: install the Rust toolchain first (https://rustup.rs)"
+}
+
+install_rustup_components() {
+    local entry comp sub
+    for entry in "${RUSTUP_COMPONENTS[@]}"; do
+        comp=${entry%%:*}
+        sub=${entry#*:}
+        # rustup's cargo-fmt/cargo-clippy proxies exist without the component
+        # and fail, so this tests the real thing.
+        cargo "$sub" --version >/dev/null 2>&1 && continue
+        have_bin rustup || die "cargo $sub is missing and there is no rustup to add $comp"
+        say "installing rustup component $comp"
+        quiet rustup component add "$comp"
+    done
+}
+
+install_cargo_tools() {
+    local entry bin args
+    for entry in ${CARGO_TOOLS[@]+"${CARGO_TOOLS[@]}"}; do
+        bin=${entry%%|*}
+        args=${entry#*|}
+        if have_bin "$bin" || [ -x "$CARGO_TOOLS_DIR/bin/$bin" ]; then continue; fi
+        say "installing cargo tool $bin into $CARGO_TOOLS_DIR (cargo install $args)"
+        # shellcheck disable=SC2086  # args is a word list by design
+        quiet cargo install --root "$CARGO_TOOLS_DIR" $args
+    done
+}
+
+install_apt_packages
+ensure_cargo
+install_rustup_components
+install_cargo_tools
