@@ -36,7 +36,11 @@ cleanup() {
 trap cleanup EXIT
 
 cd "$REPO"
-BIN=$(cargo build --quiet --release --bin twinstream --message-format=json-render-diagnostics |
+# BENCH_BIN measures that binary instead of building one (e.g. a build with
+# `--no-default-features`: the system allocator instead of mimalloc).
+BIN=${BENCH_BIN:-}
+[ -n "$BIN" ] ||
+    BIN=$(cargo build --quiet --release --bin twinstream --message-format=json-render-diagnostics |
     python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

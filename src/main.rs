@@ -17,7 +17,9 @@ use twinstream::topology::{self, LoadError, SourceKind, Topology};
 /// mimalloc: the engine allocates small, short-lived buffers on many threads
 /// (batches, messages, outputs); glibc malloc spent ~8% of replay time there.
 /// (Per idle actix actor it costs ~100 B more than glibc: 1258 vs 1161 B;
-/// jemalloc measured 1104 B but no faster here.)
+/// jemalloc measured 1104 B but no faster here.) Build without the default
+/// `mimalloc` feature to profile the heap with valgrind's massif or DHAT.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -79,7 +81,24 @@ enum Command {
     },
 }
 
+/// RocksDB's C++ side allocates with glibc malloc. A checkpoint of many dirty
+/// twins is one WriteBatch, applied to the memtable at once; glibc's dynamic
+/// mmap threshold then serves later multi-MiB arena blocks from its heap and
+/// never returns them, so RSS stayed at the largest checkpoint ever written
+/// (~700 B per twin that was dirty in it). A fixed threshold keeps large
+/// blocks in mmap, returned to the OS when freed: steady RSS per twin went
+/// from 2279 B to 1579 B (scripts/bench-memory.sh, ARCHITECTURE.md).
+fn return_large_blocks_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called once at start,
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    return_large_blocks_to_the_os();
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match dispatch(cli.command) {

@@ -13,18 +13,36 @@ use actix::prelude::*;
 
 use super::checkpoint::Epoch;
 use super::flow::Permit;
-use crate::twin::actor::{Apply, EndOfInput, Snapshot, TwinActor, TwinContext};
+use crate::twin::actor::{Apply, EndOfInput, Snapshot, TwinActor, TwinContext, TypeContext};
 use crate::twin::model::Event;
 use crate::twin::schema::TypeModel;
 
 pub struct Worker {
     twins: Vec<Addr<TwinActor>>,
     cx: Arc<TwinContext>,
+    /// One per asset type seen so far (a handful: found by pointer).
+    types: Vec<Arc<TypeContext>>,
 }
 
 impl Worker {
     pub fn new(cx: Arc<TwinContext>) -> Worker {
-        Worker { twins: Vec::new(), cx }
+        Worker {
+            twins: Vec::new(),
+            cx,
+            types: Vec::new(),
+        }
+    }
+
+    fn type_context(&mut self, model: Arc<TypeModel>) -> Arc<TypeContext> {
+        if let Some(t) = self.types.iter().find(|t| Arc::ptr_eq(&t.model, &model)) {
+            return t.clone();
+        }
+        let t = Arc::new(TypeContext {
+            model,
+            cx: self.cx.clone(),
+        });
+        self.types.push(t.clone());
+        t
     }
 }
 
@@ -73,8 +91,8 @@ impl Handler<Deliver> for Worker {
         for b in msg.batches {
             if let Some((asset, model)) = b.create {
                 debug_assert_eq!(b.local as usize, self.twins.len(), "twins are created in order");
-                let cx = self.cx.clone();
-                self.twins.push(TwinActor::new(asset, model, cx).start());
+                let tcx = self.type_context(model);
+                self.twins.push(TwinActor::new(asset, tcx).start());
                 crate::telemetry::twins_active(self.twins.len());
             }
             if !b.events.is_empty() {

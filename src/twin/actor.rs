@@ -48,11 +48,18 @@ pub struct TwinContext {
     pub panic_hook: Option<tests::PanicHook>,
 }
 
+/// What every twin of one asset type shares: its model and the engine's
+/// context, behind one pointer (the actor is kept small, see
+/// ARCHITECTURE.md "Memory per twin").
+pub struct TypeContext {
+    pub model: Arc<TypeModel>,
+    pub cx: Arc<TwinContext>,
+}
+
 pub struct TwinActor {
     asset: Arc<str>,
-    model: Arc<TypeModel>,
+    tcx: Arc<TypeContext>,
     state: TwinState,
-    cx: Arc<TwinContext>,
     /// Restore failed: the node is stopping; do nothing.
     failed: bool,
 }
@@ -85,35 +92,34 @@ thread_local! {
 }
 
 impl TwinActor {
-    pub fn new(asset: Arc<str>, model: Arc<TypeModel>, cx: Arc<TwinContext>) -> TwinActor {
+    pub fn new(asset: Arc<str>, tcx: Arc<TypeContext>) -> TwinActor {
         TwinActor {
-            state: TwinState::new(&model),
+            state: TwinState::new(&tcx.model),
             asset,
-            model,
-            cx,
+            tcx,
             failed: false,
         }
     }
 
     /// `on_start` hook: lazy restore from the store.
     fn restore(&mut self) -> Result<(), EngineError> {
-        let Some(bytes) = self.cx.store.get_twin(self.cx.shard, &self.asset)? else {
+        let Some(bytes) = self.tcx.cx.store.get_twin(self.tcx.cx.shard, &self.asset)? else {
             return Ok(());
         };
         let rec = record::decode(&bytes).map_err(|error| EngineError::Restore {
             asset: self.asset.to_string(),
             error,
         })?;
-        if rec.asset_type != *self.model.name {
+        if rec.asset_type != *self.tcx.model.name {
             tracing::warn!(
                 asset = %self.asset,
                 stored = %rec.asset_type,
-                now = %self.model.name,
+                now = %self.tcx.model.name,
                 "asset changed type in the topology; its stored twin does not apply and starts fresh"
             );
             return Ok(());
         }
-        let (state, notes) = rec.into_state(&self.model);
+        let (state, notes) = rec.into_state(&self.tcx.model);
         if !notes.dropped.is_empty() {
             tracing::warn!(asset = %self.asset, dropped = ?notes.dropped, "restored twin: parts the topology no longer declares were dropped");
         }
@@ -128,12 +134,12 @@ impl TwinActor {
     fn apply_guarded(&mut self, input: Input<'_>, now: i64, out: &mut Vec<Output>) -> Result<(), String> {
         let mut backup = SCRATCH
             .with(|s| s.borrow_mut().take())
-            .unwrap_or_else(|| TwinState::new(&self.model));
+            .unwrap_or_else(|| TwinState::new(&self.tcx.model));
         backup.clone_from(&self.state);
         let mark = out.len();
-        let (model, state) = (&self.model, &mut self.state);
+        let (model, state) = (&self.tcx.model, &mut self.state);
         #[cfg(test)]
-        let hook = self.cx.panic_hook.as_ref();
+        let hook = self.tcx.cx.panic_hook.as_ref();
         let result = catch_unwind(AssertUnwindSafe(|| {
             #[cfg(test)]
             if let (Some(h), Input::Events(evs)) = (hook, input) {
@@ -157,9 +163,9 @@ impl TwinActor {
         if outputs.is_empty() && dead_letters.is_empty() {
             return;
         }
-        self.cx.sinks.deliver(OutputBatch {
+        self.tcx.cx.sinks.deliver(OutputBatch {
             asset: Some(self.asset.clone()),
-            model: Some(self.model.clone()),
+            model: Some(self.tcx.model.clone()),
             outputs,
             dead_letters,
             at_ms: now_ms(),
@@ -197,6 +203,7 @@ impl TwinActor {
 
     fn poison_letter(&self, e: &Event, msg: &str) -> DeadLetter {
         let source = self
+            .tcx
             .cx
             .source_names
             .get(e.source as usize)
@@ -205,7 +212,7 @@ impl TwinActor {
         telemetry::dead_lettered(&source, DeadReason::Poison.code(), 1);
         let payload = serde_json::json!({
             "asset": &*self.asset,
-            "sensor": &*self.model.sensors[e.sensor as usize],
+            "sensor": &*self.tcx.model.sensors[e.sensor as usize],
             "ts": e.ts,
             "value": e.value,
         });
@@ -240,7 +247,7 @@ impl Actor for TwinActor {
         if let Err(e) = self.restore() {
             tracing::error!(asset = %self.asset, error = %e, "cannot restore twin");
             self.failed = true;
-            let _ = self.cx.fatal.send(e);
+            let _ = self.tcx.cx.fatal.send(e);
         }
     }
 }
@@ -301,8 +308,8 @@ impl Handler<Snapshot> for TwinActor {
         }
         RECORD.with(|buf| {
             let mut buf = buf.borrow_mut();
-            record::encode_into(&self.model, &self.state, &mut buf);
-            msg.epoch.add(self.cx.shard, &self.asset, &buf);
+            record::encode_into(&self.tcx.model, &self.state, &mut buf);
+            msg.epoch.add(self.tcx.cx.shard, &self.asset, &buf);
         });
     }
 }
@@ -381,8 +388,9 @@ pub(crate) mod tests {
                 panic_hook: Some(hook),
             });
             let c2 = cx.clone();
-            let twin =
-                TwinActor::start_in_arbiter(&twin_arbiter.handle(), move |_| TwinActor::new("p1".into(), model, c2));
+            let twin = TwinActor::start_in_arbiter(&twin_arbiter.handle(), move |_| {
+                TwinActor::new("p1".into(), Arc::new(TypeContext { model, cx: c2 }))
+            });
             let flow = Flow::new(4);
             twin.do_send(Apply {
                 events,
@@ -453,5 +461,31 @@ pub(crate) mod tests {
         let payload: serde_json::Value = serde_json::from_str(dead[0]["payload"].as_str().unwrap()).unwrap();
         assert_eq!(payload["value"], 666.0);
         assert_eq!(payload["asset"], "p1");
+    }
+}
+/// Each twin actor is one tokio task: a 128-byte-aligned allocation of ~104
+/// bytes of task header and trailer plus actix's context future, which holds
+/// the actor inline. At 536 bytes of future the task takes 640 bytes; 8 more
+/// and it takes 768, for every twin (measured with valgrind's DHAT, see
+/// ARCHITECTURE.md "Memory per twin"). Adding a field to `TwinActor` or
+/// `TwinState` must either fit or be a deliberate choice.
+#[cfg(test)]
+mod footprint {
+    use super::TwinActor;
+
+    /// The size of what `f` would return, without calling it.
+    fn size_of_output<T>(_: &impl FnOnce() -> T) -> usize {
+        std::mem::size_of::<T>()
+    }
+
+    #[test]
+    #[allow(unreachable_code)]
+    fn a_twin_actor_task_stays_within_640_bytes() {
+        let size = size_of_output(&|| actix::Context::<TwinActor>::new().into_future(unreachable!()));
+        assert!(
+            size <= 536,
+            "actix context future of TwinActor is {size} B (TwinActor {} B): the task no longer fits 640 B",
+            std::mem::size_of::<TwinActor>()
+        );
     }
 }

@@ -165,12 +165,14 @@ pub struct TwinState {
     /// out-of-orderness.
     pub max_ts: i64,
     /// Latest value per sensor (by event time; ties: later arrival).
-    pub sensors: Vec<Latest>,
+    /// Fixed-length parts are boxed slices, not `Vec`s: 8 bytes less each
+    /// keeps the actor's task within a smaller allocation (ARCHITECTURE.md).
+    pub sensors: Box<[Latest]>,
     /// Open windows sorted by `(last_ms, slot)`.
     pub open: Vec<OpenWindow>,
     /// Most recently closed window, for slots that rules read.
-    pub closed: Vec<Option<Acc>>,
-    pub alerts: Vec<AlertState>,
+    pub closed: Box<[Option<Acc>]>,
+    pub alerts: Box<[AlertState]>,
     pub stats: TwinStats,
     /// Windows closed since the last snapshot, when the model keeps a digest
     /// (replay); the snapshot moves them into the checkpoint.
@@ -253,10 +255,10 @@ impl TwinState {
         TwinState {
             version: 0,
             max_ts: NO_TS,
-            sensors: vec![Latest::NONE; m.sensors.len()],
+            sensors: vec![Latest::NONE; m.sensors.len()].into_boxed_slice(),
             open: Vec::new(),
-            closed: vec![None; m.n_closed],
-            alerts: vec![AlertState::default(); m.rules.len()],
+            closed: vec![None; m.n_closed].into_boxed_slice(),
+            alerts: vec![AlertState::default(); m.rules.len()].into_boxed_slice(),
             stats: TwinStats::default(),
             digest: Vec::new(),
         }
