@@ -27,6 +27,10 @@ pub const MAX_RECORD_BYTES: usize = 16 << 20;
 /// Records per chunk when pacing, so pacing is smooth.
 const PACED_CHUNK_LINES: usize = 64;
 
+/// Decoded chunk buffers kept for reuse (each up to `FAST_CHUNK_BYTES` plus a
+/// line); more in flight than this are dropped once decoded.
+const RECYCLED_BUFFERS: usize = 4;
+
 pub struct FileReader {
     pub source: u16,
     pub name: Arc<str>,
@@ -110,6 +114,8 @@ impl FileReader {
         let started = Instant::now();
         let mut records_sent = 0u64;
         let mut recorded_origin: Option<(i64, Instant)> = None;
+        // Decoded chunks' buffers come back here to be filled again.
+        let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<Vec<u8>>(RECYCLED_BUFFERS);
         let send_marker = |seq: u64, offset: u64, line: u64, end_of_input: bool| {
             let mut c = DecodedChunk::empty(self.source, seq, offset, line);
             c.last = true;
@@ -120,6 +126,7 @@ impl FileReader {
                 first_line: line + 1,
                 decoder: self.decoder.clone(),
                 chunk: c,
+                recycle: None,
             });
         };
         loop {
@@ -140,7 +147,14 @@ impl FileReader {
                 }
             };
             // Fill a buffer: the carried partial line, then fresh bytes.
-            let mut buf = std::mem::take(&mut carry);
+            let mut buf = match recycle_rx.try_recv() {
+                Ok(mut b) => {
+                    b.extend_from_slice(&carry);
+                    carry.clear();
+                    b
+                }
+                Err(_) => std::mem::take(&mut carry),
+            };
             // After a partial line, read further than the line so far.
             let target = if grow {
                 buf.len() + self.chunk_bytes
@@ -191,6 +205,7 @@ impl FileReader {
                         first_line: line + 1,
                         decoder: self.decoder.clone(),
                         chunk,
+                        recycle: None,
                     };
                     if jobs.send(job).is_err() {
                         return Ok(());
@@ -222,6 +237,7 @@ impl FileReader {
                 first_line: line + 1,
                 decoder: self.decoder.clone(),
                 chunk,
+                recycle: Some(recycle_tx.clone()),
             };
             if jobs.send(job).is_err() {
                 return Ok(());
