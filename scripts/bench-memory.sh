@@ -36,20 +36,11 @@ cleanup() {
 trap cleanup EXIT
 
 cd "$REPO"
-# BENCH_BIN measures that binary instead of building one (e.g. a build with
-# `--no-default-features`: the system allocator instead of mimalloc).
-BIN=${BENCH_BIN:-}
-[ -n "$BIN" ] ||
-    BIN=$(cargo build --quiet --release --bin twinstream --message-format=json-render-diagnostics |
-    python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "twinstream":
-        print(m["executable"])')
-[ -x "$BIN" ] || { echo "release build did not produce the twinstream binary" >&2; exit 2; }
+# shellcheck source=scripts/bench-lib.sh
+. "$REPO/scripts/bench-lib.sh"
+BIN=$(bench_binary) || exit 2
 
-echo "# $(date -u '+%Y-%m-%dT%H:%M:%SZ')  $(nproc) cpus  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "# twinstream $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')  $BIN"
+bench_header "$REPO" "$BIN"
 
 status_kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$2/status"; }
 

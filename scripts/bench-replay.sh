@@ -57,22 +57,12 @@ else
     DATA=$TMP
 fi
 
-# Release build; cargo tells where the binary is.
 cd "$REPO"
-# BENCH_BIN measures that binary instead of building one (e.g. a build with
-# `--no-default-features`: the system allocator instead of mimalloc).
-BIN=${BENCH_BIN:-}
-[ -n "$BIN" ] ||
-    BIN=$(cargo build --quiet --release --bin twinstream --message-format=json-render-diagnostics |
-    python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "twinstream":
-        print(m["executable"])')
-[ -x "$BIN" ] || { echo "release build did not produce the twinstream binary" >&2; exit 2; }
+# shellcheck source=scripts/bench-lib.sh
+. "$REPO/scripts/bench-lib.sh"
+BIN=$(bench_binary) || exit 2
 
-echo "# $(date -u '+%Y-%m-%dT%H:%M:%SZ')  $(nproc) cpus  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')  $(free -g | awk '/^Mem:/{print $2 " GiB"}')"
-echo "# twinstream $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo '+dirty')  $BIN"
+bench_header "$REPO" "$BIN"
 ESTIMATES=$(dirname "$(dirname "$BIN")")/criterion/decode
 if [ -f "$ESTIMATES/decoder/new/estimates.json" ] && [ -f "$ESTIMATES/serde-borrowed/new/estimates.json" ]; then
     python3 - "$ESTIMATES" <<'EOF'
