@@ -222,6 +222,25 @@ sources:
         want: &["t.yaml:5:7: duplicate key `vibration` (first at line 4)"],
     },
     Case {
+        name: "a duplicate YAML key does not hide the file's other errors",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+      vibration: { unit: g }
+assets: [{ id: pump-1, type: pmp }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &[
+            "t.yaml:5:7: duplicate key `vibration` (first at line 4)",
+            "t.yaml:6:30: asset `pump-1`: unknown asset type `pmp` (did you mean `pump`?)",
+        ],
+    },
+    Case {
         name: "rules naming an unknown sensor, an unknown window, an unknown aggregate",
         yaml: r#"
 asset_types:

@@ -36,9 +36,20 @@ pub fn load(path: &Path) -> Result<Topology, LoadError> {
 /// Validates topology `text`; `path` names it in diagnostics.
 pub fn parse(path: &Path, text: &str) -> Result<Topology, Diagnostics> {
     let mut diags = Diagnostics::new(path.display().to_string());
-    let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
-    let root = match marked_yaml::parse_yaml_with_options(0, text, options) {
+    let strict = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
+    let root = match marked_yaml::parse_yaml_with_options(0, text, strict) {
         Ok(root) => root,
+        // A duplicate key is reported, and the rest of the file is still
+        // checked (as read with the later value winning): every other error
+        // is reported with it.
+        Err(e @ YamlError::DuplicateKey(_)) => {
+            let (p, msg) = yaml_error(&e);
+            diags.error(p, msg);
+            match marked_yaml::parse_yaml_with_options(0, text, marked_yaml::LoaderOptions::default()) {
+                Ok(root) => root,
+                Err(_) => return Err(diags),
+            }
+        }
         Err(e) => {
             let (p, msg) = yaml_error(&e);
             diags.error(p, msg);
