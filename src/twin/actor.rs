@@ -463,6 +463,7 @@ pub(crate) mod tests {
         assert_eq!(payload["asset"], "p1");
     }
 }
+
 /// Each twin actor is one tokio task: a 128-byte-aligned allocation of ~104
 /// bytes of task header and trailer plus actix's context future, which holds
 /// the actor inline. At 536 bytes of future the task takes 640 bytes; 8 more
