@@ -265,6 +265,10 @@ fn run_of_a_file_source_without_path_says_to_give_one_or_replay() {
         "{}",
         done.stderr
     );
+    assert!(
+        !dir.path().join("state").exists(),
+        "a configuration error must leave no state directory behind"
+    );
 }
 
 /// Human logs written to a pipe or file (not a terminal) carry no ANSI colour
