@@ -197,3 +197,68 @@ fn a_state_dir_of_another_file_is_refused_and_fresh_starts_over() {
     replay("topologies/workload-v1.yaml", &b, &state, &report, &["--fresh"]);
     assert_match(dir.path(), &b, &report);
 }
+
+/// A store that cannot be written (its disk is full) stops the replay with an
+/// error that says so and keeps the last durable checkpoint; run again with
+/// room to write, the replay resumes from it and the result is exact. A file
+/// size limit (RLIMIT_FSIZE, with SIGXFSZ ignored) stands in for the full
+/// disk: RocksDB's writes fail the same way, and no root is needed to mount a
+/// small filesystem.
+#[test]
+fn a_store_that_cannot_be_written_stops_the_replay_and_a_rerun_loses_nothing() {
+    use std::os::unix::process::CommandExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = gen_workload(dir.path(), "full.jsonl", &["--assets", "2000", "--seconds", "5"]);
+    let state = dir.path().join("state");
+    let report = dir.path().join("ours.json");
+    // Every checkpoint holds all 2000 twins (each reports every 100 ms), about
+    // 1 MB of log: with 2 MB per file the store fills after one or two.
+    const LIMIT: libc::rlim_t = 2 << 20;
+    let mut cmd = twinstream();
+    cmd.args(["replay", "topologies/workload-v1.yaml"])
+        .arg(&data)
+        .arg("--report")
+        .arg(&report)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--rate", "100000"]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (status, stderr) = spawn(&mut cmd).finish(Duration::from_secs(120));
+    let stderr = stderr.join("\n");
+    assert!(
+        !status.success(),
+        "the replay must fail when the store is full:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("store write failed (state stays at the previous checkpoint)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("checkpoint durable"),
+        "a checkpoint must have been durable before the store filled:\n{stderr}"
+    );
+    assert!(!report.exists(), "a failed replay writes no report");
+
+    // Room again: the same command resumes from the last durable checkpoint.
+    replay("topologies/workload-v1.yaml", &data, &state, &report, &[]);
+    let r = json(&report);
+    assert!(
+        r["resumed_from_line"].as_u64().unwrap() > 0,
+        "the rerun must resume, not start over: {r}"
+    );
+    assert_match(dir.path(), &data, &report);
+}
