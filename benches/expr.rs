@@ -20,20 +20,20 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use evalexpr::{build_operator_tree, ContextWithMutableVariables, DefaultNumericTypes, HashMapContext, Node, Value};
-use twinstream::topology::expr::{compile_condition, Cond, Env, Resolver};
+use twinstream::topology::expr::{compile_condition, Cond, Env, Resolver, Unresolved};
 
 /// Slots are indices into the condition's variable list.
 struct Names<'a>(&'a [&'a str]);
 
 impl Resolver for Names<'_> {
     type Slot = u16;
-    fn resolve(&self, path: &[&str]) -> Result<u16, String> {
+    fn resolve(&self, path: &[&str]) -> Result<u16, Unresolved> {
         let name = path.join(".");
         self.0
             .iter()
             .position(|n| *n == name)
             .map(|i| i as u16)
-            .ok_or_else(|| format!("unknown name `{name}`"))
+            .ok_or_else(|| format!("unknown name `{name}`").into())
     }
 }
 

@@ -269,8 +269,8 @@ rules:
             "t.yaml:15:12: rule `hot`.when: unknown name `temprature`: not a sensor of asset type `pump` nor a window (did you mean `temperature`?)",
             "t.yaml:17:11: rule `shaky`.when: unknown name `w5s`: not a sensor of asset type `pump` nor a window (did you mean `w1s`?)",
             // Points at the start of the name `w1s.vibration.mean`.
-            "t.yaml:19:30: rule `spiky`.when: unknown aggregate `mean`; expected `count`, `sum`, `min`, `max` or `avg`",
-            "t.yaml:21:12: rule `noisy`.when: unknown sensor `vibratoin` for asset type `pump` (did you mean `vibration`?)",
+            "t.yaml:19:44: rule `spiky`.when: unknown aggregate `mean`; expected `count`, `sum`, `min`, `max` or `avg`",
+            "t.yaml:21:16: rule `noisy`.when: unknown sensor `vibratoin` for asset type `pump` (did you mean `vibration`?)",
         ],
     },
     Case {

@@ -41,7 +41,31 @@ impl fmt::Display for ExprError {
 /// Turns a dotted name into a slot the evaluator can read, or explains why not.
 pub trait Resolver {
     type Slot: Copy + fmt::Debug;
-    fn resolve(&self, path: &[&str]) -> Result<Self::Slot, String>;
+    fn resolve(&self, path: &[&str]) -> Result<Self::Slot, Unresolved>;
+}
+
+/// Why a dotted name does not resolve, and which of its segments is wrong
+/// (the error points there).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unresolved {
+    pub segment: usize,
+    pub message: String,
+}
+
+impl Unresolved {
+    pub fn at(segment: usize, message: impl Into<String>) -> Unresolved {
+        Unresolved {
+            segment,
+            message: message.into(),
+        }
+    }
+}
+
+/// The name as a whole is wrong.
+impl From<String> for Unresolved {
+    fn from(message: String) -> Unresolved {
+        Unresolved::at(0, message)
+    }
 }
 
 /// Values of resolved slots at evaluation time.
@@ -575,8 +599,13 @@ fn to_num<R: Resolver>(ast: &(Ast, usize), r: &R, errors: &mut Vec<ExprError>) -
             let segs: Vec<&str> = path.iter().map(String::as_str).collect();
             match r.resolve(&segs) {
                 Ok(slot) => Some(Num::Var(slot)),
-                Err(message) => {
-                    errors.push(ExprError { offset: *off, message });
+                Err(e) => {
+                    // Segments are written joined by `.`.
+                    let into: usize = segs.iter().take(e.segment).map(|s| s.chars().count() + 1).sum();
+                    errors.push(ExprError {
+                        offset: off + into,
+                        message: e.message,
+                    });
                     None
                 }
             }
@@ -635,13 +664,14 @@ mod tests {
     struct Names;
     impl Resolver for Names {
         type Slot = usize;
-        fn resolve(&self, path: &[&str]) -> Result<usize, String> {
+        fn resolve(&self, path: &[&str]) -> Result<usize, Unresolved> {
             match path {
                 ["a"] => Ok(0),
                 ["b"] => Ok(1),
                 ["c"] => Ok(2),
                 ["w", "x", "avg"] => Ok(10),
-                other => Err(format!("unknown name `{}`", other.join("."))),
+                ["w", "x", agg] => Err(Unresolved::at(2, format!("unknown aggregate `{agg}`"))),
+                other => Err(format!("unknown name `{}`", other.join(".")).into()),
             }
         }
     }
@@ -726,6 +756,8 @@ mod tests {
         assert_eq!(err("sqrt(a) > 1").0, 0);
         assert_eq!(err("a > 1 b").0, 6);
         assert_eq!(err("a $ 1").0, 2);
+        // A wrong segment of a dotted name: at that segment.
+        assert_eq!(err("a > 1 or w.x.mean > 2"), (13, "unknown aggregate `mean`".into()));
     }
 
     #[test]

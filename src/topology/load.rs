@@ -8,7 +8,7 @@ use std::time::Duration;
 use marked_yaml::{LoadError as YamlError, Node};
 
 use super::diag::{one_of, suggest, Diagnostics, Pos};
-use super::expr::{compile_condition, Resolver};
+use super::expr::{compile_condition, Resolver, Unresolved};
 use super::spec::*;
 use super::yaml::{entries, pos, scalar_str, Entries, Fields, Spanned};
 
@@ -1158,32 +1158,41 @@ struct TypeResolver<'a> {
 impl Resolver for TypeResolver<'_> {
     type Slot = Slot;
 
-    fn resolve(&self, path: &[&str]) -> Result<Slot, String> {
+    fn resolve(&self, path: &[&str]) -> Result<Slot, Unresolved> {
         let ty = &self.types[self.asset_type];
         let first = path[0];
         if let Some(s) = ty.sensor_index(first) {
             return match path {
                 [_] | [_, "value"] => Ok(Slot::Latest { sensor: s as u16 }),
-                _ => Err(format!(
-                    "`{}`: a sensor has only `value`; window aggregates are written `<window>.{first}.avg`",
-                    path.join(".")
+                _ => Err(Unresolved::at(
+                    1,
+                    format!(
+                        "`{}`: a sensor has only `value`; window aggregates are written `<window>.{first}.avg`",
+                        path.join(".")
+                    ),
                 )),
             };
         }
         if let Some(w) = self.windows.iter().position(|w| w.name == first) {
             let win = &self.windows[w];
             let Some(covered) = win.sensors_for(self.asset_type) else {
-                return Err(format!("window `{first}` does not apply to asset type `{}`", ty.name));
+                return Err(format!("window `{first}` does not apply to asset type `{}`", ty.name).into());
             };
             let aggs: Vec<&str> = Agg::ALL.iter().map(|(n, _)| *n).collect();
             return match path {
                 [_, sensor, agg] => {
                     let Some(s) = ty.sensor_index(sensor) else {
                         let h = hint(sensor, ty.sensors.iter().map(|s| s.name.as_str()));
-                        return Err(format!("unknown sensor `{sensor}` for asset type `{}`{h}", ty.name));
+                        return Err(Unresolved::at(
+                            1,
+                            format!("unknown sensor `{sensor}` for asset type `{}`{h}", ty.name),
+                        ));
                     };
                     if !covered.contains(&s) {
-                        return Err(format!("window `{first}` does not cover sensor `{sensor}`"));
+                        return Err(Unresolved::at(
+                            1,
+                            format!("window `{first}` does not cover sensor `{sensor}`"),
+                        ));
                     }
                     match Agg::ALL.iter().find(|(n, _)| n == agg) {
                         Some((_, a)) => Ok(Slot::Window {
@@ -1191,14 +1200,18 @@ impl Resolver for TypeResolver<'_> {
                             sensor: s as u16,
                             agg: *a,
                         }),
-                        None => Err(format!("unknown aggregate `{agg}`; expected {}", one_of(&aggs))),
+                        None => Err(Unresolved::at(
+                            2,
+                            format!("unknown aggregate `{agg}`; expected {}", one_of(&aggs)),
+                        )),
                     }
                 }
                 _ => Err(format!(
                     "`{}`: write a window aggregate as `{first}.<sensor>.<aggregate>`, e.g. `{first}.{}.avg`",
                     path.join("."),
                     ty.sensors.first().map_or("temperature", |s| s.name.as_str())
-                )),
+                )
+                .into()),
             };
         }
         let candidates = ty
@@ -1210,6 +1223,7 @@ impl Resolver for TypeResolver<'_> {
         Err(format!(
             "unknown name `{first}`: not a sensor of asset type `{}` nor a window{h}",
             ty.name
-        ))
+        )
+        .into())
     }
 }
