@@ -225,7 +225,12 @@ fn bench_record(c: &mut Criterion) {
         b.iter(|| record::decode(black_box(&bytes)).expect("decodes"));
     });
     g.bench_function(BenchmarkId::new("decode+restore", &size), |b| {
-        b.iter(|| record::decode(black_box(&bytes)).expect("decodes").into_state(&m).0);
+        b.iter(|| {
+            record::decode(black_box(&bytes))
+                .expect("decodes")
+                .into_state(&m, &m.schema)
+                .0
+        });
     });
     g.finish();
 }

@@ -10,7 +10,8 @@
 //! * [`engine`] - the dataflow: flow control (permits), the router, worker
 //!   threads, checkpoints (epochs + the store writer), start and shutdown.
 //! * [`twin`] - the twin: the pure model (`apply`), its compiled per-type
-//!   schema, the on-disk record, and the supervised asset actor.
+//!   schema, the on-disk record (indexing a stored per-type name schema), and
+//!   the supervised asset actor.
 //! * [`sink`] - outputs: stdout and JSON-lines file sinks, dead letters.
 //! * [`store`] - RocksDB: twin records and source positions in versioned
 //!   envelopes, written atomically per checkpoint.

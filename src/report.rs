@@ -122,7 +122,7 @@ pub fn build(store: &Store, shard: u32, source: &str) -> Result<Report, StoreErr
         r.sum_count += s.window_count_sum;
         r.sum_value_x64 += s.window_sum_x64;
         r.sum_max_x64 += s.window_max_x64;
-        for (_, latest) in &rec.sensors {
+        for (_, latest) in rec.latest() {
             r.latest_keys += 1;
             r.latest_value_x64 += (latest.value * 64.0) as i64;
             r.latest_ts_sum += latest.ts;

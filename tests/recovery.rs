@@ -107,7 +107,8 @@ fn a_twin_record_of_an_unknown_format_version_stops_the_replay_naming_the_asset(
 #[test]
 fn a_twin_record_with_a_corrupt_payload_stops_the_replay_naming_the_asset() {
     // The current format version, and bytes that are not a twin record.
-    let bad = [1u8, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    let mut bad = twinstream::twin::record::TWIN_FORMAT.to_le_bytes().to_vec();
+    bad.extend_from_slice(&[0xff; 9]);
     let s = setup(|store| store.put_twin_raw(0, "pump-00003", &bad).unwrap());
     let stderr = replay_must_fail(&s);
     assert_mentions(&stderr, &["pump-00003", "corrupt"]);

@@ -49,7 +49,9 @@ fn stored_twins(state: &Path) -> Vec<(String, String, u64)> {
     store
         .for_each_twin(0, |asset, bytes| {
             let rec = record::decode(bytes).unwrap_or_else(|e| panic!("twin `{asset}` does not decode: {e}"));
-            twins.push((asset.to_string(), rec.asset_type.to_string(), rec.stats.events));
+            let schema = record::Schema::load(&store, rec.schema)
+                .unwrap_or_else(|e| panic!("twin `{asset}`: its schema does not load: {e}"));
+            twins.push((asset.to_string(), schema.asset_type, rec.stats.events));
             Ok(())
         })
         .unwrap();
@@ -228,4 +230,49 @@ fn a_restarted_run_resumes_a_large_grown_file_after_its_stored_position() {
     // ~70 bytes a line: the first part alone is over 64 KiB.
     assert!(first * 60 > 64 * 1024);
     resumes_after_the_stored_position(first, more);
+}
+
+/// Twins written under one topology restore under an edited one: a sensor
+/// added before the existing one changes every index, and the stored names
+/// (the record's schema, kept in the store) still say which value is which.
+#[test]
+fn twins_restore_after_the_topology_gains_a_sensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("feed.jsonl");
+    append_events(&data, 0, 40);
+    let topo = file_topology(dir.path(), &data);
+    let state = dir.path().join("state");
+    run_until_line(&topo, &state, 40);
+
+    let yaml = std::fs::read_to_string(&topo).unwrap().replace(
+        "      vibration: { unit: mm/s }\n",
+        "      current: { unit: A }\n      vibration: { unit: mm/s }\n",
+    );
+    assert!(yaml.contains("current:"), "the edit applies:\n{yaml}");
+    std::fs::write(&topo, yaml).unwrap();
+    append_events(&data, 40, 60);
+    run_until_line(&topo, &state, 60);
+
+    let twins = stored_twins(&state);
+    assert_eq!(twins.len(), 4, "{twins:?}");
+    assert_eq!(
+        events_in_store(&state),
+        60,
+        "every twin kept its count across the edit: {twins:?}"
+    );
+    let store = Store::open(&state, 1).unwrap();
+    let bytes = store.get_twin(0, "pump-1").unwrap().expect("pump-1 stored");
+    let rec = record::decode(&bytes).unwrap();
+    let schema = record::Schema::load(&store, rec.schema).unwrap();
+    assert_eq!(
+        schema.sensors,
+        ["current", "vibration"],
+        "written with the new topology"
+    );
+    let latest: Vec<(String, f64)> = rec
+        .latest()
+        .map(|(s, l)| (schema.sensors[s as usize].clone(), l.value))
+        .collect();
+    // pump-1's last event is line 57: value (57 % 50) / 8.
+    assert_eq!(latest, [("vibration".to_string(), 7.0 / 8.0)]);
 }

@@ -182,6 +182,10 @@ pub fn run(
     let sink_arbiter = Arbiter::new();
     let sinks = SinkHub::start(&topo.sinks, &opts.state_dir, &sink_arbiter.handle())?;
     let model = Arc::new(Model::build(topo, sinks.wanted(), replay));
+    // Before any twin record that refers to them.
+    for ty in &model.types {
+        ty.schema.ensure_stored(&store)?;
+    }
     let (fatal_tx, fatal_rx) = crossbeam_channel::unbounded::<EngineError>();
     let cx = Arc::new(TwinContext {
         store: store.clone(),

@@ -180,6 +180,13 @@ impl Store {
             .map_err(StoreError::Read)
     }
 
+    /// Writes one meta value on its own (not part of a checkpoint).
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .put_cf(self.cf(META_CF), key.as_bytes(), value)
+            .map_err(StoreError::Write)
+    }
+
     /// Stages a twin record into `ckpt`.
     pub fn put_twin(&self, ckpt: &mut Checkpoint, shard: u32, asset: &str, record: &[u8]) {
         ckpt.batch.put_cf(self.cf(&shard_cf(shard)), asset.as_bytes(), record);

@@ -110,16 +110,24 @@ impl TwinActor {
             asset: self.asset.to_string(),
             error,
         })?;
-        if rec.asset_type != *self.tcx.model.name {
+        let model = &self.tcx.model;
+        // Written with another topology: its own names say what is what.
+        let other = if rec.schema == model.schema_id {
+            None
+        } else {
+            Some(record::Schema::load(&self.tcx.cx.store, rec.schema)?)
+        };
+        let stored = other.as_ref().unwrap_or(&model.schema);
+        if stored.asset_type != *model.name {
             tracing::warn!(
                 asset = %self.asset,
-                stored = %rec.asset_type,
-                now = %self.tcx.model.name,
+                stored = %stored.asset_type,
+                now = %model.name,
                 "asset changed type in the topology; its stored twin does not apply and starts fresh"
             );
             return Ok(());
         }
-        let (state, notes) = rec.into_state(&self.tcx.model);
+        let (state, notes) = rec.into_state(model, stored);
         if !notes.dropped.is_empty() {
             tracing::warn!(asset = %self.asset, dropped = ?notes.dropped, "restored twin: parts the topology no longer declares were dropped");
         }
@@ -357,7 +365,7 @@ pub(crate) mod tests {
     /// Runs one twin through `events` with a hook that panics up to `panics`
     /// times, snapshots it and returns the stored record, the dead letters
     /// written and how many panics happened.
-    fn run_twin(events: Vec<Event>, panics: u32) -> (record::TwinRecord<'static>, Vec<serde_json::Value>, u32) {
+    fn run_twin(events: Vec<Event>, panics: u32) -> (record::TwinRecord, Vec<serde_json::Value>, u32) {
         let dir = tempfile::tempdir().unwrap();
         let topo = crate::topology::parse(
             Path::new("t.yaml"),
@@ -439,7 +447,7 @@ pub(crate) mod tests {
         assert_eq!(panicked, 1);
         assert!(dead.is_empty(), "{dead:?}");
         assert_eq!(rec.stats.events, 3, "every event applied exactly once");
-        assert_eq!(rec.sensors[0].1.value, 2.0, "in arrival order");
+        assert_eq!(rec.sensors[0].value, 2.0, "in arrival order");
         assert_eq!(rec.open[0].acc.count, 3);
         assert_eq!(rec.open[0].acc.sum, 669.0);
     }
@@ -453,7 +461,7 @@ pub(crate) mod tests {
         );
         assert_eq!(rec.stats.events, 2, "the poison event is not applied");
         assert_eq!(rec.open[0].acc.sum, 3.0);
-        assert_eq!(rec.sensors[0].1.value, 2.0);
+        assert_eq!(rec.sensors[0].value, 2.0);
         assert_eq!(dead.len(), 1, "{dead:?}");
         assert_eq!(dead[0]["reason"], "poison");
         assert_eq!(dead[0]["origin"]["line"], 2);

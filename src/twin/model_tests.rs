@@ -221,7 +221,7 @@ fn records_round_trip_and_survive_topology_edits() {
         &[ev(0, 100, 5.0), ev(1, 200, 4.0), ev(0, 1300, 2.0), ev(1, 1400, 3.0)],
     );
     let bytes = record::encode(&m, &st);
-    let (back, notes) = record::decode(&bytes).unwrap().into_state(&m);
+    let (back, notes) = record::decode(&bytes).unwrap().into_state(&m, &m.schema);
     assert_eq!(back, st);
     assert!(notes.dropped.is_empty());
 
@@ -229,7 +229,8 @@ fn records_round_trip_and_survive_topology_edits() {
     let text = BASE.replace("      temperature: { unit: degC }\n", "");
     let topo = topology::parse(Path::new("t.yaml"), &format!("{text}{W1S}")).unwrap();
     let m2 = Model::build(&topo, OutputMask::all(), false).types[0].clone();
-    let (back, notes) = record::decode(&bytes).unwrap().into_state(&m2);
+    assert_ne!(m2.schema_id, m.schema_id);
+    let (back, notes) = record::decode(&bytes).unwrap().into_state(&m2, &m.schema);
     assert_eq!(back.sensors[0], st.sensors[0]);
     assert_eq!(back.open.len(), 1, "the open temperature window is gone");
     assert_eq!(back.stats, st.stats);

@@ -31,6 +31,9 @@ pub struct TypeModel {
     pub emit: OutputMask,
     /// Record closed windows for the replay digest.
     pub digest: bool,
+    /// The names twin records of this type index, and their id.
+    pub schema: super::record::Schema,
+    pub schema_id: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -195,7 +198,7 @@ impl TypeModel {
                 inputs,
             });
         }
-        TypeModel {
+        let mut m = TypeModel {
             index: t,
             name: ty.name.as_str().into(),
             sensors: ty.sensors.iter().map(|s| s.name.as_str().into()).collect(),
@@ -210,7 +213,17 @@ impl TypeModel {
             n_closed,
             emit,
             digest,
-        }
+            schema: super::record::Schema {
+                asset_type: String::new(),
+                sensors: Vec::new(),
+                slots: Vec::new(),
+                rules: Vec::new(),
+            },
+            schema_id: 0,
+        };
+        m.schema = super::record::Schema::of(&m);
+        m.schema_id = m.schema.id();
+        m
     }
 
     pub fn sensor_index(&self, name: &str) -> Option<u16> {
