@@ -13,8 +13,11 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_twinstream")
 }
 
+/// The checkout under test: where `cargo test` runs it from (set at run
+/// time), not where the test binary was compiled (a target dir shared by
+/// several checkouts may hold a binary compiled in another one).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
 }
 
 /// The shared workload tools (`../shared/workload` from the repo root).
@@ -116,6 +119,25 @@ fn pump(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     rx
 }
 
+/// The first line from `lines` that satisfies `pred` within `timeout`; every
+/// line read is kept in `seen`.
+fn first_line(
+    lines: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.recv_timeout(left).ok()?;
+        seen.push(line.clone());
+        if pred(&line) {
+            return Some(line);
+        }
+    }
+}
+
 pub fn spawn(cmd: &mut Command) -> Running {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -136,44 +158,26 @@ pub fn spawn(cmd: &mut Command) -> Running {
 impl Running {
     /// Waits until a stderr line satisfies `pred`, or panics at the deadline.
     pub fn wait_stderr(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen_err.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "timed out after {timeout:?} waiting for {what}; stderr so far:\n{}",
-                    self.seen_err.join("\n")
-                ),
-            }
+        match first_line(&self.stderr, &mut self.seen_err, timeout, pred) {
+            Some(line) => line,
+            None => panic!(
+                "timed out after {timeout:?} waiting for {what}; stderr so far:\n{}",
+                self.seen_err.join("\n")
+            ),
         }
     }
 
     /// Waits until a stdout line satisfies `pred`, or panics at the deadline.
     pub fn wait_stdout(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen_out.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => {
-                    let err: Vec<String> = self.stderr.try_iter().collect();
-                    panic!(
-                        "timed out after {timeout:?} waiting for {what}; stdout so far:\n{}\nstderr:\n{}",
-                        self.seen_out.join("\n"),
-                        err.join("\n")
-                    )
-                }
+        match first_line(&self.stdout, &mut self.seen_out, timeout, pred) {
+            Some(line) => line,
+            None => {
+                let err: Vec<String> = self.stderr.try_iter().collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; stdout so far:\n{}\nstderr:\n{}",
+                    self.seen_out.join("\n"),
+                    err.join("\n")
+                )
             }
         }
     }
