@@ -149,7 +149,7 @@ windows:
 "#,
         want: &[
             "t.yaml:4:48: sensor `vibration`.expected_every: expected a duration like `200ms`, `10s` or `5m`, found `fast` (expected number at 0)",
-            "t.yaml:12:11: window.size: expected a duration with a unit, like `200ms` or `200s`, found `200`",
+            "t.yaml:12:11: window `w1s`.size: expected a duration with a unit, like `200ms` or `200s`, found `200`",
         ],
     },
     Case {
@@ -220,6 +220,28 @@ sources:
     decode: { asset: a, sensor: s, ts: t, value: v }
 "#,
         want: &["t.yaml:5:7: duplicate key `vibration` (first at line 4)"],
+    },
+    Case {
+        name: "a rule's `for` and `clear_when` are checked like `when`",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      temperature: { unit: degC }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+rules:
+  - { name: hot, when: "temperature > 90", for: soon, clear_when: "temprature < 80" }
+  - { name: warm, when: "temperature > 70", for: 30s, clear_when: "temperature <" }
+"#,
+        want: &[
+            "t.yaml:11:49: rule `hot`.for: expected a duration like `200ms`, `10s` or `5m`, found `soon` (expected number at 0)",
+            "t.yaml:11:68: rule `hot`.clear_when: unknown name `temprature`: not a sensor of asset type `pump` nor a window (did you mean `temperature`?)",
+            "t.yaml:12:81: rule `warm`.clear_when: expected a value, found the end of the expression",
+        ],
     },
     Case {
         name: "a duplicate YAML key does not hide the file's other errors",
@@ -574,12 +596,12 @@ sinks:
         "t.yaml:10:25: asset type `pump`.relations.feeds: unknown asset type `tnk`",
         "t.yaml:12:25: asset `pump-*`: unknown asset type `pmp` (did you mean `pump`?)",
         "t.yaml:14:11: duplicate asset id `pump-1` (first declared at line 13)",
-        "t.yaml:16:35: source.pace: expected `fast` or `recorded`, found `fastest`",
+        "t.yaml:16:35: source `in`.pace: expected `fast` or `recorded`, found `fastest`",
         "t.yaml:19:13: duplicate window name `w1s` (first declared at line 18)",
-        "t.yaml:19:24: window.size: expected a duration with a unit, like `10ms` or `10s`, found `10`",
+        "t.yaml:19:24: window `w1s`.size: expected a duration with a unit, like `10ms` or `10s`, found `10`",
         "t.yaml:21:25: rule `hot`.when: unknown name `temprature`: not a sensor of asset type `pump` nor a window (did you mean `temperature`?)",
         "t.yaml:22:36: rule `odd`.when: expected a value, found `>`",
-        "t.yaml:22:52: rule.severity: expected `info`, `warning` or `critical`, found `fatal`",
+        "t.yaml:22:52: rule `odd`.severity: expected `info`, `warning` or `critical`, found `fatal`",
         "t.yaml:24:50: sink `out`.outputs: unknown output `windws`; expected `twin_updates`, `windows`, `alerts` or `dead_letters`",
     ];
     assert_eq!(diagnostics(yaml), want);

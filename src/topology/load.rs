@@ -8,7 +8,7 @@ use std::time::Duration;
 use marked_yaml::{LoadError as YamlError, Node};
 
 use super::diag::{one_of, suggest, Diagnostics, Pos};
-use super::expr::{compile_condition, Resolver, Unresolved};
+use super::expr::{compile_condition, Cond, Resolver, Unresolved};
 use super::spec::*;
 use super::yaml::{entries, pos, scalar_str, Entries, Fields, Spanned};
 
@@ -562,13 +562,15 @@ impl<'t> Cx<'t> {
         let mut out: Vec<WindowSpec> = Vec::new();
         for (key, item) in self.named_entries(node, "windows") {
             const FIELDS: &[&str] = &["name", "type", "size", "slide", "sensors", "asset_types"];
-            let Some(f) = Fields::new(item, "window", FIELDS, &mut self.diags) else {
+            let Some(mut f) = Fields::new(item, "window", FIELDS, &mut self.diags) else {
                 continue;
             };
             let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
                 continue;
             };
             let what = format!("window `{}`", name.value);
+            // Later errors about its fields name the item.
+            f.rename(&what);
             if !is_identifier(&name.value) {
                 self.err(
                     name.pos,
@@ -659,14 +661,24 @@ impl<'t> Cx<'t> {
     fn rules(&mut self, node: &Node, types: &[AssetType], windows: &[WindowSpec]) -> Vec<RuleSpec> {
         let mut out: Vec<RuleSpec> = Vec::new();
         for (key, item) in self.named_entries(node, "rules") {
-            const FIELDS: &[&str] = &["name", "when", "severity", "message", "asset_types"];
-            let Some(f) = Fields::new(item, "rule", FIELDS, &mut self.diags) else {
+            const FIELDS: &[&str] = &[
+                "name",
+                "when",
+                "for",
+                "clear_when",
+                "severity",
+                "message",
+                "asset_types",
+            ];
+            let Some(mut f) = Fields::new(item, "rule", FIELDS, &mut self.diags) else {
                 continue;
             };
             let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
                 continue;
             };
             let what = format!("rule `{}`", name.value);
+            // Later errors about its fields name the item.
+            f.rename(&what);
             if !is_name(&name.value) {
                 self.err(
                     name.pos,
@@ -688,45 +700,71 @@ impl<'t> Cx<'t> {
                 .unwrap_or(Severity::Warning);
             let message = f.str("message", false, &mut self.diags).map(|m| m.value);
             let selected = self.type_selector(&f, types);
+            let hold = f
+                .duration("for", false, &mut self.diags)
+                .map_or(Duration::ZERO, |d| d.value);
+            let clear_when = f.str("clear_when", false, &mut self.diags);
             let Some(when) = f.str("when", true, &mut self.diags) else {
                 continue;
             };
-            let start = self.expression_start(when.pos, &when.value);
-            let mut compiled = Vec::new();
-            let mut reported = std::collections::HashSet::new();
-            for t in selected {
-                let resolver = TypeResolver {
-                    types,
-                    asset_type: t,
-                    windows,
-                };
-                match compile_condition(&when.value, &resolver) {
-                    Ok(c) => compiled.push((t, c)),
-                    Err(errors) => {
-                        for e in errors {
-                            // A syntax error is the same for every type: report it once.
-                            if !reported.insert((e.offset, e.message.clone())) {
-                                continue;
-                            }
-                            let (p, suffix) = match start {
-                                Some(s) => (s.shifted(e.offset), String::new()),
-                                None => (when.pos, format!(" (at character {} of the expression)", e.offset + 1)),
-                            };
-                            self.err(p, format!("{what}.when: {}{suffix}", e.message));
-                        }
-                    }
-                }
-            }
+            let compiled = self.compile_rule_expr(&what, "when", &when, &selected, types, windows);
+            let clear_compiled = match &clear_when {
+                Some(c) => self.compile_rule_expr(&what, "clear_when", c, &selected, types, windows),
+                None => Vec::new(),
+            };
             out.push(RuleSpec {
                 name: name.value,
                 pos: name.pos,
                 when: when.value,
+                hold,
+                clear_when: clear_when.map(|c| c.value),
                 severity,
                 message,
                 compiled,
+                clear_compiled,
             });
         }
         out
+    }
+
+    /// Compiles a rule's expression (`field`) for each selected asset type,
+    /// reporting each problem once at its character.
+    fn compile_rule_expr(
+        &mut self,
+        what: &str,
+        field: &str,
+        expr: &Spanned<String>,
+        selected: &[usize],
+        types: &[AssetType],
+        windows: &[WindowSpec],
+    ) -> Vec<(usize, Cond<Slot>)> {
+        let start = self.expression_start(expr.pos, &expr.value);
+        let mut compiled = Vec::new();
+        let mut reported = std::collections::HashSet::new();
+        for &t in selected {
+            let resolver = TypeResolver {
+                types,
+                asset_type: t,
+                windows,
+            };
+            match compile_condition(&expr.value, &resolver) {
+                Ok(c) => compiled.push((t, c)),
+                Err(errors) => {
+                    for e in errors {
+                        // A syntax error is the same for every type: report it once.
+                        if !reported.insert((e.offset, e.message.clone())) {
+                            continue;
+                        }
+                        let (p, suffix) = match start {
+                            Some(s) => (s.shifted(e.offset), String::new()),
+                            None => (expr.pos, format!(" (at character {} of the expression)", e.offset + 1)),
+                        };
+                        self.err(p, format!("{what}.{field}: {}{suffix}", e.message));
+                    }
+                }
+            }
+        }
+        compiled
     }
 
     /// The position of the first character of a single-line scalar's content
@@ -764,13 +802,15 @@ impl<'t> Cx<'t> {
                 "gap_prob",
                 "drift_frac",
             ];
-            let Some(f) = Fields::new(item, "source", FIELDS, &mut self.diags) else {
+            let Some(mut f) = Fields::new(item, "source", FIELDS, &mut self.diags) else {
                 continue;
             };
             let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
                 continue;
             };
             let what = format!("source `{}`", name.value);
+            // Later errors about its fields name the item.
+            f.rename(&what);
             if !is_name(&name.value) {
                 self.err(
                     name.pos,
@@ -1056,13 +1096,15 @@ impl<'t> Cx<'t> {
         let mut out: Vec<SinkSpec> = Vec::new();
         for (key, item) in self.named_entries(node, "sinks") {
             const FIELDS: &[&str] = &["name", "type", "path", "outputs"];
-            let Some(f) = Fields::new(item, "sink", FIELDS, &mut self.diags) else {
+            let Some(mut f) = Fields::new(item, "sink", FIELDS, &mut self.diags) else {
                 continue;
             };
             let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
                 continue;
             };
             let what = format!("sink `{}`", name.value);
+            // Later errors about its fields name the item.
+            f.rename(&what);
             if let Some(prev) = out.iter().find(|s| s.name == name.value) {
                 self.err(
                     name.pos,

@@ -120,7 +120,16 @@ impl Topology {
         let _ = writeln!(s, "rules     {}", self.rules.len());
         for r in &self.rules {
             let sev = format!("{:?}", r.severity).to_lowercase();
-            let _ = writeln!(s, "  {:<12} [{sev}] {}", r.name, r.when);
+            let hold = if r.hold.is_zero() {
+                String::new()
+            } else {
+                format!(" for {}", humantime::format_duration(r.hold))
+            };
+            let clear = r
+                .clear_when
+                .as_ref()
+                .map_or(String::new(), |c| format!("; clears when {c}"));
+            let _ = writeln!(s, "  {:<12} [{sev}] {}{hold}{clear}", r.name, r.when);
         }
         let _ = writeln!(s, "sinks     {}", self.sinks.len());
         for k in &self.sinks {

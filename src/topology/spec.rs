@@ -327,10 +327,18 @@ pub struct RuleSpec {
     pub name: String,
     pub pos: Pos,
     pub when: String,
+    /// `for`: how long (event time) `when` must keep holding before the
+    /// alert is raised; zero raises at once.
+    pub hold: Duration,
+    /// `clear_when`: what clears an active alert (hysteresis); without it the
+    /// alert clears as soon as `when` stops holding.
+    pub clear_when: Option<String>,
     pub severity: Severity,
     pub message: Option<String>,
     /// The condition compiled for each asset type the rule applies to.
     pub compiled: Vec<(usize, Cond<Slot>)>,
+    /// `clear_when` compiled likewise (empty without one).
+    pub clear_compiled: Vec<(usize, Cond<Slot>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

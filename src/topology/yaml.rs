@@ -91,6 +91,12 @@ impl<'a> Fields<'a> {
         })
     }
 
+    /// Names the mapping in later messages (`rule` -> ``rule `hot` ``), once
+    /// its name is known.
+    pub fn rename(&mut self, what: &str) {
+        self.what = what.to_string();
+    }
+
     pub fn what(&self) -> &str {
         &self.what
     }

@@ -128,7 +128,7 @@ pub struct ClosedDigest {
 
 /// Per rule: the alert lifecycle (issue: raised -> cleared; one active alert
 /// per asset and rule).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AlertState {
     pub active: bool,
     /// Incremented on every raise: `(asset, rule, seq)` identifies an alert.
@@ -137,6 +137,21 @@ pub struct AlertState {
     pub firings: u64,
     /// Event time that raised the current alert.
     pub since_ts: i64,
+    /// Inactive, with a `for:` duration: event time since which the condition
+    /// has held at every evaluation (`NO_TS`: it does not hold).
+    pub pending_since: i64,
+}
+
+impl Default for AlertState {
+    fn default() -> Self {
+        AlertState {
+            active: false,
+            seq: 0,
+            firings: 0,
+            since_ts: 0,
+            pending_since: NO_TS,
+        }
+    }
 }
 
 /// Counters kept in the twin itself, so they are exactly as durable as the
@@ -452,25 +467,46 @@ impl Env<LocalSlot> for TwinEnv<'_> {
 
 fn evaluate_rule(m: &TypeModel, st: &mut TwinState, r: u16, ts: i64, out: &mut Vec<Output>) {
     let rule = &m.rules[r as usize];
-    let holds = rule.cond.eval(&TwinEnv(st));
+    let env = TwinEnv(st);
+    let holds = rule.cond.eval(&env);
+    let active = st.alerts[r as usize].active;
+    // Hysteresis: with `clear_when`, an active alert clears only when that
+    // holds, not merely when `when` stops holding.
+    let clears = active
+        && match &rule.clear {
+            Some(clear) => clear.eval(&env),
+            None => !holds,
+        };
     let alert = &mut st.alerts[r as usize];
-    let transition = match (holds, alert.active) {
-        (true, false) => {
-            alert.active = true;
-            alert.seq += 1;
-            alert.firings = 1;
-            alert.since_ts = ts;
-            Some(Transition::Raised)
-        }
-        (true, true) => {
-            alert.firings += 1;
+    let transition = if !active {
+        if !holds {
+            alert.pending_since = NO_TS;
             None
+        } else {
+            if alert.pending_since == NO_TS {
+                alert.pending_since = ts;
+            }
+            // `for:` - the condition has held at every evaluation since
+            // `pending_since`; raise once that spans the duration.
+            if ts.saturating_sub(alert.pending_since) >= rule.hold_ms {
+                alert.active = true;
+                alert.seq += 1;
+                alert.firings = 1;
+                alert.since_ts = ts;
+                alert.pending_since = NO_TS;
+                Some(Transition::Raised)
+            } else {
+                None
+            }
         }
-        (false, true) => {
-            alert.active = false;
-            Some(Transition::Cleared)
+    } else if clears {
+        alert.active = false;
+        Some(Transition::Cleared)
+    } else {
+        if holds {
+            alert.firings += 1;
         }
-        (false, false) => None,
+        None
     };
     if holds {
         st.stats.firings += 1;

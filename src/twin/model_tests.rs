@@ -181,6 +181,111 @@ fn window_rule_raises_once_counts_firings_and_clears() {
     assert!(!st.alerts[0].active);
 }
 
+/// A named case: `temperature` readings `(ts, value)` and the transitions
+/// (with their event times) they must produce.
+type RuleCase<'a> = (&'a str, &'a [(i64, f64)], &'a [(Transition, i64)]);
+
+/// Event times and transitions (with their timestamps) of one rule over a
+/// series of `temperature` readings.
+fn transitions_over(m: &TypeModel, readings: &[(i64, f64)]) -> Vec<(Transition, i64)> {
+    let events: Vec<Event> = readings.iter().map(|&(ts, v)| ev(1, ts, v)).collect();
+    let (_, out) = run(m, &events);
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Alert { transition, ts, .. } => Some((*transition, *ts)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn clear_when_holds_an_alert_through_a_rule_flapping_around_its_threshold() {
+    use Transition::*;
+    let m = model("rules: [{ name: hot, when: \"temperature > 90\", clear_when: \"temperature < 80\" }]\n");
+    let rows: &[RuleCase] = &[
+        (
+            "raise, flap 89/91, clear below 80",
+            &[(1, 95.0), (2, 89.0), (3, 91.0), (4, 88.0), (5, 79.0)],
+            &[(Raised, 1), (Cleared, 5)],
+        ),
+        (
+            "between the thresholds, never raised",
+            &[(1, 85.0), (2, 89.9), (3, 81.0)],
+            &[],
+        ),
+        (
+            "exactly on the thresholds: neither",
+            &[(1, 90.0), (2, 95.0), (3, 80.0), (4, 79.9)],
+            &[(Raised, 2), (Cleared, 4)],
+        ),
+        (
+            "raised again after clearing",
+            &[(1, 95.0), (2, 70.0), (3, 85.0), (4, 91.0)],
+            &[(Raised, 1), (Cleared, 2), (Raised, 4)],
+        ),
+    ];
+    for (name, readings, want) in rows {
+        assert_eq!(transitions_over(&m, readings), *want, "{name}");
+    }
+    // Without `clear_when` the same flapping raises and clears every time.
+    let plain = model("rules: [{ name: hot, when: \"temperature > 90\" }]\n");
+    assert_eq!(
+        transitions_over(&plain, &[(1, 95.0), (2, 89.0), (3, 91.0)]),
+        vec![(Raised, 1), (Cleared, 2), (Raised, 3)]
+    );
+}
+
+#[test]
+fn for_raises_only_after_the_condition_held_that_long() {
+    use Transition::*;
+    let m = model("rules: [{ name: hot, when: \"temperature > 90\", for: 30s }]\n");
+    let rows: &[RuleCase] = &[
+        (
+            "held 30 s: raised at 30 s",
+            &[(0, 95.0), (10_000, 96.0), (30_000, 97.0)],
+            &[(Raised, 30_000)],
+        ),
+        ("held 29.999 s: not yet", &[(0, 95.0), (29_999, 96.0)], &[]),
+        (
+            "interrupted by one good reading: starts over",
+            &[
+                (0, 95.0),
+                (20_000, 85.0),
+                (25_000, 95.0),
+                (50_000, 95.0),
+                (55_000, 95.0),
+            ],
+            &[(Raised, 55_000)],
+        ),
+        (
+            "clears at once when it stops holding",
+            &[(0, 95.0), (30_000, 95.0), (31_000, 80.0)],
+            &[(Raised, 30_000), (Cleared, 31_000)],
+        ),
+    ];
+    for (name, readings, want) in rows {
+        assert_eq!(transitions_over(&m, readings), *want, "{name}");
+    }
+}
+
+#[test]
+fn a_pending_for_survives_a_snapshot_and_restore() {
+    let m = model("rules: [{ name: hot, when: \"temperature > 90\", for: 30s }]\n");
+    let (st, out) = run(&m, &[ev(1, 0, 95.0), ev(1, 20_000, 95.0)]);
+    assert!(out.iter().all(|o| !matches!(o, Output::Alert { .. })), "{out:?}");
+    let (mut back, _) = record::decode(&record::encode(&m, &st))
+        .unwrap()
+        .into_state(&m, &m.schema);
+    assert_eq!(back, st);
+    let mut out = Vec::new();
+    apply(&m, &mut back, Input::Events(&[ev(1, 30_000, 95.0)]), 0, &mut out);
+    assert_eq!(
+        alerts(&out),
+        vec![(0, Transition::Raised, 1)],
+        "pending since 0 s, not since the restore"
+    );
+}
+
 #[test]
 fn latest_value_rules_fire_on_transitions_and_never_on_missing_data() {
     let m = model("rules: [{ name: hot, when: \"temperature > 90 and vibration < 5\" }]\n");

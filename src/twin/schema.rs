@@ -74,6 +74,10 @@ pub struct RuleDef {
     pub severity: Severity,
     pub message: Option<Arc<str>>,
     pub cond: Cond<LocalSlot>,
+    /// Clears an active alert (hysteresis); `None`: `cond` no longer holding.
+    pub clear: Option<Cond<LocalSlot>>,
+    /// `cond` must hold this long (event time) before the alert is raised.
+    pub hold_ms: i64,
     /// Display names and slots of the rule's inputs, reported with alerts.
     pub inputs: Vec<(Arc<str>, LocalSlot)>,
 }
@@ -154,6 +158,7 @@ impl TypeModel {
             let Some((_, cond)) = r.compiled.iter().find(|(ct, _)| *ct == t) else {
                 continue;
             };
+            let clear_cond = r.clear_compiled.iter().find(|(ct, _)| *ct == t).map(|(_, c)| c);
             let ri = rules.len() as u16;
             let mut inputs: Vec<(Arc<str>, LocalSlot)> = Vec::new();
             let mut map_slot = |s: Slot| -> LocalSlot {
@@ -170,31 +175,38 @@ impl TypeModel {
                 }
             };
             let local = map_cond(cond, &mut map_slot);
-            cond.visit_slots(&mut |s| {
-                let name = match s {
-                    Slot::Latest { sensor } => {
-                        push_unique(&mut rules_by_sensor[sensor as usize], ri);
-                        ty.sensors[sensor as usize].name.clone()
+            let clear = clear_cond.map(|c| map_cond(c, &mut map_slot));
+            // What either condition reads triggers the rule and is reported
+            // with its alerts.
+            for c in std::iter::once(cond).chain(clear_cond) {
+                c.visit_slots(&mut |s| {
+                    let name = match s {
+                        Slot::Latest { sensor } => {
+                            push_unique(&mut rules_by_sensor[sensor as usize], ri);
+                            ty.sensors[sensor as usize].name.clone()
+                        }
+                        Slot::Window { window, sensor, agg } => {
+                            let slot = slot_of(window, sensor);
+                            push_unique(&mut rules_by_slot[slot], ri);
+                            let agg_name = Agg::ALL.iter().find(|(_, a)| *a == agg).map_or("?", |(n, _)| n);
+                            format!(
+                                "{}.{}.{agg_name}",
+                                topo.windows[window as usize].name, ty.sensors[sensor as usize].name
+                            )
+                        }
+                    };
+                    if !inputs.iter().any(|(n, _)| **n == *name) {
+                        inputs.push((name.into(), map_slot(s)));
                     }
-                    Slot::Window { window, sensor, agg } => {
-                        let slot = slot_of(window, sensor);
-                        push_unique(&mut rules_by_slot[slot], ri);
-                        let agg_name = Agg::ALL.iter().find(|(_, a)| *a == agg).map_or("?", |(n, _)| n);
-                        format!(
-                            "{}.{}.{agg_name}",
-                            topo.windows[window as usize].name, ty.sensors[sensor as usize].name
-                        )
-                    }
-                };
-                if !inputs.iter().any(|(n, _)| **n == *name) {
-                    inputs.push((name.into(), map_slot(s)));
-                }
-            });
+                });
+            }
             rules.push(RuleDef {
                 name: r.name.as_str().into(),
                 severity: r.severity,
                 message: r.message.as_deref().map(Into::into),
                 cond: local,
+                clear,
+                hold_ms: r.hold.as_millis() as i64,
                 inputs,
             });
         }
