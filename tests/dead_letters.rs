@@ -110,3 +110,77 @@ fn every_bad_record_is_dead_lettered_with_bytes_origin_and_reason() {
         "invalid UTF-8 is kept as base64"
     );
 }
+
+/// A source that names its telemetry contract and where records state theirs
+/// dead-letters a record of another contract version, or of none, with the
+/// reason `unknown_contract`, and applies the rest (nested field, unit
+/// conversion on the way).
+#[test]
+fn a_record_of_another_contract_version_is_dead_lettered_with_that_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("contract.yaml");
+    std::fs::write(
+        &topo,
+        TOPO.replace(
+            "    decode: { asset: asset, sensor: sensor, ts: ts, value: value }\n",
+            "    decode:\n      contract: pump-gw/v2\n      contract_field: meta.contract\n      \
+             asset: asset\n      sensor: sensor\n      ts: ts\n      value: value\n      \
+             convert: { temperature: { scale: 0.1 } }\n",
+        ),
+    )
+    .unwrap();
+    let lines = [
+        r#"{"meta":{"contract":"pump-gw/v2"},"asset":"pump-1","sensor":"temperature","ts":1000,"value":415}"#,
+        r#"{"meta":{"contract":"pump-gw/v3"},"asset":"pump-1","sensor":"temperature","ts":1001,"value":420}"#,
+        r#"{"asset":"pump-1","sensor":"temperature","ts":1002,"value":425}"#,
+        r#"{"meta":{"contract":"pump-gw/v2"},"asset":"pump-2","sensor":"vibration","ts":1003,"value":2.5}"#,
+    ];
+    let data = dir.path().join("in.jsonl");
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let state = dir.path().join("state");
+    let report = dir.path().join("r.json");
+    ok(twinstream()
+        .arg("replay")
+        .arg(&topo)
+        .arg(&data)
+        .arg("--report")
+        .arg(&report)
+        .arg("--state-dir")
+        .arg(&state));
+
+    let r = json(&report);
+    assert_eq!(
+        (r["events"].as_u64(), r["dead_letters"].as_u64()),
+        (Some(2), Some(2)),
+        "{r}"
+    );
+    // 41.5 (converted) + 2.5: the v2 records applied.
+    assert_eq!(r["latest_value_x64"], (41.5 * 64.0 + 2.5 * 64.0) as i64, "{r}");
+    let dead = jsonl(&state.join("dlq.jsonl"));
+    let got: Vec<(u64, &str, &str)> = dead
+        .iter()
+        .map(|d| {
+            (
+                d["origin"]["line"].as_u64().unwrap(),
+                d["reason"].as_str().unwrap(),
+                d["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                2,
+                "unknown_contract",
+                "the record states contract `pump-gw/v3` at `meta.contract`; this source reads `pump-gw/v2`"
+            ),
+            (
+                3,
+                "unknown_contract",
+                "the record states no contract at `meta.contract`; this source reads `pump-gw/v2`"
+            ),
+        ]
+    );
+    assert_eq!(dead[0]["payload"], lines[1]);
+}

@@ -244,6 +244,27 @@ rules:
         ],
     },
     Case {
+        name: "a contract field needs a valid path and the contract it checks",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      temperature: { unit: degC }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v, contract_field: meta..c }
+  - name: in2
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v, contract_field: meta.c }
+"#,
+        want: &[
+            "t.yaml:9:69: source `in`.decode.contract_field: `meta..c` is not a field path; expected names separated by dots, like `payload.temp`",
+            "t.yaml:12:69: source `in2`.decode.contract_field: give `contract` too: the contract records must state",
+        ],
+    },
+    Case {
         name: "a duplicate YAML key does not hide the file's other errors",
         yaml: r#"
 asset_types:

@@ -40,6 +40,9 @@ pub enum DeadReason {
     UnknownSensor,
     /// The value is outside the sensor's declared range, or not finite.
     OutOfRange,
+    /// The record states a telemetry contract other than the one the
+    /// source's mapping reads (or none).
+    UnknownContract,
     /// The twin panicked on this event three times.
     Poison,
 }
@@ -53,6 +56,7 @@ impl DeadReason {
             DeadReason::UnknownAsset => "unknown_asset",
             DeadReason::UnknownSensor => "unknown_sensor",
             DeadReason::OutOfRange => "out_of_range",
+            DeadReason::UnknownContract => "unknown_contract",
             DeadReason::Poison => "poison",
         }
     }

@@ -111,6 +111,7 @@ impl DecodedChunk {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
+    Contract,
     Asset,
     Sensor,
     Ts,
@@ -267,6 +268,8 @@ pub struct Decoder {
     types: Vec<TypeTable>,
     ts_field: String,
     asset_field: String,
+    /// `(contract_field, contract)`: records must state this contract there.
+    contract: Option<(String, Box<str>)>,
     sensor_field: Option<String>,
     value_field: Option<String>,
 }
@@ -274,6 +277,7 @@ pub struct Decoder {
 /// Reused per-record scratch.
 #[derive(Default)]
 struct Extract<'de> {
+    contract: Option<Cow<'de, str>>,
     asset: Option<Cow<'de, str>>,
     sensor: Option<Cow<'de, str>>,
     ts: Option<RawTs<'de>>,
@@ -298,6 +302,9 @@ impl Decoder {
     ) -> Decoder {
         let mut tree = FieldTree::default();
         tree.insert(&spec.asset, Target::Asset);
+        if let Some(c) = &spec.contract_field {
+            tree.insert(c, Target::Contract);
+        }
         tree.insert(&spec.ts, Target::Ts);
         if let Some(s) = &spec.sensor {
             tree.insert(s, Target::Sensor);
@@ -346,6 +353,11 @@ impl Decoder {
             types,
             ts_field: spec.ts.to_string(),
             asset_field: spec.asset.to_string(),
+            contract: spec
+                .contract_field
+                .as_ref()
+                .zip(spec.contract.as_deref())
+                .map(|(f, c)| (f.to_string(), c.into())),
             sensor_field: spec.sensor.as_ref().map(ToString::to_string),
             value_field: spec.value.as_ref().map(ToString::to_string),
         }
@@ -427,6 +439,7 @@ impl Decoder {
             events_per_group,
         } = cx;
         let events_per_group = *events_per_group;
+        ex.contract = None;
         ex.asset = None;
         ex.sensor = None;
         ex.ts = None;
@@ -457,6 +470,20 @@ impl Decoder {
         if let Err(e) = parsed {
             let msg = e.to_string().replace(" at line 1 column", " at column");
             return self.dead(out, line, line_no, offset, DeadReason::Malformed, msg);
+        }
+        if let Some((field, want)) = &self.contract {
+            let msg = match ex.contract.take() {
+                Some(c) if *c == **want => None,
+                Some(c) => Some(format!(
+                    "the record states contract `{c}` at `{field}`; this source reads `{want}`"
+                )),
+                None => Some(format!(
+                    "the record states no contract at `{field}`; this source reads `{want}`"
+                )),
+            };
+            if let Some(msg) = msg {
+                return self.dead(out, line, line_no, offset, DeadReason::UnknownContract, msg);
+            }
         }
         let Some(asset) = ex.asset.take() else {
             let msg = format!("missing field `{}` (asset id)", self.asset_field);
@@ -646,6 +673,9 @@ impl<'de> Visitor<'de> for TreeSeed<'_, 'de> {
                     let field = |e: &dyn fmt::Display| de::Error::custom(format!("field `{}`: {e}", key.0));
                     match *target {
                         Target::Asset => self.out.asset = Some(map.next_value::<Name<'de>>().map_err(|e| field(&e))?.0),
+                        Target::Contract => {
+                            self.out.contract = Some(map.next_value::<Name<'de>>().map_err(|e| field(&e))?.0)
+                        }
                         Target::Sensor => {
                             self.out.sensor = Some(map.next_value::<Name<'de>>().map_err(|e| field(&e))?.0)
                         }

@@ -971,6 +971,7 @@ impl<'t> Cx<'t> {
         const FIELDS: &[&str] = &[
             "format",
             "contract",
+            "contract_field",
             "asset",
             "sensor",
             "value",
@@ -1078,8 +1079,19 @@ impl<'t> Cx<'t> {
                 ),
             }
         }
+        let contract = f.str("contract", false, d).map(|c| c.value);
+        let contract_field = path("contract_field", false, d);
+        if contract_field.is_some() && contract.is_none() {
+            if let Some(s) = f.str("contract_field", false, d) {
+                d.error(
+                    s.pos,
+                    format!("{dwhat}.contract_field: give `contract` too: the contract records must state"),
+                );
+            }
+        }
         Some(DecodeSpec {
-            contract: f.str("contract", false, d).map(|c| c.value),
+            contract,
+            contract_field,
             asset: asset?,
             sensor,
             value,

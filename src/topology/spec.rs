@@ -219,6 +219,9 @@ pub struct SimulatorSpec {
 pub struct DecodeSpec {
     /// Name and version of the telemetry contract this mapping decodes.
     pub contract: Option<String>,
+    /// Where a record states its contract; a record that states another one
+    /// (or none) is dead-lettered as `unknown_contract`.
+    pub contract_field: Option<FieldPath>,
     pub asset: FieldPath,
     /// Narrow records: one reading per record, sensor name in a field.
     pub sensor: Option<FieldPath>,
