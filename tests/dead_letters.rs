@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 
 const TOPO: &str = r#"
@@ -22,18 +20,6 @@ windows: [{ name: w1s, size: 1s }]
 sinks:
   - { name: dlq, type: file, path: "{state_dir}/dlq.jsonl", outputs: [dead_letters] }
 "#;
-
-/// Replays `data` with `topo` to the end (it must succeed).
-fn replay(topo: &Path, data: &Path, state: &Path, report: &Path) {
-    ok(twinstream()
-        .arg("replay")
-        .arg(topo)
-        .arg(data)
-        .arg("--report")
-        .arg(report)
-        .arg("--state-dir")
-        .arg(state));
-}
 
 #[test]
 fn every_bad_record_is_dead_lettered_with_bytes_origin_and_reason() {
@@ -58,7 +44,7 @@ fn every_bad_record_is_dead_lettered_with_bytes_origin_and_reason() {
     std::fs::write(&data, lines.join(&b"\n"[..])).unwrap();
     let state = dir.path().join("state");
     let report = dir.path().join("r.json");
-    replay(&topo, &data, &state, &report);
+    replay(&topo, &data, &state, &report, &[]);
 
     let r = json(&report);
     assert_eq!(r["events"], 3, "{r}");
@@ -146,7 +132,7 @@ fn a_record_of_another_contract_version_is_dead_lettered_with_that_reason() {
     std::fs::write(&data, lines.join("\n")).unwrap();
     let state = dir.path().join("state");
     let report = dir.path().join("r.json");
-    replay(&topo, &data, &state, &report);
+    replay(&topo, &data, &state, &report, &[]);
 
     let r = json(&report);
     assert_eq!(

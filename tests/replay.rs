@@ -7,18 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn replay(topo: &str, data: &Path, state: &Path, report: &Path, extra: &[&str]) -> std::process::Output {
-    ok(twinstream()
-        .arg("replay")
-        .arg(topo)
-        .arg(data)
-        .arg("--report")
-        .arg(report)
-        .arg("--state-dir")
-        .arg(state)
-        .args(extra))
-}
-
 fn assert_match(dir: &Path, data: &Path, report: &Path) {
     let reference = reference(dir, data);
     let (matched, text) = compare(&reference, report);

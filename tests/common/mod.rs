@@ -45,6 +45,20 @@ pub fn ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// `twinstream replay TOPO DATA --report REPORT --state-dir STATE EXTRA...`,
+/// run to completion; it must succeed.
+pub fn replay(topo: impl AsRef<Path>, data: &Path, state: &Path, report: &Path, extra: &[&str]) -> Output {
+    ok(twinstream()
+        .arg("replay")
+        .arg(topo.as_ref())
+        .arg(data)
+        .arg("--report")
+        .arg(report)
+        .arg("--state-dir")
+        .arg(state)
+        .args(extra))
+}
+
 /// Generates a workload v1 file with `args` into `dir/name`.
 pub fn gen_workload(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(name);
