@@ -7,14 +7,16 @@
 //!   `file:line:col`), the rule expression language, the `check` summary.
 //! * [`source`] - where events come from: JSON-lines files and the simulator;
 //!   decoding records into events by the topology's mapping.
-//! * [`engine`] - the dataflow: flow control (permits), the router, worker
-//!   threads, checkpoints (epochs + the store writer), start and shutdown.
-//! * [`twin`] - the twin: the pure model (`apply`), its compiled per-type
-//!   schema, the on-disk record (indexing a stored per-type name schema), and
-//!   the supervised asset actor.
+//! * [`engine`] - the dataflow: flow control (permits), the router (with the
+//!   node's timer index and the relay of related values), worker threads,
+//!   checkpoints (epochs + the store writer), start and shutdown.
+//! * [`twin`] - the twin: the pure model (`apply`: values, sources,
+//!   estimates, staleness, windows, joins, rules and alerts), its compiled
+//!   per-type schema, the on-disk record (indexing a stored per-type name
+//!   schema), and the supervised asset actor.
 //! * [`sink`] - outputs: stdout and JSON-lines file sinks, dead letters.
-//! * [`store`] - RocksDB: twin records and source positions in versioned
-//!   envelopes, written atomically per checkpoint.
+//! * [`store`] - RocksDB: twin records, their timers and source positions in
+//!   versioned envelopes, written atomically per checkpoint.
 //! * [`report`] - the replay report (workload v1 outputs) from durable state.
 //! * [`telemetry`] - every metric name, and log setup.
 //!

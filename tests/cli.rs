@@ -93,12 +93,16 @@ fn check_summarises_what_the_demo_declares() {
     for want in [
         "topologies/demo.yaml: OK",
         "node      demo  state_dir=state  snapshot every 2s or 1000000 events (fsync)",
-        "types     1",
-        "assets    1 entries (0 ids, 1 patterns)",
-        "sources   1",
+        "types     2",
+        "assets    2 entries (1 ids, 1 patterns)",
+        "sources   3",
         "windows   1",
-        "rules     3",
+        "joins     2",
+        "rules     6",
         "sinks     2",
+        "               temperature: stale after 10s, deadband 0.5",
+        "               pressure: stale after 10s, sources plant-sim > scada (confidence), discrepancy above 3",
+        "  supply       within 5s; pump: pressure with feeds.level",
     ] {
         assert!(out.lines().any(|l| l == want), "no line `{want}` in:\n{out}");
     }
@@ -137,8 +141,8 @@ fn check_prints_every_problem_of_a_broken_file_on_stdout_and_exits_1() {
         format!("{p}:4:48: sensor `vibration`.expected_every: expected a duration like `200ms`, `10s` or `5m`, found `fast` (expected number at 0)"),
         format!("{p}:5:42: sensor `temperature`.range: lower bound 100 is above upper bound 0"),
         format!("{p}:7:25: asset `pump-*`: unknown asset type `pmp` (did you mean `pump`?)"),
-        format!("{p}:11:25: rule `hot`.when: unknown name `temprature`: not a sensor of asset type `pump` nor a window (did you mean `temperature`?)"),
-        format!("{p}:13:42: sink `out`.outputs: unknown output `alert`; expected `twin_updates`, `windows`, `alerts` or `dead_letters`"),
+        format!("{p}:11:25: rule `hot`.when: unknown name `temprature`: not a sensor, relation, window or join of asset type `pump` (did you mean `temperature`?)"),
+        format!("{p}:13:42: sink `out`.outputs: unknown output `alert`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events` or `joins`"),
     ];
     let got: Vec<&str> = done.stdout.lines().collect();
     assert_eq!(got, want, "stderr:\n{}", done.stderr);

@@ -239,7 +239,7 @@ rules:
 "#,
         want: &[
             "t.yaml:11:49: rule `hot`.for: expected a duration like `200ms`, `10s` or `5m`, found `soon` (expected number at 0)",
-            "t.yaml:11:68: rule `hot`.clear_when: unknown name `temprature`: not a sensor of asset type `pump` nor a window (did you mean `temperature`?)",
+            "t.yaml:11:68: rule `hot`.clear_when: unknown name `temprature`: not a sensor, relation, window or join of asset type `pump` (did you mean `temperature`?)",
             "t.yaml:12:81: rule `warm`.clear_when: expected a value, found the end of the expression",
         ],
     },
@@ -309,10 +309,10 @@ rules:
     when: "w1s.vibratoin.max > 7"
 "#,
         want: &[
-            "t.yaml:15:12: rule `hot`.when: unknown name `temprature`: not a sensor of asset type `pump` nor a window (did you mean `temperature`?)",
-            "t.yaml:17:11: rule `shaky`.when: unknown name `w5s`: not a sensor of asset type `pump` nor a window (did you mean `w1s`?)",
+            "t.yaml:15:12: rule `hot`.when: unknown name `temprature`: not a sensor, relation, window or join of asset type `pump` (did you mean `temperature`?)",
+            "t.yaml:17:11: rule `shaky`.when: unknown name `w5s`: not a sensor, relation, window or join of asset type `pump` (did you mean `w1s`?)",
             // Points at the start of the name `w1s.vibration.mean`.
-            "t.yaml:19:44: rule `spiky`.when: unknown aggregate `mean`; expected `count`, `sum`, `min`, `max` or `avg`",
+            "t.yaml:19:44: rule `spiky`.when: unknown aggregate `mean`; expected `count`, `sum`, `min`, `max`, `avg`, `last` or `stddev`",
             "t.yaml:21:16: rule `noisy`.when: unknown sensor `vibratoin` for asset type `pump` (did you mean `vibration`?)",
         ],
     },
@@ -459,7 +459,7 @@ sinks:
     type: stdout
     outputs: [alerts, alert]
 "#,
-        want: &["t.yaml:13:23: sink `out`.outputs: unknown output `alert`; expected `twin_updates`, `windows`, `alerts` or `dead_letters`"],
+        want: &["t.yaml:13:23: sink `out`.outputs: unknown output `alert`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events` or `joins`"],
     },
     Case {
         name: "range with min > max, stale_after <= expected_every",
@@ -620,10 +620,10 @@ sinks:
         "t.yaml:16:35: source `in`.pace: expected `fast` or `recorded`, found `fastest`",
         "t.yaml:19:13: duplicate window name `w1s` (first declared at line 18)",
         "t.yaml:19:24: window `w1s`.size: expected a duration with a unit, like `10ms` or `10s`, found `10`",
-        "t.yaml:21:25: rule `hot`.when: unknown name `temprature`: not a sensor of asset type `pump` nor a window (did you mean `temperature`?)",
+        "t.yaml:21:25: rule `hot`.when: unknown name `temprature`: not a sensor, relation, window or join of asset type `pump` (did you mean `temperature`?)",
         "t.yaml:22:36: rule `odd`.when: expected a value, found `>`",
         "t.yaml:22:52: rule `odd`.severity: expected `info`, `warning` or `critical`, found `fatal`",
-        "t.yaml:24:50: sink `out`.outputs: unknown output `windws`; expected `twin_updates`, `windows`, `alerts` or `dead_letters`",
+        "t.yaml:24:50: sink `out`.outputs: unknown output `windws`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events` or `joins`",
     ];
     assert_eq!(diagnostics(yaml), want);
 }
@@ -645,7 +645,112 @@ fn every_bundled_topology_is_valid() {
         }
     }
     checked.sort();
-    for known in ["demo.yaml", "plant-line.yaml", "workload-v1.yaml"] {
+    for known in [
+        "demo.yaml",
+        "plant-line.yaml",
+        "workload-v1.yaml",
+        "workload-v1-semantics.yaml",
+    ] {
         assert!(checked.iter().any(|c| c == known), "{known} not found in {checked:?}");
     }
+}
+
+/// The README's topology example (the YAML block of its "Topology" section)
+/// is a valid topology.
+#[test]
+fn the_readme_topology_example_is_valid() {
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let readme = std::fs::read_to_string(Path::new(&root).join("README.md")).unwrap();
+    let section = &readme[readme.find("\n## Topology").expect("a Topology section")..];
+    let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    if let Err(d) = topology::parse(Path::new("README.md"), block) {
+        panic!("the README example has diagnostics:\n{d}\n{block}");
+    }
+}
+
+const SEMANTICS_ERRORS: &[Case] = &[
+    Case {
+        name: "sources, resolve and tolerances of a sensor",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      pressure:
+        unit: bar
+        sources: { plc: { trust: 1.5 }, scadda: {} }
+        resolve: majority
+        clear_tolerance: 2
+      flow: { unit: m3/h, resolve: median, tolerance: 1 }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - { name: plc, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }
+  - { name: scada, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }
+"#,
+        want: &[
+            "t.yaml:6:34: sensor `pressure`.sources.plc.trust: must be between 0 and 1",
+            "t.yaml:6:41: sensor `pressure`.sources: unknown source `scadda` (did you mean `scada`?)",
+            "t.yaml:7:18: sensor `pressure`.resolve: expected `latest`, `priority`, `confidence` or `median`, found `majority`",
+            "t.yaml:8:26: sensor `pressure`.clear_tolerance: needs `tolerance`",
+            "t.yaml:9:36: sensor `flow`.resolve: a policy needs at least two `sources` to choose between",
+            "t.yaml:9:55: sensor `flow`.tolerance: only a sensor with two or more `sources` can disagree",
+        ],
+    },
+    Case {
+        name: "joins: unknown sides and relations",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { temperature: { unit: degC }, current: { unit: A } }
+    relations: { feeds: tank }
+  tank:
+    sensors: { level: { unit: m } }
+assets: [{ id: pump-1, type: pump }]
+sources: [{ name: in, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]
+joins:
+  - { name: a, left: temperature, right: curent, within: 10s, asset_types: [pump] }
+  - { name: b, left: temperature, right: fills.level, within: 10s, asset_types: [pump] }
+  - { name: c, left: temperature, right: feeds.levl, within: 0s, asset_types: [pump] }
+  - { name: d, left: tmperature, right: current, within: 1s }
+"#,
+        want: &[
+            "t.yaml:10:42: join `a`.right: unknown sensor `curent` for asset type `pump` (did you mean `current`?)",
+            "t.yaml:11:42: join `b`.right: asset type `pump` has no relation `fills`",
+            "t.yaml:12:42: join `c`.right: unknown sensor `levl` of asset type `tank` (did you mean `level`?)",
+            "t.yaml:12:62: join `c`.within: must be greater than zero",
+            "t.yaml:13:22: join `d`.left: no asset type has a sensor `tmperature`",
+        ],
+    },
+    Case {
+        name: "rule names: staleness, relations, joins, reserved names",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { temperature: { unit: degC }, current: { unit: A, stale_after: 5s } }
+    relations: { feeds: tank }
+    watermark: { idle_timeout: 0s }
+  tank:
+    sensors: { level: { unit: m } }
+assets: [{ id: pump-1, type: pump }]
+sources: [{ name: in, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]
+joins: [{ name: load, left: temperature, right: current, within: 10s }]
+rules:
+  - { name: offline, when: "temperature.stale > 0", asset_types: [pump] }
+  - { name: r2, when: "current.stale > 0 and feeds.levl < 1", asset_types: [pump] }
+  - { name: r3, when: "load.voltage > 1 and w.x.p99 > 1", asset_types: [pump] }
+"#,
+        want: &[
+            "t.yaml:5:32: asset type `pump`.watermark.idle_timeout: must be at least 1ms",
+            "t.yaml:12:13: rule `offline`: `offline`, `stale:*` and `discrepancy:*` name the built-in alerts; choose another name",
+            "t.yaml:12:41: rule `offline`.when: sensor `temperature` declares no `stale_after`, so it is never stale",
+            "t.yaml:13:52: rule `r2`.when: unknown sensor `levl` of related asset type `tank` (did you mean `level`?)",
+            "t.yaml:14:29: rule `r3`.when: join `load` pairs `temperature` with `current`: write `load.temperature` or `load.current`",
+            "t.yaml:14:45: rule `r3`.when: unknown name `w`: not a sensor, relation, window or join of asset type `pump`",
+        ],
+    },
+];
+
+#[test]
+fn twin_semantics_errors_are_positioned() {
+    check_cases(SEMANTICS_ERRORS);
 }

@@ -67,10 +67,14 @@ impl Epoch {
         })
     }
 
-    /// A twin's snapshot.
-    pub fn add(self: &Arc<Self>, shard: u32, asset: &str, record: &[u8]) {
+    /// A twin's snapshot and, for types with timers, its next deadline
+    /// (`Some(None)`: none).
+    pub fn add(self: &Arc<Self>, shard: u32, asset: &str, record: &[u8], timer: Option<Option<i64>>) {
         let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
         self.store.put_twin(&mut staged, shard, asset, record);
+        if let Some(timer) = timer {
+            self.store.put_timer(&mut staged, shard, asset, timer);
+        }
         drop(staged);
         self.arrive();
     }

@@ -187,12 +187,14 @@ pub fn run(
         ty.schema.ensure_stored(&store)?;
     }
     let (fatal_tx, fatal_rx) = crossbeam_channel::unbounded::<EngineError>();
+    let (feedback_tx, feedback_rx) = crossbeam_channel::unbounded();
     let cx = Arc::new(TwinContext {
         store: store.clone(),
         shard: SHARD,
         sinks: sinks.clone(),
         fatal: fatal_tx.clone(),
         source_names: topo.sources.iter().map(|s| s.name.as_str().into()).collect(),
+        feedback: feedback_tx,
         #[cfg(test)]
         panic_hook: None,
     });
@@ -300,7 +302,7 @@ pub fn run(
     drop(job_tx);
     drop(chunk_tx);
 
-    let router = Router::new(RouterParts {
+    let mut router = Router::new(RouterParts {
         sources: slots,
         workers,
         model,
@@ -313,12 +315,16 @@ pub fn run(
         snapshot: topo.node.snapshot.clone(),
         flush_at_end: replay,
     });
+    let timers = router.load_timers()?;
+    if timers > 0 {
+        tracing::info!(timers, "timers of stored twins loaded");
+    }
     let router_system = System::current();
     let (stop_r, flow_r) = (stop.clone(), flow.clone());
     let router_thread = std::thread::Builder::new()
         .name("router".into())
         .spawn(move || {
-            let outcome = router.run(chunk_rx, durable_rx, fatal_rx, &stop_r);
+            let outcome = router.run(chunk_rx, durable_rx, fatal_rx, feedback_rx, &stop_r);
             // Whatever happened: release the sources and stop the actors.
             stop_r.store(true, Ordering::Relaxed);
             flow_r.close();

@@ -8,10 +8,17 @@
 //!   `snapshot.interval` or `snapshot.max_events`.
 //! * It tracks every source's position as of the chunks it has routed, which
 //!   is what a checkpoint stores next to the twins.
+//! * It keeps the node's timer index: one deadline per twin that needs one
+//!   (staleness, idle timeout), loaded from the store at start, so 100k twins
+//!   cost a heap, not 100k timers. Twins report earlier deadlines; an entry
+//!   may fire early (the twin re-arms it), never late.
+//! * It relays values that twins read through relations (`feeds.level`) from
+//!   the related twin to the twins that relate to it.
 //! * At the end it flushes (replay: end of input closes every window), writes
 //!   a final checkpoint and waits until it is durable.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +39,30 @@ use crate::source::SourcePosition;
 use crate::store::Store;
 use crate::telemetry;
 use crate::topology::SnapshotSpec;
+use crate::twin::model::{Latest, Relayed};
 use crate::twin::schema::Model;
+
+/// What twins tell the router.
+#[derive(Debug)]
+pub enum Feedback {
+    /// Wake `asset` at processing time `at` (epoch ms).
+    Timer { asset: Arc<str>, at: i64 },
+    /// A sensor of `asset` that other twins read through a relation changed.
+    Relay {
+        asset: Arc<str>,
+        sensor: u16,
+        latest: Latest,
+    },
+}
+
+/// A twin that reads a sensor of another asset through a relation.
+struct Follower {
+    asset: CompactString,
+    /// Sensor of the related asset.
+    sensor: u16,
+    /// Where the follower keeps it.
+    slot: u16,
+}
 
 pub struct SourceSlot {
     pub name: Arc<str>,
@@ -108,6 +138,15 @@ pub struct Router {
     pub flush_at_end: bool,
     /// Identifies this process run (nanoseconds since the epoch at start).
     run_id: u128,
+    /// Timer deadlines (epoch ms) of twins, earliest first.
+    timers: BinaryHeap<Reverse<(i64, CompactString)>>,
+    /// Related asset id -> the twins that read it.
+    followers: AHashMap<CompactString, Vec<Follower>>,
+    /// The last relayed values per related asset, for followers that start later.
+    board: AHashMap<CompactString, Vec<(u16, Latest)>>,
+    /// Relayed values per twin waiting to be delivered (with the next chunk
+    /// or timer round).
+    pending_relays: AHashMap<CompactString, Vec<Relayed>>,
 }
 
 pub struct RouterParts {
@@ -123,6 +162,9 @@ pub struct RouterParts {
     pub snapshot: SnapshotSpec,
     pub flush_at_end: bool,
 }
+
+/// How often the router looks at due timers and pending relays at most.
+const TIMER_ROUND: Duration = Duration::from_millis(100);
 
 impl Router {
     pub fn new(p: RouterParts) -> Router {
@@ -152,6 +194,136 @@ impl Router {
             run_id: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos()),
+            timers: BinaryHeap::new(),
+            followers: AHashMap::new(),
+            board: AHashMap::new(),
+            pending_relays: AHashMap::new(),
+        }
+        .with_exact_followers()
+    }
+
+    /// Registers the followers named by exact asset entries (glob entries
+    /// register each asset when its twin starts).
+    fn with_exact_followers(mut self) -> Router {
+        let index = self.index.clone();
+        for (id, entry) in index.exact_ids() {
+            self.register_follower(id, entry);
+        }
+        self
+    }
+
+    fn register_follower(&mut self, asset: &str, entry: u32) {
+        let ty = &self.model.types[self.index.entry_type[entry as usize] as usize];
+        for (relation, target) in &self.index.entry_relations[entry as usize] {
+            for (slot, def) in ty.related.iter().enumerate() {
+                if def.relation != *relation {
+                    continue;
+                }
+                let list = self.followers.entry((&**target).into()).or_default();
+                if list.iter().any(|f| f.asset == asset && f.slot == slot as u16) {
+                    continue;
+                }
+                list.push(Follower {
+                    asset: asset.into(),
+                    sensor: def.sensor,
+                    slot: slot as u16,
+                });
+                // What the related asset reported before this twin started.
+                if let Some(latest) = self
+                    .board
+                    .get(&**target)
+                    .and_then(|b| b.iter().find(|(s, _)| *s == def.sensor))
+                    .map(|(_, l)| *l)
+                {
+                    self.pending_relays.entry(asset.into()).or_default().push(Relayed {
+                        slot: slot as u16,
+                        latest,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Loads the stored timers of this node's twins (a restart): a twin
+    /// that is due wakes without waiting for a reading.
+    pub fn load_timers(&mut self) -> Result<usize, EngineError> {
+        let mut n = 0;
+        let timers = &mut self.timers;
+        self.store.for_each_timer(self.shard, |asset, at| {
+            timers.push(Reverse((at, asset.into())));
+            n += 1;
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    fn on_feedback(&mut self, f: Feedback) {
+        match f {
+            Feedback::Timer { asset, at } => self.timers.push(Reverse((at, (&*asset).into()))),
+            Feedback::Relay { asset, sensor, latest } => {
+                let board = self.board.entry((&*asset).into()).or_default();
+                match board.iter_mut().find(|(s, _)| *s == sensor) {
+                    Some(b) => b.1 = latest,
+                    None => board.push((sensor, latest)),
+                }
+                let Some(followers) = self.followers.get(&*asset) else {
+                    return;
+                };
+                for f in followers.iter().filter(|f| f.sensor == sensor) {
+                    self.pending_relays
+                        .entry(f.asset.clone())
+                        .or_default()
+                        .push(Relayed { slot: f.slot, latest });
+                }
+            }
+        }
+    }
+
+    /// Delivers due timers and pending relays, one message per worker.
+    fn timer_round(&mut self, now: i64) {
+        let mut work: AHashMap<CompactString, (bool, Vec<Relayed>)> = AHashMap::new();
+        while self.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+            let Some(Reverse((_, asset))) = self.timers.pop() else {
+                break;
+            };
+            work.entry(asset).or_default().0 = true;
+        }
+        for (asset, relayed) in self.pending_relays.drain() {
+            work.entry(asset).or_default().1 = relayed;
+        }
+        if work.is_empty() {
+            return;
+        }
+        let mut batches: Vec<Vec<TwinBatch>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
+        for (asset, (tick, related)) in work {
+            let entry = match self.twins.get(asset.as_str()) {
+                Some(_) => 0,
+                None => match self.index.resolve(&asset) {
+                    Some(e) => e,
+                    None => {
+                        tracing::warn!(%asset, "a timer or relayed value for an asset no entry matches any more; dropped");
+                        continue;
+                    }
+                },
+            };
+            let (worker, local, create) = self.twin(&asset, entry);
+            batches[worker].push(TwinBatch {
+                local,
+                create,
+                events: Vec::new(),
+                related,
+                tick,
+            });
+        }
+        let permit = self.flow.extra();
+        for (w, batches) in batches.into_iter().enumerate() {
+            if !batches.is_empty() {
+                self.workers[w].0.do_send(Deliver {
+                    batches,
+                    received_at: Instant::now(),
+                    permit: permit.clone(),
+                });
+            }
         }
     }
 
@@ -162,9 +334,15 @@ impl Router {
         chunks: Receiver<DecodedChunk>,
         durable: Receiver<Durable>,
         fatal: Receiver<EngineError>,
+        feedback: Receiver<Feedback>,
         stop: &AtomicBool,
     ) -> Result<RouterOutcome, EngineError> {
+        let mut last_round = Instant::now();
         loop {
+            if last_round.elapsed() >= TIMER_ROUND {
+                self.timer_round(now_ms());
+                last_round = Instant::now();
+            }
             let all_done = self.sources.iter().all(|s| s.done);
             if all_done && (self.flush_at_end || stop.load(Ordering::Relaxed)) {
                 break;
@@ -176,9 +354,10 @@ impl Router {
                 .clamp(Duration::from_millis(1), Duration::from_millis(100));
             select! {
                 recv(chunks) -> c => if let Ok(c) = c { self.on_chunk(c) },
+                recv(feedback) -> f => if let Ok(f) = f { self.on_feedback(f) },
                 recv(durable) -> d => if let Ok(d) = d { self.on_durable(&d) },
                 recv(fatal) -> e => if let Ok(e) = e { return Err(e) },
-                default(wait) => {}
+                default(wait.min(TIMER_ROUND)) => {}
             }
             if self.checkpoint_due() {
                 self.start_epoch();
@@ -274,11 +453,7 @@ impl Router {
         let mut batches: Vec<Vec<TwinBatch>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
         for g in c.groups {
             let (worker, local, create) = self.twin(&g.asset, g.entry);
-            batches[worker].push(TwinBatch {
-                local,
-                create,
-                events: g.events,
-            });
+            batches[worker].push(TwinBatch::events(local, create, g.events));
         }
         let permit = c.permit.unwrap_or_else(|| self.flow.extra());
         for (w, batches) in batches.into_iter().enumerate() {
@@ -317,6 +492,9 @@ impl Router {
         );
         self.dirty[worker].push(local);
         self.n_dirty += 1;
+        if !self.index.entry_relations[entry as usize].is_empty() {
+            self.register_follower(asset, entry);
+        }
         let ty = self.index.entry_type[entry as usize] as usize;
         (worker, local, Some((asset.into(), self.model.types[ty].clone())))
     }
@@ -405,11 +583,7 @@ impl Router {
                 continue;
             };
             let (worker, local, create) = self.twin(&asset, entry);
-            batches[worker].push(TwinBatch {
-                local,
-                create,
-                events: Vec::new(),
-            });
+            batches[worker].push(TwinBatch::events(local, create, Vec::new()));
         }
         let permit = self.flow.extra();
         for (w, (addr, count)) in self.workers.iter().enumerate() {

@@ -14,7 +14,7 @@ use actix::prelude::*;
 use super::checkpoint::Epoch;
 use super::flow::Permit;
 use crate::twin::actor::{Apply, EndOfInput, Snapshot, TwinActor, TwinContext, TypeContext};
-use crate::twin::model::Event;
+use crate::twin::model::{Event, Relayed};
 use crate::twin::schema::TypeModel;
 
 pub struct Worker {
@@ -60,6 +60,22 @@ pub struct TwinBatch {
     /// Set on the twin's first batch: start its actor.
     pub create: Option<NewTwin>,
     pub events: Vec<Event>,
+    /// Values of related assets relayed to this twin.
+    pub related: Vec<Relayed>,
+    /// A timer of the twin is due.
+    pub tick: bool,
+}
+
+impl TwinBatch {
+    pub fn events(local: u32, create: Option<NewTwin>, events: Vec<Event>) -> TwinBatch {
+        TwinBatch {
+            local,
+            create,
+            events,
+            related: Vec::new(),
+            tick: false,
+        }
+    }
 }
 
 #[derive(Message)]
@@ -95,9 +111,11 @@ impl Handler<Deliver> for Worker {
                 self.twins.push(TwinActor::new(asset, tcx).start());
                 crate::telemetry::twins_active(self.twins.len());
             }
-            if !b.events.is_empty() {
+            if !b.events.is_empty() || !b.related.is_empty() || b.tick {
                 self.twins[b.local as usize].do_send(Apply {
                     events: b.events,
+                    related: b.related,
+                    tick: b.tick,
                     received_at: msg.received_at,
                     permit: msg.permit.clone(),
                 });

@@ -24,6 +24,8 @@ struct WindowLine<'a> {
     min: f64,
     max: f64,
     avg: f64,
+    last: f64,
+    stddev: f64,
 }
 
 #[derive(Serialize)]
@@ -31,6 +33,9 @@ struct AlertLine<'a> {
     kind: &'static str,
     /// Stable id: `asset/rule/seq`, the same for every transition of one alert.
     id: String,
+    /// Stable id of this transition: `asset/rule/seq/transition` (a consumer
+    /// deduplicates redelivered outputs by it).
+    event_id: String,
     asset: &'a str,
     asset_type: &'a str,
     rule: &'a str,
@@ -43,6 +48,30 @@ struct AlertLine<'a> {
     inputs: BTreeMap<&'a str, f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct LateLine<'a> {
+    kind: &'static str,
+    asset: &'a str,
+    sensor: &'a str,
+    ts: i64,
+    value: f64,
+    /// The asset's watermark when the event arrived.
+    watermark: i64,
+    /// Position of the record in its source.
+    origin: u64,
+}
+
+#[derive(Serialize)]
+struct JoinLine<'a> {
+    kind: &'static str,
+    asset: &'a str,
+    join: &'a str,
+    /// The later event time of the two readings.
+    ts: i64,
+    left: f64,
+    right: f64,
 }
 
 #[derive(Serialize)]
@@ -87,7 +116,14 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
         Output::Window { slot, start, acc } => {
             let s = m.slots[*slot as usize];
             let w = &m.windows[s.window as usize];
-            let Acc { count, sum, min, max } = *acc;
+            let Acc {
+                count,
+                sum,
+                min,
+                max,
+                last,
+                ..
+            } = *acc;
             finish(
                 buf,
                 &WindowLine {
@@ -102,6 +138,8 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                     min,
                     max,
                     avg: acc.avg(),
+                    last,
+                    stddev: acc.stddev(),
                 },
             );
         }
@@ -118,6 +156,7 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                 &AlertLine {
                     kind: "alert",
                     id: format!("{asset}/{}/{seq}", r.name),
+                    event_id: format!("{asset}/{}/{seq}/{}", r.name, transition.name()),
                     asset,
                     asset_type: &m.name,
                     rule: &r.name,
@@ -150,6 +189,30 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                     .collect(),
             },
         ),
+        Output::Late { event, watermark } => finish(
+            buf,
+            &LateLine {
+                kind: "late_event",
+                asset,
+                sensor: &m.sensors[event.sensor as usize],
+                ts: event.ts,
+                value: event.value,
+                watermark: *watermark,
+                origin: event.origin,
+            },
+        ),
+        Output::Joined { join, pair } => finish(
+            buf,
+            &JoinLine {
+                kind: "join",
+                asset,
+                join: &m.joins[*join as usize].name,
+                ts: pair.ts,
+                left: pair.left,
+                right: pair.right,
+            },
+        ),
+        Output::Relay { .. } => {}
     }
 }
 

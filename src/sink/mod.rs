@@ -43,6 +43,8 @@ pub enum DeadReason {
     /// The record states a telemetry contract other than the one the
     /// source's mapping reads (or none).
     UnknownContract,
+    /// The sensor declares its sources and this source is not one of them.
+    UnknownSource,
     /// The twin panicked on this event three times.
     Poison,
 }
@@ -57,6 +59,7 @@ impl DeadReason {
             DeadReason::UnknownSensor => "unknown_sensor",
             DeadReason::OutOfRange => "out_of_range",
             DeadReason::UnknownContract => "unknown_contract",
+            DeadReason::UnknownSource => "unknown_source",
             DeadReason::Poison => "poison",
         }
     }
@@ -103,7 +106,9 @@ impl OutputBatch {
     pub fn mask(&self) -> OutputMask {
         let mut m = OutputMask::default();
         for o in &self.outputs {
-            m = m.with(o.kind());
+            if let Some(k) = o.kind() {
+                m = m.with(k);
+            }
         }
         if !self.dead_letters.is_empty() {
             m = m.with(OutputKind::DeadLetters);
@@ -204,7 +209,7 @@ impl Handler<Deliver> for SinkActor {
         let batch = &msg.0;
         let mut lines = 0u64;
         for o in &batch.outputs {
-            if !self.mask.has(o.kind()) {
+            if !o.kind().is_some_and(|k| self.mask.has(k)) {
                 continue;
             }
             self.line.clear();

@@ -31,6 +31,8 @@ pub struct AssetIndex {
     globs: Vec<(AssetPattern, u32)>,
     /// Entry -> asset type index.
     pub entry_type: Vec<u16>,
+    /// Entry -> its relations: (relation index of the type, related asset id).
+    pub entry_relations: Vec<Vec<(u16, Box<str>)>>,
 }
 
 impl AssetIndex {
@@ -49,7 +51,22 @@ impl AssetIndex {
             exact,
             globs,
             entry_type: topo.assets.iter().map(|e| e.asset_type as u16).collect(),
+            entry_relations: topo
+                .assets
+                .iter()
+                .map(|e| {
+                    e.relations
+                        .iter()
+                        .map(|(r, id)| (*r as u16, id.as_str().into()))
+                        .collect()
+                })
+                .collect(),
         }
+    }
+
+    /// Ids of the entries that name one asset, with their entry index.
+    pub fn exact_ids(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.exact.iter().map(|(id, e)| (&**id, *e))
     }
 
     pub fn resolve(&self, id: &str) -> Option<u32> {
@@ -246,6 +263,8 @@ struct TypeTable {
     convert: Vec<(f64, f64)>,
     /// Wide field index -> sensor index in this type.
     wide: Vec<Option<u16>>,
+    /// Per sensor: this source is not among the sensor's declared sources.
+    foreign: Vec<bool>,
 }
 
 impl TypeTable {
@@ -339,6 +358,11 @@ impl Decoder {
                     .values
                     .iter()
                     .map(|(name, _)| t.sensor_index(name).map(|i| i as u16))
+                    .collect(),
+                foreign: t
+                    .sensors
+                    .iter()
+                    .map(|s| !s.sources.is_empty() && !s.sources.iter().any(|x| x.source == source as usize))
                     .collect(),
             })
             .collect();
@@ -525,6 +549,15 @@ impl Decoder {
         let ty = self.assets.entry_type[out.groups[group].entry as usize] as usize;
         let table = &self.types[ty];
         let push = |sensor: u16, raw: f64, out: &mut DecodedChunk| -> Result<(), (DeadReason, String)> {
+            if table.foreign[sensor as usize] {
+                return Err((
+                    DeadReason::UnknownSource,
+                    format!(
+                        "sensor `{}` lists its sources and `{}` is not one of them",
+                        table.sensors[sensor as usize], self.source_name
+                    ),
+                ));
+            }
             let (scale, off) = table.convert[sensor as usize];
             let value = raw * scale + off;
             let (lo, hi) = table.range[sensor as usize];

@@ -129,6 +129,9 @@ impl Simulator {
         for a in &mut self.assets {
             let mut events = Vec::new();
             for (si, s) in a.sensors.iter_mut().enumerate() {
+                if !self.spec.sensors.is_empty() && !self.spec.sensors.contains(&si) {
+                    continue;
+                }
                 while s.next_due <= now {
                     let t = s.next_due;
                     s.next_due += s.every_ms;

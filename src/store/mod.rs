@@ -3,7 +3,11 @@
 //! * column family `meta`: the store format version and every source's
 //!   position (`source/<name>`);
 //! * one column family per shard (`twins-0000`, ...): key = asset id, value =
-//!   a twin record in a versioned [`envelope`].
+//!   a twin record in a versioned [`envelope`];
+//! * one timer column family per shard (`timers-0000`, ...): key = asset id,
+//!   value = the twin's next timer deadline (epoch ms, 8 bytes big-endian),
+//!   written with the record, so a restarted node knows when to wake twins
+//!   without reading their records.
 //!
 //! A checkpoint writes the twin records and the source positions that they
 //! reflect in **one** `WriteBatch`, so after a crash the state and the
@@ -25,6 +29,11 @@ const FORMAT_KEY: &[u8] = b"store/format";
 /// The column family of a shard.
 pub fn shard_cf(shard: u32) -> String {
     format!("twins-{shard:04}")
+}
+
+/// The timer column family of a shard.
+pub fn timer_cf(shard: u32) -> String {
+    format!("timers-{shard:04}")
 }
 
 /// Every variant's message already names its cause, so none declares a
@@ -94,6 +103,7 @@ impl Store {
         opts.set_keep_log_file_num(4);
         let mut cfs: Vec<String> = vec![META_CF.to_string()];
         cfs.extend((0..shards).map(shard_cf));
+        cfs.extend((0..shards).map(timer_cf));
         if let Ok(existing) = DB::list_cf(&opts, dir) {
             for cf in existing {
                 if !cfs.contains(&cf) && cf != "default" {
@@ -192,6 +202,34 @@ impl Store {
         ckpt.batch.put_cf(self.cf(&shard_cf(shard)), asset.as_bytes(), record);
         ckpt.twins += 1;
         ckpt.bytes += asset.len() + record.len();
+    }
+
+    /// Stages a twin's next timer deadline (`None`: it has none).
+    pub fn put_timer(&self, ckpt: &mut Checkpoint, shard: u32, asset: &str, at: Option<i64>) {
+        let cf = self.cf(&timer_cf(shard));
+        match at {
+            Some(at) => ckpt.batch.put_cf(cf, asset.as_bytes(), at.to_be_bytes()),
+            None => ckpt.batch.delete_cf(cf, asset.as_bytes()),
+        }
+    }
+
+    /// Calls `f(asset, deadline)` for every stored timer of `shard`.
+    pub fn for_each_timer(
+        &self,
+        shard: u32,
+        mut f: impl FnMut(&str, i64) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(self.cf(&timer_cf(shard)), IteratorMode::Start) {
+            let (k, v) = item.map_err(StoreError::Read)?;
+            let (Ok(key), Ok(at)) = (std::str::from_utf8(&k), <[u8; 8]>::try_from(&*v)) else {
+                return Err(StoreError::Envelope {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    cause: envelope::EnvelopeError::Corrupt("a timer is 8 bytes under a UTF-8 asset id".into()),
+                });
+            };
+            f(key, i64::from_be_bytes(at))?;
+        }
+        Ok(())
     }
 
     /// Stages a meta value (a source position) into `ckpt`.

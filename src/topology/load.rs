@@ -105,6 +105,7 @@ const TOP_FIELDS: &[&str] = &[
     "assets",
     "sources",
     "windows",
+    "joins",
     "rules",
     "sinks",
 ];
@@ -143,7 +144,7 @@ impl<'t> Cx<'t> {
             }
         }
         let node = self.node(top.get("node"));
-        let asset_types = match top.require("asset_types", &mut self.diags) {
+        let mut asset_types = match top.require("asset_types", &mut self.diags) {
             Some(n) => self.asset_types(n),
             None => Vec::new(),
         };
@@ -155,14 +156,19 @@ impl<'t> Cx<'t> {
             Some(n) => self.windows(n, &asset_types),
             None => Vec::new(),
         };
+        let joins = match top.get("joins") {
+            Some(n) => self.joins(n, &asset_types),
+            None => Vec::new(),
+        };
         let rules = match top.get("rules") {
-            Some(n) => self.rules(n, &asset_types, &windows),
+            Some(n) => self.rules(n, &asset_types, &windows, &joins),
             None => Vec::new(),
         };
         let sources = match top.require("sources", &mut self.diags) {
             Some(n) => self.sources(n, &asset_types, &assets),
             None => Vec::new(),
         };
+        self.link_sensor_sources(&mut asset_types, &sources);
         let sinks = match top.get("sinks") {
             Some(n) => self.sinks(n),
             None => Vec::new(),
@@ -174,6 +180,7 @@ impl<'t> Cx<'t> {
             assets,
             sources,
             windows,
+            joins,
             rules,
             sinks,
         })
@@ -305,10 +312,18 @@ impl<'t> Cx<'t> {
                 sensors = self.sensors(sn, &what);
             }
             let mut ooo = Duration::from_secs(1);
+            let mut idle_timeout = None;
             if let Some(wm) = f.get("watermark") {
-                if let Some(w) = Fields::new(wm, &format!("{what}.watermark"), &["out_of_orderness"], &mut self.diags) {
+                const WM: &[&str] = &["out_of_orderness", "idle_timeout"];
+                if let Some(w) = Fields::new(wm, &format!("{what}.watermark"), WM, &mut self.diags) {
                     if let Some(d) = w.duration("out_of_orderness", false, &mut self.diags) {
                         ooo = d.value;
+                    }
+                    if let Some(d) = w.duration("idle_timeout", false, &mut self.diags) {
+                        if d.value < Duration::from_millis(1) {
+                            self.err(d.pos, format!("{what}.watermark.idle_timeout: must be at least 1ms"));
+                        }
+                        idle_timeout = Some(d.value);
                     }
                 }
             }
@@ -321,6 +336,7 @@ impl<'t> Cx<'t> {
                 sensors,
                 relations: Vec::new(),
                 out_of_orderness: ooo,
+                idle_timeout,
             });
         }
         for (idx, rel) in pending_relations {
@@ -380,7 +396,17 @@ impl<'t> Cx<'t> {
                 );
             }
             let swhat = format!("sensor `{name}`");
-            const FIELDS: &[&str] = &["unit", "range", "expected_every", "stale_after"];
+            const FIELDS: &[&str] = &[
+                "unit",
+                "range",
+                "expected_every",
+                "stale_after",
+                "deadband",
+                "sources",
+                "resolve",
+                "tolerance",
+                "clear_tolerance",
+            ];
             let Some(f) = Fields::new(def, &swhat, FIELDS, &mut self.diags) else {
                 continue;
             };
@@ -431,6 +457,50 @@ impl<'t> Cx<'t> {
                     self.err(d.pos, format!("{swhat}: durations must be greater than zero"));
                 }
             }
+            let deadband = f.f64("deadband", false, &mut self.diags);
+            if let Some(d) = &deadband {
+                if !(d.value >= 0.0 && d.value.is_finite()) {
+                    self.err(
+                        d.pos,
+                        format!("{swhat}.deadband: must be a finite number, zero or above"),
+                    );
+                }
+            }
+            let sources = self.sensor_sources(&f, &swhat);
+            let resolve_at = f.choice("resolve", &Resolve::ALL.map(|(n, _)| n), false, &mut self.diags);
+            let resolve = resolve_at
+                .as_ref()
+                .and_then(|r| Resolve::ALL.iter().find(|(n, _)| *n == r.value).map(|(_, r)| *r));
+            if let (Some(r), true) = (&resolve_at, sources.len() < 2) {
+                self.err(
+                    r.pos,
+                    format!("{swhat}.resolve: a policy needs at least two `sources` to choose between"),
+                );
+            }
+            let tolerance = f.f64("tolerance", false, &mut self.diags);
+            let clear_tolerance = f.f64("clear_tolerance", false, &mut self.diags);
+            if let Some(t) = &tolerance {
+                if sources.len() < 2 {
+                    self.err(
+                        t.pos,
+                        format!("{swhat}.tolerance: only a sensor with two or more `sources` can disagree"),
+                    );
+                }
+                if !(t.value > 0.0 && t.value.is_finite()) {
+                    self.err(t.pos, format!("{swhat}.tolerance: must be a finite number above zero"));
+                }
+            }
+            if let Some(c) = &clear_tolerance {
+                match &tolerance {
+                    None => self.err(c.pos, format!("{swhat}.clear_tolerance: needs `tolerance`")),
+                    Some(t) if !(c.value >= 0.0 && c.value <= t.value) => self.err(
+                        c.pos,
+                        format!("{swhat}.clear_tolerance: must be between 0 and tolerance ({})", t.value),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            let tolerance = tolerance.map(|t| t.value);
             out.push(SensorSpec {
                 name,
                 unit,
@@ -438,9 +508,87 @@ impl<'t> Cx<'t> {
                 max,
                 expected_every: expected_every.map(|d| d.value),
                 stale_after: stale_after.map(|d| d.value),
+                deadband: deadband.map_or(0.0, |d| d.value),
+                sources,
+                resolve: resolve.unwrap_or(Resolve::Latest),
+                tolerance,
+                // Hysteresis: sources flapping around the tolerance do not
+                // raise and clear the alert on every reading.
+                clear_tolerance: clear_tolerance.map_or(tolerance.unwrap_or(0.0) * 0.8, |c| c.value),
             });
         }
         out
+    }
+
+    /// A sensor's `sources`: a mapping of source name to `{trust, kind}`
+    /// (or a list of names), in priority order. Names are checked against the
+    /// topology's sources once those are read ([`Self::link_sensor_sources`]).
+    fn sensor_sources(&mut self, f: &Fields<'_>, swhat: &str) -> Vec<SensorSource> {
+        let Some(node) = f.get("sources") else {
+            return Vec::new();
+        };
+        let what = format!("{swhat}.sources");
+        let mut out: Vec<SensorSource> = Vec::new();
+        let mut add = |cx: &mut Self, name: Spanned<String>, trust: f64, measured: bool| {
+            if out.iter().any(|s| s.name == name.value) {
+                cx.err(name.pos, format!("{what}: source `{}` listed twice", name.value));
+            }
+            out.push(SensorSource {
+                source: usize::MAX,
+                name: name.value,
+                pos: name.pos,
+                trust,
+                measured,
+            });
+        };
+        match node {
+            Node::Mapping(map) => {
+                for (k, v) in map.iter() {
+                    let name = Spanned::new(k.as_str().to_string(), Pos::of(k.span()));
+                    let swhat = format!("{what}.{}", name.value);
+                    let (mut trust, mut measured) = (1.0, true);
+                    if let Some(sf) = Fields::new(v, &swhat, &["trust", "kind"], &mut self.diags) {
+                        if let Some(t) = sf.f64("trust", false, &mut self.diags) {
+                            if !(0.0..=1.0).contains(&t.value) {
+                                self.err(t.pos, format!("{swhat}.trust: must be between 0 and 1"));
+                            }
+                            trust = t.value;
+                        }
+                        if let Some(k) = sf.choice("kind", &["measured", "commanded"], false, &mut self.diags) {
+                            measured = k.value == "measured";
+                        }
+                    }
+                    add(self, name, trust, measured);
+                }
+            }
+            _ => {
+                for name in f.str_list("sources", &mut self.diags).unwrap_or_default() {
+                    add(self, name, 1.0, true);
+                }
+            }
+        }
+        out
+    }
+
+    /// Resolves the source names of multi-source sensors (declared before
+    /// the sources are read).
+    fn link_sensor_sources(&mut self, types: &mut [AssetType], sources: &[SourceSpec]) {
+        for ty in types.iter_mut() {
+            for sensor in &mut ty.sensors {
+                for s in &mut sensor.sources {
+                    match sources.iter().position(|src| src.name == s.name) {
+                        Some(i) => s.source = i,
+                        None => {
+                            let h = hint(&s.name, sources.iter().map(|src| src.name.as_str()));
+                            self.err(
+                                s.pos,
+                                format!("sensor `{}`.sources: unknown source `{}`{h}", sensor.name, s.name),
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     // ------------------------------------------------------------ assets
@@ -656,9 +804,117 @@ impl<'t> Cx<'t> {
         out
     }
 
+    // ------------------------------------------------------------ joins
+
+    fn joins(&mut self, node: &Node, types: &[AssetType]) -> Vec<JoinSpec> {
+        let mut out: Vec<JoinSpec> = Vec::new();
+        for (key, item) in self.named_entries(node, "joins") {
+            const FIELDS: &[&str] = &["name", "left", "right", "within", "asset_types"];
+            let Some(mut f) = Fields::new(item, "join", FIELDS, &mut self.diags) else {
+                continue;
+            };
+            let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
+                continue;
+            };
+            let what = format!("join `{}`", name.value);
+            f.rename(&what);
+            if !is_identifier(&name.value) {
+                self.err(
+                    name.pos,
+                    format!("{what}: name must be an identifier (letters, digits, `_`)"),
+                );
+            }
+            if let Some(prev) = out.iter().find(|j| j.name == name.value) {
+                self.err(
+                    name.pos,
+                    format!(
+                        "duplicate join name `{}` (first declared at line {})",
+                        name.value, prev.pos.line
+                    ),
+                );
+            }
+            let within = f.duration("within", true, &mut self.diags);
+            let left = f.str("left", true, &mut self.diags);
+            let right = f.str("right", true, &mut self.diags);
+            let explicit = f.get("asset_types").is_some();
+            let selected = self.type_selector(&f, types);
+            let (Some(within), Some(left), Some(right)) = (within, left, right) else {
+                continue;
+            };
+            if within.value.is_zero() {
+                self.err(within.pos, format!("{what}.within: must be greater than zero"));
+            }
+            let mut coverage = Vec::new();
+            let mut problems = Vec::new();
+            for t in selected {
+                let ty = &types[t];
+                let l = ty.sensor_index(&left.value);
+                let r = match right.value.split_once('.') {
+                    None => ty.sensor_index(&right.value).map(JoinSide::Sensor).ok_or_else(|| {
+                        let h = hint(&right.value, ty.sensors.iter().map(|s| s.name.as_str()));
+                        format!("unknown sensor `{}` for asset type `{}`{h}", right.value, ty.name)
+                    }),
+                    Some((rel, sensor)) => match ty.relations.iter().position(|r| r.name == rel) {
+                        None => Err(format!(
+                            "asset type `{}` has no relation `{rel}`{}",
+                            ty.name,
+                            hint(rel, ty.relations.iter().map(|r| r.name.as_str()))
+                        )),
+                        Some(ri) => {
+                            let target = &types[ty.relations[ri].target_type];
+                            target
+                                .sensor_index(sensor)
+                                .map(|s| JoinSide::Related {
+                                    relation: ri,
+                                    sensor: s,
+                                })
+                                .ok_or_else(|| {
+                                    let h = hint(sensor, target.sensors.iter().map(|s| s.name.as_str()));
+                                    format!("unknown sensor `{sensor}` of asset type `{}`{h}", target.name)
+                                })
+                        }
+                    },
+                };
+                match (l, r) {
+                    (Some(l), Ok(r)) if r != JoinSide::Sensor(l) => coverage.push((t, l, r)),
+                    (Some(_), Ok(_)) => problems.push((right.pos, format!("{what}: a sensor cannot join itself"))),
+                    (None, _) if explicit => {
+                        let h = hint(&left.value, ty.sensors.iter().map(|s| s.name.as_str()));
+                        problems.push((
+                            left.pos,
+                            format!(
+                                "{what}.left: unknown sensor `{}` for asset type `{}`{h}",
+                                left.value, ty.name
+                            ),
+                        ));
+                    }
+                    (Some(_), Err(e)) if explicit => problems.push((right.pos, format!("{what}.right: {e}"))),
+                    (Some(_), Err(e)) => problems.push((right.pos, format!("{what}.right: {e}"))),
+                    (None, _) => {}
+                }
+            }
+            if coverage.is_empty() && problems.is_empty() {
+                problems.push((
+                    left.pos,
+                    format!("{what}.left: no asset type has a sensor `{}`", left.value),
+                ));
+            }
+            for (p, m) in problems {
+                self.err(p, m);
+            }
+            out.push(JoinSpec {
+                name: name.value,
+                pos: name.pos,
+                within: within.value,
+                coverage,
+            });
+        }
+        out
+    }
+
     // ------------------------------------------------------------ rules
 
-    fn rules(&mut self, node: &Node, types: &[AssetType], windows: &[WindowSpec]) -> Vec<RuleSpec> {
+    fn rules(&mut self, node: &Node, types: &[AssetType], windows: &[WindowSpec], joins: &[JoinSpec]) -> Vec<RuleSpec> {
         let mut out: Vec<RuleSpec> = Vec::new();
         for (key, item) in self.named_entries(node, "rules") {
             const FIELDS: &[&str] = &[
@@ -685,6 +941,12 @@ impl<'t> Cx<'t> {
                     format!("{what}: use letters, digits, `-`, `_` or `.` in rule names"),
                 );
             }
+            if name.value == "offline" || name.value.starts_with("stale:") || name.value.starts_with("discrepancy:") {
+                self.err(
+                    name.pos,
+                    format!("{what}: `offline`, `stale:*` and `discrepancy:*` name the built-in alerts; choose another name"),
+                );
+            }
             if let Some(prev) = out.iter().find(|r| r.name == name.value) {
                 self.err(
                     name.pos,
@@ -707,9 +969,10 @@ impl<'t> Cx<'t> {
             let Some(when) = f.str("when", true, &mut self.diags) else {
                 continue;
             };
-            let compiled = self.compile_rule_expr(&what, "when", &when, &selected, types, windows);
+            let cx = ExprScope { types, windows, joins };
+            let compiled = self.compile_rule_expr(&what, "when", &when, &selected, &cx);
             let clear_compiled = match &clear_when {
-                Some(c) => self.compile_rule_expr(&what, "clear_when", c, &selected, types, windows),
+                Some(c) => self.compile_rule_expr(&what, "clear_when", c, &selected, &cx),
                 None => Vec::new(),
             };
             out.push(RuleSpec {
@@ -735,17 +998,17 @@ impl<'t> Cx<'t> {
         field: &str,
         expr: &Spanned<String>,
         selected: &[usize],
-        types: &[AssetType],
-        windows: &[WindowSpec],
+        scope: &ExprScope<'_>,
     ) -> Vec<(usize, Cond<Slot>)> {
         let start = self.expression_start(expr.pos, &expr.value);
         let mut compiled = Vec::new();
         let mut reported = std::collections::HashSet::new();
         for &t in selected {
             let resolver = TypeResolver {
-                types,
+                types: scope.types,
                 asset_type: t,
-                windows,
+                windows: scope.windows,
+                joins: scope.joins,
             };
             match compile_condition(&expr.value, &resolver) {
                 Ok(c) => compiled.push((t, c)),
@@ -801,6 +1064,7 @@ impl<'t> Cx<'t> {
                 "spike_prob",
                 "gap_prob",
                 "drift_frac",
+                "sensors",
             ];
             let Some(mut f) = Fields::new(item, "source", FIELDS, &mut self.diags) else {
                 continue;
@@ -844,6 +1108,7 @@ impl<'t> Cx<'t> {
                     "spike_prob",
                     "gap_prob",
                     "drift_frac",
+                    "sensors",
                 ],
             };
             for k in FIELDS {
@@ -945,7 +1210,23 @@ impl<'t> Cx<'t> {
             spike_prob: prob("spike_prob", 0.002, d),
             gap_prob: prob("gap_prob", 0.0005, d),
             drift_frac: prob("drift_frac", 0.1, d),
+            sensors: Vec::new(),
         };
+        let mut spec = spec;
+        if let Some(names) = f.str_list("sensors", d) {
+            for n in names {
+                match types[t].sensor_index(&n.value) {
+                    Some(i) => spec.sensors.push(i),
+                    None => {
+                        let h = hint(&n.value, types[t].sensors.iter().map(|s| s.name.as_str()));
+                        d.error(
+                            n.pos,
+                            format!("{what}.sensors: unknown sensor `{}` of `{}`{h}", n.value, types[t].name),
+                        );
+                    }
+                }
+            }
+        }
         // Every simulated asset must be declared, with the simulated type.
         for probe in [0, spec.count.saturating_sub(1)] {
             let id = format!("{}{:0width$}", spec.prefix, probe, width = spec.digits);
@@ -1202,11 +1483,19 @@ fn hint<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String
     }
 }
 
+/// What rule expressions may name.
+struct ExprScope<'a> {
+    types: &'a [AssetType],
+    windows: &'a [WindowSpec],
+    joins: &'a [JoinSpec],
+}
+
 /// Resolves rule-expression names for one asset type.
 struct TypeResolver<'a> {
     types: &'a [AssetType],
     asset_type: usize,
     windows: &'a [WindowSpec],
+    joins: &'a [JoinSpec],
 }
 
 impl Resolver for TypeResolver<'_> {
@@ -1218,11 +1507,67 @@ impl Resolver for TypeResolver<'_> {
         if let Some(s) = ty.sensor_index(first) {
             return match path {
                 [_] | [_, "value"] => Ok(Slot::Latest { sensor: s as u16 }),
+                [_, "stale"] if ty.sensors[s].stale_after.is_some() => Ok(Slot::Stale { sensor: s as u16 }),
+                [_, "stale"] => Err(Unresolved::at(
+                    1,
+                    format!("sensor `{first}` declares no `stale_after`, so it is never stale"),
+                )),
                 _ => Err(Unresolved::at(
                     1,
                     format!(
-                        "`{}`: a sensor has only `value`; window aggregates are written `<window>.{first}.avg`",
+                        "`{}`: a sensor has `value` and `stale`; window aggregates are written `<window>.{first}.avg`",
                         path.join(".")
+                    ),
+                )),
+            };
+        }
+        if let Some(ri) = ty.relations.iter().position(|r| r.name == first) {
+            let target = &self.types[ty.relations[ri].target_type];
+            return match path {
+                [_, sensor] | [_, sensor, "value"] => match target.sensor_index(sensor) {
+                    Some(s) => Ok(Slot::Related {
+                        relation: ri as u16,
+                        sensor: s as u16,
+                    }),
+                    None => {
+                        let h = hint(sensor, target.sensors.iter().map(|s| s.name.as_str()));
+                        Err(Unresolved::at(
+                            1,
+                            format!("unknown sensor `{sensor}` of related asset type `{}`{h}", target.name),
+                        ))
+                    }
+                },
+                _ => Err(format!(
+                    "`{}`: a related asset's value is written `{first}.<sensor>`",
+                    path.join(".")
+                )
+                .into()),
+            };
+        }
+        if let Some(j) = self.joins.iter().position(|j| j.name == first) {
+            let Some((left, right)) = self.joins[j].sides_for(self.asset_type) else {
+                return Err(format!("join `{first}` does not apply to asset type `{}`", ty.name).into());
+            };
+            let right_name = match right {
+                JoinSide::Sensor(s) => ty.sensors[s].name.clone(),
+                JoinSide::Related { relation, sensor } => format!(
+                    "{}.{}",
+                    ty.relations[relation].name, self.types[ty.relations[relation].target_type].sensors[sensor].name
+                ),
+            };
+            let side = match &path[1..] {
+                [s] if *s == ty.sensors[left].name => Some(0),
+                [s] if *s == right_name => Some(1),
+                [rel, s] if format!("{rel}.{s}") == right_name => Some(1),
+                _ => None,
+            };
+            return match side {
+                Some(side) => Ok(Slot::Join { join: j as u16, side }),
+                None => Err(Unresolved::at(
+                    1,
+                    format!(
+                        "join `{first}` pairs `{}` with `{right_name}`: write `{first}.{}` or `{first}.{right_name}`",
+                        ty.sensors[left].name, ty.sensors[left].name
                     ),
                 )),
             };
@@ -1272,10 +1617,12 @@ impl Resolver for TypeResolver<'_> {
             .sensors
             .iter()
             .map(|s| s.name.as_str())
-            .chain(self.windows.iter().map(|w| w.name.as_str()));
+            .chain(self.windows.iter().map(|w| w.name.as_str()))
+            .chain(ty.relations.iter().map(|r| r.name.as_str()))
+            .chain(self.joins.iter().map(|j| j.name.as_str()));
         let h = hint(first, candidates);
         Err(format!(
-            "unknown name `{first}`: not a sensor of asset type `{}` nor a window{h}",
+            "unknown name `{first}`: not a sensor, relation, window or join of asset type `{}`{h}",
             ty.name
         )
         .into())

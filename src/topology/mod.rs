@@ -48,13 +48,39 @@ impl Topology {
                     }
                 })
                 .collect();
+            let idle = t.idle_timeout.map_or(String::new(), |d| {
+                format!(", idle timeout {}", humantime::format_duration(d))
+            });
             let _ = writeln!(
                 s,
-                "  {:<12} sensors: {}; out-of-orderness {}",
+                "  {:<12} sensors: {}; out-of-orderness {}{idle}",
                 t.name,
                 sensors.join(", "),
                 humantime::format_duration(t.out_of_orderness)
             );
+            for x in &t.sensors {
+                let mut notes = Vec::new();
+                if let Some(d) = x.stale_after {
+                    notes.push(format!("stale after {}", humantime::format_duration(d)));
+                }
+                if x.deadband > 0.0 {
+                    notes.push(format!("deadband {}", x.deadband));
+                }
+                if !x.sources.is_empty() {
+                    let names: Vec<&str> = x.sources.iter().map(|s| s.name.as_str()).collect();
+                    let policy = Resolve::ALL
+                        .iter()
+                        .find(|(_, r)| *r == x.resolve)
+                        .map_or("?", |(n, _)| n);
+                    notes.push(format!("sources {} ({policy})", names.join(" > ")));
+                }
+                if let Some(t) = x.tolerance {
+                    notes.push(format!("discrepancy above {t}"));
+                }
+                if !notes.is_empty() {
+                    let _ = writeln!(s, "  {:<12} {}: {}", "", x.name, notes.join(", "));
+                }
+            }
             for r in &t.relations {
                 let _ = writeln!(
                     s,
@@ -116,6 +142,34 @@ impl Topology {
                 .map(|(t, sensors)| format!("{}({})", self.asset_types[*t].name, sensors.len()))
                 .collect();
             let _ = writeln!(s, "  {:<12} {kind} over {}", w.name, cover.join(", "));
+        }
+        if !self.joins.is_empty() {
+            let _ = writeln!(s, "joins     {}", self.joins.len());
+            for j in &self.joins {
+                let sides: Vec<String> = j
+                    .coverage
+                    .iter()
+                    .map(|(t, l, r)| {
+                        let ty = &self.asset_types[*t];
+                        let right = match r {
+                            JoinSide::Sensor(x) => ty.sensors[*x].name.clone(),
+                            JoinSide::Related { relation, sensor } => format!(
+                                "{}.{}",
+                                ty.relations[*relation].name,
+                                self.asset_types[ty.relations[*relation].target_type].sensors[*sensor].name
+                            ),
+                        };
+                        format!("{}: {} with {right}", ty.name, ty.sensors[*l].name)
+                    })
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  {:<12} within {}; {}",
+                    j.name,
+                    humantime::format_duration(j.within),
+                    sides.join("; ")
+                );
+            }
         }
         let _ = writeln!(s, "rules     {}", self.rules.len());
         for r in &self.rules {

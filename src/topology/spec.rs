@@ -25,6 +25,7 @@ pub struct Topology {
     pub assets: Vec<AssetEntry>,
     pub sources: Vec<SourceSpec>,
     pub windows: Vec<WindowSpec>,
+    pub joins: Vec<JoinSpec>,
     pub rules: Vec<RuleSpec>,
     pub sinks: Vec<SinkSpec>,
 }
@@ -63,6 +64,9 @@ pub struct AssetType {
     pub relations: Vec<RelationSpec>,
     /// Bounded out-of-orderness of the per-asset watermark.
     pub out_of_orderness: Duration,
+    /// No reading at all for this long (processing time) closes the asset's
+    /// open windows, so a quiet asset never holds them open forever.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl AssetType {
@@ -80,8 +84,85 @@ pub struct SensorSpec {
     pub max: Option<f64>,
     /// Nominal reporting period.
     pub expected_every: Option<Duration>,
-    /// No reading for this long makes the sensor stale.
+    /// No reading for this long (processing time) makes the sensor stale.
     pub stale_after: Option<Duration>,
+    /// The twin's estimate moves only when a reading differs from it by more
+    /// than this (state reconciliation); zero follows every reading.
+    pub deadband: f64,
+    /// Sources that report this sensor, in priority order; empty: any source,
+    /// the latest reading wins.
+    pub sources: Vec<SensorSource>,
+    pub resolve: Resolve,
+    /// Sources disagreeing by more than `tolerance` raise a `discrepancy`
+    /// alert, cleared once they agree within `clear_tolerance`.
+    pub tolerance: Option<f64>,
+    pub clear_tolerance: f64,
+}
+
+/// One source of a multi-source sensor.
+#[derive(Debug, Clone)]
+pub struct SensorSource {
+    /// Index into [`Topology::sources`].
+    pub source: usize,
+    pub name: String,
+    pub pos: Pos,
+    /// Trust score in `[0, 1]` (policy `confidence`).
+    pub trust: f64,
+    /// A measurement (`measured`) outranks a commanded or expected value
+    /// (`commanded`) under policy `confidence`.
+    pub measured: bool,
+}
+
+/// How the twin picks a sensor's value when several sources report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolve {
+    /// The reading with the newest event time.
+    Latest,
+    /// The first source in declaration order that is not stale.
+    Priority,
+    /// Measured before commanded, then the highest trust, then the newest.
+    Confidence,
+    /// The median of the sources that are not stale.
+    Median,
+}
+
+impl Resolve {
+    pub const ALL: [(&'static str, Resolve); 4] = [
+        ("latest", Resolve::Latest),
+        ("priority", Resolve::Priority),
+        ("confidence", Resolve::Confidence),
+        ("median", Resolve::Median),
+    ];
+}
+
+/// A windowed join of two readings of one asset: a sensor with another
+/// sensor, or with a sensor of a related asset.
+#[derive(Debug, Clone)]
+pub struct JoinSpec {
+    pub name: String,
+    pub pos: Pos,
+    /// Pair readings whose event times are at most this far apart.
+    pub within: Duration,
+    /// Per asset type index: (left sensor, right side).
+    pub coverage: Vec<(usize, usize, JoinSide)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinSide {
+    /// A sensor of the same asset.
+    Sensor(usize),
+    /// `relation.sensor`: a sensor of the asset the relation points to.
+    Related { relation: usize, sensor: usize },
+}
+
+impl JoinSpec {
+    pub fn sides_for(&self, asset_type: usize) -> Option<(usize, JoinSide)> {
+        self.coverage
+            .iter()
+            .find(|(t, _, _)| *t == asset_type)
+            .map(|(_, l, r)| (*l, *r))
+    }
 }
 
 /// A relation an asset type may have to another asset, e.g. `feeds: tank`.
@@ -213,6 +294,10 @@ pub struct SimulatorSpec {
     pub gap_prob: f64,
     /// Fraction of assets whose first sensor drifts upward over time.
     pub drift_frac: f64,
+    /// The sensors it reports (indices); empty: all. A second simulator with
+    /// the same seed and a subset plays a second source of those sensors:
+    /// same baselines, its own noise, spikes and gaps.
+    pub sensors: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +388,12 @@ pub enum Slot {
     Latest { sensor: u16 },
     /// An aggregate of the most recently closed window of a sensor.
     Window { window: u16, sensor: u16, agg: Agg },
+    /// 1 while the sensor is stale, else 0.
+    Stale { sensor: u16 },
+    /// The latest value of a related asset's sensor.
+    Related { relation: u16, sensor: u16 },
+    /// A side (0 = left, 1 = right) of a join's latest joined pair.
+    Join { join: u16, side: u8 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -313,16 +404,26 @@ pub enum Agg {
     Min,
     Max,
     Avg,
+    /// The reading with the greatest event time (ties: the later arrival).
+    Last,
+    /// Population standard deviation.
+    Stddev,
 }
 
 impl Agg {
-    pub const ALL: [(&'static str, Agg); 5] = [
+    pub const ALL: [(&'static str, Agg); 7] = [
         ("count", Agg::Count),
         ("sum", Agg::Sum),
         ("min", Agg::Min),
         ("max", Agg::Max),
         ("avg", Agg::Avg),
+        ("last", Agg::Last),
+        ("stddev", Agg::Stddev),
     ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, a)| *a == self).map_or("?", |(n, _)| n)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -387,14 +488,20 @@ pub enum OutputKind {
     Windows,
     Alerts,
     DeadLetters,
+    /// Events that arrived for windows already closed.
+    LateEvents,
+    /// Joined pairs of readings.
+    Joins,
 }
 
 impl OutputKind {
-    pub const ALL: [(&'static str, OutputKind); 4] = [
+    pub const ALL: [(&'static str, OutputKind); 6] = [
         ("twin_updates", OutputKind::TwinUpdates),
         ("windows", OutputKind::Windows),
         ("alerts", OutputKind::Alerts),
         ("dead_letters", OutputKind::DeadLetters),
+        ("late_events", OutputKind::LateEvents),
+        ("joins", OutputKind::Joins),
     ];
 
     pub fn name(self) -> &'static str {

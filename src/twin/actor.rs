@@ -21,11 +21,12 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::model::{apply, Event, Input, Output, TwinState};
+use super::model::{apply, next_deadline, Event, Input, Output, Relayed, TwinState};
 use super::record;
 use super::schema::TypeModel;
 use crate::engine::checkpoint::Epoch;
 use crate::engine::flow::Permit;
+use crate::engine::router::Feedback;
 use crate::engine::EngineError;
 use crate::sink::{DeadLetter, DeadReason, Origin, OutputBatch, SinkHub};
 use crate::source::simulator::now_ms;
@@ -43,6 +44,8 @@ pub struct TwinContext {
     pub fatal: crossbeam_channel::Sender<EngineError>,
     /// Source index -> name, for dead letters.
     pub source_names: Vec<Arc<str>>,
+    /// To the router: timer deadlines and values to relay to related twins.
+    pub feedback: crossbeam_channel::Sender<Feedback>,
     /// Test hook: the model panics on an event with this value.
     #[cfg(test)]
     pub panic_hook: Option<tests::PanicHook>,
@@ -64,10 +67,14 @@ pub struct TwinActor {
     failed: bool,
 }
 
+/// Work for a twin: readings, relayed values of related assets, and whether
+/// a timer of it is due.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Apply {
     pub events: Vec<Event>,
+    pub related: Vec<Relayed>,
+    pub tick: bool,
     pub received_at: Instant,
     pub permit: Permit,
 }
@@ -167,7 +174,21 @@ impl TwinActor {
         outcome
     }
 
-    fn deliver(&self, outputs: Vec<Output>, dead_letters: Vec<DeadLetter>, permit: &Permit) {
+    fn deliver(&self, mut outputs: Vec<Output>, dead_letters: Vec<DeadLetter>, permit: &Permit) {
+        // Relays are for the router, not the sinks.
+        if self.tcx.model.relayed.iter().any(|r| *r) {
+            outputs.retain(|o| match o {
+                Output::Relay { sensor, latest } => {
+                    let _ = self.tcx.cx.feedback.send(Feedback::Relay {
+                        asset: self.asset.clone(),
+                        sensor: *sensor,
+                        latest: *latest,
+                    });
+                    false
+                }
+                _ => true,
+            });
+        }
         if outputs.is_empty() && dead_letters.is_empty() {
             return;
         }
@@ -269,13 +290,46 @@ impl Handler<Apply> for TwinActor {
         }
         let now = now_ms();
         let mut out = Vec::new();
-        let late_before = self.state.stats.late;
-        let dead = match self.apply_guarded(Input::Events(&msg.events), now, &mut out) {
-            Ok(()) => Vec::new(),
-            Err(first) => self.recover(&msg.events, first, now, &mut out),
+        let model = &self.tcx.model;
+        let before = next_deadline(model, &self.state);
+        let mut dead = Vec::new();
+        if !msg.events.is_empty() {
+            let late_before = self.state.stats.late;
+            if let Err(first) = self.apply_guarded(Input::Events(&msg.events), now, &mut out) {
+                dead = self.recover(&msg.events, first, now, &mut out);
+            }
+            telemetry::events_applied(msg.events.len() as u64, self.state.stats.late - late_before);
+            telemetry::apply_latency(msg.received_at.elapsed().as_secs_f64());
+        }
+        let mut other = |input: Input<'_>, what: &str| {
+            for attempt in 1..=MAX_ATTEMPTS {
+                match self.apply_guarded(input, now, &mut out) {
+                    Ok(()) => return,
+                    Err(msg) => {
+                        telemetry::twin_restarted();
+                        tracing::error!(asset = %self.asset, attempt, panic = %msg, "twin panicked on {what}");
+                    }
+                }
+            }
         };
-        telemetry::events_applied(msg.events.len() as u64, self.state.stats.late - late_before);
-        telemetry::apply_latency(msg.received_at.elapsed().as_secs_f64());
+        if !msg.related.is_empty() {
+            other(Input::Related(&msg.related), "values of related assets");
+        }
+        if msg.tick {
+            other(Input::Tick, "a timer");
+        }
+        // The router's timer for this twin may fire early (it is not moved
+        // later when readings arrive), never late: tell it about an earlier
+        // deadline, and after a tick about the next one.
+        let after = next_deadline(&self.tcx.model, &self.state);
+        if let Some(at) = after {
+            if msg.tick || before.is_none_or(|b| at < b) {
+                let _ = self.tcx.cx.feedback.send(Feedback::Timer {
+                    asset: self.asset.clone(),
+                    at,
+                });
+            }
+        }
         self.deliver(out, dead, &msg.permit);
     }
 }
@@ -310,14 +364,15 @@ impl Handler<Snapshot> for TwinActor {
             return;
         }
         // Windows closed since the last snapshot go into the same checkpoint.
-        if !self.state.digest.is_empty() {
-            msg.epoch.add_digest(&self.state.digest);
-            self.state.digest.clear();
-        }
+        self.state.take_digest(|d| msg.epoch.add_digest(d));
+        // The timer goes with the record, so a restarted node wakes the
+        // twin when it is due without reading every record first.
+        let model = &self.tcx.model;
+        let timer = model.has_timers().then(|| next_deadline(model, &self.state));
         RECORD.with(|buf| {
             let mut buf = buf.borrow_mut();
             record::encode_into(&self.tcx.model, &self.state, &mut buf);
-            msg.epoch.add(self.tcx.cx.shard, &self.asset, &buf);
+            msg.epoch.add(self.tcx.cx.shard, &self.asset, &buf, timer);
         });
     }
 }
@@ -393,6 +448,7 @@ pub(crate) mod tests {
                 sinks: sinks.clone(),
                 fatal: fatal.clone(),
                 source_names: vec!["f".into()],
+                feedback: crossbeam_channel::unbounded().0,
                 panic_hook: Some(hook),
             });
             let c2 = cx.clone();
@@ -402,6 +458,8 @@ pub(crate) mod tests {
             let flow = Flow::new(4);
             twin.do_send(Apply {
                 events,
+                related: Vec::new(),
+                tick: false,
                 received_at: Instant::now(),
                 permit: flow.acquire().unwrap(),
             });

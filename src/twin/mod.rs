@@ -12,3 +12,5 @@ pub mod schema;
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod semantics_tests;

@@ -14,24 +14,42 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Acc, AlertState, Latest, OpenWindow, TwinState, TwinStats};
+use super::model::{
+    Acc, AlertState, Estimate, JoinPair, Latest, OpenWindow, Quality, SourceReading, TwinState, TwinStats, NO_TS,
+};
 use super::schema::TypeModel;
 use crate::store::envelope::{self, EnvelopeError};
 use crate::store::{Store, StoreError};
 
-/// Format version of [`TwinRecord`] payloads written by this build.
-pub const TWIN_FORMAT: u16 = 2;
-/// Format version of [`Schema`] payloads written by this build.
-pub const SCHEMA_FORMAT: u16 = 1;
+/// Format version of [`TwinRecord`] payloads written by this build. Version 2
+/// (before staleness, sources, joins and relations) is migrated on read.
+pub const TWIN_FORMAT: u16 = 3;
+/// Format version of [`Schema`] payloads written by this build. Version 1
+/// (sensors, slots and rules only) is read too.
+pub const SCHEMA_FORMAT: u16 = 2;
 
 /// The names of an asset type's parts, in the order records index them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schema {
     pub asset_type: String,
     pub sensors: Vec<String>,
     /// Window slots as `(window, sensor)`.
     pub slots: Vec<(String, String)>,
     pub rules: Vec<String>,
+    /// Per-source readings as `sensor@source`.
+    pub sources: Vec<String>,
+    pub joins: Vec<String>,
+    /// Related values as `relation.sensor`.
+    pub related: Vec<String>,
+}
+
+/// Schema format 1.
+#[derive(Deserialize)]
+struct SchemaV1 {
+    asset_type: String,
+    sensors: Vec<String>,
+    slots: Vec<(String, String)>,
+    rules: Vec<String>,
 }
 
 impl Schema {
@@ -50,6 +68,19 @@ impl Schema {
                 })
                 .collect(),
             rules: m.rules.iter().map(|r| r.name.to_string()).collect(),
+            sources: m
+                .sensor_defs
+                .iter()
+                .enumerate()
+                .flat_map(|(s, d)| {
+                    d.sources
+                        .iter()
+                        .flat_map(|set| set.sources.iter())
+                        .map(move |src| format!("{}@{}", m.sensors[s], src.name))
+                })
+                .collect(),
+            joins: m.joins.iter().map(|j| j.name.to_string()).collect(),
+            related: m.related.iter().map(|r| r.name.to_string()).collect(),
         }
     }
 
@@ -61,10 +92,25 @@ impl Schema {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Schema, EnvelopeError> {
+        let corrupt = |e: bincode::error::DecodeError| EnvelopeError::Corrupt(format!("twin schema: {e}"));
+        match envelope::open(bytes, 1, "twin schema") {
+            Ok(payload) => {
+                let (v1, _): (SchemaV1, _) = bincode::serde::decode_from_slice(payload, config()).map_err(corrupt)?;
+                return Ok(Schema {
+                    asset_type: v1.asset_type,
+                    sensors: v1.sensors,
+                    slots: v1.slots,
+                    rules: v1.rules,
+                    ..Schema::default()
+                });
+            }
+            Err(EnvelopeError::UnknownVersion { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let payload = envelope::open(bytes, SCHEMA_FORMAT, "twin schema")?;
         bincode::serde::decode_from_slice(payload, config())
             .map(|(s, _)| s)
-            .map_err(|e| EnvelopeError::Corrupt(format!("twin schema: {e}")))
+            .map_err(corrupt)
     }
 
     /// Content hash of the stored form: the id records refer to.
@@ -108,12 +154,23 @@ pub struct TwinRecord {
     pub schema: u64,
     pub version: u64,
     pub max_ts: i64,
+    /// `wm_floor - max_ts` when the idle timeout closed windows.
+    pub wm_floor: Option<i64>,
+    /// The greatest processing time a sensor was heard from; `seen` values
+    /// are stored relative to it.
+    pub seen_base: i64,
     /// Sensors with a value.
     pub sensors: Vec<SensorRecord>,
+    /// Per-source readings with a value, by index into the schema's sources.
+    pub by_source: Vec<SourceRecord>,
+    pub sync_lag_ms: i64,
+    pub offline: bool,
     pub open: Vec<WindowRecord>,
     /// The last closed window of each slot that rules read.
     pub closed: Vec<ClosedRecord>,
-    /// Rules whose alert state is not the initial one.
+    pub joins: Vec<JoinRecord>,
+    pub related: Vec<RelatedRecord>,
+    /// Alerts whose state is not the initial one.
     pub alerts: Vec<AlertRecord>,
     pub stats: TwinStats,
 }
@@ -124,6 +181,20 @@ pub struct SensorRecord {
     /// `max_ts - ts` (wrapping).
     pub age_ms: i64,
     pub value: f64,
+    /// `seen_base - seen`; `None`: never heard from in processing time.
+    pub seen_back: Option<i64>,
+    pub source: u16,
+    pub quality: Quality,
+    /// (`max_ts - ts`, value) of the estimate, for sensors with a deadband.
+    pub estimate: Option<(i64, f64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    pub slot: u16,
+    pub age_ms: i64,
+    pub value: f64,
+    pub seen_back: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -133,12 +204,28 @@ pub struct WindowRecord {
     pub end_ms: i64,
     pub first_origin: u64,
     pub acc: Acc,
+    pub last_back: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClosedRecord {
     pub slot: u16,
     pub acc: Acc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct JoinRecord {
+    pub join: u16,
+    pub age_ms: i64,
+    pub left: f64,
+    pub right: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RelatedRecord {
+    pub slot: u16,
+    pub ts: i64,
+    pub value: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -158,10 +245,14 @@ impl TwinRecord {
     /// moves them into the checkpoint first.
     pub fn from_state(m: &TypeModel, st: &TwinState) -> TwinRecord {
         let max_ts = st.max_ts;
+        let seen_base = st.sensors.iter().map(|s| s.seen).max().unwrap_or(NO_TS);
+        let seen_back = |seen: i64| (seen != NO_TS).then(|| seen_base.wrapping_sub(seen));
         TwinRecord {
             schema: m.schema_id,
             version: st.version,
             max_ts,
+            wm_floor: (st.wm_floor() != NO_TS).then(|| st.wm_floor().wrapping_sub(max_ts)),
+            seen_base,
             sensors: st
                 .sensors
                 .iter()
@@ -171,8 +262,30 @@ impl TwinRecord {
                     sensor: s as u16,
                     age_ms: max_ts.wrapping_sub(l.ts),
                     value: l.value,
+                    seen_back: seen_back(l.seen),
+                    source: l.source,
+                    quality: l.quality,
+                    estimate: m.sensor_defs[s]
+                        .estimate
+                        .map(|e| st.estimates()[e as usize])
+                        .filter(|e| e.ts != NO_TS)
+                        .map(|e| (max_ts.wrapping_sub(e.ts), e.value)),
                 })
                 .collect(),
+            by_source: st
+                .by_source()
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.ts != NO_TS)
+                .map(|(i, r)| SourceRecord {
+                    slot: i as u16,
+                    age_ms: max_ts.wrapping_sub(r.ts),
+                    value: r.value,
+                    seen_back: seen_back(r.seen),
+                })
+                .collect(),
+            sync_lag_ms: i64::from(st.sync_lag_ms),
+            offline: st.offline,
             open: st
                 .open
                 .iter()
@@ -181,6 +294,7 @@ impl TwinRecord {
                     end_ms: w.last_ms.wrapping_sub(max_ts),
                     first_origin: w.first_origin,
                     acc: w.acc,
+                    last_back: w.last_back,
                 })
                 .collect(),
             closed: m
@@ -192,6 +306,29 @@ impl TwinRecord {
                         slot: slot as u16,
                         acc: st.closed[(*c)? as usize]?,
                     })
+                })
+                .collect(),
+            joins: st
+                .joins()
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.ts != NO_TS)
+                .map(|(j, p)| JoinRecord {
+                    join: j as u16,
+                    age_ms: max_ts.wrapping_sub(p.ts),
+                    left: p.left,
+                    right: p.right,
+                })
+                .collect(),
+            related: st
+                .related()
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.is_set())
+                .map(|(k, l)| RelatedRecord {
+                    slot: k as u16,
+                    ts: l.ts,
+                    value: l.value,
                 })
                 .collect(),
             alerts: st
@@ -231,16 +368,34 @@ impl TwinRecord {
         let mut notes = RestoreNotes::default();
         st.version = self.version;
         st.max_ts = self.max_ts;
+
+        st.sync_lag_ms = self.sync_lag_ms.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        // The optional parts, filled below and put back at the end.
+        let mut ext = st.ext.take();
+        if let (Some(x), Some(f)) = (ext.as_deref_mut(), self.wm_floor) {
+            x.wm_floor = self.max_ts.wrapping_add(f);
+        }
+        st.offline = self.offline;
         st.stats = self.stats;
+        let seen = |back: Option<i64>| back.map_or(NO_TS, |b| self.seen_base.wrapping_sub(b));
         let name = |names: &[String], i: u16| names.get(i as usize).map_or("?", String::as_str).to_string();
-        // Indices of a record written with this very model; a corrupt one is
-        // dropped, not a panic.
-        let sensor_of = |i: u16| {
+        // Maps a stored index to the current one: the same index for a record
+        // written with this very model (a corrupt one is dropped, not a
+        // panic), else by name.
+        let by_name = |stored_names: &[String], current: &dyn Fn(&str) -> Option<usize>, len: usize, i: u16| {
             if same {
-                Some(i).filter(|i| (*i as usize) < m.sensors.len())
+                Some(i as usize).filter(|i| *i < len)
             } else {
-                m.sensor_index(stored.sensors.get(i as usize)?)
+                current(stored_names.get(i as usize)?)
             }
+        };
+        let sensor_of = |i: u16| {
+            by_name(
+                &stored.sensors,
+                &|n| m.sensor_index(n).map(usize::from),
+                m.sensors.len(),
+                i,
+            )
         };
         let slot_of = |i: u16| {
             if same {
@@ -249,19 +404,55 @@ impl TwinRecord {
             let (window, sensor) = stored.slots.get(i as usize)?;
             m.slot_index(m.window_index(window)?, m.sensor_index(sensor)?)
         };
-        for (i, latest) in self.latest() {
-            match sensor_of(i) {
-                Some(s) => st.sensors[s as usize] = latest,
-                None => notes.dropped.push(format!("sensor `{}`", name(&stored.sensors, i))),
+        for r in &self.sensors {
+            match sensor_of(r.sensor) {
+                Some(s) => {
+                    st.sensors[s] = super::model::SensorState {
+                        ts: self.max_ts.wrapping_sub(r.age_ms),
+                        value: r.value,
+                        seen: seen(r.seen_back),
+                        source: r.source,
+                        quality: r.quality,
+                    };
+                    if let (Some(e), Some((age, value)), Some(x)) =
+                        (m.sensor_defs[s].estimate, r.estimate, ext.as_deref_mut())
+                    {
+                        x.estimates[e as usize] = Estimate {
+                            value,
+                            ts: self.max_ts.wrapping_sub(age),
+                        };
+                    }
+                }
+                None => notes
+                    .dropped
+                    .push(format!("sensor `{}`", name(&stored.sensors, r.sensor))),
+            }
+        }
+        let current_sources = Schema::of(m).sources;
+        for r in &self.by_source {
+            let find = |n: &str| current_sources.iter().position(|c| c == n);
+            let n = ext.as_ref().map_or(0, |x| x.by_source.len());
+            match (by_name(&stored.sources, &find, n, r.slot), ext.as_deref_mut()) {
+                (Some(k), Some(x)) => {
+                    x.by_source[k] = SourceReading {
+                        ts: self.max_ts.wrapping_sub(r.age_ms),
+                        value: r.value,
+                        seen: seen(r.seen_back),
+                    }
+                }
+                _ => notes
+                    .dropped
+                    .push(format!("source reading `{}`", name(&stored.sources, r.slot))),
             }
         }
         for w in &self.open {
             match slot_of(w.slot) {
                 Some(slot) => st.open.push(OpenWindow {
                     last_ms: self.max_ts.wrapping_add(w.end_ms),
-                    slot,
                     first_origin: w.first_origin,
                     acc: w.acc,
+                    slot,
+                    last_back: w.last_back,
                 }),
                 None => {
                     let (window, sensor) = stored
@@ -283,20 +474,176 @@ impl TwinRecord {
                 st.closed[i as usize] = Some(c.acc);
             }
         }
+        for j in &self.joins {
+            let find = |n: &str| m.joins.iter().position(|d| &*d.name == n);
+            let n = ext.as_ref().map_or(0, |x| x.joins.len());
+            if let (Some(k), Some(x)) = (by_name(&stored.joins, &find, n, j.join), ext.as_deref_mut()) {
+                x.joins[k] = JoinPair {
+                    ts: self.max_ts.wrapping_sub(j.age_ms),
+                    left: j.left,
+                    right: j.right,
+                };
+            }
+        }
+        for r in &self.related {
+            let find = |n: &str| m.related.iter().position(|d| &*d.name == n);
+            let n = ext.as_ref().map_or(0, |x| x.related.len());
+            if let (Some(k), Some(x)) = (by_name(&stored.related, &find, n, r.slot), ext.as_deref_mut()) {
+                x.related[k] = Latest {
+                    ts: r.ts,
+                    value: r.value,
+                };
+            }
+        }
         for a in &self.alerts {
-            let rule = if same {
-                Some(a.rule).filter(|r| (*r as usize) < st.alerts.len())
-            } else {
-                stored.rules.get(a.rule as usize).and_then(|n| m.rule_index(n))
-            };
-            match rule {
-                Some(r) => st.alerts[r as usize] = a.state,
+            let find = |n: &str| m.rule_index(n).map(usize::from);
+            match by_name(&stored.rules, &find, st.alerts.len(), a.rule) {
+                Some(r) => st.alerts[r] = a.state,
                 None => notes
                     .dropped
                     .push(format!("alert state of rule `{}`", name(&stored.rules, a.rule))),
             }
         }
+        st.ext = ext;
         (st, notes)
+    }
+}
+
+/// Twin format 2: before staleness, sources, joins and relations.
+mod v2 {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub struct Record {
+        schema: u64,
+        version: u64,
+        max_ts: i64,
+        sensors: Vec<Sensor>,
+        open: Vec<Window>,
+        closed: Vec<Closed>,
+        alerts: Vec<Alert>,
+        stats: TwinStats,
+    }
+
+    #[derive(Deserialize)]
+    struct Sensor {
+        sensor: u16,
+        age_ms: i64,
+        value: f64,
+    }
+
+    #[derive(Deserialize, Clone, Copy)]
+    struct Acc2 {
+        count: u64,
+        sum: f64,
+        min: f64,
+        max: f64,
+    }
+
+    #[derive(Deserialize)]
+    struct Window {
+        slot: u16,
+        end_ms: i64,
+        first_origin: u64,
+        acc: Acc2,
+    }
+
+    #[derive(Deserialize)]
+    struct Closed {
+        slot: u16,
+        acc: Acc2,
+    }
+
+    #[derive(Deserialize)]
+    struct Alert {
+        rule: u16,
+        active: bool,
+        seq: u32,
+        firings: u64,
+        since_ts: i64,
+        pending_since: i64,
+    }
+
+    /// Format 2 did not keep `last` or the deviation of a window: a window
+    /// open across the upgrade reports its average as `last` and the
+    /// deviation of the readings after the upgrade.
+    fn acc(a: Acc2) -> Acc {
+        Acc {
+            count: a.count,
+            sum: a.sum,
+            min: a.min,
+            max: a.max,
+            last: a.sum / a.count as f64,
+            m2: 0.0,
+        }
+    }
+
+    impl Record {
+        pub fn migrate(self) -> TwinRecord {
+            TwinRecord {
+                schema: self.schema,
+                version: self.version,
+                max_ts: self.max_ts,
+                wm_floor: None,
+                seen_base: NO_TS,
+                sensors: self
+                    .sensors
+                    .into_iter()
+                    .map(|s| SensorRecord {
+                        sensor: s.sensor,
+                        age_ms: s.age_ms,
+                        value: s.value,
+                        seen_back: None,
+                        source: 0,
+                        quality: Quality::Good,
+                        estimate: None,
+                    })
+                    .collect(),
+                by_source: Vec::new(),
+                sync_lag_ms: i64::from(i32::MIN),
+                offline: false,
+                open: self
+                    .open
+                    .into_iter()
+                    .map(|w| WindowRecord {
+                        slot: w.slot,
+                        end_ms: w.end_ms,
+                        first_origin: w.first_origin,
+                        acc: acc(w.acc),
+                        last_back: 0,
+                    })
+                    .collect(),
+                closed: self
+                    .closed
+                    .into_iter()
+                    .map(|c| ClosedRecord {
+                        slot: c.slot,
+                        acc: acc(c.acc),
+                    })
+                    .collect(),
+                joins: Vec::new(),
+                related: Vec::new(),
+                alerts: self
+                    .alerts
+                    .into_iter()
+                    .map(|a| AlertRecord {
+                        rule: a.rule,
+                        state: AlertState {
+                            active: a.active,
+                            seq: a.seq,
+                            firings: a.firings,
+                            since_ts: a.since_ts,
+                            last_ts: a.since_ts,
+                            pending_since: a.pending_since,
+                            ..AlertState::default()
+                        },
+                    })
+                    .collect(),
+                stats: self.stats,
+            }
+        }
     }
 }
 
@@ -322,8 +669,84 @@ pub fn encode_into(m: &TypeModel, st: &TwinState, buf: &mut Vec<u8>) {
 /// Decodes a twin envelope; an unknown format version is an error, never a
 /// guess.
 pub fn decode(bytes: &[u8]) -> Result<TwinRecord, EnvelopeError> {
+    let corrupt = |e: bincode::error::DecodeError| EnvelopeError::Corrupt(format!("twin payload: {e}"));
+    match envelope::open(bytes, 2, "twin") {
+        Ok(payload) => {
+            let (old, _) = bincode::serde::decode_from_slice::<v2::Record, _>(payload, config()).map_err(corrupt)?;
+            return Ok(old.migrate());
+        }
+        Err(EnvelopeError::UnknownVersion { .. }) => {}
+        Err(e) => return Err(e),
+    }
     let payload = envelope::open(bytes, TWIN_FORMAT, "twin")?;
-    let (rec, _) = bincode::serde::decode_from_slice::<TwinRecord, _>(payload, config())
-        .map_err(|e| EnvelopeError::Corrupt(format!("twin payload: {e}")))?;
+    let (rec, _) = bincode::serde::decode_from_slice::<TwinRecord, _>(payload, config()).map_err(corrupt)?;
     Ok(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+
+    use super::*;
+
+    /// An accumulator as format 2 wrote it: count, sum, min, max.
+    type Acc2 = (u64, f64, f64, f64);
+
+    /// A twin record as format 2 wrote it (the layout `v2` reads).
+    #[derive(Serialize)]
+    struct V2 {
+        schema: u64,
+        version: u64,
+        max_ts: i64,
+        sensors: Vec<(u16, i64, f64)>,
+        open: Vec<(u16, i64, u64, Acc2)>,
+        closed: Vec<(u16, Acc2)>,
+        alerts: Vec<(u16, bool, u32, u64, i64, i64)>,
+        stats: TwinStats,
+    }
+
+    #[test]
+    fn a_format_2_record_is_migrated_on_read() {
+        let old = V2 {
+            schema: 7,
+            version: 12,
+            max_ts: 10_000,
+            sensors: vec![(1, 500, 3.5)],
+            open: vec![(0, 999, 42, (4, 10.0, 1.0, 4.0))],
+            closed: vec![(0, (2, 3.0, 1.0, 2.0))],
+            alerts: vec![(0, true, 3, 5, 9_000, NO_TS)],
+            stats: TwinStats {
+                events: 12,
+                ..TwinStats::default()
+            },
+        };
+        let mut bytes = envelope::start(2, 64);
+        bincode::serde::encode_into_std_write(&old, &mut bytes, config()).unwrap();
+        let rec = decode(&bytes).unwrap();
+        assert_eq!(
+            (rec.schema, rec.version, rec.max_ts, rec.stats.events),
+            (7, 12, 10_000, 12)
+        );
+        assert_eq!(
+            rec.latest().collect::<Vec<_>>(),
+            [(1, Latest { ts: 9_500, value: 3.5 })]
+        );
+        assert_eq!(rec.sensors[0].quality, Quality::Good);
+        let acc = rec.open[0].acc;
+        assert_eq!((acc.count, acc.sum, acc.min, acc.max), (4, 10.0, 1.0, 4.0));
+        assert_eq!(
+            (acc.last, acc.m2),
+            (2.5, 0.0),
+            "not kept by format 2: the average, no deviation"
+        );
+        assert_eq!(rec.open[0].first_origin, 42);
+        assert_eq!(rec.closed[0].acc.count, 2);
+        let a = rec.alerts[0].state;
+        assert_eq!(
+            (a.active, a.acked, a.seq, a.firings, a.since_ts),
+            (true, false, 3, 5, 9_000)
+        );
+        // Written back, it is format 3.
+        assert_eq!(u16::from_le_bytes([bytes[0], bytes[1]]), 2);
+    }
 }

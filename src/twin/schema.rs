@@ -4,7 +4,12 @@
 use std::sync::Arc;
 
 use crate::topology::expr::Cond;
-use crate::topology::{Agg, OutputKind, Severity, Slot, Topology};
+use crate::topology::{Agg, JoinSide, OutputKind, Resolve, Severity, Slot, Topology};
+
+/// Names of the built-in alerts (user rules may not take them).
+pub const OFFLINE_ALERT: &str = "offline";
+pub const STALE_PREFIX: &str = "stale:";
+pub const DISCREPANCY_PREFIX: &str = "discrepancy:";
 
 /// Everything the twin model needs to know about one asset type.
 #[derive(Debug)]
@@ -12,7 +17,15 @@ pub struct TypeModel {
     pub index: usize,
     pub name: Arc<str>,
     pub sensors: Vec<Arc<str>>,
+    /// Per sensor: staleness, deadband, sources.
+    pub sensor_defs: Vec<SensorDef>,
+    /// Entries of the twin's per-source table (multi-source sensors).
+    pub n_source_slots: usize,
+    /// Sensors with a deadband (each has an estimate).
+    pub n_estimates: usize,
     pub out_of_orderness_ms: i64,
+    /// No reading for this long (processing time) closes the open windows.
+    pub idle_timeout_ms: Option<i64>,
     /// Windows that cover this type.
     pub windows: Vec<WindowDef>,
     /// (window, sensor) pairs: one set of open windows each.
@@ -24,6 +37,25 @@ pub struct TypeModel {
     pub rules_by_slot: Vec<Vec<u16>>,
     /// sensor -> rules evaluated when the sensor's latest value changes.
     pub rules_by_sensor: Vec<Vec<u16>>,
+    /// sensor -> rules that read whether it is stale.
+    pub rules_by_stale: Vec<Vec<u16>>,
+    /// join -> rules that read its pair.
+    pub rules_by_join: Vec<Vec<u16>>,
+    /// related value -> rules that read it.
+    pub rules_by_related: Vec<Vec<u16>>,
+    /// The built-in `offline` alert (when some sensor can go stale).
+    pub offline_alert: Option<u16>,
+    pub joins: Vec<JoinDef>,
+    /// sensor -> (join, the sensor is its left side).
+    pub joins_by_sensor: Vec<Vec<(u16, bool)>>,
+    /// related value -> joins whose right side it is.
+    pub joins_by_related: Vec<Vec<u16>>,
+    /// Values of related assets this type reads (rules, joins).
+    pub related: Vec<RelatedDef>,
+    /// This type's relations, by index of the topology's relation list.
+    pub relations: Vec<Arc<str>>,
+    /// sensor -> some other type reads it through a relation: relay changes.
+    pub relayed: Vec<bool>,
     /// slot -> index into the twin's last-closed table, for slots rules read.
     pub closed_index: Vec<Option<u16>>,
     pub n_closed: usize,
@@ -55,6 +87,66 @@ impl WindowDef {
     }
 }
 
+/// What the model needs to know about one sensor.
+#[derive(Debug, Clone)]
+pub struct SensorDef {
+    pub stale_after_ms: Option<i64>,
+    pub deadband: f64,
+    /// Index into the twin's estimates (sensors with a deadband).
+    pub estimate: Option<u16>,
+    pub sources: Option<SourceSet>,
+    /// The built-in `stale:<sensor>` alert.
+    pub stale_alert: Option<u16>,
+}
+
+/// The sources of a multi-source sensor, in priority order.
+#[derive(Debug, Clone)]
+pub struct SourceSet {
+    /// First index into the twin's per-source table.
+    pub first: u16,
+    pub sources: Vec<SourceDef>,
+    pub policy: Resolve,
+    pub tolerance: Option<f64>,
+    pub clear_tolerance: f64,
+    /// The built-in `discrepancy:<sensor>` alert.
+    pub discrepancy_alert: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceDef {
+    /// Topology source index.
+    pub source: u16,
+    pub name: Arc<str>,
+    pub trust: f64,
+    pub measured: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct JoinDef {
+    pub name: Arc<str>,
+    pub left: u16,
+    pub right: JoinRight,
+    pub within_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JoinRight {
+    Sensor(u16),
+    /// Index into the related values.
+    Related(u16),
+}
+
+/// A related asset's sensor that this type reads.
+#[derive(Debug, Clone)]
+pub struct RelatedDef {
+    /// Index into [`TypeModel::relations`].
+    pub relation: u16,
+    /// Sensor index in the related asset's type.
+    pub sensor: u16,
+    /// `relation.sensor`, as rules write it.
+    pub name: Arc<str>,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct WinSlot {
     pub window: u16,
@@ -64,22 +156,47 @@ pub struct WinSlot {
 /// What a rule expression reads, in this type's layout.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LocalSlot {
+    /// The value rules read for a sensor (its estimate with a deadband).
     Latest(u16),
-    Closed { closed: u16, agg: Agg },
+    Closed {
+        closed: u16,
+        agg: Agg,
+    },
+    Stale(u16),
+    Related(u16),
+    Join {
+        join: u16,
+        side: u8,
+    },
 }
 
+/// An alert a twin can raise: a rule of the topology or a built-in one.
 #[derive(Debug)]
 pub struct RuleDef {
     pub name: Arc<str>,
     pub severity: Severity,
     pub message: Option<Arc<str>>,
-    pub cond: Cond<LocalSlot>,
-    /// Clears an active alert (hysteresis); `None`: `cond` no longer holding.
-    pub clear: Option<Cond<LocalSlot>>,
-    /// `cond` must hold this long (event time) before the alert is raised.
-    pub hold_ms: i64,
-    /// Display names and slots of the rule's inputs, reported with alerts.
+    pub kind: RuleKind,
+    /// Display names and slots of the alert's inputs, reported with it.
     pub inputs: Vec<(Arc<str>, LocalSlot)>,
+}
+
+#[derive(Debug)]
+pub enum RuleKind {
+    Expr {
+        cond: Cond<LocalSlot>,
+        /// Clears an active alert (hysteresis); `None`: `cond` no longer holding.
+        clear: Option<Cond<LocalSlot>>,
+        /// `cond` must hold this long (event time) before the alert is raised.
+        hold_ms: i64,
+    },
+    /// The sensor has not been heard from for `stale_after`.
+    Stale { sensor: u16 },
+    /// The sensor's sources disagree by more than its tolerance; the inputs
+    /// are the sources' values.
+    Discrepancy { sensor: u16 },
+    /// No sensor that can go stale is fresh, and one is stale.
+    Offline,
 }
 
 /// A set of [`OutputKind`]s.
@@ -149,11 +266,109 @@ impl TypeModel {
                 .position(|s| s.window == local && s.sensor == sensor)
                 .expect("validated: window covers sensor")
         };
+
+        // Sensors: staleness, deadband, sources.
+        let mut n_source_slots = 0usize;
+        let mut n_estimates = 0usize;
+        let mut sensor_defs: Vec<SensorDef> = ty
+            .sensors
+            .iter()
+            .map(|sp| {
+                let estimate = (sp.deadband > 0.0).then(|| {
+                    n_estimates += 1;
+                    (n_estimates - 1) as u16
+                });
+                let sources = (!sp.sources.is_empty()).then(|| {
+                    let first = n_source_slots as u16;
+                    n_source_slots += sp.sources.len();
+                    SourceSet {
+                        first,
+                        sources: sp
+                            .sources
+                            .iter()
+                            .map(|s| SourceDef {
+                                source: s.source as u16,
+                                name: s.name.as_str().into(),
+                                trust: s.trust,
+                                measured: s.measured,
+                            })
+                            .collect(),
+                        policy: sp.resolve,
+                        tolerance: sp.tolerance,
+                        clear_tolerance: sp.clear_tolerance,
+                        discrepancy_alert: None,
+                    }
+                });
+                SensorDef {
+                    stale_after_ms: sp.stale_after.map(|d| d.as_millis() as i64),
+                    deadband: sp.deadband,
+                    estimate,
+                    sources,
+                    stale_alert: None,
+                }
+            })
+            .collect();
+
+        // Relations and the related values this type reads.
+        let relations: Vec<Arc<str>> = ty.relations.iter().map(|r| r.name.as_str().into()).collect();
+        let mut related: Vec<RelatedDef> = Vec::new();
+        let mut related_index = |relation: u16, sensor: u16| -> u16 {
+            if let Some(i) = related
+                .iter()
+                .position(|r| r.relation == relation && r.sensor == sensor)
+            {
+                return i as u16;
+            }
+            let rel = &ty.relations[relation as usize];
+            related.push(RelatedDef {
+                relation,
+                sensor,
+                name: format!(
+                    "{}.{}",
+                    rel.name, topo.asset_types[rel.target_type].sensors[sensor as usize].name
+                )
+                .into(),
+            });
+            (related.len() - 1) as u16
+        };
+
+        // Joins.
+        let mut joins = Vec::new();
+        let mut join_local = vec![None; topo.joins.len()];
+        let mut joins_by_sensor = vec![Vec::new(); n_sensors];
+        let mut joins_by_related_pairs: Vec<(u16, u16)> = Vec::new();
+        for (ji, j) in topo.joins.iter().enumerate() {
+            let Some((left, right)) = j.sides_for(t) else { continue };
+            let local = joins.len() as u16;
+            join_local[ji] = Some(local);
+            joins_by_sensor[left].push((local, true));
+            let right = match right {
+                JoinSide::Sensor(s) => {
+                    joins_by_sensor[s].push((local, false));
+                    JoinRight::Sensor(s as u16)
+                }
+                JoinSide::Related { relation, sensor } => {
+                    let k = related_index(relation as u16, sensor as u16);
+                    joins_by_related_pairs.push((k, local));
+                    JoinRight::Related(k)
+                }
+            };
+            joins.push(JoinDef {
+                name: j.name.as_str().into(),
+                left: left as u16,
+                right,
+                within_ms: j.within.as_millis() as u64,
+            });
+        }
+
         let mut closed_index = vec![None; slots.len()];
         let mut n_closed = 0usize;
         let mut rules = Vec::new();
         let mut rules_by_slot = vec![Vec::new(); slots.len()];
         let mut rules_by_sensor = vec![Vec::new(); n_sensors];
+        let mut rules_by_stale = vec![Vec::new(); n_sensors];
+        let mut rules_by_join = vec![Vec::new(); joins.len()];
+        let mut rules_by_related_pairs: Vec<(u16, u16)> = Vec::new();
         for r in &topo.rules {
             let Some((_, cond)) = r.compiled.iter().find(|(ct, _)| *ct == t) else {
                 continue;
@@ -172,6 +387,12 @@ impl TypeModel {
                         });
                         LocalSlot::Closed { closed, agg }
                     }
+                    Slot::Stale { sensor } => LocalSlot::Stale(sensor),
+                    Slot::Related { relation, sensor } => LocalSlot::Related(related_index(relation, sensor)),
+                    Slot::Join { join, side } => LocalSlot::Join {
+                        join: join_local[join as usize].expect("validated: join applies to type"),
+                        side,
+                    },
                 }
             };
             let local = map_cond(cond, &mut map_slot);
@@ -180,23 +401,59 @@ impl TypeModel {
             // with its alerts.
             for c in std::iter::once(cond).chain(clear_cond) {
                 c.visit_slots(&mut |s| {
-                    let name = match s {
-                        Slot::Latest { sensor } => {
+                    let local = map_slot(s);
+                    let name = match (s, local) {
+                        (Slot::Latest { sensor }, _) => {
                             push_unique(&mut rules_by_sensor[sensor as usize], ri);
                             ty.sensors[sensor as usize].name.clone()
                         }
-                        Slot::Window { window, sensor, agg } => {
+                        (Slot::Window { window, sensor, agg }, _) => {
                             let slot = slot_of(window, sensor);
                             push_unique(&mut rules_by_slot[slot], ri);
-                            let agg_name = Agg::ALL.iter().find(|(_, a)| *a == agg).map_or("?", |(n, _)| n);
                             format!(
-                                "{}.{}.{agg_name}",
-                                topo.windows[window as usize].name, ty.sensors[sensor as usize].name
+                                "{}.{}.{}",
+                                topo.windows[window as usize].name,
+                                ty.sensors[sensor as usize].name,
+                                agg.name()
                             )
                         }
+                        (Slot::Stale { sensor }, _) => {
+                            push_unique(&mut rules_by_stale[sensor as usize], ri);
+                            format!("{}.stale", ty.sensors[sensor as usize].name)
+                        }
+                        (Slot::Related { relation, sensor }, LocalSlot::Related(k)) => {
+                            if !rules_by_related_pairs.contains(&(k, ri)) {
+                                rules_by_related_pairs.push((k, ri));
+                            }
+                            let rel = &ty.relations[relation as usize];
+                            format!(
+                                "{}.{}",
+                                rel.name, topo.asset_types[rel.target_type].sensors[sensor as usize].name
+                            )
+                        }
+                        (Slot::Join { join, side }, LocalSlot::Join { join: j, .. }) => {
+                            push_unique(&mut rules_by_join[j as usize], ri);
+                            let def = &joins[j as usize];
+                            let side_name = match (side, def.right) {
+                                (0, _) => ty.sensors[def.left as usize].name.clone(),
+                                (_, JoinRight::Sensor(r)) => ty.sensors[r as usize].name.clone(),
+                                (_, JoinRight::Related(_)) => match topo.joins[join as usize].sides_for(t) {
+                                    Some((_, JoinSide::Related { relation, sensor })) => {
+                                        let rel = &ty.relations[relation];
+                                        format!(
+                                            "{}.{}",
+                                            rel.name, topo.asset_types[rel.target_type].sensors[sensor].name
+                                        )
+                                    }
+                                    _ => "?".into(),
+                                },
+                            };
+                            format!("{}.{side_name}", topo.joins[join as usize].name)
+                        }
+                        _ => unreachable!("map_slot keeps the kind of slot"),
                     };
                     if !inputs.iter().any(|(n, _)| **n == *name) {
-                        inputs.push((name.into(), map_slot(s)));
+                        inputs.push((name.into(), local));
                     }
                 });
             }
@@ -204,38 +461,138 @@ impl TypeModel {
                 name: r.name.as_str().into(),
                 severity: r.severity,
                 message: r.message.as_deref().map(Into::into),
-                cond: local,
-                clear,
-                hold_ms: r.hold.as_millis() as i64,
+                kind: RuleKind::Expr {
+                    cond: local,
+                    clear,
+                    hold_ms: r.hold.as_millis() as i64,
+                },
                 inputs,
             });
+        }
+
+        // Built-in alerts, after the rules: stale per sensor, discrepancy per
+        // multi-source sensor with a tolerance, offline per asset.
+        let mut any_stale = false;
+        for (s, def) in sensor_defs.iter_mut().enumerate() {
+            let name = &ty.sensors[s].name;
+            if def.stale_after_ms.is_some() {
+                any_stale = true;
+                def.stale_alert = Some(rules.len() as u16);
+                rules.push(RuleDef {
+                    name: format!("{STALE_PREFIX}{name}").into(),
+                    severity: Severity::Warning,
+                    message: Some(format!("sensor `{name}` has not reported for its stale_after").into()),
+                    kind: RuleKind::Stale { sensor: s as u16 },
+                    inputs: vec![(name.as_str().into(), LocalSlot::Latest(s as u16))],
+                });
+            }
+            if let Some(set) = &mut def.sources {
+                if set.tolerance.is_some() {
+                    set.discrepancy_alert = Some(rules.len() as u16);
+                    rules.push(RuleDef {
+                        name: format!("{DISCREPANCY_PREFIX}{name}").into(),
+                        severity: Severity::Warning,
+                        message: Some(format!("the sources of `{name}` disagree by more than its tolerance").into()),
+                        kind: RuleKind::Discrepancy { sensor: s as u16 },
+                        inputs: set
+                            .sources
+                            .iter()
+                            .map(|src| (format!("{name}@{}", src.name).into(), LocalSlot::Latest(s as u16)))
+                            .collect(),
+                    });
+                }
+            }
+        }
+        let offline_alert = any_stale.then(|| {
+            rules.push(RuleDef {
+                name: OFFLINE_ALERT.into(),
+                severity: Severity::Critical,
+                message: Some("no sensor of the asset is reporting".into()),
+                kind: RuleKind::Offline,
+                inputs: Vec::new(),
+            });
+            (rules.len() - 1) as u16
+        });
+
+        let mut joins_by_related = vec![Vec::new(); related.len()];
+        for (k, j) in joins_by_related_pairs {
+            push_unique(&mut joins_by_related[k as usize], j);
+        }
+        let mut rules_by_related = vec![Vec::new(); related.len()];
+        for (k, r) in rules_by_related_pairs {
+            push_unique(&mut rules_by_related[k as usize], r);
+        }
+        // Sensors of this type that another type reads through a relation.
+        let mut relayed = vec![false; n_sensors];
+        for other in &topo.asset_types {
+            for (ri, rel) in other.relations.iter().enumerate() {
+                if rel.target_type != t {
+                    continue;
+                }
+                for (s, flag) in relayed.iter_mut().enumerate() {
+                    *flag |= reads_related(topo, other, ri, s);
+                }
+            }
         }
         let mut m = TypeModel {
             index: t,
             name: ty.name.as_str().into(),
             sensors: ty.sensors.iter().map(|s| s.name.as_str().into()).collect(),
+            sensor_defs,
+            n_source_slots,
+            n_estimates,
             out_of_orderness_ms: ty.out_of_orderness.as_millis() as i64,
+            idle_timeout_ms: ty.idle_timeout.map(|d| d.as_millis() as i64),
             windows,
             slots,
             slots_by_sensor,
             rules,
             rules_by_slot,
             rules_by_sensor,
+            rules_by_stale,
+            rules_by_join,
+            rules_by_related,
+            offline_alert,
+            joins,
+            joins_by_sensor,
+            joins_by_related,
+            related,
+            relations,
+            relayed,
             closed_index,
             n_closed,
             emit,
             digest,
-            schema: super::record::Schema {
-                asset_type: String::new(),
-                sensors: Vec::new(),
-                slots: Vec::new(),
-                rules: Vec::new(),
-            },
+            schema: super::record::Schema::default(),
             schema_id: 0,
         };
         m.schema = super::record::Schema::of(&m);
         m.schema_id = m.schema.id();
         m
+    }
+
+    /// Whether twins of this type use the parts of [`super::model::TwinExt`].
+    pub fn needs_ext(&self) -> bool {
+        self.digest
+            || self.idle_timeout_ms.is_some()
+            || self.n_source_slots > 0
+            || self.n_estimates > 0
+            || !self.joins.is_empty()
+            || !self.related.is_empty()
+    }
+
+    /// Whether twins of this type ever need a timer (staleness, idle timeout).
+    pub fn has_timers(&self) -> bool {
+        self.idle_timeout_ms.is_some() || self.sensor_defs.iter().any(|d| d.stale_after_ms.is_some())
+    }
+
+    /// Index in the twin's per-source table of `source`'s reading of
+    /// multi-source sensor `s`.
+    #[inline]
+    pub fn source_slot(&self, s: usize, source: u16) -> Option<usize> {
+        let set = self.sensor_defs[s].sources.as_ref()?;
+        let i = set.sources.iter().position(|d| d.source == source)?;
+        Some(set.first as usize + i)
     }
 
     pub fn sensor_index(&self, name: &str) -> Option<u16> {
@@ -256,6 +613,34 @@ impl TypeModel {
             .position(|s| s.window == window && s.sensor == sensor)
             .map(|i| i as u16)
     }
+}
+
+/// Whether asset type `reader` reads sensor `sensor` of the asset its
+/// relation `relation` points to (in a rule or a join).
+fn reads_related(topo: &Topology, reader: &crate::topology::AssetType, relation: usize, sensor: usize) -> bool {
+    let Some(t) = topo.asset_types.iter().position(|x| std::ptr::eq(x, reader)) else {
+        return false;
+    };
+    let wanted = Slot::Related {
+        relation: relation as u16,
+        sensor: sensor as u16,
+    };
+    let in_rules = topo.rules.iter().any(|r| {
+        r.compiled
+            .iter()
+            .chain(&r.clear_compiled)
+            .filter(|(ct, _)| *ct == t)
+            .any(|(_, c)| {
+                let mut found = false;
+                c.visit_slots(&mut |s| found |= s == wanted);
+                found
+            })
+    });
+    let in_joins = topo
+        .joins
+        .iter()
+        .any(|j| matches!(j.sides_for(t), Some((_, JoinSide::Related { relation: r, sensor: s })) if r == relation && s == sensor));
+    in_rules || in_joins
 }
 
 fn push_unique(v: &mut Vec<u16>, x: u16) {
