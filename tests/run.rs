@@ -12,9 +12,6 @@ use common::*;
 use twinstream::store::Store;
 use twinstream::twin::record;
 
-/// How long a stopped run may take to write its final checkpoint and exit.
-const STOP_DEADLINE: Duration = Duration::from_secs(60);
-
 /// `line` without ANSI escape sequences (`ESC [ ... letter`).
 fn plain(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
@@ -58,51 +55,55 @@ fn stored_twins(state: &Path) -> Vec<(String, String, u64)> {
     twins
 }
 
-fn run_cmd(topo: &Path, state: &Path) -> std::process::Command {
-    let mut c = twinstream();
-    c.arg("run").arg(topo).arg("--state-dir").arg(state);
-    c
-}
-
-/// Sends SIGTERM and requires a clean exit that says so.
-fn stop_cleanly(run: Running) -> Vec<String> {
-    run.signal("TERM");
-    let (status, stderr) = run.finish(STOP_DEADLINE);
-    assert!(
-        status.success(),
-        "exit {status} after SIGTERM; stderr:\n{}",
-        stderr.join("\n")
-    );
-    assert!(
-        stderr.iter().any(|l| l.contains("stopped cleanly")),
-        "no `stopped cleanly` on stderr:\n{}",
-        stderr.join("\n")
-    );
-    stderr
-}
-
+/// The README demo shows, within a minute or two, a stale sensor, a
+/// discrepancy between the PLC and the SCADA, and an alert raised and then
+/// cleared; it stops cleanly and keeps every twin.
 #[test]
-fn the_demo_raises_an_alert_stops_cleanly_on_sigterm_and_keeps_its_twins() {
+fn the_demo_shows_staleness_a_discrepancy_and_a_cleared_alert_and_keeps_its_twins() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let mut run = spawn(&mut run_cmd(Path::new("topologies/demo.yaml"), &state));
-    let line = run.wait_stdout("an alert on stdout", Duration::from_secs(90), |l| {
+    let alert = |l: &str| -> Option<serde_json::Value> {
         l.contains("\"kind\":\"alert\"")
-    });
-    let alert: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-    assert!(alert["asset"].as_str().unwrap().starts_with("pump-"), "{alert}");
-    assert_eq!(alert["asset_type"], "pump", "{alert}");
+            .then(|| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+    };
+    let is = |rule_prefix: &'static str, transition: &'static str| {
+        move |l: &str| {
+            alert(l)
+                .is_some_and(|a| a["rule"].as_str().unwrap().starts_with(rule_prefix) && a["transition"] == transition)
+        }
+    };
+    // Each wait sees the lines the previous ones read past.
+    let deadline = Duration::from_secs(150);
+    let seen = |run: &Running, pred: &dyn Fn(&str) -> bool| run.seen_out.iter().any(|l| pred(l));
+    for (what, prefix, transition) in [
+        ("a stale sensor", "stale:", "raised"),
+        ("a discrepancy", "discrepancy:pressure", "raised"),
+        ("a cleared alert", "", "cleared"),
+    ] {
+        let pred = is(prefix, transition);
+        if !seen(&run, &pred) {
+            run.wait_stdout(what, deadline, pred);
+        }
+    }
+    let first = run
+        .seen_out
+        .iter()
+        .find_map(|l| alert(l).filter(|a| a["rule"].as_str().unwrap().starts_with("discrepancy:")))
+        .unwrap();
+    assert!(first["asset"].as_str().unwrap().starts_with("pump-"), "{first}");
+    let inputs = first["inputs"].as_object().unwrap();
     assert!(
-        ["vibration-high", "overheating", "pressure-peak"].contains(&alert["rule"].as_str().unwrap()),
-        "{alert}"
+        inputs.contains_key("pressure@plant-sim") && inputs.contains_key("pressure@scada"),
+        "a discrepancy names both sources and their values: {first}"
     );
     stop_cleanly(run);
 
     let twins = stored_twins(&state);
-    assert_eq!(twins.len(), 20, "{twins:?}");
+    assert_eq!(twins.len(), 21, "20 pumps and the tank: {twins:?}");
     for (asset, ty, events) in &twins {
-        assert!(asset.starts_with("pump-"), "{asset}");
-        assert_eq!(ty, "pump", "{asset}");
+        let want = if asset.starts_with("tank-") { "tank" } else { "pump" };
+        assert_eq!(ty, want, "{asset}");
         assert!(*events > 0, "{asset} has no events");
     }
 }
@@ -119,7 +120,7 @@ fn a_second_run_on_a_state_dir_in_use_is_refused() {
     });
 
     let second = spawn(&mut run_cmd(topo, &state));
-    let (status, stderr) = second.finish(STOP_DEADLINE);
+    let (status, stderr) = second.finish(Duration::from_secs(60));
     let stderr = stderr.join("\n");
     assert!(!status.success(), "the second run must fail:\n{stderr}");
     assert!(
@@ -133,7 +134,7 @@ fn a_second_run_on_a_state_dir_in_use_is_refused() {
 
     // The first run is unharmed.
     stop_cleanly(first);
-    assert_eq!(stored_twins(&state).len(), 20);
+    assert_eq!(stored_twins(&state).len(), 21);
 }
 
 /// A topology with one file source reading `data` as fast as possible.

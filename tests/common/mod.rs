@@ -112,6 +112,31 @@ pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `twinstream run TOPO --state-dir STATE`.
+pub fn run_cmd(topo: &Path, state: &Path) -> Command {
+    let mut c = twinstream();
+    c.arg("run").arg(topo).arg("--state-dir").arg(state);
+    c
+}
+
+/// Sends SIGTERM and requires a clean exit that says so; returns stdout and
+/// stderr.
+pub fn stop_cleanly(run: Running) -> (Vec<String>, Vec<String>) {
+    run.signal("TERM");
+    let (status, out, err) = run.finish_all(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "exit {status} after SIGTERM; stderr:\n{}",
+        err.join("\n")
+    );
+    assert!(
+        err.iter().any(|l| l.contains("stopped cleanly")),
+        "no `stopped cleanly` on stderr:\n{}",
+        err.join("\n")
+    );
+    (out, err)
+}
+
 /// A running child whose stdout and stderr lines arrive on channels.
 pub struct Running {
     pub child: Child,
@@ -205,16 +230,26 @@ impl Running {
 
     /// Waits for exit (with a deadline) and returns the status and the rest
     /// of stderr.
-    pub fn finish(mut self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>) {
+    pub fn finish(self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let (status, _, err) = self.finish_all(timeout);
+        (status, err)
+    }
+
+    /// Waits for exit (with a deadline) and returns the status, every stdout
+    /// line and every stderr line.
+    pub fn finish_all(mut self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>, Vec<String>) {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = self.seen_err;
-                // The pump thread ends at EOF; collect what is left.
+                let (mut out, mut err) = (self.seen_out, self.seen_err);
+                // The pump threads end at EOF; collect what is left.
                 while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
                     err.push(l);
                 }
-                return (status, err);
+                while let Ok(l) = self.stdout.recv_timeout(Duration::from_secs(5)) {
+                    out.push(l);
+                }
+                return (status, out, err);
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
