@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end replay benchmark on workload v1 (../shared/workload/WORKLOAD.md).
 #
-#   scripts/bench-replay.sh [SIZE...]        SIZE: small | 2m | 10m   (default: 2m 10m)
+#   scripts/bench-replay.sh [--semantics] [SIZE...]   SIZE: small | 2m | 10m   (default: 2m 10m)
 #
 # Per size: generates the workload with gen_workload.py, computes the reference
 # outputs with reference.py (once), replays it with the release binary and
@@ -14,6 +14,12 @@
 # engine_events_per_s is what the engine itself measured (report field).
 # result is compare.py's verdict against the reference (MATCH / DIFFER).
 # Exits non-zero if any size DIFFERs or a replay fails.
+#
+# --semantics: after each conformance replay, replays the same file with
+# topologies/workload-v1-semantics.yaml (staleness timers on every sensor, two
+# windows per sensor, five rules and a join) and prints its line (result
+# `n/a`: it closes more windows than reference.py knows) and the throughput
+# ratio semantics / conformance, measured side by side.
 #
 # Environment:
 #   TWINSTREAM_SHARED  the shared directory (default: <repo>/../shared)
@@ -34,6 +40,11 @@ TOPO=$REPO/topologies/workload-v1.yaml
 
 [ -f "$WL/gen_workload.py" ] || { echo "no $WL/gen_workload.py (set TWINSTREAM_SHARED)" >&2; exit 2; }
 
+SEMANTICS=0
+if [ "${1:-}" = --semantics ]; then
+    SEMANTICS=1
+    shift
+fi
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(2m 10m)
 for s in "${SIZES[@]}"; do
@@ -101,7 +112,18 @@ measure() {
     return $rc
 }
 
-printf '%-6s %10s %8s %12s %12s %10s  %s\n' size events wall_s events/s engine_ev/s peak_mib result
+# Prints one result line from a report and the last measurement.
+print_line() {
+    python3 - "$1" "$WALL" "$PEAK_KB" "$2" "$3" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+wall, peak_kb, size, verdict = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+ev = r["events"]
+print("%-8s %10d %8.2f %12.0f %12.0f %10.1f  %s" % (size, ev, wall, ev / wall, r.get("events_per_second", 0), peak_kb / 1024, verdict))
+EOF
+}
+
+printf '%-8s %10s %8s %12s %12s %10s  %s\n' size events wall_s events/s engine_ev/s peak_mib result
 failed=0
 for size in "${SIZES[@]}"; do
     data=$DATA/workload-$size.jsonl
@@ -130,13 +152,22 @@ for size in "${SIZES[@]}"; do
     fi
     verdict=$(python3 "$WL/compare.py" "$ref" "$report" | tail -n1 | cut -d: -f1) || true
     [ "$verdict" = MATCH ] || { failed=1; python3 "$WL/compare.py" "$ref" "$report" >&2 || true; }
-    python3 - "$report" "$WALL" "$PEAK_KB" "$size" "$verdict" <<'EOF'
-import json, sys
-r = json.load(open(sys.argv[1]))
-wall, peak_kb, size, verdict = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-ev = r["events"]
-print("%-6s %10d %8.2f %12.0f %12.0f %10.1f  %s" % (size, ev, wall, ev / wall, r.get("events_per_second", 0), peak_kb / 1024, verdict))
-EOF
+    print_line "$report" "$size" "$verdict"
+    base_wall=$WALL
+    rm -rf "$state"
+    if [ $SEMANTICS = 1 ]; then
+        sreport=$TMP/report-$size-semantics.json
+        if ! measure "$BIN" replay "$REPO/topologies/workload-v1-semantics.yaml" "$data" --report "$sreport" \
+            --state-dir "$state" 2>"$TMP/replay-$size-semantics.err"; then
+            echo "$size: semantics replay failed:" >&2
+            tail -n 20 "$TMP/replay-$size-semantics.err" >&2
+            failed=1
+            continue
+        fi
+        print_line "$sreport" "$size+sem" "n/a"
+        awk -v s="$size" -v a="$base_wall" -v b="$WALL" \
+            'BEGIN{printf "# %s: semantics/conformance throughput = %.2f (wall %.2f s vs %.2f s)\n", s, a/b, b, a}'
+    fi
     rm -rf "$state"
 done
 exit $failed
