@@ -17,9 +17,10 @@
 #
 # --semantics: after each conformance replay, replays the same file with
 # topologies/workload-v1-semantics.yaml (staleness timers on every sensor, two
-# windows per sensor, five rules and a join) and prints its line (result
-# `n/a`: it closes more windows than reference.py knows) and the throughput
-# ratio semantics / conformance, measured side by side.
+# tumbling windows per sensor, five rules and a join) and with
+# workload-v1-semantics-sliding.yaml (the second window sliding), and prints
+# their lines (result `n/a`: they close more windows than reference.py knows)
+# and each one's throughput ratio to the conformance run, side by side.
 #
 # Environment:
 #   TWINSTREAM_SHARED  the shared directory (default: <repo>/../shared)
@@ -156,17 +157,20 @@ for size in "${SIZES[@]}"; do
     base_wall=$WALL
     rm -rf "$state"
     if [ $SEMANTICS = 1 ]; then
-        sreport=$TMP/report-$size-semantics.json
-        if ! measure "$BIN" replay "$REPO/topologies/workload-v1-semantics.yaml" "$data" --report "$sreport" \
-            --state-dir "$state" 2>"$TMP/replay-$size-semantics.err"; then
-            echo "$size: semantics replay failed:" >&2
-            tail -n 20 "$TMP/replay-$size-semantics.err" >&2
-            failed=1
-            continue
-        fi
-        print_line "$sreport" "$size+sem" "n/a"
-        awk -v s="$size" -v a="$base_wall" -v b="$WALL" \
-            'BEGIN{printf "# %s: semantics/conformance throughput = %.2f (wall %.2f s vs %.2f s)\n", s, a/b, b, a}'
+        for variant in semantics semantics-sliding; do
+            sreport=$TMP/report-$size-$variant.json
+            rm -rf "$state"
+            if ! measure "$BIN" replay "$REPO/topologies/workload-v1-$variant.yaml" "$data" --report "$sreport" \
+                --state-dir "$state" 2>"$TMP/replay-$size-$variant.err"; then
+                echo "$size: $variant replay failed:" >&2
+                tail -n 20 "$TMP/replay-$size-$variant.err" >&2
+                failed=1
+                continue
+            fi
+            print_line "$sreport" "$size+${variant#semantics}" "n/a"
+            awk -v s="$size" -v v="$variant" -v a="$base_wall" -v b="$WALL" \
+                'BEGIN{printf "# %s: %s/conformance throughput = %.2f (wall %.2f s vs %.2f s)\n", s, v, a/b, b, a}'
+        done
     fi
     rm -rf "$state"
 done

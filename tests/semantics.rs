@@ -219,6 +219,8 @@ fn sources_joins_relations_late_events_and_aggregates() {
         ],
     );
     append(&scada, &[("pump-1", "pressure", 9_600, 9.5)]);
+    // `lab` is a source of the topology, but not one of pressure's.
+    append(&dir.path().join("lab.jsonl"), &[("pump-1", "pressure", 9_600, 7.0)]);
 
     let mut run = spawn(&mut run_cmd(&topo, &state));
     for (what, rule) in [
@@ -267,6 +269,21 @@ fn sources_joins_relations_late_events_and_aggregates() {
             .any(|j| j["join"] == "supply" && j["left"] == 5.0 && j["right"] == 0.4),
         "the pump's pressure joined with the tank's level: {joins:#?}"
     );
+
+    let dead = jsonl(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0]["reason"], "unknown_source", "{}", dead[0]);
+    assert_eq!(dead[0]["origin"]["source"], "lab", "{}", dead[0]);
+    // Twin updates carry quality and health: the discrepancy leaves pressure
+    // suspect and the twin yellow (warning alerts active, none critical).
+    let updates = jsonl(&dir.path().join("updates.jsonl"));
+    let last = updates
+        .iter()
+        .rev()
+        .find(|u| u["sensors"].get("pressure").is_some())
+        .unwrap();
+    assert_eq!(last["sensors"]["pressure"]["quality"], "suspect", "{last}");
+    assert_eq!(last["health"], "yellow", "{last}");
 
     // The twin keeps each source's reading and the resolved one (policy
     // confidence: the measured PLC over the commanded SCADA).

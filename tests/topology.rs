@@ -748,6 +748,23 @@ rules:
             "t.yaml:14:45: rule `r3`.when: unknown name `w`: not a sensor, relation, window or join of asset type `pump`",
         ],
     },
+    Case {
+        name: "a simulator of a sensor that does not list it as a source",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      pressure: { unit: bar, expected_every: 1s, sources: [plc, scada] }
+assets: [{ id: "pump-*", type: pump }]
+sources:
+  - { name: plc, type: simulator, asset_type: pump, count: 2, digits: 1 }
+  - { name: scada, type: simulator, asset_type: pump, count: 2, digits: 1, sensors: [pressure] }
+  - { name: lab, type: simulator, asset_type: pump, count: 2, digits: 1 }
+"#,
+        want: &[
+            "t.yaml:9:13: source `lab` simulates sensor `pressure`, whose `sources` do not list it; add it there or leave the sensor out with `sensors:`",
+        ],
+    },
 ];
 
 #[test]

@@ -163,8 +163,10 @@ pub struct RouterParts {
     pub flush_at_end: bool,
 }
 
-/// How often the router looks at due timers and pending relays at most.
+/// How often the router looks at due timers.
 const TIMER_ROUND: Duration = Duration::from_millis(100);
+/// How long relayed values wait at most to be delivered with others.
+const RELAY_ROUND: Duration = Duration::from_millis(5);
 
 impl Router {
     pub fn new(p: RouterParts) -> Router {
@@ -245,9 +247,13 @@ impl Router {
     }
 
     /// Loads the stored timers of this node's twins (a restart): a twin
-    /// that is due wakes without waiting for a reading.
+    /// that is due wakes without waiting for a reading. (`replay` runs no
+    /// timers.)
     pub fn load_timers(&mut self) -> Result<usize, EngineError> {
         let mut n = 0;
+        if self.flush_at_end {
+            return Ok(0);
+        }
         let timers = &mut self.timers;
         self.store.for_each_timer(self.shard, |asset, at| {
             timers.push(Reverse((at, asset.into())));
@@ -279,18 +285,27 @@ impl Router {
         }
     }
 
-    /// Delivers due timers and pending relays, one message per worker.
-    fn timer_round(&mut self, now: i64) {
+    /// Delivers pending relays and, when `ticks`, due timers, one message
+    /// per worker. `replay` runs no processing-time timers: its results
+    /// depend on the file only, not on how fast it was read.
+    fn timer_round(&mut self, now: i64, ticks: bool) {
         let mut work: AHashMap<CompactString, (bool, Vec<Relayed>)> = AHashMap::new();
-        while self.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+        while ticks && self.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
             let Some(Reverse((_, asset))) = self.timers.pop() else {
                 break;
             };
             work.entry(asset).or_default().0 = true;
         }
+        let fired = work.len();
+        let mut relays = 0;
         for (asset, relayed) in self.pending_relays.drain() {
+            relays += relayed.len();
             work.entry(asset).or_default().1 = relayed;
         }
+        if ticks {
+            telemetry::timers(fired, self.timers.len());
+        }
+        telemetry::relays_delivered(relays);
         if work.is_empty() {
             return;
         }
@@ -338,10 +353,16 @@ impl Router {
         stop: &AtomicBool,
     ) -> Result<RouterOutcome, EngineError> {
         let mut last_round = Instant::now();
+        let mut last_relay = Instant::now();
         loop {
             if last_round.elapsed() >= TIMER_ROUND {
-                self.timer_round(now_ms());
+                self.timer_round(now_ms(), !self.flush_at_end);
                 last_round = Instant::now();
+                last_relay = last_round;
+            } else if !self.pending_relays.is_empty() && last_relay.elapsed() >= RELAY_ROUND {
+                // Related values travel sooner than timers are checked.
+                self.timer_round(now_ms(), false);
+                last_relay = Instant::now();
             }
             let all_done = self.sources.iter().all(|s| s.done);
             if all_done && (self.flush_at_end || stop.load(Ordering::Relaxed)) {

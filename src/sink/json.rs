@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{DeadLetter, DeadReason, Origin, OutputBatch};
 use crate::topology::Severity;
-use crate::twin::model::{Acc, Output, Transition};
+use crate::twin::model::{Acc, Health, Output, Quality, Transition};
 
 #[derive(Serialize)]
 struct WindowLine<'a> {
@@ -78,6 +78,9 @@ struct JoinLine<'a> {
 struct SensorValue {
     ts: i64,
     value: f64,
+    quality: Quality,
+    /// What the twin believes (differs from `value` within a deadband).
+    estimate: f64,
 }
 
 #[derive(Serialize)]
@@ -85,6 +88,7 @@ struct UpdateLine<'a> {
     kind: &'static str,
     asset: &'a str,
     version: u64,
+    health: Health,
     sensors: BTreeMap<&'a str, SensorValue>,
 }
 
@@ -169,20 +173,27 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                 },
             );
         }
-        Output::TwinUpdate { version, changed } => finish(
+        Output::TwinUpdate {
+            version,
+            changed,
+            health,
+        } => finish(
             buf,
             &UpdateLine {
                 kind: "twin_update",
                 asset,
                 version: *version,
+                health: *health,
                 sensors: changed
                     .iter()
-                    .map(|(s, l)| {
+                    .map(|(s, u)| {
                         (
                             &*m.sensors[*s as usize],
                             SensorValue {
-                                ts: l.ts,
-                                value: l.value,
+                                ts: u.latest.ts,
+                                value: u.latest.value,
+                                quality: u.quality,
+                                estimate: u.estimate,
                             },
                         )
                     })

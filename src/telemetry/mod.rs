@@ -21,6 +21,10 @@ pub const SNAPSHOT_BYTES: &str = "twinstream_snapshot_bytes_total";
 pub const SNAPSHOT_TWINS: &str = "twinstream_snapshot_twins_total";
 pub const SINK_LINES: &str = "twinstream_sink_lines_total";
 pub const FLOW_INFLIGHT: &str = "twinstream_flow_inflight_chunks";
+pub const TIMERS_FIRED: &str = "twinstream_timers_fired_total";
+pub const TIMERS_PENDING: &str = "twinstream_timers_pending";
+pub const RELAYS_DELIVERED: &str = "twinstream_relays_delivered_total";
+pub const SYNC_LAG: &str = "twinstream_twin_sync_lag_seconds";
 
 pub const LABEL_SOURCE: &str = "source";
 pub const LABEL_SINK: &str = "sink";
@@ -68,4 +72,26 @@ pub fn sink_written(sink: &str, lines: u64) {
 
 pub fn flow_inflight(n: usize) {
     gauge!(FLOW_INFLIGHT).set(n as f64);
+}
+
+/// A timer round: `fired` twins ticked, `pending` entries left in the index.
+pub fn timers(fired: usize, pending: usize) {
+    if fired > 0 {
+        counter!(TIMERS_FIRED).increment(fired as u64);
+    }
+    gauge!(TIMERS_PENDING).set(pending as f64);
+}
+
+pub fn relays_delivered(n: usize) {
+    if n > 0 {
+        counter!(RELAYS_DELIVERED).increment(n as u64);
+    }
+}
+
+/// The sync lag of a twin after a batch (processing time minus the event
+/// time of the reading it last reflected).
+pub fn sync_lag(ms: i32) {
+    if ms != i32::MIN {
+        histogram!(SYNC_LAG).record(f64::from(ms) / 1000.0);
+    }
 }

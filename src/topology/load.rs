@@ -571,8 +571,27 @@ impl<'t> Cx<'t> {
     }
 
     /// Resolves the source names of multi-source sensors (declared before
-    /// the sources are read).
+    /// the sources are read), and checks that a simulator only simulates
+    /// sensors that take readings from it.
     fn link_sensor_sources(&mut self, types: &mut [AssetType], sources: &[SourceSpec]) {
+        for src in sources {
+            let SourceKind::Simulator(sim) = &src.kind else {
+                continue;
+            };
+            let ty = &types[sim.asset_type];
+            for (i, sensor) in ty.sensors.iter().enumerate() {
+                let simulated = sim.sensors.is_empty() || sim.sensors.contains(&i);
+                if simulated && !sensor.sources.is_empty() && !sensor.sources.iter().any(|s| s.name == src.name) {
+                    self.err(
+                        src.pos,
+                        format!(
+                            "source `{}` simulates sensor `{}`, whose `sources` do not list it; add it there or leave the sensor out with `sensors:`",
+                            src.name, sensor.name
+                        ),
+                    );
+                }
+            }
+        }
         for ty in types.iter_mut() {
             for sensor in &mut ty.sensors {
                 for s in &mut sensor.sources {

@@ -300,6 +300,7 @@ impl Handler<Apply> for TwinActor {
             }
             telemetry::events_applied(msg.events.len() as u64, self.state.stats.late - late_before);
             telemetry::apply_latency(msg.received_at.elapsed().as_secs_f64());
+            telemetry::sync_lag(self.state.sync_lag_ms);
         }
         let mut other = |input: Input<'_>, what: &str| {
             for attempt in 1..=MAX_ATTEMPTS {

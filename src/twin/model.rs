@@ -80,6 +80,15 @@ impl Latest {
     }
 }
 
+/// One sensor in a twin update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SensorUpdate {
+    pub latest: Latest,
+    pub quality: Quality,
+    /// The twin's estimate (equal to the value without a deadband).
+    pub estimate: f64,
+}
+
 /// Data quality of a sensor's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -477,10 +486,12 @@ pub enum Output {
         /// `RuleDef::inputs`).
         inputs: Vec<f64>,
     },
-    /// Latest values that changed in this input.
+    /// Sensors whose value or quality changed in this input, with their quality and
+    /// what rules read (the estimate with a deadband), and the twin's health.
     TwinUpdate {
         version: u64,
-        changed: Vec<(u16, Latest)>,
+        changed: Vec<(u16, SensorUpdate)>,
+        health: Health,
     },
     /// An event for windows that had closed (it still counts everywhere
     /// else: latest value, joins, rules).
@@ -658,14 +669,22 @@ pub fn apply(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i64
     match input {
         Input::Events(events) => {
             let track = m.emit.has(OutputKind::TwinUpdates);
-            let mut changed: Vec<(u16, Latest)> = Vec::new();
+            let mut changed: Vec<(u16, SensorUpdate)> = Vec::new();
             for e in events {
+                let quality = state.sensors[e.sensor as usize].quality;
                 let became_latest = on_event(m, state, e, now_ms, out);
-                if track && became_latest {
-                    let latest = state.sensors[e.sensor as usize].latest();
+                // A reading may change the quality without the value (a
+                // discrepancy between sources, a stale sensor reporting).
+                if track && (became_latest || state.sensors[e.sensor as usize].quality != quality) {
+                    let s = e.sensor as usize;
+                    let update = SensorUpdate {
+                        latest: state.sensors[s].latest(),
+                        quality: state.sensors[s].quality,
+                        estimate: state.believed(m, s).unwrap_or(f64::NAN),
+                    };
                     match changed.iter_mut().find(|(s, _)| *s == e.sensor) {
-                        Some(c) => c.1 = latest,
-                        None => changed.push((e.sensor, latest)),
+                        Some(c) => c.1 = update,
+                        None => changed.push((e.sensor, update)),
                     }
                 }
             }
@@ -673,6 +692,7 @@ pub fn apply(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i64
                 out.push(Output::TwinUpdate {
                     version: state.version,
                     changed,
+                    health: state.health(m),
                 });
             }
         }
@@ -702,8 +722,10 @@ fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Ve
     let s = e.sensor as usize;
     let def = &m.sensor_defs[s];
 
-    // (a) the sensor is heard from: fresh again
-    st.sensors[s].seen = now;
+    // (a) the sensor is heard from: fresh again (only timers read when)
+    if m.timers {
+        st.sensors[s].seen = now;
+    }
     if st.sensors[s].quality == Quality::Stale {
         st.sensors[s].quality = Quality::Good;
         // Staleness is processing time: so are its transitions.
@@ -738,7 +760,9 @@ fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Ve
             let mut changed = false;
             if let Some(k) = m.source_slot(s, e.source) {
                 let r = &mut ext_mut!(st).by_source[k];
-                r.seen = now;
+                if m.timers {
+                    r.seen = now;
+                }
                 if e.ts >= r.ts {
                     r.ts = e.ts;
                     r.value = e.value;

@@ -158,12 +158,12 @@ pub struct TwinRecord {
     pub wm_floor: Option<i64>,
     /// The greatest processing time a sensor was heard from; `seen` values
     /// are stored relative to it.
-    pub seen_base: i64,
+    pub seen_base: Option<i64>,
     /// Sensors with a value.
     pub sensors: Vec<SensorRecord>,
     /// Per-source readings with a value, by index into the schema's sources.
     pub by_source: Vec<SourceRecord>,
-    pub sync_lag_ms: i64,
+    pub sync_lag_ms: i32,
     pub offline: bool,
     pub open: Vec<WindowRecord>,
     /// The last closed window of each slot that rules read.
@@ -203,14 +203,53 @@ pub struct WindowRecord {
     /// `last_ms - max_ts` (wrapping).
     pub end_ms: i64,
     pub first_origin: u64,
-    pub acc: Acc,
+    pub acc: AccRecord,
     pub last_back: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClosedRecord {
     pub slot: u16,
-    pub acc: Acc,
+    pub acc: AccRecord,
+}
+
+/// A window accumulator as stored: `last` and the deviation (16 bytes a
+/// window) only when something reads them ([`TypeModel::keeps_spread`]):
+/// a window sink, or a rule over `last` or `stddev`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AccRecord {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    /// `(last, m2)`.
+    pub spread: Option<(f64, f64)>,
+}
+
+impl AccRecord {
+    fn of(m: &TypeModel, a: &Acc) -> AccRecord {
+        AccRecord {
+            count: a.count,
+            sum: a.sum,
+            min: a.min,
+            max: a.max,
+            spread: m.keeps_spread.then_some((a.last, a.m2)),
+        }
+    }
+
+    /// Without the spread, `last` reads as the average and the deviation
+    /// counts from the readings after the restore.
+    pub fn acc(&self) -> Acc {
+        let (last, m2) = self.spread.unwrap_or((self.sum / self.count as f64, 0.0));
+        Acc {
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+            last,
+            m2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -245,14 +284,20 @@ impl TwinRecord {
     /// moves them into the checkpoint first.
     pub fn from_state(m: &TypeModel, st: &TwinState) -> TwinRecord {
         let max_ts = st.max_ts;
-        let seen_base = st.sensors.iter().map(|s| s.seen).max().unwrap_or(NO_TS);
-        let seen_back = |seen: i64| (seen != NO_TS).then(|| seen_base.wrapping_sub(seen));
+        // When a reading was applied matters only to timers.
+        let timers = m.has_timers();
+        let seen_base = if timers {
+            st.sensors.iter().map(|s| s.seen).max().unwrap_or(NO_TS)
+        } else {
+            NO_TS
+        };
+        let seen_back = |seen: i64| (timers && seen != NO_TS).then(|| seen_base.wrapping_sub(seen));
         TwinRecord {
             schema: m.schema_id,
             version: st.version,
             max_ts,
             wm_floor: (st.wm_floor() != NO_TS).then(|| st.wm_floor().wrapping_sub(max_ts)),
-            seen_base,
+            seen_base: (seen_base != NO_TS).then_some(seen_base),
             sensors: st
                 .sensors
                 .iter()
@@ -284,7 +329,7 @@ impl TwinRecord {
                     seen_back: seen_back(r.seen),
                 })
                 .collect(),
-            sync_lag_ms: i64::from(st.sync_lag_ms),
+            sync_lag_ms: st.sync_lag_ms,
             offline: st.offline,
             open: st
                 .open
@@ -293,7 +338,7 @@ impl TwinRecord {
                     slot: w.slot,
                     end_ms: w.last_ms.wrapping_sub(max_ts),
                     first_origin: w.first_origin,
-                    acc: w.acc,
+                    acc: AccRecord::of(m, &w.acc),
                     last_back: w.last_back,
                 })
                 .collect(),
@@ -304,7 +349,7 @@ impl TwinRecord {
                 .filter_map(|(slot, c)| {
                     Some(ClosedRecord {
                         slot: slot as u16,
-                        acc: st.closed[(*c)? as usize]?,
+                        acc: AccRecord::of(m, &st.closed[(*c)? as usize]?),
                     })
                 })
                 .collect(),
@@ -369,7 +414,7 @@ impl TwinRecord {
         st.version = self.version;
         st.max_ts = self.max_ts;
 
-        st.sync_lag_ms = self.sync_lag_ms.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        st.sync_lag_ms = self.sync_lag_ms;
         // The optional parts, filled below and put back at the end.
         let mut ext = st.ext.take();
         if let (Some(x), Some(f)) = (ext.as_deref_mut(), self.wm_floor) {
@@ -377,7 +422,10 @@ impl TwinRecord {
         }
         st.offline = self.offline;
         st.stats = self.stats;
-        let seen = |back: Option<i64>| back.map_or(NO_TS, |b| self.seen_base.wrapping_sub(b));
+        let seen = |back: Option<i64>| match (back, self.seen_base) {
+            (Some(b), Some(base)) => base.wrapping_sub(b),
+            _ => NO_TS,
+        };
         let name = |names: &[String], i: u16| names.get(i as usize).map_or("?", String::as_str).to_string();
         // Maps a stored index to the current one: the same index for a record
         // written with this very model (a corrupt one is dropped, not a
@@ -450,7 +498,7 @@ impl TwinRecord {
                 Some(slot) => st.open.push(OpenWindow {
                     last_ms: self.max_ts.wrapping_add(w.end_ms),
                     first_origin: w.first_origin,
-                    acc: w.acc,
+                    acc: w.acc.acc(),
                     slot,
                     last_back: w.last_back,
                 }),
@@ -471,7 +519,7 @@ impl TwinRecord {
         }
         for c in &self.closed {
             if let Some(i) = slot_of(c.slot).and_then(|slot| m.closed_index.get(slot as usize).copied().flatten()) {
-                st.closed[i as usize] = Some(c.acc);
+                st.closed[i as usize] = Some(c.acc.acc());
             }
         }
         for j in &self.joins {
@@ -569,14 +617,13 @@ mod v2 {
     /// Format 2 did not keep `last` or the deviation of a window: a window
     /// open across the upgrade reports its average as `last` and the
     /// deviation of the readings after the upgrade.
-    fn acc(a: Acc2) -> Acc {
-        Acc {
+    fn acc(a: Acc2) -> AccRecord {
+        AccRecord {
             count: a.count,
             sum: a.sum,
             min: a.min,
             max: a.max,
-            last: a.sum / a.count as f64,
-            m2: 0.0,
+            spread: None,
         }
     }
 
@@ -587,7 +634,7 @@ mod v2 {
                 version: self.version,
                 max_ts: self.max_ts,
                 wm_floor: None,
-                seen_base: NO_TS,
+                seen_base: None,
                 sensors: self
                     .sensors
                     .into_iter()
@@ -602,7 +649,7 @@ mod v2 {
                     })
                     .collect(),
                 by_source: Vec::new(),
-                sync_lag_ms: i64::from(i32::MIN),
+                sync_lag_ms: i32::MIN,
                 offline: false,
                 open: self
                     .open
@@ -732,7 +779,7 @@ mod tests {
             [(1, Latest { ts: 9_500, value: 3.5 })]
         );
         assert_eq!(rec.sensors[0].quality, Quality::Good);
-        let acc = rec.open[0].acc;
+        let acc = rec.open[0].acc.acc();
         assert_eq!((acc.count, acc.sum, acc.min, acc.max), (4, 10.0, 1.0, 4.0));
         assert_eq!(
             (acc.last, acc.m2),

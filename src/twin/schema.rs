@@ -26,6 +26,9 @@ pub struct TypeModel {
     pub out_of_orderness_ms: i64,
     /// No reading for this long (processing time) closes the open windows.
     pub idle_timeout_ms: Option<i64>,
+    /// Twins of this type need timers (staleness, idle timeout): they note
+    /// when each reading was applied.
+    pub timers: bool,
     /// Windows that cover this type.
     pub windows: Vec<WindowDef>,
     /// (window, sensor) pairs: one set of open windows each.
@@ -61,6 +64,9 @@ pub struct TypeModel {
     pub n_closed: usize,
     /// Output kinds some sink consumes; the model only builds those.
     pub emit: OutputMask,
+    /// Something reads a window's `last` or `stddev` (a window sink or a
+    /// rule): records keep them.
+    pub keeps_spread: bool,
     /// Record closed windows for the replay digest.
     pub digest: bool,
     /// The names twin records of this type index, and their id.
@@ -543,6 +549,7 @@ impl TypeModel {
             n_estimates,
             out_of_orderness_ms: ty.out_of_orderness.as_millis() as i64,
             idle_timeout_ms: ty.idle_timeout.map(|d| d.as_millis() as i64),
+            timers: ty.idle_timeout.is_some() || ty.sensors.iter().any(|s| s.stale_after.is_some()),
             windows,
             slots,
             slots_by_sensor,
@@ -562,10 +569,23 @@ impl TypeModel {
             closed_index,
             n_closed,
             emit,
+            keeps_spread: false,
             digest,
             schema: super::record::Schema::default(),
             schema_id: 0,
         };
+        m.keeps_spread = emit.has(OutputKind::Windows)
+            || m.rules.iter().any(|r| {
+                r.inputs.iter().any(|(_, s)| {
+                    matches!(
+                        s,
+                        LocalSlot::Closed {
+                            agg: Agg::Last | Agg::Stddev,
+                            ..
+                        }
+                    )
+                })
+            });
         m.schema = super::record::Schema::of(&m);
         m.schema_id = m.schema.id();
         m
@@ -583,7 +603,7 @@ impl TypeModel {
 
     /// Whether twins of this type ever need a timer (staleness, idle timeout).
     pub fn has_timers(&self) -> bool {
-        self.idle_timeout_ms.is_some() || self.sensor_defs.iter().any(|d| d.stale_after_ms.is_some())
+        self.timers
     }
 
     /// Index in the twin's per-source table of `source`'s reading of

@@ -149,6 +149,13 @@ fn window_aggregates_include_last_by_event_time_and_stddev() {
         let mut t = Twin::new(m.clone());
         let events: Vec<Event> = readings.iter().map(|&(ts, v)| ev(TEMP, ts, v)).collect();
         t.at(0, &events);
+        // An open window keeps `last` and the deviation across a snapshot
+        // (a window sink reads them).
+        assert!(t.m.keeps_spread);
+        let (back, _) = record::decode(&record::encode(&t.m, &t.st))
+            .unwrap()
+            .into_state(&t.m, &t.m.schema);
+        assert_eq!(back.open, t.st.open, "{readings:?}");
         apply(&t.m, &mut t.st, Input::EndOfInput, 0, &mut t.out);
         let acc = t
             .out
