@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::model::{apply, next_deadline, Event, Input, Output, Relayed, TwinState};
+use super::model::{apply, next_deadline, Event, Input, Output, Relayed, TwinState, NO_TS};
 use super::record;
 use super::schema::TypeModel;
 use crate::engine::checkpoint::Epoch;
@@ -63,6 +63,13 @@ pub struct TwinActor {
     asset: Arc<str>,
     tcx: Arc<TypeContext>,
     state: TwinState,
+    /// The deadline the router's timer index and the store hold for this
+    /// twin (`NO_TS`: none), at or before its real next deadline: events
+    /// only move that later, so it is re-armed only when it must be earlier
+    /// or after a tick.
+    armed: i64,
+    /// `armed` changed since the last snapshot wrote it.
+    timer_dirty: bool,
     /// Restore failed: the node is stopping; do nothing.
     failed: bool,
 }
@@ -104,6 +111,8 @@ impl TwinActor {
             state: TwinState::new(&tcx.model),
             asset,
             tcx,
+            armed: NO_TS,
+            timer_dirty: false,
             failed: false,
         }
     }
@@ -172,6 +181,28 @@ impl TwinActor {
         };
         SCRATCH.with(|s| *s.borrow_mut() = Some(backup));
         outcome
+    }
+
+    /// The router's timer for this twin may fire early (it is not moved
+    /// later when readings arrive), never late: arm an earlier deadline, and
+    /// after a tick the next one (or none).
+    fn rearm(&mut self, ticked: bool) {
+        let next = next_deadline(&self.tcx.model, &self.state);
+        let rearm = match next {
+            Some(at) => ticked || self.armed == NO_TS || at < self.armed,
+            None => ticked && self.armed != NO_TS,
+        };
+        if !rearm {
+            return;
+        }
+        self.armed = next.unwrap_or(NO_TS);
+        self.timer_dirty = true;
+        if let Some(at) = next {
+            let _ = self.tcx.cx.feedback.send(Feedback::Timer {
+                asset: self.asset.clone(),
+                at,
+            });
+        }
     }
 
     fn deliver(&self, mut outputs: Vec<Output>, dead_letters: Vec<DeadLetter>, permit: &Permit) {
@@ -290,8 +321,6 @@ impl Handler<Apply> for TwinActor {
         }
         let now = now_ms();
         let mut out = Vec::new();
-        let model = &self.tcx.model;
-        let before = next_deadline(model, &self.state);
         let mut dead = Vec::new();
         if !msg.events.is_empty() {
             let late_before = self.state.stats.late;
@@ -319,17 +348,8 @@ impl Handler<Apply> for TwinActor {
         if msg.tick {
             other(Input::Tick, "a timer");
         }
-        // The router's timer for this twin may fire early (it is not moved
-        // later when readings arrive), never late: tell it about an earlier
-        // deadline, and after a tick about the next one.
-        let after = next_deadline(&self.tcx.model, &self.state);
-        if let Some(at) = after {
-            if msg.tick || before.is_none_or(|b| at < b) {
-                let _ = self.tcx.cx.feedback.send(Feedback::Timer {
-                    asset: self.asset.clone(),
-                    at,
-                });
-            }
+        if self.tcx.model.timers {
+            self.rearm(msg.tick);
         }
         self.deliver(out, dead, &msg.permit);
     }
@@ -366,10 +386,9 @@ impl Handler<Snapshot> for TwinActor {
         }
         // Windows closed since the last snapshot go into the same checkpoint.
         self.state.take_digest(|d| msg.epoch.add_digest(d));
-        // The timer goes with the record, so a restarted node wakes the
-        // twin when it is due without reading every record first.
-        let model = &self.tcx.model;
-        let timer = model.has_timers().then(|| next_deadline(model, &self.state));
+        // The timer goes with the record when it changed, so a restarted
+        // node wakes the twin when it is due without reading every record.
+        let timer = std::mem::take(&mut self.timer_dirty).then_some((self.armed != NO_TS).then_some(self.armed));
         RECORD.with(|buf| {
             let mut buf = buf.borrow_mut();
             record::encode_into(&self.tcx.model, &self.state, &mut buf);
