@@ -265,7 +265,12 @@ impl Router {
 
     fn on_feedback(&mut self, f: Feedback) {
         match f {
-            Feedback::Timer { asset, at } => self.timers.push(Reverse((at, (&*asset).into()))),
+            // `replay` runs no timers: nothing to keep.
+            Feedback::Timer { asset, at } => {
+                if !self.flush_at_end {
+                    self.timers.push(Reverse((at, (&*asset).into())));
+                }
+            }
             Feedback::Relay { asset, sensor, latest } => {
                 let board = self.board.entry((&*asset).into()).or_default();
                 match board.iter_mut().find(|(s, _)| *s == sensor) {
