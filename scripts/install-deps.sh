@@ -20,6 +20,7 @@ APT_PACKAGES=(
     libclang-dev        # bindgen for rocksdb's bindings
     python3:python3     # tests run ../shared/workload/*.py
     procps:kill         # tests use the `kill` and `ps` binaries
+    mosquitto:mosquitto # tests start a real MQTT broker (issue 5)
 )
 
 # Checked with `cargo <name> --version`; added with `rustup component add`.

@@ -765,6 +765,33 @@ sources:
             "t.yaml:9:13: source `lab` simulates sensor `pressure`, whose `sources` do not list it; add it there or leave the sensor out with `sensors:`",
         ],
     },
+    Case {
+        name: "an MQTT source: filters, qos, topic fields, port",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { temperature: { unit: degC } }
+assets: [{ id: "pump-*", type: pump }]
+sources:
+  - name: plant
+    type: mqtt
+    port: 70000
+    topics: ["plant/#/x", "plant/a+"]
+    qos: 2
+    topic_fields: "plant/{asset}/{rpm}"
+    decode: { ts: ts, value: value }
+"#,
+        want: &[
+            "t.yaml:8:11: source `plant`.port: must be between 1 and 65535",
+            "t.yaml:9:14: source `plant`.topics: `plant/#/x` is not a topic filter (`+` is one whole level, `#` only the last)",
+            "t.yaml:9:27: source `plant`.topics: `plant/a+` is not a topic filter (`+` is one whole level, `#` only the last)",
+            "t.yaml:10:10: source `plant`.qos: 0 or 1",
+            "t.yaml:11:19: source `plant`.topic_fields: `{rpm}`: a topic level can name `{asset}` or `{sensor}`",
+            // Without valid topic fields, the mapping has no asset or sensor.
+            "t.yaml:12:13: source `plant`.decode: missing required field `asset`",
+            "t.yaml:12:13: source `plant`.decode: name the reading: `sensor` + `value` (one reading per record) or `values` (one field per sensor)",
+        ],
+    },
 ];
 
 #[test]

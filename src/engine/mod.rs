@@ -27,6 +27,7 @@ use actix::prelude::*;
 use crate::sink::{SinkError, SinkHub};
 use crate::source::decode::{AssetIndex, Decoder};
 use crate::source::file::{check_position, FileReader, FAST_CHUNK_BYTES};
+use crate::source::mqtt::MqttSource;
 use crate::source::simulator::Simulator;
 use crate::source::{decoder_loop, SourceError, SourcePosition};
 use crate::store::envelope::EnvelopeError;
@@ -120,7 +121,7 @@ pub fn run(
                     )))
                 }
             },
-            (Mode::Run, SourceKind::Simulator(_)) => (true, None),
+            (Mode::Run, SourceKind::Simulator(_) | SourceKind::Mqtt(_)) => (true, None),
         };
         if run_it {
             chosen.push((i, file));
@@ -243,6 +244,14 @@ pub fn run(
             plan.is_some(),
         ));
     }
+    let mut ack_channels = Vec::new();
+    for (i, src) in topo.sources.iter().enumerate() {
+        if matches!(src.kind, SourceKind::Mqtt(_)) && plans.iter().any(|(p, _, _)| *p == i) {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            slots[i].acks = Some(tx);
+            ack_channels.push((i, rx));
+        }
+    }
     for (i, file, position) in plans {
         let src = &topo.sources[i];
         let name: Arc<str> = src.name.as_str().into();
@@ -254,6 +263,32 @@ pub fn run(
                 threads.push(spawn(
                     &format!("source-{}", src.name),
                     Box::new(move || sim.run(&flow, &out, &stop, name)),
+                ));
+            }
+            (SourceKind::Mqtt(spec), _) => {
+                let Some(decode) = &src.decode else {
+                    return Err(EngineError::Config(format!(
+                        "source `{}` has no decode mapping",
+                        src.name
+                    )));
+                };
+                let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), None));
+                let durable = ack_channels
+                    .iter()
+                    .find(|(s, _)| *s == i)
+                    .map(|(_, rx)| rx.clone())
+                    .expect("every running MQTT source has an ack channel");
+                let source = MqttSource {
+                    source: i as u16,
+                    name: name.clone(),
+                    spec: spec.clone(),
+                    decoder,
+                    default_client_id: format!("twinstream-{}-{}", topo.node.name, src.name),
+                };
+                let out = chunk_tx.clone();
+                threads.push(spawn(
+                    &format!("source-{}", src.name),
+                    Box::new(move || source.run(&flow, &out, &durable, &stop)),
                 ));
             }
             (_, Some(path)) => {

@@ -55,6 +55,16 @@ pub enum Feedback {
     },
 }
 
+/// An epoch started and not yet durable.
+struct InflightEpoch {
+    id: u64,
+    /// The line of the first positioned source it stores (for the log).
+    line: Option<u64>,
+    /// Per acknowledging source: `next_seq` when the epoch started (it holds
+    /// every chunk before that).
+    acked: Vec<(usize, u64)>,
+}
+
 /// A twin that reads a sensor of another asset through a relation.
 struct Follower {
     asset: CompactString,
@@ -74,6 +84,9 @@ pub struct SourceSlot {
     pending: BTreeMap<u64, DecodedChunk>,
     pub done: bool,
     pub end_of_input: bool,
+    /// Told the sequence number up to which this source's chunks are
+    /// durable (sources that acknowledge after durability: MQTT QoS 1).
+    pub acks: Option<Sender<u64>>,
 }
 
 impl SourceSlot {
@@ -86,6 +99,7 @@ impl SourceSlot {
             pending: BTreeMap::new(),
             done: !running,
             end_of_input: false,
+            acks: None,
         }
     }
 }
@@ -120,9 +134,8 @@ pub struct Router {
     positions_changed: bool,
     /// Id of the last epoch started; the next one is `epoch + 1`.
     epoch: u64,
-    /// Epochs started and not yet durable, oldest first, each with the line
-    /// of the first positioned source it stores (for the log).
-    inflight_epochs: std::collections::VecDeque<(u64, Option<u64>)>,
+    /// Epochs started and not yet durable, oldest first.
+    inflight_epochs: std::collections::VecDeque<InflightEpoch>,
     last_checkpoint: Instant,
     events_since_checkpoint: u64,
     events: u64,
@@ -470,7 +483,9 @@ impl Router {
             src.done = true;
             src.end_of_input = c.end_of_input;
         }
-        self.positions_changed |= src.positioned;
+        // An acknowledging source needs a checkpoint even for a chunk that
+        // changed no twin (only dead letters): its acks wait for one.
+        self.positions_changed |= src.positioned || src.acks.is_some();
         self.events += c.events;
         self.events_since_checkpoint += c.events;
         if c.groups.is_empty() {
@@ -565,7 +580,18 @@ impl Router {
         self.events_since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
         let line = self.sources.iter().find(|s| s.positioned).map(|s| s.position.line);
-        self.inflight_epochs.push_back((self.epoch, line));
+        let acked: Vec<(usize, u64)> = self
+            .sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.acks.is_some() && s.next_seq > 0)
+            .map(|(i, s)| (i, s.next_seq))
+            .collect();
+        self.inflight_epochs.push_back(InflightEpoch {
+            id: self.epoch,
+            line,
+            acked,
+        });
         telemetry::flow_inflight(self.flow.inflight());
         self.epoch
     }
@@ -574,12 +600,14 @@ impl Router {
         // Epochs commit in order; log the position this one stored, not
         // where the sources have got to since.
         let mut line = None;
-        while let Some(&(epoch, l)) = self.inflight_epochs.front() {
-            if epoch > d.epoch {
-                break;
+        while self.inflight_epochs.front().is_some_and(|e| e.id <= d.epoch) {
+            let e = self.inflight_epochs.pop_front().expect("checked");
+            line = e.line;
+            for (source, next_seq) in e.acked {
+                if let Some(tx) = &self.sources[source].acks {
+                    let _ = tx.send(next_seq - 1);
+                }
             }
-            self.inflight_epochs.pop_front();
-            line = l;
         }
         tracing::info!(
             epoch = d.epoch,

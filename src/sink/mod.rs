@@ -77,6 +77,9 @@ pub struct Origin {
     /// Byte offset of the record in the file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
+    /// The MQTT topic a message came on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<Arc<str>>,
 }
 
 /// A record that could not be applied, with everything needed to fix and

@@ -442,6 +442,7 @@ impl Decoder {
                 file: self.file.clone(),
                 line: line_no,
                 offset: Some(offset),
+                topic: None,
             },
             reason,
             message,

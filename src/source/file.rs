@@ -187,6 +187,7 @@ impl FileReader {
                             file: self.decoder.file.clone(),
                             line: line + 1,
                             offset: Some(offset),
+                            topic: None,
                         },
                         reason: DeadReason::Malformed,
                         message: format!("record longer than {MAX_RECORD_BYTES} bytes; first 4096 bytes kept"),

@@ -12,6 +12,7 @@
 
 pub mod decode;
 pub mod file;
+pub mod mqtt;
 pub mod simulator;
 
 use std::path::PathBuf;

@@ -1084,6 +1084,14 @@ impl<'t> Cx<'t> {
                 "gap_prob",
                 "drift_frac",
                 "sensors",
+                "host",
+                "port",
+                "client_id",
+                "topics",
+                "qos",
+                "clean_session",
+                "keep_alive",
+                "topic_fields",
             ];
             let Some(mut f) = Fields::new(item, "source", FIELDS, &mut self.diags) else {
                 continue;
@@ -1109,11 +1117,24 @@ impl<'t> Cx<'t> {
                     ),
                 );
             }
-            let Some(kind) = f.choice("type", &["file", "simulator"], true, &mut self.diags) else {
+            let Some(kind) = f.choice("type", &["file", "simulator", "mqtt"], true, &mut self.diags) else {
                 continue;
             };
             let allowed: &[&str] = match kind.value.as_str() {
                 "file" => &["name", "type", "path", "pace", "speed", "decode"],
+                "mqtt" => &[
+                    "name",
+                    "type",
+                    "host",
+                    "port",
+                    "client_id",
+                    "topics",
+                    "qos",
+                    "clean_session",
+                    "keep_alive",
+                    "topic_fields",
+                    "decode",
+                ],
                 _ => &[
                     "name",
                     "type",
@@ -1152,10 +1173,17 @@ impl<'t> Cx<'t> {
                 };
                 let path = f.str("path", false, &mut self.diags).map(|p| PathBuf::from(p.value));
                 let decode = match f.require("decode", &mut self.diags) {
-                    Some(d) => self.decode(d, &what, types),
+                    Some(d) => self.decode(d, &what, types, None),
                     None => None,
                 };
                 (SourceKind::File(FileSourceSpec { path, pace }), decode)
+            } else if kind.value == "mqtt" {
+                let Some(spec) = self.mqtt(&f, &what) else { continue };
+                let decode = match f.require("decode", &mut self.diags) {
+                    Some(d) => self.decode(d, &what, types, spec.topic_fields.as_ref()),
+                    None => None,
+                };
+                (SourceKind::Mqtt(spec), decode)
             } else {
                 match self.simulator(&f, &what, types, assets) {
                     Some(sim) => (SourceKind::Simulator(sim), None),
@@ -1173,6 +1201,77 @@ impl<'t> Cx<'t> {
             self.err(pos(node), "sources: declare at least one source");
         }
         out
+    }
+
+    fn mqtt(&mut self, f: &Fields<'_>, what: &str) -> Option<MqttSpec> {
+        let d = &mut self.diags;
+        let host = f
+            .str("host", false, d)
+            .map_or_else(|| "127.0.0.1".to_string(), |h| h.value);
+        let port = match f.u64("port", false, d) {
+            Some(p) if p.value == 0 || p.value > 65535 => {
+                d.error(p.pos, format!("{what}.port: must be between 1 and 65535"));
+                1883
+            }
+            Some(p) => p.value as u16,
+            None => 1883,
+        };
+        let client_id = f.str("client_id", false, d).map(|c| c.value);
+        let topics = f.str_list("topics", d).unwrap_or_default();
+        if topics.is_empty() {
+            d.error(
+                f.pos(),
+                format!("{what}: list the topic filters to subscribe to in `topics`"),
+            );
+        }
+        for t in &topics {
+            let bad = t.value.is_empty()
+                || t.value.split('/').enumerate().any(|(i, l)| {
+                    (l.contains('#') && (l != "#" || i + 1 != t.value.split('/').count()))
+                        || (l.contains('+') && l != "+")
+                });
+            if bad {
+                d.error(
+                    t.pos,
+                    format!(
+                        "{what}.topics: `{}` is not a topic filter (`+` is one whole level, `#` only the last)",
+                        t.value
+                    ),
+                );
+            }
+        }
+        let qos = match f.u64("qos", false, d) {
+            Some(q) if q.value > 1 => {
+                d.error(q.pos, format!("{what}.qos: 0 or 1"));
+                1
+            }
+            Some(q) => q.value as u8,
+            None => 1,
+        };
+        let clean_session = f.bool("clean_session", d).is_some_and(|b| b.value);
+        let keep_alive = f
+            .duration("keep_alive", false, d)
+            .map_or(Duration::from_secs(30), |k| k.value);
+        let topic_fields = match f.str("topic_fields", false, d) {
+            Some(t) => match TopicTemplate::parse(&t.value) {
+                Ok(tt) => Some(tt),
+                Err(e) => {
+                    d.error(t.pos, format!("{what}.topic_fields: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        Some(MqttSpec {
+            host,
+            port,
+            client_id: client_id.unwrap_or_default(),
+            topics: topics.into_iter().map(|t| t.value).collect(),
+            qos,
+            clean_session,
+            keep_alive,
+            topic_fields,
+        })
     }
 
     fn simulator(
@@ -1267,7 +1366,15 @@ impl<'t> Cx<'t> {
         Some(spec)
     }
 
-    fn decode(&mut self, node: &Node, what: &str, types: &[AssetType]) -> Option<DecodeSpec> {
+    /// A decode mapping; fields an MQTT topic template gives (`{asset}`,
+    /// `{sensor}`) need no path in the payload.
+    fn decode(
+        &mut self,
+        node: &Node,
+        what: &str,
+        types: &[AssetType],
+        topic: Option<&TopicTemplate>,
+    ) -> Option<DecodeSpec> {
         const FIELDS: &[&str] = &[
             "format",
             "contract",
@@ -1294,9 +1401,14 @@ impl<'t> Cx<'t> {
                 }
             }
         };
-        let asset = path("asset", true, d);
+        let from_topic = |field: &str| {
+            topic
+                .filter(|t| t.has(field))
+                .map(|_| FieldPath(vec![TOPIC_KEY.to_string(), field.to_string()]))
+        };
+        let asset = from_topic("asset").or_else(|| path("asset", true, d));
         let ts = path("ts", true, d);
-        let sensor = path("sensor", false, d);
+        let sensor = from_topic("sensor").or_else(|| path("sensor", false, d));
         let value = path("value", false, d);
         let ts_format = match f.choice("ts_format", &["epoch_ms", "epoch_s", "epoch_us", "rfc3339"], false, d) {
             Some(s) => match s.value.as_str() {

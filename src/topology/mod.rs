@@ -117,6 +117,14 @@ impl Topology {
                 SourceKind::Simulator(sim) => {
                     format!("simulator {} x {}{:0w$}..", sim.count, sim.prefix, 0, w = sim.digits)
                 }
+                SourceKind::Mqtt(m) => format!(
+                    "mqtt {}:{} {} qos {}{}",
+                    m.host,
+                    m.port,
+                    m.topics.join(" "),
+                    m.qos,
+                    if m.clean_session { "" } else { ", persistent session" }
+                ),
             };
             let contract = src
                 .decode

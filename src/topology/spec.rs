@@ -250,6 +250,7 @@ pub struct SourceSpec {
 pub enum SourceKind {
     File(FileSourceSpec),
     Simulator(SimulatorSpec),
+    Mqtt(MqttSpec),
 }
 
 impl SourceKind {
@@ -257,7 +258,96 @@ impl SourceKind {
         match self {
             SourceKind::File(_) => "file",
             SourceKind::Simulator(_) => "simulator",
+            SourceKind::Mqtt(_) => "mqtt",
         }
+    }
+}
+
+/// The JSON key under which an MQTT source hands the fields of a message's
+/// topic to the decoder (not a key a payload can use by accident).
+pub const TOPIC_KEY: &str = "\u{1}topic";
+
+/// An MQTT subscription (rumqttc).
+#[derive(Debug, Clone)]
+pub struct MqttSpec {
+    pub host: String,
+    pub port: u16,
+    /// Stable across restarts so a persistent session finds its messages.
+    pub client_id: String,
+    /// Topic filters (`+` and `#` wildcards).
+    pub topics: Vec<String>,
+    /// 0 or 1. With 1, a message is acknowledged only once the state it
+    /// produced is durable.
+    pub qos: u8,
+    pub clean_session: bool,
+    pub keep_alive: Duration,
+    /// How topic levels name fields, e.g. `plant/{asset}/{sensor}`.
+    pub topic_fields: Option<TopicTemplate>,
+}
+
+/// A topic template: literal levels, `{field}` levels and `+` (any level).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicTemplate {
+    pub levels: Vec<TopicLevel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicLevel {
+    Literal(String),
+    Field(String),
+    Any,
+}
+
+impl TopicTemplate {
+    pub const FIELDS: [&'static str; 2] = ["asset", "sensor"];
+
+    pub fn parse(text: &str) -> Result<TopicTemplate, String> {
+        let mut levels = Vec::new();
+        for level in text.split('/') {
+            levels.push(match level {
+                "+" => TopicLevel::Any,
+                l if l.starts_with('{') && l.ends_with('}') => {
+                    let name = &l[1..l.len() - 1];
+                    if !Self::FIELDS.contains(&name) {
+                        return Err(format!(
+                            "`{{{name}}}`: a topic level can name `{{asset}}` or `{{sensor}}`"
+                        ));
+                    }
+                    if levels.contains(&TopicLevel::Field(name.to_string())) {
+                        return Err(format!("`{{{name}}}` appears twice"));
+                    }
+                    TopicLevel::Field(name.to_string())
+                }
+                l if l.contains(['{', '}', '#', '+']) => {
+                    return Err(format!("level `{l}`: use a name, `+` or `{{asset}}`/`{{sensor}}`"))
+                }
+                l => TopicLevel::Literal(l.to_string()),
+            });
+        }
+        Ok(TopicTemplate { levels })
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.levels
+            .iter()
+            .any(|l| matches!(l, TopicLevel::Field(f) if f == field))
+    }
+
+    /// The fields `topic` gives, or `None` when it does not fit the template.
+    pub fn extract<'t>(&self, topic: &'t str) -> Option<Vec<(&str, &'t str)>> {
+        let parts: Vec<&str> = topic.split('/').collect();
+        if parts.len() != self.levels.len() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (level, part) in self.levels.iter().zip(parts) {
+            match level {
+                TopicLevel::Literal(l) if l != part => return None,
+                TopicLevel::Field(f) => out.push((f.as_str(), part)),
+                _ => {}
+            }
+        }
+        Some(out)
     }
 }
 

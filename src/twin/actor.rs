@@ -282,6 +282,7 @@ impl TwinActor {
                 file: None,
                 line: e.origin,
                 offset: None,
+                topic: None,
             },
             reason: DeadReason::Poison,
             message: format!("the twin panicked on this event {MAX_ATTEMPTS} times: {msg}"),

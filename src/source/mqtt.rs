@@ -1,0 +1,280 @@
+//! The MQTT source: a rumqttc subscription whose messages become chunks.
+//!
+//! * Messages are gathered for a few milliseconds (or up to
+//!   [`MAX_BATCH`]) into one chunk, decoded on this thread (MQTT rates do not
+//!   need the decoder pool), and routed like any chunk; each chunk takes a
+//!   flow permit, so a busy engine stops this thread reading (the broker
+//!   then holds the messages).
+//! * Topic levels named by `topic_fields` (`plant/{asset}/{sensor}`) are
+//!   handed to the decoder inside the record (under [`TOPIC_KEY`]), so the
+//!   decode mapping reads them like payload fields.
+//! * **QoS 1 is acknowledged after durability**: manual acks; a chunk's
+//!   messages are acked only when the router reports that a checkpoint
+//!   holding the chunk is durable. A crash before that means redelivery.
+//! * Connection errors are retried with exponential backoff and jitter
+//!   (100 ms to 10 s); the first error of a streak is logged as a warning.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use rumqttc::{Client, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, RecvTimeoutError};
+
+use super::decode::{DecodedChunk, Decoder, Scratch};
+use crate::engine::flow::{AcquireError, Flow};
+use crate::topology::{MqttSpec, TOPIC_KEY};
+
+/// Messages per chunk at most.
+pub const MAX_BATCH: usize = 2048;
+/// How long a chunk gathers messages at most.
+const LINGER: Duration = Duration::from_millis(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+pub struct MqttSource {
+    pub source: u16,
+    pub name: Arc<str>,
+    pub spec: MqttSpec,
+    pub decoder: Arc<Decoder>,
+    /// Used when the spec names no client id.
+    pub default_client_id: String,
+}
+
+impl MqttSource {
+    /// Subscribes and routes messages until `stop` or a closed flow.
+    /// `durable` receives the sequence number up to which chunks are durable.
+    pub fn run(self, flow: &Flow, out: &Sender<DecodedChunk>, durable: &Receiver<u64>, stop: &AtomicBool) {
+        let client_id = if self.spec.client_id.is_empty() {
+            self.default_client_id.clone()
+        } else {
+            self.spec.client_id.clone()
+        };
+        let mut opts = MqttOptions::new(client_id, self.spec.host.clone(), self.spec.port);
+        opts.set_keep_alive(self.spec.keep_alive);
+        opts.set_clean_session(self.spec.clean_session);
+        opts.set_manual_acks(true);
+        let qos = if self.spec.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        let (client, mut connection) = Client::new(opts, 1024);
+        let mut seq = 0u64;
+        let mut batch: Vec<Publish> = Vec::new();
+        let mut batch_started = Instant::now();
+        let mut unacked: VecDeque<(u64, Vec<Publish>)> = VecDeque::new();
+        let mut scratch = Scratch::default();
+        let mut backoff = BACKOFF_MIN;
+        let mut failing = false;
+        let mut rng = fastrand::Rng::new();
+        while !stop.load(Ordering::Relaxed) {
+            // Acknowledge what is durable.
+            while let Ok(up_to) = durable.try_recv() {
+                while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
+                    let (_, publishes) = unacked.pop_front().expect("checked");
+                    for p in &publishes {
+                        if let Err(e) = client.ack(p) {
+                            tracing::warn!(source = %self.name, error = %e, "cannot queue an MQTT ack");
+                        }
+                    }
+                }
+            }
+            if !batch.is_empty() && (batch.len() >= MAX_BATCH || batch_started.elapsed() >= LINGER) {
+                let Some(permit) = acquire(flow, stop) else { break };
+                let publishes = std::mem::take(&mut batch);
+                let mut chunk = self.chunk(seq, &publishes, &mut scratch);
+                chunk.permit = Some(permit);
+                crate::telemetry::events_received(&self.name, chunk.records);
+                if out.send(chunk).is_err() {
+                    return;
+                }
+                if qos == QoS::AtLeastOnce {
+                    unacked.push_back((seq, publishes));
+                }
+                seq += 1;
+            }
+            match connection.recv_timeout(Duration::from_millis(2)) {
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    if batch.is_empty() {
+                        batch_started = Instant::now();
+                    }
+                    batch.push(p);
+                }
+                Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+                    tracing::info!(source = %self.name, host = %self.spec.host, port = self.spec.port,
+                        session_present = ack.session_present, "MQTT connected");
+                    failing = false;
+                    backoff = BACKOFF_MIN;
+                    if !ack.session_present {
+                        for t in &self.spec.topics {
+                            if let Err(e) = client.subscribe(t.clone(), qos) {
+                                tracing::error!(source = %self.name, topic = %t, error = %e, "cannot subscribe");
+                            }
+                        }
+                    }
+                }
+                Ok(Ok(Event::Incoming(Packet::SubAck(ack)))) => {
+                    let refused = ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                    if refused {
+                        tracing::error!(source = %self.name, topics = ?self.spec.topics, "the broker refused a subscription");
+                    } else {
+                        tracing::info!(source = %self.name, topics = ?self.spec.topics, "MQTT subscribed");
+                    }
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    if !failing {
+                        tracing::warn!(source = %self.name, host = %self.spec.host, port = self.spec.port,
+                            error = %describe(&e), "MQTT connection failed; retrying with backoff");
+                        failing = true;
+                    }
+                    // Jitter: 50-100% of the step, so many nodes do not retry in step.
+                    let wait = backoff.mul_f64(0.5 + 0.5 * rng.f64());
+                    sleep_unless_stopped(wait, stop);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // Unacked messages stay with the broker (persistent session): they
+        // come again after the restart.
+        let mut last = DecodedChunk::empty(self.source, seq, 0, 0);
+        last.last = true;
+        let _ = out.send(last);
+    }
+
+    /// Decodes `publishes` into a chunk: each message one record, with the
+    /// fields of its topic handed over under [`TOPIC_KEY`]. Dead letters
+    /// keep the original payload and name the topic.
+    fn chunk(&self, seq: u64, publishes: &[Publish], scratch: &mut Scratch) -> DecodedChunk {
+        let mut chunk = DecodedChunk::empty(self.source, seq, 0, 0);
+        let mut lines: Vec<u8> = Vec::with_capacity(publishes.iter().map(|p| p.payload.len() + 64).sum());
+        for p in publishes {
+            let fields = self.spec.topic_fields.as_ref().map(|t| t.extract(&p.topic));
+            match fields {
+                Some(None) => {
+                    // Does not fit the template: the decoder reports the
+                    // missing field; the line must still be one record.
+                    lines.extend_from_slice(b"{}");
+                }
+                Some(Some(fields)) => splice(&mut lines, &fields, &p.payload),
+                None => lines.extend(
+                    p.payload
+                        .iter()
+                        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+                ),
+            }
+            lines.push(b'\n');
+        }
+        self.decoder.decode_lines(&lines, 0, 1, &mut chunk, scratch);
+        for d in &mut chunk.dead_letters {
+            if let Some(p) = publishes.get(d.origin.line as usize - 1) {
+                d.payload = p.payload.to_vec();
+                d.origin.topic = Some(p.topic.as_str().into());
+                d.origin.offset = None;
+                if self
+                    .spec
+                    .topic_fields
+                    .as_ref()
+                    .is_some_and(|t| t.extract(&p.topic).is_none())
+                {
+                    d.message = format!("topic `{}` does not fit `topic_fields`; {}", p.topic, d.message);
+                }
+            }
+        }
+        chunk
+    }
+}
+
+/// Writes `{"<TOPIC_KEY>":{fields},<the payload object's members>}`; a payload
+/// that is not an object is written as it is (the decoder rejects it).
+fn splice(out: &mut Vec<u8>, fields: &[(&str, &str)], payload: &[u8]) {
+    let body: Vec<u8> = payload
+        .iter()
+        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+        .collect();
+    let trimmed = body.trim_ascii_start();
+    let Some(rest) = trimmed.strip_prefix(b"{") else {
+        out.extend_from_slice(&body);
+        return;
+    };
+    out.push(b'{');
+    serde_json::to_writer(&mut *out, TOPIC_KEY).expect("writing to a Vec");
+    out.extend_from_slice(b":{");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, k).expect("writing to a Vec");
+        out.push(b':');
+        serde_json::to_writer(&mut *out, v).expect("writing to a Vec");
+    }
+    out.push(b'}');
+    if !rest.trim_ascii_start().starts_with(b"}") {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+}
+
+fn acquire(flow: &Flow, stop: &AtomicBool) -> Option<crate::engine::flow::Permit> {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        match flow.acquire_timeout(Duration::from_millis(100)) {
+            Ok(p) => return Some(p),
+            Err(AcquireError::Timeout) => continue,
+            Err(AcquireError::Closed) => return None,
+        }
+    }
+}
+
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::Io(io) => format!("{io} (is the broker running and reachable?)"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_fields_are_spliced_into_the_payload_object() {
+        let rows: &[(&[u8], &str)] = &[
+            (
+                br#"{"ts":1,"value":2.5}"#,
+                "{\"\\u0001topic\":{\"asset\":\"p-1\"},\"ts\":1,\"value\":2.5}",
+            ),
+            (b"  {}", "{\"\\u0001topic\":{\"asset\":\"p-1\"}}"),
+            (
+                b"{\n \"ts\": 1\n}",
+                "{\"\\u0001topic\":{\"asset\":\"p-1\"},  \"ts\": 1 }",
+            ),
+            (b"[1,2]", "[1,2]"),
+        ];
+        for (payload, want) in rows {
+            let mut out = Vec::new();
+            splice(&mut out, &[("asset", "p-1")], payload);
+            assert_eq!(String::from_utf8(out).unwrap(), *want);
+        }
+    }
+}
