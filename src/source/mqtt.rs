@@ -32,6 +32,8 @@ pub const MAX_BATCH: usize = 2048;
 const LINGER: Duration = Duration::from_millis(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long a stopping source waits for the final checkpoint's acks.
+const FINAL_ACKS: Duration = Duration::from_secs(30);
 
 pub struct MqttSource {
     pub source: u16,
@@ -142,11 +144,43 @@ impl MqttSource {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        // Unacked messages stay with the broker (persistent session): they
-        // come again after the restart.
+        // Messages not yet routed stay with the broker (persistent session)
+        // and come again after the restart. The ones routed are made durable
+        // by the router's final checkpoint: wait for it and acknowledge them,
+        // so a clean stop does not cause redelivery.
         let mut last = DecodedChunk::empty(self.source, seq, 0, 0);
         last.last = true;
         let _ = out.send(last);
+        let deadline = Instant::now() + FINAL_ACKS;
+        while !unacked.is_empty() && Instant::now() < deadline {
+            match durable.recv_timeout(Duration::from_millis(20)) {
+                Ok(up_to) => {
+                    while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
+                        for p in &unacked.pop_front().expect("checked").1 {
+                            let _ = client.ack(p);
+                        }
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+            // Keep the connection going so the acks leave.
+            let _ = connection.recv_timeout(Duration::from_millis(5));
+        }
+        if !unacked.is_empty() {
+            tracing::warn!(source = %self.name, chunks = unacked.len(),
+                "stopped before the final checkpoint acknowledged every routed message; the broker redelivers them");
+        }
+        let _ = client.disconnect();
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            match connection.recv_timeout(Duration::from_millis(50)) {
+                Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)))
+                | Ok(Err(_))
+                | Err(RecvTimeoutError::Disconnected) => break,
+                _ => {}
+            }
+        }
     }
 
     /// Decodes `publishes` into a chunk: each message one record, with the
@@ -163,6 +197,8 @@ impl MqttSource {
                     // missing field; the line must still be one record.
                     lines.extend_from_slice(b"{}");
                 }
+                // An empty payload is still a record (the decoder rejects it).
+                _ if p.payload.trim_ascii().is_empty() => lines.extend_from_slice(b"null"),
                 Some(Some(fields)) => splice(&mut lines, &fields, &p.payload),
                 None => lines.extend(
                     p.payload
