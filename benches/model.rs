@@ -120,6 +120,7 @@ fn twin_events(seed: u64) -> Vec<Event> {
                 sensor: s,
                 source: 0,
                 origin: events.len() as u64 + 1,
+                redelivered: false,
             });
         }
     }

@@ -55,6 +55,7 @@ fn bench(c: &mut Criterion) {
                     sensor: s,
                     source: 0,
                     origin: 0,
+                    redelivered: false,
                 })
                 .collect();
             apply(&m, &mut st, Input::Events(&events), i as i64, &mut Vec::new());

@@ -577,6 +577,7 @@ impl Decoder {
                 sensor,
                 source: self.source,
                 origin: line_no,
+                redelivered: false,
             });
             out.events += 1;
             Ok(())

@@ -67,22 +67,18 @@ impl MqttSource {
         let mut batch: Vec<Publish> = Vec::new();
         let mut batch_started = Instant::now();
         let mut unacked: VecDeque<(u64, Vec<Publish>)> = VecDeque::new();
+        let mut to_ack: VecDeque<Publish> = VecDeque::new();
         let mut scratch = Scratch::default();
         let mut backoff = BACKOFF_MIN;
         let mut failing = false;
         let mut rng = fastrand::Rng::new();
         while !stop.load(Ordering::Relaxed) {
-            // Acknowledge what is durable.
+            // Acknowledge what is durable. Acks go through rumqttc's bounded
+            // request queue, which only this loop drains: never block on it.
             while let Ok(up_to) = durable.try_recv() {
-                while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
-                    let (_, publishes) = unacked.pop_front().expect("checked");
-                    for p in &publishes {
-                        if let Err(e) = client.ack(p) {
-                            tracing::warn!(source = %self.name, error = %e, "cannot queue an MQTT ack");
-                        }
-                    }
-                }
+                release(&mut unacked, up_to, &mut to_ack);
             }
+            send_acks(&client, &mut to_ack);
             if !batch.is_empty() && (batch.len() >= MAX_BATCH || batch_started.elapsed() >= LINGER) {
                 let Some(permit) = acquire(flow, stop) else { break };
                 let publishes = std::mem::take(&mut batch);
@@ -152,18 +148,14 @@ impl MqttSource {
         last.last = true;
         let _ = out.send(last);
         let deadline = Instant::now() + FINAL_ACKS;
-        while !unacked.is_empty() && Instant::now() < deadline {
-            match durable.recv_timeout(Duration::from_millis(20)) {
-                Ok(up_to) => {
-                    while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
-                        for p in &unacked.pop_front().expect("checked").1 {
-                            let _ = client.ack(p);
-                        }
-                    }
-                }
+        while (!unacked.is_empty() || !to_ack.is_empty()) && Instant::now() < deadline {
+            match durable.recv_timeout(Duration::from_millis(5)) {
+                Ok(up_to) => release(&mut unacked, up_to, &mut to_ack),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) if to_ack.is_empty() => break,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {}
             }
+            send_acks(&client, &mut to_ack);
             // Keep the connection going so the acks leave.
             let _ = connection.recv_timeout(Duration::from_millis(5));
         }
@@ -209,6 +201,14 @@ impl MqttSource {
             lines.push(b'\n');
         }
         self.decoder.decode_lines(&lines, 0, 1, &mut chunk, scratch);
+        // Events carry the record's line: mark those of redelivered messages.
+        if publishes.iter().any(|p| p.dup) {
+            for g in &mut chunk.groups {
+                for e in &mut g.events {
+                    e.redelivered = publishes.get(e.origin as usize - 1).is_some_and(|p| p.dup);
+                }
+            }
+        }
         for d in &mut chunk.dead_letters {
             if let Some(p) = publishes.get(d.origin.line as usize - 1) {
                 d.payload = p.payload.to_vec();
@@ -256,6 +256,24 @@ fn splice(out: &mut Vec<u8>, fields: &[(&str, &str)], payload: &[u8]) {
         out.push(b',');
     }
     out.extend_from_slice(rest);
+}
+
+/// Moves the messages of chunks up to `up_to` to the ack queue.
+fn release(unacked: &mut VecDeque<(u64, Vec<Publish>)>, up_to: u64, to_ack: &mut VecDeque<Publish>) {
+    while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
+        to_ack.extend(unacked.pop_front().expect("checked").1);
+    }
+}
+
+/// Queues as many acks as rumqttc's request queue takes now.
+fn send_acks(client: &Client, to_ack: &mut VecDeque<Publish>) {
+    while let Some(p) = to_ack.front() {
+        if client.try_ack(p).is_err() {
+            // Full: the connection loop drains it; try again next round.
+            return;
+        }
+        to_ack.pop_front();
+    }
 }
 
 fn acquire(flow: &Flow, stop: &AtomicBool) -> Option<crate::engine::flow::Permit> {

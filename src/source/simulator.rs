@@ -165,6 +165,7 @@ impl Simulator {
                         sensor: si as u16,
                         source: self.source,
                         origin: 0,
+                        redelivered: false,
                     });
                 }
             }

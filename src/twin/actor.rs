@@ -435,6 +435,7 @@ pub(crate) mod tests {
             sensor: 0,
             source: 0,
             origin,
+            redelivered: false,
         }
     }
 

@@ -34,6 +34,10 @@ pub struct Event {
     pub source: u16,
     /// Position of the record in its source (line number, offset).
     pub origin: u64,
+    /// The source says it may have delivered this reading before (MQTT
+    /// DUP): applied only if it is newer than what the twin holds from that
+    /// source for the sensor.
+    pub redelivered: bool,
 }
 
 /// A related asset's sensor value, relayed to the twins that relate to it
@@ -717,6 +721,9 @@ pub fn apply(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i64
 /// Applies one event; returns whether it changed the sensor's value.
 #[inline]
 fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Vec<Output>) -> bool {
+    if e.redelivered && already_applied(m, st, e) {
+        return false;
+    }
     st.version += 1;
     st.stats.events += 1;
     let s = e.sensor as usize;
@@ -843,6 +850,20 @@ fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Ve
 fn lag(now: i64, ts: i64) -> i32 {
     now.saturating_sub(ts)
         .clamp(i64::from(i32::MIN + 1), i64::from(i32::MAX)) as i32
+}
+
+/// A redelivered reading the twin already reflects: its source's reading of
+/// the sensor is at least as new (readings of one sensor from one source
+/// arrive in order: MQTT keeps order per topic).
+fn already_applied(m: &TypeModel, st: &TwinState, e: &Event) -> bool {
+    let s = e.sensor as usize;
+    match m.source_slot(s, e.source) {
+        Some(k) => {
+            let r = st.by_source()[k];
+            r.ts != NO_TS && e.ts <= r.ts
+        }
+        None => st.sensors[s].is_set() && e.ts <= st.sensors[s].ts,
+    }
 }
 
 /// Moves the estimate of sensor `s` to its value when it differs by more

@@ -36,6 +36,7 @@ fn ev(sensor: u16, ts: i64, value: f64) -> Event {
         sensor,
         source: 0,
         origin: 0,
+        redelivered: false,
     }
 }
 

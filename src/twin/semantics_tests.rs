@@ -57,6 +57,7 @@ fn ev(sensor: u16, ts: i64, value: f64) -> Event {
         sensor,
         source: PLC,
         origin: 0,
+        redelivered: false,
     }
 }
 
@@ -600,12 +601,46 @@ fn duplicate_and_out_of_order_events() {
         "windows: [{ name: w10s, size: 10s, sensors: [temperature], asset_types: [pump] }]\n",
     );
     let mut t = Twin::new(m);
-    // A duplicate (same ts, value) keeps the latest value; the model applies
-    // what it is given (ingest suppresses redelivered duplicates, issue 5).
+    // A duplicate (same ts, value) that is not marked redelivered is applied
+    // (workload v1 counts every line); one marked redelivered is dropped
+    // below.
     t.at(0, &[ev(TEMP, 2_000, 5.0), ev(TEMP, 1_000, 4.0), ev(TEMP, 2_000, 5.0)]);
     assert_eq!(t.st.sensors[TEMP as usize].ts, 2_000);
     assert_eq!(t.st.sensors[TEMP as usize].value, 5.0);
     assert_eq!(t.st.open[0].acc.count, 3);
     assert_eq!(t.st.open[0].acc.last, 5.0);
     assert_eq!(t.st.version, 3);
+}
+
+#[test]
+fn redelivered_readings_the_twin_already_reflects_are_dropped() {
+    let m = pump(
+        "latest",
+        "windows: [{ name: w10s, size: 10s, sensors: [temperature], asset_types: [pump] }]\n",
+    );
+    let again = |e: Event| Event { redelivered: true, ..e };
+    let mut t = Twin::new(m.clone());
+    t.at(0, &[ev(TEMP, 1_000, 5.0), ev(TEMP, 2_000, 6.0)]);
+    let before = (t.st.version, t.st.stats.events, t.st.open[0].acc.count);
+    // Redelivered copies of both (after a crash between the checkpoint and
+    // the acks): nothing changes.
+    t.at(0, &[again(ev(TEMP, 1_000, 5.0)), again(ev(TEMP, 2_000, 6.0))]);
+    assert_eq!((t.st.version, t.st.stats.events, t.st.open[0].acc.count), before);
+    // A redelivered reading the twin never saw (lost with the crash) is new.
+    t.at(0, &[again(ev(TEMP, 3_000, 7.0))]);
+    assert_eq!(t.st.stats.events, 3);
+    assert_eq!(t.st.sensors[TEMP as usize].value, 7.0);
+    // Per source for a multi-source sensor: scada's first reading is new
+    // even though plc's is newer.
+    let mut t = Twin::new(m);
+    t.at(
+        0,
+        &[
+            from(PLC, 5_000, 5.0),
+            again(from(SCADA, 4_000, 5.1)),
+            again(from(PLC, 5_000, 5.0)),
+        ],
+    );
+    assert_eq!(t.st.stats.events, 2);
+    assert_eq!(t.st.by_source()[SCADA as usize].ts, 4_000);
 }

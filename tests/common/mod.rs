@@ -241,7 +241,7 @@ impl Running {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let (mut out, mut err) = (self.seen_out, self.seen_err);
+                let (mut out, mut err) = (std::mem::take(&mut self.seen_out), std::mem::take(&mut self.seen_err));
                 // The pump threads end at EOF; collect what is left.
                 while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
                     err.push(l);
@@ -265,6 +265,17 @@ impl Running {
             while let Ok(l) = self.stdout.try_recv() {
                 self.seen_out.push(l);
             }
+        }
+    }
+}
+
+/// A test that fails must not leave its process running (it could hold a
+/// port or an MQTT client id that the next test uses).
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
