@@ -304,3 +304,48 @@ fn a_kill_mid_stream_loses_nothing_and_applies_nothing_twice() {
         "the killed node ends where the uninterrupted one does"
     );
 }
+
+/// The broker restarts mid-stream: the node reconnects with backoff, the
+/// broker (which kept the session) redelivers what was not acknowledged,
+/// and every reading is applied exactly once.
+#[test]
+fn a_broker_restart_mid_stream_loses_nothing_and_applies_nothing_twice() {
+    let mut broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let topo = topology_as(dir.path(), broker.port, "node-restart");
+    let mut run = spawn(&mut run_cmd(&topo, &state));
+    run.wait_stderr("the subscription", WAIT, |l| l.contains("MQTT subscribed"));
+    let (pumps, readings) = (200, 40);
+    let batch = |from: usize, to: usize| {
+        let mut m = Vec::new();
+        for i in from..to {
+            for p in 0..pumps {
+                m.push((
+                    format!("plant/pump-{p:04}/temperature"),
+                    format!(
+                        r#"{{"ts":{},"value":{}}}"#,
+                        1_700_000_000_000i64 + i as i64 * 500,
+                        (p + i) as f64
+                    ),
+                ));
+            }
+        }
+        m
+    };
+    publish(broker.port, &batch(0, readings / 2));
+    broker.restart();
+    run.wait_stderr("the reconnection", WAIT, |l| {
+        l.contains("MQTT connected") && l.contains("session_present=true")
+    });
+    publish(broker.port, &batch(readings / 2, readings));
+    wait_for_versions(&dir.path().join("updates.jsonl"), pumps, readings as u64);
+    stop_cleanly(run);
+    let twins = digest(&state);
+    assert_eq!(twins.len(), pumps);
+    for (asset, events, _, _, latest) in &twins {
+        let p: usize = asset[5..].parse().unwrap();
+        assert_eq!(*events, readings as u64, "{asset}");
+        assert_eq!(latest, &vec![(p + readings - 1) as f64], "{asset}");
+    }
+}

@@ -282,11 +282,14 @@ impl Drop for Running {
 
 /// A real Mosquitto broker on 127.0.0.1 and an ephemeral port, stopped
 /// (killed) when dropped. Configured for QoS 1 tests (TOOLCHAIN.md): no
-/// queue limit, no inflight limit, no privilege drop.
+/// queue limit, no inflight limit, no privilege drop; its sessions and
+/// queued messages persist in a temporary directory across [`restart`].
+///
+/// [`restart`]: Mosquitto::restart
 pub struct Mosquitto {
     child: Child,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Mosquitto {
@@ -297,18 +300,23 @@ impl Mosquitto {
             .local_addr()
             .unwrap()
             .port();
-        let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
-            &conf,
+            dir.path().join("mosquitto.conf"),
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 0\nmax_inflight_messages 0\nuser root\nlog_dest stderr\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+                 max_queued_messages 0\nmax_inflight_messages 0\nuser root\nlog_dest stderr\n",
+                dir.path().display()
             ),
         )
         .unwrap();
+        let child = Self::spawn(dir.path(), port);
+        Mosquitto { child, port, dir }
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
         let child = Command::new("mosquitto")
             .arg("-c")
-            .arg(&conf)
+            .arg(dir.join("mosquitto.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -319,7 +327,15 @@ impl Mosquitto {
             assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Mosquitto { child, port, _dir: dir }
+        child
+    }
+
+    /// Stops the broker (SIGTERM: it saves its sessions) and starts it again
+    /// on the same port.
+    pub fn restart(&mut self) {
+        ok(Command::new("kill").arg("-TERM").arg(self.child.id().to_string()));
+        self.child.wait().unwrap();
+        self.child = Self::spawn(self.dir.path(), self.port);
     }
 }
 
