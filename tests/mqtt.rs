@@ -52,8 +52,15 @@ sinks:
 
 /// Publishes `(topic, payload)` at QoS 1 and waits for every PUBACK.
 fn publish(port: u16, messages: &[(String, String)]) {
+    publish_as(port, None, messages)
+}
+
+fn publish_as(port: u16, credentials: Option<(&str, &str)>, messages: &[(String, String)]) {
     let mut opts = MqttOptions::new("test-publisher", "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(30));
+    if let Some((user, password)) = credentials {
+        opts.set_credentials(user, password);
+    }
     let (client, mut connection) = Client::new(opts, 64);
     let sender = std::thread::spawn({
         let messages = messages.to_vec();
@@ -348,4 +355,59 @@ fn a_broker_restart_mid_stream_loses_nothing_and_applies_nothing_twice() {
         assert_eq!(*events, readings as u64, "{asset}");
         assert_eq!(latest, &vec![(p + readings - 1) as f64], "{asset}");
     }
+}
+
+/// A broker with a password file: the node authenticates with a password
+/// from the environment; a wrong password stops the node with one clear
+/// error instead of retrying; a password that cannot be read stops it at
+/// start.
+#[test]
+fn passwords_come_from_the_environment_and_a_refusal_is_one_clear_error() {
+    let broker = Mosquitto::with_user("plant", "s3cret");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let topo = topology_as(dir.path(), broker.port, "node-auth");
+    let text = std::fs::read_to_string(&topo).unwrap().replace(
+        "    qos: 1\n",
+        "    qos: 1\n    username: plant\n    password_env: TWINSTREAM_TEST_MQTT_PASSWORD\n",
+    );
+    std::fs::write(&topo, text).unwrap();
+
+    let mut run = spawn(run_cmd(&topo, &state).env("TWINSTREAM_TEST_MQTT_PASSWORD", "s3cret"));
+    run.wait_stderr("the subscription", WAIT, |l| l.contains("MQTT subscribed"));
+    publish_as(
+        broker.port,
+        Some(("plant", "s3cret")),
+        &[("plant/pump-0001/temperature".into(), r#"{"ts":1,"value":20.5}"#.into())],
+    );
+    wait_for_versions(&dir.path().join("updates.jsonl"), 1, 1);
+    stop_cleanly(run);
+
+    let run = spawn(run_cmd(&topo, &state).env("TWINSTREAM_TEST_MQTT_PASSWORD", "wrong"));
+    let (status, _, err) = run.finish_all(WAIT);
+    assert!(!status.success(), "a refused connection stops the node");
+    let refusals: Vec<&String> = err.iter().filter(|l| l.contains("refused the connection")).collect();
+    assert_eq!(
+        refusals.len(),
+        1,
+        "one clear error, not a retry storm:\n{}",
+        err.join("\n")
+    );
+    // Mosquitto 2 answers a wrong password with "not authorised".
+    assert!(
+        refusals[0].contains("not authorised") || refusals[0].contains("bad user name or password"),
+        "{}",
+        refusals[0]
+    );
+
+    let run = spawn(run_cmd(&topo, &state).env_remove("TWINSTREAM_TEST_MQTT_PASSWORD"));
+    let (status, _, err) = run.finish_all(WAIT);
+    assert!(!status.success());
+    assert!(
+        err.iter()
+            .any(|l| l
+                .contains("cannot read the MQTT password from environment variable `TWINSTREAM_TEST_MQTT_PASSWORD`")),
+        "{}",
+        err.join("\n")
+    );
 }

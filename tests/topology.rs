@@ -792,6 +792,23 @@ sources:
             "t.yaml:12:13: source `plant`.decode: name the reading: `sensor` + `value` (one reading per record) or `values` (one field per sensor)",
         ],
     },
+    Case {
+        name: "an MQTT password written in the topology",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { temperature: { unit: degC } }
+assets: [{ id: "pump-*", type: pump }]
+sources:
+  - name: plant
+    type: mqtt
+    topics: ["plant/+/+"]
+    password: hunter2
+    topic_fields: "plant/{asset}/{sensor}"
+    decode: { ts: ts, value: value }
+"#,
+        want: &["t.yaml:9:15: source `plant`.password: never write a password in the topology; use `password_env` (an environment variable) or `password_file`"],
+    },
 ];
 
 #[test]

@@ -278,12 +278,24 @@ pub fn run(
                     .find(|(s, _)| *s == i)
                     .map(|(_, rx)| rx.clone())
                     .expect("every running MQTT source has an ack channel");
+                let password = match &spec.password {
+                    Some(secret) => Some(secret.read().map_err(|error| {
+                        EngineError::Source(SourceError::Password {
+                            source_name: src.name.clone(),
+                            from: secret.describe(),
+                            error,
+                        })
+                    })?),
+                    None => None,
+                };
                 let source = MqttSource {
                     source: i as u16,
                     name: name.clone(),
                     spec: spec.clone(),
                     decoder,
                     default_client_id: format!("twinstream-{}-{}", topo.node.name, src.name),
+                    password,
+                    fatal: fatal.clone(),
                 };
                 let out = chunk_tx.clone();
                 threads.push(spawn(

@@ -115,6 +115,16 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The broker refused the connection for a reason retrying cannot fix
+    /// (credentials, authorisation, client id).
+    #[error("source `{source_name}`: the MQTT broker refused the connection: {reason}")]
+    Refused { source_name: String, reason: String },
+    #[error("source `{source_name}`: cannot read the MQTT password from {from}: {error}")]
+    Password {
+        source_name: String,
+        from: String,
+        error: String,
+    },
     #[error("source `{source_name}`: cannot read {path}: {error}")]
     Io {
         source_name: String,

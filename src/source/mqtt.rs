@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rumqttc::{Client, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, RecvTimeoutError};
+use rumqttc::{Client, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, RecvTimeoutError};
 
 use super::decode::{DecodedChunk, Decoder, Scratch};
 use crate::engine::flow::{AcquireError, Flow};
@@ -42,6 +42,10 @@ pub struct MqttSource {
     pub decoder: Arc<Decoder>,
     /// Used when the spec names no client id.
     pub default_client_id: String,
+    /// Read from the spec's secret at start-up.
+    pub password: Option<String>,
+    /// Errors that stop the node (a refused connection).
+    pub fatal: Sender<crate::engine::EngineError>,
 }
 
 impl MqttSource {
@@ -57,6 +61,9 @@ impl MqttSource {
         opts.set_keep_alive(self.spec.keep_alive);
         opts.set_clean_session(self.spec.clean_session);
         opts.set_manual_acks(true);
+        if let Some(user) = &self.spec.username {
+            opts.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+        }
         let qos = if self.spec.qos == 0 {
             QoS::AtMostOnce
         } else {
@@ -125,6 +132,27 @@ impl MqttSource {
                     }
                 }
                 Ok(Ok(_)) => {}
+                Ok(Err(ConnectionError::ConnectionRefused(code)))
+                    if !matches!(code, ConnectReturnCode::ServiceUnavailable) =>
+                {
+                    // Retrying cannot fix credentials or authorisation: one
+                    // clear error, and the node stops.
+                    let reason = match code {
+                        ConnectReturnCode::BadUserNamePassword => "bad user name or password".to_string(),
+                        ConnectReturnCode::NotAuthorized => {
+                            "not authorised (check the user name, the password and the broker's ACL)".to_string()
+                        }
+                        ConnectReturnCode::BadClientId => "client id rejected".to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    let _ = self.fatal.send(crate::engine::EngineError::Source(
+                        crate::source::SourceError::Refused {
+                            source_name: self.name.to_string(),
+                            reason,
+                        },
+                    ));
+                    break;
+                }
                 Ok(Err(e)) => {
                     if !failing {
                         tracing::warn!(source = %self.name, host = %self.spec.host, port = self.spec.port,

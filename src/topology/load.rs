@@ -1092,6 +1092,10 @@ impl<'t> Cx<'t> {
                 "clean_session",
                 "keep_alive",
                 "topic_fields",
+                "username",
+                "password",
+                "password_env",
+                "password_file",
             ];
             let Some(mut f) = Fields::new(item, "source", FIELDS, &mut self.diags) else {
                 continue;
@@ -1133,6 +1137,10 @@ impl<'t> Cx<'t> {
                     "clean_session",
                     "keep_alive",
                     "topic_fields",
+                    "username",
+                    "password",
+                    "password_env",
+                    "password_file",
                     "decode",
                 ],
                 _ => &[
@@ -1262,7 +1270,31 @@ impl<'t> Cx<'t> {
             },
             None => None,
         };
+        let username = f.str("username", false, d).map(|u| u.value);
+        if let Some(p) = f.get("password") {
+            d.error(
+                pos(p),
+                format!("{what}.password: never write a password in the topology; use `password_env` (an environment variable) or `password_file`"),
+            );
+        }
+        let password = match (f.str("password_env", false, d), f.str("password_file", false, d)) {
+            (Some(e), None) => Some(Secret::Env(e.value)),
+            (None, Some(p)) => Some(Secret::File(PathBuf::from(p.value))),
+            (Some(e), Some(_)) => {
+                d.error(
+                    e.pos,
+                    format!("{what}: give `password_env` or `password_file`, not both"),
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        if password.is_some() && username.is_none() {
+            d.error(f.pos(), format!("{what}: a password needs a `username`"));
+        }
         Some(MqttSpec {
+            username,
+            password,
             host,
             port,
             client_id: client_id.unwrap_or_default(),

@@ -283,6 +283,36 @@ pub struct MqttSpec {
     pub keep_alive: Duration,
     /// How topic levels name fields, e.g. `plant/{asset}/{sensor}`.
     pub topic_fields: Option<TopicTemplate>,
+    pub username: Option<String>,
+    /// Where the password comes from (never the topology itself).
+    pub password: Option<Secret>,
+}
+
+/// Where a secret is read from at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// An environment variable.
+    Env(String),
+    /// A file (its content, without a trailing newline).
+    File(PathBuf),
+}
+
+impl Secret {
+    pub fn describe(&self) -> String {
+        match self {
+            Secret::Env(v) => format!("environment variable `{v}`"),
+            Secret::File(p) => format!("file {}", p.display()),
+        }
+    }
+
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Env(v) => std::env::var(v).map_err(|_| "it is not set".to_string()),
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// A topic template: literal levels, `{field}` levels and `+` (any level).

@@ -294,7 +294,29 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Self::start_with(None)
+    }
+
+    /// A broker that admits only `user` with `password`.
+    pub fn with_user(user: &str, password: &str) -> Mosquitto {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(user: Option<(&str, &str)>) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
+        let auth = match user {
+            None => "allow_anonymous true\n".to_string(),
+            Some((user, password)) => {
+                let file = dir.path().join("passwd");
+                ok(Command::new("mosquitto_passwd")
+                    .arg("-b")
+                    .arg("-c")
+                    .arg(&file)
+                    .arg(user)
+                    .arg(password));
+                format!("allow_anonymous false\npassword_file {}\n", file.display())
+            }
+        };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -303,7 +325,7 @@ impl Mosquitto {
         std::fs::write(
             dir.path().join("mosquitto.conf"),
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+                "listener {port} 127.0.0.1\n{auth}persistence true\npersistence_location {}/\n\
                  max_queued_messages 0\nmax_inflight_messages 0\nuser root\nlog_dest stderr\n",
                 dir.path().display()
             ),
