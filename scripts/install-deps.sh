@@ -21,6 +21,7 @@ APT_PACKAGES=(
     python3:python3     # tests run ../shared/workload/*.py
     procps:kill         # tests use the `kill` and `ps` binaries
     mosquitto:mosquitto # tests start a real MQTT broker (issue 5)
+    openssl:openssl     # tests make a throwaway CA for MQTT over TLS
 )
 
 # Checked with `cargo <name> --version`; added with `rustup component add`.

@@ -411,3 +411,123 @@ fn passwords_come_from_the_environment_and_a_refusal_is_one_clear_error() {
         err.join("\n")
     );
 }
+
+/// `openssl ARGS` in `dir`; it must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    ok(std::process::Command::new("openssl").current_dir(dir).args(args));
+}
+
+/// A throwaway CA `name`.crt/.key in `dir`.
+fn ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    );
+}
+
+/// A certificate `name`.crt/.key signed by CA `ca`, with `ext` (X.509 v3
+/// extensions).
+fn signed(dir: &Path, ca: &str, name: &str, ext: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            &format!("{name}.crt"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+/// Mutual TLS: the broker's certificate is signed by a throwaway CA and it
+/// requires a client certificate. The node with the CA and its certificate
+/// ingests; a node that trusts another CA stops with one clear error.
+#[test]
+fn mutual_tls_ingests_and_an_untrusted_broker_is_one_clear_error() {
+    let certs = tempfile::tempdir().unwrap();
+    let c = certs.path();
+    ca(c, "ca");
+    ca(c, "other-ca");
+    signed(
+        c,
+        "ca",
+        "broker",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    signed(c, "ca", "node", "extendedKeyUsage=clientAuth\n");
+    let broker = Mosquitto::with_listener_config(&format!(
+        "cafile {0}/ca.crt\ncertfile {0}/broker.crt\nkeyfile {0}/broker.key\nrequire_certificate true\n",
+        c.display()
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let topo = topology_as(dir.path(), broker.port, "node-tls");
+    let base = std::fs::read_to_string(&topo).unwrap();
+    let with_tls = |ca: &str| {
+        base.replace(
+            "    qos: 1\n",
+            &format!(
+                "    qos: 1\n    tls: {{ ca_file: {0}/{ca}.crt, cert_file: {0}/node.crt, key_file: {0}/node.key }}\n",
+                c.display()
+            ),
+        )
+    };
+    std::fs::write(&topo, with_tls("ca")).unwrap();
+    let mut run = spawn(&mut run_cmd(&topo, &state));
+    run.wait_stderr("the subscription over TLS", WAIT, |l| l.contains("MQTT subscribed"));
+    stop_cleanly(run);
+
+    std::fs::write(&topo, with_tls("other-ca")).unwrap();
+    let run = spawn(&mut run_cmd(&topo, &state));
+    let (status, _, err) = run.finish_all(WAIT);
+    assert!(!status.success(), "an untrusted broker stops the node");
+    let refusals: Vec<&String> = err.iter().filter(|l| l.contains("refused the connection")).collect();
+    assert_eq!(
+        refusals.len(),
+        1,
+        "one clear error, not a retry storm:\n{}",
+        err.join("\n")
+    );
+    assert!(refusals[0].contains("TLS"), "{}", refusals[0]);
+}

@@ -288,7 +288,27 @@ pub fn run(
                     })?),
                     None => None,
                 };
+                let read = |path: &std::path::Path| {
+                    std::fs::read(path).map_err(|error| {
+                        EngineError::Source(SourceError::TlsFile {
+                            source_name: src.name.clone(),
+                            path: path.to_path_buf(),
+                            error,
+                        })
+                    })
+                };
+                let tls = match &spec.tls {
+                    Some(t) => Some((
+                        read(&t.ca_file)?,
+                        match &t.client {
+                            Some((cert, key)) => Some((read(cert)?, read(key)?)),
+                            None => None,
+                        },
+                    )),
+                    None => None,
+                };
                 let source = MqttSource {
+                    tls,
                     source: i as u16,
                     name: name.clone(),
                     spec: spec.clone(),

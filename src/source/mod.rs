@@ -119,6 +119,12 @@ pub enum SourceError {
     /// (credentials, authorisation, client id).
     #[error("source `{source_name}`: the MQTT broker refused the connection: {reason}")]
     Refused { source_name: String, reason: String },
+    #[error("source `{source_name}`: cannot read TLS file {path}: {error}")]
+    TlsFile {
+        source_name: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("source `{source_name}`: cannot read the MQTT password from {from}: {error}")]
     Password {
         source_name: String,

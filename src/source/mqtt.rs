@@ -11,8 +11,12 @@
 //! * **QoS 1 is acknowledged after durability**: manual acks; a chunk's
 //!   messages are acked only when the router reports that a checkpoint
 //!   holding the chunk is durable. A crash before that means redelivery.
-//! * Connection errors are retried with exponential backoff and jitter
-//!   (100 ms to 10 s); the first error of a streak is logged as a warning.
+//! * A thread of its own drives the rumqttc connection (a poll cut short
+//!   would restart a connect or TLS handshake); connection errors are
+//!   retried there with exponential backoff and jitter (100 ms to 10 s); the
+//!   first error of a streak is logged as a warning. A refusal that retrying
+//!   cannot fix (credentials, authorisation, an untrusted certificate) stops
+//!   the node with one error.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rumqttc::{Client, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, RecvTimeoutError};
+use rumqttc::{Client, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Publish, QoS};
 
 use super::decode::{DecodedChunk, Decoder, Scratch};
 use crate::engine::flow::{AcquireError, Flow};
@@ -32,8 +36,13 @@ pub const MAX_BATCH: usize = 2048;
 const LINGER: Duration = Duration::from_millis(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Connection events waiting for the source thread at most.
+const EVENT_QUEUE: usize = 4096;
 /// How long a stopping source waits for the final checkpoint's acks.
 const FINAL_ACKS: Duration = Duration::from_secs(30);
+
+/// PEM bytes: the CA, and the client certificate and key for mutual TLS.
+pub type TlsFiles = (Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
 
 pub struct MqttSource {
     pub source: u16,
@@ -44,6 +53,9 @@ pub struct MqttSource {
     pub default_client_id: String,
     /// Read from the spec's secret at start-up.
     pub password: Option<String>,
+    /// The PEM files of the spec's `tls`, read at start-up: CA, and the
+    /// client certificate and key.
+    pub tls: Option<TlsFiles>,
     /// Errors that stop the node (a refused connection).
     pub fatal: Sender<crate::engine::EngineError>,
 }
@@ -61,6 +73,13 @@ impl MqttSource {
         opts.set_keep_alive(self.spec.keep_alive);
         opts.set_clean_session(self.spec.clean_session);
         opts.set_manual_acks(true);
+        if let Some((ca, client_auth)) = &self.tls {
+            opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+                ca: ca.clone(),
+                alpn: None,
+                client_auth: client_auth.clone(),
+            }));
+        }
         if let Some(user) = &self.spec.username {
             opts.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
         }
@@ -69,16 +88,30 @@ impl MqttSource {
         } else {
             QoS::AtLeastOnce
         };
-        let (client, mut connection) = Client::new(opts, 1024);
+        let (client, connection) = Client::new(opts, 1024);
+        // rumqttc's connection makes progress only while it is polled, and a
+        // poll cut short (a timeout) starts a connect or TLS handshake over:
+        // a thread of its own drives it and hands the events over.
+        let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
+        let driving = Arc::new(AtomicBool::new(true));
+        {
+            let driving = driving.clone();
+            let name = format!("mqtt-{}", self.name);
+            let spawned = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || drive(connection, &events_tx, &driving));
+            if let Err(e) = spawned {
+                tracing::error!(source = %self.name, error = %e, "cannot start the MQTT connection thread");
+                return;
+            }
+        }
         let mut seq = 0u64;
         let mut batch: Vec<Publish> = Vec::new();
         let mut batch_started = Instant::now();
         let mut unacked: VecDeque<(u64, Vec<Publish>)> = VecDeque::new();
         let mut to_ack: VecDeque<Publish> = VecDeque::new();
         let mut scratch = Scratch::default();
-        let mut backoff = BACKOFF_MIN;
         let mut failing = false;
-        let mut rng = fastrand::Rng::new();
         while !stop.load(Ordering::Relaxed) {
             // Acknowledge what is durable. Acks go through rumqttc's bounded
             // request queue, which only this loop drains: never block on it.
@@ -100,7 +133,7 @@ impl MqttSource {
                 }
                 seq += 1;
             }
-            match connection.recv_timeout(Duration::from_millis(2)) {
+            match events.recv_timeout(Duration::from_millis(2)) {
                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
                     if batch.is_empty() {
                         batch_started = Instant::now();
@@ -111,7 +144,6 @@ impl MqttSource {
                     tracing::info!(source = %self.name, host = %self.spec.host, port = self.spec.port,
                         session_present = ack.session_present, "MQTT connected");
                     failing = false;
-                    backoff = BACKOFF_MIN;
                     if !ack.session_present {
                         for t in &self.spec.topics {
                             if let Err(e) = client.subscribe(t.clone(), qos) {
@@ -153,19 +185,28 @@ impl MqttSource {
                     ));
                     break;
                 }
+                Ok(Err(e)) if tls_refusal(&e).is_some() => {
+                    // An untrusted or unreadable certificate does not get
+                    // better by retrying: one clear error, and the node stops.
+                    let reason = tls_refusal(&e).unwrap_or_default();
+                    let _ = self.fatal.send(crate::engine::EngineError::Source(
+                        crate::source::SourceError::Refused {
+                            source_name: self.name.to_string(),
+                            reason,
+                        },
+                    ));
+                    break;
+                }
                 Ok(Err(e)) => {
+                    // The connection thread backs off before it retries.
                     if !failing {
                         tracing::warn!(source = %self.name, host = %self.spec.host, port = self.spec.port,
                             error = %describe(&e), "MQTT connection failed; retrying with backoff");
                         failing = true;
                     }
-                    // Jitter: 50-100% of the step, so many nodes do not retry in step.
-                    let wait = backoff.mul_f64(0.5 + 0.5 * rng.f64());
-                    sleep_unless_stopped(wait, stop);
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
         }
         // Messages not yet routed stay with the broker (persistent session)
@@ -184,8 +225,6 @@ impl MqttSource {
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {}
             }
             send_acks(&client, &mut to_ack);
-            // Keep the connection going so the acks leave.
-            let _ = connection.recv_timeout(Duration::from_millis(5));
         }
         if !unacked.is_empty() {
             tracing::warn!(source = %self.name, chunks = unacked.len(),
@@ -194,13 +233,15 @@ impl MqttSource {
         let _ = client.disconnect();
         let until = Instant::now() + Duration::from_secs(2);
         while Instant::now() < until {
-            match connection.recv_timeout(Duration::from_millis(50)) {
+            match events.recv_timeout(Duration::from_millis(50)) {
                 Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)))
                 | Ok(Err(_))
-                | Err(RecvTimeoutError::Disconnected) => break,
+                | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
                 _ => {}
             }
         }
+        // Dropping the client ends the connection thread's iteration.
+        driving.store(false, Ordering::Relaxed);
     }
 
     /// Decodes `publishes` into a chunk: each message one record, with the
@@ -286,6 +327,31 @@ fn splice(out: &mut Vec<u8>, fields: &[(&str, &str)], payload: &[u8]) {
     out.extend_from_slice(rest);
 }
 
+/// Polls the connection until the client is gone (or the source no longer
+/// listens), handing every event over; after an error it waits (exponential
+/// backoff with jitter, 50-100% of the step, so many nodes do not retry in
+/// step) before the next poll reconnects.
+fn drive(mut connection: rumqttc::Connection, events: &Sender<Result<Event, ConnectionError>>, driving: &AtomicBool) {
+    let mut backoff = BACKOFF_MIN;
+    let mut rng = fastrand::Rng::new();
+    for notification in connection.iter() {
+        let failed = notification.is_err();
+        if matches!(notification, Ok(Event::Incoming(Packet::ConnAck(_)))) {
+            backoff = BACKOFF_MIN;
+        }
+        if events.send(notification).is_err() || !driving.load(Ordering::Relaxed) {
+            break;
+        }
+        if failed {
+            let until = Instant::now() + backoff.mul_f64(0.5 + 0.5 * rng.f64());
+            while driving.load(Ordering::Relaxed) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
 /// Moves the messages of chunks up to `up_to` to the ack queue.
 fn release(unacked: &mut VecDeque<(u64, Vec<Publish>)>, up_to: u64, to_ack: &mut VecDeque<Publish>) {
     while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
@@ -317,15 +383,19 @@ fn acquire(flow: &Flow, stop: &AtomicBool) -> Option<crate::engine::flow::Permit
     }
 }
 
-fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
-    let until = Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
-    }
+/// A TLS failure that retrying cannot fix (the certificate chain, the
+/// configured files), described; `None` for anything else.
+fn tls_refusal(e: &ConnectionError) -> Option<String> {
+    let text = match e {
+        ConnectionError::Tls(t) => t.to_string(),
+        ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => io.to_string(),
+        _ => return None,
+    };
+    let lower = text.to_lowercase();
+    ["certificate", "tls", "handshake", "alert"]
+        .iter()
+        .any(|w| lower.contains(w))
+        .then(|| format!("TLS: {text}"))
 }
 
 fn describe(e: &ConnectionError) -> String {

@@ -1096,6 +1096,7 @@ impl<'t> Cx<'t> {
                 "password",
                 "password_env",
                 "password_file",
+                "tls",
             ];
             let Some(mut f) = Fields::new(item, "source", FIELDS, &mut self.diags) else {
                 continue;
@@ -1141,6 +1142,7 @@ impl<'t> Cx<'t> {
                     "password",
                     "password_env",
                     "password_file",
+                    "tls",
                     "decode",
                 ],
                 _ => &[
@@ -1292,7 +1294,33 @@ impl<'t> Cx<'t> {
         if password.is_some() && username.is_none() {
             d.error(f.pos(), format!("{what}: a password needs a `username`"));
         }
+        let mut tls = None;
+        if let Some(t) = f.get("tls") {
+            const TLS: &[&str] = &["ca_file", "cert_file", "key_file"];
+            if let Some(tf) = Fields::new(t, &format!("{what}.tls"), TLS, d) {
+                let ca = tf.str("ca_file", true, d);
+                let cert = tf.str("cert_file", false, d);
+                let key = tf.str("key_file", false, d);
+                let client = match (cert, key) {
+                    (Some(c), Some(k)) => Some((PathBuf::from(c.value), PathBuf::from(k.value))),
+                    (None, None) => None,
+                    (Some(c), None) => {
+                        d.error(c.pos, format!("{what}.tls: a client certificate needs its `key_file`"));
+                        None
+                    }
+                    (None, Some(k)) => {
+                        d.error(k.pos, format!("{what}.tls: a client key needs its `cert_file`"));
+                        None
+                    }
+                };
+                tls = ca.map(|ca| MqttTls {
+                    ca_file: PathBuf::from(ca.value),
+                    client,
+                });
+            }
+        }
         Some(MqttSpec {
+            tls,
             username,
             password,
             host,

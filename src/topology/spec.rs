@@ -286,6 +286,15 @@ pub struct MqttSpec {
     pub username: Option<String>,
     /// Where the password comes from (never the topology itself).
     pub password: Option<Secret>,
+    pub tls: Option<MqttTls>,
+}
+
+/// TLS to the broker: the CA that signs its certificate, and optionally a
+/// client certificate and key (mutual TLS). PEM files, read at start-up.
+#[derive(Debug, Clone)]
+pub struct MqttTls {
+    pub ca_file: PathBuf,
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// Where a secret is read from at start-up.

@@ -302,7 +302,17 @@ impl Mosquitto {
         Self::start_with(Some((user, password)))
     }
 
+    /// A broker whose listener also has `listener_lines` (e.g. TLS files);
+    /// anonymous clients allowed.
+    pub fn with_listener_config(listener_lines: &str) -> Mosquitto {
+        Self::start_conf(None, listener_lines)
+    }
+
     fn start_with(user: Option<(&str, &str)>) -> Mosquitto {
+        Self::start_conf(user, "")
+    }
+
+    fn start_conf(user: Option<(&str, &str)>, listener_lines: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let auth = match user {
             None => "allow_anonymous true\n".to_string(),
@@ -325,7 +335,7 @@ impl Mosquitto {
         std::fs::write(
             dir.path().join("mosquitto.conf"),
             format!(
-                "listener {port} 127.0.0.1\n{auth}persistence true\npersistence_location {}/\n\
+                "listener {port} 127.0.0.1\n{listener_lines}{auth}persistence true\npersistence_location {}/\n\
                  max_queued_messages 0\nmax_inflight_messages 0\nuser root\nlog_dest stderr\n",
                 dir.path().display()
             ),
