@@ -119,6 +119,8 @@ pub enum SourceError {
     /// (credentials, authorisation, client id).
     #[error("source `{source_name}`: the MQTT broker refused the connection: {reason}")]
     Refused { source_name: String, reason: String },
+    #[error("source `{source_name}`: cannot start a thread: {error}")]
+    Thread { source_name: String, error: String },
     #[error("source `{source_name}`: cannot read TLS file {path}: {error}")]
     TlsFile {
         source_name: String,

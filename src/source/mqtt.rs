@@ -101,7 +101,15 @@ impl MqttSource {
                 .name(name)
                 .spawn(move || drive(connection, &events_tx, &driving));
             if let Err(e) = spawned {
-                tracing::error!(source = %self.name, error = %e, "cannot start the MQTT connection thread");
+                let _ = self
+                    .fatal
+                    .send(crate::engine::EngineError::Source(crate::source::SourceError::Thread {
+                        source_name: self.name.to_string(),
+                        error: e.to_string(),
+                    }));
+                let mut last = DecodedChunk::empty(self.source, 0, 0, 0);
+                last.last = true;
+                let _ = out.send(last);
                 return;
             }
         }
@@ -114,7 +122,8 @@ impl MqttSource {
         let mut failing = false;
         while !stop.load(Ordering::Relaxed) {
             // Acknowledge what is durable. Acks go through rumqttc's bounded
-            // request queue, which only this loop drains: never block on it.
+            // request queue, which only the connection thread drains, and
+            // only while it can hand events over: never block on it.
             while let Ok(up_to) = durable.try_recv() {
                 release(&mut unacked, up_to, &mut to_ack);
             }
@@ -225,12 +234,17 @@ impl MqttSource {
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {}
             }
             send_acks(&client, &mut to_ack);
+            // Keep the connection thread moving (it blocks while its event
+            // queue is full, and then drains no acks). Messages arriving now
+            // are not routed: unacknowledged, the broker keeps them.
+            while events.try_recv().is_ok() {}
         }
         if !unacked.is_empty() {
             tracing::warn!(source = %self.name, chunks = unacked.len(),
                 "stopped before the final checkpoint acknowledged every routed message; the broker redelivers them");
         }
-        let _ = client.disconnect();
+        // Never block on the request queue here either.
+        let _ = client.try_disconnect();
         let until = Instant::now() + Duration::from_secs(2);
         while Instant::now() < until {
             match events.recv_timeout(Duration::from_millis(50)) {
