@@ -124,10 +124,18 @@ impl MqttSource {
             // Acknowledge what is durable. Acks go through rumqttc's bounded
             // request queue, which only the connection thread drains, and
             // only while it can hand events over: never block on it.
+            let mut released = false;
             while let Ok(up_to) = durable.try_recv() {
                 release(&mut unacked, up_to, &mut to_ack);
+                released = true;
             }
             send_acks(&client, &mut to_ack);
+            if released {
+                crate::telemetry::mqtt_unacked(
+                    &self.name,
+                    unacked.iter().map(|(_, p)| p.len()).sum::<usize>() + to_ack.len(),
+                );
+            }
             if !batch.is_empty() && (batch.len() >= MAX_BATCH || batch_started.elapsed() >= LINGER) {
                 let Some(permit) = acquire(flow, stop) else { break };
                 let publishes = std::mem::take(&mut batch);
@@ -141,6 +149,10 @@ impl MqttSource {
                     unacked.push_back((seq, publishes));
                 }
                 seq += 1;
+                crate::telemetry::mqtt_unacked(
+                    &self.name,
+                    unacked.iter().map(|(_, p)| p.len()).sum::<usize>() + to_ack.len(),
+                );
             }
             match events.recv_timeout(Duration::from_millis(2)) {
                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
@@ -153,6 +165,7 @@ impl MqttSource {
                     tracing::info!(source = %self.name, host = %self.spec.host, port = self.spec.port,
                         session_present = ack.session_present, "MQTT connected");
                     failing = false;
+                    crate::telemetry::mqtt_connected(&self.name, true);
                     if !ack.session_present {
                         for t in &self.spec.topics {
                             if let Err(e) = client.subscribe(t.clone(), qos) {
@@ -208,6 +221,7 @@ impl MqttSource {
                 }
                 Ok(Err(e)) => {
                     // The connection thread backs off before it retries.
+                    crate::telemetry::mqtt_connected(&self.name, false);
                     if !failing {
                         tracing::warn!(source = %self.name, host = %self.spec.host, port = self.spec.port,
                             error = %describe(&e), "MQTT connection failed; retrying with backoff");

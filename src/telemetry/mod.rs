@@ -25,6 +25,8 @@ pub const TIMERS_FIRED: &str = "twinstream_timers_fired_total";
 pub const TIMERS_PENDING: &str = "twinstream_timers_pending";
 pub const RELAYS_DELIVERED: &str = "twinstream_relays_delivered_total";
 pub const SYNC_LAG: &str = "twinstream_twin_sync_lag_seconds";
+pub const MQTT_UNACKED: &str = "twinstream_mqtt_unacked_messages";
+pub const MQTT_CONNECTED: &str = "twinstream_mqtt_connected";
 
 pub const LABEL_SOURCE: &str = "source";
 pub const LABEL_SINK: &str = "sink";
@@ -72,6 +74,18 @@ pub fn sink_written(sink: &str, lines: u64) {
 
 pub fn flow_inflight(n: usize) {
     gauge!(FLOW_INFLIGHT).set(n as f64);
+}
+
+/// QoS 1 messages of an MQTT source routed but not yet acknowledged (they
+/// wait for a durable checkpoint): with the broker's inflight limit, what
+/// bounds the stream.
+pub fn mqtt_unacked(source: &str, n: usize) {
+    gauge!(MQTT_UNACKED, LABEL_SOURCE => source.to_string()).set(n as f64);
+}
+
+/// 1 while an MQTT source is connected, else 0.
+pub fn mqtt_connected(source: &str, up: bool) {
+    gauge!(MQTT_CONNECTED, LABEL_SOURCE => source.to_string()).set(if up { 1.0 } else { 0.0 });
 }
 
 /// A timer round: `fired` twins ticked, `pending` entries left in the index.
