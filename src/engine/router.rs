@@ -303,12 +303,11 @@ impl Router {
         }
     }
 
-    /// Delivers pending relays and, when `ticks`, due timers, one message
-    /// per worker. `replay` runs no processing-time timers: its results
-    /// depend on the file only, not on how fast it was read.
-    fn timer_round(&mut self, now: i64, ticks: bool) {
+    /// Delivers due timers and pending relays, one message per worker.
+    /// (`replay` keeps no timers: see [`Self::load_timers`].)
+    fn timer_round(&mut self, now: i64) {
         let mut work: AHashMap<CompactString, (bool, Vec<Relayed>)> = AHashMap::new();
-        while ticks && self.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+        while self.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
             let Some(Reverse((_, asset))) = self.timers.pop() else {
                 break;
             };
@@ -320,9 +319,7 @@ impl Router {
             relays += relayed.len();
             work.entry(asset).or_default().1 = relayed;
         }
-        if ticks {
-            telemetry::timers(fired, self.timers.len());
-        }
+        telemetry::timers(fired, self.timers.len());
         telemetry::relays_delivered(relays);
         if work.is_empty() {
             return;
@@ -374,12 +371,12 @@ impl Router {
         let mut last_relay = Instant::now();
         loop {
             if last_round.elapsed() >= TIMER_ROUND {
-                self.timer_round(now_ms(), !self.flush_at_end);
+                self.timer_round(now_ms());
                 last_round = Instant::now();
                 last_relay = last_round;
             } else if !self.pending_relays.is_empty() && last_relay.elapsed() >= RELAY_ROUND {
                 // Related values travel sooner than timers are checked.
-                self.timer_round(now_ms(), false);
+                self.timer_round(now_ms());
                 last_relay = Instant::now();
             }
             let all_done = self.sources.iter().all(|s| s.done);

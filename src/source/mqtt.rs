@@ -27,6 +27,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rumqttc::{Client, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Publish, QoS};
 
 use super::decode::{DecodedChunk, Decoder, Scratch};
+use super::SourceError;
 use crate::engine::flow::{AcquireError, Flow};
 use crate::topology::{MqttSpec, TOPIC_KEY};
 
@@ -101,12 +102,10 @@ impl MqttSource {
                 .name(name)
                 .spawn(move || drive(connection, &events_tx, &driving));
             if let Err(e) = spawned {
-                let _ = self
-                    .fatal
-                    .send(crate::engine::EngineError::Source(crate::source::SourceError::Thread {
-                        source_name: self.name.to_string(),
-                        error: e.to_string(),
-                    }));
+                self.stop_node(SourceError::Thread {
+                    source_name: self.name.to_string(),
+                    error: e.to_string(),
+                });
                 let mut last = DecodedChunk::empty(self.source, 0, 0, 0);
                 last.last = true;
                 let _ = out.send(last);
@@ -131,10 +130,7 @@ impl MqttSource {
             }
             send_acks(&client, &mut to_ack);
             if released {
-                crate::telemetry::mqtt_unacked(
-                    &self.name,
-                    unacked.iter().map(|(_, p)| p.len()).sum::<usize>() + to_ack.len(),
-                );
+                crate::telemetry::mqtt_unacked(&self.name, waiting(&unacked, &to_ack));
             }
             if !batch.is_empty() && (batch.len() >= MAX_BATCH || batch_started.elapsed() >= LINGER) {
                 let Some(permit) = acquire(flow, stop) else { break };
@@ -149,10 +145,7 @@ impl MqttSource {
                     unacked.push_back((seq, publishes));
                 }
                 seq += 1;
-                crate::telemetry::mqtt_unacked(
-                    &self.name,
-                    unacked.iter().map(|(_, p)| p.len()).sum::<usize>() + to_ack.len(),
-                );
+                crate::telemetry::mqtt_unacked(&self.name, waiting(&unacked, &to_ack));
             }
             match events.recv_timeout(Duration::from_millis(2)) {
                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
@@ -186,40 +179,17 @@ impl MqttSource {
                     }
                 }
                 Ok(Ok(_)) => {}
-                Ok(Err(ConnectionError::ConnectionRefused(code)))
-                    if !matches!(code, ConnectReturnCode::ServiceUnavailable) =>
-                {
-                    // Retrying cannot fix credentials or authorisation: one
-                    // clear error, and the node stops.
-                    let reason = match code {
-                        ConnectReturnCode::BadUserNamePassword => "bad user name or password".to_string(),
-                        ConnectReturnCode::NotAuthorized => {
-                            "not authorised (check the user name, the password and the broker's ACL)".to_string()
-                        }
-                        ConnectReturnCode::BadClientId => "client id rejected".to_string(),
-                        other => format!("{other:?}"),
-                    };
-                    let _ = self.fatal.send(crate::engine::EngineError::Source(
-                        crate::source::SourceError::Refused {
-                            source_name: self.name.to_string(),
-                            reason,
-                        },
-                    ));
-                    break;
-                }
-                Ok(Err(e)) if tls_refusal(&e).is_some() => {
-                    // An untrusted or unreadable certificate does not get
-                    // better by retrying: one clear error, and the node stops.
-                    let reason = tls_refusal(&e).unwrap_or_default();
-                    let _ = self.fatal.send(crate::engine::EngineError::Source(
-                        crate::source::SourceError::Refused {
-                            source_name: self.name.to_string(),
-                            reason,
-                        },
-                    ));
-                    break;
-                }
                 Ok(Err(e)) => {
+                    if let Some(reason) = refusal(&e) {
+                        // Retrying cannot fix credentials, authorisation or
+                        // an untrusted certificate: one clear error, and the
+                        // node stops.
+                        self.stop_node(SourceError::Refused {
+                            source_name: self.name.to_string(),
+                            reason,
+                        });
+                        break;
+                    }
                     // The connection thread backs off before it retries.
                     crate::telemetry::mqtt_connected(&self.name, false);
                     if !failing {
@@ -272,14 +242,21 @@ impl MqttSource {
         driving.store(false, Ordering::Relaxed);
     }
 
+    fn stop_node(&self, error: SourceError) {
+        let _ = self.fatal.send(crate::engine::EngineError::Source(error));
+    }
+
     /// Decodes `publishes` into a chunk: each message one record, with the
     /// fields of its topic handed over under [`TOPIC_KEY`]. Dead letters
     /// keep the original payload and name the topic.
     fn chunk(&self, seq: u64, publishes: &[Publish], scratch: &mut Scratch) -> DecodedChunk {
         let mut chunk = DecodedChunk::empty(self.source, seq, 0, 0);
         let mut lines: Vec<u8> = Vec::with_capacity(publishes.iter().map(|p| p.payload.len() + 64).sum());
-        for p in publishes {
+        // Messages whose topic does not fit the template (for dead letters).
+        let mut misfit = vec![false; publishes.len()];
+        for (i, p) in publishes.iter().enumerate() {
             let fields = self.spec.topic_fields.as_ref().map(|t| t.extract(&p.topic));
+            misfit[i] = matches!(fields, Some(None));
             match fields {
                 Some(None) => {
                     // Does not fit the template: the decoder reports the
@@ -307,16 +284,12 @@ impl MqttSource {
             }
         }
         for d in &mut chunk.dead_letters {
-            if let Some(p) = publishes.get(d.origin.line as usize - 1) {
+            let i = d.origin.line as usize - 1;
+            if let Some(p) = publishes.get(i) {
                 d.payload = p.payload.to_vec();
                 d.origin.topic = Some(p.topic.as_str().into());
                 d.origin.offset = None;
-                if self
-                    .spec
-                    .topic_fields
-                    .as_ref()
-                    .is_some_and(|t| t.extract(&p.topic).is_none())
-                {
+                if misfit[i] {
                     d.message = format!("topic `{}` does not fit `topic_fields`; {}", p.topic, d.message);
                 }
             }
@@ -380,6 +353,11 @@ fn drive(mut connection: rumqttc::Connection, events: &Sender<Result<Event, Conn
     }
 }
 
+/// Messages routed and not yet acknowledged.
+fn waiting(unacked: &VecDeque<(u64, Vec<Publish>)>, to_ack: &VecDeque<Publish>) -> usize {
+    unacked.iter().map(|(_, p)| p.len()).sum::<usize>() + to_ack.len()
+}
+
 /// Moves the messages of chunks up to `up_to` to the ack queue.
 fn release(unacked: &mut VecDeque<(u64, Vec<Publish>)>, up_to: u64, to_ack: &mut VecDeque<Publish>) {
     while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
@@ -411,10 +389,22 @@ fn acquire(flow: &Flow, stop: &AtomicBool) -> Option<crate::engine::flow::Permit
     }
 }
 
-/// A TLS failure that retrying cannot fix (the certificate chain, the
-/// configured files), described; `None` for anything else.
-fn tls_refusal(e: &ConnectionError) -> Option<String> {
+/// A refusal that retrying cannot fix - credentials, authorisation, the
+/// client id, a TLS failure on the certificate chain or the configured
+/// files - described; `None` for anything else (worth a retry).
+fn refusal(e: &ConnectionError) -> Option<String> {
     let text = match e {
+        ConnectionError::ConnectionRefused(code) => {
+            return match code {
+                ConnectReturnCode::ServiceUnavailable => None,
+                ConnectReturnCode::BadUserNamePassword => Some("bad user name or password".to_string()),
+                ConnectReturnCode::NotAuthorized => {
+                    Some("not authorised (check the user name, the password and the broker's ACL)".to_string())
+                }
+                ConnectReturnCode::BadClientId => Some("client id rejected".to_string()),
+                other => Some(format!("{other:?}")),
+            }
+        }
         ConnectionError::Tls(t) => t.to_string(),
         ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => io.to_string(),
         _ => return None,

@@ -907,7 +907,6 @@ impl<'t> Cx<'t> {
                             ),
                         ));
                     }
-                    (Some(_), Err(e)) if explicit => problems.push((right.pos, format!("{what}.right: {e}"))),
                     (Some(_), Err(e)) => problems.push((right.pos, format!("{what}.right: {e}"))),
                     (None, _) => {}
                 }

@@ -710,7 +710,8 @@ pub fn apply(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i64
             if let Some(a) = state.alerts.get_mut(rule as usize) {
                 if a.active && a.seq == seq && !a.acked {
                     a.acked = true;
-                    emit_alert(m, state, rule, Transition::Acknowledged, now_ms, out);
+                    let inputs = alert_inputs(m, state, rule);
+                    emit_alert(m, state, rule, Transition::Acknowledged, now_ms, inputs, out);
                 }
             }
         }
@@ -1236,8 +1237,8 @@ fn evaluate_rule(m: &TypeModel, st: &mut TwinState, r: u16, ts: i64, out: &mut V
         st.stats.firings += 1;
     }
     match transition {
-        Some(Transition::Raised) => set_alert_value(m, st, r, true, ts, first_input, out),
-        Some(Transition::Cleared) => set_alert_value(m, st, r, false, ts, first_input, out),
+        Some(Transition::Raised) => set_alert(m, st, r, true, ts, out),
+        Some(Transition::Cleared) => set_alert(m, st, r, false, ts, out),
         _ => {}
     }
 }
@@ -1245,17 +1246,13 @@ fn evaluate_rule(m: &TypeModel, st: &mut TwinState, r: u16, ts: i64, out: &mut V
 /// Raises (`on`) or clears alert `r`, emitting the transition; a no-op when
 /// it is already in that state.
 fn set_alert(m: &TypeModel, st: &mut TwinState, r: u16, on: bool, ts: i64, out: &mut Vec<Output>) {
-    let value = alert_inputs(m, st, r).first().copied().unwrap_or(f64::NAN);
-    set_alert_value(m, st, r, on, ts, value, out);
-}
-
-fn set_alert_value(m: &TypeModel, st: &mut TwinState, r: u16, on: bool, ts: i64, value: f64, out: &mut Vec<Output>) {
-    // An input not known yet reads NaN; the alert keeps 0 (states compare).
-    let value = if value.is_nan() { 0.0 } else { value };
-    let a = &mut st.alerts[r as usize];
-    if a.active == on {
+    if st.alerts[r as usize].active == on {
         return;
     }
+    let inputs = alert_inputs(m, st, r);
+    // An input not known yet reads NaN; the alert keeps 0 (states compare).
+    let value = inputs.first().copied().filter(|v| !v.is_nan()).unwrap_or(0.0);
+    let a = &mut st.alerts[r as usize];
     a.active = on;
     a.last_ts = ts;
     a.last_value = value;
@@ -1268,17 +1265,25 @@ fn set_alert_value(m: &TypeModel, st: &mut TwinState, r: u16, on: bool, ts: i64,
     } else {
         Transition::Cleared
     };
-    emit_alert(m, st, r, transition, ts, out);
+    emit_alert(m, st, r, transition, ts, inputs, out);
 }
 
-fn emit_alert(m: &TypeModel, st: &TwinState, r: u16, transition: Transition, ts: i64, out: &mut Vec<Output>) {
+fn emit_alert(
+    m: &TypeModel,
+    st: &TwinState,
+    r: u16,
+    transition: Transition,
+    ts: i64,
+    inputs: Vec<f64>,
+    out: &mut Vec<Output>,
+) {
     if m.emit.has(OutputKind::Alerts) {
         out.push(Output::Alert {
             rule: r,
             transition,
             seq: st.alerts[r as usize].seq,
             ts,
-            inputs: alert_inputs(m, st, r),
+            inputs,
         });
     }
 }

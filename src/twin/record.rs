@@ -285,7 +285,7 @@ impl TwinRecord {
     pub fn from_state(m: &TypeModel, st: &TwinState) -> TwinRecord {
         let max_ts = st.max_ts;
         // When a reading was applied matters only to timers.
-        let timers = m.has_timers();
+        let timers = m.timers;
         let seen_base = if timers {
             st.sensors.iter().map(|s| s.seen).max().unwrap_or(NO_TS)
         } else {
@@ -476,9 +476,8 @@ impl TwinRecord {
                     .push(format!("sensor `{}`", name(&stored.sensors, r.sensor))),
             }
         }
-        let current_sources = Schema::of(m).sources;
         for r in &self.by_source {
-            let find = |n: &str| current_sources.iter().position(|c| c == n);
+            let find = |n: &str| m.schema.sources.iter().position(|c| c == n);
             let n = ext.as_ref().map_or(0, |x| x.by_source.len());
             match (by_name(&stored.sources, &find, n, r.slot), ext.as_deref_mut()) {
                 (Some(k), Some(x)) => {

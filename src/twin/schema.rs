@@ -601,11 +601,6 @@ impl TypeModel {
             || !self.related.is_empty()
     }
 
-    /// Whether twins of this type ever need a timer (staleness, idle timeout).
-    pub fn has_timers(&self) -> bool {
-        self.timers
-    }
-
     /// Index in the twin's per-source table of `source`'s reading of
     /// multi-source sensor `s`.
     #[inline]
