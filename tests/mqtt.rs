@@ -87,45 +87,38 @@ fn publish_as(port: u16, credentials: Option<(&str, &str)>, messages: &[(String,
     let _ = client.disconnect();
 }
 
-/// Events per twin in the store.
-fn stored(state: &Path) -> Vec<(String, u64, Vec<f64>)> {
-    let store = Store::open(state, 1).unwrap();
-    let mut out = Vec::new();
-    store
-        .for_each_twin(0, |asset, bytes| {
-            let rec = record::decode(bytes).unwrap();
-            out.push((
-                asset.to_string(),
-                rec.stats.events,
-                rec.latest().map(|(_, l)| l.value).collect(),
-            ));
-            Ok(())
-        })
-        .unwrap();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+/// The greatest twin version per asset in the twin-update file.
+fn versions(updates: &Path) -> std::collections::HashMap<String, u64> {
+    let text = std::fs::read_to_string(updates).unwrap_or_default();
+    let mut max = std::collections::HashMap::new();
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let e = max.entry(v["asset"].as_str().unwrap().to_string()).or_insert(0);
+        *e = (*e).max(v["version"].as_u64().unwrap());
+    }
+    max
 }
 
-/// Waits until the twin-update file shows `versions` per asset.
-fn wait_for_versions(updates: &Path, assets: usize, version: u64) {
+/// Polls the twin-update file until `done` holds for its versions.
+fn wait_for(updates: &Path, what: &str, done: impl Fn(&std::collections::HashMap<String, u64>) -> bool) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let text = std::fs::read_to_string(updates).unwrap_or_default();
-        let mut max = std::collections::HashMap::new();
-        for l in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let e = max.entry(v["asset"].as_str().unwrap().to_string()).or_insert(0);
-            *e = (*e).max(v["version"].as_u64().unwrap());
-        }
-        if max.len() == assets && max.values().all(|v| *v == version) {
+        let max = versions(updates);
+        if done(&max) {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "twin updates did not reach version {version}: {max:?}"
-        );
+        assert!(Instant::now() < deadline, "{what}: {max:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits until every one of `assets` twins is at `version`.
+fn wait_for_versions(updates: &Path, assets: usize, version: u64) {
+    wait_for(
+        updates,
+        &format!("twin updates did not reach version {version}"),
+        |max| max.len() == assets && max.values().all(|v| *v == version),
+    );
 }
 
 #[test]
@@ -158,9 +151,9 @@ fn qos1_messages_become_twin_state_and_acked_ones_are_not_redelivered() {
     wait_for_versions(&dir.path().join("updates.jsonl"), 20, 50);
     stop_cleanly(run);
 
-    let twins = stored(&state);
+    let twins = digest(&state);
     assert_eq!(twins.len(), 20, "{twins:?}");
-    for (asset, events, latest) in &twins {
+    for (asset, events, _, _, latest) in &twins {
         let p: usize = asset[5..].parse().unwrap();
         assert_eq!(*events, 50, "{asset}");
         let want = (p * 100 + 24) as f64 / 4.0;
@@ -208,27 +201,15 @@ fn qos1_messages_become_twin_state_and_acked_ones_are_not_redelivered() {
             r#"{"ts":1700000100000,"value":1.5}"#.into(),
         )],
     );
-    wait_for_versions_of(&dir.path().join("updates.jsonl"), "pump-00", 51);
+    wait_for(
+        &dir.path().join("updates.jsonl"),
+        "pump-00 did not reach version 51",
+        |max| max.get("pump-00") == Some(&51),
+    );
     stop_cleanly(run);
-    let twins = stored(&state);
+    let twins = digest(&state);
     let total: u64 = twins.iter().map(|t| t.1).sum();
     assert_eq!(total, 1001, "no message applied twice: {twins:?}");
-}
-
-fn wait_for_versions_of(updates: &Path, asset: &str, version: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(updates).unwrap_or_default();
-        let reached = text.lines().any(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["asset"] == asset && v["version"].as_u64() == Some(version)
-        });
-        if reached {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{asset} did not reach version {version}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `(asset, events, windows, window count sum, latest values)` of every twin.

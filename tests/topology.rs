@@ -628,11 +628,16 @@ sinks:
     assert_eq!(diagnostics(yaml), want);
 }
 
+/// The checkout being tested (set by cargo at run time), see tests/common.
+fn checkout() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .into()
+}
+
 #[test]
 fn every_bundled_topology_is_valid() {
-    // The checkout being tested (set by cargo at run time), see tests/common.
-    let root = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    let dir = Path::new(&root).join("topologies");
+    let dir = checkout().join("topologies");
     let mut checked = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -659,8 +664,7 @@ fn every_bundled_topology_is_valid() {
 /// is a valid topology.
 #[test]
 fn the_readme_topology_example_is_valid() {
-    let root = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    let readme = std::fs::read_to_string(Path::new(&root).join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(checkout().join("README.md")).unwrap();
     let section = &readme[readme.find("\n## Topology").expect("a Topology section")..];
     let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
     let block = &section[start..start + section[start..].find("```").unwrap()];

@@ -294,22 +294,18 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
-        Self::start_with(None)
+        Self::start_conf(None, "")
     }
 
     /// A broker that admits only `user` with `password`.
     pub fn with_user(user: &str, password: &str) -> Mosquitto {
-        Self::start_with(Some((user, password)))
+        Self::start_conf(Some((user, password)), "")
     }
 
     /// A broker whose listener also has `listener_lines` (e.g. TLS files);
     /// anonymous clients allowed.
     pub fn with_listener_config(listener_lines: &str) -> Mosquitto {
         Self::start_conf(None, listener_lines)
-    }
-
-    fn start_with(user: Option<(&str, &str)>) -> Mosquitto {
-        Self::start_conf(user, "")
     }
 
     fn start_conf(user: Option<(&str, &str)>, listener_lines: &str) -> Mosquitto {
