@@ -14,7 +14,10 @@
 //!   estimates, staleness, windows, joins, rules and alerts), its compiled
 //!   per-type schema, the on-disk record (indexing a stored per-type name
 //!   schema), and the supervised asset actor.
-//! * [`sink`] - outputs: stdout and JSON-lines file sinks, dead letters.
+//! * [`sink`] - outputs: stdout, JSON-lines file and MQTT sinks (with a
+//!   store-backed outbox), dead letters.
+//! * [`mqtt`] - MQTT plumbing the source and the sink share: options,
+//!   the connection thread, backoff, refusals.
 //! * [`store`] - RocksDB: twin records, their timers and source positions in
 //!   versioned envelopes, written atomically per checkpoint.
 //! * [`report`] - the replay report (workload v1 outputs) from durable state.
@@ -24,6 +27,7 @@
 //! invariants each layer keeps.
 
 pub mod engine;
+pub mod mqtt;
 pub mod report;
 pub mod sink;
 pub mod source;

@@ -459,7 +459,7 @@ sinks:
     type: stdout
     outputs: [alerts, alert]
 "#,
-        want: &["t.yaml:13:23: sink `out`.outputs: unknown output `alert`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events` or `joins`"],
+        want: &["t.yaml:13:23: sink `out`.outputs: unknown output `alert`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events`, `joins` or `commands`"],
     },
     Case {
         name: "range with min > max, stale_after <= expected_every",
@@ -623,7 +623,7 @@ sinks:
         "t.yaml:21:25: rule `hot`.when: unknown name `temprature`: not a sensor, relation, window or join of asset type `pump` (did you mean `temperature`?)",
         "t.yaml:22:36: rule `odd`.when: expected a value, found `>`",
         "t.yaml:22:52: rule `odd`.severity: expected `info`, `warning` or `critical`, found `fatal`",
-        "t.yaml:24:50: sink `out`.outputs: unknown output `windws`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events` or `joins`",
+        "t.yaml:24:50: sink `out`.outputs: unknown output `windws`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events`, `joins` or `commands`",
     ];
     assert_eq!(diagnostics(yaml), want);
 }
@@ -812,6 +812,64 @@ sources:
     decode: { ts: ts, value: value }
 "#,
         want: &["t.yaml:9:15: source `plant`.password: never write a password in the topology; use `password_env` (an environment variable) or `password_file`"],
+    },
+    Case {
+        name: "an MQTT sink: topic template, qos, queue, fields of other sink types",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { temperature: { unit: degC } }
+assets: [{ id: "pump-*", type: pump }]
+sources: [{ name: sim, type: simulator, asset_type: pump, count: 2, digits: 1, every: 1s }]
+sinks:
+  - { name: a, type: mqtt, topic: "plant/{asset}/{sensor}", qos: 2, queue: 0, outputs: [commands] }
+  - { name: b, type: mqtt, outputs: [alerts], password: x }
+  - { name: c, type: file, path: out.jsonl, topic: x, outputs: [alerts] }
+  - { name: d, type: mqtt, topic: "plant/+/x", path: p, outputs: [alerts] }
+"#,
+        want: &[
+            "t.yaml:7:35: sink `a`.topic: `{sensor}`: a topic can name `{asset}`, `{asset_type}`, `{kind}`, `{name}`",
+            "t.yaml:7:66: sink `a`.qos: 0 or 1",
+            "t.yaml:7:76: sink `a`.queue: at least 1 message",
+            "t.yaml:8:5: sink `b`: missing required field `topic`",
+            "t.yaml:8:57: sink `b`.password: never write a password in the topology; use `password_env` (an environment variable) or `password_file`",
+            "t.yaml:9:52: sink `c`: field `topic` does not apply to a `file` sink",
+            "t.yaml:10:54: sink `d`.path: only file sinks have a path",
+        ],
+    },
+    Case {
+        name: "two MQTT clients with one id on one broker",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { temperature: { unit: degC } }
+assets: [{ id: "pump-*", type: pump }]
+sources:
+  - { name: plant, type: mqtt, client_id: tw, topics: ["p/+/+"], topic_fields: "p/{asset}/{sensor}", decode: { ts: ts, value: value } }
+sinks:
+  - { name: cmd, type: mqtt, client_id: tw, topic: "p/{asset}/cmd", outputs: [commands] }
+  - { name: other-broker, type: mqtt, port: 1884, client_id: tw, topic: "p/{asset}/cmd", outputs: [commands] }
+"#,
+        want: &["t.yaml:8:13: MQTT client id `tw` is already used at line 6 for the same broker; the broker would disconnect one for the other - give each `client_id` its own value"],
+    },
+    Case {
+        name: "a rule's command",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { temperature: { unit: degC } }
+assets: [{ id: "pump-*", type: pump }]
+sources: [{ name: sim, type: simulator, asset_type: pump, count: 2, digits: 1, every: 1s }]
+rules:
+  - { name: hot, when: "temperature > 90", command: { name: "cool down", value: 1, on_clear: off } }
+  - { name: hotter, when: "temperature > 95", command: { value: 1, speed: 2 } }
+"#,
+        want: &[
+            "t.yaml:7:61: rule `hot`.command.name: use letters, digits, `-`, `_` or `.`",
+            "t.yaml:7:94: rule `hot`.command.on_clear: expected a number, found `off`",
+            "t.yaml:8:56: rule `hotter`.command: missing required field `name`",
+            "t.yaml:8:68: rule `hotter`.command: unknown field `speed`; expected one of `name`, `value` or `on_clear`",
+        ],
     },
 ];
 

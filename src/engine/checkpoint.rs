@@ -145,11 +145,19 @@ pub fn writer_loop(
             }
             // Outputs first: everything the checkpointed events produced is
             // written before the state that produced it becomes durable.
-            if let Err(e) = sinks.flush_all(sync, Duration::from_secs(120)) {
-                let _ = fatal.send(EngineError::Sink(e));
-                return;
+            let outbox = match sinks.flush_all(sync, Duration::from_secs(120)) {
+                Ok(ops) => ops,
+                Err(e) => {
+                    let _ = fatal.send(EngineError::Sink(e));
+                    return;
+                }
+            };
+            let mut ckpt = ep.take();
+            // Messages a broker has not acknowledged yet become durable with
+            // the state that produced them.
+            for op in &outbox {
+                store.stage_outbox(&mut ckpt, &op.sink, op.seq, op.value.as_deref());
             }
-            let ckpt = ep.take();
             let (twins, bytes) = (ckpt.twins(), ckpt.bytes());
             let t = Instant::now();
             if let Err(e) = store.commit(ckpt, sync) {

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::sink::{SinkError, SinkHub};
+use crate::mqtt::Credentials;
+use crate::sink::{SinkContext, SinkError, SinkHub};
 use crate::source::decode::{AssetIndex, Decoder};
 use crate::source::file::{check_position, FileReader, FAST_CHUNK_BYTES};
 use crate::source::mqtt::MqttSource;
@@ -178,16 +179,26 @@ pub fn run(
         topo.node.decoders
     };
     let flow = Flow::new(topo.node.max_inflight_chunks);
+    crate::telemetry::flow_limit(topo.node.max_inflight_chunks);
 
     let system = System::new();
     let sink_arbiter = Arbiter::new();
-    let sinks = SinkHub::start(&topo.sinks, &opts.state_dir, &sink_arbiter.handle())?;
+    let (fatal_tx, fatal_rx) = crossbeam_channel::unbounded::<EngineError>();
+    let sinks = SinkHub::start(
+        &topo.sinks,
+        &SinkContext {
+            state_dir: &opts.state_dir,
+            arbiter: &sink_arbiter.handle(),
+            store: store.clone(),
+            fatal: fatal_tx.clone(),
+            node: &topo.node.name,
+        },
+    )?;
     let model = Arc::new(Model::build(topo, sinks.wanted(), replay));
     // Before any twin record that refers to them.
     for ty in &model.types {
         ty.schema.ensure_stored(&store)?;
     }
-    let (fatal_tx, fatal_rx) = crossbeam_channel::unbounded::<EngineError>();
     let (feedback_tx, feedback_rx) = crossbeam_channel::unbounded();
     let cx = Arc::new(TwinContext {
         store: store.clone(),
@@ -278,43 +289,19 @@ pub fn run(
                     .find(|(s, _)| *s == i)
                     .map(|(_, rx)| rx.clone())
                     .expect("every running MQTT source has an ack channel");
-                let password = match &spec.password {
-                    Some(secret) => Some(secret.read().map_err(|error| {
-                        EngineError::Source(SourceError::Password {
-                            source_name: src.name.clone(),
-                            from: secret.describe(),
-                            error,
-                        })
-                    })?),
-                    None => None,
-                };
-                let read = |path: &std::path::Path| {
-                    std::fs::read(path).map_err(|error| {
-                        EngineError::Source(SourceError::TlsFile {
-                            source_name: src.name.clone(),
-                            path: path.to_path_buf(),
-                            error,
-                        })
+                let credentials = Credentials::read(&spec.conn).map_err(|error| {
+                    EngineError::Source(SourceError::Credentials {
+                        source_name: src.name.clone(),
+                        error,
                     })
-                };
-                let tls = match &spec.tls {
-                    Some(t) => Some((
-                        read(&t.ca_file)?,
-                        match &t.client {
-                            Some((cert, key)) => Some((read(cert)?, read(key)?)),
-                            None => None,
-                        },
-                    )),
-                    None => None,
-                };
+                })?;
                 let source = MqttSource {
-                    tls,
+                    credentials,
                     source: i as u16,
                     name: name.clone(),
                     spec: spec.clone(),
                     decoder,
                     default_client_id: format!("twinstream-{}-{}", topo.node.name, src.name),
-                    password,
                     fatal: fatal.clone(),
                 };
                 let out = chunk_tx.clone();
@@ -369,6 +356,8 @@ pub fn run(
     drop(job_tx);
     drop(chunk_tx);
 
+    // Closed after the final checkpoint, when the router is done.
+    let closing = sinks.clone();
     let mut router = Router::new(RouterParts {
         sources: slots,
         workers,
@@ -410,6 +399,7 @@ pub fn run(
     for a in worker_arbiters.into_iter().chain(std::iter::once(sink_arbiter)) {
         let _ = a.join();
     }
+    closing.close();
     drop(fatal_tx);
     for t in threads {
         let _ = t.join();

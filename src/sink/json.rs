@@ -75,6 +75,25 @@ struct JoinLine<'a> {
 }
 
 #[derive(Serialize)]
+struct CommandLine<'a> {
+    kind: &'static str,
+    /// Stable id, `asset/rule/seq/transition`: a device or consumer
+    /// deduplicates redelivered commands by it.
+    id: String,
+    asset: &'a str,
+    asset_type: &'a str,
+    /// What to set, and to what.
+    command: &'a str,
+    value: f64,
+    /// The rule that sent it.
+    rule: &'a str,
+    /// Event time of the evaluation that sent it.
+    ts: i64,
+    /// Processing time it was emitted.
+    at: i64,
+}
+
+#[derive(Serialize)]
 struct SensorValue {
     ts: i64,
     value: f64,
@@ -223,7 +242,45 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                 right: pair.right,
             },
         ),
+        Output::Command {
+            rule,
+            seq,
+            transition,
+            ts,
+            value,
+        } => {
+            let r = &m.rules[*rule as usize];
+            let Some(c) = &r.command else { return };
+            finish(
+                buf,
+                &CommandLine {
+                    kind: "command",
+                    id: format!("{asset}/{}/{seq}/{}", r.name, transition.name()),
+                    asset,
+                    asset_type: &m.name,
+                    command: &c.name,
+                    value: *value,
+                    rule: &r.name,
+                    ts: *ts,
+                    at: batch.at_ms,
+                },
+            );
+        }
         Output::Relay { .. } => {}
+    }
+}
+
+/// What an output's topic calls `{name}`: the command, rule, window, join
+/// or sensor it is about ("" for twin updates).
+pub(super) fn output_name<'a>(batch: &'a OutputBatch, o: &Output) -> &'a str {
+    let Some(m) = batch.model.as_deref() else { return "" };
+    match o {
+        Output::Window { slot, .. } => &m.windows[m.slots[*slot as usize].window as usize].name,
+        Output::Alert { rule, .. } => &m.rules[*rule as usize].name,
+        Output::Command { rule, .. } => m.rules[*rule as usize].command.as_ref().map_or("", |c| c.name.as_str()),
+        Output::Joined { join, .. } => &m.joins[*join as usize].name,
+        Output::Late { event, .. } => &m.sensors[event.sensor as usize],
+        Output::TwinUpdate { .. } | Output::Relay { .. } => "",
     }
 }
 

@@ -1,24 +1,31 @@
-//! Sinks: actors that write outputs (windows, alerts, twin updates, dead
-//! letters) as JSON lines to stdout or files.
+//! Sinks: write outputs (windows, alerts, commands, twin updates, dead
+//! letters) as JSON lines to stdout or files (actors), or publish them to an
+//! MQTT broker ([`mqtt`], a thread with a store-backed outbox).
 //!
 //! Twins send one [`OutputBatch`] per applied batch to every sink whose
 //! subscribed kinds it contains. A batch holds the flow [`Permit`] of its
 //! input chunk, so a slow sink slows the sources. At every checkpoint the
 //! store writer asks each sink to [`FlushSink`] and commits only when all of
-//! them confirm: an output is written before the state that produced it is
-//! durable (outputs are at-least-once; nothing is lost on a crash).
+//! them confirm: an output is written (or, for an MQTT sink, published and
+//! acknowledged or staged in the checkpoint's outbox) before the state that
+//! produced it is durable (outputs are at-least-once; nothing is lost on a
+//! crash).
 
 mod json;
+mod mqtt;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::engine::flow::Permit;
+use crate::engine::EngineError;
+use crate::mqtt::Credentials;
+use crate::store::Store;
 use crate::telemetry;
 use crate::topology::{OutputKind, SinkKind, SinkSpec};
 use crate::twin::model::Output;
@@ -125,12 +132,21 @@ impl OutputBatch {
 pub struct Deliver(pub Arc<OutputBatch>);
 
 /// Write out everything received so far (and fsync files when `sync`), then
-/// answer on `reply`.
+/// answer on `reply` with the outbox changes to commit with the checkpoint.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct FlushSink {
     pub sync: bool,
-    pub reply: crossbeam_channel::Sender<Result<(), SinkError>>,
+    pub reply: crossbeam_channel::Sender<Result<Vec<OutboxOp>, SinkError>>,
+}
+
+/// A change to a sink's outbox (messages a broker has not acknowledged):
+/// store `value` under `seq`, or (`None`) remove it.
+#[derive(Debug, Clone)]
+pub struct OutboxOp {
+    pub sink: Arc<str>,
+    pub seq: u64,
+    pub value: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -250,7 +266,7 @@ impl Handler<FlushSink> for SinkActor {
             }
         }
         let _ = msg.reply.send(match &self.failed {
-            None => Ok(()),
+            None => Ok(Vec::new()),
             Some(e) => Err(e.clone()),
         });
     }
@@ -269,18 +285,38 @@ pub fn expand_path(path: &Path, state_dir: &Path) -> PathBuf {
     }
 }
 
+/// A running sink.
+#[derive(Clone)]
+enum Handle {
+    Actor(Addr<SinkActor>),
+    Thread(crossbeam_channel::Sender<mqtt::Cmd>),
+}
+
+/// What starting a sink needs besides its spec.
+pub struct SinkContext<'a> {
+    /// File paths may contain `{state_dir}`, replaced by this.
+    pub state_dir: &'a Path,
+    pub arbiter: &'a ArbiterHandle,
+    /// Where MQTT sinks keep their outbox.
+    pub store: Arc<Store>,
+    /// Where a sink reports a failure that stops the node.
+    pub fatal: crossbeam_channel::Sender<EngineError>,
+    /// MQTT client ids default to `twinstream-<node>-sink-<name>`.
+    pub node: &'a str,
+}
+
 /// The running sinks and which output kinds each takes.
 #[derive(Clone, Default)]
 pub struct SinkHub {
-    sinks: Vec<(OutputMask, Addr<SinkActor>)>,
+    sinks: Vec<(OutputMask, Handle)>,
     wanted: OutputMask,
+    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
 impl SinkHub {
-    /// Starts the sinks of `specs` on `arbiter`. File paths may contain
-    /// `{state_dir}`, replaced by `state_dir`. When no sink takes dead letters
-    /// they go to `<state_dir>/dead_letters.jsonl`, so nothing is dropped.
-    pub fn start(specs: &[SinkSpec], state_dir: &Path, arbiter: &ArbiterHandle) -> Result<SinkHub, SinkError> {
+    /// Starts the sinks of `specs`. When no sink takes dead letters they go
+    /// to `<state_dir>/dead_letters.jsonl`, so nothing is dropped.
+    pub fn start(specs: &[SinkSpec], cx: &SinkContext<'_>) -> Result<SinkHub, SinkError> {
         let mut hub = SinkHub::default();
         let mut specs = specs.to_vec();
         if !specs.iter().any(|s| s.outputs.contains(&OutputKind::DeadLetters)) {
@@ -295,7 +331,7 @@ impl SinkHub {
         }
         for spec in &mut specs {
             if let SinkKind::File { path } = &mut spec.kind {
-                *path = expand_path(path, state_dir);
+                *path = expand_path(path, cx.state_dir);
             }
         }
         for spec in specs {
@@ -319,6 +355,35 @@ impl SinkHub {
                         path: path.clone(),
                     }
                 }
+                SinkKind::Mqtt(m) => {
+                    let credentials = Credentials::read(&m.conn).map_err(|e| SinkError {
+                        sink: spec.name.clone(),
+                        target: format!("mqtt {}:{}", m.conn.host, m.conn.port),
+                        message: e.to_string(),
+                    })?;
+                    let sink = mqtt::MqttSink::new(
+                        &spec.name,
+                        (**m).clone(),
+                        mask,
+                        format!("twinstream-{}-sink-{}", cx.node, spec.name),
+                        credentials,
+                        cx.store.clone(),
+                        cx.fatal.clone(),
+                    )?;
+                    let (tx, rx) = crossbeam_channel::unbounded();
+                    let thread = std::thread::Builder::new()
+                        .name(format!("sink-{}", spec.name))
+                        .spawn(move || sink.run(&rx))
+                        .map_err(|e| SinkError {
+                            sink: spec.name.clone(),
+                            target: "thread".into(),
+                            message: e.to_string(),
+                        })?;
+                    hub.threads.lock().unwrap_or_else(|e| e.into_inner()).push(thread);
+                    hub.wanted = OutputMask(hub.wanted.0 | mask.0);
+                    hub.sinks.push((mask, Handle::Thread(tx)));
+                    continue;
+                }
             };
             let actor = SinkActor {
                 name: spec.name.clone(),
@@ -327,9 +392,9 @@ impl SinkHub {
                 failed: None,
                 line: Vec::with_capacity(512),
             };
-            let addr = SinkActor::start_in_arbiter(arbiter, move |_| actor);
+            let addr = SinkActor::start_in_arbiter(cx.arbiter, move |_| actor);
             hub.wanted = OutputMask(hub.wanted.0 | mask.0);
-            hub.sinks.push((mask, addr));
+            hub.sinks.push((mask, Handle::Actor(addr)));
         }
         Ok(hub)
     }
@@ -346,27 +411,39 @@ impl SinkHub {
             return;
         }
         let batch = Arc::new(batch);
-        for (m, addr) in &self.sinks {
+        for (m, sink) in &self.sinks {
             if m.intersects(mask) {
-                addr.do_send(Deliver(batch.clone()));
+                match sink {
+                    Handle::Actor(addr) => addr.do_send(Deliver(batch.clone())),
+                    Handle::Thread(tx) => {
+                        let _ = tx.send(mqtt::Cmd::Deliver(batch.clone()));
+                    }
+                }
             }
         }
     }
 
     /// Flushes every sink and waits for all confirmations (or the first
-    /// error). Called from the store writer thread, never from an actor.
-    pub fn flush_all(&self, sync: bool, timeout: Duration) -> Result<(), SinkError> {
+    /// error); returns the outbox changes to commit with the checkpoint.
+    /// Called from the store writer thread, never from an actor.
+    pub fn flush_all(&self, sync: bool, timeout: Duration) -> Result<Vec<OutboxOp>, SinkError> {
         let (tx, rx) = crossbeam_channel::bounded(self.sinks.len().max(1));
-        for (_, addr) in &self.sinks {
-            addr.do_send(FlushSink {
-                sync,
-                reply: tx.clone(),
-            });
+        for (_, sink) in &self.sinks {
+            match sink {
+                Handle::Actor(addr) => addr.do_send(FlushSink {
+                    sync,
+                    reply: tx.clone(),
+                }),
+                Handle::Thread(t) => {
+                    let _ = t.send(mqtt::Cmd::Flush(tx.clone()));
+                }
+            }
         }
         drop(tx);
+        let mut ops = Vec::new();
         for _ in 0..self.sinks.len() {
             match rx.recv_timeout(timeout) {
-                Ok(Ok(())) => {}
+                Ok(Ok(more)) => ops.extend(more),
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     return Err(SinkError {
@@ -377,6 +454,21 @@ impl SinkHub {
                 }
             }
         }
-        Ok(())
+        Ok(ops)
+    }
+
+    /// Lets the thread sinks publish what they hold (for a few seconds),
+    /// record what is left in their outbox, and end. Called once, after
+    /// the final checkpoint.
+    pub fn close(&self) {
+        for (_, sink) in &self.sinks {
+            if let Handle::Thread(t) = sink {
+                let _ = t.send(mqtt::Cmd::Close);
+            }
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
     }
 }

@@ -121,17 +121,10 @@ pub enum SourceError {
     Refused { source_name: String, reason: String },
     #[error("source `{source_name}`: cannot start a thread: {error}")]
     Thread { source_name: String, error: String },
-    #[error("source `{source_name}`: cannot read TLS file {path}: {error}")]
-    TlsFile {
+    #[error("source `{source_name}`: {error}")]
+    Credentials {
         source_name: String,
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("source `{source_name}`: cannot read the MQTT password from {from}: {error}")]
-    Password {
-        source_name: String,
-        from: String,
-        error: String,
+        error: crate::mqtt::CredentialError,
     },
     #[error("source `{source_name}`: cannot read {path}: {error}")]
     Io {

@@ -13,7 +13,8 @@
 //!   holding the chunk is durable. A crash before that means redelivery.
 //! * A thread of its own drives the rumqttc connection (a poll cut short
 //!   would restart a connect or TLS handshake); connection errors are
-//!   retried there with exponential backoff and jitter (100 ms to 10 s); the
+//!   retried there with exponential backoff and jitter (100 ms to 10 s,
+//!   [`crate::mqtt`]); the
 //!   first error of a streak is logged as a warning. A refusal that retrying
 //!   cannot fix (credentials, authorisation, an untrusted certificate) stops
 //!   the node with one error.
@@ -24,26 +25,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rumqttc::{Client, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{Client, Event, Packet, Publish, QoS};
 
 use super::decode::{DecodedChunk, Decoder, Scratch};
 use super::SourceError;
 use crate::engine::flow::{AcquireError, Flow};
+use crate::mqtt::{describe, drive, refusal, Credentials, OnError};
 use crate::topology::{MqttSpec, TOPIC_KEY};
 
 /// Messages per chunk at most.
 pub const MAX_BATCH: usize = 2048;
 /// How long a chunk gathers messages at most.
 const LINGER: Duration = Duration::from_millis(5);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Connection events waiting for the source thread at most.
 const EVENT_QUEUE: usize = 4096;
 /// How long a stopping source waits for the final checkpoint's acks.
 const FINAL_ACKS: Duration = Duration::from_secs(30);
-
-/// PEM bytes: the CA, and the client certificate and key for mutual TLS.
-pub type TlsFiles = (Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
 
 pub struct MqttSource {
     pub source: u16,
@@ -52,11 +49,8 @@ pub struct MqttSource {
     pub decoder: Arc<Decoder>,
     /// Used when the spec names no client id.
     pub default_client_id: String,
-    /// Read from the spec's secret at start-up.
-    pub password: Option<String>,
-    /// The PEM files of the spec's `tls`, read at start-up: CA, and the
-    /// client certificate and key.
-    pub tls: Option<TlsFiles>,
+    /// The password and TLS files, read at start-up.
+    pub credentials: Credentials,
     /// Errors that stop the node (a refused connection).
     pub fatal: Sender<crate::engine::EngineError>,
 }
@@ -65,34 +59,15 @@ impl MqttSource {
     /// Subscribes and routes messages until `stop` or a closed flow.
     /// `durable` receives the sequence number up to which chunks are durable.
     pub fn run(self, flow: &Flow, out: &Sender<DecodedChunk>, durable: &Receiver<u64>, stop: &AtomicBool) {
-        let client_id = if self.spec.client_id.is_empty() {
-            self.default_client_id.clone()
-        } else {
-            self.spec.client_id.clone()
-        };
-        let mut opts = MqttOptions::new(client_id, self.spec.host.clone(), self.spec.port);
-        opts.set_keep_alive(self.spec.keep_alive);
+        let mut opts = crate::mqtt::options(&self.spec.conn, &self.default_client_id, &self.credentials);
         opts.set_clean_session(self.spec.clean_session);
         opts.set_manual_acks(true);
-        if let Some((ca, client_auth)) = &self.tls {
-            opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
-                ca: ca.clone(),
-                alpn: None,
-                client_auth: client_auth.clone(),
-            }));
-        }
-        if let Some(user) = &self.spec.username {
-            opts.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
-        }
         let qos = if self.spec.qos == 0 {
             QoS::AtMostOnce
         } else {
             QoS::AtLeastOnce
         };
         let (client, connection) = Client::new(opts, 1024);
-        // rumqttc's connection makes progress only while it is polled, and a
-        // poll cut short (a timeout) starts a connect or TLS handshake over:
-        // a thread of its own drives it and hands the events over.
         let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
         let driving = Arc::new(AtomicBool::new(true));
         {
@@ -100,7 +75,7 @@ impl MqttSource {
             let name = format!("mqtt-{}", self.name);
             let spawned = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || drive(connection, &events_tx, &driving));
+                .spawn(move || drive(connection, &events_tx, &driving, OnError::Reconnect));
             if let Err(e) = spawned {
                 self.stop_node(SourceError::Thread {
                     source_name: self.name.to_string(),
@@ -155,7 +130,7 @@ impl MqttSource {
                     batch.push(p);
                 }
                 Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
-                    tracing::info!(source = %self.name, host = %self.spec.host, port = self.spec.port,
+                    tracing::info!(source = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
                         session_present = ack.session_present, "MQTT connected");
                     failing = false;
                     crate::telemetry::mqtt_connected(&self.name, true);
@@ -193,7 +168,7 @@ impl MqttSource {
                     // The connection thread backs off before it retries.
                     crate::telemetry::mqtt_connected(&self.name, false);
                     if !failing {
-                        tracing::warn!(source = %self.name, host = %self.spec.host, port = self.spec.port,
+                        tracing::warn!(source = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
                             error = %describe(&e), "MQTT connection failed; retrying with backoff");
                         failing = true;
                     }
@@ -328,31 +303,6 @@ fn splice(out: &mut Vec<u8>, fields: &[(&str, &str)], payload: &[u8]) {
     out.extend_from_slice(rest);
 }
 
-/// Polls the connection until the client is gone (or the source no longer
-/// listens), handing every event over; after an error it waits (exponential
-/// backoff with jitter, 50-100% of the step, so many nodes do not retry in
-/// step) before the next poll reconnects.
-fn drive(mut connection: rumqttc::Connection, events: &Sender<Result<Event, ConnectionError>>, driving: &AtomicBool) {
-    let mut backoff = BACKOFF_MIN;
-    let mut rng = fastrand::Rng::new();
-    for notification in connection.iter() {
-        let failed = notification.is_err();
-        if matches!(notification, Ok(Event::Incoming(Packet::ConnAck(_)))) {
-            backoff = BACKOFF_MIN;
-        }
-        if events.send(notification).is_err() || !driving.load(Ordering::Relaxed) {
-            break;
-        }
-        if failed {
-            let until = Instant::now() + backoff.mul_f64(0.5 + 0.5 * rng.f64());
-            while driving.load(Ordering::Relaxed) && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
-    }
-}
-
 /// Messages routed and not yet acknowledged.
 fn waiting(unacked: &VecDeque<(u64, Vec<Publish>)>, to_ack: &VecDeque<Publish>) -> usize {
     unacked.iter().map(|(_, p)| p.len()).sum::<usize>() + to_ack.len()
@@ -386,40 +336,6 @@ fn acquire(flow: &Flow, stop: &AtomicBool) -> Option<crate::engine::flow::Permit
             Err(AcquireError::Timeout) => continue,
             Err(AcquireError::Closed) => return None,
         }
-    }
-}
-
-/// A refusal that retrying cannot fix - credentials, authorisation, the
-/// client id, a TLS failure on the certificate chain or the configured
-/// files - described; `None` for anything else (worth a retry).
-fn refusal(e: &ConnectionError) -> Option<String> {
-    let text = match e {
-        ConnectionError::ConnectionRefused(code) => {
-            return match code {
-                ConnectReturnCode::ServiceUnavailable => None,
-                ConnectReturnCode::BadUserNamePassword => Some("bad user name or password".to_string()),
-                ConnectReturnCode::NotAuthorized => {
-                    Some("not authorised (check the user name, the password and the broker's ACL)".to_string())
-                }
-                ConnectReturnCode::BadClientId => Some("client id rejected".to_string()),
-                other => Some(format!("{other:?}")),
-            }
-        }
-        ConnectionError::Tls(t) => t.to_string(),
-        ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => io.to_string(),
-        _ => return None,
-    };
-    let lower = text.to_lowercase();
-    ["certificate", "tls", "handshake", "alert"]
-        .iter()
-        .any(|w| lower.contains(w))
-        .then(|| format!("TLS: {text}"))
-}
-
-fn describe(e: &ConnectionError) -> String {
-    match e {
-        ConnectionError::Io(io) => format!("{io} (is the broker running and reachable?)"),
-        other => other.to_string(),
     }
 }
 

@@ -23,6 +23,9 @@ use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOp
 pub const STORE_FORMAT: u16 = 1;
 
 const META_CF: &str = "meta";
+/// Messages of QoS 1 sinks not yet acknowledged by their broker, keyed by
+/// sink name, NUL, and the message's sequence number (big-endian).
+const OUTBOX_CF: &str = "outbox";
 const WRITE_BUFFER_BYTES: usize = 16 << 20;
 const FORMAT_KEY: &[u8] = b"store/format";
 
@@ -101,7 +104,7 @@ impl Store {
         opts.set_max_background_jobs(2);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
-        let mut cfs: Vec<String> = vec![META_CF.to_string()];
+        let mut cfs: Vec<String> = vec![META_CF.to_string(), OUTBOX_CF.to_string()];
         cfs.extend((0..shards).map(shard_cf));
         cfs.extend((0..shards).map(timer_cf));
         if let Ok(existing) = DB::list_cf(&opts, dir) {
@@ -277,6 +280,34 @@ impl Store {
         Ok(())
     }
 
+    /// Stages an outbox message (`Some`) or its removal (`None`).
+    pub fn stage_outbox(&self, ckpt: &mut Checkpoint, sink: &str, seq: u64, value: Option<&[u8]>) {
+        let key = outbox_key(sink, seq);
+        match value {
+            Some(v) => ckpt.batch.put_cf(self.cf(OUTBOX_CF), key, v),
+            None => ckpt.batch.delete_cf(self.cf(OUTBOX_CF), key),
+        }
+    }
+
+    /// Calls `f(seq, value)` for every outbox message of `sink`, in order.
+    pub fn for_each_outbox(
+        &self,
+        sink: &str,
+        mut f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let prefix = outbox_key(sink, 0);
+        let prefix = &prefix[..prefix.len() - 8];
+        let mode = IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(OUTBOX_CF), mode) {
+            let (k, v) = item.map_err(StoreError::Read)?;
+            let Some(seq) = k.strip_prefix(prefix).and_then(|s| <[u8; 8]>::try_from(s).ok()) else {
+                break;
+            };
+            f(u64::from_be_bytes(seq), &v)?;
+        }
+        Ok(())
+    }
+
     /// Puts a raw twin value; for tools and tests that prepare a store.
     pub fn put_twin_raw(&self, shard: u32, asset: &str, value: &[u8]) -> Result<(), StoreError> {
         self.db
@@ -288,6 +319,14 @@ impl Store {
     pub fn put_meta_raw(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.db.put_cf(self.cf(META_CF), key, value).map_err(StoreError::Write)
     }
+}
+
+fn outbox_key(sink: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(sink.len() + 9);
+    key.extend_from_slice(sink.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
 }
 
 /// The meta key under which the store records its layout format.

@@ -27,6 +27,10 @@ pub const RELAYS_DELIVERED: &str = "twinstream_relays_delivered_total";
 pub const SYNC_LAG: &str = "twinstream_twin_sync_lag_seconds";
 pub const MQTT_UNACKED: &str = "twinstream_mqtt_unacked_messages";
 pub const MQTT_CONNECTED: &str = "twinstream_mqtt_connected";
+pub const FLOW_LIMIT: &str = "twinstream_flow_limit_chunks";
+pub const SINK_QUEUE: &str = "twinstream_sink_queue_messages";
+pub const SINK_QUEUE_LIMIT: &str = "twinstream_sink_queue_limit_messages";
+pub const SINK_BACKPRESSURE: &str = "twinstream_sink_backpressure";
 
 pub const LABEL_SOURCE: &str = "source";
 pub const LABEL_SINK: &str = "sink";
@@ -86,6 +90,29 @@ pub fn mqtt_unacked(source: &str, n: usize) {
 /// 1 while an MQTT source is connected, else 0.
 pub fn mqtt_connected(source: &str, up: bool) {
     gauge!(MQTT_CONNECTED, LABEL_SOURCE => source.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
+/// 1 while an MQTT sink is connected, else 0.
+pub fn mqtt_sink_connected(sink: &str, up: bool) {
+    gauge!(MQTT_CONNECTED, LABEL_SINK => sink.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
+/// The flow's bound: chunks between sources and sinks at most (the high
+/// water mark of `twinstream_flow_inflight_chunks`).
+pub fn flow_limit(n: usize) {
+    gauge!(FLOW_LIMIT).set(n as f64);
+}
+
+/// The bound of a sink's queue (its high water mark).
+pub fn sink_queue_limit(sink: &str, n: usize) {
+    gauge!(SINK_QUEUE_LIMIT, LABEL_SINK => sink.to_string()).set(n as f64);
+}
+
+/// Messages a sink holds (queued or unacknowledged), and whether it is
+/// over its bound and holding the twins' batches back (ingest slows).
+pub fn sink_queue(sink: &str, n: usize, backpressure: bool) {
+    gauge!(SINK_QUEUE, LABEL_SINK => sink.to_string()).set(n as f64);
+    gauge!(SINK_BACKPRESSURE, LABEL_SINK => sink.to_string()).set(if backpressure { 1.0 } else { 0.0 });
 }
 
 /// A timer round: `fired` twins ticked, `pending` entries left in the index.

@@ -173,6 +173,9 @@ impl<'t> Cx<'t> {
             Some(n) => self.sinks(n),
             None => Vec::new(),
         };
+        if let Some(node) = &node {
+            self.distinct_client_ids(&node.name, &sources, &sinks);
+        }
         Some(Topology {
             file: path.to_path_buf(),
             node: node?,
@@ -184,6 +187,43 @@ impl<'t> Cx<'t> {
             rules,
             sinks,
         })
+    }
+
+    /// Two MQTT clients with one id on one broker take the session from
+    /// each other in turn: refuse it.
+    fn distinct_client_ids(&mut self, node: &str, sources: &[SourceSpec], sinks: &[SinkSpec]) {
+        let mut seen: Vec<(String, &MqttConn, Pos)> = Vec::new();
+        let clients = sources
+            .iter()
+            .filter_map(|s| match &s.kind {
+                SourceKind::Mqtt(m) => Some((&m.conn, format!("twinstream-{node}-{}", s.name), s.pos)),
+                _ => None,
+            })
+            .chain(sinks.iter().filter_map(|s| match &s.kind {
+                SinkKind::Mqtt(m) => Some((&m.conn, format!("twinstream-{node}-sink-{}", s.name), s.pos)),
+                _ => None,
+            }));
+        for (conn, default, pos) in clients {
+            let id = if conn.client_id.is_empty() {
+                default
+            } else {
+                conn.client_id.clone()
+            };
+            if let Some((_, _, first)) = seen
+                .iter()
+                .find(|(i, c, _)| *i == id && c.host == conn.host && c.port == conn.port)
+            {
+                self.err(
+                    pos,
+                    format!(
+                        "MQTT client id `{id}` is already used at line {} for the same broker; the broker would disconnect one for the other - give each `client_id` its own value",
+                        first.line
+                    ),
+                );
+            } else {
+                seen.push((id, conn, pos));
+            }
+        }
     }
 
     // ------------------------------------------------------------ node
@@ -943,6 +983,7 @@ impl<'t> Cx<'t> {
                 "severity",
                 "message",
                 "asset_types",
+                "command",
             ];
             let Some(mut f) = Fields::new(item, "rule", FIELDS, &mut self.diags) else {
                 continue;
@@ -984,6 +1025,7 @@ impl<'t> Cx<'t> {
                 .duration("for", false, &mut self.diags)
                 .map_or(Duration::ZERO, |d| d.value);
             let clear_when = f.str("clear_when", false, &mut self.diags);
+            let command = f.get("command").and_then(|c| self.command(c, &what));
             let Some(when) = f.str("when", true, &mut self.diags) else {
                 continue;
             };
@@ -1003,9 +1045,30 @@ impl<'t> Cx<'t> {
                 message,
                 compiled,
                 clear_compiled,
+                command,
             });
         }
         out
+    }
+
+    /// A rule's `command: { name, value, on_clear }`.
+    fn command(&mut self, node: &Node, what: &str) -> Option<CommandSpec> {
+        let d = &mut self.diags;
+        let f = Fields::new(node, &format!("{what}.command"), &["name", "value", "on_clear"], d)?;
+        let name = f.str("name", true, d)?;
+        if !is_name(&name.value) {
+            d.error(
+                name.pos,
+                format!("{what}.command.name: use letters, digits, `-`, `_` or `.`"),
+            );
+        }
+        let value = f.f64("value", true, d)?;
+        let on_clear = f.f64("on_clear", false, d).map(|v| v.value);
+        Some(CommandSpec {
+            name: name.value,
+            value: value.value,
+            on_clear,
+        })
     }
 
     /// Compiles a rule's expression (`field`) for each selected asset type,
@@ -1213,19 +1276,8 @@ impl<'t> Cx<'t> {
     }
 
     fn mqtt(&mut self, f: &Fields<'_>, what: &str) -> Option<MqttSpec> {
+        let conn = self.mqtt_conn(f, what);
         let d = &mut self.diags;
-        let host = f
-            .str("host", false, d)
-            .map_or_else(|| "127.0.0.1".to_string(), |h| h.value);
-        let port = match f.u64("port", false, d) {
-            Some(p) if p.value == 0 || p.value > 65535 => {
-                d.error(p.pos, format!("{what}.port: must be between 1 and 65535"));
-                1883
-            }
-            Some(p) => p.value as u16,
-            None => 1883,
-        };
-        let client_id = f.str("client_id", false, d).map(|c| c.value);
         let topics = f.str_list("topics", d).unwrap_or_default();
         if topics.is_empty() {
             d.error(
@@ -1249,18 +1301,8 @@ impl<'t> Cx<'t> {
                 );
             }
         }
-        let qos = match f.u64("qos", false, d) {
-            Some(q) if q.value > 1 => {
-                d.error(q.pos, format!("{what}.qos: 0 or 1"));
-                1
-            }
-            Some(q) => q.value as u8,
-            None => 1,
-        };
+        let qos = mqtt_qos(f, what, d);
         let clean_session = f.bool("clean_session", d).is_some_and(|b| b.value);
-        let keep_alive = f
-            .duration("keep_alive", false, d)
-            .map_or(Duration::from_secs(30), |k| k.value);
         let topic_fields = match f.str("topic_fields", false, d) {
             Some(t) => match TopicTemplate::parse(&t.value) {
                 Ok(tt) => Some(tt),
@@ -1271,6 +1313,34 @@ impl<'t> Cx<'t> {
             },
             None => None,
         };
+        Some(MqttSpec {
+            conn,
+            topics: topics.into_iter().map(|t| t.value).collect(),
+            qos,
+            clean_session,
+            topic_fields,
+        })
+    }
+
+    /// The broker address, client id, keep-alive, credentials and TLS of an
+    /// MQTT source or sink.
+    fn mqtt_conn(&mut self, f: &Fields<'_>, what: &str) -> MqttConn {
+        let d = &mut self.diags;
+        let host = f
+            .str("host", false, d)
+            .map_or_else(|| "127.0.0.1".to_string(), |h| h.value);
+        let port = match f.u64("port", false, d) {
+            Some(p) if p.value == 0 || p.value > 65535 => {
+                d.error(p.pos, format!("{what}.port: must be between 1 and 65535"));
+                1883
+            }
+            Some(p) => p.value as u16,
+            None => 1883,
+        };
+        let client_id = f.str("client_id", false, d).map(|c| c.value);
+        let keep_alive = f
+            .duration("keep_alive", false, d)
+            .map_or(Duration::from_secs(30), |k| k.value);
         let username = f.str("username", false, d).map(|u| u.value);
         if let Some(p) = f.get("password") {
             d.error(
@@ -1318,18 +1388,46 @@ impl<'t> Cx<'t> {
                 });
             }
         }
-        Some(MqttSpec {
-            tls,
-            username,
-            password,
+        MqttConn {
             host,
             port,
             client_id: client_id.unwrap_or_default(),
-            topics: topics.into_iter().map(|t| t.value).collect(),
-            qos,
-            clean_session,
             keep_alive,
-            topic_fields,
+            username,
+            password,
+            tls,
+        }
+    }
+
+    fn mqtt_sink(&mut self, f: &Fields<'_>, what: &str) -> Option<MqttSinkSpec> {
+        let conn = self.mqtt_conn(f, what);
+        let d = &mut self.diags;
+        let topic = match f.str("topic", true, d) {
+            Some(t) => match OutputTopic::parse(&t.value) {
+                Ok(topic) => Some(topic),
+                Err(e) => {
+                    d.error(t.pos, format!("{what}.topic: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let qos = mqtt_qos(f, what, d);
+        let retain = f.bool("retain", d).is_some_and(|b| b.value);
+        let queue = match f.u64("queue", false, d) {
+            Some(q) if q.value == 0 => {
+                d.error(q.pos, format!("{what}.queue: at least 1 message"));
+                1
+            }
+            Some(q) => q.value as usize,
+            None => DEFAULT_SINK_QUEUE,
+        };
+        Some(MqttSinkSpec {
+            conn,
+            topic: topic?,
+            qos,
+            retain,
+            queue,
         })
     }
 
@@ -1578,7 +1676,25 @@ impl<'t> Cx<'t> {
     fn sinks(&mut self, node: &Node) -> Vec<SinkSpec> {
         let mut out: Vec<SinkSpec> = Vec::new();
         for (key, item) in self.named_entries(node, "sinks") {
-            const FIELDS: &[&str] = &["name", "type", "path", "outputs"];
+            const FIELDS: &[&str] = &[
+                "name",
+                "type",
+                "path",
+                "outputs",
+                "host",
+                "port",
+                "client_id",
+                "keep_alive",
+                "username",
+                "password",
+                "password_env",
+                "password_file",
+                "tls",
+                "topic",
+                "qos",
+                "retain",
+                "queue",
+            ];
             let Some(mut f) = Fields::new(item, "sink", FIELDS, &mut self.diags) else {
                 continue;
             };
@@ -1597,7 +1713,24 @@ impl<'t> Cx<'t> {
                     ),
                 );
             }
-            let kind = f.choice("type", &["stdout", "file"], true, &mut self.diags);
+            let kind = f.choice("type", &["stdout", "file", "mqtt"], true, &mut self.diags);
+            if let Some(k) = &kind {
+                let allowed: &[&str] = match k.value.as_str() {
+                    "file" => &["name", "type", "outputs", "path"],
+                    "stdout" => &["name", "type", "outputs"],
+                    _ => FIELDS,
+                };
+                for field in FIELDS {
+                    if !allowed.contains(field) && field != &"path" {
+                        if let Some(n) = f.get(field) {
+                            self.err(
+                                pos(n),
+                                format!("{what}: field `{field}` does not apply to a `{}` sink", k.value),
+                            );
+                        }
+                    }
+                }
+            }
             let path = f.str("path", false, &mut self.diags);
             let kind = match (kind.as_ref().map(|k| k.value.as_str()), path) {
                 (Some("file"), Some(p)) => Some(SinkKind::File {
@@ -1611,6 +1744,7 @@ impl<'t> Cx<'t> {
                     self.err(p.pos, format!("{what}.path: only file sinks have a path"));
                     None
                 }
+                (Some("mqtt"), None) => self.mqtt_sink(&f, &what).map(|m| SinkKind::Mqtt(Box::new(m))),
                 (Some(_), None) => Some(SinkKind::Stdout),
                 (None, _) => None,
             };
@@ -1650,6 +1784,18 @@ impl<'t> Cx<'t> {
             }
         }
         out
+    }
+}
+
+/// `qos`: 0 or 1 (the default).
+fn mqtt_qos(f: &Fields<'_>, what: &str, d: &mut Diagnostics) -> u8 {
+    match f.u64("qos", false, d) {
+        Some(q) if q.value > 1 => {
+            d.error(q.pos, format!("{what}.qos: 0 or 1"));
+            1
+        }
+        Some(q) => q.value as u8,
+        None => 1,
     }
 }
 

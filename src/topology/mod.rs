@@ -119,8 +119,8 @@ impl Topology {
                 }
                 SourceKind::Mqtt(m) => format!(
                     "mqtt {}:{} {} qos {}{}",
-                    m.host,
-                    m.port,
+                    m.conn.host,
+                    m.conn.port,
                     m.topics.join(" "),
                     m.qos,
                     if m.clean_session { "" } else { ", persistent session" }
@@ -198,6 +198,14 @@ impl Topology {
             let kind = match &k.kind {
                 SinkKind::Stdout => "stdout".to_string(),
                 SinkKind::File { path } => format!("file {}", path.display()),
+                SinkKind::Mqtt(m) => format!(
+                    "mqtt {}:{} {} qos {}{}",
+                    m.conn.host,
+                    m.conn.port,
+                    m.topic.text,
+                    m.qos,
+                    if m.retain { ", retained" } else { "" }
+                ),
             };
             let outs: Vec<&str> = k.outputs.iter().map(|o| o.name()).collect();
             let _ = writeln!(s, "  {:<12} {kind} <- {}", k.name, outs.join(", "));

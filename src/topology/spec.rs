@@ -267,26 +267,141 @@ impl SourceKind {
 /// topic to the decoder (not a key a payload can use by accident).
 pub const TOPIC_KEY: &str = "\u{1}topic";
 
+/// How to reach and log in to an MQTT broker (sources and sinks alike).
+#[derive(Debug, Clone)]
+pub struct MqttConn {
+    pub host: String,
+    pub port: u16,
+    /// Stable across restarts so a persistent session finds its messages;
+    /// empty: `twinstream-<node>-<source or sink>`.
+    pub client_id: String,
+    pub keep_alive: Duration,
+    pub username: Option<String>,
+    /// Where the password comes from (never the topology itself).
+    pub password: Option<Secret>,
+    pub tls: Option<MqttTls>,
+}
+
 /// An MQTT subscription (rumqttc).
 #[derive(Debug, Clone)]
 pub struct MqttSpec {
-    pub host: String,
-    pub port: u16,
-    /// Stable across restarts so a persistent session finds its messages.
-    pub client_id: String,
+    pub conn: MqttConn,
     /// Topic filters (`+` and `#` wildcards).
     pub topics: Vec<String>,
     /// 0 or 1. With 1, a message is acknowledged only once the state it
     /// produced is durable.
     pub qos: u8,
     pub clean_session: bool,
-    pub keep_alive: Duration,
     /// How topic levels name fields, e.g. `plant/{asset}/{sensor}`.
     pub topic_fields: Option<TopicTemplate>,
-    pub username: Option<String>,
-    /// Where the password comes from (never the topology itself).
-    pub password: Option<Secret>,
-    pub tls: Option<MqttTls>,
+}
+
+/// Messages an MQTT sink holds in memory unless its `queue` says otherwise.
+pub const DEFAULT_SINK_QUEUE: usize = 10_000;
+
+/// An MQTT sink: outputs published to a topic template.
+#[derive(Debug, Clone)]
+pub struct MqttSinkSpec {
+    pub conn: MqttConn,
+    /// The topic of each message, e.g. `plant/{asset}/commands`.
+    pub topic: OutputTopic,
+    /// 0 (at most once) or 1 (at least once, kept in the store until the
+    /// broker acknowledges it).
+    pub qos: u8,
+    pub retain: bool,
+    /// Messages held in memory (unacknowledged or waiting for the broker)
+    /// before the sink holds back the twins' batches, which stops ingest.
+    pub queue: usize,
+}
+
+/// A topic made of literal text and `{asset}`, `{asset_type}`, `{kind}`
+/// (`alert`, `command`, ...) and `{name}` (the rule, command, window or join).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputTopic {
+    pub text: String,
+    pub parts: Vec<TopicPart>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicPart {
+    Text(usize, usize),
+    Asset,
+    AssetType,
+    Kind,
+    Name,
+}
+
+impl OutputTopic {
+    pub const FIELDS: [&'static str; 4] = ["asset", "asset_type", "kind", "name"];
+
+    pub fn parse(text: &str) -> Result<OutputTopic, String> {
+        if text.is_empty() {
+            return Err("a topic cannot be empty".into());
+        }
+        if text.contains(['+', '#', '\0']) {
+            return Err("a topic to publish to cannot hold `+`, `#` or NUL".into());
+        }
+        let mut parts = Vec::new();
+        let mut rest = 0;
+        while let Some(open) = text[rest..].find('{').map(|i| i + rest) {
+            let Some(close) = text[open..].find('}').map(|i| i + open) else {
+                return Err(format!("`{{` at character {} is not closed", open + 1));
+            };
+            if open > rest {
+                parts.push(TopicPart::Text(rest, open));
+            }
+            parts.push(match &text[open + 1..close] {
+                "asset" => TopicPart::Asset,
+                "asset_type" => TopicPart::AssetType,
+                "kind" => TopicPart::Kind,
+                "name" => TopicPart::Name,
+                other => {
+                    return Err(format!(
+                        "`{{{other}}}`: a topic can name {}",
+                        Self::FIELDS.map(|f| format!("`{{{f}}}`")).join(", ")
+                    ))
+                }
+            });
+            rest = close + 1;
+        }
+        if text[rest..].contains('}') {
+            return Err("`}` without `{`".into());
+        }
+        if rest < text.len() {
+            parts.push(TopicPart::Text(rest, text.len()));
+        }
+        Ok(OutputTopic {
+            text: text.to_string(),
+            parts,
+        })
+    }
+
+    /// Writes the topic for one output into `out`. A substituted value that
+    /// is empty or holds `+`, `#` or NUL (which a published topic cannot) is
+    /// written with `_` in their place.
+    pub fn render(&self, out: &mut String, asset: &str, asset_type: &str, kind: &str, name: &str) {
+        out.clear();
+        for part in &self.parts {
+            let value = match *part {
+                TopicPart::Text(a, b) => {
+                    out.push_str(&self.text[a..b]);
+                    continue;
+                }
+                TopicPart::Asset => asset,
+                TopicPart::AssetType => asset_type,
+                TopicPart::Kind => kind,
+                TopicPart::Name => name,
+            };
+            if value.is_empty() {
+                out.push('_');
+            }
+            out.extend(
+                value
+                    .chars()
+                    .map(|c| if matches!(c, '+' | '#' | '\0') { '_' } else { c }),
+            );
+        }
+    }
 }
 
 /// TLS to the broker: the CA that signs its certificate, and optionally a
@@ -572,6 +687,18 @@ pub struct RuleSpec {
     pub compiled: Vec<(usize, Cond<Slot>)>,
     /// `clear_when` compiled likewise (empty without one).
     pub clear_compiled: Vec<(usize, Cond<Slot>)>,
+    /// A command sent when the alert is raised (and, with `on_clear`, when
+    /// it clears).
+    pub command: Option<CommandSpec>,
+}
+
+/// A rule's actuation command: `name` set to `value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    pub name: String,
+    pub value: f64,
+    /// The value sent when the alert clears; none: nothing is sent then.
+    pub on_clear: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -607,6 +734,7 @@ pub struct SinkSpec {
 pub enum SinkKind {
     Stdout,
     File { path: PathBuf },
+    Mqtt(Box<MqttSinkSpec>),
 }
 
 /// The kinds of output a twin produces; sinks subscribe to kinds.
@@ -621,16 +749,19 @@ pub enum OutputKind {
     LateEvents,
     /// Joined pairs of readings.
     Joins,
+    /// Actuation commands.
+    Commands,
 }
 
 impl OutputKind {
-    pub const ALL: [(&'static str, OutputKind); 6] = [
+    pub const ALL: [(&'static str, OutputKind); 7] = [
         ("twin_updates", OutputKind::TwinUpdates),
         ("windows", OutputKind::Windows),
         ("alerts", OutputKind::Alerts),
         ("dead_letters", OutputKind::DeadLetters),
         ("late_events", OutputKind::LateEvents),
         ("joins", OutputKind::Joins),
+        ("commands", OutputKind::Commands),
     ];
 
     pub fn name(self) -> &'static str {
@@ -660,6 +791,34 @@ mod tests {
         ];
         for (pat, id, want) in rows {
             assert_eq!(AssetPattern::parse(pat).matches(id), want, "{pat} vs {id}");
+        }
+    }
+
+    #[test]
+    fn output_topics_substitute_fields_and_keep_levels_valid() {
+        let rows = [
+            (
+                "plant/{asset}/commands",
+                ("p-1", "pump", "command", "valve"),
+                "plant/p-1/commands",
+            ),
+            (
+                "{asset_type}/{asset}/{kind}/{name}",
+                ("p-1", "pump", "alert", "hot"),
+                "pump/p-1/alert/hot",
+            ),
+            ("x/{name}", ("p-1", "pump", "dead_letter", ""), "x/_"),
+            ("x/{asset}", ("a+b#c", "pump", "alert", ""), "x/a_b_c"),
+            ("fixed", ("p-1", "pump", "alert", "hot"), "fixed"),
+        ];
+        let mut out = String::new();
+        for (template, (asset, ty, kind, name), want) in rows {
+            let t = OutputTopic::parse(template).unwrap();
+            t.render(&mut out, asset, ty, kind, name);
+            assert_eq!(out, want, "{template}");
+        }
+        for bad in ["", "a/+/b", "a/#", "a/{sensor}", "a/{asset", "a}"] {
+            assert!(OutputTopic::parse(bad).is_err(), "{bad:?} parsed");
         }
     }
 }

@@ -458,8 +458,18 @@ pub(crate) mod tests {
         let (dead_path, record, hook_left) = system.block_on(async {
             let sink_arbiter = Arbiter::new();
             let twin_arbiter = Arbiter::new();
-            let sinks = SinkHub::start(&[], dir.path(), &sink_arbiter.handle()).unwrap();
             let (fatal, _fatal_rx) = crossbeam_channel::unbounded();
+            let sinks = SinkHub::start(
+                &[],
+                &crate::sink::SinkContext {
+                    state_dir: dir.path(),
+                    arbiter: &sink_arbiter.handle(),
+                    store: store.clone(),
+                    fatal: fatal.clone(),
+                    node: "test",
+                },
+            )
+            .unwrap();
             let hook = PanicHook {
                 value: 666.0,
                 remaining: AtomicU32::new(panics),

@@ -508,6 +508,17 @@ pub enum Output {
         join: u16,
         pair: JoinPair,
     },
+    /// A rule's actuation command, sent when its alert was raised (or
+    /// cleared, with `on_clear`).
+    Command {
+        rule: u16,
+        /// The alert's sequence number and the transition that sent it: the
+        /// command's id is `asset/rule/seq/transition`.
+        seq: u32,
+        transition: Transition,
+        ts: i64,
+        value: f64,
+    },
     /// A value other twins read through a relation changed: the engine
     /// relays it to them.
     Relay {
@@ -525,6 +536,7 @@ impl Output {
             Output::TwinUpdate { .. } => Some(OutputKind::TwinUpdates),
             Output::Late { .. } => Some(OutputKind::LateEvents),
             Output::Joined { .. } => Some(OutputKind::Joins),
+            Output::Command { .. } => Some(OutputKind::Commands),
             Output::Relay { .. } => None,
         }
     }
@@ -1266,6 +1278,19 @@ fn set_alert(m: &TypeModel, st: &mut TwinState, r: u16, on: bool, ts: i64, out: 
         Transition::Cleared
     };
     emit_alert(m, st, r, transition, ts, inputs, out);
+    let command = m.rules[r as usize].command.as_ref();
+    if let Some(c) = command.filter(|_| m.emit.has(OutputKind::Commands)) {
+        let value = if on { Some(c.value) } else { c.on_clear };
+        if let Some(value) = value {
+            out.push(Output::Command {
+                rule: r,
+                seq: st.alerts[r as usize].seq,
+                transition,
+                ts,
+                value,
+            });
+        }
+    }
 }
 
 fn emit_alert(

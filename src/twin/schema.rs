@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::topology::expr::Cond;
-use crate::topology::{Agg, JoinSide, OutputKind, Resolve, Severity, Slot, Topology};
+use crate::topology::{Agg, CommandSpec, JoinSide, OutputKind, Resolve, Severity, Slot, Topology};
 
 /// Names of the built-in alerts (user rules may not take them).
 pub const OFFLINE_ALERT: &str = "offline";
@@ -185,6 +185,8 @@ pub struct RuleDef {
     pub kind: RuleKind,
     /// Display names and slots of the alert's inputs, reported with it.
     pub inputs: Vec<(Arc<str>, LocalSlot)>,
+    /// The command the rule sends when its alert is raised or cleared.
+    pub command: Option<CommandSpec>,
 }
 
 #[derive(Debug)]
@@ -473,6 +475,7 @@ impl TypeModel {
                     hold_ms: r.hold.as_millis() as i64,
                 },
                 inputs,
+                command: r.command.clone(),
             });
         }
 
@@ -490,6 +493,7 @@ impl TypeModel {
                     message: Some(format!("sensor `{name}` has not reported for its stale_after").into()),
                     kind: RuleKind::Stale { sensor: s as u16 },
                     inputs: vec![(name.as_str().into(), LocalSlot::Latest(s as u16))],
+                    command: None,
                 });
             }
             if let Some(set) = &mut def.sources {
@@ -505,6 +509,7 @@ impl TypeModel {
                             .iter()
                             .map(|src| (format!("{name}@{}", src.name).into(), LocalSlot::Latest(s as u16)))
                             .collect(),
+                        command: None,
                     });
                 }
             }
@@ -516,6 +521,7 @@ impl TypeModel {
                 message: Some("no sensor of the asset is reporting".into()),
                 kind: RuleKind::Offline,
                 inputs: Vec::new(),
+                command: None,
             });
             (rules.len() - 1) as u16
         });

@@ -361,8 +361,18 @@ impl Mosquitto {
     /// Stops the broker (SIGTERM: it saves its sessions) and starts it again
     /// on the same port.
     pub fn restart(&mut self) {
+        self.stop();
+        self.resume();
+    }
+
+    /// Stops the broker (SIGTERM: it saves its sessions).
+    pub fn stop(&mut self) {
         ok(Command::new("kill").arg("-TERM").arg(self.child.id().to_string()));
         self.child.wait().unwrap();
+    }
+
+    /// Starts a stopped broker again on its port, with its saved sessions.
+    pub fn resume(&mut self) {
         self.child = Self::spawn(self.dir.path(), self.port);
     }
 }

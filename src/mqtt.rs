@@ -1,0 +1,210 @@
+//! MQTT plumbing shared by the MQTT source and sink: client options from a
+//! topology's connection settings, the thread that drives a rumqttc
+//! connection, backoff, and which connection errors retrying cannot fix.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use rumqttc::{ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet};
+
+use crate::topology::MqttConn;
+
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// PEM bytes: the CA, and the client certificate and key for mutual TLS.
+pub type TlsFiles = (Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
+
+/// The secrets of a connection, read once at start-up.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub password: Option<String>,
+    pub tls: Option<TlsFiles>,
+}
+
+/// Why the secrets of a connection cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("cannot read the MQTT password from {from}: {error}")]
+    Password { from: String, error: String },
+    #[error("cannot read TLS file {path}: {error}")]
+    TlsFile { path: PathBuf, error: std::io::Error },
+}
+
+impl Credentials {
+    /// Reads the password and the TLS files `conn` names.
+    pub fn read(conn: &MqttConn) -> Result<Credentials, CredentialError> {
+        let password = match &conn.password {
+            Some(secret) => Some(secret.read().map_err(|error| CredentialError::Password {
+                from: secret.describe(),
+                error,
+            })?),
+            None => None,
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|error| CredentialError::TlsFile {
+                path: path.clone(),
+                error,
+            })
+        };
+        let tls = match &conn.tls {
+            Some(t) => Some((
+                read(&t.ca_file)?,
+                match &t.client {
+                    Some((cert, key)) => Some((read(cert)?, read(key)?)),
+                    None => None,
+                },
+            )),
+            None => None,
+        };
+        Ok(Credentials { password, tls })
+    }
+}
+
+/// rumqttc options for `conn`; `default_client_id` when it names none.
+pub fn options(conn: &MqttConn, default_client_id: &str, creds: &Credentials) -> MqttOptions {
+    let client_id = if conn.client_id.is_empty() {
+        default_client_id.to_string()
+    } else {
+        conn.client_id.clone()
+    };
+    let mut opts = MqttOptions::new(client_id, conn.host.clone(), conn.port);
+    opts.set_keep_alive(conn.keep_alive);
+    if let Some((ca, client_auth)) = &creds.tls {
+        opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+            ca: ca.clone(),
+            alpn: None,
+            client_auth: client_auth.clone(),
+        }));
+    }
+    if let Some(user) = &conn.username {
+        opts.set_credentials(user.clone(), creds.password.clone().unwrap_or_default());
+    }
+    opts
+}
+
+/// Exponential backoff with jitter (50-100% of the step, so many nodes do
+/// not retry in step), from [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
+pub struct Backoff {
+    step: Duration,
+    rng: fastrand::Rng,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            step: BACKOFF_MIN,
+            rng: fastrand::Rng::new(),
+        }
+    }
+}
+
+impl Backoff {
+    /// The next wait; the step doubles.
+    pub fn next_delay(&mut self) -> Duration {
+        let wait = self.step.mul_f64(0.5 + 0.5 * self.rng.f64());
+        self.step = (self.step * 2).min(BACKOFF_MAX);
+        wait
+    }
+
+    pub fn reset(&mut self) {
+        self.step = BACKOFF_MIN;
+    }
+}
+
+/// How a connection thread treats an error.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Back off, then let rumqttc reconnect on the next poll.
+    Reconnect,
+    /// Hand the error over and end: the owner builds a new connection.
+    Return,
+}
+
+/// Polls the connection until the client is gone, `driving` is cleared or
+/// (with [`OnError::Return`]) the first error, handing every event over.
+/// rumqttc's connection makes progress only while it is polled, and a poll
+/// cut short (a timeout) starts a connect or TLS handshake over: a thread of
+/// its own drives it.
+pub fn drive(
+    mut connection: rumqttc::Connection,
+    events: &Sender<Result<Event, ConnectionError>>,
+    driving: &AtomicBool,
+    on_error: OnError,
+) {
+    let mut backoff = Backoff::default();
+    for notification in connection.iter() {
+        let failed = notification.is_err();
+        if matches!(notification, Ok(Event::Incoming(Packet::ConnAck(_)))) {
+            backoff.reset();
+        }
+        if events.send(notification).is_err() || !driving.load(Ordering::Relaxed) {
+            break;
+        }
+        if failed {
+            if on_error == OnError::Return {
+                break;
+            }
+            let until = Instant::now() + backoff.next_delay();
+            while driving.load(Ordering::Relaxed) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// A refusal that retrying cannot fix - credentials, authorisation, the
+/// client id, a TLS failure on the certificate chain or the configured
+/// files - described; `None` for anything else (worth a retry).
+pub fn refusal(e: &ConnectionError) -> Option<String> {
+    let text = match e {
+        ConnectionError::ConnectionRefused(code) => {
+            return match code {
+                ConnectReturnCode::ServiceUnavailable => None,
+                ConnectReturnCode::BadUserNamePassword => Some("bad user name or password".to_string()),
+                ConnectReturnCode::NotAuthorized => {
+                    Some("not authorised (check the user name, the password and the broker's ACL)".to_string())
+                }
+                ConnectReturnCode::BadClientId => Some("client id rejected".to_string()),
+                other => Some(format!("{other:?}")),
+            }
+        }
+        ConnectionError::Tls(t) => t.to_string(),
+        ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => io.to_string(),
+        _ => return None,
+    };
+    let lower = text.to_lowercase();
+    ["certificate", "tls", "handshake", "alert"]
+        .iter()
+        .any(|w| lower.contains(w))
+        .then(|| format!("TLS: {text}"))
+}
+
+/// A connection error for a log line.
+pub fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::Io(io) => format!("{io} (is the broker running and reachable?)"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
+        let mut b = Backoff::default();
+        let mut step = BACKOFF_MIN;
+        for _ in 0..12 {
+            let d = b.next_delay();
+            assert!(d >= step / 2 && d <= step, "{d:?} outside {:?}..={step:?}", step / 2);
+            step = (step * 2).min(BACKOFF_MAX);
+        }
+        assert!(b.next_delay() >= BACKOFF_MAX / 2);
+        b.reset();
+        assert!(b.next_delay() <= BACKOFF_MIN);
+    }
+}

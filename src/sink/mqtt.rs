@@ -1,0 +1,663 @@
+//! The MQTT sink: outputs published through rumqttc to a topic template
+//! (`plant/{asset}/commands`), one JSON output per message.
+//!
+//! * **A thread of its own** renders the batches it receives into its queue
+//!   and publishes them in order, at most [`INFLIGHT`] unacknowledged at a
+//!   time. Per asset, messages leave in the order the twin produced them.
+//! * **QoS 1 survives crashes and broker outages (outbox).** At every
+//!   checkpoint the sink hands the messages the broker has not acknowledged
+//!   yet to the store writer, which stages them in the checkpoint's
+//!   `WriteBatch` (column family `outbox`); a message acknowledged after that
+//!   is removed in a later checkpoint. On start the sink publishes its stored
+//!   messages first. A checkpoint therefore never waits for the broker, and
+//!   no output of a durable state is lost while the broker is down.
+//! * **Bounded.** Beyond `queue` messages held (queued or unacknowledged),
+//!   the sink keeps the twins' batches - and with them their flow permits -
+//!   instead of releasing them, so the sources stop reading until the broker
+//!   takes messages again (`twinstream_sink_backpressure` is 1 meanwhile).
+//! * **Reconnects** with exponential backoff and jitter; each connection is a
+//!   fresh clean-session client, and the messages published on the lost one
+//!   and not acknowledged go back to the head of the queue, so they are
+//!   published again in order. Delivery is at least once: a consumer may see
+//!   a message twice and deduplicates by its `id` / `event_id`. A refusal
+//!   retrying cannot fix (credentials, TLS) stops the node with one error.
+//! * **QoS 0** is at most once: nothing is stored, and what is queued while
+//!   the broker is down is lost if the node crashes.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use rumqttc::{Client, ConnectionError, Event, Outgoing, Packet, QoS};
+
+use super::{json, OutboxOp, OutputBatch, SinkError};
+use crate::engine::EngineError;
+use crate::mqtt::{describe, refusal, Backoff, Credentials, OnError};
+use crate::store::{envelope, Checkpoint, Store};
+use crate::telemetry;
+use crate::topology::{MqttSinkSpec, OutputKind};
+use crate::twin::schema::OutputMask;
+
+/// Messages published and not yet acknowledged, at most.
+pub const INFLIGHT: usize = 256;
+/// Format of an outbox value: `[topic length u32 LE][topic][payload]`.
+pub const OUTBOX_FORMAT: u16 = 1;
+/// How long a closing sink keeps publishing what it holds.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+pub(super) enum Cmd {
+    Deliver(Arc<OutputBatch>),
+    /// Reply with the outbox changes since the last flush.
+    Flush(Sender<Result<Vec<OutboxOp>, SinkError>>),
+    /// Publish what is held (for a few seconds), record what was
+    /// acknowledged, and end.
+    Close,
+}
+
+struct Msg {
+    seq: u64,
+    topic: String,
+    payload: Vec<u8>,
+    /// In the outbox (staged in a checkpoint, or loaded from the store).
+    stored: bool,
+}
+
+struct Sent {
+    msg: Msg,
+    /// The packet id rumqttc gave it, once it went out.
+    pkid: Option<u16>,
+    acked: bool,
+}
+
+/// The client of the current connection and the events of its thread.
+struct Link {
+    client: Client,
+    events: Receiver<Result<Event, ConnectionError>>,
+    driving: Arc<AtomicBool>,
+    connected: bool,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // The connection thread ends at its next event; the client's drop
+        // closes the request channel it polls.
+        self.driving.store(false, Ordering::Relaxed);
+        let _ = self.client.try_disconnect();
+    }
+}
+
+pub(super) struct MqttSink {
+    name: Arc<str>,
+    spec: MqttSinkSpec,
+    mask: OutputMask,
+    qos: QoS,
+    default_client_id: String,
+    credentials: Credentials,
+    store: Arc<Store>,
+    fatal: Sender<EngineError>,
+    /// Rendered, not yet handed to the current connection.
+    queue: VecDeque<Msg>,
+    /// Handed to the current connection, in order.
+    sent: VecDeque<Sent>,
+    /// Index in `sent` of the first message rumqttc has not sent yet.
+    unsent: usize,
+    /// Batches kept (with their flow permits) while over `queue`.
+    held: VecDeque<Arc<OutputBatch>>,
+    /// Stored messages acknowledged since the last flush.
+    acked_stored: Vec<u64>,
+    next_seq: u64,
+    link: Option<Link>,
+    reconnect_at: Instant,
+    backoff: Backoff,
+    /// Set on the first failure of a streak (one warning per streak).
+    failing: bool,
+    failed: Option<SinkError>,
+    topic: String,
+    line: Vec<u8>,
+    /// Messages acknowledged since the last metrics report.
+    published: u64,
+    reported: Instant,
+}
+
+impl MqttSink {
+    /// A sink that starts with the messages `name` left in the store.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        name: &str,
+        spec: MqttSinkSpec,
+        mask: OutputMask,
+        default_client_id: String,
+        credentials: Credentials,
+        store: Arc<Store>,
+        fatal: Sender<EngineError>,
+    ) -> Result<MqttSink, SinkError> {
+        let mut queue = VecDeque::new();
+        let mut next_seq = 0;
+        let sink_error = |message: String| SinkError {
+            sink: name.to_string(),
+            target: format!("mqtt {}:{}", spec.conn.host, spec.conn.port),
+            message,
+        };
+        store
+            .for_each_outbox(name, |seq, value| {
+                let (topic, payload) = decode_outbox(value).map_err(|cause| crate::store::StoreError::Envelope {
+                    key: format!("outbox {name}/{seq}"),
+                    cause,
+                })?;
+                queue.push_back(Msg {
+                    seq,
+                    topic,
+                    payload,
+                    stored: true,
+                });
+                next_seq = seq + 1;
+                Ok(())
+            })
+            .map_err(|e| sink_error(e.to_string()))?;
+        if !queue.is_empty() {
+            tracing::info!(
+                sink = name,
+                messages = queue.len(),
+                "publishing the messages the last run left unacknowledged"
+            );
+        }
+        let qos = if spec.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        telemetry::sink_queue_limit(name, spec.queue);
+        telemetry::mqtt_sink_connected(name, false);
+        Ok(MqttSink {
+            name: name.into(),
+            spec,
+            mask,
+            qos,
+            default_client_id,
+            credentials,
+            store,
+            fatal,
+            queue,
+            sent: VecDeque::new(),
+            unsent: 0,
+            held: VecDeque::new(),
+            acked_stored: Vec::new(),
+            next_seq,
+            link: None,
+            reconnect_at: Instant::now(),
+            backoff: Backoff::default(),
+            failing: false,
+            failed: None,
+            topic: String::new(),
+            line: Vec::with_capacity(512),
+            published: 0,
+            reported: Instant::now(),
+        })
+    }
+
+    pub(super) fn run(mut self, cmds: &Receiver<Cmd>) {
+        loop {
+            self.step();
+            let events = self
+                .link
+                .as_ref()
+                .map_or_else(crossbeam_channel::never, |l| l.events.clone());
+            crossbeam_channel::select! {
+                recv(cmds) -> cmd => match cmd {
+                    Ok(Cmd::Deliver(batch)) => self.accept(batch),
+                    Ok(Cmd::Flush(reply)) => {
+                        let _ = reply.send(self.flush());
+                    }
+                    Ok(Cmd::Close) | Err(_) => break,
+                },
+                recv(events) -> event => match event {
+                    Ok(event) => self.on_event(event),
+                    Err(_) => self.lost("the connection thread ended".into()),
+                },
+                default(Duration::from_millis(20)) => {}
+            }
+        }
+        self.close();
+    }
+
+    /// Connects when due, hands queued messages over, releases held batches.
+    fn step(&mut self) {
+        if self.link.is_none() && self.failed.is_none() && Instant::now() >= self.reconnect_at {
+            self.connect();
+        }
+        if let Some(link) = self.link.as_ref().filter(|l| l.connected) {
+            while self.sent.len() < INFLIGHT {
+                let Some(msg) = self.queue.pop_front() else { break };
+                if link
+                    .client
+                    .try_publish(msg.topic.clone(), self.qos, self.spec.retain, msg.payload.clone())
+                    .is_err()
+                {
+                    // The request queue is full: rumqttc drains it.
+                    self.queue.push_front(msg);
+                    break;
+                }
+                self.sent.push_back(Sent {
+                    msg,
+                    pkid: None,
+                    acked: false,
+                });
+            }
+        }
+        while self.held() <= self.spec.queue && self.held.pop_front().is_some() {}
+        if self.reported.elapsed() >= Duration::from_millis(100) {
+            self.reported = Instant::now();
+            telemetry::sink_queue(&self.name, self.held(), !self.held.is_empty());
+            telemetry::sink_written(&self.name, std::mem::take(&mut self.published));
+        }
+    }
+
+    /// Messages held in memory: queued and unacknowledged.
+    fn held(&self) -> usize {
+        self.queue.len() + self.sent.len()
+    }
+
+    fn connect(&mut self) {
+        let mut opts = crate::mqtt::options(&self.spec.conn, &self.default_client_id, &self.credentials);
+        // Nothing to resume: what the last connection did not get
+        // acknowledged is published again from `sent`.
+        opts.set_clean_session(true);
+        opts.set_inflight(INFLIGHT as u16);
+        let (client, connection) = Client::new(opts, INFLIGHT + 16);
+        let (tx, events) = crossbeam_channel::bounded(INFLIGHT * 2 + 64);
+        let driving = Arc::new(AtomicBool::new(true));
+        let d = driving.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("mqtt-sink-{}", self.name))
+            .spawn(move || crate::mqtt::drive(connection, &tx, &d, OnError::Return));
+        match spawned {
+            Ok(_) => {
+                self.link = Some(Link {
+                    client,
+                    events,
+                    driving,
+                    connected: false,
+                })
+            }
+            Err(e) => self.fail(format!("cannot start a thread: {e}")),
+        }
+    }
+
+    fn on_event(&mut self, event: Result<Event, ConnectionError>) {
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                if let Some(link) = &mut self.link {
+                    link.connected = true;
+                }
+                self.backoff.reset();
+                self.failing = false;
+                tracing::info!(sink = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
+                    queued = self.queue.len(), "MQTT sink connected");
+                telemetry::mqtt_sink_connected(&self.name, true);
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                // rumqttc sends in the order it was handed the messages.
+                if let Some(s) = self.sent.get_mut(self.unsent) {
+                    s.pkid = Some(pkid);
+                    s.acked = self.qos == QoS::AtMostOnce;
+                    self.unsent += 1;
+                }
+                self.complete();
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                if let Some(s) = self.sent.iter_mut().find(|s| s.pkid == Some(ack.pkid) && !s.acked) {
+                    s.acked = true;
+                }
+                self.complete();
+            }
+            Ok(_) => {}
+            Err(e) => match refusal(&e) {
+                Some(reason) => self.fail(format!("the broker refused the connection: {reason}")),
+                None => self.lost(describe(&e)),
+            },
+        }
+    }
+
+    /// Retires the acknowledged messages at the head of `sent`.
+    fn complete(&mut self) {
+        while self.sent.front().is_some_and(|s| s.acked) {
+            let s = self.sent.pop_front().expect("checked");
+            self.unsent -= 1;
+            if s.msg.stored {
+                self.acked_stored.push(s.msg.seq);
+            }
+            self.published += 1;
+        }
+    }
+
+    /// The connection is gone: what it did not get acknowledged goes back to
+    /// the head of the queue, and a new one is tried after a backoff.
+    fn lost(&mut self, reason: String) {
+        self.link = None;
+        while let Some(s) = self.sent.pop_back() {
+            if !s.acked {
+                self.queue.push_front(s.msg);
+            } else if s.msg.stored {
+                self.acked_stored.push(s.msg.seq);
+            }
+        }
+        self.unsent = 0;
+        self.reconnect_at = Instant::now() + self.backoff.next_delay();
+        telemetry::mqtt_sink_connected(&self.name, false);
+        if !self.failing {
+            tracing::warn!(sink = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
+                error = %reason, queued = self.queue.len(), "MQTT sink disconnected; holding messages and retrying with backoff");
+            self.failing = true;
+        }
+    }
+
+    /// A failure retrying cannot fix: every later flush is refused (so no
+    /// checkpoint commits past an output that was not delivered) and the
+    /// node is stopped.
+    fn fail(&mut self, message: String) {
+        self.link = None;
+        telemetry::mqtt_sink_connected(&self.name, false);
+        if self.failed.is_none() {
+            let err = SinkError {
+                sink: self.name.to_string(),
+                target: format!("mqtt {}:{}", self.spec.conn.host, self.spec.conn.port),
+                message,
+            };
+            tracing::error!(sink = %self.name, error = %err, "MQTT sink failed");
+            let _ = self.fatal.send(EngineError::Sink(err.clone()));
+            self.failed = Some(err);
+        }
+    }
+
+    /// Renders the outputs of `batch` this sink takes into the queue; keeps
+    /// the batch (and its flow permit) while over the bound.
+    fn accept(&mut self, batch: Arc<OutputBatch>) {
+        if self.failed.is_some() {
+            return;
+        }
+        let asset = batch.asset.as_deref().unwrap_or("");
+        let asset_type = batch.model.as_deref().map_or("", |m| &*m.name);
+        for o in &batch.outputs {
+            let Some(kind) = o.kind().filter(|k| self.mask.has(*k)) else {
+                continue;
+            };
+            self.line.clear();
+            json::render_output(&mut self.line, &batch, o);
+            if self.line.is_empty() {
+                continue;
+            }
+            let name = json::output_name(&batch, o);
+            self.spec
+                .topic
+                .render(&mut self.topic, asset, asset_type, kind_label(kind), name);
+            self.push();
+        }
+        if self.mask.has(OutputKind::DeadLetters) {
+            for d in &batch.dead_letters {
+                self.line.clear();
+                json::render_dead_letter(&mut self.line, d, batch.at_ms);
+                self.spec
+                    .topic
+                    .render(&mut self.topic, asset, "", "dead_letter", d.reason.code());
+                self.push();
+            }
+        }
+        if self.held() > self.spec.queue {
+            self.held.push_back(batch);
+        }
+    }
+
+    /// Queues the rendered line (without its newline) for the rendered topic.
+    fn push(&mut self) {
+        if self.line.last() == Some(&b'\n') {
+            self.line.pop();
+        }
+        self.queue.push_back(Msg {
+            seq: self.next_seq,
+            topic: self.topic.clone(),
+            payload: self.line.clone(),
+            stored: false,
+        });
+        self.next_seq += 1;
+    }
+
+    /// The outbox changes for the checkpoint being committed: QoS 1 messages
+    /// not acknowledged and not stored yet, and stored ones acknowledged.
+    fn flush(&mut self) -> Result<Vec<OutboxOp>, SinkError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let mut ops: Vec<OutboxOp> = self
+            .acked_stored
+            .drain(..)
+            .map(|seq| OutboxOp {
+                sink: self.name.clone(),
+                seq,
+                value: None,
+            })
+            .collect();
+        if self.qos == QoS::AtLeastOnce {
+            let unsaved = self
+                .sent
+                .iter_mut()
+                .filter(|s| !s.acked)
+                .map(|s| &mut s.msg)
+                .chain(self.queue.iter_mut())
+                .filter(|m| !m.stored);
+            for m in unsaved {
+                m.stored = true;
+                ops.push(OutboxOp {
+                    sink: self.name.clone(),
+                    seq: m.seq,
+                    value: Some(encode_outbox(&m.topic, &m.payload)),
+                });
+            }
+        }
+        Ok(ops)
+    }
+
+    /// Keeps publishing for up to [`CLOSE_WAIT`], then records in the store
+    /// what was acknowledged and (QoS 1) what is still held, so the next run
+    /// publishes exactly what is left.
+    fn close(mut self) {
+        let until = Instant::now() + CLOSE_WAIT;
+        while self.failed.is_none() && self.held() > 0 && Instant::now() < until {
+            self.step();
+            let Some(events) = self.link.as_ref().map(|l| l.events.clone()) else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            match events.recv_timeout(Duration::from_millis(20)) {
+                Ok(event) => self.on_event(event),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    self.lost("the connection thread ended".into())
+                }
+            }
+        }
+        let left = self.held();
+        match self.flush() {
+            Ok(ops) if !ops.is_empty() => {
+                let mut ckpt = Checkpoint::default();
+                for op in &ops {
+                    self.store
+                        .stage_outbox(&mut ckpt, &op.sink, op.seq, op.value.as_deref());
+                }
+                if let Err(e) = self.store.commit(ckpt, true) {
+                    tracing::error!(sink = %self.name, error = %e, "cannot record the sink's outbox");
+                }
+            }
+            _ => {}
+        }
+        if left > 0 {
+            match self.qos {
+                QoS::AtMostOnce => tracing::warn!(sink = %self.name, messages = left,
+                    "stopped with QoS 0 messages not published; they are dropped"),
+                _ => tracing::info!(sink = %self.name, messages = left,
+                    "stopped with messages not acknowledged by the broker; they are kept and published on the next start"),
+            }
+        }
+        self.link = None;
+        telemetry::mqtt_sink_connected(&self.name, false);
+    }
+}
+
+/// The `{kind}` of a topic: the output line's `kind`.
+fn kind_label(kind: OutputKind) -> &'static str {
+    match kind {
+        OutputKind::TwinUpdates => "twin_update",
+        OutputKind::Windows => "window",
+        OutputKind::Alerts => "alert",
+        OutputKind::DeadLetters => "dead_letter",
+        OutputKind::LateEvents => "late_event",
+        OutputKind::Joins => "join",
+        OutputKind::Commands => "command",
+    }
+}
+
+pub(super) fn encode_outbox(topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut v = envelope::start(OUTBOX_FORMAT, 4 + topic.len() + payload.len());
+    v.extend_from_slice(&(topic.len() as u32).to_le_bytes());
+    v.extend_from_slice(topic.as_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+pub(super) fn decode_outbox(value: &[u8]) -> Result<(String, Vec<u8>), envelope::EnvelopeError> {
+    let body = envelope::open(value, OUTBOX_FORMAT, "outbox message")?;
+    let corrupt = || envelope::EnvelopeError::Corrupt("outbox message shorter than its topic".into());
+    let len = body
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(corrupt)?;
+    let topic = body.get(4..4 + len).ok_or_else(corrupt)?;
+    let topic = String::from_utf8(topic.to_vec())
+        .map_err(|_| envelope::EnvelopeError::Corrupt("outbox topic is not UTF-8".into()))?;
+    Ok((topic, body[4 + len..].to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::flow::Flow;
+    use crate::sink::{DeadLetter, DeadReason, Origin};
+    use crate::topology::{MqttConn, OutputTopic};
+
+    /// A sink whose broker is not there (a port nothing listens on).
+    fn unreachable_sink(store: &Arc<Store>, queue: usize) -> MqttSink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spec = MqttSinkSpec {
+            conn: MqttConn {
+                host: "127.0.0.1".into(),
+                port,
+                client_id: String::new(),
+                keep_alive: Duration::from_secs(30),
+                username: None,
+                password: None,
+                tls: None,
+            },
+            topic: OutputTopic::parse("dead/{name}").unwrap(),
+            qos: 1,
+            retain: false,
+            queue,
+        };
+        let mask = OutputMask::default().with(OutputKind::DeadLetters);
+        let (fatal, _) = crossbeam_channel::unbounded();
+        MqttSink::new(
+            "out",
+            spec,
+            mask,
+            "test".into(),
+            Credentials::default(),
+            store.clone(),
+            fatal,
+        )
+        .unwrap()
+    }
+
+    fn batch(flow: &Flow, n: u64) -> Arc<OutputBatch> {
+        Arc::new(OutputBatch {
+            asset: None,
+            model: None,
+            outputs: Vec::new(),
+            dead_letters: vec![DeadLetter {
+                origin: Origin {
+                    source: "s".into(),
+                    file: None,
+                    line: n,
+                    offset: None,
+                    topic: None,
+                },
+                reason: DeadReason::Malformed,
+                message: "not JSON".into(),
+                payload: b"{".to_vec(),
+            }],
+            at_ms: 0,
+            permit: flow.acquire(),
+        })
+    }
+
+    #[test]
+    fn over_its_bound_the_sink_holds_permits_and_its_outbox_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1).unwrap());
+        let flow = Flow::new(8);
+        let mut sink = unreachable_sink(&store, 2);
+        for n in 1..=4 {
+            sink.accept(batch(&flow, n));
+        }
+        // Two messages fit; the batches of the third and fourth keep their
+        // permits, so the source behind them stops.
+        assert_eq!(sink.held(), 4);
+        assert_eq!(flow.inflight(), 2);
+        assert_eq!(sink.topic, "dead/malformed");
+
+        // A checkpoint stores every unacknowledged QoS 1 message once.
+        let ops = sink.flush().unwrap();
+        assert_eq!(
+            ops.iter().map(|o| (o.seq, o.value.is_some())).collect::<Vec<_>>(),
+            [(0, true), (1, true), (2, true), (3, true)]
+        );
+        assert!(sink.flush().unwrap().is_empty(), "stored messages are not staged again");
+        let mut ckpt = Checkpoint::default();
+        for op in &ops {
+            store.stage_outbox(&mut ckpt, &op.sink, op.seq, op.value.as_deref());
+        }
+        store.commit(ckpt, true).unwrap();
+        drop(sink);
+        assert_eq!(flow.inflight(), 0, "dropping the sink releases what it held");
+
+        // The next run starts with them, in order, numbering on after them.
+        let mut again = unreachable_sink(&store, 2);
+        let queued: Vec<(u64, bool)> = again.queue.iter().map(|m| (m.seq, m.stored)).collect();
+        assert_eq!(queued, [(0, true), (1, true), (2, true), (3, true)]);
+        let m = &again.queue[0];
+        assert_eq!(m.topic, "dead/malformed");
+        let line: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(line["reason"], "malformed");
+        again.accept(batch(&flow, 5));
+        assert_eq!(again.queue.back().map(|m| m.seq), Some(4));
+    }
+
+    #[test]
+    fn outbox_values_round_trip_and_refuse_garbage() {
+        let v = encode_outbox("plant/p-1/commands", br#"{"id":"x"}"#);
+        assert_eq!(
+            decode_outbox(&v).unwrap(),
+            ("plant/p-1/commands".to_string(), br#"{"id":"x"}"#.to_vec())
+        );
+        assert!(decode_outbox(&v[..8]).is_err());
+        let mut other = v.clone();
+        other[0] = 9;
+        assert!(matches!(
+            decode_outbox(&other),
+            Err(envelope::EnvelopeError::UnknownVersion { .. })
+        ));
+    }
+}
