@@ -32,7 +32,7 @@ export PATH := $(CARGO_TOOLS_DIR)/bin:$(PATH)
 BIN := $(CARGO_TARGET_DIR)/release/twinstream
 export TWINSTREAM_BIN := $(BIN)
 
-.PHONY: help deps build demo test bench check-topologies
+.PHONY: help deps build demo demo-mqtt test bench check-topologies
 
 help: ## List the targets
 	@echo "usage: make TARGET    (CARGO_TARGET_DIR=$(CARGO_TARGET_DIR))"
@@ -47,6 +47,9 @@ build: deps ## Build the release binary
 
 demo: build ## Run the demo topology (Ctrl-C stops it cleanly)
 	$(BIN) run topologies/demo.yaml
+
+demo-mqtt: build ## Run the MQTT demo: local Mosquitto, pumps publishing, commands back
+	bash scripts/demo-mqtt.sh
 
 test: deps ## rustfmt check, clippy -D warnings, and all tests (release profile)
 	$(CARGO) fmt --all -- --check

@@ -22,6 +22,7 @@ APT_PACKAGES=(
     procps:kill         # tests use the `kill` and `ps` binaries
     mosquitto:mosquitto # tests start a real MQTT broker (issue 5)
     openssl:openssl     # tests make a throwaway CA for MQTT over TLS
+    mosquitto-clients:mosquitto_pub # the MQTT demo publishes readings and shows commands
 )
 
 # Checked with `cargo <name> --version`; added with `rustup component add`.

@@ -769,3 +769,33 @@ sinks:
         assert_eq!(v["version"], readings as u64, "{topic}: {v}");
     }
 }
+
+/// The README's one-command MQTT demo: it starts a broker, publishing pumps,
+/// the node and a device watcher; commands come back to the watcher, and
+/// SIGTERM stops the node cleanly and everything else with it.
+#[test]
+fn the_mqtt_demo_script_sends_commands_back_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut demo = spawn(
+        std::process::Command::new("bash")
+            .arg(repo().join("scripts/demo-mqtt.sh"))
+            .env("MQTT_PORT", port.to_string())
+            .env("DEMO_STATE", dir.path().join("state"))
+            .env("TWINSTREAM_BIN", bin()),
+    );
+    let line = demo.wait_stdout("a command at the device", WAIT, |l| {
+        l.starts_with("device <- plant/pump-")
+    });
+    let payload: serde_json::Value = serde_json::from_str(line.splitn(4, ' ').nth(3).unwrap()).unwrap();
+    assert_eq!(payload["command"], "cooling", "{line}");
+    stop_cleanly(demo);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the demo's broker is still running"
+    );
+}

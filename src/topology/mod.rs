@@ -191,7 +191,11 @@ impl Topology {
                 .clear_when
                 .as_ref()
                 .map_or(String::new(), |c| format!("; clears when {c}"));
-            let _ = writeln!(s, "  {:<12} [{sev}] {}{hold}{clear}", r.name, r.when);
+            let command = r.command.as_ref().map_or(String::new(), |c| match c.on_clear {
+                Some(off) => format!("; sends {}={} ({off} on clear)", c.name, c.value),
+                None => format!("; sends {}={}", c.name, c.value),
+            });
+            let _ = writeln!(s, "  {:<12} [{sev}] {}{hold}{clear}{command}", r.name, r.when);
         }
         let _ = writeln!(s, "sinks     {}", self.sinks.len());
         for k in &self.sinks {

@@ -421,3 +421,56 @@ proptest! {
         prop_assert_eq!(st, whole);
     }
 }
+
+/// `(seq, transition, ts, value)` of a command.
+type Sent = (u32, Transition, i64, f64);
+
+/// The commands in `out`.
+fn commands(out: &[Output]) -> Vec<Sent> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Command {
+                seq,
+                transition,
+                ts,
+                value,
+                ..
+            } => Some((*seq, *transition, *ts, *value)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_rule_command_goes_out_when_its_alert_is_raised_and_with_on_clear_when_it_clears() {
+    use Transition::*;
+    let readings = [(1, 95.0), (2, 96.0), (3, 70.0), (4, 97.0)];
+    let events: Vec<Event> = readings.iter().map(|&(ts, v)| ev(1, ts, v)).collect();
+    let rows: &[(&str, &str, &[Sent])] = &[
+        (
+            "value on raise, on_clear on clear; a rule still firing sends nothing",
+            "command: { name: cooling, value: 1, on_clear: 0 }",
+            &[(1, Raised, 1, 1.0), (1, Cleared, 3, 0.0), (2, Raised, 4, 1.0)],
+        ),
+        (
+            "without on_clear, nothing is sent on clear",
+            "command: { name: cooling, value: 2.5 }",
+            &[(1, Raised, 1, 2.5), (2, Raised, 4, 2.5)],
+        ),
+    ];
+    for (name, command, want) in rows {
+        let m = model(&format!(
+            "rules: [{{ name: hot, when: \"temperature > 90\", {command} }}]\n"
+        ));
+        let (_, out) = run(&m, &events);
+        assert_eq!(commands(&out), *want, "{name}");
+    }
+    // A topology no sink takes commands from builds none.
+    let text =
+        format!("{BASE}rules: [{{ name: hot, when: \"temperature > 90\", command: {{ name: c, value: 1 }} }}]\n");
+    let topo = topology::parse(Path::new("t.yaml"), &text).unwrap();
+    let m = Model::build(&topo, OutputMask::default().with(topology::OutputKind::Alerts), false).types[0].clone();
+    let (_, out) = run(&m, &events);
+    assert!(commands(&out).is_empty());
+    assert_eq!(transitions_over(&m, &readings).len(), 3, "the alerts still go out");
+}
