@@ -28,7 +28,8 @@ fi
 
 mkdir -p "$state/broker"
 state="$(cd "$state" && pwd)"
-# No inflight or queue limit: acks wait for durable checkpoints (README, MQTT).
+# No inflight or queue limit: acks wait for durable checkpoints; no Nagle
+# delays (README, MQTT).
 cat >"$state/broker/mosquitto.conf" <<EOF
 listener $port 127.0.0.1
 allow_anonymous true
@@ -36,6 +37,7 @@ persistence true
 persistence_location $state/broker/
 max_queued_messages 0
 max_inflight_messages 0
+set_tcp_nodelay true
 user $(id -un)
 log_dest file $state/broker/mosquitto.log
 EOF

@@ -391,6 +391,24 @@ fn passwords_come_from_the_environment_and_a_refusal_is_one_clear_error() {
         "{}",
         err.join("\n")
     );
+
+    // A sink refused by the broker stops the node with one error too.
+    let text = std::fs::read_to_string(&topo).unwrap()
+        + &format!(
+            "  - {{ name: commands, type: mqtt, port: {}, username: plant, password_env: TWINSTREAM_TEST_SINK_PASSWORD, topic: \"plant/{{asset}}/commands\", outputs: [commands] }}\n",
+            broker.port
+        );
+    std::fs::write(&topo, text).unwrap();
+    let run = spawn(
+        run_cmd(&topo, &state)
+            .env("TWINSTREAM_TEST_MQTT_PASSWORD", "s3cret")
+            .env("TWINSTREAM_TEST_SINK_PASSWORD", "wrong"),
+    );
+    let (status, _, err) = run.finish_all(WAIT);
+    assert!(!status.success(), "a refused sink stops the node");
+    let refusals: Vec<&String> = err.iter().filter(|l| l.contains("refused the connection")).collect();
+    assert_eq!(refusals.len(), 1, "{}", err.join("\n"));
+    assert!(refusals[0].contains("sink `commands`"), "{}", refusals[0]);
 }
 
 /// `openssl ARGS` in `dir`; it must succeed.

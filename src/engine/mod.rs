@@ -356,6 +356,16 @@ pub fn run(
     drop(job_tx);
     drop(chunk_tx);
 
+    // QoS 1 MQTT messages are acknowledged by checkpoints: take them at least
+    // as often as those sources ask.
+    let mut snapshot = topo.node.snapshot.clone();
+    for (i, src) in topo.sources.iter().enumerate() {
+        if let SourceKind::Mqtt(m) = &src.kind {
+            if m.qos == 1 && slots[i].acks.is_some() {
+                snapshot.interval = snapshot.interval.min(m.ack_interval);
+            }
+        }
+    }
     // Closed after the final checkpoint, when the router is done.
     let closing = sinks.clone();
     let mut router = Router::new(RouterParts {
@@ -368,7 +378,7 @@ pub fn run(
         sinks,
         flow: flow.clone(),
         epochs: epoch_tx,
-        snapshot: topo.node.snapshot.clone(),
+        snapshot,
         flush_at_end: replay,
     });
     let timers = router.load_timers()?;

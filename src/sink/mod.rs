@@ -187,6 +187,8 @@ pub struct SinkActor {
     /// so no checkpoint commits past an output that was not written.
     failed: Option<SinkError>,
     line: Vec<u8>,
+    /// A flush is scheduled.
+    flush_pending: bool,
 }
 
 impl SinkActor {
@@ -205,10 +207,19 @@ impl SinkActor {
 
 impl Actor for SinkActor {
     type Context = Context<Self>;
+}
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        // Keep stdout readable for people watching: flush buffered lines often.
-        ctx.run_interval(Duration::from_millis(200), |act, _| {
+impl SinkActor {
+    /// Lines reach the file or terminal about a millisecond after they are
+    /// written, not when the buffer fills: someone watching sees outputs at
+    /// once, and a busy sink still writes in large blocks.
+    fn flush_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_pending {
+            return;
+        }
+        self.flush_pending = true;
+        ctx.run_later(Duration::from_millis(1), |act, _| {
+            act.flush_pending = false;
             if act.failed.is_none() {
                 if let Err(e) = act.target.writer().flush() {
                     act.fail(e);
@@ -221,7 +232,7 @@ impl Actor for SinkActor {
 impl Handler<Deliver> for SinkActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         if self.failed.is_some() {
             return;
         }
@@ -249,6 +260,9 @@ impl Handler<Deliver> for SinkActor {
             }
         }
         telemetry::sink_written(&self.name, lines);
+        if lines > 0 {
+            self.flush_soon(ctx);
+        }
     }
 }
 
@@ -334,6 +348,22 @@ impl SinkHub {
                 *path = expand_path(path, cx.state_dir);
             }
         }
+        // Messages of a sink the topology no longer has stay in the store
+        // (never dropped silently); say so.
+        let outbox = cx.store.outbox_sinks().map_err(|e| SinkError {
+            sink: "?".into(),
+            target: "the store's outbox".into(),
+            message: e.to_string(),
+        })?;
+        for (name, messages) in outbox {
+            let known = specs
+                .iter()
+                .any(|s| s.name == name && matches!(s.kind, SinkKind::Mqtt(_)));
+            if !known {
+                tracing::warn!(sink = %name, messages,
+                    "the store holds messages of an MQTT sink this topology does not have; they are kept until a sink of that name publishes them");
+            }
+        }
         for spec in specs {
             let mask = spec.outputs.iter().fold(OutputMask::default(), |m, k| m.with(*k));
             let target = match &spec.kind {
@@ -391,6 +421,7 @@ impl SinkHub {
                 target,
                 failed: None,
                 line: Vec::with_capacity(512),
+                flush_pending: false,
             };
             let addr = SinkActor::start_in_arbiter(cx.arbiter, move |_| actor);
             hub.wanted = OutputMask(hub.wanted.0 | mask.0);

@@ -365,8 +365,10 @@ impl MqttSink {
                 target: format!("mqtt {}:{}", self.spec.conn.host, self.spec.conn.port),
                 message,
             };
-            tracing::error!(sink = %self.name, error = %err, "MQTT sink failed");
-            let _ = self.fatal.send(EngineError::Sink(err.clone()));
+            // The node reports it once, as the reason it stops.
+            if self.fatal.send(EngineError::Sink(err.clone())).is_err() {
+                tracing::error!(sink = %self.name, error = %err, "MQTT sink failed");
+            }
             self.failed = Some(err);
         }
     }

@@ -1,10 +1,11 @@
 //! The MQTT source: a rumqttc subscription whose messages become chunks.
 //!
-//! * Messages are gathered for a few milliseconds (or up to
-//!   [`MAX_BATCH`]) into one chunk, decoded on this thread (MQTT rates do not
-//!   need the decoder pool), and routed like any chunk; each chunk takes a
-//!   flow permit, so a busy engine stops this thread reading (the broker
-//!   then holds the messages).
+//! * The messages the connection has ready (up to [`MAX_BATCH`]) become one
+//!   chunk, routed at once: no lingering at low rates, and chunks grow by
+//!   themselves while the engine is busy. A chunk is decoded on this thread
+//!   (MQTT rates do not need the decoder pool) and routed like any chunk;
+//!   each takes a flow permit, so a busy engine stops this thread reading
+//!   (the broker then holds the messages).
 //! * Topic levels named by `topic_fields` (`plant/{asset}/{sensor}`) are
 //!   handed to the decoder inside the record (under [`TOPIC_KEY`]), so the
 //!   decode mapping reads them like payload fields.
@@ -35,8 +36,6 @@ use crate::topology::{MqttSpec, TOPIC_KEY};
 
 /// Messages per chunk at most.
 pub const MAX_BATCH: usize = 2048;
-/// How long a chunk gathers messages at most.
-const LINGER: Duration = Duration::from_millis(5);
 /// Connection events waiting for the source thread at most.
 const EVENT_QUEUE: usize = 4096;
 /// How long a stopping source waits for the final checkpoint's acks.
@@ -89,7 +88,6 @@ impl MqttSource {
         }
         let mut seq = 0u64;
         let mut batch: Vec<Publish> = Vec::new();
-        let mut batch_started = Instant::now();
         let mut unacked: VecDeque<(u64, Vec<Publish>)> = VecDeque::new();
         let mut to_ack: VecDeque<Publish> = VecDeque::new();
         let mut scratch = Scratch::default();
@@ -107,7 +105,38 @@ impl MqttSource {
             if released {
                 crate::telemetry::mqtt_unacked(&self.name, waiting(&unacked, &to_ack));
             }
-            if !batch.is_empty() && (batch.len() >= MAX_BATCH || batch_started.elapsed() >= LINGER) {
+            // Take what the connection has ready (up to a chunk), then route
+            // it at once: no lingering at low rates, and chunks grow by
+            // themselves while the engine is busy and messages queue up.
+            let mut next = match events.recv_timeout(Duration::from_millis(2)) {
+                Ok(event) => Some(event),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut refused = false;
+            while let Some(event) = next.take() {
+                match self.on_event(event, &client, qos, &mut batch, &mut failing) {
+                    Ok(()) => {}
+                    Err(reason) => {
+                        // Retrying cannot fix credentials, authorisation or
+                        // an untrusted certificate: one clear error, and the
+                        // node stops.
+                        self.stop_node(SourceError::Refused {
+                            source_name: self.name.to_string(),
+                            reason,
+                        });
+                        refused = true;
+                        break;
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = events.try_recv().ok();
+                }
+            }
+            if refused {
+                break;
+            }
+            if !batch.is_empty() {
                 let Some(permit) = acquire(flow, stop) else { break };
                 let publishes = std::mem::take(&mut batch);
                 let mut chunk = self.chunk(seq, &publishes, &mut scratch);
@@ -121,60 +150,6 @@ impl MqttSource {
                 }
                 seq += 1;
                 crate::telemetry::mqtt_unacked(&self.name, waiting(&unacked, &to_ack));
-            }
-            match events.recv_timeout(Duration::from_millis(2)) {
-                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                    if batch.is_empty() {
-                        batch_started = Instant::now();
-                    }
-                    batch.push(p);
-                }
-                Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
-                    tracing::info!(source = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
-                        session_present = ack.session_present, "MQTT connected");
-                    failing = false;
-                    crate::telemetry::mqtt_connected(&self.name, true);
-                    if !ack.session_present {
-                        for t in &self.spec.topics {
-                            if let Err(e) = client.subscribe(t.clone(), qos) {
-                                tracing::error!(source = %self.name, topic = %t, error = %e, "cannot subscribe");
-                            }
-                        }
-                    }
-                }
-                Ok(Ok(Event::Incoming(Packet::SubAck(ack)))) => {
-                    let refused = ack
-                        .return_codes
-                        .iter()
-                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
-                    if refused {
-                        tracing::error!(source = %self.name, topics = ?self.spec.topics, "the broker refused a subscription");
-                    } else {
-                        tracing::info!(source = %self.name, topics = ?self.spec.topics, "MQTT subscribed");
-                    }
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    if let Some(reason) = refusal(&e) {
-                        // Retrying cannot fix credentials, authorisation or
-                        // an untrusted certificate: one clear error, and the
-                        // node stops.
-                        self.stop_node(SourceError::Refused {
-                            source_name: self.name.to_string(),
-                            reason,
-                        });
-                        break;
-                    }
-                    // The connection thread backs off before it retries.
-                    crate::telemetry::mqtt_connected(&self.name, false);
-                    if !failing {
-                        tracing::warn!(source = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
-                            error = %describe(&e), "MQTT connection failed; retrying with backoff");
-                        failing = true;
-                    }
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
         }
         // Messages not yet routed stay with the broker (persistent session)
@@ -215,6 +190,59 @@ impl MqttSource {
         }
         // Dropping the client ends the connection thread's iteration.
         driving.store(false, Ordering::Relaxed);
+    }
+
+    /// Handles one connection event: a message joins `batch`; a refusal
+    /// retrying cannot fix is returned.
+    fn on_event(
+        &self,
+        event: Result<Event, rumqttc::ConnectionError>,
+        client: &Client,
+        qos: QoS,
+        batch: &mut Vec<Publish>,
+        failing: &mut bool,
+    ) -> Result<(), String> {
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) => batch.push(p),
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                tracing::info!(source = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
+                    session_present = ack.session_present, "MQTT connected");
+                *failing = false;
+                crate::telemetry::mqtt_connected(&self.name, true);
+                if !ack.session_present {
+                    for t in &self.spec.topics {
+                        if let Err(e) = client.subscribe(t.clone(), qos) {
+                            tracing::error!(source = %self.name, topic = %t, error = %e, "cannot subscribe");
+                        }
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                if refused {
+                    tracing::error!(source = %self.name, topics = ?self.spec.topics, "the broker refused a subscription");
+                } else {
+                    tracing::info!(source = %self.name, topics = ?self.spec.topics, "MQTT subscribed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(reason) = refusal(&e) {
+                    return Err(reason);
+                }
+                // The connection thread backs off before it retries.
+                crate::telemetry::mqtt_connected(&self.name, false);
+                if !*failing {
+                    tracing::warn!(source = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
+                        error = %describe(&e), "MQTT connection failed; retrying with backoff");
+                    *failing = true;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn stop_node(&self, error: SourceError) {

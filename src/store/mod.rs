@@ -308,6 +308,20 @@ impl Store {
         Ok(())
     }
 
+    /// The sinks with messages in the outbox, and how many each has.
+    pub fn outbox_sinks(&self) -> Result<Vec<(String, usize)>, StoreError> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for item in self.db.iterator_cf(self.cf(OUTBOX_CF), IteratorMode::Start) {
+            let (k, _) = item.map_err(StoreError::Read)?;
+            let name = String::from_utf8_lossy(&k[..k.len().saturating_sub(9)]);
+            match out.last_mut() {
+                Some((n, count)) if *n == name => *count += 1,
+                _ => out.push((name.into_owned(), 1)),
+            }
+        }
+        Ok(out)
+    }
+
     /// Puts a raw twin value; for tools and tests that prepare a store.
     pub fn put_twin_raw(&self, shard: u32, asset: &str, value: &[u8]) -> Result<(), StoreError> {
         self.db
@@ -337,6 +351,36 @@ pub fn format_key() -> &'static [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outbox_messages_are_kept_per_sink_in_sequence_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1).unwrap();
+        let mut ckpt = Checkpoint::default();
+        // "a" is a prefix of "ab": their messages must not mix.
+        for (sink, seq) in [("ab", 1), ("a", 300), ("a", 2), ("ab", 0), ("a", 7)] {
+            store.stage_outbox(&mut ckpt, sink, seq, Some(format!("{sink}{seq}").as_bytes()));
+        }
+        store.stage_outbox(&mut ckpt, "a", 7, None);
+        store.commit(ckpt, false).unwrap();
+        let read = |sink: &str| {
+            let mut got = Vec::new();
+            store
+                .for_each_outbox(sink, |seq, v| {
+                    got.push((seq, String::from_utf8(v.to_vec()).unwrap()));
+                    Ok(())
+                })
+                .unwrap();
+            got
+        };
+        assert_eq!(read("a"), [(2, "a2".to_string()), (300, "a300".to_string())]);
+        assert_eq!(read("ab"), [(0, "ab0".to_string()), (1, "ab1".to_string())]);
+        assert!(read("b").is_empty());
+        assert_eq!(
+            store.outbox_sinks().unwrap(),
+            [("a".to_string(), 2), ("ab".to_string(), 2)]
+        );
+    }
 
     #[test]
     fn commit_is_atomic_and_reopens() {

@@ -1159,6 +1159,7 @@ impl<'t> Cx<'t> {
                 "password_env",
                 "password_file",
                 "tls",
+                "ack_interval",
             ];
             let Some(mut f) = Fields::new(item, "source", FIELDS, &mut self.diags) else {
                 continue;
@@ -1205,6 +1206,7 @@ impl<'t> Cx<'t> {
                     "password_env",
                     "password_file",
                     "tls",
+                    "ack_interval",
                     "decode",
                 ],
                 _ => &[
@@ -1303,6 +1305,14 @@ impl<'t> Cx<'t> {
         }
         let qos = mqtt_qos(f, what, d);
         let clean_session = f.bool("clean_session", d).is_some_and(|b| b.value);
+        let ack_interval = match f.duration("ack_interval", false, d) {
+            Some(a) if a.value.is_zero() => {
+                d.error(a.pos, format!("{what}.ack_interval: must be greater than zero"));
+                DEFAULT_ACK_INTERVAL
+            }
+            Some(a) => a.value,
+            None => DEFAULT_ACK_INTERVAL,
+        };
         let topic_fields = match f.str("topic_fields", false, d) {
             Some(t) => match TopicTemplate::parse(&t.value) {
                 Ok(tt) => Some(tt),
@@ -1317,6 +1327,7 @@ impl<'t> Cx<'t> {
             conn,
             topics: topics.into_iter().map(|t| t.value).collect(),
             qos,
+            ack_interval,
             clean_session,
             topic_fields,
         })
