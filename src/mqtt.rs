@@ -11,6 +11,10 @@ use rumqttc::{ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet};
 
 use crate::topology::MqttConn;
 
+/// The largest packet MQTT allows. rumqttc's default (10 KiB) would turn one
+/// large message into a connection error - and a redelivery loop; the
+/// broker enforces its own limit (`message_size_limit`).
+pub const MAX_PACKET: usize = 268_435_455;
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -72,6 +76,7 @@ pub fn options(conn: &MqttConn, default_client_id: &str, creds: &Credentials) ->
     };
     let mut opts = MqttOptions::new(client_id, conn.host.clone(), conn.port);
     opts.set_keep_alive(conn.keep_alive);
+    opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     if let Some((ca, client_auth)) = &creds.tls {
         opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
             ca: ca.clone(),

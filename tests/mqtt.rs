@@ -58,6 +58,7 @@ fn publish(port: u16, messages: &[(String, String)]) {
 fn publish_as(port: u16, credentials: Option<(&str, &str)>, messages: &[(String, String)]) {
     let mut opts = MqttOptions::new("test-publisher", "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
     if let Some((user, password)) = credentials {
         opts.set_credentials(user, password);
     }
@@ -130,7 +131,7 @@ fn qos1_messages_become_twin_state_and_acked_ones_are_not_redelivered() {
 
     let mut run = spawn(&mut run_cmd(&topo, &state));
     run.wait_stderr("the MQTT subscription", WAIT, |l| l.contains("MQTT subscribed"));
-    // 20 pumps x 2 sensors x 25 readings, then four bad messages.
+    // 20 pumps x 2 sensors x 25 readings, then five bad messages.
     let mut messages = Vec::new();
     for i in 0..25 {
         for p in 0..20 {
@@ -147,6 +148,8 @@ fn qos1_messages_become_twin_state_and_acked_ones_are_not_redelivered() {
     messages.push(("plant/pump-01/current".into(), String::new()));
     messages.push(("plant/pump-00/rpm".into(), r#"{"ts":1,"value":1}"#.into()));
     messages.push(("plant/pump-00/temperature/extra".into(), r#"{"ts":1,"value":1}"#.into()));
+    // Larger than rumqttc's default packet limit (10 KiB): still one record.
+    messages.push(("plant/pump-02/temperature".into(), "x".repeat(64 << 10)));
     publish(broker.port, &messages);
     wait_for_versions(&dir.path().join("updates.jsonl"), 20, 50);
     stop_cleanly(run);
@@ -175,6 +178,7 @@ fn qos1_messages_become_twin_state_and_acked_ones_are_not_redelivered() {
         [
             ("malformed".to_string(), "plant/pump-00/temperature".to_string()),
             ("malformed".to_string(), "plant/pump-01/current".to_string()),
+            ("malformed".to_string(), "plant/pump-02/temperature".to_string()),
             ("unknown_sensor".to_string(), "plant/pump-00/rpm".to_string()),
         ],
         "{dead:#?}"
