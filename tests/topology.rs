@@ -826,6 +826,7 @@ sinks:
   - { name: b, type: mqtt, outputs: [alerts], password: x }
   - { name: c, type: file, path: out.jsonl, topic: x, outputs: [alerts] }
   - { name: d, type: mqtt, topic: "plant/+/x", path: p, outputs: [alerts] }
+  - { name: e, type: mqtt, topic: "x", when_full: drop_oldest, outputs: [alerts] }
 "#,
         want: &[
             "t.yaml:7:35: sink `a`.topic: `{sensor}`: a topic can name `{asset}`, `{asset_type}`, `{kind}`, `{name}`",
@@ -835,6 +836,7 @@ sinks:
             "t.yaml:8:57: sink `b`.password: never write a password in the topology; use `password_env` (an environment variable) or `password_file`",
             "t.yaml:9:52: sink `c`: field `topic` does not apply to a `file` sink",
             "t.yaml:10:54: sink `d`.path: only file sinks have a path",
+            "t.yaml:11:51: sink `e`.when_full: `drop_oldest` loses messages; only a `qos: 0` sink may drop",
         ],
     },
     Case {

@@ -22,7 +22,9 @@
 //!   a message twice and deduplicates by its `id` / `event_id`. A refusal
 //!   retrying cannot fix (credentials, TLS) stops the node with one error.
 //! * **QoS 0** is at most once: nothing is stored, and what is queued while
-//!   the broker is down is lost if the node crashes.
+//!   the broker is down is lost if the node crashes. With `when_full:
+//!   drop_oldest` a full queue drops its oldest message instead of holding
+//!   the twins back (`twinstream_sink_dropped_total`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +39,7 @@ use crate::engine::EngineError;
 use crate::mqtt::{describe, refusal, Backoff, Credentials, OnError};
 use crate::store::{envelope, Checkpoint, Store};
 use crate::telemetry;
-use crate::topology::{MqttSinkSpec, OutputKind};
+use crate::topology::{MqttSinkSpec, OutputKind, WhenFull};
 use crate::twin::schema::OutputMask;
 
 /// Messages published and not yet acknowledged, at most.
@@ -118,6 +120,8 @@ pub(super) struct MqttSink {
     line: Vec<u8>,
     /// Messages acknowledged since the last metrics report.
     published: u64,
+    /// Messages dropped (`when_full: drop_oldest`) since the last report.
+    dropped: u64,
     reported: Instant,
 }
 
@@ -193,6 +197,7 @@ impl MqttSink {
             topic: String::new(),
             line: Vec::with_capacity(512),
             published: 0,
+            dropped: 0,
             reported: Instant::now(),
         })
     }
@@ -251,6 +256,7 @@ impl MqttSink {
             self.reported = Instant::now();
             telemetry::sink_queue(&self.name, self.held(), !self.held.is_empty());
             telemetry::sink_written(&self.name, std::mem::take(&mut self.published));
+            telemetry::sink_dropped(&self.name, std::mem::take(&mut self.dropped));
         }
     }
 
@@ -406,8 +412,14 @@ impl MqttSink {
                 self.push();
             }
         }
-        if self.held() > self.spec.queue {
-            self.held.push_back(batch);
+        match self.spec.when_full {
+            WhenFull::Block if self.held() > self.spec.queue => self.held.push_back(batch),
+            WhenFull::Block => {}
+            WhenFull::DropOldest => {
+                let over = self.held().saturating_sub(self.spec.queue).min(self.queue.len());
+                self.queue.drain(..over);
+                self.dropped += over as u64;
+            }
         }
     }
 
@@ -568,6 +580,7 @@ mod tests {
             qos: 1,
             retain: false,
             queue,
+            when_full: WhenFull::Block,
         };
         let mask = OutputMask::default().with(OutputKind::DeadLetters);
         let (fatal, _) = crossbeam_channel::unbounded();
@@ -645,6 +658,24 @@ mod tests {
         assert_eq!(line["reason"], "malformed");
         again.accept(batch(&flow, 5));
         assert_eq!(again.queue.back().map(|m| m.seq), Some(4));
+    }
+
+    #[test]
+    fn a_qos0_sink_that_drops_keeps_the_newest_and_never_holds_permits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1).unwrap());
+        let flow = Flow::new(8);
+        let mut sink = unreachable_sink(&store, 2);
+        sink.spec.qos = 0;
+        sink.qos = QoS::AtMostOnce;
+        sink.spec.when_full = WhenFull::DropOldest;
+        for n in 1..=5 {
+            sink.accept(batch(&flow, n));
+        }
+        assert_eq!(flow.inflight(), 0, "no batch is held");
+        assert_eq!(sink.queue.iter().map(|m| m.seq).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(sink.dropped, 3);
+        assert!(sink.flush().unwrap().is_empty(), "QoS 0 stores nothing");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub const FLOW_LIMIT: &str = "twinstream_flow_limit_chunks";
 pub const SINK_QUEUE: &str = "twinstream_sink_queue_messages";
 pub const SINK_QUEUE_LIMIT: &str = "twinstream_sink_queue_limit_messages";
 pub const SINK_BACKPRESSURE: &str = "twinstream_sink_backpressure";
+pub const SINK_DROPPED: &str = "twinstream_sink_dropped_total";
 
 pub const LABEL_SOURCE: &str = "source";
 pub const LABEL_SINK: &str = "sink";
@@ -101,6 +102,13 @@ pub fn mqtt_sink_connected(sink: &str, up: bool) {
 /// water mark of `twinstream_flow_inflight_chunks`).
 pub fn flow_limit(n: usize) {
     gauge!(FLOW_LIMIT).set(n as f64);
+}
+
+/// Messages a QoS 0 sink with `when_full: drop_oldest` dropped.
+pub fn sink_dropped(sink: &str, n: u64) {
+    if n > 0 {
+        counter!(SINK_DROPPED, LABEL_SINK => sink.to_string()).increment(n);
+    }
 }
 
 /// The bound of a sink's queue (its high water mark).

@@ -1433,12 +1433,25 @@ impl<'t> Cx<'t> {
             Some(q) => q.value as usize,
             None => DEFAULT_SINK_QUEUE,
         };
+        let when_full = match f.choice("when_full", &["block", "drop_oldest"], false, d) {
+            Some(w) if w.value == "drop_oldest" => {
+                if qos != 0 {
+                    d.error(
+                        w.pos,
+                        format!("{what}.when_full: `drop_oldest` loses messages; only a `qos: 0` sink may drop"),
+                    );
+                }
+                WhenFull::DropOldest
+            }
+            _ => WhenFull::Block,
+        };
         Some(MqttSinkSpec {
             conn,
             topic: topic?,
             qos,
             retain,
             queue,
+            when_full,
         })
     }
 
@@ -1705,6 +1718,7 @@ impl<'t> Cx<'t> {
                 "qos",
                 "retain",
                 "queue",
+                "when_full",
             ];
             let Some(mut f) = Fields::new(item, "sink", FIELDS, &mut self.diags) else {
                 continue;

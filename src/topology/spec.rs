@@ -322,6 +322,20 @@ pub struct MqttSinkSpec {
     /// Messages held in memory (unacknowledged or waiting for the broker)
     /// before the sink holds back the twins' batches, which stops ingest.
     pub queue: usize,
+    /// What a full queue does: hold the twins back, or (QoS 0 only) drop
+    /// its oldest message.
+    pub when_full: WhenFull,
+}
+
+/// What an MQTT sink does with a full queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Keep the twins' batches and their flow permits: ingest stops until
+    /// the broker takes messages again. Nothing is lost.
+    Block,
+    /// Drop the oldest queued message (counted): ingest never waits for
+    /// this sink. Only for QoS 0, which promises at most once anyway.
+    DropOldest,
 }
 
 /// A topic made of literal text and `{asset}`, `{asset_type}`, `{kind}`
