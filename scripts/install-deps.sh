@@ -32,9 +32,11 @@ RUSTUP_COMPONENTS=(
 )
 
 # "binary|cargo install arguments": installed with `cargo install` when `binary`
-# is on neither PATH nor $CARGO_TOOLS_DIR/bin. For example (later issue):
-#   "tansu|tansu --version 0.6.0 --locked --features dynostore,libsql"
-CARGO_TOOLS=()
+# is on neither PATH nor $CARGO_TOOLS_DIR/bin (tansu: 12-17 min once, then cached).
+CARGO_TOOLS=(
+    # the Kafka-compatible broker the tests start (SQLite storage survives restarts)
+    "tansu|tansu --version 0.6.0 --locked --features dynostore,libsql"
+)
 # Cargo-installed tools go to a cache outside the repo so a fresh clone reuses them.
 CARGO_TOOLS_DIR="${CARGO_TOOLS_DIR:-$HOME/.cache/twinstream/tools}"
 
@@ -116,8 +118,9 @@ install_cargo_tools() {
         args=${entry#*|}
         if have_bin "$bin" || [ -x "$CARGO_TOOLS_DIR/bin/$bin" ]; then continue; fi
         say "installing cargo tool $bin into $CARGO_TOOLS_DIR (cargo install $args)"
+        # Its own target dir: tools never churn the project's build cache.
         # shellcheck disable=SC2086  # args is a word list by design
-        quiet cargo install --root "$CARGO_TOOLS_DIR" $args
+        quiet env CARGO_TARGET_DIR="$CARGO_TOOLS_DIR/target" cargo install --root "$CARGO_TOOLS_DIR" $args
     done
 }
 

@@ -5,7 +5,7 @@
 //!
 //! * [`topology`] - the topology YAML: schema, validation (every error with
 //!   `file:line:col`), the rule expression language, the `check` summary.
-//! * [`source`] - where events come from: JSON-lines files, MQTT and the
+//! * [`source`] - where events come from: JSON-lines files, MQTT, Kafka and the
 //!   simulator; decoding records into events by the topology's mapping.
 //! * [`engine`] - the dataflow: flow control (permits), the router (with the
 //!   node's timer index and the relay of related values), worker threads,

@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-use twinstream::store::Store;
-use twinstream::twin::record;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -214,30 +212,6 @@ fn qos1_messages_become_twin_state_and_acked_ones_are_not_redelivered() {
     let twins = digest(&state);
     let total: u64 = twins.iter().map(|t| t.1).sum();
     assert_eq!(total, 1001, "no message applied twice: {twins:?}");
-}
-
-/// `(asset, events, windows, window count sum, latest values)` of every twin.
-type Digest = Vec<(String, u64, u64, u64, Vec<f64>)>;
-
-fn digest(state: &Path) -> Digest {
-    let store = Store::open(state, 1).unwrap();
-    let mut out = Vec::new();
-    store
-        .for_each_twin(0, |asset, bytes| {
-            let rec = record::decode(bytes).unwrap();
-            let s = rec.stats;
-            out.push((
-                asset.to_string(),
-                s.events,
-                s.windows,
-                s.window_count_sum,
-                rec.latest().map(|(_, l)| l.value).collect(),
-            ));
-            Ok(())
-        })
-        .unwrap();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
 
 /// `kill -9` mid-stream and a restart on the same persistent session: the

@@ -840,6 +840,26 @@ sinks:
         ],
     },
     Case {
+        name: "a Kafka source: brokers, topics, secrets and settings twinstream owns",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { temperature: { unit: degC } }
+assets: [{ id: "pump-*", type: pump }]
+sources:
+  - name: fleet
+    type: kafka
+    properties: { sasl.password: hunter2, enable.auto.commit: "true", linger.ms: 5 }
+    decode: { ts: ts, value: value }
+"#,
+        want: &[
+            "t.yaml:6:5: source `fleet`: missing required field `brokers`",
+            "t.yaml:6:5: source `fleet`: list the topics to consume in `topics`",
+            "t.yaml:8:19: source `fleet`.properties.sasl.password: never write a secret in the topology; name an environment variable under `properties_env`",
+            "t.yaml:8:43: source `fleet`.properties.enable.auto.commit: set by twinstream (offsets live in its snapshots)",
+        ],
+    },
+    Case {
         name: "two MQTT clients with one id on one broker",
         yaml: r#"
 asset_types:

@@ -28,6 +28,7 @@ use crate::mqtt::Credentials;
 use crate::sink::{SinkContext, SinkError, SinkHub};
 use crate::source::decode::{AssetIndex, Decoder};
 use crate::source::file::{check_position, FileReader, FAST_CHUNK_BYTES};
+use crate::source::kafka::KafkaSource;
 use crate::source::mqtt::MqttSource;
 use crate::source::simulator::Simulator;
 use crate::source::{decoder_loop, SourceError, SourcePosition};
@@ -122,7 +123,7 @@ pub fn run(
                     )))
                 }
             },
-            (Mode::Run, SourceKind::Simulator(_) | SourceKind::Mqtt(_)) => (true, None),
+            (Mode::Run, SourceKind::Simulator(_) | SourceKind::Mqtt(_) | SourceKind::Kafka(_)) => (true, None),
         };
         if run_it {
             chosen.push((i, file));
@@ -135,7 +136,8 @@ pub fn run(
     for (i, file) in chosen {
         let src = &topo.sources[i];
         let mut position = SourcePosition::default();
-        if let Some(path) = &file {
+        let kafka = matches!(src.kind, SourceKind::Kafka(_));
+        if file.is_some() || kafka {
             let key = SourcePosition::meta_key(&src.name);
             if let Some(bytes) = store.get_meta(&key)? {
                 position = SourcePosition::decode(&bytes).map_err(|error| EngineError::Position {
@@ -143,13 +145,17 @@ pub fn run(
                     error,
                 })?;
             }
+        }
+        if let Some(path) = &file {
             position = check_position(&src.name, path, position)?;
         }
         plans.push((i, file, position));
     }
+    let positioned =
+        |i: usize, file: &Option<PathBuf>| file.is_some() || matches!(topo.sources[i].kind, SourceKind::Kafka(_));
     let started_at: Vec<(String, SourcePosition)> = plans
         .iter()
-        .filter(|(_, f, _)| f.is_some())
+        .filter(|(i, f, _)| positioned(*i, f))
         .map(|(i, _, p)| (topo.sources[*i].name.clone(), p.clone()))
         .collect();
     let replay = matches!(opts.mode, Mode::Replay { .. });
@@ -250,14 +256,14 @@ pub fn run(
         let plan = plans.iter().find(|(p, _, _)| *p == i);
         slots.push(SourceSlot::new(
             src.name.as_str().into(),
-            plan.is_some_and(|(_, f, _)| f.is_some()),
+            plan.is_some_and(|(p, f, _)| positioned(*p, f)),
             plan.map(|(_, _, p)| p.clone()).unwrap_or_default(),
             plan.is_some(),
         ));
     }
     let mut ack_channels = Vec::new();
     for (i, src) in topo.sources.iter().enumerate() {
-        if matches!(src.kind, SourceKind::Mqtt(_)) && plans.iter().any(|(p, _, _)| *p == i) {
+        if matches!(src.kind, SourceKind::Mqtt(_) | SourceKind::Kafka(_)) && plans.iter().any(|(p, _, _)| *p == i) {
             let (tx, rx) = crossbeam_channel::unbounded();
             slots[i].acks = Some(tx);
             ack_channels.push((i, rx));
@@ -274,6 +280,46 @@ pub fn run(
                 threads.push(spawn(
                     &format!("source-{}", src.name),
                     Box::new(move || sim.run(&flow, &out, &stop, name)),
+                ));
+            }
+            (SourceKind::Kafka(spec), _) => {
+                let Some(decode) = &src.decode else {
+                    return Err(EngineError::Config(format!(
+                        "source `{}` has no decode mapping",
+                        src.name
+                    )));
+                };
+                let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), None));
+                let durable = ack_channels
+                    .iter()
+                    .find(|(s, _)| *s == i)
+                    .map(|(_, rx)| rx.clone())
+                    .expect("every running Kafka source has an ack channel");
+                let mut secrets = Vec::new();
+                for (property, var) in &spec.properties_env {
+                    let value = std::env::var(var).map_err(|_| {
+                        EngineError::Source(SourceError::KafkaSecret {
+                            source_name: src.name.clone(),
+                            property: property.clone(),
+                            var: var.clone(),
+                        })
+                    })?;
+                    secrets.push((property.clone(), value));
+                }
+                let source = KafkaSource {
+                    source: i as u16,
+                    name: name.clone(),
+                    spec: spec.clone(),
+                    decoder,
+                    default_group: format!("twinstream-{}", topo.node.name),
+                    secrets,
+                    start: position.clone(),
+                    fatal: fatal.clone(),
+                };
+                let out = chunk_tx.clone();
+                threads.push(spawn(
+                    &format!("source-{}", src.name),
+                    Box::new(move || source.run(&flow, &out, &durable, &stop)),
                 ));
             }
             (SourceKind::Mqtt(spec), _) => {

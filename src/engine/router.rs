@@ -476,6 +476,9 @@ impl Router {
         src.position.offset = c.end_offset;
         src.position.line = c.end_line;
         src.position.records += c.records;
+        for (topic, partition, next) in &c.partitions {
+            src.position.advance(topic, *partition, *next);
+        }
         if c.last {
             src.done = true;
             src.end_of_input = c.end_of_input;

@@ -84,9 +84,12 @@ pub struct Origin {
     /// Byte offset of the record in the file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
-    /// The MQTT topic a message came on.
+    /// The MQTT or Kafka topic a record came on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub topic: Option<Arc<str>>,
+    /// The Kafka partition (the offset is in `offset`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
 }
 
 /// A record that could not be applied, with everything needed to fix and

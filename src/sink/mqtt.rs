@@ -608,6 +608,7 @@ mod tests {
                     line: n,
                     offset: None,
                     topic: None,
+                    partition: None,
                 },
                 reason: DeadReason::Malformed,
                 message: "not JSON".into(),

@@ -103,6 +103,9 @@ pub struct DecodedChunk {
     pub last: bool,
     /// The source read everything there is (end of the file).
     pub end_of_input: bool,
+    /// Kafka: `(topic, partition, next offset)` of the partitions this chunk
+    /// read from.
+    pub partitions: Vec<(Arc<str>, i32, i64)>,
     pub received_at: Instant,
     pub permit: Option<Permit>,
 }
@@ -120,6 +123,7 @@ impl DecodedChunk {
             end_line,
             last: false,
             end_of_input: false,
+            partitions: Vec::new(),
             received_at: Instant::now(),
             permit: None,
         }
@@ -443,6 +447,7 @@ impl Decoder {
                 line: line_no,
                 offset: Some(offset),
                 topic: None,
+                partition: None,
             },
             reason,
             message,

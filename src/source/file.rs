@@ -188,6 +188,7 @@ impl FileReader {
                             line: line + 1,
                             offset: Some(offset),
                             topic: None,
+                            partition: None,
                         },
                         reason: DeadReason::Malformed,
                         message: format!("record longer than {MAX_RECORD_BYTES} bytes; first 4096 bytes kept"),

@@ -12,6 +12,7 @@
 
 pub mod decode;
 pub mod file;
+pub mod kafka;
 pub mod mqtt;
 pub mod simulator;
 
@@ -23,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use crate::store::envelope::{self, EnvelopeError};
 use decode::{DecodedChunk, Decoder};
 
-/// Format version of stored source positions.
-pub const POSITION_FORMAT: u16 = 1;
+/// Format version of stored source positions (1: without Kafka offsets,
+/// migrated on read).
+pub const POSITION_FORMAT: u16 = 2;
 
 /// How far a source has been consumed, stored in the same write as the twin
 /// state that reflects it.
@@ -41,9 +43,54 @@ pub struct SourcePosition {
     pub dead_letters: u64,
     /// The end of input was reached and applied (open windows flushed).
     pub finished: bool,
+    /// Kafka: the next offset of every partition consumed, by topic.
+    pub partitions: Vec<PartitionOffset>,
+}
+
+/// The next offset to consume from one Kafka partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub next: i64,
+}
+
+/// Format 1 of [`SourcePosition`].
+#[derive(Deserialize)]
+struct PositionV1 {
+    fingerprint: Option<Fingerprint>,
+    offset: u64,
+    line: u64,
+    records: u64,
+    dead_letters: u64,
+    finished: bool,
 }
 
 impl SourcePosition {
+    /// Records that `partition` of `topic` continues at `next`.
+    pub fn advance(&mut self, topic: &str, partition: i32, next: i64) {
+        match self
+            .partitions
+            .iter_mut()
+            .find(|p| p.partition == partition && p.topic == topic)
+        {
+            Some(p) => p.next = p.next.max(next),
+            None => self.partitions.push(PartitionOffset {
+                topic: topic.to_string(),
+                partition,
+                next,
+            }),
+        }
+    }
+
+    /// The next offset of `partition` of `topic`, if one is stored.
+    pub fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.partitions
+            .iter()
+            .find(|p| p.partition == partition && p.topic == topic)
+            .map(|p| p.next)
+    }
+
     pub fn meta_key(source: &str) -> String {
         format!("source/{source}")
     }
@@ -56,10 +103,24 @@ impl SourcePosition {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<SourcePosition, EnvelopeError> {
+        let corrupt = |e: bincode::error::DecodeError| EnvelopeError::Corrupt(format!("source position: {e}"));
+        if let Ok(v1) = envelope::open(bytes, 1, "source position") {
+            let (p, _): (PositionV1, _) =
+                bincode::serde::decode_from_slice(v1, bincode::config::standard()).map_err(corrupt)?;
+            return Ok(SourcePosition {
+                fingerprint: p.fingerprint,
+                offset: p.offset,
+                line: p.line,
+                records: p.records,
+                dead_letters: p.dead_letters,
+                finished: p.finished,
+                partitions: Vec::new(),
+            });
+        }
         let payload = envelope::open(bytes, POSITION_FORMAT, "source position")?;
         bincode::serde::decode_from_slice(payload, bincode::config::standard())
             .map(|(p, _)| p)
-            .map_err(|e| EnvelopeError::Corrupt(format!("source position: {e}")))
+            .map_err(corrupt)
     }
 }
 
@@ -121,6 +182,14 @@ pub enum SourceError {
     Refused { source_name: String, reason: String },
     #[error("source `{source_name}`: cannot start a thread: {error}")]
     Thread { source_name: String, error: String },
+    #[error("source `{source_name}`: Kafka: {reason}")]
+    Kafka { source_name: String, reason: String },
+    #[error("source `{source_name}`: cannot read `{property}` from environment variable `{var}`")]
+    KafkaSecret {
+        source_name: String,
+        property: String,
+        var: String,
+    },
     #[error("source `{source_name}`: {error}")]
     Credentials {
         source_name: String,
@@ -202,8 +271,37 @@ mod tests {
             records: 2,
             dead_letters: 1,
             finished: true,
+            partitions: vec![PartitionOffset {
+                topic: "t".into(),
+                partition: 3,
+                next: 42,
+            }],
         };
-        assert_eq!(SourcePosition::decode(&p.encode()), Ok(p));
+        assert_eq!(SourcePosition::decode(&p.encode()), Ok(p.clone()));
+
+        // Format 1 (no partitions) is migrated on read.
+        #[derive(Serialize)]
+        struct V1<'a>(&'a Option<Fingerprint>, u64, u64, u64, u64, bool);
+        let mut v1 = envelope::start(1, 64);
+        let old = V1(&p.fingerprint, p.offset, p.line, p.records, p.dead_letters, p.finished);
+        bincode::serde::encode_into_std_write(&old, &mut v1, bincode::config::standard()).unwrap();
+        let migrated = SourcePosition::decode(&v1).unwrap();
+        assert_eq!(
+            migrated,
+            SourcePosition {
+                partitions: Vec::new(),
+                ..p
+            }
+        );
+
+        let mut q = SourcePosition::default();
+        q.advance("t", 1, 10);
+        q.advance("t", 1, 12);
+        q.advance("u", 1, 5);
+        assert_eq!(
+            (q.next_offset("t", 1), q.next_offset("u", 1), q.next_offset("t", 2)),
+            (Some(12), Some(5), None)
+        );
         let mut bad = SourcePosition::default().encode();
         bad[0] = 9;
         assert!(matches!(

@@ -303,7 +303,7 @@ impl MqttSource {
 
 /// Writes `{"<TOPIC_KEY>":{fields},<the payload object's members>}`; a payload
 /// that is not an object is written as it is (the decoder rejects it).
-fn splice(out: &mut Vec<u8>, fields: &[(&str, &str)], payload: &[u8]) {
+pub(crate) fn splice(out: &mut Vec<u8>, fields: &[(&str, &str)], payload: &[u8]) {
     let body: Vec<u8> = payload
         .iter()
         .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })

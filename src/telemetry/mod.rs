@@ -32,10 +32,14 @@ pub const SINK_QUEUE: &str = "twinstream_sink_queue_messages";
 pub const SINK_QUEUE_LIMIT: &str = "twinstream_sink_queue_limit_messages";
 pub const SINK_BACKPRESSURE: &str = "twinstream_sink_backpressure";
 pub const SINK_DROPPED: &str = "twinstream_sink_dropped_total";
+pub const KAFKA_LAG: &str = "twinstream_kafka_consumer_lag_messages";
+pub const KAFKA_PAUSED: &str = "twinstream_kafka_paused";
 
 pub const LABEL_SOURCE: &str = "source";
 pub const LABEL_SINK: &str = "sink";
 pub const LABEL_REASON: &str = "reason";
+pub const LABEL_TOPIC: &str = "topic";
+pub const LABEL_PARTITION: &str = "partition";
 
 pub fn events_received(source: &str, n: u64) {
     counter!(EVENTS_RECEIVED, LABEL_SOURCE => source.to_string()).increment(n);
@@ -91,6 +95,19 @@ pub fn mqtt_unacked(source: &str, n: usize) {
 /// 1 while an MQTT source is connected, else 0.
 pub fn mqtt_connected(source: &str, up: bool) {
     gauge!(MQTT_CONNECTED, LABEL_SOURCE => source.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Records of a Kafka partition not consumed yet (labels: source, topic,
+/// partition - bounded by the topics' partition count).
+pub fn kafka_lag(source: &str, topic: &str, partition: i32, lag: i64) {
+    gauge!(KAFKA_LAG, LABEL_SOURCE => source.to_string(), LABEL_TOPIC => topic.to_string(),
+        LABEL_PARTITION => partition.to_string())
+    .set(lag as f64);
+}
+
+/// 1 while a Kafka source has paused its partitions (the engine is behind).
+pub fn kafka_paused(source: &str, paused: bool) {
+    gauge!(KAFKA_PAUSED, LABEL_SOURCE => source.to_string()).set(if paused { 1.0 } else { 0.0 });
 }
 
 /// 1 while an MQTT sink is connected, else 0.

@@ -10,7 +10,7 @@ use marked_yaml::{LoadError as YamlError, Node};
 use super::diag::{one_of, suggest, Diagnostics, Pos};
 use super::expr::{compile_condition, Cond, Resolver, Unresolved};
 use super::spec::*;
-use super::yaml::{entries, pos, scalar_str, Entries, Fields, Spanned};
+use super::yaml::{entries, pos, scalar_str, spanned_scalar, Entries, Fields, Spanned};
 
 /// Why a topology could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -1160,6 +1160,10 @@ impl<'t> Cx<'t> {
                 "password_file",
                 "tls",
                 "ack_interval",
+                "brokers",
+                "group_id",
+                "properties",
+                "properties_env",
             ];
             let Some(mut f) = Fields::new(item, "source", FIELDS, &mut self.diags) else {
                 continue;
@@ -1185,11 +1189,21 @@ impl<'t> Cx<'t> {
                     ),
                 );
             }
-            let Some(kind) = f.choice("type", &["file", "simulator", "mqtt"], true, &mut self.diags) else {
+            let Some(kind) = f.choice("type", &["file", "simulator", "mqtt", "kafka"], true, &mut self.diags) else {
                 continue;
             };
             let allowed: &[&str] = match kind.value.as_str() {
                 "file" => &["name", "type", "path", "pace", "speed", "decode"],
+                "kafka" => &[
+                    "name",
+                    "type",
+                    "brokers",
+                    "topics",
+                    "group_id",
+                    "properties",
+                    "properties_env",
+                    "decode",
+                ],
                 "mqtt" => &[
                     "name",
                     "type",
@@ -1251,6 +1265,17 @@ impl<'t> Cx<'t> {
                     None => None,
                 };
                 (SourceKind::File(FileSourceSpec { path, pace }), decode)
+            } else if kind.value == "kafka" {
+                let Some(decode_node) = f.require("decode", &mut self.diags) else {
+                    continue;
+                };
+                let key_is_asset = !matches!(decode_node, Node::Mapping(m) if m.get_node("asset").is_some());
+                let Some(spec) = self.kafka(&f, &what, key_is_asset) else {
+                    continue;
+                };
+                let key = key_is_asset.then(TopicTemplate::asset_only);
+                let decode = self.decode(decode_node, &what, types, key.as_ref());
+                (SourceKind::Kafka(spec), decode)
             } else if kind.value == "mqtt" {
                 let Some(spec) = self.mqtt(&f, &what) else { continue };
                 let decode = match f.require("decode", &mut self.diags) {
@@ -1330,6 +1355,67 @@ impl<'t> Cx<'t> {
             ack_interval,
             clean_session,
             topic_fields,
+        })
+    }
+
+    fn kafka(&mut self, f: &Fields<'_>, what: &str, key_is_asset: bool) -> Option<KafkaSpec> {
+        let d = &mut self.diags;
+        let brokers = f.str("brokers", true, d);
+        let topics = f.str_list("topics", d).unwrap_or_default();
+        if topics.is_empty() {
+            d.error(f.pos(), format!("{what}: list the topics to consume in `topics`"));
+        }
+        let group_id = f.str("group_id", false, d).map(|g| g.value).unwrap_or_default();
+        let pairs = |field: &str, d: &mut Diagnostics| -> Vec<(Spanned<String>, Spanned<String>)> {
+            let Some(node) = f.get(field) else { return Vec::new() };
+            let Node::Mapping(map) = node else {
+                d.error(
+                    pos(node),
+                    format!("{what}.{field}: expected a mapping of librdkafka settings"),
+                );
+                return Vec::new();
+            };
+            map.iter()
+                .filter_map(|(k, v)| {
+                    let value = scalar_str(v, &format!("{what}.{field}.{}", k.as_str()), d)?;
+                    Some((spanned_scalar(k), value))
+                })
+                .collect()
+        };
+        let properties = pairs("properties", d);
+        let properties_env = pairs("properties_env", d);
+        for (k, _) in &properties {
+            let lower = k.value.to_lowercase();
+            if lower.contains("password") || lower.contains("secret") || lower.ends_with(".key.pem") {
+                d.error(
+                    k.pos,
+                    format!("{what}.properties.{}: never write a secret in the topology; name an environment variable under `properties_env`", k.value),
+                );
+            }
+            if [
+                "bootstrap.servers",
+                "group.id",
+                "enable.auto.commit",
+                "enable.auto.offset.store",
+            ]
+            .contains(&k.value.as_str())
+            {
+                d.error(
+                    k.pos,
+                    format!(
+                        "{what}.properties.{}: set by twinstream (offsets live in its snapshots)",
+                        k.value
+                    ),
+                );
+            }
+        }
+        Some(KafkaSpec {
+            brokers: brokers?.value,
+            topics: topics.into_iter().map(|t| t.value).collect(),
+            group_id,
+            properties: properties.into_iter().map(|(k, v)| (k.value, v.value)).collect(),
+            properties_env: properties_env.into_iter().map(|(k, v)| (k.value, v.value)).collect(),
+            key_is_asset,
         })
     }
 

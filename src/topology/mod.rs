@@ -117,6 +117,12 @@ impl Topology {
                 SourceKind::Simulator(sim) => {
                     format!("simulator {} x {}{:0w$}..", sim.count, sim.prefix, 0, w = sim.digits)
                 }
+                SourceKind::Kafka(k) => format!(
+                    "kafka {} {}{}",
+                    k.brokers,
+                    k.topics.join(" "),
+                    if k.key_is_asset { ", key = asset" } else { "" }
+                ),
                 SourceKind::Mqtt(m) => format!(
                     "mqtt {}:{} {} qos {}{}",
                     m.conn.host,

@@ -251,6 +251,7 @@ pub enum SourceKind {
     File(FileSourceSpec),
     Simulator(SimulatorSpec),
     Mqtt(MqttSpec),
+    Kafka(KafkaSpec),
 }
 
 impl SourceKind {
@@ -259,6 +260,7 @@ impl SourceKind {
             SourceKind::File(_) => "file",
             SourceKind::Simulator(_) => "simulator",
             SourceKind::Mqtt(_) => "mqtt",
+            SourceKind::Kafka(_) => "kafka",
         }
     }
 }
@@ -266,6 +268,25 @@ impl SourceKind {
 /// The JSON key under which an MQTT source hands the fields of a message's
 /// topic to the decoder (not a key a payload can use by accident).
 pub const TOPIC_KEY: &str = "\u{1}topic";
+
+/// A Kafka consumer (rdkafka) whose offsets live in the twins' snapshots.
+#[derive(Debug, Clone)]
+pub struct KafkaSpec {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    /// The consumer group offsets are committed to (informational: the
+    /// source resumes from the offsets stored with the snapshots); empty:
+    /// `twinstream-<node>`.
+    pub group_id: String,
+    /// librdkafka settings passed through (`security.protocol`, ...).
+    pub properties: Vec<(String, String)>,
+    /// librdkafka settings read from environment variables at start-up
+    /// (`sasl.password: KAFKA_PASSWORD`): secrets never sit in the topology.
+    pub properties_env: Vec<(String, String)>,
+    /// The record key is the asset id (the decode mapping names no `asset`).
+    pub key_is_asset: bool,
+}
 
 /// How to reach and log in to an MQTT broker (sources and sinks alike).
 #[derive(Debug, Clone)]
@@ -478,6 +499,13 @@ pub enum TopicLevel {
 
 impl TopicTemplate {
     pub const FIELDS: [&'static str; 2] = ["asset", "sensor"];
+
+    /// A template whose only field is the asset (a Kafka record's key).
+    pub fn asset_only() -> TopicTemplate {
+        TopicTemplate {
+            levels: vec![TopicLevel::Field("asset".into())],
+        }
+    }
 
     pub fn parse(text: &str) -> Result<TopicTemplate, String> {
         let mut levels = Vec::new();

@@ -216,7 +216,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn spanned_scalar(s: &MarkedScalarNode) -> Spanned<String> {
+pub fn spanned_scalar(s: &MarkedScalarNode) -> Spanned<String> {
     Spanned::new(s.as_str().to_string(), Pos::of(s.span()))
 }
 

@@ -283,6 +283,7 @@ impl TwinActor {
                 line: e.origin,
                 offset: None,
                 topic: None,
+                partition: None,
             },
             reason: DeadReason::Poison,
             message: format!("the twin panicked on this event {MAX_ATTEMPTS} times: {msg}"),

@@ -383,3 +383,99 @@ impl Drop for Mosquitto {
         let _ = self.child.wait();
     }
 }
+
+/// `(asset, events, windows, window count sum, latest values)` of every twin.
+pub type Digest = Vec<(String, u64, u64, u64, Vec<f64>)>;
+
+pub fn digest(state: &Path) -> Digest {
+    let store = twinstream::store::Store::open(state, 1).unwrap();
+    let mut out = Vec::new();
+    store
+        .for_each_twin(0, |asset, bytes| {
+            let rec = twinstream::twin::record::decode(bytes).unwrap();
+            let s = rec.stats;
+            out.push((
+                asset.to_string(),
+                s.events,
+                s.windows,
+                s.window_count_sum,
+                rec.latest().map(|(_, l)| l.value).collect(),
+            ));
+            Ok(())
+        })
+        .unwrap();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The tansu binary (scripts/install-deps.sh installs it under
+/// `$CARGO_TOOLS_DIR`, default `~/.cache/twinstream/tools`).
+fn tansu_bin() -> PathBuf {
+    let dir = std::env::var("CARGO_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/twinstream/tools"));
+    let bin = dir.join("bin/tansu");
+    if bin.exists() {
+        bin
+    } else {
+        PathBuf::from("tansu")
+    }
+}
+
+/// A real Kafka-compatible broker (tansu with its SQLite storage engine,
+/// which keeps everything across a restart) on 127.0.0.1 and an ephemeral
+/// port.
+pub struct Tansu {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Self::spawn(dir.path(), port);
+        Tansu { child, port, dir }
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_bin())
+            .current_dir(dir)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("tansu.log")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start tansu (scripts/install-deps.sh installs it): {e}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker (kill) and starts it again on its port and data.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.dir.path(), self.port);
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,395 @@
+//! The Kafka source: an rdkafka `BaseConsumer` on a thread of its own whose
+//! offsets live in the twins' snapshots (effectively-once twin state).
+//!
+//! * Every partition of the topics is assigned explicitly and starts at the
+//!   next offset stored with the last durable checkpoint (the beginning when
+//!   none is stored); twinstream never relies on the group's committed
+//!   offsets for correctness. After a crash the source re-reads exactly what
+//!   the durable state does not hold, so state, windows and counts equal an
+//!   uninterrupted run.
+//! * Records ready in librdkafka's queue (up to [`MAX_BATCH`]) become one
+//!   chunk at once; each chunk takes a flow permit and carries the next offset
+//!   of the partitions it read, which the router stores with the checkpoint.
+//!   One consumer thread keeps each partition's order.
+//! * Once a checkpoint is durable, its offsets are also committed to the
+//!   consumer group (asynchronously; informational, for lag tools).
+//! * The record key is the asset id unless the decode mapping names `asset`.
+//!   A record that does not decode is dead-lettered with its topic,
+//!   partition, offset and original bytes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use super::decode::{DecodedChunk, Decoder, Scratch};
+use super::{SourceError, SourcePosition};
+use crate::engine::flow::{AcquireError, Flow, Permit};
+use crate::engine::EngineError;
+use crate::topology::KafkaSpec;
+
+/// Records per chunk at most.
+pub const MAX_BATCH: usize = 4096;
+/// How often the consumer lag is measured.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+/// How long a stopping source waits for the final checkpoint to commit its
+/// offsets to the group.
+const FINAL_COMMIT: Duration = Duration::from_secs(10);
+
+pub struct KafkaSource {
+    pub source: u16,
+    pub name: Arc<str>,
+    pub spec: KafkaSpec,
+    pub decoder: Arc<Decoder>,
+    /// Used when the spec names no group.
+    pub default_group: String,
+    /// Settings read from the environment at start-up (`properties_env`).
+    pub secrets: Vec<(String, String)>,
+    /// Where the last durable checkpoint left each partition.
+    pub start: SourcePosition,
+    /// Errors that stop the node.
+    pub fatal: Sender<EngineError>,
+}
+
+/// `(topic, partition, next offset)` a chunk reached.
+type Reached = Vec<(Arc<str>, i32, i64)>;
+/// Chunks routed and not yet durable, by sequence number.
+type Uncommitted = VecDeque<(u64, Reached)>;
+
+/// A record copied out of librdkafka's buffers.
+struct Record {
+    topic: Arc<str>,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+}
+
+impl KafkaSource {
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.spec.brokers)
+            .set(
+                "group.id",
+                if self.spec.group_id.is_empty() {
+                    &self.default_group
+                } else {
+                    &self.spec.group_id
+                },
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            // Bounded prefetch: what librdkafka buffers while the engine is
+            // behind (the source then stops polling).
+            .set("queued.max.messages.kbytes", "16384");
+        for (k, v) in self.spec.properties.iter().chain(&self.secrets) {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Consumes and routes records until `stop` or a closed flow. `durable`
+    /// receives the sequence number up to which chunks are durable.
+    pub fn run(self, flow: &Flow, out: &Sender<DecodedChunk>, durable: &Receiver<u64>, stop: &AtomicBool) {
+        let mut seq = 0u64;
+        let finish = |seq: u64| {
+            let mut last = DecodedChunk::empty(self.source, seq, 0, 0);
+            last.last = true;
+            let _ = out.send(last);
+        };
+        let consumer: BaseConsumer = match self.config().create() {
+            Ok(c) => c,
+            Err(e) => {
+                self.stop_node(format!("cannot create the consumer: {e}"));
+                return finish(seq);
+            }
+        };
+        let Some(assignment) = self.assignment(&consumer, stop) else {
+            return finish(seq);
+        };
+        if let Err(e) = consumer.assign(&assignment) {
+            self.stop_node(format!("cannot assign the partitions: {e}"));
+            return finish(seq);
+        }
+        tracing::info!(source = %self.name, brokers = %self.spec.brokers, partitions = assignment.count(),
+            resumed = self.start.partitions.len(), "Kafka partitions assigned");
+        let mut scratch = Scratch::default();
+        let mut records: Vec<Record> = Vec::new();
+        // Chunks routed and not yet durable, with the offsets they reach.
+        let mut uncommitted: Uncommitted = VecDeque::new();
+        let mut topics: BTreeMap<String, Arc<str>> = BTreeMap::new();
+        let mut failing = false;
+        // Where each partition continues, for the lag metric.
+        let mut next: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
+        let mut lag_at = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            self.commit_durable(&consumer, durable, &mut uncommitted, false);
+            if lag_at.elapsed() >= LAG_EVERY {
+                lag_at = Instant::now();
+                self.report_lag(&consumer, &assignment, &next);
+            }
+            let mut timeout = Duration::from_millis(100);
+            while records.len() < MAX_BATCH {
+                match consumer.poll(timeout) {
+                    None => break,
+                    Some(Ok(m)) => {
+                        failing = false;
+                        let topic = topics
+                            .entry(m.topic().to_string())
+                            .or_insert_with(|| m.topic().into())
+                            .clone();
+                        records.push(Record {
+                            topic,
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key: m.key().map(<[u8]>::to_vec),
+                            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        });
+                    }
+                    Some(Err(e)) => {
+                        // librdkafka retries connections itself; say so once.
+                        if !failing {
+                            tracing::warn!(source = %self.name, error = %e, "Kafka consumer error; librdkafka retries");
+                            failing = true;
+                        }
+                        break;
+                    }
+                }
+                timeout = Duration::ZERO;
+            }
+            if records.is_empty() {
+                continue;
+            }
+            // Backpressure: when the engine has no room, stop fetching (pause
+            // every partition) instead of letting librdkafka prefetch more.
+            let permit = match flow.acquire_timeout(Duration::from_millis(50)) {
+                Ok(p) => p,
+                Err(AcquireError::Closed) => break,
+                Err(AcquireError::Timeout) => {
+                    let paused = consumer.pause(&assignment).is_ok();
+                    crate::telemetry::kafka_paused(&self.name, paused);
+                    let permit = acquire(flow, stop);
+                    if paused {
+                        if let Err(e) = consumer.resume(&assignment) {
+                            self.stop_node(format!("cannot resume the partitions: {e}"));
+                            break;
+                        }
+                        crate::telemetry::kafka_paused(&self.name, false);
+                    }
+                    let Some(permit) = permit else { break };
+                    permit
+                }
+            };
+            let mut chunk = self.chunk(seq, &records, &mut scratch);
+            chunk.permit = Some(permit);
+            records.clear();
+            crate::telemetry::events_received(&self.name, chunk.records);
+            uncommitted.push_back((seq, chunk.partitions.clone()));
+            for (t, p, n) in &chunk.partitions {
+                next.insert((t.clone(), *p), *n);
+            }
+            if out.send(chunk).is_err() {
+                return;
+            }
+            seq += 1;
+        }
+        // Records polled and not routed are read again after a restart (their
+        // offsets are not stored). Commit what the final checkpoint holds.
+        finish(seq);
+        let deadline = Instant::now() + FINAL_COMMIT;
+        while !uncommitted.is_empty() && Instant::now() < deadline {
+            match durable.recv_timeout(Duration::from_millis(10)) {
+                Ok(up_to) => {
+                    let tpl = take_durable(&mut uncommitted, up_to);
+                    if tpl.count() > 0 {
+                        let _ = consumer.commit(&tpl, CommitMode::Sync);
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    /// Every partition of the topics, each at its stored next offset (the
+    /// beginning when none is stored). Waits for the brokers' metadata,
+    /// retrying until `stop`.
+    fn assignment(&self, consumer: &BaseConsumer, stop: &AtomicBool) -> Option<TopicPartitionList> {
+        let mut backoff = crate::mqtt::Backoff::default();
+        let mut warned = false;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let mut tpl = TopicPartitionList::new();
+            let mut missing = Vec::new();
+            for topic in &self.spec.topics {
+                match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+                    Ok(md) => {
+                        let t = md.topics().iter().find(|t| t.name() == topic);
+                        match t.filter(|t| t.error().is_none() && !t.partitions().is_empty()) {
+                            Some(t) => {
+                                for p in t.partitions() {
+                                    let offset = self
+                                        .start
+                                        .next_offset(topic, p.id())
+                                        .map_or(Offset::Beginning, Offset::Offset);
+                                    if let Err(e) = tpl.add_partition_offset(topic, p.id(), offset) {
+                                        self.stop_node(format!("topic `{topic}` partition {}: {e}", p.id()));
+                                        return None;
+                                    }
+                                }
+                            }
+                            None => missing.push(format!("topic `{topic}` does not exist (yet)")),
+                        }
+                    }
+                    Err(e) => missing.push(format!("no metadata for `{topic}`: {e}")),
+                }
+            }
+            if missing.is_empty() {
+                return Some(tpl);
+            }
+            if !warned {
+                tracing::warn!(source = %self.name, brokers = %self.spec.brokers, problem = %missing.join("; "),
+                    "Kafka topics not available; retrying with backoff");
+                warned = true;
+            }
+            let until = Instant::now() + backoff.next_delay();
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Consumer lag per partition: the partition's high watermark minus where
+    /// the source continues (one short broker call per partition).
+    fn report_lag(
+        &self,
+        consumer: &BaseConsumer,
+        assignment: &TopicPartitionList,
+        next: &BTreeMap<(Arc<str>, i32), i64>,
+    ) {
+        for e in assignment.elements() {
+            let Ok((low, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_millis(100))
+            else {
+                continue;
+            };
+            if high < 0 {
+                continue;
+            }
+            let at = next
+                .iter()
+                .find(|((t, p), _)| &**t == e.topic() && *p == e.partition())
+                .map(|(_, n)| *n)
+                .or_else(|| self.start.next_offset(e.topic(), e.partition()))
+                .unwrap_or(low.max(0));
+            crate::telemetry::kafka_lag(&self.name, e.topic(), e.partition(), (high - at).max(0));
+        }
+    }
+
+    /// Commits to the group the offsets of the chunks a durable checkpoint
+    /// holds (asynchronously: informational).
+    fn commit_durable(
+        &self,
+        consumer: &BaseConsumer,
+        durable: &Receiver<u64>,
+        uncommitted: &mut Uncommitted,
+        sync: bool,
+    ) {
+        let mut up_to = None;
+        while let Ok(s) = durable.try_recv() {
+            up_to = Some(s);
+        }
+        let Some(up_to) = up_to else { return };
+        let tpl = take_durable(uncommitted, up_to);
+        if tpl.count() > 0 {
+            let mode = if sync { CommitMode::Sync } else { CommitMode::Async };
+            if let Err(e) = consumer.commit(&tpl, mode) {
+                tracing::debug!(source = %self.name, error = %e, "committing offsets to the group failed (informational)");
+            }
+        }
+    }
+
+    /// Decodes `records` into a chunk: the key is handed to the decoder as
+    /// the asset (unless the mapping reads it from the value); dead letters
+    /// keep the original bytes and name topic, partition and offset.
+    fn chunk(&self, seq: u64, records: &[Record], scratch: &mut Scratch) -> DecodedChunk {
+        let mut chunk = DecodedChunk::empty(self.source, seq, 0, 0);
+        let mut lines: Vec<u8> = Vec::with_capacity(records.iter().map(|r| r.payload.len() + 64).sum());
+        for r in records {
+            let flat: Vec<u8> = r
+                .payload
+                .iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+                .collect();
+            match (&r.key, self.spec.key_is_asset) {
+                _ if flat.trim_ascii().is_empty() => lines.extend_from_slice(b"null"),
+                (Some(key), true) => {
+                    let key = String::from_utf8_lossy(key);
+                    super::mqtt::splice(&mut lines, &[("asset", &key)], &flat);
+                }
+                // No key: the decoder reports the missing asset.
+                (None, true) => super::mqtt::splice(&mut lines, &[], &flat),
+                (_, false) => lines.extend_from_slice(&flat),
+            }
+            lines.push(b'\n');
+        }
+        self.decoder.decode_lines(&lines, 0, 1, &mut chunk, scratch);
+        for d in &mut chunk.dead_letters {
+            if let Some(r) = records.get(d.origin.line as usize - 1) {
+                d.payload = r.payload.clone();
+                d.origin.topic = Some(r.topic.clone());
+                d.origin.partition = Some(r.partition);
+                d.origin.offset = Some(r.offset as u64);
+            }
+        }
+        let mut next: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
+        for r in records {
+            let e = next.entry((r.topic.clone(), r.partition)).or_insert(0);
+            *e = (*e).max(r.offset + 1);
+        }
+        chunk.partitions = next.into_iter().map(|((t, p), n)| (t, p, n)).collect();
+        chunk
+    }
+
+    fn stop_node(&self, reason: String) {
+        let _ = self.fatal.send(EngineError::Source(SourceError::Kafka {
+            source_name: self.name.to_string(),
+            reason,
+        }));
+    }
+}
+
+/// The offsets (next, per partition) of the chunks up to `up_to`, removed.
+fn take_durable(uncommitted: &mut Uncommitted, up_to: u64) -> TopicPartitionList {
+    let mut next: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
+    while uncommitted.front().is_some_and(|(s, _)| *s <= up_to) {
+        for (t, p, n) in uncommitted.pop_front().expect("checked").1 {
+            let e = next.entry((t, p)).or_insert(n);
+            *e = (*e).max(n);
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), n) in next {
+        let _ = tpl.add_partition_offset(&t, p, Offset::Offset(n));
+    }
+    tpl
+}
+
+fn acquire(flow: &Flow, stop: &AtomicBool) -> Option<Permit> {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        match flow.acquire_timeout(Duration::from_millis(100)) {
+            Ok(p) => return Some(p),
+            Err(AcquireError::Timeout) => continue,
+            Err(AcquireError::Closed) => return None,
+        }
+    }
+}
