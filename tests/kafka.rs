@@ -113,8 +113,8 @@ fn wait_for_versions(updates: &Path, assets: usize, version: u64) {
     }
 }
 
-/// 6 partitions, 30,000 events for 300 assets: the state after two `kill -9`
-/// at checkpoints and restarts equals the file replay of the same events;
+/// 6 partitions, 200,000 events for 1,000 assets: the state after three
+/// `kill -9` at checkpoints and restarts equals a file run of the same events;
 /// a malformed record is dead-lettered with its topic, partition and offset;
 /// a restart of the finished node applies nothing again.
 #[test]
@@ -122,7 +122,7 @@ fn kafka_state_after_kills_equals_the_replay_of_the_same_events() {
     let broker = Tansu::start();
     let brokers = broker.brokers();
     create_topic(&brokers, "telemetry", 6);
-    let (assets, readings) = (300, 100);
+    let (assets, readings) = (1000, 200);
     let mut records = Vec::new();
     let mut lines = String::new();
     for i in 0..readings {
@@ -132,7 +132,7 @@ fn kafka_state_after_kills_equals_the_replay_of_the_same_events() {
                 1_700_000_000_000i64 + i as i64 * 100,
                 ((a * 7 + i * 3) % 500) as f64 / 4.0,
             );
-            let asset = format!("pump-{a:03}");
+            let asset = format!("pump-{a:04}");
             records.push((
                 asset.clone(),
                 format!(r#"{{"sensor":"{sensor}","ts":{ts},"value":{value}}}"#),
@@ -154,8 +154,11 @@ fn kafka_state_after_kills_equals_the_replay_of_the_same_events() {
         let brokers = brokers.clone();
         move || produce(&brokers, "telemetry", &records)
     });
-    for _ in 0..2 {
-        run.wait_stderr("a durable checkpoint", WAIT, |l| l.contains("checkpoint durable"));
+    for kill in 0..3 {
+        // Later kills wait for more checkpoints: they land at different points.
+        for _ in 0..=kill * 3 {
+            run.wait_stderr("a durable checkpoint", WAIT, |l| l.contains("checkpoint durable"));
+        }
         run.child.kill().unwrap();
         run.child.wait().unwrap();
         run = spawn(&mut run_cmd(&topo, &state));
@@ -209,4 +212,48 @@ fn kafka_state_after_kills_equals_the_replay_of_the_same_events() {
     stop_cleanly(run);
     assert_eq!(versions(&dir.path().join("updates.jsonl")), before);
     assert_eq!(digest(&state), want);
+}
+
+/// The broker restarts mid-stream: the consumer reconnects and resumes, and
+/// every event is applied exactly once.
+#[test]
+fn a_broker_restart_mid_stream_loses_nothing_and_applies_nothing_twice() {
+    let mut broker = Tansu::start();
+    let brokers = broker.brokers();
+    create_topic(&brokers, "telemetry", 3);
+    let (assets, readings) = (100, 40);
+    let batch = |from: usize, to: usize| {
+        let mut m = Vec::new();
+        for i in from..to {
+            for a in 0..assets {
+                m.push((
+                    format!("pump-{a:03}"),
+                    format!(
+                        r#"{{"sensor":"temperature","ts":{},"value":{}}}"#,
+                        1_700_000_000_000i64 + i as i64 * 500,
+                        (a + i) as f64
+                    ),
+                ));
+            }
+        }
+        m
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let topo = topology(dir.path(), &brokers);
+    let mut run = spawn(&mut run_cmd(&topo, &state));
+    run.wait_stderr("the assignment", WAIT, |l| l.contains("Kafka partitions assigned"));
+    produce(&brokers, "telemetry", &batch(0, readings / 2));
+    wait_for_versions(&dir.path().join("updates.jsonl"), assets, readings as u64 / 2);
+    broker.restart();
+    produce(&brokers, "telemetry", &batch(readings / 2, readings));
+    wait_for_versions(&dir.path().join("updates.jsonl"), assets, readings as u64);
+    stop_cleanly(run);
+    let twins = digest(&state);
+    assert_eq!(twins.len(), assets);
+    for (asset, events, _, _, latest) in &twins {
+        let a: usize = asset[5..].parse().unwrap();
+        assert_eq!(*events, readings as u64, "{asset}");
+        assert_eq!(latest, &vec![(a + readings - 1) as f64], "{asset}");
+    }
 }
