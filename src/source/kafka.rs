@@ -23,7 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::decode::{DecodedChunk, Decoder, Scratch};
@@ -34,8 +39,10 @@ use crate::topology::KafkaSpec;
 
 /// Records per chunk at most.
 pub const MAX_BATCH: usize = 4096;
-/// How often the consumer lag is measured.
-const LAG_EVERY: Duration = Duration::from_secs(5);
+/// How long the engine may have no room before the partitions are paused.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+/// How often librdkafka reports statistics (the consumer lag).
+const STATS_EVERY_MS: &str = "1000";
 /// How long a stopping source waits for the final checkpoint to commit its
 /// offsets to the group.
 const FINAL_COMMIT: Duration = Duration::from_secs(10);
@@ -86,7 +93,10 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest")
             // Bounded prefetch: what librdkafka buffers while the engine is
             // behind (the source then stops polling).
-            .set("queued.max.messages.kbytes", "16384");
+            .set("queued.max.messages.kbytes", "16384")
+            // Consumer lag per partition, from librdkafka's own view of the
+            // high watermarks (no extra broker requests).
+            .set("statistics.interval.ms", STATS_EVERY_MS);
         for (k, v) in self.spec.properties.iter().chain(&self.secrets) {
             c.set(k, v);
         }
@@ -102,7 +112,12 @@ impl KafkaSource {
             last.last = true;
             let _ = out.send(last);
         };
-        let consumer: BaseConsumer = match self.config().create() {
+        let context = LogContext {
+            source: self.name.clone(),
+            caught_up: AtomicBool::new(false),
+            assigned: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let consumer: BaseConsumer<LogContext> = match self.config().create_with_context(context) {
             Ok(c) => c,
             Err(e) => {
                 self.stop_node(format!("cannot create the consumer: {e}"));
@@ -116,6 +131,7 @@ impl KafkaSource {
             self.stop_node(format!("cannot assign the partitions: {e}"));
             return finish(seq);
         }
+        consumer.context().assigned.store(assignment.count(), Ordering::Relaxed);
         tracing::info!(source = %self.name, brokers = %self.spec.brokers, partitions = assignment.count(),
             resumed = self.start.partitions.len(), "Kafka partitions assigned");
         let mut scratch = Scratch::default();
@@ -124,15 +140,8 @@ impl KafkaSource {
         let mut uncommitted: Uncommitted = VecDeque::new();
         let mut topics: BTreeMap<String, Arc<str>> = BTreeMap::new();
         let mut failing = false;
-        // Where each partition continues, for the lag metric.
-        let mut next: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
-        let mut lag_at = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             self.commit_durable(&consumer, durable, &mut uncommitted, false);
-            if lag_at.elapsed() >= LAG_EVERY {
-                lag_at = Instant::now();
-                self.report_lag(&consumer, &assignment, &next);
-            }
             let mut timeout = Duration::from_millis(100);
             while records.len() < MAX_BATCH {
                 match consumer.poll(timeout) {
@@ -154,7 +163,7 @@ impl KafkaSource {
                     Some(Err(e)) => {
                         // librdkafka retries connections itself; say so once.
                         if !failing {
-                            tracing::warn!(source = %self.name, error = %e, "Kafka consumer error; librdkafka retries");
+                            tracing::warn!(source = %self.name, error = ?e, "Kafka consumer error; librdkafka retries");
                             failing = true;
                         }
                         break;
@@ -167,7 +176,9 @@ impl KafkaSource {
             }
             // Backpressure: when the engine has no room, stop fetching (pause
             // every partition) instead of letting librdkafka prefetch more.
-            let permit = match flow.acquire_timeout(Duration::from_millis(50)) {
+            // librdkafka's prefetch is bounded (16 MiB) anyway; pausing drops
+            // it (a resume fetches again), so pause only for a real stall.
+            let permit = match flow.acquire_timeout(PAUSE_AFTER) {
                 Ok(p) => p,
                 Err(AcquireError::Closed) => break,
                 Err(AcquireError::Timeout) => {
@@ -190,9 +201,6 @@ impl KafkaSource {
             records.clear();
             crate::telemetry::events_received(&self.name, chunk.records);
             uncommitted.push_back((seq, chunk.partitions.clone()));
-            for (t, p, n) in &chunk.partitions {
-                next.insert((t.clone(), *p), *n);
-            }
             if out.send(chunk).is_err() {
                 return;
             }
@@ -219,7 +227,7 @@ impl KafkaSource {
     /// Every partition of the topics, each at its stored next offset (the
     /// beginning when none is stored). Waits for the brokers' metadata,
     /// retrying until `stop`.
-    fn assignment(&self, consumer: &BaseConsumer, stop: &AtomicBool) -> Option<TopicPartitionList> {
+    fn assignment(&self, consumer: &BaseConsumer<LogContext>, stop: &AtomicBool) -> Option<TopicPartitionList> {
         let mut backoff = crate::mqtt::Backoff::default();
         let mut warned = false;
         loop {
@@ -266,37 +274,11 @@ impl KafkaSource {
         }
     }
 
-    /// Consumer lag per partition: the partition's high watermark minus where
-    /// the source continues (one short broker call per partition).
-    fn report_lag(
-        &self,
-        consumer: &BaseConsumer,
-        assignment: &TopicPartitionList,
-        next: &BTreeMap<(Arc<str>, i32), i64>,
-    ) {
-        for e in assignment.elements() {
-            let Ok((low, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_millis(100))
-            else {
-                continue;
-            };
-            if high < 0 {
-                continue;
-            }
-            let at = next
-                .iter()
-                .find(|((t, p), _)| &**t == e.topic() && *p == e.partition())
-                .map(|(_, n)| *n)
-                .or_else(|| self.start.next_offset(e.topic(), e.partition()))
-                .unwrap_or(low.max(0));
-            crate::telemetry::kafka_lag(&self.name, e.topic(), e.partition(), (high - at).max(0));
-        }
-    }
-
     /// Commits to the group the offsets of the chunks a durable checkpoint
     /// holds (asynchronously: informational).
     fn commit_durable(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &BaseConsumer<LogContext>,
         durable: &Receiver<u64>,
         uncommitted: &mut Uncommitted,
         sync: bool,
@@ -364,6 +346,66 @@ impl KafkaSource {
         }));
     }
 }
+
+/// Routes librdkafka's logs and errors to tracing (an end of partition is
+/// not an error) and its statistics to the consumer-lag gauges.
+struct LogContext {
+    source: Arc<str>,
+    /// Every partition's lag was zero at the last statistics.
+    caught_up: AtomicBool,
+    /// Partitions assigned (set once assigned): "caught up" needs the lag
+    /// of every one of them.
+    assigned: std::sync::atomic::AtomicUsize,
+}
+
+impl ClientContext for LogContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut total = 0i64;
+        let mut known = 0usize;
+        for (topic, t) in &statistics.topics {
+            // Partition -1 is librdkafka's internal "unassigned" queue.
+            for p in t
+                .partitions
+                .values()
+                .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            {
+                crate::telemetry::kafka_lag(&self.source, topic, p.partition, p.consumer_lag);
+                total += p.consumer_lag;
+                known += 1;
+            }
+        }
+        let assigned = self.assigned.load(Ordering::Relaxed);
+        let caught_up = assigned > 0 && known >= assigned && total == 0;
+        if caught_up && !self.caught_up.swap(true, Ordering::Relaxed) {
+            tracing::info!(source = %self.source, partitions = known,
+                "Kafka source caught up: no partition has records left to read");
+        } else if !caught_up {
+            self.caught_up.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(source = %self.source, facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(source = %self.source, facility, "librdkafka: {message}"),
+            _ => tracing::debug!(source = %self.source, facility, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
+            tracing::warn!(source = %self.source, error = %error, "Kafka client error: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for LogContext {}
 
 /// The offsets (next, per partition) of the chunks up to `up_to`, removed.
 fn take_durable(uncommitted: &mut Uncommitted, up_to: u64) -> TopicPartitionList {
