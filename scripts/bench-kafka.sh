@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Kafka ingest benchmark: twinstream next to a bare rdkafka consumer on one
+# real Kafka-compatible broker (tansu, SQLite storage), in the same run. The
+# driver is benches/kafka.rs; its doc comment says what each figure means.
+#
+#   scripts/bench-kafka.sh [FILE]    FILE: workload v1 JSON lines
+#                                    (default: generate 2M events)
+#
+# Environment: BENCH_BIN (a binary to measure instead of the release build),
+# BENCH_KEEP_DATA (a directory for the generated workload, reused).
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/bench-lib.sh
+. "$REPO/scripts/bench-lib.sh"
+cd "$REPO"
+
+WL=${TWINSTREAM_SHARED:-$REPO/../shared}/workload
+FILE=${1:-}
+if [ -z "$FILE" ]; then
+    DATA=${BENCH_KEEP_DATA:-$(mktemp -d)}
+    FILE="$DATA/workload-2m.jsonl"
+    if [ ! -s "$FILE" ]; then
+        # The 2M-event workload v1, as scripts/bench-replay.sh makes it.
+        python3 "$WL/gen_workload.py" --assets 2000 --out "$FILE" >/dev/null
+    fi
+fi
+BIN=$(bench_binary)
+bench_header "$REPO" "$BIN"
+echo "# Kafka ingest: twinstream vs a bare rdkafka consumer, one tansu broker, 6 partitions"
+TWINSTREAM_BIN=$BIN cargo bench --quiet --bench kafka -- "$FILE"
