@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -83,34 +83,6 @@ sinks:
     )
     .unwrap();
     path
-}
-
-/// The greatest twin version per asset in the twin-update file.
-fn versions(updates: &Path) -> std::collections::HashMap<String, u64> {
-    let text = std::fs::read_to_string(updates).unwrap_or_default();
-    let mut max = std::collections::HashMap::new();
-    for l in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        let e = max.entry(v["asset"].as_str().unwrap().to_string()).or_insert(0);
-        *e = (*e).max(v["version"].as_u64().unwrap());
-    }
-    max
-}
-
-fn wait_for_versions(updates: &Path, assets: usize, version: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let max = versions(updates);
-        if max.len() == assets && max.values().all(|v| *v == version) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "versions did not reach {version}: {} assets",
-            max.len()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// 6 partitions, 200,000 events for 1,000 assets: the state after three

@@ -86,40 +86,6 @@ fn publish_as(port: u16, credentials: Option<(&str, &str)>, messages: &[(String,
     let _ = client.disconnect();
 }
 
-/// The greatest twin version per asset in the twin-update file.
-fn versions(updates: &Path) -> std::collections::HashMap<String, u64> {
-    let text = std::fs::read_to_string(updates).unwrap_or_default();
-    let mut max = std::collections::HashMap::new();
-    for l in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        let e = max.entry(v["asset"].as_str().unwrap().to_string()).or_insert(0);
-        *e = (*e).max(v["version"].as_u64().unwrap());
-    }
-    max
-}
-
-/// Polls the twin-update file until `done` holds for its versions.
-fn wait_for(updates: &Path, what: &str, done: impl Fn(&std::collections::HashMap<String, u64>) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let max = versions(updates);
-        if done(&max) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: {max:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits until every one of `assets` twins is at `version`.
-fn wait_for_versions(updates: &Path, assets: usize, version: u64) {
-    wait_for(
-        updates,
-        &format!("twin updates did not reach version {version}"),
-        |max| max.len() == assets && max.values().all(|v| *v == version),
-    );
-}
-
 #[test]
 fn qos1_messages_become_twin_state_and_acked_ones_are_not_redelivered() {
     let broker = Mosquitto::start();
@@ -772,11 +738,7 @@ sinks:
 #[test]
 fn the_mqtt_demo_script_sends_commands_back_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut demo = spawn(
         std::process::Command::new("bash")
             .arg(repo().join("scripts/demo-mqtt.sh"))

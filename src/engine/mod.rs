@@ -95,6 +95,13 @@ pub struct Summary {
     pub flow_high_water: usize,
 }
 
+/// A source's decode mapping (every source but the simulator has one).
+fn decode_of(src: &crate::topology::SourceSpec) -> Result<&crate::topology::DecodeSpec, EngineError> {
+    src.decode
+        .as_ref()
+        .ok_or_else(|| EngineError::Config(format!("source `{}` has no decode mapping", src.name)))
+}
+
 /// The number of shards of a single node.
 const SHARDS: u32 = 1;
 const SHARD: u32 = 0;
@@ -269,6 +276,14 @@ pub fn run(
             ack_channels.push((i, rx));
         }
     }
+    // The channel on which an acknowledging source learns what is durable.
+    let acks_of = |i: usize| {
+        ack_channels
+            .iter()
+            .find(|(s, _)| *s == i)
+            .map(|(_, rx)| rx.clone())
+            .expect("every running MQTT or Kafka source has an ack channel")
+    };
     for (i, file, position) in plans {
         let src = &topo.sources[i];
         let name: Arc<str> = src.name.as_str().into();
@@ -283,18 +298,9 @@ pub fn run(
                 ));
             }
             (SourceKind::Kafka(spec), _) => {
-                let Some(decode) = &src.decode else {
-                    return Err(EngineError::Config(format!(
-                        "source `{}` has no decode mapping",
-                        src.name
-                    )));
-                };
+                let decode = decode_of(src)?;
                 let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), None));
-                let durable = ack_channels
-                    .iter()
-                    .find(|(s, _)| *s == i)
-                    .map(|(_, rx)| rx.clone())
-                    .expect("every running Kafka source has an ack channel");
+                let durable = acks_of(i);
                 let mut secrets = Vec::new();
                 for (property, var) in &spec.properties_env {
                     let value = std::env::var(var).map_err(|_| {
@@ -323,18 +329,9 @@ pub fn run(
                 ));
             }
             (SourceKind::Mqtt(spec), _) => {
-                let Some(decode) = &src.decode else {
-                    return Err(EngineError::Config(format!(
-                        "source `{}` has no decode mapping",
-                        src.name
-                    )));
-                };
+                let decode = decode_of(src)?;
                 let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), None));
-                let durable = ack_channels
-                    .iter()
-                    .find(|(s, _)| *s == i)
-                    .map(|(_, rx)| rx.clone())
-                    .expect("every running MQTT source has an ack channel");
+                let durable = acks_of(i);
                 let credentials = Credentials::read(&spec.conn).map_err(|error| {
                     EngineError::Source(SourceError::Credentials {
                         source_name: src.name.clone(),
@@ -357,12 +354,7 @@ pub fn run(
                 ));
             }
             (_, Some(path)) => {
-                let Some(decode) = &src.decode else {
-                    return Err(EngineError::Config(format!(
-                        "source `{}` has no decode mapping",
-                        src.name
-                    )));
-                };
+                let decode = decode_of(src)?;
                 let file_label: Arc<str> = path.display().to_string().into();
                 let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), Some(file_label)));
                 let (pace, rate) = match (&opts.mode, &src.kind) {

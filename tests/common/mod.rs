@@ -323,11 +323,7 @@ impl Mosquitto {
                 format!("allow_anonymous false\npassword_file {}\n", file.display())
             }
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         std::fs::write(
             dir.path().join("mosquitto.conf"),
             format!(
@@ -434,11 +430,7 @@ pub struct Tansu {
 impl Tansu {
     pub fn start() -> Tansu {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Self::spawn(dir.path(), port);
         Tansu { child, port, dir }
     }
@@ -478,4 +470,47 @@ impl Drop for Tansu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The greatest twin version per asset in the twin-update file.
+pub fn versions(updates: &Path) -> std::collections::HashMap<String, u64> {
+    let text = std::fs::read_to_string(updates).unwrap_or_default();
+    let mut max = std::collections::HashMap::new();
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let e = max.entry(v["asset"].as_str().unwrap().to_string()).or_insert(0);
+        *e = (*e).max(v["version"].as_u64().unwrap());
+    }
+    max
+}
+
+/// Polls the twin-update file until `done` holds for its versions.
+pub fn wait_for(updates: &Path, what: &str, done: impl Fn(&std::collections::HashMap<String, u64>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let max = versions(updates);
+        if done(&max) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {max:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until every one of `assets` twins is at `version`.
+pub fn wait_for_versions(updates: &Path, assets: usize, version: u64) {
+    wait_for(
+        updates,
+        &format!("twin updates did not reach version {version}"),
+        |max| max.len() == assets && max.values().all(|v| *v == version),
+    );
+}
+
+/// A port nothing listens on now (for a server the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
