@@ -118,6 +118,21 @@ impl Flow {
         }
     }
 
+    /// Waits for a permit until `stop` is set or the flow is closed (`None`
+    /// then), checking `stop` every 100 ms.
+    pub fn acquire_until(&self, stop: &std::sync::atomic::AtomicBool) -> Option<Permit> {
+        loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
+            match self.acquire_timeout(Duration::from_millis(100)) {
+                Ok(p) => return Some(p),
+                Err(AcquireError::Timeout) => continue,
+                Err(AcquireError::Closed) => return None,
+            }
+        }
+    }
+
     /// A permit that does not count against the bound: for work the engine
     /// itself injects (end-of-input, shutdown) that must never wait on sources.
     pub fn extra(&self) -> Permit {

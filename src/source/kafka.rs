@@ -33,7 +33,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::decode::{DecodedChunk, Decoder, Scratch};
 use super::{SourceError, SourcePosition};
-use crate::engine::flow::{AcquireError, Flow, Permit};
+use crate::engine::flow::{AcquireError, Flow};
 use crate::engine::EngineError;
 use crate::topology::KafkaSpec;
 
@@ -184,7 +184,7 @@ impl KafkaSource {
                 Err(AcquireError::Timeout) => {
                     let paused = consumer.pause(&assignment).is_ok();
                     crate::telemetry::kafka_paused(&self.name, paused);
-                    let permit = acquire(flow, stop);
+                    let permit = flow.acquire_until(stop);
                     if paused {
                         if let Err(e) = consumer.resume(&assignment) {
                             self.stop_node(format!("cannot resume the partitions: {e}"));
@@ -421,17 +421,4 @@ fn take_durable(uncommitted: &mut Uncommitted, up_to: u64) -> TopicPartitionList
         let _ = tpl.add_partition_offset(&t, p, Offset::Offset(n));
     }
     tpl
-}
-
-fn acquire(flow: &Flow, stop: &AtomicBool) -> Option<Permit> {
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return None;
-        }
-        match flow.acquire_timeout(Duration::from_millis(100)) {
-            Ok(p) => return Some(p),
-            Err(AcquireError::Timeout) => continue,
-            Err(AcquireError::Closed) => return None,
-        }
-    }
 }

@@ -30,7 +30,7 @@ use rumqttc::{Client, Event, Packet, Publish, QoS};
 
 use super::decode::{DecodedChunk, Decoder, Scratch};
 use super::SourceError;
-use crate::engine::flow::{AcquireError, Flow};
+use crate::engine::flow::Flow;
 use crate::mqtt::{describe, drive, refusal, Credentials, OnError};
 use crate::topology::{MqttSpec, TOPIC_KEY};
 
@@ -137,7 +137,7 @@ impl MqttSource {
                 break;
             }
             if !batch.is_empty() {
-                let Some(permit) = acquire(flow, stop) else { break };
+                let Some(permit) = flow.acquire_until(stop) else { break };
                 let publishes = std::mem::take(&mut batch);
                 let mut chunk = self.chunk(seq, &publishes, &mut scratch);
                 chunk.permit = Some(permit);
@@ -351,19 +351,6 @@ fn send_acks(client: &Client, to_ack: &mut VecDeque<Publish>) {
             return;
         }
         to_ack.pop_front();
-    }
-}
-
-fn acquire(flow: &Flow, stop: &AtomicBool) -> Option<crate::engine::flow::Permit> {
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return None;
-        }
-        match flow.acquire_timeout(Duration::from_millis(100)) {
-            Ok(p) => return Some(p),
-            Err(AcquireError::Timeout) => continue,
-            Err(AcquireError::Closed) => return None,
-        }
     }
 }
 
