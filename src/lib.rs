@@ -14,10 +14,12 @@
 //!   estimates, staleness, windows, joins, rules and alerts), its compiled
 //!   per-type schema, the on-disk record (indexing a stored per-type name
 //!   schema), and the supervised asset actor.
-//! * [`sink`] - outputs: stdout, JSON-lines file and MQTT sinks (with a
-//!   store-backed outbox), dead letters.
+//! * [`sink`] - outputs: stdout and JSON-lines file sinks, MQTT and Kafka
+//!   sinks (threads sharing a store-backed outbox), dead letters.
 //! * [`mqtt`] - MQTT plumbing the source and the sink share: options,
 //!   the connection thread, backoff, refusals.
+//! * [`kafka`] - Kafka plumbing the source and the sink share: client
+//!   configuration with secrets from the environment, librdkafka's logs.
 //! * [`store`] - RocksDB: twin records, their timers and source positions in
 //!   versioned envelopes, written atomically per checkpoint.
 //! * [`report`] - the replay report (workload v1 outputs) from durable state.
@@ -27,6 +29,7 @@
 //! invariants each layer keeps.
 
 pub mod engine;
+pub mod kafka;
 pub mod mqtt;
 pub mod report;
 pub mod sink;

@@ -860,6 +860,28 @@ sources:
         ],
     },
     Case {
+        name: "a Kafka sink: topic per asset, characters Kafka refuses, settings twinstream owns, MQTT fields",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { temperature: { unit: degC } }
+assets: [{ id: "pump-*", type: pump }]
+sources: [{ name: sim, type: simulator, asset_type: pump, count: 2, digits: 1, every: 1s }]
+sinks:
+  - { name: a, type: kafka, brokers: "k:9092", topic: "twins.{asset}", outputs: [alerts] }
+  - { name: b, type: kafka, brokers: "k:9092", topic: "twins/{kind}", outputs: [alerts] }
+  - { name: c, type: kafka, brokers: "k:9092", topic: t, properties: { enable.idempotence: "false" }, outputs: [alerts] }
+  - { name: d, type: kafka, topic: t, qos: 1, outputs: [alerts] }
+"#,
+        want: &[
+            "t.yaml:7:55: sink `a`.topic: a topic per asset does not scale; the asset id is the record key (use `{kind}`, `{asset_type}` or `{name}`)",
+            "t.yaml:8:55: sink `b`.topic: `/` cannot be in a Kafka topic (letters, digits, `.`, `_`, `-`)",
+            "t.yaml:9:72: sink `c`.properties.enable.idempotence: set by twinstream (its idempotent producer keeps each asset's order)",
+            "t.yaml:10:5: sink `d`: missing required field `brokers`",
+            "t.yaml:10:44: sink `d`: field `qos` does not apply to a `kafka` sink",
+        ],
+    },
+    Case {
         name: "two MQTT clients with one id on one broker",
         yaml: r#"
 asset_types:

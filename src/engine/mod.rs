@@ -294,24 +294,20 @@ pub fn run(
                 let out = chunk_tx.clone();
                 threads.push(spawn(
                     &format!("source-{}", src.name),
-                    Box::new(move || sim.run(&flow, &out, &stop, name)),
+                    Box::new(move || sim.run(&flow, &out, &stop)),
                 ));
             }
             (SourceKind::Kafka(spec), _) => {
                 let decode = decode_of(src)?;
                 let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), None));
                 let durable = acks_of(i);
-                let mut secrets = Vec::new();
-                for (property, var) in &spec.properties_env {
-                    let value = std::env::var(var).map_err(|_| {
-                        EngineError::Source(SourceError::KafkaSecret {
-                            source_name: src.name.clone(),
-                            property: property.clone(),
-                            var: var.clone(),
-                        })
-                    })?;
-                    secrets.push((property.clone(), value));
-                }
+                let secrets = crate::kafka::secrets(&spec.conn).map_err(|(property, var)| {
+                    EngineError::Source(SourceError::KafkaSecret {
+                        source_name: src.name.clone(),
+                        property,
+                        var,
+                    })
+                })?;
                 let source = KafkaSource {
                     source: i as u16,
                     name: name.clone(),

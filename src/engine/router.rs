@@ -455,6 +455,8 @@ impl Router {
     fn route(&mut self, c: DecodedChunk) {
         let src = &mut self.sources[c.source as usize];
         src.next_seq += 1;
+        telemetry::records_received(&src.name, c.records);
+        telemetry::events_received(&src.name, c.events);
         if !c.dead_letters.is_empty() {
             let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
             for d in &c.dead_letters {

@@ -124,6 +124,11 @@ struct DeadLine<'a> {
     /// ... and base64 of the original bytes when it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     payload_base64: Option<String>,
+    /// The record's key (Kafka), likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_base64: Option<String>,
 }
 
 fn finish(buf: &mut Vec<u8>, value: &impl Serialize) {
@@ -286,6 +291,7 @@ pub(super) fn output_name<'a>(batch: &'a OutputBatch, o: &Output) -> &'a str {
 
 pub(super) fn render_dead_letter(buf: &mut Vec<u8>, d: &DeadLetter, at_ms: i64) {
     let text = std::str::from_utf8(&d.payload).ok();
+    let key = d.key.as_deref();
     finish(
         buf,
         &DeadLine {
@@ -298,6 +304,10 @@ pub(super) fn render_dead_letter(buf: &mut Vec<u8>, d: &DeadLetter, at_ms: i64) 
             payload_base64: text
                 .is_none()
                 .then(|| base64::engine::general_purpose::STANDARD.encode(&d.payload)),
+            key: key.and_then(|k| std::str::from_utf8(k).ok()),
+            key_base64: key
+                .filter(|k| std::str::from_utf8(k).is_err())
+                .map(|k| base64::engine::general_purpose::STANDARD.encode(k)),
         },
     );
 }

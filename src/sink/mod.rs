@@ -1,6 +1,7 @@
 //! Sinks: write outputs (windows, alerts, commands, twin updates, dead
-//! letters) as JSON lines to stdout or files (actors), or publish them to an
-//! MQTT broker ([`mqtt`], a thread with a store-backed outbox).
+//! letters) as JSON lines to stdout or files (actors), or send them to an
+//! MQTT broker ([`mqtt`]) or Kafka ([`kafka`]): threads sharing a
+//! store-backed [`outbox`].
 //!
 //! Twins send one [`OutputBatch`] per applied batch to every sink whose
 //! subscribed kinds it contains. A batch holds the flow [`Permit`] of its
@@ -12,7 +13,9 @@
 //! crash).
 
 mod json;
+mod kafka;
 mod mqtt;
+mod outbox;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -101,6 +104,8 @@ pub struct DeadLetter {
     pub message: String,
     /// The original bytes of the record.
     pub payload: Vec<u8>,
+    /// The record's key (Kafka), kept for the dead-letter topic.
+    pub key: Option<Vec<u8>>,
 }
 
 /// Outputs of one twin batch (or dead letters of one input chunk).
@@ -289,6 +294,29 @@ impl Handler<FlushSink> for SinkActor {
     }
 }
 
+/// The `{kind}` of a topic: the output line's `kind`.
+pub(crate) fn kind_label(kind: OutputKind) -> &'static str {
+    match kind {
+        OutputKind::TwinUpdates => "twin_update",
+        OutputKind::Windows => "window",
+        OutputKind::Alerts => "alert",
+        OutputKind::DeadLetters => "dead_letter",
+        OutputKind::LateEvents => "late_event",
+        OutputKind::Joins => "join",
+        OutputKind::Commands => "command",
+    }
+}
+
+/// What the store writer and the hub ask a sink thread (MQTT, Kafka).
+enum Cmd {
+    Deliver(Arc<OutputBatch>),
+    /// Reply with the outbox changes since the last flush.
+    Flush(crossbeam_channel::Sender<Result<Vec<OutboxOp>, SinkError>>),
+    /// Publish what is held (for a few seconds), record what was
+    /// acknowledged, and end.
+    Close,
+}
+
 /// Where dead letters go when no sink takes them.
 pub const DEFAULT_DEAD_LETTERS: &str = "{state_dir}/dead_letters.jsonl";
 
@@ -306,7 +334,7 @@ pub fn expand_path(path: &Path, state_dir: &Path) -> PathBuf {
 #[derive(Clone)]
 enum Handle {
     Actor(Addr<SinkActor>),
-    Thread(crossbeam_channel::Sender<mqtt::Cmd>),
+    Thread(crossbeam_channel::Sender<Cmd>),
 }
 
 /// What starting a sink needs besides its spec.
@@ -361,10 +389,10 @@ impl SinkHub {
         for (name, messages) in outbox {
             let known = specs
                 .iter()
-                .any(|s| s.name == name && matches!(s.kind, SinkKind::Mqtt(_)));
+                .any(|s| s.name == name && matches!(s.kind, SinkKind::Mqtt(_) | SinkKind::Kafka(_)));
             if !known {
                 tracing::warn!(sink = %name, messages,
-                    "the store holds messages of an MQTT sink this topology does not have; they are kept until a sink of that name publishes them");
+                    "the store holds messages of an MQTT or Kafka sink this topology does not have; they are kept until a sink of that name sends them");
             }
         }
         for spec in specs {
@@ -403,18 +431,24 @@ impl SinkHub {
                         cx.store.clone(),
                         cx.fatal.clone(),
                     )?;
-                    let (tx, rx) = crossbeam_channel::unbounded();
-                    let thread = std::thread::Builder::new()
-                        .name(format!("sink-{}", spec.name))
-                        .spawn(move || sink.run(&rx))
-                        .map_err(|e| SinkError {
-                            sink: spec.name.clone(),
-                            target: "thread".into(),
-                            message: e.to_string(),
-                        })?;
-                    hub.threads.lock().unwrap_or_else(|e| e.into_inner()).push(thread);
-                    hub.wanted = OutputMask(hub.wanted.0 | mask.0);
-                    hub.sinks.push((mask, Handle::Thread(tx)));
+                    hub.spawn(&spec.name, mask, move |rx| sink.run(rx))?;
+                    continue;
+                }
+                SinkKind::Kafka(k) => {
+                    let secrets = crate::kafka::secrets(&k.conn).map_err(|(property, var)| SinkError {
+                        sink: spec.name.clone(),
+                        target: format!("kafka {}", k.conn.brokers),
+                        message: format!("environment variable `{var}` (for `{property}`) is not set"),
+                    })?;
+                    let sink = kafka::KafkaSink::new(
+                        &spec.name,
+                        (**k).clone(),
+                        mask,
+                        &secrets,
+                        cx.store.clone(),
+                        cx.fatal.clone(),
+                    )?;
+                    hub.spawn(&spec.name, mask, move |rx| sink.run(rx))?;
                     continue;
                 }
             };
@@ -431,6 +465,28 @@ impl SinkHub {
             hub.sinks.push((mask, Handle::Actor(addr)));
         }
         Ok(hub)
+    }
+
+    /// Runs a broker sink on a thread of its own, fed by [`Cmd`]s.
+    fn spawn(
+        &mut self,
+        name: &str,
+        mask: OutputMask,
+        run: impl FnOnce(&crossbeam_channel::Receiver<Cmd>) + Send + 'static,
+    ) -> Result<(), SinkError> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name(format!("sink-{name}"))
+            .spawn(move || run(&rx))
+            .map_err(|e| SinkError {
+                sink: name.to_string(),
+                target: "thread".into(),
+                message: e.to_string(),
+            })?;
+        self.threads.lock().unwrap_or_else(|e| e.into_inner()).push(thread);
+        self.wanted = OutputMask(self.wanted.0 | mask.0);
+        self.sinks.push((mask, Handle::Thread(tx)));
+        Ok(())
     }
 
     /// The output kinds at least one sink takes: twins build only these.
@@ -450,7 +506,7 @@ impl SinkHub {
                 match sink {
                     Handle::Actor(addr) => addr.do_send(Deliver(batch.clone())),
                     Handle::Thread(tx) => {
-                        let _ = tx.send(mqtt::Cmd::Deliver(batch.clone()));
+                        let _ = tx.send(Cmd::Deliver(batch.clone()));
                     }
                 }
             }
@@ -469,7 +525,7 @@ impl SinkHub {
                     reply: tx.clone(),
                 }),
                 Handle::Thread(t) => {
-                    let _ = t.send(mqtt::Cmd::Flush(tx.clone()));
+                    let _ = t.send(Cmd::Flush(tx.clone()));
                 }
             }
         }
@@ -497,7 +553,7 @@ impl SinkHub {
     pub fn close(&self) {
         for (_, sink) in &self.sinks {
             if let Handle::Thread(t) = sink {
-                let _ = t.send(mqtt::Cmd::Close);
+                let _ = t.send(Cmd::Close);
             }
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));

@@ -452,6 +452,7 @@ impl Decoder {
             reason,
             message,
             payload: line.to_vec(),
+            key: None,
         });
     }
 

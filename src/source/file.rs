@@ -193,6 +193,7 @@ impl FileReader {
                         reason: DeadReason::Malformed,
                         message: format!("record longer than {MAX_RECORD_BYTES} bytes; first 4096 bytes kept"),
                         payload: buf[..4096].to_vec(),
+                        key: None,
                     };
                     let (skipped, rest, hit_eof) = skip_to_line_end(&mut file, buf.len() as u64).map_err(io)?;
                     carry = rest;

@@ -78,28 +78,27 @@ struct Record {
 
 impl KafkaSource {
     fn config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.spec.brokers)
-            .set(
-                "group.id",
-                if self.spec.group_id.is_empty() {
-                    &self.default_group
-                } else {
-                    &self.spec.group_id
-                },
-            )
+        let group = if self.spec.group_id.is_empty() {
+            &self.default_group
+        } else {
+            &self.spec.group_id
+        };
+        let mut c = crate::kafka::config(
+            &self.spec.conn,
+            &[
+                ("auto.offset.reset", "earliest"),
+                // Bounded prefetch: what librdkafka buffers while the engine
+                // is behind (the source then stops polling).
+                ("queued.max.messages.kbytes", "16384"),
+                // Consumer lag per partition, from librdkafka's own view of
+                // the high watermarks (no extra broker requests).
+                ("statistics.interval.ms", STATS_EVERY_MS),
+            ],
+            &self.secrets,
+        );
+        c.set("group.id", group)
             .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            // Bounded prefetch: what librdkafka buffers while the engine is
-            // behind (the source then stops polling).
-            .set("queued.max.messages.kbytes", "16384")
-            // Consumer lag per partition, from librdkafka's own view of the
-            // high watermarks (no extra broker requests).
-            .set("statistics.interval.ms", STATS_EVERY_MS);
-        for (k, v) in self.spec.properties.iter().chain(&self.secrets) {
-            c.set(k, v);
-        }
+            .set("enable.auto.offset.store", "false");
         c
     }
 
@@ -132,7 +131,7 @@ impl KafkaSource {
             return finish(seq);
         }
         consumer.context().assigned.store(assignment.count(), Ordering::Relaxed);
-        tracing::info!(source = %self.name, brokers = %self.spec.brokers, partitions = assignment.count(),
+        tracing::info!(source = %self.name, brokers = %self.spec.conn.brokers, partitions = assignment.count(),
             resumed = self.start.partitions.len(), "Kafka partitions assigned");
         let mut scratch = Scratch::default();
         let mut records: Vec<Record> = Vec::new();
@@ -199,7 +198,6 @@ impl KafkaSource {
             let mut chunk = self.chunk(seq, &records, &mut scratch);
             chunk.permit = Some(permit);
             records.clear();
-            crate::telemetry::events_received(&self.name, chunk.records);
             uncommitted.push_back((seq, chunk.partitions.clone()));
             if out.send(chunk).is_err() {
                 return;
@@ -263,7 +261,7 @@ impl KafkaSource {
                 return Some(tpl);
             }
             if !warned {
-                tracing::warn!(source = %self.name, brokers = %self.spec.brokers, problem = %missing.join("; "),
+                tracing::warn!(source = %self.name, brokers = %self.spec.conn.brokers, problem = %missing.join("; "),
                     "Kafka topics not available; retrying with backoff");
                 warned = true;
             }
@@ -325,6 +323,7 @@ impl KafkaSource {
         for d in &mut chunk.dead_letters {
             if let Some(r) = records.get(d.origin.line as usize - 1) {
                 d.payload = r.payload.clone();
+                d.key = r.key.clone();
                 d.origin.topic = Some(r.topic.clone());
                 d.origin.partition = Some(r.partition);
                 d.origin.offset = Some(r.offset as u64);
@@ -385,13 +384,7 @@ impl ClientContext for LogContext {
     }
 
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                tracing::error!(source = %self.source, facility, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(source = %self.source, facility, "librdkafka: {message}"),
-            _ => tracing::debug!(source = %self.source, facility, "librdkafka: {message}"),
-        }
+        crate::kafka::log(&self.source, level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

@@ -241,7 +241,6 @@ pub fn decoder_loop(jobs: crossbeam_channel::Receiver<DecodeJob>, out: crossbeam
     for mut job in jobs {
         job.decoder
             .decode_lines(&job.data, job.offset, job.first_line, &mut job.chunk, &mut scratch);
-        crate::telemetry::events_received(&job.decoder.source_name, job.chunk.events);
         if let Some(recycle) = &job.recycle {
             let mut data = std::mem::take(&mut job.data);
             data.clear();

@@ -141,7 +141,6 @@ impl MqttSource {
                 let publishes = std::mem::take(&mut batch);
                 let mut chunk = self.chunk(seq, &publishes, &mut scratch);
                 chunk.permit = Some(permit);
-                crate::telemetry::events_received(&self.name, chunk.records);
                 if out.send(chunk).is_err() {
                     return;
                 }

@@ -12,7 +12,6 @@
 //! It is seeded and deterministic given the same clock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use compact_str::CompactString;
@@ -182,7 +181,7 @@ impl Simulator {
     }
 
     /// Produces samples in real time until `stop` or a closed flow.
-    pub fn run(mut self, flow: &Flow, out: &Sender<DecodedChunk>, stop: &AtomicBool, name: Arc<str>) {
+    pub fn run(mut self, flow: &Flow, out: &Sender<DecodedChunk>, stop: &AtomicBool) {
         let mut seq = 0u64;
         let mut next = Instant::now();
         loop {
@@ -201,7 +200,6 @@ impl Simulator {
                 chunk.events = n;
                 chunk.groups = groups;
                 chunk.permit = Some(permit);
-                crate::telemetry::events_received(&name, n);
                 if out.send(chunk).is_err() {
                     return;
                 }

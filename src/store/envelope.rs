@@ -42,6 +42,20 @@ pub fn open<'a>(bytes: &'a [u8], supported: u16, what: &'static str) -> Result<&
     Ok(&bytes[2..])
 }
 
+/// The version and payload of `bytes` if its version is one of `readable`
+/// (the last one is the current format).
+pub fn open_any<'a>(bytes: &'a [u8], readable: &[u16], what: &'static str) -> Result<(u16, &'a [u8]), EnvelopeError> {
+    if bytes.len() < 2 {
+        return Err(EnvelopeError::Truncated(bytes.len()));
+    }
+    let found = u16::from_le_bytes([bytes[0], bytes[1]]);
+    if !readable.contains(&found) {
+        let supported = readable.last().copied().unwrap_or(0);
+        return Err(EnvelopeError::UnknownVersion { what, found, supported });
+    }
+    Ok((found, &bytes[2..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

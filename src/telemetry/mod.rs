@@ -32,8 +32,41 @@ pub const SINK_QUEUE: &str = "twinstream_sink_queue_messages";
 pub const SINK_QUEUE_LIMIT: &str = "twinstream_sink_queue_limit_messages";
 pub const SINK_BACKPRESSURE: &str = "twinstream_sink_backpressure";
 pub const SINK_DROPPED: &str = "twinstream_sink_dropped_total";
+pub const SINK_RETRIES: &str = "twinstream_sink_retries_total";
+pub const RECORDS_RECEIVED: &str = "twinstream_records_received_total";
 pub const KAFKA_LAG: &str = "twinstream_kafka_consumer_lag_messages";
 pub const KAFKA_PAUSED: &str = "twinstream_kafka_paused";
+
+/// Every metric name above (dashboards and alert rules may name only these).
+pub const ALL: &[&str] = &[
+    EVENTS_RECEIVED,
+    EVENTS_APPLIED,
+    EVENTS_LATE,
+    DEAD_LETTERS,
+    APPLY_LATENCY,
+    TWINS_ACTIVE,
+    TWIN_RESTARTS,
+    SNAPSHOT_DURATION,
+    SNAPSHOT_BYTES,
+    SNAPSHOT_TWINS,
+    SINK_LINES,
+    FLOW_INFLIGHT,
+    TIMERS_FIRED,
+    TIMERS_PENDING,
+    RELAYS_DELIVERED,
+    SYNC_LAG,
+    MQTT_UNACKED,
+    MQTT_CONNECTED,
+    FLOW_LIMIT,
+    SINK_QUEUE,
+    SINK_QUEUE_LIMIT,
+    SINK_BACKPRESSURE,
+    SINK_DROPPED,
+    SINK_RETRIES,
+    RECORDS_RECEIVED,
+    KAFKA_LAG,
+    KAFKA_PAUSED,
+];
 
 pub const LABEL_SOURCE: &str = "source";
 pub const LABEL_SINK: &str = "sink";
@@ -50,6 +83,17 @@ pub fn events_applied(n: u64, late: u64) {
     if late > 0 {
         counter!(EVENTS_LATE).increment(late);
     }
+}
+
+/// Records read by a source, dead-lettered ones included: with
+/// [`DEAD_LETTERS`], the dead-letter ratio.
+pub fn records_received(source: &str, n: u64) {
+    counter!(RECORDS_RECEIVED, LABEL_SOURCE => source.to_string()).increment(n);
+}
+
+/// Deliveries a sink will try again.
+pub fn sink_retried(sink: &str, n: u64) {
+    counter!(SINK_RETRIES, LABEL_SINK => sink.to_string()).increment(n);
 }
 
 pub fn dead_lettered(source: &str, reason: &'static str, n: u64) {
@@ -159,5 +203,46 @@ pub fn relays_delivered(n: usize) {
 pub fn sync_lag(ms: i32) {
     if ms != i32::MIN {
         histogram!(SYNC_LAG).record(f64::from(ms) / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The alert rules shipped in `deploy/prometheus` name only metrics
+    /// twinstream exports (a renamed metric would silence an alert).
+    #[test]
+    fn the_alert_rules_name_only_exported_metrics() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut named = 0;
+        for (i, _) in text.match_indices("twinstream_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            // `_bucket`, `_sum`, `_count` series of a histogram.
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|b| ALL.contains(b)))
+                .unwrap_or(&name);
+            assert!(
+                ALL.contains(&base),
+                "{}: `{name}` is not a twinstream metric",
+                path.display()
+            );
+            named += 1;
+        }
+        assert!(text.contains(DEAD_LETTERS) && text.contains(RECORDS_RECEIVED));
+        assert!(named >= 2);
+    }
+
+    #[test]
+    fn metric_names_follow_the_convention() {
+        for name in ALL {
+            assert!(name.starts_with("twinstream_"), "{name}");
+            assert_eq!(ALL.iter().filter(|n| *n == name).count(), 1, "{name} listed twice");
+        }
     }
 }

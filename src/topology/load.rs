@@ -1359,13 +1359,82 @@ impl<'t> Cx<'t> {
     }
 
     fn kafka(&mut self, f: &Fields<'_>, what: &str, key_is_asset: bool) -> Option<KafkaSpec> {
+        const RESERVED: &[&str] = &[
+            "bootstrap.servers",
+            "group.id",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+        ];
+        let conn = self.kafka_conn(f, what, RESERVED, "offsets live in its snapshots");
         let d = &mut self.diags;
-        let brokers = f.str("brokers", true, d);
         let topics = f.str_list("topics", d).unwrap_or_default();
         if topics.is_empty() {
             d.error(f.pos(), format!("{what}: list the topics to consume in `topics`"));
         }
         let group_id = f.str("group_id", false, d).map(|g| g.value).unwrap_or_default();
+        Some(KafkaSpec {
+            conn: conn?,
+            topics: topics.into_iter().map(|t| t.value).collect(),
+            group_id,
+            key_is_asset,
+        })
+    }
+
+    fn kafka_sink(&mut self, f: &Fields<'_>, what: &str) -> Option<KafkaSinkSpec> {
+        const RESERVED: &[&str] = &["bootstrap.servers", "enable.idempotence", "acks", "transactional.id"];
+        let conn = self.kafka_conn(f, what, RESERVED, "its idempotent producer keeps each asset's order");
+        let d = &mut self.diags;
+        let topic = match f.str("topic", true, d) {
+            Some(t) => match OutputTopic::parse(&t.value) {
+                Ok(topic) if topic.parts.contains(&TopicPart::Asset) => {
+                    d.error(
+                        t.pos,
+                        format!("{what}.topic: a topic per asset does not scale; the asset id is the record key (use `{{kind}}`, `{{asset_type}}` or `{{name}}`)"),
+                    );
+                    None
+                }
+                Ok(topic) => {
+                    let literal: String = topic
+                        .parts
+                        .iter()
+                        .filter_map(|p| match *p {
+                            TopicPart::Text(a, b) => Some(&topic.text[a..b]),
+                            _ => None,
+                        })
+                        .collect();
+                    if let Some(c) = literal.chars().find(|c| !kafka_topic_char(*c)) {
+                        d.error(
+                            t.pos,
+                            format!("{what}.topic: `{c}` cannot be in a Kafka topic (letters, digits, `.`, `_`, `-`)"),
+                        );
+                        None
+                    } else if topic.text.len() > 200 {
+                        d.error(t.pos, format!("{what}.topic: longer than Kafka allows"));
+                        None
+                    } else {
+                        Some(topic)
+                    }
+                }
+                Err(e) => {
+                    d.error(t.pos, format!("{what}.topic: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let queue = sink_queue(f, what, d);
+        Some(KafkaSinkSpec {
+            conn: conn?,
+            topic: topic?,
+            queue,
+        })
+    }
+
+    /// `brokers`, `properties` and `properties_env` of a Kafka source or
+    /// sink; `reserved` settings are twinstream's (`why`).
+    fn kafka_conn(&mut self, f: &Fields<'_>, what: &str, reserved: &[&str], why: &str) -> Option<KafkaConn> {
+        let d = &mut self.diags;
+        let brokers = f.str("brokers", true, d);
         let pairs = |field: &str, d: &mut Diagnostics| -> Vec<(Spanned<String>, Spanned<String>)> {
             let Some(node) = f.get(field) else { return Vec::new() };
             let Node::Mapping(map) = node else {
@@ -1392,30 +1461,19 @@ impl<'t> Cx<'t> {
                     format!("{what}.properties.{}: never write a secret in the topology; name an environment variable under `properties_env`", k.value),
                 );
             }
-            if [
-                "bootstrap.servers",
-                "group.id",
-                "enable.auto.commit",
-                "enable.auto.offset.store",
-            ]
-            .contains(&k.value.as_str())
-            {
+        }
+        for (k, _) in properties.iter().chain(&properties_env) {
+            if reserved.contains(&k.value.as_str()) {
                 d.error(
                     k.pos,
-                    format!(
-                        "{what}.properties.{}: set by twinstream (offsets live in its snapshots)",
-                        k.value
-                    ),
+                    format!("{what}.properties.{}: set by twinstream ({why})", k.value),
                 );
             }
         }
-        Some(KafkaSpec {
+        Some(KafkaConn {
             brokers: brokers?.value,
-            topics: topics.into_iter().map(|t| t.value).collect(),
-            group_id,
             properties: properties.into_iter().map(|(k, v)| (k.value, v.value)).collect(),
             properties_env: properties_env.into_iter().map(|(k, v)| (k.value, v.value)).collect(),
-            key_is_asset,
         })
     }
 
@@ -1511,14 +1569,7 @@ impl<'t> Cx<'t> {
         };
         let qos = mqtt_qos(f, what, d);
         let retain = f.bool("retain", d).is_some_and(|b| b.value);
-        let queue = match f.u64("queue", false, d) {
-            Some(q) if q.value == 0 => {
-                d.error(q.pos, format!("{what}.queue: at least 1 message"));
-                1
-            }
-            Some(q) => q.value as usize,
-            None => DEFAULT_SINK_QUEUE,
-        };
+        let queue = sink_queue(f, what, d);
         let when_full = match f.choice("when_full", &["block", "drop_oldest"], false, d) {
             Some(w) if w.value == "drop_oldest" => {
                 if qos != 0 {
@@ -1805,6 +1856,9 @@ impl<'t> Cx<'t> {
                 "retain",
                 "queue",
                 "when_full",
+                "brokers",
+                "properties",
+                "properties_env",
             ];
             let Some(mut f) = Fields::new(item, "sink", FIELDS, &mut self.diags) else {
                 continue;
@@ -1824,12 +1878,22 @@ impl<'t> Cx<'t> {
                     ),
                 );
             }
-            let kind = f.choice("type", &["stdout", "file", "mqtt"], true, &mut self.diags);
+            let kind = f.choice("type", &["stdout", "file", "mqtt", "kafka"], true, &mut self.diags);
             if let Some(k) = &kind {
                 let allowed: &[&str] = match k.value.as_str() {
                     "file" => &["name", "type", "outputs", "path"],
                     "stdout" => &["name", "type", "outputs"],
-                    _ => FIELDS,
+                    "kafka" => &[
+                        "name",
+                        "type",
+                        "outputs",
+                        "brokers",
+                        "topic",
+                        "queue",
+                        "properties",
+                        "properties_env",
+                    ],
+                    _ => &FIELDS[..FIELDS.len() - 3],
                 };
                 for field in FIELDS {
                     if !allowed.contains(field) && field != &"path" {
@@ -1856,6 +1920,7 @@ impl<'t> Cx<'t> {
                     None
                 }
                 (Some("mqtt"), None) => self.mqtt_sink(&f, &what).map(|m| SinkKind::Mqtt(Box::new(m))),
+                (Some("kafka"), None) => self.kafka_sink(&f, &what).map(|k| SinkKind::Kafka(Box::new(k))),
                 (Some(_), None) => Some(SinkKind::Stdout),
                 (None, _) => None,
             };
@@ -1899,6 +1964,19 @@ impl<'t> Cx<'t> {
 }
 
 /// `qos`: 0 or 1 (the default).
+/// A broker sink's `queue`: messages held in memory before it holds back
+/// the twins.
+fn sink_queue(f: &Fields<'_>, what: &str, d: &mut Diagnostics) -> usize {
+    match f.u64("queue", false, d) {
+        Some(q) if q.value == 0 => {
+            d.error(q.pos, format!("{what}.queue: at least 1 message"));
+            1
+        }
+        Some(q) => q.value as usize,
+        None => DEFAULT_SINK_QUEUE,
+    }
+}
+
 fn mqtt_qos(f: &Fields<'_>, what: &str, d: &mut Diagnostics) -> u8 {
     match f.u64("qos", false, d) {
         Some(q) if q.value > 1 => {

@@ -119,7 +119,7 @@ impl Topology {
                 }
                 SourceKind::Kafka(k) => format!(
                     "kafka {} {}{}",
-                    k.brokers,
+                    k.conn.brokers,
                     k.topics.join(" "),
                     if k.key_is_asset { ", key = asset" } else { "" }
                 ),
@@ -216,6 +216,7 @@ impl Topology {
                     m.qos,
                     if m.retain { ", retained" } else { "" }
                 ),
+                SinkKind::Kafka(k) => format!("kafka {} {} (keyed by asset)", k.conn.brokers, k.topic.text),
             };
             let outs: Vec<&str> = k.outputs.iter().map(|o| o.name()).collect();
             let _ = writeln!(s, "  {:<12} {kind} <- {}", k.name, outs.join(", "));

@@ -269,23 +269,41 @@ impl SourceKind {
 /// topic to the decoder (not a key a payload can use by accident).
 pub const TOPIC_KEY: &str = "\u{1}topic";
 
-/// A Kafka consumer (rdkafka) whose offsets live in the twins' snapshots.
+/// How to reach a Kafka cluster (sources and sinks alike).
 #[derive(Debug, Clone)]
-pub struct KafkaSpec {
+pub struct KafkaConn {
     /// `bootstrap.servers`.
     pub brokers: String,
-    pub topics: Vec<String>,
-    /// The consumer group offsets are committed to (informational: the
-    /// source resumes from the offsets stored with the snapshots); empty:
-    /// `twinstream-<node>`.
-    pub group_id: String,
     /// librdkafka settings passed through (`security.protocol`, ...).
     pub properties: Vec<(String, String)>,
     /// librdkafka settings read from environment variables at start-up
     /// (`sasl.password: KAFKA_PASSWORD`): secrets never sit in the topology.
     pub properties_env: Vec<(String, String)>,
+}
+
+/// A Kafka consumer (rdkafka) whose offsets live in the twins' snapshots.
+#[derive(Debug, Clone)]
+pub struct KafkaSpec {
+    pub conn: KafkaConn,
+    pub topics: Vec<String>,
+    /// The consumer group offsets are committed to (informational: the
+    /// source resumes from the offsets stored with the snapshots); empty:
+    /// `twinstream-<node>`.
+    pub group_id: String,
     /// The record key is the asset id (the decode mapping names no `asset`).
     pub key_is_asset: bool,
+}
+
+/// A Kafka sink: outputs produced (idempotent producer) to a topic template,
+/// keyed by asset id.
+#[derive(Debug, Clone)]
+pub struct KafkaSinkSpec {
+    pub conn: KafkaConn,
+    /// The topic of each record, e.g. `twins.{kind}`; never per asset.
+    pub topic: OutputTopic,
+    /// Messages held in memory (unacknowledged or waiting for the brokers)
+    /// before the sink holds back the twins' batches, which stops ingest.
+    pub queue: usize,
 }
 
 /// How to reach and log in to an MQTT broker (sources and sinks alike).
@@ -422,9 +440,17 @@ impl OutputTopic {
     }
 
     /// Writes the topic for one output into `out`. A substituted value that
-    /// is empty or holds `+`, `#` or NUL (which a published topic cannot) is
-    /// written with `_` in their place.
-    pub fn render(&self, out: &mut String, asset: &str, asset_type: &str, kind: &str, name: &str) {
+    /// is empty is written as `_`, and its characters the broker refuses
+    /// (`legal` says no: MQTT `+`, `#`, NUL) as `_`.
+    pub fn render(
+        &self,
+        out: &mut String,
+        asset: &str,
+        asset_type: &str,
+        kind: &str,
+        name: &str,
+        legal: fn(char) -> bool,
+    ) {
         out.clear();
         for part in &self.parts {
             let value = match *part {
@@ -440,13 +466,19 @@ impl OutputTopic {
             if value.is_empty() {
                 out.push('_');
             }
-            out.extend(
-                value
-                    .chars()
-                    .map(|c| if matches!(c, '+' | '#' | '\0') { '_' } else { c }),
-            );
+            out.extend(value.chars().map(|c| if legal(c) { c } else { '_' }));
         }
     }
+}
+
+/// A character an MQTT topic to publish to can hold.
+pub fn mqtt_topic_char(c: char) -> bool {
+    !matches!(c, '+' | '#' | '\0')
+}
+
+/// A character a Kafka topic name can hold.
+pub fn kafka_topic_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
 /// TLS to the broker: the CA that signs its certificate, and optionally a
@@ -787,6 +819,7 @@ pub enum SinkKind {
     Stdout,
     File { path: PathBuf },
     Mqtt(Box<MqttSinkSpec>),
+    Kafka(Box<KafkaSinkSpec>),
 }
 
 /// The kinds of output a twin produces; sinks subscribe to kinds.
@@ -866,7 +899,7 @@ mod tests {
         let mut out = String::new();
         for (template, (asset, ty, kind, name), want) in rows {
             let t = OutputTopic::parse(template).unwrap();
-            t.render(&mut out, asset, ty, kind, name);
+            t.render(&mut out, asset, ty, kind, name, mqtt_topic_char);
             assert_eq!(out, want, "{template}");
         }
         for bad in ["", "a/+/b", "a/#", "a/{sensor}", "a/{asset", "a}"] {

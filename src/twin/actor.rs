@@ -288,6 +288,7 @@ impl TwinActor {
             reason: DeadReason::Poison,
             message: format!("the twin panicked on this event {MAX_ATTEMPTS} times: {msg}"),
             payload: payload.to_string().into_bytes(),
+            key: None,
         }
     }
 }

@@ -459,8 +459,18 @@ impl Tansu {
 
     /// Stops the broker (kill) and starts it again on its port and data.
     pub fn restart(&mut self) {
+        self.stop();
+        self.resume();
+    }
+
+    /// Stops the broker (kill); [`Tansu::resume`] starts it again.
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts a stopped broker again on its port and data.
+    pub fn resume(&mut self) {
         self.child = Self::spawn(self.dir.path(), self.port);
     }
 }
