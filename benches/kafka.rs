@@ -17,8 +17,12 @@
 //!    any partition). B includes up to a second of statistics interval, and
 //!    at most `max_inflight_chunks` chunks were routed and not yet applied at
 //!    that line.
-//! 4. A again, then B again (each side twice, alternating, so a noisy
-//!    neighbour hits both).
+//! 3. **S, bare stream consumer**: the same with rdkafka's async
+//!    `StreamConsumer` on a tokio current-thread runtime - the alternative
+//!    the source could be built on (it is a `BaseConsumer` on a thread of its
+//!    own; S/A says what the other choice would cost or gain).
+//! 4. A, S and B again (each twice, alternating, so a noisy neighbour hits
+//!    all of them).
 //!
 //! B/A is the ratio the issue targets (>= 0.90). Reported, never asserted.
 
@@ -29,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -54,6 +58,7 @@ fn main() {
         records as f64 / t.elapsed().as_secs_f64()
     );
     let mut bare = Vec::new();
+    let mut stream = Vec::new();
     let mut ours = Vec::new();
     for round in 1..=2 {
         let a = bare_consumer(&brokers, records, round);
@@ -62,6 +67,12 @@ fn main() {
             records as f64 / a
         );
         bare.push(records as f64 / a);
+        let s = stream_consumer(&brokers, records, round);
+        println!(
+            "- S{round} bare StreamConsumer: {records} records in {s:.2} s = **{:.0} rec/s**",
+            records as f64 / s
+        );
+        stream.push(records as f64 / s);
         let b = twinstream(&bin, &brokers);
         println!(
             "- B{round} twinstream: {records} records in {b:.2} s = **{:.0} rec/s**",
@@ -77,6 +88,12 @@ fn main() {
         ours[1],
         bare[0],
         bare[1]
+    );
+    println!(
+        "- StreamConsumer/BaseConsumer = **{:.2}** (mean of {:.0} and {:.0} rec/s)",
+        mean(&stream) / mean(&bare),
+        stream[0],
+        stream[1]
     );
 }
 
@@ -174,6 +191,18 @@ fn produce(brokers: &str, file: &Path) -> u64 {
     n
 }
 
+/// Assigns every partition from the beginning, as twinstream does (metadata
+/// first); returns when.
+fn assign_all<C: rdkafka::consumer::ConsumerContext>(consumer: &impl Consumer<C>) -> Instant {
+    consumer.fetch_metadata(Some(TOPIC), Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(TOPIC, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    Instant::now()
+}
+
 /// Seconds from the assignment to the `records`-th record.
 fn bare_consumer(brokers: &str, records: u64, round: u32) -> f64 {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -182,14 +211,7 @@ fn bare_consumer(brokers: &str, records: u64, round: u32) -> f64 {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    // As twinstream does: metadata first, then the assignment.
-    consumer.fetch_metadata(Some(TOPIC), Duration::from_secs(10)).unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let assigned = Instant::now();
+    let assigned = assign_all(&consumer);
     let mut seen = 0u64;
     let deadline = Instant::now() + Duration::from_secs(1200);
     while seen < records {
@@ -198,6 +220,34 @@ fn bare_consumer(brokers: &str, records: u64, round: u32) -> f64 {
             seen += 1;
         }
     }
+    assigned.elapsed().as_secs_f64()
+}
+
+/// Seconds from the assignment to the `records`-th record, read through
+/// rdkafka's async `StreamConsumer` on a tokio current-thread runtime.
+fn stream_consumer(brokers: &str, records: u64, round: u32) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("stream-{round}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let assigned = assign_all(&consumer);
+    rt.block_on(async {
+        let mut seen = 0u64;
+        while seen < records {
+            match tokio::time::timeout(Duration::from_secs(1200), consumer.recv()).await {
+                Ok(Ok(_)) => seen += 1,
+                Ok(Err(e)) => panic!("the stream consumer failed after {seen} records: {e}"),
+                Err(_) => panic!("the stream consumer read only {seen} records"),
+            }
+        }
+    });
     assigned.elapsed().as_secs_f64()
 }
 

@@ -36,8 +36,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::outbox::Outbox;
-use super::{json, Cmd, DeadLetter, OutboxOp, OutputBatch, SinkError};
+use super::outbox::{self, Outbox};
+use super::{Cmd, DeadLetter, OutboxOp, OutputBatch, SinkError};
 use crate::engine::EngineError;
 use crate::mqtt::Backoff;
 use crate::store::Store;
@@ -299,21 +299,14 @@ impl KafkaSink {
         }
     }
 
-    /// A failure retrying cannot fix: every later flush is refused (so no
-    /// checkpoint commits past an output that was not delivered) and the
-    /// node is stopped.
+    /// A failure retrying cannot fix: the node stops.
     fn fail(&mut self, message: String) {
-        if self.failed.is_none() {
-            let err = SinkError {
-                sink: self.name.to_string(),
-                target: format!("kafka {}", self.spec.conn.brokers),
-                message,
-            };
-            if self.fatal.send(EngineError::Sink(err.clone())).is_err() {
-                tracing::error!(sink = %self.name, error = %err, "Kafka sink failed");
-            }
-            self.failed = Some(err);
-        }
+        let err = SinkError {
+            sink: self.name.to_string(),
+            target: format!("kafka {}", self.spec.conn.brokers),
+            message,
+        };
+        outbox::fail_once(&mut self.failed, &self.fatal, err);
     }
 
     /// Renders the outputs of `batch` this sink takes into the queue; keeps
@@ -324,30 +317,16 @@ impl KafkaSink {
         }
         let asset = batch.asset.as_deref().unwrap_or("");
         let asset_type = batch.model.as_deref().map_or("", |m| &*m.name);
-        for o in &batch.outputs {
-            let Some(kind) = o.kind().filter(|k| self.mask.has(*k)) else {
-                continue;
-            };
-            self.line.clear();
-            json::render_output(&mut self.line, &batch, o);
-            if self.line.last() == Some(&b'\n') {
-                self.line.pop();
-            }
-            if self.line.is_empty() {
-                continue;
-            }
-            let label = super::kind_label(kind);
-            let name = json::output_name(&batch, o);
-            self.spec
-                .topic
-                .render(&mut self.topic, asset, asset_type, label, name, kafka_topic_char);
-            self.outbox.push(
+        let (topic, queue) = (&self.spec.topic, &mut self.outbox);
+        outbox::each_output(&batch, self.mask, &mut self.line, |kind, name, line| {
+            topic.render(&mut self.topic, asset, asset_type, kind, name, kafka_topic_char);
+            queue.push(
                 self.topic.clone(),
                 Some(asset.as_bytes().to_vec()),
-                vec![(header::KIND.into(), label.as_bytes().to_vec())],
-                self.line.clone(),
+                vec![(header::KIND.into(), kind.as_bytes().to_vec())],
+                line.to_vec(),
             );
-        }
+        });
         if self.mask.has(OutputKind::DeadLetters) {
             for d in &batch.dead_letters {
                 self.spec.topic.render(

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use rumqttc::{Client, ConnectionError, Event, Outgoing, Packet, QoS};
 
-use super::outbox::Outbox;
+use super::outbox::{self, Outbox};
 use super::{json, Cmd, OutputBatch, SinkError};
 use crate::engine::EngineError;
 use crate::mqtt::{describe, refusal, Backoff, Credentials, OnError};
@@ -273,24 +273,16 @@ impl MqttSink {
         }
     }
 
-    /// A failure retrying cannot fix: every later flush is refused (so no
-    /// checkpoint commits past an output that was not delivered) and the
-    /// node is stopped.
+    /// A failure retrying cannot fix: the node stops.
     fn fail(&mut self, message: String) {
         self.link = None;
         telemetry::mqtt_sink_connected(&self.name, false);
-        if self.failed.is_none() {
-            let err = SinkError {
-                sink: self.name.to_string(),
-                target: format!("mqtt {}:{}", self.spec.conn.host, self.spec.conn.port),
-                message,
-            };
-            // The node reports it once, as the reason it stops.
-            if self.fatal.send(EngineError::Sink(err.clone())).is_err() {
-                tracing::error!(sink = %self.name, error = %err, "MQTT sink failed");
-            }
-            self.failed = Some(err);
-        }
+        let err = SinkError {
+            sink: self.name.to_string(),
+            target: format!("mqtt {}:{}", self.spec.conn.host, self.spec.conn.port),
+            message,
+        };
+        outbox::fail_once(&mut self.failed, &self.fatal, err);
     }
 
     /// Renders the outputs of `batch` this sink takes into the queue; keeps
@@ -301,26 +293,11 @@ impl MqttSink {
         }
         let asset = batch.asset.as_deref().unwrap_or("");
         let asset_type = batch.model.as_deref().map_or("", |m| &*m.name);
-        for o in &batch.outputs {
-            let Some(kind) = o.kind().filter(|k| self.mask.has(*k)) else {
-                continue;
-            };
-            self.line.clear();
-            json::render_output(&mut self.line, &batch, o);
-            if self.line.is_empty() {
-                continue;
-            }
-            let name = json::output_name(&batch, o);
-            self.spec.topic.render(
-                &mut self.topic,
-                asset,
-                asset_type,
-                super::kind_label(kind),
-                name,
-                mqtt_topic_char,
-            );
-            self.push();
-        }
+        let (topic, queue) = (&self.spec.topic, &mut self.outbox);
+        outbox::each_output(&batch, self.mask, &mut self.line, |kind, name, line| {
+            topic.render(&mut self.topic, asset, asset_type, kind, name, mqtt_topic_char);
+            queue.push(self.topic.clone(), None, Vec::new(), line.to_vec());
+        });
         if self.mask.has(OutputKind::DeadLetters) {
             for d in &batch.dead_letters {
                 self.line.clear();
@@ -333,19 +310,14 @@ impl MqttSink {
                     d.reason.code(),
                     mqtt_topic_char,
                 );
-                self.push();
+                if self.line.last() == Some(&b'\n') {
+                    self.line.pop();
+                }
+                self.outbox
+                    .push(self.topic.clone(), None, Vec::new(), self.line.clone());
             }
         }
         self.outbox.admit(batch);
-    }
-
-    /// Queues the rendered line (without its newline) for the rendered topic.
-    fn push(&mut self) {
-        if self.line.last() == Some(&b'\n') {
-            self.line.pop();
-        }
-        self.outbox
-            .push(self.topic.clone(), None, Vec::new(), self.line.clone());
     }
 
     /// The outbox changes for the checkpoint being committed (QoS 1).

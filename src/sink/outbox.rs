@@ -18,10 +18,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{OutboxOp, OutputBatch};
+use crossbeam_channel::Sender;
+
+use super::{json, OutboxOp, OutputBatch, SinkError};
+use crate::engine::EngineError;
 use crate::store::{envelope, Checkpoint, Store, StoreError};
 use crate::telemetry;
 use crate::topology::WhenFull;
+use crate::twin::schema::OutputMask;
 
 /// Format of an outbox value: `[topic length u32 LE][topic][payload]`.
 const FORMAT_V1: u16 = 1;
@@ -288,6 +292,42 @@ impl Outbox {
                     "stopped with QoS 0 messages not published; they are dropped");
             }
         }
+    }
+}
+
+/// Calls `f(kind, name, line)` for each output of `batch` that `mask` takes:
+/// its `{kind}` label, its `{name}` and its JSON line without the newline
+/// (rendered into `line`).
+pub(super) fn each_output(
+    batch: &OutputBatch,
+    mask: OutputMask,
+    line: &mut Vec<u8>,
+    mut f: impl FnMut(&'static str, &str, &[u8]),
+) {
+    for o in &batch.outputs {
+        let Some(kind) = o.kind().filter(|k| mask.has(*k)) else {
+            continue;
+        };
+        line.clear();
+        json::render_output(line, batch, o);
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if !line.is_empty() {
+            f(super::kind_label(kind), json::output_name(batch, o), line);
+        }
+    }
+}
+
+/// Records a failure retrying cannot fix, once: the sink refuses every later
+/// flush (so no checkpoint commits past an output that was not delivered)
+/// and the node stops, reporting it as the reason.
+pub(super) fn fail_once(failed: &mut Option<SinkError>, fatal: &Sender<EngineError>, err: SinkError) {
+    if failed.is_none() {
+        if fatal.send(EngineError::Sink(err.clone())).is_err() {
+            tracing::error!(sink = %err.sink, error = %err, "sink failed");
+        }
+        *failed = Some(err);
     }
 }
 
