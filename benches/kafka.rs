@@ -20,7 +20,10 @@
 //! 3. **S, bare stream consumer**: the same with rdkafka's async
 //!    `StreamConsumer` on a tokio current-thread runtime - the alternative
 //!    the source could be built on (it is a `BaseConsumer` on a thread of its
-//!    own; S/A says what the other choice would cost or gain).
+//!    own; S/A says what the other choice would cost or gain). A and S also
+//!    report the CPU time they spent per record (this process's, which runs
+//!    nothing else meanwhile): with the broker as the ceiling, that is where
+//!    the two can differ.
 //! 4. A, S and B again (each twice, alternating, so a noisy neighbour hits
 //!    all of them).
 //!
@@ -59,24 +62,37 @@ fn main() {
     );
     let mut bare = Vec::new();
     let mut stream = Vec::new();
+    let mut cpu_ratio = Vec::new();
     let mut ours = Vec::new();
     for round in 1..=2 {
+        let (cpu, broker_cpu) = (cpu_seconds(), proc_cpu(broker.child.id()));
         let a = bare_consumer(&brokers, records, round);
+        let a_cpu = cpu_seconds() - cpu;
         println!(
-            "- A{round} bare consumer: {records} records in {a:.2} s = **{:.0} rec/s**",
-            records as f64 / a
+            "- A{round} bare consumer: {records} records in {a:.2} s = **{:.0} rec/s**, {:.2} us CPU/record; broker {:.2} cores",
+            records as f64 / a,
+            a_cpu * 1e6 / records as f64,
+            (proc_cpu(broker.child.id()) - broker_cpu) / a
         );
         bare.push(records as f64 / a);
+        let (cpu, broker_cpu) = (cpu_seconds(), proc_cpu(broker.child.id()));
         let s = stream_consumer(&brokers, records, round);
+        let s_cpu = cpu_seconds() - cpu;
         println!(
-            "- S{round} bare StreamConsumer: {records} records in {s:.2} s = **{:.0} rec/s**",
-            records as f64 / s
+            "- S{round} bare StreamConsumer: {records} records in {s:.2} s = **{:.0} rec/s**, {:.2} us CPU/record; broker {:.2} cores",
+            records as f64 / s,
+            s_cpu * 1e6 / records as f64,
+            (proc_cpu(broker.child.id()) - broker_cpu) / s
         );
         stream.push(records as f64 / s);
-        let b = twinstream(&bin, &brokers);
+        cpu_ratio.push(s_cpu / a_cpu);
+        let broker_cpu = proc_cpu(broker.child.id());
+        let (b, b_cpu) = twinstream(&bin, &brokers);
         println!(
-            "- B{round} twinstream: {records} records in {b:.2} s = **{:.0} rec/s**",
-            records as f64 / b
+            "- B{round} twinstream: {records} records in {b:.2} s = **{:.0} rec/s**, {:.2} us CPU/record (twinstream process); broker {:.2} cores",
+            records as f64 / b,
+            b_cpu * 1e6 / records as f64,
+            (proc_cpu(broker.child.id()) - broker_cpu) / b
         );
         ours.push(records as f64 / b);
     }
@@ -90,10 +106,13 @@ fn main() {
         bare[1]
     );
     println!(
-        "- StreamConsumer/BaseConsumer = **{:.2}** (mean of {:.0} and {:.0} rec/s)",
+        "- StreamConsumer/BaseConsumer: rate **{:.2}** (mean of {:.0} and {:.0} rec/s), CPU per record **{:.2}** ({:.2}, {:.2})",
         mean(&stream) / mean(&bare),
         stream[0],
-        stream[1]
+        stream[1],
+        mean(&cpu_ratio),
+        cpu_ratio[0],
+        cpu_ratio[1]
     );
 }
 
@@ -191,6 +210,27 @@ fn produce(brokers: &str, file: &Path) -> u64 {
     n
 }
 
+/// CPU time of this process so far (user + system, every thread): the bare
+/// consumers are all that runs in it while they are timed.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// CPU time (user + system) process `pid` has used so far.
+fn proc_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`: state is the 3rd overall, utime the 14th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    // SAFETY: sysconf only reads a configuration value.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / tick
+}
+
 /// Assigns every partition from the beginning, as twinstream does (metadata
 /// first); returns when.
 fn assign_all<C: rdkafka::consumer::ConsumerContext>(consumer: &impl Consumer<C>) -> Instant {
@@ -251,8 +291,9 @@ fn stream_consumer(brokers: &str, records: u64, round: u32) -> f64 {
     assigned.elapsed().as_secs_f64()
 }
 
-/// Seconds from spawning twinstream to its "caught up" log line.
-fn twinstream(bin: &str, brokers: &str) -> f64 {
+/// Seconds from the assignment to twinstream's "caught up" log line, and the
+/// CPU seconds its process had used by then.
+fn twinstream(bin: &str, brokers: &str) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(repo.join("topologies/workload-v1.yaml"))
@@ -280,13 +321,19 @@ fn twinstream(bin: &str, brokers: &str) -> f64 {
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut elapsed = None;
     let mut lines = stderr.lines();
+    let (mut checkpoints, mut pauses) = (0, 0);
     for line in lines.by_ref() {
         let line = line.unwrap();
         if line.contains("Kafka partitions assigned") {
             assigned = Some(Instant::now());
         }
+        checkpoints += usize::from(line.contains("checkpoint durable"));
+        pauses += usize::from(line.contains("Kafka partitions paused"));
         if line.contains("Kafka source caught up") {
-            elapsed = Some(assigned.expect("assigned before caught up").elapsed().as_secs_f64());
+            elapsed = Some((
+                assigned.expect("assigned before caught up").elapsed().as_secs_f64(),
+                proc_cpu(child.id()),
+            ));
             break;
         }
         assert!(!line.contains("ERROR"), "twinstream: {line}");
@@ -296,5 +343,6 @@ fn twinstream(bin: &str, brokers: &str) -> f64 {
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let _ = child.wait();
     let _ = drain.join();
+    println!("  (twinstream: {checkpoints} checkpoints, paused {pauses} times)");
     elapsed.expect("twinstream ended before it caught up")
 }

@@ -311,3 +311,41 @@ pub(super) fn render_dead_letter(buf: &mut Vec<u8>, d: &DeadLetter, at_ms: i64) 
         },
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::Origin;
+
+    #[test]
+    fn a_dead_letter_line_keeps_the_records_key_as_text_or_base64() {
+        let mut d = DeadLetter {
+            origin: Origin {
+                source: "fleet".into(),
+                file: None,
+                line: 1,
+                offset: Some(7),
+                topic: Some("telemetry".into()),
+                partition: Some(2),
+            },
+            reason: DeadReason::Malformed,
+            message: "not JSON".into(),
+            payload: b"{".to_vec(),
+            key: Some(b"pump-1".to_vec()),
+        };
+        let line = |d: &DeadLetter| {
+            let mut buf = Vec::new();
+            render_dead_letter(&mut buf, d, 5);
+            serde_json::from_slice::<serde_json::Value>(&buf).unwrap()
+        };
+        let l = line(&d);
+        assert_eq!((l["key"].as_str(), l.get("key_base64")), (Some("pump-1"), None));
+        assert_eq!(l["origin"]["partition"], 2);
+        d.key = Some(vec![0xff, 0x00]);
+        let l = line(&d);
+        assert_eq!((l.get("key"), l["key_base64"].as_str()), (None, Some("/wA=")));
+        d.key = None;
+        let l = line(&d);
+        assert!(l.get("key").is_none() && l.get("key_base64").is_none());
+    }
+}

@@ -136,6 +136,7 @@ impl KafkaSink {
         name: &str,
         spec: KafkaSinkSpec,
         mask: OutputMask,
+        client_id: &str,
         secrets: &[(String, String)],
         store: Arc<Store>,
         fatal: Sender<EngineError>,
@@ -161,7 +162,7 @@ impl KafkaSink {
                 // may set a timeout, and the sink then produces it again.
                 ("message.timeout.ms", "0"),
                 ("linger.ms", "5"),
-                ("client.id", &format!("twinstream-sink-{name}")),
+                ("client.id", client_id),
             ],
             secrets,
         )

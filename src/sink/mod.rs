@@ -346,7 +346,8 @@ pub struct SinkContext<'a> {
     pub store: Arc<Store>,
     /// Where a sink reports a failure that stops the node.
     pub fatal: crossbeam_channel::Sender<EngineError>,
-    /// MQTT client ids default to `twinstream-<node>-sink-<name>`.
+    /// MQTT client ids default to, and Kafka client ids are,
+    /// `twinstream-<node>-sink-<name>`.
     pub node: &'a str,
 }
 
@@ -444,6 +445,7 @@ impl SinkHub {
                         &spec.name,
                         (**k).clone(),
                         mask,
+                        &format!("twinstream-{}-sink-{}", cx.node, spec.name),
                         &secrets,
                         cx.store.clone(),
                         cx.fatal.clone(),

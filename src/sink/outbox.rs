@@ -178,11 +178,14 @@ impl Outbox {
     /// The broker acknowledged the sent message `seq`; false if there is no
     /// such message waiting.
     pub fn ack(&mut self, seq: u64) -> bool {
-        // Acknowledgements come nearly in order: the message is near the head.
-        let Some(s) = self.sent.iter_mut().find(|s| s.msg.seq == seq && !s.acked) else {
-            return false;
+        // `sent` is in sequence order unless a failed message was sent
+        // again after later ones: then search it.
+        let i = match self.sent.binary_search_by_key(&seq, |s| s.msg.seq) {
+            Ok(i) if !self.sent[i].acked => Some(i),
+            _ => self.sent.iter().position(|s| s.msg.seq == seq && !s.acked),
         };
-        s.acked = true;
+        let Some(i) = i else { return false };
+        self.sent[i].acked = true;
         self.complete();
         true
     }

@@ -46,6 +46,11 @@ const STATS_EVERY_MS: &str = "1000";
 /// How long a stopping source waits for the final checkpoint to commit its
 /// offsets to the group.
 const FINAL_COMMIT: Duration = Duration::from_secs(10);
+/// How often durable offsets are committed to the group (informational: a
+/// commit is a broker write; Kafka Streams commits every 30 s). The lag
+/// gauges follow every durable checkpoint regardless: they read the offsets
+/// stored locally in the consumer.
+const COMMIT_EVERY: Duration = Duration::from_secs(5);
 
 pub struct KafkaSource {
     pub source: u16,
@@ -139,8 +144,13 @@ impl KafkaSource {
         let mut uncommitted: Uncommitted = VecDeque::new();
         let mut topics: BTreeMap<String, Arc<str>> = BTreeMap::new();
         let mut failing = false;
+        let mut committed_at = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            self.commit_durable(&consumer, durable, &mut uncommitted, false);
+            self.store_durable(&consumer, durable.try_iter().last(), &mut uncommitted);
+            if committed_at.elapsed() >= COMMIT_EVERY {
+                committed_at = Instant::now();
+                self.commit(&consumer, CommitMode::Async);
+            }
             let mut timeout = Duration::from_millis(100);
             while records.len() < MAX_BATCH {
                 match consumer.poll(timeout) {
@@ -183,7 +193,12 @@ impl KafkaSource {
                 Err(AcquireError::Timeout) => {
                     let paused = consumer.pause(&assignment).is_ok();
                     crate::telemetry::kafka_paused(&self.name, paused);
+                    let since = Instant::now();
+                    tracing::info!(source = %self.name, after = ?PAUSE_AFTER,
+                        "Kafka partitions paused: the engine has no room for more records");
                     let permit = flow.acquire_until(stop);
+                    tracing::info!(source = %self.name, paused_ms = since.elapsed().as_millis() as u64,
+                        "Kafka partitions resumed");
                     if paused {
                         if let Err(e) = consumer.resume(&assignment) {
                             self.stop_node(format!("cannot resume the partitions: {e}"));
@@ -210,16 +225,12 @@ impl KafkaSource {
         let deadline = Instant::now() + FINAL_COMMIT;
         while !uncommitted.is_empty() && Instant::now() < deadline {
             match durable.recv_timeout(Duration::from_millis(10)) {
-                Ok(up_to) => {
-                    let tpl = take_durable(&mut uncommitted, up_to);
-                    if tpl.count() > 0 {
-                        let _ = consumer.commit(&tpl, CommitMode::Sync);
-                    }
-                }
+                Ok(up_to) => self.store_durable(&consumer, Some(up_to), &mut uncommitted),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.commit(&consumer, CommitMode::Sync);
     }
 
     /// Every partition of the topics, each at its stored next offset (the
@@ -272,25 +283,26 @@ impl KafkaSource {
         }
     }
 
-    /// Commits to the group the offsets of the chunks a durable checkpoint
-    /// holds (asynchronously: informational).
-    fn commit_durable(
-        &self,
-        consumer: &BaseConsumer<LogContext>,
-        durable: &Receiver<u64>,
-        uncommitted: &mut Uncommitted,
-        sync: bool,
-    ) {
-        let mut up_to = None;
-        while let Ok(s) = durable.try_recv() {
-            up_to = Some(s);
-        }
+    /// Stores in the consumer (locally: the lag gauges read them) the offsets
+    /// of the chunks up to `up_to`, which a durable checkpoint holds.
+    fn store_durable(&self, consumer: &BaseConsumer<LogContext>, up_to: Option<u64>, uncommitted: &mut Uncommitted) {
         let Some(up_to) = up_to else { return };
         let tpl = take_durable(uncommitted, up_to);
         if tpl.count() > 0 {
-            let mode = if sync { CommitMode::Sync } else { CommitMode::Async };
-            if let Err(e) = consumer.commit(&tpl, mode) {
-                tracing::debug!(source = %self.name, error = %e, "committing offsets to the group failed (informational)");
+            if let Err(e) = consumer.store_offsets(&tpl) {
+                tracing::debug!(source = %self.name, error = %e, "storing durable offsets in the consumer failed");
+            }
+        }
+    }
+
+    /// Commits the stored (durable) offsets to the group: informational, for
+    /// lag tools; twinstream resumes from its snapshots.
+    fn commit(&self, consumer: &BaseConsumer<LogContext>, mode: CommitMode) {
+        match consumer.commit_consumer_state(mode) {
+            // Nothing stored since the last commit.
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                tracing::debug!(source = %self.name, error = %e, "committing offsets to the group failed (informational)")
             }
         }
     }
@@ -363,13 +375,17 @@ impl ClientContext for LogContext {
         let mut known = 0usize;
         for (topic, t) in &statistics.topics {
             // Partition -1 is librdkafka's internal "unassigned" queue.
-            for p in t
-                .partitions
-                .values()
-                .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
-            {
-                crate::telemetry::kafka_lag(&self.source, topic, p.partition, p.consumer_lag);
-                total += p.consumer_lag;
+            for p in t.partitions.values().filter(|p| p.partition >= 0) {
+                // Records not yet in a durable checkpoint: the high watermark
+                // less the offset stored at the last one (an empty partition
+                // has nothing stored and no lag).
+                let lag = match p.consumer_lag_stored {
+                    lag if lag >= 0 && p.stored_offset >= 0 => lag,
+                    _ if p.hi_offset >= 0 && p.hi_offset == p.lo_offset => 0,
+                    _ => continue,
+                };
+                crate::telemetry::kafka_lag(&self.source, topic, p.partition, lag);
+                total += lag;
                 known += 1;
             }
         }
