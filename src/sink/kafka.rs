@@ -215,8 +215,11 @@ impl KafkaSink {
     /// Hands queued records to the producer (unless a retry is pending) and
     /// releases held batches.
     fn step(&mut self) {
+        self.outbox.tick();
+        if self.retries > 0 {
+            telemetry::sink_retried(&self.name, std::mem::take(&mut self.retries));
+        }
         if self.retry_at.is_some_and(|t| Instant::now() < t) || self.failed.is_some() {
-            self.outbox.tick();
             return;
         }
         self.retry_at = None;
@@ -260,10 +263,6 @@ impl KafkaSink {
                     break;
                 }
             }
-        }
-        self.outbox.tick();
-        if self.retries > 0 {
-            telemetry::sink_retried(&self.name, std::mem::take(&mut self.retries));
         }
     }
 
