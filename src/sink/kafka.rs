@@ -246,7 +246,7 @@ impl KafkaSink {
                 record = record.headers(headers);
             }
             match producer.send(record).map_err(|(e, _)| e) {
-                Ok(()) => self.outbox.sent(msg, false),
+                Ok(()) => self.outbox.sent(msg),
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     // librdkafka's queue is full: deliveries drain it.
                     self.outbox.untake(msg);

@@ -175,11 +175,7 @@ impl MqttSink {
                 }
                 // Acknowledged once rumqttc sent it (QoS 0) or the broker
                 // acknowledged it (QoS 1): never before it has a packet id.
-                self.outbox.sent.push_back(super::outbox::Sent {
-                    msg,
-                    tag: None,
-                    acked: false,
-                });
+                self.outbox.sent(msg);
             }
         }
         self.outbox.tick();

@@ -169,10 +169,13 @@ impl Outbox {
         self.queue.push_front(msg);
     }
 
-    /// The client took `msg`.
-    pub fn sent(&mut self, msg: Msg, acked: bool) {
-        self.sent.push_back(Sent { msg, tag: None, acked });
-        self.complete();
+    /// The client took `msg`; it waits for its acknowledgement.
+    pub fn sent(&mut self, msg: Msg) {
+        self.sent.push_back(Sent {
+            msg,
+            tag: None,
+            acked: false,
+        });
     }
 
     /// The broker acknowledged the sent message `seq`; false if there is no
@@ -468,7 +471,7 @@ mod tests {
             o.push("t".into(), None, Vec::new(), vec![n]);
         }
         while let Some(m) = o.take() {
-            o.sent(m, false);
+            o.sent(m);
         }
         assert!(o.ack(2));
         assert!(!o.ack(2), "acknowledged once");

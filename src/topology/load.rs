@@ -1462,12 +1462,13 @@ impl<'t> Cx<'t> {
                 );
             }
         }
-        for (k, _) in properties.iter().chain(&properties_env) {
+        let named = properties
+            .iter()
+            .map(|p| ("properties", p))
+            .chain(properties_env.iter().map(|p| ("properties_env", p)));
+        for (field, (k, _)) in named {
             if reserved.contains(&k.value.as_str()) {
-                d.error(
-                    k.pos,
-                    format!("{what}.properties.{}: set by twinstream ({why})", k.value),
-                );
+                d.error(k.pos, format!("{what}.{field}.{}: set by twinstream ({why})", k.value));
             }
         }
         Some(KafkaConn {
