@@ -45,7 +45,12 @@ deps: ## Install missing system packages and rustup components
 build: deps ## Build the release binary
 	$(CARGO) build --release
 
-demo: build ## Run the demo topology (Ctrl-C stops it cleanly)
+# The demo's HTTP API takes writes with this token (never a real secret).
+TWINSTREAM_WRITE_TOKEN ?= demo-token
+export TWINSTREAM_WRITE_TOKEN
+
+demo: build ## Run the demo topology with the HTTP API on 127.0.0.1:8080 (Ctrl-C stops it cleanly)
+	@echo "demo: HTTP API on http://127.0.0.1:8080 (try /twins, /alerts, /metrics); write token: $$TWINSTREAM_WRITE_TOKEN"
 	$(BIN) run topologies/demo.yaml
 
 demo-mqtt: build ## Run the MQTT demo: local Mosquitto, pumps publishing, commands back

@@ -23,6 +23,7 @@ APT_PACKAGES=(
     mosquitto:mosquitto # tests start a real MQTT broker (issue 5)
     openssl:openssl     # tests make a throwaway CA for MQTT over TLS
     mosquitto-clients:mosquitto_pub # the MQTT demo publishes readings and shows commands
+    prometheus:prometheus # tests scrape /metrics with a real Prometheus (issue 7)
 )
 
 # Checked with `cargo <name> --version`; added with `rustup component add`.

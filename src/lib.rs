@@ -9,11 +9,13 @@
 //!   simulator; decoding records into events by the topology's mapping.
 //! * [`engine`] - the dataflow: flow control (permits), the router (with the
 //!   node's timer index and the relay of related values), worker threads,
-//!   checkpoints (epochs + the store writer), start and shutdown.
+//!   checkpoints (epochs + the store writer), start and shutdown, and the
+//!   questions the API asks ([`engine::query`]).
 //! * [`twin`] - the twin: the pure model (`apply`: values, sources,
 //!   estimates, staleness, windows, joins, rules and alerts), its compiled
 //!   per-type schema, the on-disk record (indexing a stored per-type name
-//!   schema), and the supervised asset actor.
+//!   schema), the read-only views the API shows, and the supervised asset
+//!   actor.
 //! * [`sink`] - outputs: stdout and JSON-lines file sinks, MQTT and Kafka
 //!   sinks (threads sharing a store-backed outbox), dead letters.
 //! * [`mqtt`] - MQTT plumbing the source and the sink share: options,
@@ -23,11 +25,16 @@
 //! * [`store`] - RocksDB: twin records, their timers and source positions in
 //!   versioned envelopes, written atomically per checkpoint.
 //! * [`report`] - the replay report (workload v1 outputs) from durable state.
-//! * [`telemetry`] - every metric name, and log setup.
+//! * [`telemetry`] - every metric name, the Prometheus recorder,
+//!   readiness, and log setup.
+//! * [`api`] - the HTTP API (actix-web): twins, alerts, health, metrics,
+//!   OpenAPI; bearer-token auth. It asks the engine through
+//!   [`engine::query`].
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the
 //! invariants each layer keeps.
 
+pub mod api;
 pub mod engine;
 pub mod kafka;
 pub mod mqtt;

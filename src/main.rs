@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use twinstream::engine::{self, Mode, Options};
+use twinstream::api::auth::Tokens;
+use twinstream::api::ApiConfig;
+use twinstream::engine::{self, query, Mode, Options};
 use twinstream::telemetry::logging::{self, LogFormat};
 use twinstream::topology::{self, LoadError, SourceKind, Topology};
 
@@ -56,6 +58,10 @@ enum Command {
         /// Runtime data directory (overrides `node.state_dir`).
         #[arg(long, env = "TWINSTREAM_STATE_DIR")]
         state_dir: Option<PathBuf>,
+        /// Serve the HTTP API on this address (overrides `node.http.listen`;
+        /// port 0 picks a free port and logs it).
+        #[arg(long, env = "TWINSTREAM_HTTP")]
+        http: Option<std::net::SocketAddr>,
     },
     /// Replay a recorded JSON-lines file through a topology as fast as possible
     /// and write a report. Resumes where a killed replay stopped.
@@ -78,6 +84,10 @@ enum Command {
         /// Decode with this source's mapping (default: the only file source).
         #[arg(long)]
         source: Option<String>,
+        /// Serve the HTTP API while replaying (the topology's
+        /// `node.http.listen` is not used by `replay`).
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
     },
 }
 
@@ -113,10 +123,14 @@ fn main() -> ExitCode {
 fn dispatch(cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Check { topology } => check(&topology),
-        Command::Run { topology, state_dir } => {
+        Command::Run {
+            topology,
+            state_dir,
+            http,
+        } => {
             let topo = load(&topology)?;
             let state_dir = state_dir.unwrap_or_else(|| topo.node.state_dir.clone());
-            run(&topo, state_dir)
+            run(&topo, state_dir, http.or(topo.node.http_listen))
         }
         Command::Replay {
             topology,
@@ -126,10 +140,17 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             fresh,
             rate,
             source,
+            http,
         } => {
             let topo = load(&topology)?;
             let state_dir = state_dir.unwrap_or_else(|| topo.node.state_dir.join("replay"));
-            replay(&topo, &file, &report, state_dir, fresh, rate, source.as_deref())
+            let flags = ReplayFlags {
+                fresh,
+                rate,
+                source,
+                http,
+            };
+            replay(&topo, &file, &report, state_dir, &flags)
         }
     }
 }
@@ -181,15 +202,56 @@ fn on_signals(stop: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
-fn run(topo: &Topology, state_dir: PathBuf) -> Result<ExitCode> {
+/// Reads an API token from where the topology says.
+fn token(secret: Option<&topology::Secret>, what: &str) -> Result<Option<String>> {
+    let Some(s) = secret else { return Ok(None) };
+    let t = s
+        .read()
+        .map_err(|e| anyhow::anyhow!("cannot read the {what} from {}: {e}", s.describe()))?;
+    if t.trim().is_empty() {
+        bail!("the {what} from {} is empty", s.describe());
+    }
+    Ok(Some(t))
+}
+
+/// Starts the HTTP API on `listen`, if given, with the topology's tokens and
+/// the Prometheus recorder; returns the server and the engine's end of the link.
+fn serve(
+    topo: &Topology,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<(Option<twinstream::api::Server>, Option<query::ApiLink>)> {
+    let Some(listen) = listen else { return Ok((None, None)) };
+    let tokens = Tokens {
+        write: token(topo.node.http_write_token.as_ref(), "HTTP write token")?,
+        read: token(topo.node.http_read_token.as_ref(), "HTTP read token")?,
+    };
+    let metrics = twinstream::telemetry::install_prometheus()?;
+    let (engine_end, api_end) = query::link();
+    let config = ApiConfig {
+        listen,
+        tokens,
+        metrics: Some(metrics),
+    };
+    Ok((Some(twinstream::api::start(config, engine_end)?), Some(api_end)))
+}
+
+fn run(topo: &Topology, state_dir: PathBuf, http: Option<std::net::SocketAddr>) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     on_signals(stop.clone())?;
     tracing::info!(topology = %topo.file.display(), state_dir = %state_dir.display(), "twinstream {} running", env!("CARGO_PKG_VERSION"));
+    // The API listens before the engine restores, so `/healthz` answers and
+    // `/readyz` says 503 while it starts.
+    let (server, api) = serve(topo, http)?;
     let opts = Options {
         mode: Mode::Run,
         state_dir,
+        api,
     };
-    let summary = engine::run(topo, &opts, stop, Arc::new(AtomicU64::new(0)))?;
+    let outcome = engine::run(topo, &opts, stop, Arc::new(AtomicU64::new(0)));
+    if let Some(s) = server {
+        s.stop();
+    }
+    let summary = outcome?;
     tracing::info!(
         events = summary.events,
         twins = summary.twins,
@@ -239,16 +301,28 @@ fn discard_state(dir: &Path) -> Result<()> {
     std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
 }
 
+/// `replay`'s optional flags.
+struct ReplayFlags {
+    fresh: bool,
+    rate: Option<f64>,
+    source: Option<String>,
+    http: Option<std::net::SocketAddr>,
+}
+
 fn replay(
     topo: &Topology,
     file: &Path,
     report_path: &Path,
     state_dir: PathBuf,
-    fresh: bool,
-    rate: Option<f64>,
-    source: Option<&str>,
+    flags: &ReplayFlags,
 ) -> Result<ExitCode> {
-    let source = pick_source(topo, source)?;
+    let ReplayFlags {
+        fresh,
+        rate,
+        ref source,
+        http,
+    } = *flags;
+    let source = pick_source(topo, source.as_deref())?;
     if rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
         bail!("--rate must be a positive number of records per second");
     }
@@ -258,6 +332,7 @@ fn replay(
     let len = std::fs::metadata(file)
         .with_context(|| format!("cannot read {}", file.display()))?
         .len();
+    let (server, api) = serve(topo, http)?;
     let stop = Arc::new(AtomicBool::new(false));
     on_signals(stop.clone())?;
     let progress = Arc::new(AtomicU64::new(0));
@@ -284,8 +359,12 @@ fn replay(
             rate,
         },
         state_dir: state_dir.clone(),
+        api,
     };
     let summary = engine::run(topo, &opts, stop, progress);
+    if let Some(s) = server {
+        s.stop();
+    }
     done.store(true, Ordering::Relaxed);
     if let Some(bar) = bar {
         bar.finish_and_clear();

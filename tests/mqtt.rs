@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -46,44 +45,6 @@ sinks:
     )
     .unwrap();
     path
-}
-
-/// Publishes `(topic, payload)` at QoS 1 and waits for every PUBACK.
-fn publish(port: u16, messages: &[(String, String)]) {
-    publish_as(port, None, messages)
-}
-
-fn publish_as(port: u16, credentials: Option<(&str, &str)>, messages: &[(String, String)]) {
-    let mut opts = MqttOptions::new("test-publisher", "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    if let Some((user, password)) = credentials {
-        opts.set_credentials(user, password);
-    }
-    let (client, mut connection) = Client::new(opts, 64);
-    let sender = std::thread::spawn({
-        let messages = messages.to_vec();
-        move || {
-            for (topic, payload) in messages {
-                client.publish(topic, QoS::AtLeastOnce, false, payload).unwrap();
-            }
-            client
-        }
-    });
-    let mut acked = 0;
-    let deadline = Instant::now() + WAIT;
-    while acked < messages.len() {
-        assert!(
-            Instant::now() < deadline,
-            "only {acked} of {} published",
-            messages.len()
-        );
-        if let Ok(Ok(Event::Incoming(Packet::PubAck(_)))) = connection.recv_timeout(Duration::from_millis(100)) {
-            acked += 1;
-        }
-    }
-    let client = sender.join().unwrap();
-    let _ = client.disconnect();
 }
 
 #[test]
@@ -477,75 +438,6 @@ fn mutual_tls_ingests_and_an_untrusted_broker_is_one_clear_error() {
 
 /// A test client subscribed to `filter` on a persistent session (the broker
 /// keeps its subscription and messages while it is away), collecting
-/// `(topic, payload, retained)`.
-struct Subscriber {
-    messages: std::sync::mpsc::Receiver<(String, Vec<u8>, bool)>,
-    client: Client,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Subscriber {
-    /// Returns once the broker confirmed the subscription.
-    fn start(port: u16, client_id: &str, filter: &str, clean_session: bool) -> Subscriber {
-        let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
-        opts.set_keep_alive(Duration::from_secs(30));
-        opts.set_clean_session(clean_session);
-        let (client, mut connection) = Client::new(opts, 64);
-        client.subscribe(filter, QoS::AtLeastOnce).unwrap();
-        let (tx, messages) = std::sync::mpsc::channel();
-        let (ready_tx, ready) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            for n in connection.iter() {
-                match n {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx.send((p.topic.clone(), p.payload.to_vec(), p.retain)).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = ready_tx.send(());
-                    }
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
-                    Ok(_) => {}
-                    // The broker is away: back off before rumqttc reconnects.
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        });
-        ready.recv_timeout(WAIT).expect("the subscription was not confirmed");
-        Subscriber {
-            messages,
-            client,
-            thread: Some(thread),
-        }
-    }
-
-    /// Collects messages until `done` holds for all collected so far.
-    fn collect_until(
-        &self,
-        got: &mut Vec<(String, Vec<u8>, bool)>,
-        what: &str,
-        done: impl Fn(&[(String, Vec<u8>, bool)]) -> bool,
-    ) {
-        let deadline = Instant::now() + WAIT;
-        while !done(got) {
-            assert!(Instant::now() < deadline, "{what}: {} messages", got.len());
-            if let Ok(m) = self.messages.recv_timeout(Duration::from_millis(100)) {
-                got.push(m);
-            }
-        }
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.client.disconnect();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Distinct command ids in a file sink's output.
 fn distinct_ids(log: &Path) -> usize {
     jsonl(log)

@@ -14,6 +14,7 @@
 
 pub mod checkpoint;
 pub mod flow;
+pub mod query;
 pub mod router;
 pub mod worker;
 
@@ -74,10 +75,11 @@ pub enum Mode {
     },
 }
 
-#[derive(Debug, Clone)]
 pub struct Options {
     pub mode: Mode,
     pub state_dir: PathBuf,
+    /// The HTTP API's questions, when it runs.
+    pub api: Option<query::ApiLink>,
 }
 
 /// How a run ended.
@@ -213,12 +215,26 @@ pub fn run(
         ty.schema.ensure_stored(&store)?;
     }
     let (feedback_tx, feedback_rx) = crossbeam_channel::unbounded();
+    let source_names: Vec<Arc<str>> = topo.sources.iter().map(|s| s.name.as_str().into()).collect();
+    let requests = match &opts.api {
+        Some(api) => {
+            let _ = api.catalog.set(query::Catalog {
+                model: model.clone(),
+                index: index.clone(),
+                store: store.clone(),
+                shard: SHARD,
+                source_names: source_names.clone(),
+            });
+            api.requests.clone()
+        }
+        None => crossbeam_channel::never(),
+    };
     let cx = Arc::new(TwinContext {
         store: store.clone(),
         shard: SHARD,
         sinks: sinks.clone(),
         fatal: fatal_tx.clone(),
-        source_names: topo.sources.iter().map(|s| s.name.as_str().into()).collect(),
+        source_names,
         feedback: feedback_tx,
         #[cfg(test)]
         panic_hook: None,
@@ -298,6 +314,7 @@ pub fn run(
                 ));
             }
             (SourceKind::Kafka(spec), _) => {
+                crate::telemetry::health::register_source(&src.name);
                 let decode = decode_of(src)?;
                 let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), None));
                 let durable = acks_of(i);
@@ -325,6 +342,7 @@ pub fn run(
                 ));
             }
             (SourceKind::Mqtt(spec), _) => {
+                crate::telemetry::health::register_source(&src.name);
                 let decode = decode_of(src)?;
                 let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), None));
                 let durable = acks_of(i);
@@ -424,7 +442,7 @@ pub fn run(
     let router_thread = std::thread::Builder::new()
         .name("router".into())
         .spawn(move || {
-            let outcome = router.run(chunk_rx, durable_rx, fatal_rx, feedback_rx, &stop_r);
+            let outcome = router.run(chunk_rx, durable_rx, fatal_rx, feedback_rx, requests, &stop_r);
             // Whatever happened: release the sources and stop the actors.
             stop_r.store(true, Ordering::Relaxed);
             flow_r.close();
@@ -433,7 +451,11 @@ pub fn run(
         })
         .expect("spawning the router thread");
 
+    // Twins restore lazily (on first use): with the timers loaded and the
+    // dataflow started, the node serves.
+    crate::telemetry::health::set_restored(true);
     let _ = system.run();
+    crate::telemetry::health::set_restored(false);
     let outcome = router_thread
         .join()
         .map_err(|_| EngineError::Aborted("the router thread panicked".into()))?;

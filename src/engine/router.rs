@@ -30,7 +30,8 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use super::checkpoint::{Durable, Epoch};
 use super::flow::Flow;
-use super::worker::{CheckpointTwins, Deliver, EndOfInputAll, NewTwin, TwinBatch, Worker};
+use super::query::{Gather, Request};
+use super::worker::{AskTwin, CheckpointTwins, Deliver, EndOfInputAll, NewTwin, SurveyAll, TwinBatch, Worker};
 use super::EngineError;
 use crate::sink::{OutputBatch, SinkHub};
 use crate::source::decode::{AssetIndex, DecodedChunk};
@@ -39,6 +40,7 @@ use crate::source::SourcePosition;
 use crate::store::Store;
 use crate::telemetry;
 use crate::topology::SnapshotSpec;
+use crate::twin::actor::Question;
 use crate::twin::model::{Latest, Relayed};
 use crate::twin::schema::Model;
 
@@ -160,6 +162,11 @@ pub struct Router {
     /// Relayed values per twin waiting to be delivered (with the next chunk
     /// or timer round).
     pending_relays: AHashMap<CompactString, Vec<Relayed>>,
+    /// An API write waits for a checkpoint: take the next one without
+    /// waiting for the interval.
+    urgent: bool,
+    /// API writes waiting for durability: the epoch that holds each.
+    durable_waiters: Vec<(u64, tokio::sync::oneshot::Sender<()>)>,
 }
 
 pub struct RouterParts {
@@ -213,6 +220,8 @@ impl Router {
             followers: AHashMap::new(),
             board: AHashMap::new(),
             pending_relays: AHashMap::new(),
+            urgent: false,
+            durable_waiters: Vec::new(),
         }
         .with_exact_followers()
     }
@@ -365,6 +374,7 @@ impl Router {
         durable: Receiver<Durable>,
         fatal: Receiver<EngineError>,
         feedback: Receiver<Feedback>,
+        requests: Receiver<Request>,
         stop: &AtomicBool,
     ) -> Result<RouterOutcome, EngineError> {
         let mut last_round = Instant::now();
@@ -392,6 +402,7 @@ impl Router {
                 recv(chunks) -> c => if let Ok(c) = c { self.on_chunk(c) },
                 recv(feedback) -> f => if let Ok(f) = f { self.on_feedback(f) },
                 recv(durable) -> d => if let Ok(d) = d { self.on_durable(&d) },
+                recv(requests) -> r => if let Ok(r) = r { self.on_request(r) },
                 recv(fatal) -> e => if let Ok(e) = e { return Err(e) },
                 default(wait.min(TIMER_ROUND)) => {}
             }
@@ -512,9 +523,15 @@ impl Router {
 
     /// The twin of `asset` (starting it if new), marked dirty for the next epoch.
     fn twin(&mut self, asset: &str, entry: u32) -> (usize, u32, Option<NewTwin>) {
+        self.twin_ref(asset, entry, true)
+    }
+
+    /// The twin of `asset` (starting it if new); `dirty`: it will change, so
+    /// the next epoch snapshots it.
+    fn twin_ref(&mut self, asset: &str, entry: u32, dirty: bool) -> (usize, u32, Option<NewTwin>) {
         let next = self.epoch + 1;
         if let Some(t) = self.twins.get_mut(asset) {
-            if t.dirty_for != next {
+            if dirty && t.dirty_for != next {
                 t.dirty_for = next;
                 self.dirty[t.worker as usize].push(t.local);
                 self.n_dirty += 1;
@@ -530,11 +547,14 @@ impl Router {
             TwinRef {
                 worker: worker as u16,
                 local,
-                dirty_for: next,
+                // Epochs count from 1: 0 is dirty for none.
+                dirty_for: if dirty { next } else { 0 },
             },
         );
-        self.dirty[worker].push(local);
-        self.n_dirty += 1;
+        if dirty {
+            self.dirty[worker].push(local);
+            self.n_dirty += 1;
+        }
         if !self.index.entry_relations[entry as usize].is_empty() {
             self.register_follower(asset, entry);
         }
@@ -545,8 +565,78 @@ impl Router {
     fn checkpoint_due(&self) -> bool {
         self.inflight_epochs.is_empty()
             && (self.n_dirty > 0 || self.positions_changed)
-            && (self.last_checkpoint.elapsed() >= self.snapshot.interval
+            && (self.urgent
+                || self.last_checkpoint.elapsed() >= self.snapshot.interval
                 || self.events_since_checkpoint >= self.snapshot.max_events)
+    }
+
+    /// A question from the HTTP API: sent to the twin it is about (started
+    /// from the store when not in memory), or to every worker. An asset no
+    /// topology entry matches gets no answer (its reply is dropped).
+    fn on_request(&mut self, r: Request) {
+        let ask = |router: &mut Router, asset: &str, start: bool, dirty: bool, question: Question| {
+            let entry = match router.twins.get(asset) {
+                Some(_) => 0,
+                None if !start => return false,
+                None => match router.index.resolve(asset) {
+                    Some(e) => e,
+                    None => return false,
+                },
+            };
+            let (worker, local, create) = router.twin_ref(asset, entry, dirty);
+            router.workers[worker].0.do_send(AskTwin {
+                local,
+                create,
+                question,
+            });
+            true
+        };
+        match r {
+            Request::Twin { asset, start, reply } => {
+                ask(self, &asset, start, false, Question::View(reply));
+            }
+            Request::Survey { reply } => {
+                let gather = Gather::new(reply);
+                for (worker, _) in &self.workers {
+                    worker.do_send(SurveyAll { gather: gather.clone() });
+                }
+            }
+            Request::AckAlert {
+                asset,
+                start,
+                rule,
+                seq,
+                reply,
+                durable,
+            } => {
+                if ask(self, &asset, start, true, Question::Ack { rule, seq, reply }) {
+                    // The twin is dirty for the next epoch, whose barrier
+                    // follows the acknowledgement in its mailbox.
+                    self.durable_waiters.push((self.epoch + 1, durable));
+                    self.urgent = true;
+                }
+            }
+            Request::Command {
+                asset,
+                start,
+                command,
+                value,
+                key,
+                reply,
+                durable,
+            } => {
+                let question = Question::Command {
+                    command,
+                    value,
+                    key,
+                    reply,
+                };
+                if ask(self, &asset, start, true, question) {
+                    self.durable_waiters.push((self.epoch + 1, durable));
+                    self.urgent = true;
+                }
+            }
+        }
     }
 
     /// Starts an epoch over the current dirty set; returns its id.
@@ -577,6 +667,7 @@ impl Router {
             }
         }
         ep.arrive();
+        self.urgent = false;
         self.n_dirty = 0;
         self.positions_changed = false;
         self.events_since_checkpoint = 0;
@@ -599,6 +690,13 @@ impl Router {
     }
 
     fn on_durable(&mut self, d: &Durable) {
+        let (done, waiting) = std::mem::take(&mut self.durable_waiters)
+            .into_iter()
+            .partition(|(epoch, _)| *epoch <= d.epoch);
+        self.durable_waiters = waiting;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
         // Epochs commit in order; log the position this one stored, not
         // where the sources have got to since.
         let mut line = None;

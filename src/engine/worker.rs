@@ -13,9 +13,11 @@ use actix::prelude::*;
 
 use super::checkpoint::Epoch;
 use super::flow::Permit;
-use crate::twin::actor::{Apply, EndOfInput, Snapshot, TwinActor, TwinContext, TypeContext};
+use super::query::Gather;
+use crate::twin::actor::{Apply, EndOfInput, Question, Snapshot, TwinActor, TwinContext, TypeContext};
 use crate::twin::model::{Event, Relayed};
 use crate::twin::schema::TypeModel;
+use crate::twin::view::Surveyed;
 
 pub struct Worker {
     twins: Vec<Addr<TwinActor>>,
@@ -43,6 +45,16 @@ impl Worker {
         });
         self.types.push(t.clone());
         t
+    }
+
+    /// Starts the twin at `local` when `create` says it is new.
+    fn ensure(&mut self, local: u32, create: Option<NewTwin>) {
+        if let Some((asset, model)) = create {
+            debug_assert_eq!(local as usize, self.twins.len(), "twins are created in order");
+            let tcx = self.type_context(model);
+            self.twins.push(TwinActor::new(asset, tcx).start());
+            crate::telemetry::twins_active(self.twins.len());
+        }
     }
 }
 
@@ -93,6 +105,23 @@ pub struct CheckpointTwins {
     pub locals: Vec<u32>,
 }
 
+/// A question (from the HTTP API) for one twin of this worker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AskTwin {
+    pub local: u32,
+    /// Set when the twin is not in memory yet: start it (from the store).
+    pub create: Option<NewTwin>,
+    pub question: Question,
+}
+
+/// The survey question for every twin of this worker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SurveyAll {
+    pub gather: Arc<Gather<Surveyed>>,
+}
+
 /// End of input for every twin of this worker.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -105,12 +134,7 @@ impl Handler<Deliver> for Worker {
 
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
         for b in msg.batches {
-            if let Some((asset, model)) = b.create {
-                debug_assert_eq!(b.local as usize, self.twins.len(), "twins are created in order");
-                let tcx = self.type_context(model);
-                self.twins.push(TwinActor::new(asset, tcx).start());
-                crate::telemetry::twins_active(self.twins.len());
-            }
+            self.ensure(b.local, b.create);
             if !b.events.is_empty() || !b.related.is_empty() || b.tick {
                 self.twins[b.local as usize].do_send(Apply {
                     events: b.events,
@@ -132,6 +156,25 @@ impl Handler<CheckpointTwins> for Worker {
             self.twins[local as usize].do_send(Snapshot {
                 epoch: msg.epoch.clone(),
             });
+        }
+    }
+}
+
+impl Handler<AskTwin> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: AskTwin, _: &mut Context<Self>) {
+        self.ensure(msg.local, msg.create);
+        self.twins[msg.local as usize].do_send(msg.question);
+    }
+}
+
+impl Handler<SurveyAll> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: SurveyAll, _: &mut Context<Self>) {
+        for twin in &self.twins {
+            twin.do_send(Question::Survey(msg.gather.clone()));
         }
     }
 }

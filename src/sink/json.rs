@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{DeadLetter, DeadReason, Origin, OutputBatch};
 use crate::topology::Severity;
+use crate::twin::commands::Origin as CommandOrigin;
 use crate::twin::model::{Acc, Health, Output, Quality, Transition};
 
 #[derive(Serialize)]
@@ -89,6 +90,30 @@ struct CommandLine<'a> {
     rule: &'a str,
     /// Event time of the evaluation that sent it.
     ts: i64,
+    /// Processing time it was emitted.
+    at: i64,
+}
+
+/// A tracked command ([`crate::twin::commands`]).
+#[derive(Serialize)]
+struct ActuateLine<'a> {
+    kind: &'static str,
+    /// `asset/command/seq`: a device deduplicates redelivered commands by it.
+    id: String,
+    asset: &'a str,
+    asset_type: &'a str,
+    command: &'a str,
+    value: f64,
+    /// What the device echoes on the command's `ack_sensor` to acknowledge
+    /// it (`-seq` rejects it).
+    seq: u32,
+    /// `api`, `rule` or `rollback`.
+    origin: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    /// The seq of the failed command this one rolls back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_of: Option<u32>,
     /// Processing time it was emitted.
     at: i64,
 }
@@ -271,6 +296,35 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                 },
             );
         }
+        Output::Actuate {
+            def,
+            seq,
+            value,
+            origin,
+        } => {
+            let c = &m.commands[*def as usize];
+            let (origin_name, rule, rollback_of) = match origin {
+                CommandOrigin::Api => ("api", None, None),
+                CommandOrigin::Rule { rule, .. } => ("rule", Some(&*m.rules[*rule as usize].name), None),
+                CommandOrigin::Rollback { of } => ("rollback", None, Some(*of)),
+            };
+            finish(
+                buf,
+                &ActuateLine {
+                    kind: "command",
+                    id: format!("{asset}/{}/{seq}", c.name),
+                    asset,
+                    asset_type: &m.name,
+                    command: &c.name,
+                    value: *value,
+                    seq: *seq,
+                    origin: origin_name,
+                    rule,
+                    rollback_of,
+                    at: batch.at_ms,
+                },
+            );
+        }
         Output::Relay { .. } => {}
     }
 }
@@ -283,6 +337,7 @@ pub(super) fn output_name<'a>(batch: &'a OutputBatch, o: &Output) -> &'a str {
         Output::Window { slot, .. } => &m.windows[m.slots[*slot as usize].window as usize].name,
         Output::Alert { rule, .. } => &m.rules[*rule as usize].name,
         Output::Command { rule, .. } => m.rules[*rule as usize].command.as_ref().map_or("", |c| c.name.as_str()),
+        Output::Actuate { def, .. } => &m.commands[*def as usize].name,
         Output::Joined { join, .. } => &m.joins[*join as usize].name,
         Output::Late { event, .. } => &m.sensors[event.sensor as usize],
         Output::TwinUpdate { .. } | Output::Relay { .. } => "",

@@ -69,6 +69,11 @@ impl AssetIndex {
         self.exact.iter().map(|(id, e)| (&**id, *e))
     }
 
+    /// Whether an entry names `id` itself (not a pattern).
+    pub fn is_exact(&self, id: &str) -> bool {
+        self.exact.contains_key(id)
+    }
+
     pub fn resolve(&self, id: &str) -> Option<u32> {
         if let Some(e) = self.exact.get(id) {
             return Some(*e);

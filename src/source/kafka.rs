@@ -138,6 +138,7 @@ impl KafkaSource {
         consumer.context().assigned.store(assignment.count(), Ordering::Relaxed);
         tracing::info!(source = %self.name, brokers = %self.spec.conn.brokers, partitions = assignment.count(),
             resumed = self.start.partitions.len(), "Kafka partitions assigned");
+        crate::telemetry::kafka_connected(&self.name, true);
         let mut scratch = Scratch::default();
         let mut records: Vec<Record> = Vec::new();
         // Chunks routed and not yet durable, with the offsets they reach.

@@ -5,9 +5,11 @@
 //! reason - never an asset id. Hot paths call these once per batch, not per
 //! event. Without an installed recorder every call is a no-op.
 
+pub mod health;
 pub mod logging;
 
 use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const EVENTS_RECEIVED: &str = "twinstream_events_received_total";
 pub const EVENTS_APPLIED: &str = "twinstream_events_applied_total";
@@ -36,6 +38,17 @@ pub const SINK_RETRIES: &str = "twinstream_sink_retries_total";
 pub const RECORDS_RECEIVED: &str = "twinstream_records_received_total";
 pub const KAFKA_LAG: &str = "twinstream_kafka_consumer_lag_messages";
 pub const KAFKA_PAUSED: &str = "twinstream_kafka_paused";
+pub const KAFKA_CONNECTED: &str = "twinstream_kafka_connected";
+pub const ALERTS_ACTIVE: &str = "twinstream_alerts_active";
+pub const ALERT_TRANSITIONS: &str = "twinstream_alert_transitions_total";
+pub const ALERT_LATENCY: &str = "twinstream_alert_latency_seconds";
+pub const SENSORS_STALE: &str = "twinstream_sensors_stale";
+pub const HTTP_REQUESTS: &str = "twinstream_http_requests_total";
+pub const HTTP_DURATION: &str = "twinstream_http_request_duration_seconds";
+pub const HTTP_AUTH_FAILURES: &str = "twinstream_http_auth_failures_total";
+pub const READY: &str = "twinstream_ready";
+pub const COMMANDS_PENDING: &str = "twinstream_commands_pending";
+pub const COMMANDS: &str = "twinstream_commands_total";
 
 /// Every metric name above (dashboards and alert rules may name only these).
 pub const ALL: &[&str] = &[
@@ -66,6 +79,17 @@ pub const ALL: &[&str] = &[
     RECORDS_RECEIVED,
     KAFKA_LAG,
     KAFKA_PAUSED,
+    KAFKA_CONNECTED,
+    ALERTS_ACTIVE,
+    ALERT_TRANSITIONS,
+    ALERT_LATENCY,
+    SENSORS_STALE,
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    HTTP_AUTH_FAILURES,
+    READY,
+    COMMANDS_PENDING,
+    COMMANDS,
 ];
 
 pub const LABEL_SOURCE: &str = "source";
@@ -73,6 +97,35 @@ pub const LABEL_SINK: &str = "sink";
 pub const LABEL_REASON: &str = "reason";
 pub const LABEL_TOPIC: &str = "topic";
 pub const LABEL_PARTITION: &str = "partition";
+pub const LABEL_SEVERITY: &str = "severity";
+pub const LABEL_TRANSITION: &str = "transition";
+/// An HTTP route's pattern (`/twins/{id}`), never the path itself.
+pub const LABEL_ROUTE: &str = "route";
+pub const LABEL_STATUS: &str = "status";
+/// What happened to a command: issued, acked, failed, rejected, superseded.
+pub const LABEL_OUTCOME: &str = "outcome";
+
+/// Bucket bounds (seconds) of every `_seconds` histogram: 100 µs to 5 min.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0,
+];
+
+/// Why the Prometheus recorder could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the Prometheus metrics recorder: {0}")]
+pub struct RecorderError(String);
+
+/// Installs the process-wide recorder behind `GET /metrics` and returns
+/// the handle that renders the text exposition. Histograms are exported
+/// with buckets (Prometheus computes quantiles across scrapes and nodes).
+pub fn install_prometheus() -> Result<PrometheusHandle, RecorderError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .map_err(|e| RecorderError(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| RecorderError(e.to_string()))
+}
 
 pub fn events_received(source: &str, n: u64) {
     counter!(EVENTS_RECEIVED, LABEL_SOURCE => source.to_string()).increment(n);
@@ -136,9 +189,16 @@ pub fn mqtt_unacked(source: &str, n: usize) {
     gauge!(MQTT_UNACKED, LABEL_SOURCE => source.to_string()).set(n as f64);
 }
 
-/// 1 while an MQTT source is connected, else 0.
+/// 1 while an MQTT source is connected, else 0 (readiness follows it).
 pub fn mqtt_connected(source: &str, up: bool) {
     gauge!(MQTT_CONNECTED, LABEL_SOURCE => source.to_string()).set(if up { 1.0 } else { 0.0 });
+    health::source_connected(source, up);
+}
+
+/// 1 once a Kafka source has its partitions assigned (readiness follows it).
+pub fn kafka_connected(source: &str, up: bool) {
+    gauge!(KAFKA_CONNECTED, LABEL_SOURCE => source.to_string()).set(if up { 1.0 } else { 0.0 });
+    health::source_connected(source, up);
 }
 
 /// Records of a Kafka partition not consumed yet (labels: source, topic,
@@ -206,17 +266,72 @@ pub fn sync_lag(ms: i32) {
     }
 }
 
+/// Alert transitions, by severity (raised, acknowledged, cleared), and the
+/// number of active alerts they leave.
+pub fn alert_transition(severity: &'static str, transition: &'static str) {
+    counter!(ALERT_TRANSITIONS, LABEL_SEVERITY => severity, LABEL_TRANSITION => transition).increment(1);
+}
+
+/// Active alerts of `severity` changed by `delta` (a raise, a clear, a
+/// restored twin's active alerts).
+pub fn alerts_active(severity: &'static str, delta: i64) {
+    if delta != 0 {
+        gauge!(ALERTS_ACTIVE, LABEL_SEVERITY => severity).increment(delta as f64);
+    }
+}
+
+/// End-to-end latency of a raised alert: processing time it was emitted
+/// minus the event time that raised it.
+pub fn alert_latency(seconds: f64) {
+    histogram!(ALERT_LATENCY).record(seconds.max(0.0));
+}
+
+/// Stale sensors of the twins in memory changed by `delta`.
+pub fn sensors_stale(delta: i64) {
+    if delta != 0 {
+        gauge!(SENSORS_STALE).increment(delta as f64);
+    }
+}
+
+/// Commands issued or finished (`outcome`), counted once each.
+pub fn commands(outcome: &'static str, n: u64) {
+    if n > 0 {
+        counter!(COMMANDS, LABEL_OUTCOME => outcome).increment(n);
+    }
+}
+
+/// Pending commands of the twins in memory changed by `delta`.
+pub fn commands_pending(delta: i64) {
+    if delta != 0 {
+        gauge!(COMMANDS_PENDING).increment(delta as f64);
+    }
+}
+
+/// One HTTP request answered: `route` is the matched pattern.
+pub fn http_request(route: &str, status: u16, seconds: f64) {
+    counter!(HTTP_REQUESTS, LABEL_ROUTE => route.to_string(), LABEL_STATUS => status.to_string()).increment(1);
+    histogram!(HTTP_DURATION, LABEL_ROUTE => route.to_string()).record(seconds);
+}
+
+/// A request refused for a missing or wrong bearer token.
+pub fn http_auth_failed(route: &str) {
+    counter!(HTTP_AUTH_FAILURES, LABEL_ROUTE => route.to_string()).increment(1);
+}
+
+/// 1 while the node is ready (`/readyz`).
+pub fn ready(up: bool) {
+    gauge!(READY).set(if up { 1.0 } else { 0.0 });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The alert rules shipped in `deploy/prometheus` name only metrics
-    /// twinstream exports (a renamed metric would silence an alert).
-    #[test]
-    fn the_alert_rules_name_only_exported_metrics() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut named = 0;
+    /// The `twinstream_*` metric names in `text`; panics on one that
+    /// twinstream does not export (a renamed metric would silence an alert
+    /// or blank a panel).
+    fn named_metrics(text: &str, what: &str) -> Vec<String> {
+        let mut named = Vec::new();
         for (i, _) in text.match_indices("twinstream_") {
             let name: String = text[i..]
                 .chars()
@@ -227,15 +342,58 @@ mod tests {
                 .iter()
                 .find_map(|s| name.strip_suffix(s).filter(|b| ALL.contains(b)))
                 .unwrap_or(&name);
-            assert!(
-                ALL.contains(&base),
-                "{}: `{name}` is not a twinstream metric",
-                path.display()
-            );
-            named += 1;
+            assert!(ALL.contains(&base), "{what}: `{name}` is not a twinstream metric");
+            named.push(base.to_string());
         }
-        assert!(text.contains(DEAD_LETTERS) && text.contains(RECORDS_RECEIVED));
-        assert!(named >= 2);
+        named
+    }
+
+    #[test]
+    fn the_alert_rules_name_only_exported_metrics() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let named = named_metrics(&text, &path.display().to_string());
+        for wanted in [
+            DEAD_LETTERS,
+            RECORDS_RECEIVED,
+            KAFKA_LAG,
+            SENSORS_STALE,
+            READY,
+            COMMANDS,
+        ] {
+            assert!(named.iter().any(|n| n == wanted), "no rule on {wanted}");
+        }
+    }
+
+    /// The Grafana dashboard parses, and every panel query names only
+    /// exported metrics.
+    #[test]
+    fn the_grafana_dashboard_queries_only_exported_metrics() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/twinstream.json");
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut queries = 0;
+        let mut named = Vec::new();
+        for panel in doc["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().map_or(&[][..], |t| t.as_slice()) {
+                let expr = target["expr"].as_str().unwrap();
+                let here = named_metrics(expr, &format!("panel `{}`", panel["title"]));
+                assert!(!here.is_empty(), "panel `{}`: `{expr}` names no metric", panel["title"]);
+                named.extend(here);
+                queries += 1;
+            }
+        }
+        assert!(queries >= 20, "{queries} queries");
+        for wanted in [
+            EVENTS_APPLIED,
+            APPLY_LATENCY,
+            ALERT_LATENCY,
+            DEAD_LETTERS,
+            KAFKA_LAG,
+            HTTP_REQUESTS,
+            COMMANDS_PENDING,
+        ] {
+            assert!(named.iter().any(|n| n == wanted), "no panel on {wanted}");
+        }
     }
 
     #[test]

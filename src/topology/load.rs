@@ -238,6 +238,8 @@ impl<'t> Cx<'t> {
                 sync: true,
             },
             http_listen: None,
+            http_write_token: None,
+            http_read_token: None,
             workers: 0,
             decoders: 0,
             max_inflight_chunks: 8,
@@ -293,8 +295,17 @@ impl<'t> Cx<'t> {
             }
         }
         if let Some(http) = f.get("http") {
-            if let Some(h) = Fields::new(http, "node.http", &["listen"], d) {
-                if let Some(l) = h.str("listen", true, d) {
+            const HTTP: &[&str] = &[
+                "listen",
+                "write_token",
+                "write_token_env",
+                "write_token_file",
+                "read_token",
+                "read_token_env",
+                "read_token_file",
+            ];
+            if let Some(h) = Fields::new(http, "node.http", HTTP, d) {
+                if let Some(l) = h.str("listen", false, d) {
                     match l.value.parse::<SocketAddr>() {
                         Ok(a) => spec.http_listen = Some(a),
                         Err(_) => d.error(
@@ -306,6 +317,8 @@ impl<'t> Cx<'t> {
                         ),
                     }
                 }
+                spec.http_write_token = token(&h, "write_token", d);
+                spec.http_read_token = token(&h, "read_token", d);
             }
         }
         Some(spec)
@@ -343,7 +356,7 @@ impl<'t> Cx<'t> {
                 );
             }
             let what = format!("asset type `{name}`");
-            const FIELDS: &[&str] = &["sensors", "relations", "watermark"];
+            const FIELDS: &[&str] = &["sensors", "relations", "watermark", "commands"];
             let Some(f) = Fields::new(def, &what, FIELDS, &mut self.diags) else {
                 continue;
             };
@@ -351,6 +364,10 @@ impl<'t> Cx<'t> {
             if let Some(sn) = f.require("sensors", &mut self.diags) {
                 sensors = self.sensors(sn, &what);
             }
+            let commands = match f.get("commands") {
+                Some(c) => self.commands(c, &what, &sensors),
+                None => Vec::new(),
+            };
             let mut ooo = Duration::from_secs(1);
             let mut idle_timeout = None;
             if let Some(wm) = f.get("watermark") {
@@ -377,6 +394,7 @@ impl<'t> Cx<'t> {
                 relations: Vec::new(),
                 out_of_orderness: ooo,
                 idle_timeout,
+                commands,
             });
         }
         for (idx, rel) in pending_relations {
@@ -410,6 +428,97 @@ impl<'t> Cx<'t> {
                     }
                 }
             }
+        }
+        out
+    }
+
+    /// `commands:` of an asset type: `name: {reported, tolerance, ack_sensor,
+    /// timeout, rollback, min, max}`.
+    fn commands(&mut self, node: &Node, what: &str, sensors: &[SensorSpec]) -> Vec<CommandDef> {
+        let Some(map) = node.as_mapping() else {
+            self.err(
+                pos(node),
+                format!("{what}.commands: expected a mapping of command name to definition, like `speed: {{reported: rpm, timeout: 30s}}`"),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (key, def) in map.iter() {
+            let name = key.as_str().to_string();
+            let kpos = Pos::of(key.span());
+            if !is_identifier(&name) {
+                self.err(
+                    kpos,
+                    format!("{what}: command name `{name}` must be an identifier (letters, digits, `_`)"),
+                );
+            }
+            let cwhat = format!("{what}.commands.{name}");
+            const FIELDS: &[&str] = &[
+                "reported",
+                "tolerance",
+                "ack_sensor",
+                "timeout",
+                "rollback",
+                "min",
+                "max",
+            ];
+            let Some(f) = Fields::new(def, &cwhat, FIELDS, &mut self.diags) else {
+                continue;
+            };
+            let d = &mut self.diags;
+            let sensor = |field: &str, d: &mut Diagnostics| {
+                let s = f.str(field, false, d)?;
+                match sensors.iter().position(|x| x.name == s.value) {
+                    Some(i) => Some(i),
+                    None => {
+                        let hint = hint(&s.value, sensors.iter().map(|x| x.name.as_str()));
+                        d.error(
+                            s.pos,
+                            format!("{cwhat}.{field}: no sensor `{}` in {what}{hint}", s.value),
+                        );
+                        None
+                    }
+                }
+            };
+            let reported = sensor("reported", d);
+            let ack_sensor = sensor("ack_sensor", d);
+            if f.get("reported").is_none() && f.get("ack_sensor").is_none() {
+                d.error(
+                    kpos,
+                    format!("{cwhat}: nothing could acknowledge it; give `reported` (a sensor that reports the commanded state) or `ack_sensor` (the sensor the device acknowledges on), or both"),
+                );
+            }
+            let tolerance = f.f64("tolerance", false, d).map_or(0.0, |t| {
+                if t.value < 0.0 || !t.value.is_finite() {
+                    d.error(t.pos, format!("{cwhat}.tolerance: a finite number >= 0"));
+                }
+                t.value
+            });
+            let timeout = f.duration("timeout", false, d).map_or(Duration::from_secs(60), |t| {
+                if t.value < Duration::from_millis(1) {
+                    d.error(t.pos, format!("{cwhat}.timeout: at least 1ms"));
+                }
+                t.value
+            });
+            let rollback = f.f64("rollback", false, d).map(|v| v.value);
+            let min = f.f64("min", false, d).map(|v| v.value);
+            let max = f.f64("max", false, d).map(|v| v.value);
+            if let (Some(lo), Some(hi)) = (min, max) {
+                if lo > hi {
+                    d.error(kpos, format!("{cwhat}: `min` {lo} is above `max` {hi}"));
+                }
+            }
+            out.push(CommandDef {
+                name,
+                pos: kpos,
+                reported,
+                tolerance,
+                ack_sensor,
+                timeout,
+                rollback,
+                min,
+                max,
+            });
         }
         out
     }
@@ -1967,6 +2076,32 @@ impl<'t> Cx<'t> {
 /// `qos`: 0 or 1 (the default).
 /// A broker sink's `queue`: messages held in memory before it holds back
 /// the twins.
+/// `node.http.<name>_env` or `<name>_file`: where an API token is read
+/// from. The token itself is never written in the topology.
+fn token(f: &Fields<'_>, name: &str, d: &mut Diagnostics) -> Option<Secret> {
+    if let Some(p) = f.get(name) {
+        d.error(
+            pos(p),
+            format!("node.http.{name}: never write a token in the topology; use `{name}_env` (an environment variable) or `{name}_file`"),
+        );
+    }
+    match (
+        f.str(&format!("{name}_env"), false, d),
+        f.str(&format!("{name}_file"), false, d),
+    ) {
+        (Some(e), None) => Some(Secret::Env(e.value)),
+        (None, Some(p)) => Some(Secret::File(PathBuf::from(p.value))),
+        (Some(e), Some(_)) => {
+            d.error(
+                e.pos,
+                format!("node.http: give `{name}_env` or `{name}_file`, not both"),
+            );
+            None
+        }
+        (None, None) => None,
+    }
+}
+
 fn sink_queue(f: &Fields<'_>, what: &str, d: &mut Diagnostics) -> usize {
     match f.u64("queue", false, d) {
         Some(q) if q.value == 0 => {

@@ -33,7 +33,16 @@ impl Topology {
             if n.snapshot.sync { " (fsync)" } else { "" },
         );
         if let Some(http) = n.http_listen {
-            let _ = writeln!(s, "http      {http}");
+            let auth = |t: &Option<Secret>, none: &str| {
+                t.as_ref()
+                    .map_or(none.to_string(), |t| format!("token from {}", t.describe()))
+            };
+            let _ = writeln!(
+                s,
+                "http      {http}  writes: {}  reads: {}",
+                auth(&n.http_write_token, "disabled (no token)"),
+                auth(&n.http_read_token, "open"),
+            );
         }
         let _ = writeln!(s, "types     {}", self.asset_types.len());
         for t in &self.asset_types {

@@ -38,6 +38,11 @@ pub struct NodeSpec {
     pub snapshot: SnapshotSpec,
     /// Where the HTTP API listens, when enabled.
     pub http_listen: Option<SocketAddr>,
+    /// The bearer token writes (`POST`) need; without one the API refuses
+    /// every write.
+    pub http_write_token: Option<Secret>,
+    /// The bearer token reads need; without one reads are open.
+    pub http_read_token: Option<Secret>,
     /// Actor worker threads; 0 = one per core.
     pub workers: usize,
     /// Decoder threads; 0 = one per core.
@@ -67,6 +72,30 @@ pub struct AssetType {
     /// No reading at all for this long (processing time) closes the asset's
     /// open windows, so a quiet asset never holds them open forever.
     pub idle_timeout: Option<Duration>,
+    /// Actuation commands the type accepts, with how each is confirmed.
+    pub commands: Vec<CommandDef>,
+}
+
+/// An actuation command of an asset type: what acknowledges it, how long
+/// it may stay pending, and what is sent when it fails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandDef {
+    pub name: String,
+    pub pos: Pos,
+    /// The sensor that reports the commanded state: a reading within
+    /// `tolerance` of the desired value acknowledges the command.
+    pub reported: Option<usize>,
+    pub tolerance: f64,
+    /// The sensor the device acknowledges on (its ack topic maps there): a
+    /// reading equal to the command's `seq` acknowledges it, `-seq` rejects it.
+    pub ack_sensor: Option<usize>,
+    /// Pending longer than this (processing time): failed.
+    pub timeout: Duration,
+    /// The value sent when a command fails (times out).
+    pub rollback: Option<f64>,
+    /// Inclusive bounds of a value the API accepts.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
 }
 
 impl AssetType {
@@ -803,6 +832,10 @@ impl Severity {
             "critical" => Some(Severity::Critical),
             _ => None,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
     }
 }
 

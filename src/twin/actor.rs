@@ -21,11 +21,14 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::model::{apply, next_deadline, Event, Input, Output, Relayed, TwinState, NO_TS};
+use super::commands::Phase;
+use super::model::{apply, next_deadline, Event, Input, Output, Quality, Relayed, Transition, TwinState, NO_TS};
 use super::record;
 use super::schema::TypeModel;
+use super::view::{self, AlertView, CommandView, Surveyed, TwinView};
 use crate::engine::checkpoint::Epoch;
 use crate::engine::flow::Permit;
+use crate::engine::query::{AckError, CommandError, Gather};
 use crate::engine::router::Feedback;
 use crate::engine::EngineError;
 use crate::sink::{DeadLetter, DeadReason, Origin, OutputBatch, SinkHub};
@@ -98,6 +101,27 @@ pub struct Snapshot {
     pub epoch: Arc<Epoch>,
 }
 
+/// A question from the HTTP API, answered from the twin's own state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Question {
+    View(tokio::sync::oneshot::Sender<TwinView>),
+    Survey(Arc<Gather<Surveyed>>),
+    /// Acknowledge alert `seq` of rule `rule`.
+    Ack {
+        rule: String,
+        seq: u32,
+        reply: tokio::sync::oneshot::Sender<Result<AlertView, AckError>>,
+    },
+    /// Send command `command` = `value` (idempotent by `key`).
+    Command {
+        command: String,
+        value: f64,
+        key: String,
+        reply: tokio::sync::oneshot::Sender<Result<(CommandView, bool), CommandError>>,
+    },
+}
+
 thread_local! {
     /// The backup of the state a batch is applied to (one per worker thread).
     static SCRATCH: RefCell<Option<TwinState>> = const { RefCell::new(None) };
@@ -122,31 +146,31 @@ impl TwinActor {
         let Some(bytes) = self.tcx.cx.store.get_twin(self.tcx.cx.shard, &self.asset)? else {
             return Ok(());
         };
-        let rec = record::decode(&bytes).map_err(|error| EngineError::Restore {
-            asset: self.asset.to_string(),
-            error,
-        })?;
         let model = &self.tcx.model;
-        // Written with another topology: its own names say what is what.
-        let other = if rec.schema == model.schema_id {
-            None
-        } else {
-            Some(record::Schema::load(&self.tcx.cx.store, rec.schema)?)
+        let (state, notes) = match record::restore(&self.tcx.cx.store, model, &bytes) {
+            Ok(record::Restored::State(state, notes)) => (state, notes),
+            Ok(record::Restored::OtherType { stored }) => {
+                tracing::warn!(
+                    asset = %self.asset,
+                    %stored,
+                    now = %model.name,
+                    "asset changed type in the topology; its stored twin does not apply and starts fresh"
+                );
+                return Ok(());
+            }
+            Err(record::RestoreError::Store(e)) => return Err(e.into()),
+            Err(record::RestoreError::Record(error)) => {
+                return Err(EngineError::Restore {
+                    asset: self.asset.to_string(),
+                    error,
+                })
+            }
         };
-        let stored = other.as_ref().unwrap_or(&model.schema);
-        if stored.asset_type != *model.name {
-            tracing::warn!(
-                asset = %self.asset,
-                stored = %stored.asset_type,
-                now = %model.name,
-                "asset changed type in the topology; its stored twin does not apply and starts fresh"
-            );
-            return Ok(());
-        }
-        let (state, notes) = rec.into_state(model, stored);
         if !notes.dropped.is_empty() {
             tracing::warn!(asset = %self.asset, dropped = ?notes.dropped, "restored twin: parts the topology no longer declares were dropped");
         }
+        // Only the gauges: nothing transitioned.
+        account(model, &TwinState::new(model), &state, None);
         self.state = state;
         Ok(())
     }
@@ -172,7 +196,10 @@ impl TwinActor {
             apply(model, state, input, now, out);
         }));
         let outcome = match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                account(&self.tcx.model, &backup, &self.state, Some(now));
+                Ok(())
+            }
             Err(panic) => {
                 std::mem::swap(&mut self.state, &mut backup);
                 out.truncate(mark);
@@ -205,7 +232,7 @@ impl TwinActor {
         }
     }
 
-    fn deliver(&self, mut outputs: Vec<Output>, dead_letters: Vec<DeadLetter>, permit: &Permit) {
+    fn deliver(&self, mut outputs: Vec<Output>, dead_letters: Vec<DeadLetter>, permit: Option<&Permit>) {
         // Relays are for the router, not the sinks.
         if self.tcx.model.relayed.iter().any(|r| *r) {
             outputs.retain(|o| match o {
@@ -229,7 +256,7 @@ impl TwinActor {
             outputs,
             dead_letters,
             at_ms: now_ms(),
-            permit: Some(permit.clone()),
+            permit: permit.cloned(),
         });
     }
 
@@ -289,6 +316,55 @@ impl TwinActor {
             message: format!("the twin panicked on this event {MAX_ATTEMPTS} times: {msg}"),
             payload: payload.to_string().into_bytes(),
             key: None,
+        }
+    }
+}
+
+/// Reports what changed between `before` and `after` to the node-wide
+/// gauges and counters: stale sensors, active alerts by severity, alert
+/// transitions and the end-to-end latency of raised alerts (a few entries
+/// per twin, compared once per batch). Without `now` (a restore) only the
+/// gauges move.
+fn account(m: &TypeModel, before: &TwinState, after: &TwinState, now: Option<i64>) {
+    let stale = |st: &TwinState| st.sensors.iter().filter(|s| s.quality == Quality::Stale).count() as i64;
+    telemetry::sensors_stale(stale(after) - stale(before));
+    for (r, (a, b)) in before.alerts.iter().zip(after.alerts.iter()).enumerate() {
+        if a == b {
+            continue;
+        }
+        let severity = m.rules[r].severity.name();
+        telemetry::alerts_active(severity, i64::from(b.active) - i64::from(a.active));
+        let Some(now) = now else { continue };
+        if b.seq != a.seq && b.active {
+            telemetry::alert_transition(severity, Transition::Raised.name());
+            telemetry::alert_latency((now - b.since_ts) as f64 / 1000.0);
+        }
+        if b.acked && !a.acked && b.seq == a.seq {
+            telemetry::alert_transition(severity, Transition::Acknowledged.name());
+        }
+        if a.active && (!b.active || b.seq != a.seq) {
+            telemetry::alert_transition(severity, Transition::Cleared.name());
+        }
+    }
+    if let (Some(a), Some(b)) = (before.commands(), after.commands()) {
+        if a != b {
+            telemetry::commands_pending(b.count(Phase::Pending) as i64 - a.count(Phase::Pending) as i64);
+            if now.is_some() {
+                for c in &b.log {
+                    match a.log.iter().find(|o| o.def == c.def && o.seq == c.seq) {
+                        None => {
+                            telemetry::commands("issued", 1);
+                            if c.phase != Phase::Pending {
+                                telemetry::commands(c.phase.name(), 1);
+                            }
+                        }
+                        Some(o) if o.phase == Phase::Pending && c.phase != Phase::Pending => {
+                            telemetry::commands(c.phase.name(), 1)
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
         }
     }
 }
@@ -354,7 +430,7 @@ impl Handler<Apply> for TwinActor {
         if self.tcx.model.timers {
             self.rearm(msg.tick);
         }
-        self.deliver(out, dead, &msg.permit);
+        self.deliver(out, dead, Some(&msg.permit));
     }
 }
 
@@ -375,7 +451,135 @@ impl Handler<EndOfInput> for TwinActor {
                 }
             }
         }
-        self.deliver(out, Vec::new(), &msg.permit);
+        self.deliver(out, Vec::new(), Some(&msg.permit));
+    }
+}
+
+impl TwinActor {
+    /// Acknowledges alert `seq` of rule `rule` (idempotent: acknowledging an
+    /// acknowledged alert again answers the same).
+    fn acknowledge(&mut self, rule: &str, seq: u32) -> Result<AlertView, AckError> {
+        let model = self.tcx.model.clone();
+        let id = format!("{}/{rule}/{seq}", self.asset);
+        let Some(r) = model.rules.iter().position(|d| &*d.name == rule) else {
+            return Err(AckError::NoSuchRule {
+                asset_type: model.name.to_string(),
+                rule: rule.to_string(),
+            });
+        };
+        let a = self.state.alerts[r];
+        if a.seq == 0 {
+            return Err(AckError::NeverRaised { id });
+        }
+        if !a.active || a.seq != seq {
+            let current = format!(
+                "{}/{rule}/{} ({})",
+                self.asset,
+                a.seq,
+                if a.active { "active" } else { "cleared" }
+            );
+            return Err(AckError::NotActive { id, current });
+        }
+        if !a.acked {
+            let mut out = Vec::new();
+            let input = Input::Ack { rule: r as u16, seq };
+            for attempt in 1..=MAX_ATTEMPTS {
+                match self.apply_guarded(input, now_ms(), &mut out) {
+                    Ok(()) => break,
+                    Err(msg) => {
+                        telemetry::twin_restarted();
+                        tracing::error!(asset = %self.asset, attempt, panic = %msg, "twin panicked acknowledging an alert");
+                    }
+                }
+            }
+            self.deliver(out, Vec::new(), None);
+        }
+        view::alerts(&model, &self.asset, &self.state)
+            .into_iter()
+            .find(|v| v.rule == rule)
+            .ok_or(AckError::NeverRaised { id })
+    }
+}
+
+impl TwinActor {
+    /// Issues command `name` = `value` under idempotency key `key`; answers
+    /// the command and whether it is new (a repeated key answers the command
+    /// it created, if the request is the same).
+    fn command(&mut self, name: &str, value: f64, key: &str) -> Result<(CommandView, bool), CommandError> {
+        let model = self.tcx.model.clone();
+        let Some(def) = model.commands.iter().position(|c| &*c.name == name) else {
+            return Err(CommandError::NoSuchCommand {
+                asset_type: model.name.to_string(),
+                command: name.to_string(),
+                known: model.commands.iter().map(|c| c.name.to_string()).collect(),
+            });
+        };
+        let c = &model.commands[def];
+        if c.min.is_some_and(|lo| value < lo) || c.max.is_some_and(|hi| value > hi) {
+            return Err(CommandError::OutOfRange {
+                command: name.to_string(),
+                value,
+                min: c.min,
+                max: c.max,
+            });
+        }
+        let table = self.state.commands().expect("a type with commands has a command table");
+        if let Some(existing) = table.by_key(key) {
+            let view = view::command(&model, &self.asset, existing);
+            return if existing.def as usize == def && existing.value == value {
+                Ok((view, false))
+            } else {
+                Err(CommandError::KeyReused {
+                    key: key.to_string(),
+                    existing: Box::new(view),
+                })
+            };
+        }
+        let mut out = Vec::new();
+        let input = Input::Command {
+            def: def as u16,
+            value,
+            key,
+        };
+        if let Err(msg) = self.apply_guarded(input, now_ms(), &mut out) {
+            telemetry::twin_restarted();
+            tracing::error!(asset = %self.asset, panic = %msg, "twin panicked issuing a command");
+            return Err(CommandError::Failed(msg));
+        }
+        self.rearm(false);
+        self.deliver(out, Vec::new(), None);
+        let table = self.state.commands().expect("checked above");
+        let issued = table.by_key(key).expect("the command just issued");
+        Ok((view::command(&model, &self.asset, issued), true))
+    }
+}
+
+impl Handler<Question> for TwinActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Question, _: &mut Context<Self>) {
+        // A twin whose restore failed has no state to show; the node is stopping.
+        if self.failed {
+            return;
+        }
+        let m = &self.tcx.model;
+        match msg {
+            Question::View(reply) => {
+                let _ = reply.send(view::twin(m, &self.asset, &self.state, &self.tcx.cx.source_names));
+            }
+            Question::Survey(gather) => gather.add(view::survey(m, &self.asset, &self.state)),
+            Question::Ack { rule, seq, reply } => {
+                let _ = reply.send(self.acknowledge(&rule, seq));
+            }
+            Question::Command {
+                command,
+                value,
+                key,
+                reply,
+            } => {
+                let _ = reply.send(self.command(&command, value, &key));
+            }
+        }
     }
 }
 

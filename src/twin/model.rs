@@ -18,6 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::commands::{self, Commands, Origin};
 use super::schema::{LocalSlot, RuleKind, TypeModel};
 use crate::topology::expr::Env;
 use crate::topology::{Agg, OutputKind, Resolve};
@@ -61,6 +62,9 @@ pub enum Input<'a> {
     Tick,
     /// An operator acknowledged alert `seq` of rule `rule`.
     Ack { rule: u16, seq: u32 },
+    /// An operator sent command `def` = `value` with an idempotency key
+    /// (see [`super::commands`]).
+    Command { def: u16, value: f64, key: &'a str },
     /// The source has no more data: the watermark moves to +infinity and every
     /// open window closes (replay of a finite file).
     EndOfInput,
@@ -395,6 +399,9 @@ pub struct TwinExt {
     /// Windows closed since the last snapshot, when the model keeps a digest
     /// (replay); the snapshot moves them into the checkpoint.
     pub digest: Vec<ClosedDigest>,
+    /// Desired values and commands ([`super::commands`]), when the type
+    /// declares commands (boxed: 8 bytes for every other twin).
+    pub commands: Option<Box<Commands>>,
 }
 
 const EXT: &str = "the type model gives a twin the extension for what it uses";
@@ -447,6 +454,7 @@ impl Clone for TwinState {
                 a.joins.clone_from(&b.joins);
                 a.related.clone_from(&b.related);
                 a.digest.clone_from(&b.digest);
+                a.commands.clone_from(&b.commands);
             }
             (a, b) => a.clone_from(b),
         }
@@ -454,7 +462,7 @@ impl Clone for TwinState {
 }
 
 /// Alert lifecycle transitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transition {
     Raised,
@@ -519,6 +527,14 @@ pub enum Output {
         ts: i64,
         value: f64,
     },
+    /// A tracked command ([`super::commands`]): its id is
+    /// `asset/command/seq`.
+    Actuate {
+        def: u16,
+        seq: u32,
+        value: f64,
+        origin: Origin,
+    },
     /// A value other twins read through a relation changed: the engine
     /// relays it to them.
     Relay {
@@ -536,7 +552,7 @@ impl Output {
             Output::TwinUpdate { .. } => Some(OutputKind::TwinUpdates),
             Output::Late { .. } => Some(OutputKind::LateEvents),
             Output::Joined { .. } => Some(OutputKind::Joins),
-            Output::Command { .. } => Some(OutputKind::Commands),
+            Output::Command { .. } | Output::Actuate { .. } => Some(OutputKind::Commands),
             Output::Relay { .. } => None,
         }
     }
@@ -562,6 +578,7 @@ impl TwinState {
                     joins: vec![JoinPair::NONE; m.joins.len()].into_boxed_slice(),
                     related: vec![Latest::NONE; m.related.len()].into_boxed_slice(),
                     digest: Vec::new(),
+                    commands: (!m.commands.is_empty()).then(|| Box::new(Commands::new(m))),
                 })
             }),
         }
@@ -586,6 +603,11 @@ impl TwinState {
 
     pub fn related(&self) -> &[Latest] {
         self.ext.as_ref().map_or(&[], |x| &x.related)
+    }
+
+    /// The twin's commands (types that declare commands).
+    pub fn commands(&self) -> Option<&Commands> {
+        self.ext.as_deref()?.commands.as_deref()
     }
 
     pub fn digest(&self) -> &[ClosedDigest] {
@@ -676,12 +698,65 @@ pub fn next_deadline(m: &TypeModel, st: &TwinState) -> Option<i64> {
             next = next.min(st.last_seen().saturating_add(idle));
         }
     }
+    if !m.commands.is_empty() {
+        if let Some(at) = commands::next_deadline(st) {
+            next = next.min(at);
+        }
+    }
     (next != i64::MAX).then_some(next)
 }
 
 /// Applies `input` to `state`, appending outputs to `out`. `now_ms` is the
 /// processing time (epoch ms); see the module documentation for what reads it.
 pub fn apply(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i64, out: &mut Vec<Output>) {
+    let mark = out.len();
+    apply_input(m, state, input, now_ms, out);
+    if !m.commands.is_empty() {
+        issue_rule_commands(m, state, now_ms, out, mark);
+    }
+}
+
+/// Rules whose command is tracked left an [`Output::Command`] in
+/// `out[mark..]`: each becomes an issued command (sent as
+/// [`Output::Actuate`]). Issuing needs processing time, which rule
+/// evaluation (in event time) does not have.
+fn issue_rule_commands(m: &TypeModel, st: &mut TwinState, now: i64, out: &mut Vec<Output>, mark: usize) {
+    let mut tracked = Vec::new();
+    let mut i = mark;
+    while i < out.len() {
+        if let Output::Command {
+            rule,
+            seq,
+            transition,
+            value,
+            ..
+        } = out[i]
+        {
+            if let Some(def) = m.rules[rule as usize].tracked {
+                let origin = Origin::Rule {
+                    rule,
+                    alert_seq: seq,
+                    cleared: transition == Transition::Cleared,
+                };
+                tracked.push((def, value, origin));
+                out.remove(i);
+                continue;
+            }
+        }
+        i += 1;
+    }
+    for (def, value, origin) in tracked {
+        let order = commands::Order {
+            def,
+            value,
+            key: None,
+            origin,
+        };
+        commands::issue(m, st, order, now, out);
+    }
+}
+
+fn apply_input(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i64, out: &mut Vec<Output>) {
     match input {
         Input::Events(events) => {
             let track = m.emit.has(OutputKind::TwinUpdates);
@@ -726,6 +801,15 @@ pub fn apply(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i64
                     emit_alert(m, state, rule, Transition::Acknowledged, now_ms, inputs, out);
                 }
             }
+        }
+        Input::Command { def, value, key } => {
+            let order = commands::Order {
+                def,
+                value,
+                key: Some(key),
+                origin: Origin::Api,
+            };
+            commands::issue(m, state, order, now_ms, out);
         }
         Input::EndOfInput => close_windows(m, state, i64::MAX, out),
     }
@@ -855,6 +939,12 @@ fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Ve
         for &r in &m.rules_by_sensor[s] {
             evaluate_rule(m, st, r, e.ts, out);
         }
+    }
+
+    // (f) commands the reading confirms (any reading, latest or not: the
+    // device reported it)
+    if !m.commands_by_sensor[s].is_empty() {
+        commands::on_reading(m, st, e.sensor, e.value, now, out);
     }
     became_latest
 }
@@ -1031,6 +1121,9 @@ fn try_join(m: &TypeModel, st: &mut TwinState, j: u16, left: Latest, right: Late
 /// that went stale no longer count, an asset whose sensors are all stale is
 /// offline, and the idle timeout closes the windows of a quiet asset.
 fn on_tick(m: &TypeModel, st: &mut TwinState, now: i64, out: &mut Vec<Output>) {
+    if !m.commands.is_empty() {
+        commands::on_tick(m, st, now, out);
+    }
     let mut fresh = 0;
     let mut stale = 0;
     for s in 0..m.sensor_defs.len() {
@@ -1257,7 +1350,7 @@ fn evaluate_rule(m: &TypeModel, st: &mut TwinState, r: u16, ts: i64, out: &mut V
 
 /// Raises (`on`) or clears alert `r`, emitting the transition; a no-op when
 /// it is already in that state.
-fn set_alert(m: &TypeModel, st: &mut TwinState, r: u16, on: bool, ts: i64, out: &mut Vec<Output>) {
+pub(super) fn set_alert(m: &TypeModel, st: &mut TwinState, r: u16, on: bool, ts: i64, out: &mut Vec<Output>) {
     if st.alerts[r as usize].active == on {
         return;
     }
@@ -1278,8 +1371,14 @@ fn set_alert(m: &TypeModel, st: &mut TwinState, r: u16, on: bool, ts: i64, out: 
         Transition::Cleared
     };
     emit_alert(m, st, r, transition, ts, inputs, out);
-    let command = m.rules[r as usize].command.as_ref();
-    if let Some(c) = command.filter(|_| m.emit.has(OutputKind::Commands)) {
+    // A tracked command is issued whether or not a sink sends commands (it
+    // sets the desired state): see `issue_rule_commands`.
+    let rule = &m.rules[r as usize];
+    if let Some(c) = rule
+        .command
+        .as_ref()
+        .filter(|_| rule.tracked.is_some() || m.emit.has(OutputKind::Commands))
+    {
         let value = if on { Some(c.value) } else { c.on_clear };
         if let Some(value) = value {
             out.push(Output::Command {
@@ -1329,6 +1428,6 @@ fn alert_inputs(m: &TypeModel, st: &TwinState, r: u16) -> Vec<f64> {
                 .map(|r| if r.ts == NO_TS { f64::NAN } else { r.value })
                 .collect()
         }
-        RuleKind::Offline => Vec::new(),
+        RuleKind::Offline | RuleKind::CommandFailed { .. } => Vec::new(),
     }
 }

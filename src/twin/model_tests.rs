@@ -29,7 +29,7 @@ fn model(extra: &str) -> Arc<TypeModel> {
 
 const W1S: &str = "windows: [{ name: w1s, size: 1s }]\n";
 
-fn ev(sensor: u16, ts: i64, value: f64) -> Event {
+pub(super) fn ev(sensor: u16, ts: i64, value: f64) -> Event {
     Event {
         ts,
         value,

@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::commands::Command;
 use super::model::{
     Acc, AlertState, Estimate, JoinPair, Latest, OpenWindow, Quality, SourceReading, TwinState, TwinStats, NO_TS,
 };
@@ -21,9 +22,11 @@ use super::schema::TypeModel;
 use crate::store::envelope::{self, EnvelopeError};
 use crate::store::{Store, StoreError};
 
-/// Format version of [`TwinRecord`] payloads written by this build. Version 2
-/// (before staleness, sources, joins and relations) is migrated on read.
-pub const TWIN_FORMAT: u16 = 3;
+/// Format version of [`TwinRecord`] payloads written by this build: the
+/// record, then a [`CommandsRecord`]. Version 3 (the record alone, before
+/// commands) and version 2 (before staleness, sources, joins and relations)
+/// are migrated on read.
+pub const TWIN_FORMAT: u16 = 4;
 /// Format version of [`Schema`] payloads written by this build. Version 1
 /// (sensors, slots and rules only) is read too.
 pub const SCHEMA_FORMAT: u16 = 2;
@@ -173,6 +176,20 @@ pub struct TwinRecord {
     /// Alerts whose state is not the initial one.
     pub alerts: Vec<AlertRecord>,
     pub stats: TwinStats,
+    /// Stored after the record (format 4), not inside it, so format 3
+    /// payloads decode with this same struct.
+    #[serde(skip)]
+    pub commands: CommandsRecord,
+}
+
+/// A twin's commands as stored, by command name (a topology edit that
+/// renames or drops a command drops its entries on restore).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CommandsRecord {
+    /// `(command, desired value, last seq)` of every command with a seq.
+    pub entries: Vec<(String, f64, u32)>,
+    /// Pending and recent commands, oldest first, with their command's name.
+    pub log: Vec<(String, Command)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -387,6 +404,23 @@ impl TwinRecord {
                 })
                 .collect(),
             stats: st.stats,
+            commands: match st.commands() {
+                Some(c) => CommandsRecord {
+                    entries: c
+                        .seq
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, seq)| **seq > 0)
+                        .map(|(d, seq)| (m.commands[d].name.to_string(), c.desired[d], *seq))
+                        .collect(),
+                    log: c
+                        .log
+                        .iter()
+                        .map(|cmd| (m.commands[cmd.def as usize].name.to_string(), cmd.clone()))
+                        .collect(),
+                },
+                None => CommandsRecord::default(),
+            },
         }
     }
 
@@ -551,6 +585,28 @@ impl TwinRecord {
                     .push(format!("alert state of rule `{}`", name(&stored.rules, a.rule))),
             }
         }
+        if let Some(table) = ext.as_deref_mut().and_then(|x| x.commands.as_deref_mut()) {
+            let def = |n: &str| m.commands.iter().position(|c| &*c.name == n);
+            for (name, desired, seq) in &self.commands.entries {
+                match def(name) {
+                    Some(d) => {
+                        table.desired[d] = *desired;
+                        table.seq[d] = *seq;
+                    }
+                    None => notes.dropped.push(format!("desired state of command `{name}`")),
+                }
+            }
+            for (name, cmd) in &self.commands.log {
+                if let Some(d) = def(name) {
+                    table.log.push(Command {
+                        def: d as u16,
+                        ..cmd.clone()
+                    });
+                }
+            }
+        } else if !self.commands.entries.is_empty() {
+            notes.dropped.push("every command (the type declares none)".into());
+        }
         st.ext = ext;
         (st, notes)
     }
@@ -688,6 +744,7 @@ mod v2 {
                     })
                     .collect(),
                 stats: self.stats,
+                commands: CommandsRecord::default(),
             }
         }
     }
@@ -710,6 +767,7 @@ pub fn encode_into(m: &TypeModel, st: &TwinState, buf: &mut Vec<u8>) {
     buf.clear();
     envelope::put_header(TWIN_FORMAT, buf);
     bincode::serde::encode_into_std_write(&rec, buf, config()).expect("writing to a Vec cannot fail");
+    bincode::serde::encode_into_std_write(&rec.commands, buf, config()).expect("writing to a Vec cannot fail");
 }
 
 /// Decodes a twin envelope; an unknown format version is an error, never a
@@ -724,8 +782,19 @@ pub fn decode(bytes: &[u8]) -> Result<TwinRecord, EnvelopeError> {
         Err(EnvelopeError::UnknownVersion { .. }) => {}
         Err(e) => return Err(e),
     }
+    match envelope::open(bytes, 3, "twin") {
+        Ok(payload) => {
+            let (rec, _) = bincode::serde::decode_from_slice::<TwinRecord, _>(payload, config()).map_err(corrupt)?;
+            return Ok(rec);
+        }
+        Err(EnvelopeError::UnknownVersion { .. }) => {}
+        Err(e) => return Err(e),
+    }
     let payload = envelope::open(bytes, TWIN_FORMAT, "twin")?;
-    let (rec, _) = bincode::serde::decode_from_slice::<TwinRecord, _>(payload, config()).map_err(corrupt)?;
+    let (mut rec, n) = bincode::serde::decode_from_slice::<TwinRecord, _>(payload, config()).map_err(corrupt)?;
+    let (commands, _) =
+        bincode::serde::decode_from_slice::<CommandsRecord, _>(&payload[n..], config()).map_err(corrupt)?;
+    rec.commands = commands;
     Ok(rec)
 }
 
@@ -795,4 +864,43 @@ mod tests {
         // Written back, it is format 3.
         assert_eq!(u16::from_le_bytes([bytes[0], bytes[1]]), 2);
     }
+}
+
+/// A stored twin read back under the current model.
+#[derive(Debug)]
+pub enum Restored {
+    State(TwinState, RestoreNotes),
+    /// The record belongs to another asset type (the asset changed type in
+    /// the topology): it does not apply.
+    OtherType {
+        stored: String,
+    },
+}
+
+/// Why a stored twin cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Record(#[from] EnvelopeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Reads the stored record `bytes` of a twin of type `model`. A record
+/// written under another topology is read by the schema it names.
+pub fn restore(store: &Store, model: &TypeModel, bytes: &[u8]) -> Result<Restored, RestoreError> {
+    let rec = decode(bytes)?;
+    let other = if rec.schema == model.schema_id {
+        None
+    } else {
+        Some(Schema::load(store, rec.schema)?)
+    };
+    let stored = other.as_ref().unwrap_or(&model.schema);
+    if stored.asset_type != *model.name {
+        return Ok(Restored::OtherType {
+            stored: stored.asset_type.clone(),
+        });
+    }
+    let (state, notes) = rec.into_state(model, stored);
+    Ok(Restored::State(state, notes))
 }

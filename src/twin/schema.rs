@@ -10,6 +10,7 @@ use crate::topology::{Agg, CommandSpec, JoinSide, OutputKind, Resolve, Severity,
 pub const OFFLINE_ALERT: &str = "offline";
 pub const STALE_PREFIX: &str = "stale:";
 pub const DISCREPANCY_PREFIX: &str = "discrepancy:";
+pub const COMMAND_FAILED_PREFIX: &str = "command-failed:";
 
 /// Everything the twin model needs to know about one asset type.
 #[derive(Debug)]
@@ -55,6 +56,10 @@ pub struct TypeModel {
     pub joins_by_related: Vec<Vec<u16>>,
     /// Values of related assets this type reads (rules, joins).
     pub related: Vec<RelatedDef>,
+    /// Actuation commands the type accepts.
+    pub commands: Vec<CommandModel>,
+    /// sensor -> commands it acknowledges (as reported state or ack).
+    pub commands_by_sensor: Vec<Vec<u16>>,
     /// This type's relations, by index of the topology's relation list.
     pub relations: Vec<Arc<str>>,
     /// sensor -> some other type reads it through a relation: relay changes.
@@ -187,6 +192,26 @@ pub struct RuleDef {
     pub inputs: Vec<(Arc<str>, LocalSlot)>,
     /// The command the rule sends when its alert is raised or cleared.
     pub command: Option<CommandSpec>,
+    /// That command is one of the type's [`TypeModel::commands`]: it is
+    /// tracked (pending until acknowledged).
+    pub tracked: Option<u16>,
+}
+
+/// An actuation command of the type (`asset_types.<t>.commands`).
+#[derive(Debug, Clone)]
+pub struct CommandModel {
+    pub name: Arc<str>,
+    /// The sensor that reports the commanded state, and how close counts.
+    pub reported: Option<u16>,
+    pub tolerance: f64,
+    /// The sensor acknowledgements arrive on (`seq`: ok, `-seq`: rejected).
+    pub ack_sensor: Option<u16>,
+    pub timeout_ms: i64,
+    pub rollback: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// The built-in alert raised when a command fails.
+    pub failed_alert: u16,
 }
 
 #[derive(Debug)]
@@ -205,6 +230,9 @@ pub enum RuleKind {
     Discrepancy { sensor: u16 },
     /// No sensor that can go stale is fresh, and one is stale.
     Offline,
+    /// A command was not acknowledged in time, or was rejected; cleared by
+    /// the next acknowledged command.
+    CommandFailed { command: u16 },
 }
 
 /// A set of [`OutputKind`]s.
@@ -476,6 +504,11 @@ impl TypeModel {
                 },
                 inputs,
                 command: r.command.clone(),
+                tracked: r
+                    .command
+                    .as_ref()
+                    .and_then(|c| ty.commands.iter().position(|d| d.name == c.name))
+                    .map(|i| i as u16),
             });
         }
 
@@ -494,6 +527,7 @@ impl TypeModel {
                     kind: RuleKind::Stale { sensor: s as u16 },
                     inputs: vec![(name.as_str().into(), LocalSlot::Latest(s as u16))],
                     command: None,
+                    tracked: None,
                 });
             }
             if let Some(set) = &mut def.sources {
@@ -510,6 +544,7 @@ impl TypeModel {
                             .map(|src| (format!("{name}@{}", src.name).into(), LocalSlot::Latest(s as u16)))
                             .collect(),
                         command: None,
+                        tracked: None,
                     });
                 }
             }
@@ -522,9 +557,38 @@ impl TypeModel {
                 kind: RuleKind::Offline,
                 inputs: Vec::new(),
                 command: None,
+                tracked: None,
             });
             (rules.len() - 1) as u16
         });
+        // One "command failed" alert per command.
+        let mut commands = Vec::new();
+        let mut commands_by_sensor = vec![Vec::new(); n_sensors];
+        for (c, def) in ty.commands.iter().enumerate() {
+            for s in [def.reported, def.ack_sensor].into_iter().flatten() {
+                push_unique(&mut commands_by_sensor[s], c as u16);
+            }
+            commands.push(CommandModel {
+                name: def.name.as_str().into(),
+                reported: def.reported.map(|s| s as u16),
+                tolerance: def.tolerance,
+                ack_sensor: def.ack_sensor.map(|s| s as u16),
+                timeout_ms: def.timeout.as_millis() as i64,
+                rollback: def.rollback,
+                min: def.min,
+                max: def.max,
+                failed_alert: rules.len() as u16,
+            });
+            rules.push(RuleDef {
+                name: format!("{COMMAND_FAILED_PREFIX}{}", def.name).into(),
+                severity: Severity::Warning,
+                message: Some(format!("command `{}` was not acknowledged in time, or was rejected", def.name).into()),
+                kind: RuleKind::CommandFailed { command: c as u16 },
+                inputs: Vec::new(),
+                command: None,
+                tracked: None,
+            });
+        }
 
         let mut joins_by_related = vec![Vec::new(); related.len()];
         for (k, j) in joins_by_related_pairs {
@@ -555,7 +619,9 @@ impl TypeModel {
             n_estimates,
             out_of_orderness_ms: ty.out_of_orderness.as_millis() as i64,
             idle_timeout_ms: ty.idle_timeout.map(|d| d.as_millis() as i64),
-            timers: ty.idle_timeout.is_some() || ty.sensors.iter().any(|s| s.stale_after.is_some()),
+            timers: ty.idle_timeout.is_some()
+                || ty.sensors.iter().any(|s| s.stale_after.is_some())
+                || !ty.commands.is_empty(),
             windows,
             slots,
             slots_by_sensor,
@@ -570,6 +636,8 @@ impl TypeModel {
             joins_by_sensor,
             joins_by_related,
             related,
+            commands,
+            commands_by_sensor,
             relations,
             relayed,
             closed_index,
@@ -605,6 +673,7 @@ impl TypeModel {
             || self.n_estimates > 0
             || !self.joins.is_empty()
             || !self.related.is_empty()
+            || !self.commands.is_empty()
     }
 
     /// Index in the twin's per-source table of `source`'s reading of

@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_twinstream")
 }
@@ -97,6 +99,11 @@ pub fn twinstream() -> Command {
     let mut c = Command::new(bin());
     c.current_dir(repo());
     c.env("RUST_LOG", "info");
+    // `run` serves the HTTP API on a free port (a topology such as the demo
+    // names a fixed one), with the demo's write token; tests that care pass
+    // `--http` and their own tokens.
+    c.env("TWINSTREAM_HTTP", "127.0.0.1:0");
+    c.env("TWINSTREAM_WRITE_TOKEN", "test-token");
     c
 }
 
@@ -523,4 +530,113 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Publishes `(topic, payload)` at QoS 1 and waits for every PUBACK.
+pub fn publish(port: u16, messages: &[(String, String)]) {
+    publish_as(port, None, messages)
+}
+
+pub fn publish_as(port: u16, credentials: Option<(&str, &str)>, messages: &[(String, String)]) {
+    let mut opts = MqttOptions::new("test-publisher", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    if let Some((user, password)) = credentials {
+        opts.set_credentials(user, password);
+    }
+    let (client, mut connection) = Client::new(opts, 64);
+    let sender = std::thread::spawn({
+        let messages = messages.to_vec();
+        move || {
+            for (topic, payload) in messages {
+                client.publish(topic, QoS::AtLeastOnce, false, payload).unwrap();
+            }
+            client
+        }
+    });
+    let mut acked = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked < messages.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {acked} of {} published",
+            messages.len()
+        );
+        if let Ok(Ok(Event::Incoming(Packet::PubAck(_)))) = connection.recv_timeout(Duration::from_millis(100)) {
+            acked += 1;
+        }
+    }
+    let client = sender.join().unwrap();
+    let _ = client.disconnect();
+}
+
+/// `(topic, payload, retained)`.
+pub struct Subscriber {
+    pub messages: std::sync::mpsc::Receiver<(String, Vec<u8>, bool)>,
+    client: Client,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Subscriber {
+    /// Returns once the broker confirmed the subscription.
+    pub fn start(port: u16, client_id: &str, filter: &str, clean_session: bool) -> Subscriber {
+        let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_clean_session(clean_session);
+        let (client, mut connection) = Client::new(opts, 64);
+        client.subscribe(filter, QoS::AtLeastOnce).unwrap();
+        let (tx, messages) = std::sync::mpsc::channel();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            for n in connection.iter() {
+                match n {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send((p.topic.clone(), p.payload.to_vec(), p.retain)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+                    Ok(_) => {}
+                    // The broker is away: back off before rumqttc reconnects.
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        ready
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the subscription was not confirmed");
+        Subscriber {
+            messages,
+            client,
+            thread: Some(thread),
+        }
+    }
+
+    /// Collects messages until `done` holds for all collected so far.
+    pub fn collect_until(
+        &self,
+        got: &mut Vec<(String, Vec<u8>, bool)>,
+        what: &str,
+        done: impl Fn(&[(String, Vec<u8>, bool)]) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(got) {
+            assert!(Instant::now() < deadline, "{what}: {} messages", got.len());
+            if let Ok(m) = self.messages.recv_timeout(Duration::from_millis(100)) {
+                got.push(m);
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

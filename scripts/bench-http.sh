@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# HTTP read benchmark: GET /twins/{id} latency at 2,000 requests/s while
+# replaying workload v1, and how much the query load slows ingestion (the
+# driver is benches/http.rs; its doc comment says what each figure means).
+#
+#   scripts/bench-http.sh [SIZE] [BENCH ARGS...]   SIZE: small | 2m | 10m (default 2m)
+#
+# Builds the release binary, generates the workload (gen_workload.py, as
+# scripts/bench-replay.sh does) and runs `cargo bench --bench http -- --data
+# FILE BENCH ARGS...` with TWINSTREAM_BIN pointing at the binary. It prints
+# four phases - R (replay, no queries), Q (replay with queries), H0 (replay
+# at half R's rate), H (the same with queries) - then the targets (p99 < 2 ms
+# in H, H/H0 >= 0.90), reported, never asserted. BENCH ARGS: --rps,
+# --connections, --ids, --seed.
+#
+# Environment:
+#   BENCH_BIN          a twinstream binary to measure instead of the release build
+#   BENCH_KEEP_DATA    keep generated workloads in this directory between runs
+#   TWINSTREAM_SHARED  the shared directory (default: <repo>/../shared)
+#   CARGO_TARGET_DIR   honoured by the builds (convention here:
+#                      /root/.cache/twinstream/target)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SHARED=${TWINSTREAM_SHARED:-$REPO/../shared}
+WL=$SHARED/workload
+[ -f "$WL/gen_workload.py" ] || { echo "no $WL/gen_workload.py (set TWINSTREAM_SHARED)" >&2; exit 2; }
+
+SIZE=2m
+if [ $# -gt 0 ] && [[ $1 != -* ]]; then
+    SIZE=$1
+    shift
+fi
+case $SIZE in
+    small) GEN="--assets 200 --seconds 5 --late-frac 0.005" ;;
+    2m) GEN="--assets 2000" ;;
+    10m) GEN="" ;;
+    *) echo "unknown size '$SIZE' (small, 2m, 10m)" >&2; exit 2 ;;
+esac
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-bench-http.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+DATA=$TMP
+if [ -n "${BENCH_KEEP_DATA:-}" ]; then
+    mkdir -p "$BENCH_KEEP_DATA"
+    DATA=$(cd "$BENCH_KEEP_DATA" && pwd)
+fi
+FILE=$DATA/workload-$SIZE.jsonl
+# a file is complete once the generator wrote its sidecar
+if [ ! -s "$FILE" ] || [ ! -s "$FILE.meta.json" ]; then
+    # shellcheck disable=SC2086
+    python3 "$WL/gen_workload.py" $GEN --out "$FILE" >/dev/null
+fi
+
+cd "$REPO"
+# shellcheck source=scripts/bench-lib.sh
+. "$REPO/scripts/bench-lib.sh"
+BIN=$(bench_binary) || exit 2
+bench_header "$REPO" "$BIN"
+TWINSTREAM_BIN=$BIN exec cargo bench --quiet --bench http -- --data "$FILE" "$@"

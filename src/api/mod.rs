@@ -1,0 +1,19 @@
+//! The HTTP API (actix-web, JSON): twins, alerts, health, readiness,
+//! Prometheus metrics and the OpenAPI description.
+//!
+//! * [`server`] - start and stop, the routes, the metrics middleware.
+//! * [`handlers`] - what each route does; reads ask the twin actors through
+//!   the router ([`crate::engine::query`]), never the store's write path.
+//! * [`auth`] - bearer tokens (from the environment or a file, compared in
+//!   constant time).
+//! * [`error`] - the one error shape: `{"error": {"code", "message"}}`.
+//! * [`openapi`] - the OpenAPI document served at `/openapi.json`.
+
+pub mod auth;
+pub mod error;
+pub mod handlers;
+pub mod openapi;
+pub mod server;
+
+pub use error::ApiError;
+pub use server::{start, ApiConfig, Server, StartError};
