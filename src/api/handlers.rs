@@ -76,10 +76,17 @@ fn locate(c: &Catalog, asset: &str) -> Result<bool, ApiError> {
         return Err(ApiError::NotFound(format!("no twin `{asset}`")));
     }
     Ok(c.index.is_exact(asset)
-        || c.store
+        || stopped(c.store())?
             .get_twin(c.shard, asset)
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .is_some())
+}
+
+/// The store, or 503 once the engine has stopped.
+fn stopped(
+    store: Option<std::sync::Arc<crate::store::Store>>,
+) -> Result<std::sync::Arc<crate::store::Store>, ApiError> {
+    store.ok_or_else(|| ApiError::Unavailable("the engine has stopped".into()))
 }
 
 /// Waits until the write the router marked is durable.
@@ -249,7 +256,8 @@ async fn census(state: &web::Data<AppState>) -> Result<Vec<Surveyed>, ApiError> 
         let mut all: BTreeMap<String, Surveyed> = live.into_iter().map(|s| (s.summary.asset.clone(), s)).collect();
         let in_memory: HashSet<String> = all.keys().cloned().collect();
         let mut failed = None;
-        c.store
+        let store = stopped(c.store())?;
+        store
             .for_each_twin(c.shard, |asset, bytes| {
                 if in_memory.contains(asset) {
                     return Ok(());
@@ -258,7 +266,7 @@ async fn census(state: &web::Data<AppState>) -> Result<Vec<Surveyed>, ApiError> 
                     return Ok(());
                 };
                 let m = &c.model.types[c.index.entry_type[entry as usize] as usize];
-                match record::restore(&c.store, m, bytes) {
+                match record::restore(&store, m, bytes) {
                     Ok(Restored::State(st, _)) => {
                         all.insert(asset.to_string(), view::survey(m, asset, &st));
                     }

@@ -221,7 +221,7 @@ pub fn run(
             let _ = api.catalog.set(query::Catalog {
                 model: model.clone(),
                 index: index.clone(),
-                store: store.clone(),
+                store: Arc::downgrade(&store),
                 shard: SHARD,
                 source_names: source_names.clone(),
             });
@@ -240,11 +240,13 @@ pub fn run(
         panic_hook: None,
     });
     let worker_arbiters: Vec<Arbiter> = (0..n_workers).map(|_| Arbiter::new()).collect();
+    let backlog = worker::Backlog::new(n_workers);
     let workers: Vec<Addr<Worker>> = worker_arbiters
         .iter()
-        .map(|a| {
-            let cx = cx.clone();
-            Worker::start_in_arbiter(&a.handle(), move |_| Worker::new(cx))
+        .enumerate()
+        .map(|(i, a)| {
+            let (cx, backlog) = (cx.clone(), backlog.clone());
+            Worker::start_in_arbiter(&a.handle(), move |_| Worker::new(i, backlog, cx))
         })
         .collect();
 
@@ -423,6 +425,7 @@ pub fn run(
     let mut router = Router::new(RouterParts {
         sources: slots,
         workers,
+        backlog,
         model,
         index,
         store: store.clone(),

@@ -94,7 +94,9 @@ pub enum AckError {
 pub struct Catalog {
     pub model: Arc<Model>,
     pub index: Arc<AssetIndex>,
-    pub store: Arc<Store>,
+    /// Weak: the engine owns the store and closes it when it stops, whatever
+    /// the API still holds (a RocksDB left open at exit aborts the process).
+    pub store: std::sync::Weak<Store>,
     pub shard: u32,
     /// Source index -> name.
     pub source_names: Vec<Arc<str>>,
@@ -132,6 +134,13 @@ pub fn link() -> (EngineLink, ApiLink) {
 pub struct Gather<T> {
     items: Mutex<Vec<T>>,
     reply: Option<oneshot::Sender<Vec<T>>>,
+}
+
+impl Catalog {
+    /// The store, while the engine runs.
+    pub fn store(&self) -> Option<Arc<Store>> {
+        self.store.upgrade()
+    }
 }
 
 impl<T> Gather<T> {

@@ -31,7 +31,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use super::checkpoint::{Durable, Epoch};
 use super::flow::Flow;
 use super::query::{Gather, Request};
-use super::worker::{AskTwin, CheckpointTwins, Deliver, EndOfInputAll, NewTwin, SurveyAll, TwinBatch, Worker};
+use super::worker::{AskTwin, Backlog, CheckpointTwins, Deliver, EndOfInputAll, NewTwin, SurveyAll, TwinBatch, Worker};
 use super::EngineError;
 use crate::sink::{OutputBatch, SinkHub};
 use crate::source::decode::{AssetIndex, DecodedChunk};
@@ -130,6 +130,7 @@ pub struct Router {
     /// Asset id (inline up to 24 bytes) -> its twin.
     twins: AHashMap<CompactString, TwinRef>,
     workers: Vec<(Addr<Worker>, u32)>,
+    backlog: Arc<Backlog>,
     next_worker: usize,
     dirty: Vec<Vec<u32>>,
     n_dirty: usize,
@@ -172,6 +173,7 @@ pub struct Router {
 pub struct RouterParts {
     pub sources: Vec<SourceSlot>,
     pub workers: Vec<Addr<Worker>>,
+    pub backlog: Arc<Backlog>,
     pub model: Arc<Model>,
     pub index: Arc<AssetIndex>,
     pub store: Arc<Store>,
@@ -195,6 +197,7 @@ impl Router {
             sources: p.sources,
             twins: AHashMap::new(),
             workers: p.workers.into_iter().map(|w| (w, 0)).collect(),
+            backlog: p.backlog,
             next_worker: 0,
             dirty: vec![Vec::new(); n],
             n_dirty: 0,
@@ -330,6 +333,7 @@ impl Router {
         }
         telemetry::timers(fired, self.timers.len());
         telemetry::relays_delivered(relays);
+        self.backlog.report();
         if work.is_empty() {
             return;
         }
@@ -357,6 +361,7 @@ impl Router {
         let permit = self.flow.extra();
         for (w, batches) in batches.into_iter().enumerate() {
             if !batches.is_empty() {
+                self.backlog.sent(w);
                 self.workers[w].0.do_send(Deliver {
                     batches,
                     received_at: Instant::now(),
@@ -512,6 +517,7 @@ impl Router {
         let permit = c.permit.unwrap_or_else(|| self.flow.extra());
         for (w, batches) in batches.into_iter().enumerate() {
             if !batches.is_empty() {
+                self.backlog.sent(w);
                 self.workers[w].0.do_send(Deliver {
                     batches,
                     received_at: c.received_at,
@@ -743,6 +749,7 @@ impl Router {
         for (w, (addr, count)) in self.workers.iter().enumerate() {
             let batches = std::mem::take(&mut batches[w]);
             if !batches.is_empty() {
+                self.backlog.sent(w);
                 addr.do_send(Deliver {
                     batches,
                     received_at: Instant::now(),

@@ -19,7 +19,35 @@ use crate::twin::model::{Event, Relayed};
 use crate::twin::schema::TypeModel;
 use crate::twin::view::Surveyed;
 
+/// Input batches sent to each worker and not yet handed to its twins (the
+/// depth of the workers' mailboxes, as `twinstream_worker_mailbox_batches`).
+pub struct Backlog(Vec<std::sync::atomic::AtomicUsize>);
+
+impl Backlog {
+    pub fn new(workers: usize) -> Arc<Backlog> {
+        Arc::new(Backlog((0..workers).map(|_| Default::default()).collect()))
+    }
+
+    pub fn sent(&self, worker: usize) {
+        self.0[worker].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn taken(&self, worker: usize) {
+        self.0[worker].fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reports every worker's depth.
+    pub fn report(&self) {
+        for (w, n) in self.0.iter().enumerate() {
+            crate::telemetry::worker_backlog(w, n.load(std::sync::atomic::Ordering::Relaxed));
+        }
+    }
+}
+
 pub struct Worker {
+    /// This worker's index (its slot in the [`Backlog`]).
+    index: usize,
+    backlog: Arc<Backlog>,
     twins: Vec<Addr<TwinActor>>,
     cx: Arc<TwinContext>,
     /// One per asset type seen so far (a handful: found by pointer).
@@ -27,8 +55,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(cx: Arc<TwinContext>) -> Worker {
+    pub fn new(index: usize, backlog: Arc<Backlog>, cx: Arc<TwinContext>) -> Worker {
         Worker {
+            index,
+            backlog,
             twins: Vec::new(),
             cx,
             types: Vec::new(),
@@ -133,6 +163,7 @@ impl Handler<Deliver> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+        self.backlog.taken(self.index);
         for b in msg.batches {
             self.ensure(b.local, b.create);
             if !b.events.is_empty() || !b.related.is_empty() || b.tick {

@@ -49,6 +49,7 @@ pub const HTTP_AUTH_FAILURES: &str = "twinstream_http_auth_failures_total";
 pub const READY: &str = "twinstream_ready";
 pub const COMMANDS_PENDING: &str = "twinstream_commands_pending";
 pub const COMMANDS: &str = "twinstream_commands_total";
+pub const WORKER_BACKLOG: &str = "twinstream_worker_mailbox_batches";
 
 /// Every metric name above (dashboards and alert rules may name only these).
 pub const ALL: &[&str] = &[
@@ -90,6 +91,7 @@ pub const ALL: &[&str] = &[
     READY,
     COMMANDS_PENDING,
     COMMANDS,
+    WORKER_BACKLOG,
 ];
 
 pub const LABEL_SOURCE: &str = "source";
@@ -102,6 +104,8 @@ pub const LABEL_TRANSITION: &str = "transition";
 /// An HTTP route's pattern (`/twins/{id}`), never the path itself.
 pub const LABEL_ROUTE: &str = "route";
 pub const LABEL_STATUS: &str = "status";
+/// A worker thread's index (bounded by `node.workers`).
+pub const LABEL_WORKER: &str = "worker";
 /// What happened to a command: issued, acked, failed, rejected, superseded.
 pub const LABEL_OUTCOME: &str = "outcome";
 
@@ -291,6 +295,11 @@ pub fn sensors_stale(delta: i64) {
     if delta != 0 {
         gauge!(SENSORS_STALE).increment(delta as f64);
     }
+}
+
+/// Input batches waiting in worker `w`'s mailbox.
+pub fn worker_backlog(w: usize, n: usize) {
+    gauge!(WORKER_BACKLOG, LABEL_WORKER => w.to_string()).set(n as f64);
 }
 
 /// Commands issued or finished (`outcome`), counted once each.
