@@ -28,7 +28,7 @@ use actix::prelude::*;
 use crate::mqtt::Credentials;
 use crate::sink::{SinkContext, SinkError, SinkHub};
 use crate::source::decode::{AssetIndex, Decoder};
-use crate::source::file::{check_position, FileReader, FAST_CHUNK_BYTES};
+use crate::source::file::{check_position, FileReader};
 use crate::source::kafka::KafkaSource;
 use crate::source::mqtt::MqttSource;
 use crate::source::simulator::Simulator;
@@ -378,11 +378,7 @@ pub fn run(
                     (Mode::Run, SourceKind::File(f)) => (f.pace, None),
                     _ => (Pace::Fast, None),
                 };
-                let chunk_bytes = if rate.is_some() || pace != Pace::Fast {
-                    1 << 16
-                } else {
-                    FAST_CHUNK_BYTES
-                };
+                let chunk_bytes = crate::source::file::chunk_bytes(rate, pace);
                 let reader = FileReader {
                     source: i as u16,
                     name,

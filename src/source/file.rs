@@ -24,8 +24,27 @@ use crate::topology::Pace;
 pub const FAST_CHUNK_BYTES: usize = 8 << 20;
 /// A record longer than this is dead-lettered (its first bytes kept).
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
-/// Records per chunk when pacing, so pacing is smooth.
+/// Records per chunk at a recorded pace, so pacing is smooth.
 const PACED_CHUNK_LINES: usize = 64;
+
+/// Records per chunk when paced: about 10 ms of a fixed `rate` (chunks of
+/// 64 records capped a `--rate` replay near 0.4M events/s: twins got their
+/// events one or two at a time), 64 at a recorded pace.
+fn paced_lines(rate: Option<f64>) -> usize {
+    match rate {
+        Some(r) => ((r * 0.01) as usize).clamp(PACED_CHUNK_LINES, 100_000),
+        None => PACED_CHUNK_LINES,
+    }
+}
+
+/// Bytes to read per chunk: [`FAST_CHUNK_BYTES`] at full speed, else about
+/// what [`paced_lines`] records take (a chunk cut short copies the rest).
+pub fn chunk_bytes(rate: Option<f64>, pace: Pace) -> usize {
+    match (rate, pace) {
+        (None, Pace::Fast) => FAST_CHUNK_BYTES,
+        _ => (paced_lines(rate) * 128).clamp(1 << 16, FAST_CHUNK_BYTES),
+    }
+}
 
 /// Decoded chunk buffers kept for reuse (each up to `FAST_CHUNK_BYTES` plus a
 /// line); more in flight than this are dropped once decoded.
@@ -170,7 +189,7 @@ impl FileReader {
                 }
             }
             let cut = if paced {
-                nth_line_end(&buf, PACED_CHUNK_LINES)
+                nth_line_end(&buf, paced_lines(self.rate))
             } else {
                 None
             }
