@@ -3,7 +3,7 @@
 # replaying workload v1, and how much the query load slows ingestion (the
 # driver is benches/http.rs; its doc comment says what each figure means).
 #
-#   scripts/bench-http.sh [SIZE] [BENCH ARGS...]   SIZE: small | 2m | 10m (default 2m)
+#   scripts/bench-http.sh [SIZE] [BENCH ARGS...]   SIZE: small | 2m | 10m (default 10m: the load counts after a 2 s warm-up, and 2m replays in ~1 s)
 #
 # Builds the release binary, generates the workload (gen_workload.py, as
 # scripts/bench-replay.sh does) and runs `cargo bench --bench http -- --data
@@ -26,7 +26,7 @@ SHARED=${TWINSTREAM_SHARED:-$REPO/../shared}
 WL=$SHARED/workload
 [ -f "$WL/gen_workload.py" ] || { echo "no $WL/gen_workload.py (set TWINSTREAM_SHARED)" >&2; exit 2; }
 
-SIZE=2m
+SIZE=10m
 if [ $# -gt 0 ] && [[ $1 != -* ]]; then
     SIZE=$1
     shift

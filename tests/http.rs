@@ -20,6 +20,8 @@ const WAIT: Duration = Duration::from_secs(60);
 struct Reply {
     status: u16,
     body: Value,
+    /// `X-Twinstream-Read`: where a twin was read from.
+    read: Option<String>,
 }
 
 fn request(method: &str, url: &str, token: Option<&str>, body: Option<&[u8]>) -> Reply {
@@ -40,13 +42,15 @@ fn request(method: &str, url: &str, token: Option<&str>, body: Option<&[u8]>) ->
             return Reply {
                 status: 0,
                 body: Value::String(format!("{method} {url}: {e}")),
+                read: None,
             }
         }
     };
     let status = res.status();
+    let read = res.header("X-Twinstream-Read").map(str::to_string);
     let text = res.into_string().unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Reply { status, body }
+    Reply { status, body, read }
 }
 
 fn get(base: &str, path: &str) -> Reply {
@@ -176,14 +180,28 @@ fn twins_and_alerts_are_served_filtered_paged_and_acknowledged_durably() {
     assert_eq!(t["alerts"][0]["severity"], "critical");
     assert_eq!(t["stats"]["events"], 3);
 
-    // tank-2 is declared and never reported; pump-9 matches a pattern and
-    // has no state; nothing matches `valve-1`.
+    // Read from the last durable checkpoint once one holds the twin (the
+    // twin itself answers before), from the twin with `fresh=true`; the
+    // same here, as nothing arrives any more.
+    let stored = wait_get(&base, "/twins/pump-2", "no checkpoint holds pump-2", |r| {
+        r.read.as_deref() == Some("checkpoint")
+    });
+    let fresh = get(&base, "/twins/pump-2?fresh=true");
+    assert_eq!(fresh.read.as_deref(), Some("twin"), "{fresh:?}");
+    assert_eq!(fresh.body["sensors"], stored.body["sensors"]);
+    assert_eq!(fresh.body["alerts"], stored.body["alerts"]);
+    assert_error(&get(&base, "/twins/pump-2?fresh=maybe"), 400, "bad_request");
+
+    // tank-2 is declared and never reported (no checkpoint has it: the twin
+    // answers); pump-9 matches a pattern and has no state; nothing matches
+    // `valve-1`.
     let tank2 = get(&base, "/twins/tank-2");
     assert_eq!(
         (tank2.status, tank2.body["version"].clone()),
         (200, 0.into()),
         "{tank2:?}"
     );
+    assert_eq!(tank2.read.as_deref(), Some("twin"));
     assert_error(&get(&base, "/twins/pump-9"), 404, "not_found");
     assert_error(&get(&base, "/twins/valve-1"), 404, "not_found");
 
@@ -723,7 +741,9 @@ fn commands_go_out_over_mqtt_are_acknowledged_fail_with_rollback_and_survive_a_r
     );
     let failed = wait_get(&base, "/alerts", "no command-failed alert", |r| r.body["total"] == 1);
     assert_eq!(items(&failed, "id"), ["pump-1/command-failed:set_speed/1"]);
-    let log = get(&base, "/twins/pump-1").body["command_log"].clone();
+    // The alert list asked the twins; so does `fresh=true` (the checkpoint
+    // may not hold the failure yet).
+    let log = get(&base, "/twins/pump-1?fresh=true").body["command_log"].clone();
     let states: Vec<&str> = log
         .as_array()
         .unwrap()

@@ -394,21 +394,71 @@ pub async fn list_twins(
     Ok(HttpResponse::Ok().json(paged(matching, q.after, limit, |t| &t.asset)))
 }
 
+/// How `GET /twins/{id}` reads.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TwinRead {
+    /// `true`: ask the twin itself, including events not durable yet (it
+    /// answers after the work queued before the question). Default: the
+    /// twin as of the last durable checkpoint.
+    pub fresh: Option<bool>,
+}
+
+/// The response header that says where a twin was read from: `checkpoint`
+/// (the last durable one) or `twin` (the live actor).
+pub const READ_HEADER: &str = "X-Twinstream-Read";
+
+/// The twin as stored by the last durable checkpoint, if it has one: read
+/// on this thread from RocksDB, without a message to the engine.
+fn checkpointed(c: &Catalog, asset: &str) -> Result<Option<TwinView>, ApiError> {
+    let store = stopped(c.store())?;
+    let Some(bytes) = store
+        .get_twin(c.shard, asset)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let Some(entry) = c.index.resolve(asset) else {
+        return Ok(None);
+    };
+    let m = &c.model.types[c.index.entry_type[entry as usize] as usize];
+    match record::restore(&store, m, &bytes) {
+        Ok(Restored::State(st, _)) => Ok(Some(view::twin(m, asset, &st, &c.source_names))),
+        // Written as another type: the twin itself knows what it is now.
+        Ok(Restored::OtherType { .. }) => Ok(None),
+        Err(e) => Err(ApiError::Internal(format!("stored twin `{asset}` is unreadable: {e}"))),
+    }
+}
+
 /// One twin: latest values with time, source and quality, estimates,
-/// windows, joins, alerts, relations and version.
+/// windows, joins, alerts, desired/reported state and commands, relations
+/// and version. Read from the last durable checkpoint (committed state: a
+/// crash never takes back what it shows; at most `snapshot.interval` old)
+/// unless `fresh=true`, or the twin has no checkpoint yet.
 #[utoipa::path(get, path = "/twins/{id}", tag = "twins",
-    params(("id" = String, Path, description = "Asset id")),
-    responses((status = 200, body = TwinView), (status = 404, body = super::error::ErrorBody),
-        (status = 401, body = super::error::ErrorBody)))]
+    params(("id" = String, Path, description = "Asset id"), TwinRead),
+    responses((status = 200, body = TwinView, headers(("X-Twinstream-Read" = String, description = "`checkpoint` or `twin`"))),
+        (status = 404, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody)))]
 pub async fn get_twin(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,
+    q: web::Query<TwinRead>,
 ) -> Result<HttpResponse, ApiError> {
     state.tokens.check(&req, Access::Read, "/twins/{id}")?;
     let asset = id.into_inner();
     let c = state.catalog()?;
     let not_found = || ApiError::NotFound(format!("no twin `{asset}`"));
+    if c.index.resolve(&asset).is_none() {
+        return Err(not_found());
+    }
+    if !q.fresh.unwrap_or(false) {
+        if let Some(mut view) = checkpointed(c, &asset)? {
+            view.relations = relations(c, &asset);
+            return Ok(HttpResponse::Ok().insert_header((READ_HEADER, "checkpoint")).json(view));
+        }
+    }
     let start = locate(c, &asset)?;
     let (tx, rx) = oneshot::channel();
     state.send(Request::Twin {
@@ -418,7 +468,7 @@ pub async fn get_twin(
     })?;
     let mut view = answer(rx, not_found).await?;
     view.relations = relations(c, &asset);
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().insert_header((READ_HEADER, "twin")).json(view))
 }
 
 // ------------------------------------------------------------------ alerts
