@@ -12,12 +12,26 @@
 //! A checkpoint writes the twin records and the source positions that they
 //! reflect in **one** `WriteBatch`, so after a crash the state and the
 //! positions always agree.
+//!
+//! A shard's two column families are its unit: created when the node takes
+//! the shard ([`Store::ensure_shard`]), dropped when another node has it
+//! ([`Store::drop_shard`]), found again on open (issue 8, shards =
+//! partitions). Hence RocksDB's multi-threaded column family mode.
 
 pub mod envelope;
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use rocksdb::{
+    BoundColumnFamily, ColumnFamilyDescriptor, IteratorMode, MultiThreaded, Options, WriteBatch, WriteOptions,
+};
+
+/// Multi-threaded column family mode: shards are created and dropped while
+/// the store is shared (a shard's column families are its unit of handover).
+type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
 
 /// Format of the store layout (column families and meta keys).
 pub const STORE_FORMAT: u16 = 1;
@@ -83,13 +97,30 @@ impl Checkpoint {
 }
 
 pub struct Store {
-    db: DB,
+    db: Db,
     path: PathBuf,
-    shards: u32,
+    /// Shards whose column families exist.
+    shards: Mutex<BTreeSet<u32>>,
+}
+
+/// Options of every column family.
+fn cf_options() -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    o
+}
+
+/// The shard a twin or timer column family belongs to.
+fn shard_of(cf: &str) -> Option<u32> {
+    cf.strip_prefix("twins-")
+        .or_else(|| cf.strip_prefix("timers-"))
+        .and_then(|n| n.parse().ok())
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir` with `shards` shards.
+    /// Opens (creating if needed) the store in `dir` with shards `0..shards`
+    /// (and any other shard it holds).
     pub fn open(dir: &Path, shards: u32) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
@@ -107,20 +138,25 @@ impl Store {
         let mut cfs: Vec<String> = vec![META_CF.to_string(), OUTBOX_CF.to_string()];
         cfs.extend((0..shards).map(shard_cf));
         cfs.extend((0..shards).map(timer_cf));
-        if let Ok(existing) = DB::list_cf(&opts, dir) {
+        if let Ok(existing) = Db::list_cf(&opts, dir) {
             for cf in existing {
                 if !cfs.contains(&cf) && cf != "default" {
                     cfs.push(cf);
                 }
             }
         }
-        let descriptors = cfs.iter().map(|name| {
-            let mut o = Options::default();
-            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            o.set_write_buffer_size(WRITE_BUFFER_BYTES);
-            ColumnFamilyDescriptor::new(name, o)
-        });
-        let db = DB::open_cf_descriptors(&opts, dir, descriptors).map_err(|source| {
+        let present: BTreeSet<u32> = cfs.iter().filter_map(|c| shard_of(c)).collect();
+        // A shard whose twin family exists but not its timers (a crash while
+        // creating it) gets the missing one.
+        for shard in &present {
+            for cf in [shard_cf(*shard), timer_cf(*shard)] {
+                if !cfs.contains(&cf) {
+                    cfs.push(cf);
+                }
+            }
+        }
+        let descriptors = cfs.iter().map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
+        let db = Db::open_cf_descriptors(&opts, dir, descriptors).map_err(|source| {
             if source.to_string().contains("lock") {
                 StoreError::Locked {
                     path: dir.to_path_buf(),
@@ -135,7 +171,7 @@ impl Store {
         let store = Store {
             db,
             path: dir.to_path_buf(),
-            shards,
+            shards: Mutex::new(present),
         };
         store.check_format()?;
         Ok(store)
@@ -145,20 +181,61 @@ impl Store {
         &self.path
     }
 
-    pub fn shards(&self) -> u32 {
+    /// The shards the store holds, in order.
+    pub fn shards(&self) -> Vec<u32> {
         self.shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect()
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column family created at open")
+    /// Creates `shard`'s column families if the store does not hold them
+    /// yet; returns whether it created them.
+    pub fn ensure_shard(&self, shard: u32) -> Result<bool, StoreError> {
+        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        if shards.contains(&shard) {
+            return Ok(false);
+        }
+        for cf in [shard_cf(shard), timer_cf(shard)] {
+            if self.db.cf_handle(&cf).is_none() {
+                self.db.create_cf(&cf, &cf_options()).map_err(StoreError::Write)?;
+            }
+        }
+        shards.insert(shard);
+        Ok(true)
+    }
+
+    /// Drops `shard` as a unit: its twins and timers (a shard another node
+    /// took over). Returns whether the store held it.
+    pub fn drop_shard(&self, shard: u32) -> Result<bool, StoreError> {
+        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        if !shards.remove(&shard) {
+            return Ok(false);
+        }
+        for cf in [shard_cf(shard), timer_cf(shard)] {
+            if self.db.cf_handle(&cf).is_some() {
+                self.db.drop_cf(&cf).map_err(StoreError::Write)?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// A column family's handle. Every family a caller names exists: the
+    /// fixed ones from the open, a shard's from [`Self::ensure_shard`].
+    fn cf(&self, name: &str) -> Arc<BoundColumnFamily<'_>> {
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family `{name}` does not exist"))
     }
 
     fn check_format(&self) -> Result<(), StoreError> {
         let meta = self.cf(META_CF);
-        match self.db.get_cf(meta, FORMAT_KEY).map_err(StoreError::Read)? {
+        match self.db.get_cf(&meta, FORMAT_KEY).map_err(StoreError::Read)? {
             None => self
                 .db
-                .put_cf(meta, FORMAT_KEY, STORE_FORMAT.to_le_bytes())
+                .put_cf(&meta, FORMAT_KEY, STORE_FORMAT.to_le_bytes())
                 .map_err(StoreError::Write),
             Some(v) => {
                 let found = if v.len() == 2 {
@@ -182,34 +259,34 @@ impl Store {
     /// The stored record (an envelope) of `asset` in `shard`.
     pub fn get_twin(&self, shard: u32, asset: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.db
-            .get_cf(self.cf(&shard_cf(shard)), asset.as_bytes())
+            .get_cf(&self.cf(&shard_cf(shard)), asset.as_bytes())
             .map_err(StoreError::Read)
     }
 
     /// Writes raw meta values; used for source positions (`source/<name>`).
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.db
-            .get_cf(self.cf(META_CF), key.as_bytes())
+            .get_cf(&self.cf(META_CF), key.as_bytes())
             .map_err(StoreError::Read)
     }
 
     /// Writes one meta value on its own (not part of a checkpoint).
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.db
-            .put_cf(self.cf(META_CF), key.as_bytes(), value)
+            .put_cf(&self.cf(META_CF), key.as_bytes(), value)
             .map_err(StoreError::Write)
     }
 
     /// Stages a twin record into `ckpt`.
     pub fn put_twin(&self, ckpt: &mut Checkpoint, shard: u32, asset: &str, record: &[u8]) {
-        ckpt.batch.put_cf(self.cf(&shard_cf(shard)), asset.as_bytes(), record);
+        ckpt.batch.put_cf(&self.cf(&shard_cf(shard)), asset.as_bytes(), record);
         ckpt.twins += 1;
         ckpt.bytes += asset.len() + record.len();
     }
 
     /// Stages a twin's next timer deadline (`None`: it has none).
     pub fn put_timer(&self, ckpt: &mut Checkpoint, shard: u32, asset: &str, at: Option<i64>) {
-        let cf = self.cf(&timer_cf(shard));
+        let cf = &self.cf(&timer_cf(shard));
         match at {
             Some(at) => ckpt.batch.put_cf(cf, asset.as_bytes(), at.to_be_bytes()),
             None => ckpt.batch.delete_cf(cf, asset.as_bytes()),
@@ -222,7 +299,7 @@ impl Store {
         shard: u32,
         mut f: impl FnMut(&str, i64) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        for item in self.db.iterator_cf(self.cf(&timer_cf(shard)), IteratorMode::Start) {
+        for item in self.db.iterator_cf(&self.cf(&timer_cf(shard)), IteratorMode::Start) {
             let (k, v) = item.map_err(StoreError::Read)?;
             let (Ok(key), Ok(at)) = (std::str::from_utf8(&k), <[u8; 8]>::try_from(&*v)) else {
                 return Err(StoreError::Envelope {
@@ -237,7 +314,7 @@ impl Store {
 
     /// Stages a meta value (a source position) into `ckpt`.
     pub fn put_position(&self, ckpt: &mut Checkpoint, key: &str, value: &[u8]) {
-        ckpt.batch.put_cf(self.cf(META_CF), key.as_bytes(), value);
+        ckpt.batch.put_cf(&self.cf(META_CF), key.as_bytes(), value);
         ckpt.bytes += key.len() + value.len();
     }
 
@@ -256,7 +333,7 @@ impl Store {
         mut f: impl FnMut(&str, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mode = IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(META_CF), mode) {
+        for item in self.db.iterator_cf(&self.cf(META_CF), mode) {
             let (k, v) = item.map_err(StoreError::Read)?;
             if !k.starts_with(prefix.as_bytes()) {
                 break;
@@ -272,7 +349,7 @@ impl Store {
         shard: u32,
         mut f: impl FnMut(&str, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        for item in self.db.iterator_cf(self.cf(&shard_cf(shard)), IteratorMode::Start) {
+        for item in self.db.iterator_cf(&self.cf(&shard_cf(shard)), IteratorMode::Start) {
             let (k, v) = item.map_err(StoreError::Read)?;
             let key = String::from_utf8_lossy(&k);
             f(&key, &v)?;
@@ -284,8 +361,8 @@ impl Store {
     pub fn stage_outbox(&self, ckpt: &mut Checkpoint, sink: &str, seq: u64, value: Option<&[u8]>) {
         let key = outbox_key(sink, seq);
         match value {
-            Some(v) => ckpt.batch.put_cf(self.cf(OUTBOX_CF), key, v),
-            None => ckpt.batch.delete_cf(self.cf(OUTBOX_CF), key),
+            Some(v) => ckpt.batch.put_cf(&self.cf(OUTBOX_CF), key, v),
+            None => ckpt.batch.delete_cf(&self.cf(OUTBOX_CF), key),
         }
     }
 
@@ -298,7 +375,7 @@ impl Store {
         let prefix = outbox_key(sink, 0);
         let prefix = &prefix[..prefix.len() - 8];
         let mode = IteratorMode::From(prefix, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(OUTBOX_CF), mode) {
+        for item in self.db.iterator_cf(&self.cf(OUTBOX_CF), mode) {
             let (k, v) = item.map_err(StoreError::Read)?;
             let Some(seq) = k.strip_prefix(prefix).and_then(|s| <[u8; 8]>::try_from(s).ok()) else {
                 break;
@@ -311,7 +388,7 @@ impl Store {
     /// The sinks with messages in the outbox, and how many each has.
     pub fn outbox_sinks(&self) -> Result<Vec<(String, usize)>, StoreError> {
         let mut out: Vec<(String, usize)> = Vec::new();
-        for item in self.db.iterator_cf(self.cf(OUTBOX_CF), IteratorMode::Start) {
+        for item in self.db.iterator_cf(&self.cf(OUTBOX_CF), IteratorMode::Start) {
             let (k, _) = item.map_err(StoreError::Read)?;
             let name = String::from_utf8_lossy(&k[..k.len().saturating_sub(9)]);
             match out.last_mut() {
@@ -325,13 +402,13 @@ impl Store {
     /// Puts a raw twin value; for tools and tests that prepare a store.
     pub fn put_twin_raw(&self, shard: u32, asset: &str, value: &[u8]) -> Result<(), StoreError> {
         self.db
-            .put_cf(self.cf(&shard_cf(shard)), asset.as_bytes(), value)
+            .put_cf(&self.cf(&shard_cf(shard)), asset.as_bytes(), value)
             .map_err(StoreError::Write)
     }
 
     /// Puts a raw meta value; for tools and tests that prepare a store.
     pub fn put_meta_raw(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.db.put_cf(self.cf(META_CF), key, value).map_err(StoreError::Write)
+        self.db.put_cf(&self.cf(META_CF), key, value).map_err(StoreError::Write)
     }
 }
 
@@ -406,6 +483,41 @@ mod tests {
         })
         .unwrap();
         assert_eq!(keys, vec!["b"]);
+    }
+
+    #[test]
+    fn a_shard_is_created_dropped_and_reopened_as_a_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 1).unwrap();
+            assert_eq!(s.shards(), [0]);
+            assert!(s.ensure_shard(7).unwrap());
+            assert!(!s.ensure_shard(7).unwrap(), "twice is once");
+            let mut ckpt = Checkpoint::default();
+            s.put_twin(&mut ckpt, 0, "a", &[1]);
+            s.put_twin(&mut ckpt, 7, "b", &[2]);
+            s.put_timer(&mut ckpt, 7, "b", Some(42));
+            s.commit(ckpt, true).unwrap();
+        }
+        let s = Store::open(dir.path(), 1).unwrap();
+        assert_eq!(s.shards(), [0, 7], "a created shard comes back on open");
+        assert_eq!(s.get_twin(7, "b").unwrap(), Some(vec![2]));
+        assert!(s.drop_shard(7).unwrap());
+        assert!(!s.drop_shard(7).unwrap());
+        assert_eq!(s.get_twin(0, "a").unwrap(), Some(vec![1]), "other shards stay");
+        drop(s);
+        let s = Store::open(dir.path(), 1).unwrap();
+        assert_eq!(s.shards(), [0]);
+        // Created again, it starts empty: nothing of the dropped one is left.
+        s.ensure_shard(7).unwrap();
+        assert_eq!(s.get_twin(7, "b").unwrap(), None);
+        let mut timers = 0;
+        s.for_each_timer(7, |_, _| {
+            timers += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(timers, 0);
     }
 
     #[test]
