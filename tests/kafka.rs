@@ -574,3 +574,48 @@ sinks:
     assert_eq!(seen(&got), expected);
     stop_cleanly(run);
 }
+
+/// `GET /readyz`: the status and the source's `connected` (status 0 when
+/// the API does not answer yet).
+fn readiness(port: u16) -> (u16, Option<bool>) {
+    let res = match ureq::get(&format!("http://127.0.0.1:{port}/readyz")).call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(_) => return (0, None),
+    };
+    let status = res.status();
+    let body: serde_json::Value = res.into_json().unwrap();
+    (status, body["sources"][0]["connected"].as_bool())
+}
+
+fn wait_ready(port: u16, what: &str, want: (u16, Option<bool>)) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = readiness(port);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: /readyz says {got:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `/readyz` follows the broker: ready once the partitions are assigned,
+/// not ready while the broker is down, ready again when it is back.
+#[test]
+fn readiness_follows_the_kafka_broker() {
+    let mut broker = Tansu::start();
+    create_topic(&broker.brokers(), "telemetry", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let topo = topology(dir.path(), &broker.brokers());
+    let port = free_port();
+    let mut cmd = run_cmd(&topo, &dir.path().join("state"));
+    cmd.arg("--http").arg(format!("127.0.0.1:{port}"));
+    let run = spawn(&mut cmd);
+    wait_ready(port, "not ready with the broker up", (200, Some(true)));
+    broker.stop();
+    wait_ready(port, "still ready with the broker down", (503, Some(false)));
+    broker.resume();
+    wait_ready(port, "not ready after the broker came back", (200, Some(true)));
+    stop_cleanly(run);
+}

@@ -391,6 +391,13 @@ impl ClientContext for LogContext {
             }
         }
         let assigned = self.assigned.load(Ordering::Relaxed);
+        // Readiness: once assigned, connected while some cluster broker (not
+        // a bootstrap entry) is up; librdkafka reconnects on its own, so its
+        // statistics are where a lost broker shows.
+        if assigned > 0 {
+            let up = statistics.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP");
+            crate::telemetry::kafka_connected(&self.source, up);
+        }
         let caught_up = assigned > 0 && known >= assigned && total == 0;
         if caught_up && !self.caught_up.swap(true, Ordering::Relaxed) {
             tracing::info!(source = %self.source, partitions = known,
