@@ -262,10 +262,7 @@ async fn census(state: &web::Data<AppState>) -> Result<Vec<Surveyed>, ApiError> 
                 if in_memory.contains(asset) {
                     return Ok(());
                 }
-                let Some(entry) = c.index.resolve(asset) else {
-                    return Ok(());
-                };
-                let m = &c.model.types[c.index.entry_type[entry as usize] as usize];
+                let Some(m) = c.type_of(asset) else { return Ok(()) };
                 match record::restore(&store, m, bytes) {
                     Ok(Restored::State(st, _)) => {
                         all.insert(asset.to_string(), view::survey(m, asset, &st));
@@ -419,10 +416,7 @@ fn checkpointed(c: &Catalog, asset: &str) -> Result<Option<TwinView>, ApiError> 
     else {
         return Ok(None);
     };
-    let Some(entry) = c.index.resolve(asset) else {
-        return Ok(None);
-    };
-    let m = &c.model.types[c.index.entry_type[entry as usize] as usize];
+    let Some(m) = c.type_of(asset) else { return Ok(None) };
     match record::restore(&store, m, &bytes) {
         Ok(Restored::State(st, _)) => Ok(Some(view::twin(m, asset, &st, &c.source_names))),
         // Written as another type: the twin itself knows what it is now.

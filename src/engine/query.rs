@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::source::decode::AssetIndex;
 use crate::store::Store;
-use crate::twin::schema::Model;
+use crate::twin::schema::{Model, TypeModel};
 use crate::twin::view::{AlertView, CommandView, Surveyed, TwinView};
 
 /// A question for the engine.
@@ -137,6 +137,12 @@ pub struct Gather<T> {
 }
 
 impl Catalog {
+    /// The type model of `asset`, if an entry of the topology admits it.
+    pub fn type_of(&self, asset: &str) -> Option<&Arc<TypeModel>> {
+        let entry = self.index.resolve(asset)?;
+        Some(&self.model.types[self.index.entry_type[entry as usize] as usize])
+    }
+
     /// The store, while the engine runs.
     pub fn store(&self) -> Option<Arc<Store>> {
         self.store.upgrade()

@@ -210,6 +210,20 @@ impl TwinActor {
         outcome
     }
 
+    /// Applies an input that is not an event batch (no single event to
+    /// dead-letter), up to [`MAX_ATTEMPTS`] times while the model panics.
+    fn apply_retrying(&mut self, input: Input<'_>, now: i64, out: &mut Vec<Output>, what: &str) {
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self.apply_guarded(input, now, out) {
+                Ok(()) => return,
+                Err(msg) => {
+                    telemetry::twin_restarted();
+                    tracing::error!(asset = %self.asset, attempt, panic = %msg, "twin panicked on {what}");
+                }
+            }
+        }
+    }
+
     /// The router's timer for this twin may fire early (it is not moved
     /// later when readings arrive), never late: arm an earlier deadline, and
     /// after a tick the next one (or none).
@@ -410,22 +424,11 @@ impl Handler<Apply> for TwinActor {
             telemetry::apply_latency(msg.received_at.elapsed().as_secs_f64());
             telemetry::sync_lag(self.state.sync_lag_ms);
         }
-        let mut other = |input: Input<'_>, what: &str| {
-            for attempt in 1..=MAX_ATTEMPTS {
-                match self.apply_guarded(input, now, &mut out) {
-                    Ok(()) => return,
-                    Err(msg) => {
-                        telemetry::twin_restarted();
-                        tracing::error!(asset = %self.asset, attempt, panic = %msg, "twin panicked on {what}");
-                    }
-                }
-            }
-        };
         if !msg.related.is_empty() {
-            other(Input::Related(&msg.related), "values of related assets");
+            self.apply_retrying(Input::Related(&msg.related), now, &mut out, "values of related assets");
         }
         if msg.tick {
-            other(Input::Tick, "a timer");
+            self.apply_retrying(Input::Tick, now, &mut out, "a timer");
         }
         if self.tcx.model.timers {
             self.rearm(msg.tick);
@@ -442,15 +445,12 @@ impl Handler<EndOfInput> for TwinActor {
             return;
         }
         let mut out = Vec::new();
-        for attempt in 1..=MAX_ATTEMPTS {
-            match self.apply_guarded(Input::EndOfInput, now_ms(), &mut out) {
-                Ok(()) => break,
-                Err(msg) => {
-                    telemetry::twin_restarted();
-                    tracing::error!(asset = %self.asset, attempt, panic = %msg, "twin panicked closing its windows at end of input");
-                }
-            }
-        }
+        self.apply_retrying(
+            Input::EndOfInput,
+            now_ms(),
+            &mut out,
+            "closing its windows at end of input",
+        );
         self.deliver(out, Vec::new(), Some(&msg.permit));
     }
 }
@@ -483,15 +483,7 @@ impl TwinActor {
         if !a.acked {
             let mut out = Vec::new();
             let input = Input::Ack { rule: r as u16, seq };
-            for attempt in 1..=MAX_ATTEMPTS {
-                match self.apply_guarded(input, now_ms(), &mut out) {
-                    Ok(()) => break,
-                    Err(msg) => {
-                        telemetry::twin_restarted();
-                        tracing::error!(asset = %self.asset, attempt, panic = %msg, "twin panicked acknowledging an alert");
-                    }
-                }
-            }
+            self.apply_retrying(input, now_ms(), &mut out, "acknowledging an alert");
             self.deliver(out, Vec::new(), None);
         }
         view::alerts(&model, &self.asset, &self.state)
