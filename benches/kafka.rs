@@ -35,14 +35,17 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+#[path = "support/broker.rs"]
+mod broker;
+
+use broker::Broker;
 
 const TOPIC: &str = "telemetry";
 const PARTITIONS: i32 = 6;
@@ -55,8 +58,8 @@ fn main() {
     };
     let bin = std::env::var("TWINSTREAM_BIN").expect("TWINSTREAM_BIN: the twinstream binary to measure");
     let broker = Broker::start();
-    let brokers = format!("127.0.0.1:{}", broker.port);
-    create_topic(&brokers);
+    let brokers = broker.brokers();
+    broker::create_topic(&brokers, TOPIC, PARTITIONS);
     let t = Instant::now();
     let records = produce(&brokers, &file);
     println!(
@@ -124,64 +127,6 @@ fn main() {
         cpu_ratio[0],
         cpu_ratio[1]
     );
-}
-
-struct Broker {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let tools = std::env::var("CARGO_TOOLS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/twinstream/tools"));
-        let tansu = tools.join("bin/tansu");
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(if tansu.exists() { tansu } else { PathBuf::from("tansu") })
-            .current_dir(dir.path())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start tansu (scripts/install-deps.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Broker { child, port, _dir: dir }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn create_topic(brokers: &str) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let results = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    for r in results {
-        r.unwrap();
-    }
 }
 
 /// Produces every line of `file`, keyed by its `asset`; returns the count.

@@ -24,6 +24,8 @@ APT_PACKAGES=(
     openssl:openssl     # tests make a throwaway CA for MQTT over TLS
     mosquitto-clients:mosquitto_pub # the MQTT demo publishes readings and shows commands
     prometheus:prometheus # tests scrape /metrics with a real Prometheus (issue 7)
+    curl:curl           # fetches the tansu sources to patch
+    patch:patch         # applies scripts/tansu/*.patch
 )
 
 # Checked with `cargo <name> --version`; added with `rustup component add`.
@@ -34,10 +36,7 @@ RUSTUP_COMPONENTS=(
 
 # "binary|cargo install arguments": installed with `cargo install` when `binary`
 # is on neither PATH nor $CARGO_TOOLS_DIR/bin (tansu: 12-17 min once, then cached).
-CARGO_TOOLS=(
-    # the Kafka-compatible broker the tests start (SQLite storage survives restarts)
-    "tansu|tansu --version 0.6.0 --locked --features dynostore,libsql"
-)
+CARGO_TOOLS=()
 # Cargo-installed tools go to a cache outside the repo so a fresh clone reuses them.
 CARGO_TOOLS_DIR="${CARGO_TOOLS_DIR:-$HOME/.cache/twinstream/tools}"
 
@@ -125,7 +124,39 @@ install_cargo_tools() {
     done
 }
 
+# The Kafka-compatible broker the tests start: tansu 0.6.0 (SQLite storage
+# survives restarts) with scripts/tansu/*.patch applied. Its group coordinator
+# drops a member that missed its heartbeats without starting a new generation,
+# so the other members' heartbeats keep succeeding, nobody rejoins and the
+# dead member's partitions stay unassigned; the patch starts one, as Kafka
+# does. The stamp file names the patch level the binary was built with.
+TANSU_VERSION=0.6.0
+TANSU_STAMP=tansu-$TANSU_VERSION-patch-1
+install_tansu() {
+    local src here
+    if [ -x "$CARGO_TOOLS_DIR/bin/tansu" ] && [ -f "$CARGO_TOOLS_DIR/$TANSU_STAMP" ]; then return 0; fi
+    here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    say "building tansu $TANSU_VERSION with scripts/tansu/*.patch into $CARGO_TOOLS_DIR (12-17 min once)"
+    src=$(mktemp -d)
+    for crate in tansu tansu-broker; do
+        curl -sSfL "https://static.crates.io/crates/$crate/$crate-$TANSU_VERSION.crate" | tar xz -C "$src" \
+            || die "cannot download $crate $TANSU_VERSION from crates.io"
+    done
+    for p in "$here"/tansu/*.patch; do
+        quiet patch -d "$src/tansu-broker-$TANSU_VERSION" -p1 -i "$p"
+    done
+    printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker-%s" }\n' "$TANSU_VERSION" \
+        >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
+    # Its own target dir: tools never churn the project's build cache. The
+    # crate's Cargo.lock pins every other dependency.
+    quiet env CARGO_TARGET_DIR="$CARGO_TOOLS_DIR/target" cargo install --force --root "$CARGO_TOOLS_DIR" \
+        --path "$src/tansu-$TANSU_VERSION" --features dynostore,libsql
+    touch "$CARGO_TOOLS_DIR/$TANSU_STAMP"
+    rm -rf "$src"
+}
+
 install_apt_packages
 ensure_cargo
 install_rustup_components
 install_cargo_tools
+install_tansu

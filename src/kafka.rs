@@ -31,6 +31,11 @@ pub fn config(conn: &KafkaConn, defaults: &[(&str, &str)], secrets: &[(String, S
     for (k, v) in conn.properties.iter().chain(secrets) {
         c.set(k, v);
     }
+    // librdkafka's `debug` contexts log at debug level, which the client
+    // drops unless asked for: asking for them means wanting them.
+    if conn.properties.iter().any(|(k, _)| k == "debug") {
+        c.set_log_level(RDKafkaLogLevel::Debug);
+    }
     c
 }
 

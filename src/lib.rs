@@ -25,6 +25,9 @@
 //! * [`store`] - RocksDB: twin records, their timers and source positions in
 //!   versioned envelopes, written atomically per checkpoint.
 //! * [`report`] - the replay report (workload v1 outputs) from durable state.
+//! * [`cluster`] - shards = partitions of the ingest topic: the
+//!   partitioner, what the node owns, per-shard meta, and the changelog
+//!   (publish with consistency markers, fold on restore).
 //! * [`telemetry`] - every metric name, the Prometheus recorder,
 //!   readiness, and log setup.
 //! * [`api`] - the HTTP API (actix-web): twins, alerts, health, metrics,
@@ -35,6 +38,7 @@
 //! invariants each layer keeps.
 
 pub mod api;
+pub mod cluster;
 pub mod engine;
 pub mod kafka;
 pub mod mqtt;

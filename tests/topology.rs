@@ -498,6 +498,47 @@ sources:
 "#,
         want: &["t.yaml:1:10: topology.version: this build reads version 1, found 2"],
     },
+    Case {
+        name: "a cluster sharded by a source that is not Kafka",
+        yaml: r#"
+node: { cluster: { source: in, changelog: cl } }
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: in
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &["t.yaml:1:28: node.cluster.source: `in` is not a Kafka source; a cluster shards the partitions of a Kafka topic"],
+    },
+    Case {
+        name: "a cluster source keyed by value, without a group, next to another source",
+        yaml: r#"
+node: { cluster: { source: k, changelog: cl } }
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: k
+    type: kafka
+    brokers: "127.0.0.1:9092"
+    topics: [t]
+    decode: { asset: a, sensor: s, ts: t, value: v }
+  - name: f
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &[
+            "t.yaml:8:11: source `k`: a cluster source takes the asset id from the record key (its partition); remove `asset` from its decode mapping",
+            "t.yaml:8:11: source `k`: a cluster source needs `group_id`, the same on every node of the cluster",
+            "t.yaml:13:11: source `f`: a cluster node reads only its cluster source `k` (MQTT devices reach a cluster through an edge node)",
+        ],
+    },
 ];
 
 #[test]

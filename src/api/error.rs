@@ -25,6 +25,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The asset belongs to a shard another node of the cluster owns.
+    #[error("{0}")]
+    Misdirected(String),
     /// The engine is starting, stopping or did not answer in time.
     #[error("{0}")]
     Unavailable(String),
@@ -42,8 +45,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `not_found`, `bad_request`,
     /// `unauthorized`, `forbidden`, `method_not_allowed`, `conflict`,
-    /// `payload_too_large`, `unsupported_media_type`, `unavailable`,
-    /// `internal`.
+    /// `payload_too_large`, `unsupported_media_type`, `misdirected`,
+    /// `unavailable`, `internal`.
     pub code: &'static str,
     pub message: String,
 }
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Misdirected(_) => "misdirected",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -76,6 +80,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

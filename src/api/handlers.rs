@@ -75,11 +75,24 @@ fn locate(c: &Catalog, asset: &str) -> Result<bool, ApiError> {
     if c.index.resolve(asset).is_none() {
         return Err(ApiError::NotFound(format!("no twin `{asset}`")));
     }
+    let shard = owned_shard(c, asset)?;
     Ok(c.index.is_exact(asset)
         || stopped(c.store())?
-            .get_twin(c.shard, asset)
+            .get_twin(shard, asset)
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .is_some())
+}
+
+/// The shard of `asset`, if this node owns it (421 otherwise: another node
+/// of the cluster does).
+fn owned_shard(c: &Catalog, asset: &str) -> Result<u32, ApiError> {
+    let shard = c.sharding.shard_of(asset);
+    if c.sharding.owns(shard) {
+        return Ok(shard);
+    }
+    Err(ApiError::Misdirected(format!(
+        "twin `{asset}` belongs to shard {shard}, which another node of the cluster owns"
+    )))
 }
 
 /// The store, or 503 once the engine has stopped.
@@ -257,29 +270,31 @@ async fn census(state: &web::Data<AppState>) -> Result<Vec<Surveyed>, ApiError> 
         let in_memory: HashSet<String> = all.keys().cloned().collect();
         let mut failed = None;
         let store = stopped(c.store())?;
-        store
-            .for_each_twin(c.shard, |asset, bytes| {
-                if in_memory.contains(asset) {
-                    return Ok(());
-                }
-                let Some(m) = c.type_of(asset) else { return Ok(()) };
-                match record::restore(&store, m, bytes) {
-                    Ok(Restored::State(st, _)) => {
-                        all.insert(asset.to_string(), view::survey(m, asset, &st));
+        for shard in c.sharding.owned() {
+            store
+                .for_each_twin(shard, |asset, bytes| {
+                    if in_memory.contains(asset) {
+                        return Ok(());
                     }
-                    Ok(Restored::OtherType { .. }) => {
-                        all.insert(asset.to_string(), view::survey(m, asset, &TwinState::new(m)));
+                    let Some(m) = c.type_of(asset) else { return Ok(()) };
+                    match record::restore(&store, m, bytes) {
+                        Ok(Restored::State(st, _)) => {
+                            all.insert(asset.to_string(), view::survey(m, asset, &st));
+                        }
+                        Ok(Restored::OtherType { .. }) => {
+                            all.insert(asset.to_string(), view::survey(m, asset, &TwinState::new(m)));
+                        }
+                        Err(e) => failed = Some(format!("stored twin `{asset}` is unreadable: {e}")),
                     }
-                    Err(e) => failed = Some(format!("stored twin `{asset}` is unreadable: {e}")),
-                }
-                Ok(())
-            })
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+                    Ok(())
+                })
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
         if let Some(f) = failed {
             return Err(ApiError::Internal(f));
         }
         for (id, entry) in c.index.exact_ids() {
-            if !all.contains_key(id) {
+            if !all.contains_key(id) && c.sharding.owns(c.sharding.shard_of(id)) {
                 let m = &c.model.types[c.index.entry_type[entry as usize] as usize];
                 all.insert(id.to_string(), view::survey(m, id, &TwinState::new(m)));
             }
@@ -411,7 +426,7 @@ pub const READ_HEADER: &str = "X-Twinstream-Read";
 fn checkpointed(c: &Catalog, asset: &str) -> Result<Option<TwinView>, ApiError> {
     let store = stopped(c.store())?;
     let Some(bytes) = store
-        .get_twin(c.shard, asset)
+        .get_twin(owned_shard(c, asset)?, asset)
         .map_err(|e| ApiError::Internal(e.to_string()))?
     else {
         return Ok(None);

@@ -18,14 +18,27 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::EngineError;
+use crate::cluster::changelog::{self, Entry};
+use crate::cluster::ShardMeta;
 use crate::sink::SinkHub;
 use crate::store::{Checkpoint, Store};
 use crate::telemetry;
 use crate::twin::model::ClosedDigest;
 
+/// A shard whose changelog gets a marker in this checkpoint (cluster).
+#[derive(Debug, Clone, Copy)]
+pub struct ShardMark {
+    pub shard: u32,
+    pub incarnation: u64,
+    /// The next offset of the shard's ingest partition (-1: none read yet).
+    pub next_offset: i64,
+}
+
 /// One checkpoint being collected.
 pub struct Epoch {
     pub id: u64,
+    /// Cluster: the twin records for the changelog, and the shards to mark.
+    changelog: Option<(Mutex<Vec<Entry>>, Vec<ShardMark>)>,
     remaining: AtomicUsize,
     aborted: AtomicBool,
     /// Staged as parts arrive: each record is copied once, into the batch.
@@ -49,6 +62,7 @@ impl Epoch {
         digest_key: String,
         store: Arc<Store>,
         done: Sender<Arc<Epoch>>,
+        marks: Option<Vec<ShardMark>>,
     ) -> Arc<Epoch> {
         let mut staged = Checkpoint::default();
         for (key, value) in positions {
@@ -56,6 +70,7 @@ impl Epoch {
         }
         Arc::new(Epoch {
             id,
+            changelog: marks.map(|m| (Mutex::new(Vec::with_capacity(parts)), m)),
             remaining: AtomicUsize::new(parts + 1),
             aborted: AtomicBool::new(false),
             staged: Mutex::new(staged),
@@ -76,6 +91,14 @@ impl Epoch {
             self.store.put_timer(&mut staged, shard, asset, timer);
         }
         drop(staged);
+        if let Some((entries, _)) = &self.changelog {
+            entries.lock().unwrap_or_else(|e| e.into_inner()).push(Entry {
+                shard,
+                asset: asset.to_string(),
+                record: record.to_vec(),
+                timer: timer.flatten(),
+            });
+        }
         self.arrive();
     }
 
@@ -85,6 +108,11 @@ impl Epoch {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend_from_slice(closed);
+    }
+
+    /// A part that has nothing to add.
+    pub fn skip(self: &Arc<Self>) {
+        self.arrive();
     }
 
     /// A part arrived (or the router finished sending barriers).
@@ -124,6 +152,7 @@ pub struct Durable {
 /// The writer thread: commits completed epochs in order.
 pub fn writer_loop(
     epochs: Receiver<Arc<Epoch>>,
+    changelog: Option<changelog::Writer>,
     store: Arc<Store>,
     sinks: SinkHub,
     sync: bool,
@@ -153,6 +182,32 @@ pub fn writer_loop(
                 }
             };
             let mut ckpt = ep.take();
+            // Cluster: the changelog first. Once its markers are acknowledged
+            // another node can restore this checkpoint; the local commit
+            // then records where the changelog ends (a fresh local copy).
+            if let (Some(writer), Some((entries, marks))) = (&changelog, &ep.changelog) {
+                let entries = std::mem::take(&mut *entries.lock().unwrap_or_else(|e| e.into_inner()));
+                let markers: Vec<(u32, u64, i64)> =
+                    marks.iter().map(|m| (m.shard, m.incarnation, m.next_offset)).collect();
+                let incarnation_of = |shard: u32| marks.iter().find(|m| m.shard == shard).map_or(0, |m| m.incarnation);
+                match writer.checkpoint(ep.id, &entries, incarnation_of, &markers) {
+                    Ok(ends) => {
+                        telemetry::changelog_written(entries.len() + markers.len());
+                        for (m, (_, end)) in marks.iter().zip(ends) {
+                            let meta = ShardMeta {
+                                next_offset: m.next_offset,
+                                changelog_end: end,
+                                incarnation: m.incarnation,
+                            };
+                            store.put_position(&mut ckpt, &ShardMeta::key(m.shard), &meta.encode());
+                        }
+                    }
+                    Err(e) => {
+                        let _ = fatal.send(EngineError::Changelog(e));
+                        return;
+                    }
+                }
+            }
             // Messages a broker has not acknowledged yet become durable with
             // the state that produced them.
             for op in &outbox {

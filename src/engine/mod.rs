@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::cluster::member::Membership;
 use crate::mqtt::Credentials;
 use crate::sink::{SinkContext, SinkError, SinkHub};
 use crate::source::decode::{AssetIndex, Decoder};
@@ -55,6 +56,8 @@ pub enum EngineError {
     Restore { asset: String, error: EnvelopeError },
     #[error("stored position of source `{source_name}` is unreadable: {error}")]
     Position { source_name: String, error: EnvelopeError },
+    #[error(transparent)]
+    Changelog(#[from] crate::cluster::changelog::ChangelogError),
     #[error("{0}")]
     Config(String),
     #[error("{0}")]
@@ -104,9 +107,28 @@ fn decode_of(src: &crate::topology::SourceSpec) -> Result<&crate::topology::Deco
         .ok_or_else(|| EngineError::Config(format!("source `{}` has no decode mapping", src.name)))
 }
 
-/// The number of shards of a single node.
-const SHARDS: u32 = 1;
-const SHARD: u32 = 0;
+/// The changelog producer of a cluster node: the cluster source's brokers
+/// and settings.
+fn changelog_writer(
+    topo: &Topology,
+    cluster: &crate::topology::ClusterSpec,
+) -> Result<crate::cluster::changelog::Writer, EngineError> {
+    let Some(SourceKind::Kafka(spec)) = topo.sources.iter().find(|s| s.name == cluster.source).map(|s| &s.kind) else {
+        return Err(EngineError::Config(format!(
+            "node.cluster.source `{}` is not a Kafka source",
+            cluster.source
+        )));
+    };
+    let secrets = crate::kafka::secrets(&spec.conn).map_err(|(property, var)| {
+        EngineError::Source(SourceError::KafkaSecret {
+            source_name: cluster.source.clone(),
+            property,
+            var,
+        })
+    })?;
+    let config = crate::kafka::config(&spec.conn, &[], &secrets);
+    Ok(crate::cluster::changelog::Writer::new(&config, &cluster.changelog)?)
+}
 
 /// Runs `topo` until its sources are done (replay) or `stop` is set.
 /// `progress` receives the byte offset of a replayed file.
@@ -139,7 +161,15 @@ pub fn run(
         }
     }
 
-    let store = Arc::new(Store::open(&opts.state_dir, SHARDS)?);
+    let cluster = topo.node.cluster.as_ref().filter(|_| matches!(opts.mode, Mode::Run));
+    // A single node has one shard (0); a cluster node the shards the group
+    // assigns it, created as they come.
+    let store = Arc::new(Store::open(&opts.state_dir, if cluster.is_some() { 0 } else { 1 })?);
+    let sharding = Arc::new(if cluster.is_some() {
+        crate::cluster::Sharding::default()
+    } else {
+        crate::cluster::Sharding::single()
+    });
     let index = Arc::new(AssetIndex::new(topo));
     let mut plans = Vec::new();
     for (i, file) in chosen {
@@ -222,7 +252,7 @@ pub fn run(
                 model: model.clone(),
                 index: index.clone(),
                 store: Arc::downgrade(&store),
-                shard: SHARD,
+                sharding: sharding.clone(),
                 source_names: source_names.clone(),
             });
             api.requests.clone()
@@ -231,7 +261,7 @@ pub fn run(
     };
     let cx = Arc::new(TwinContext {
         store: store.clone(),
-        shard: SHARD,
+        changelog: cluster.is_some(),
         sinks: sinks.clone(),
         fatal: fatal_tx.clone(),
         source_names,
@@ -268,11 +298,15 @@ pub fn run(
     }
     drop(job_rx);
     {
+        let changelog = match cluster {
+            Some(c) => Some(changelog_writer(topo, c)?),
+            None => None,
+        };
         let (store, sinks, fatal) = (store.clone(), sinks.clone(), fatal_tx.clone());
         let sync = topo.node.snapshot.sync;
         threads.push(spawn(
             "store-writer",
-            Box::new(move || checkpoint::writer_loop(epoch_rx, store, sinks, sync, durable_tx, fatal)),
+            Box::new(move || checkpoint::writer_loop(epoch_rx, changelog, store, sinks, sync, durable_tx, fatal)),
         ));
     }
 
@@ -336,6 +370,13 @@ pub fn run(
                     secrets,
                     start: position.clone(),
                     fatal: fatal.clone(),
+                    cluster: cluster.filter(|c| c.source == src.name).map(|c| Membership {
+                        store: store.clone(),
+                        sharding: sharding.clone(),
+                        changelog: c.changelog.clone(),
+                        session_timeout: c.session_timeout,
+                        stop: stop.clone(),
+                    }),
                 };
                 let out = chunk_tx.clone();
                 threads.push(spawn(
@@ -425,7 +466,8 @@ pub fn run(
         model,
         index,
         store: store.clone(),
-        shard: SHARD,
+        sharding,
+        clustered: cluster.is_some(),
         sinks,
         flow: flow.clone(),
         epochs: epoch_tx,

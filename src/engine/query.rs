@@ -97,7 +97,8 @@ pub struct Catalog {
     /// Weak: the engine owns the store and closes it when it stops, whatever
     /// the API still holds (a RocksDB left open at exit aborts the process).
     pub store: std::sync::Weak<Store>,
-    pub shard: u32,
+    /// Which shards this node owns (one, always, on a single node).
+    pub sharding: Arc<crate::cluster::Sharding>,
     /// Source index -> name.
     pub source_names: Vec<Arc<str>>,
 }

@@ -28,11 +28,14 @@ use ahash::AHashMap;
 use compact_str::CompactString;
 use crossbeam_channel::{select, Receiver, Sender};
 
-use super::checkpoint::{Durable, Epoch};
+use super::checkpoint::{Durable, Epoch, ShardMark};
 use super::flow::Flow;
 use super::query::{Gather, Request};
-use super::worker::{AskTwin, Backlog, CheckpointTwins, Deliver, EndOfInputAll, NewTwin, SurveyAll, TwinBatch, Worker};
+use super::worker::{
+    AskTwin, Backlog, CheckpointTwins, Deliver, EndOfInputAll, Evict, NewTwin, SurveyAll, TwinBatch, Worker,
+};
 use super::EngineError;
+use crate::cluster::{Acquired, ShardControl, Sharding};
 use crate::sink::{OutputBatch, SinkHub};
 use crate::source::decode::{AssetIndex, DecodedChunk};
 use crate::source::simulator::now_ms;
@@ -109,6 +112,8 @@ impl SourceSlot {
 struct TwinRef {
     worker: u16,
     local: u32,
+    /// Its shard (0 on a single node).
+    shard: u32,
     /// The epoch this twin is dirty for (it is in that epoch's dirty set).
     dirty_for: u64,
 }
@@ -145,7 +150,16 @@ pub struct Router {
     model: Arc<Model>,
     index: Arc<AssetIndex>,
     store: Arc<Store>,
-    shard: u32,
+    sharding: Arc<Sharding>,
+    /// Cluster: the owned shards' incarnation and next ingest offset.
+    shards: BTreeMap<u32, (u64, i64)>,
+    /// A cluster node (shards come and go); a single node has shard 0.
+    clustered: bool,
+    /// Cluster: shards whose twins or offset changed since the last epoch.
+    changed: std::collections::BTreeSet<u32>,
+    /// Released shards whose twins stop once the epoch holding them is
+    /// durable: `(epoch, shards, done)`.
+    releases: Vec<(u64, Vec<u32>, crossbeam_channel::Sender<()>)>,
     sinks: SinkHub,
     flow: Flow,
     epochs: Sender<Arc<Epoch>>,
@@ -177,7 +191,8 @@ pub struct RouterParts {
     pub model: Arc<Model>,
     pub index: Arc<AssetIndex>,
     pub store: Arc<Store>,
-    pub shard: u32,
+    pub sharding: Arc<Sharding>,
+    pub clustered: bool,
     pub sinks: SinkHub,
     pub flow: Flow,
     pub epochs: Sender<Arc<Epoch>>,
@@ -210,7 +225,11 @@ impl Router {
             model: p.model,
             index: p.index,
             store: p.store,
-            shard: p.shard,
+            sharding: p.sharding,
+            clustered: p.clustered,
+            shards: BTreeMap::new(),
+            changed: Default::default(),
+            releases: Vec::new(),
             sinks: p.sinks,
             flow: p.flow,
             epochs: p.epochs,
@@ -279,8 +298,16 @@ impl Router {
         if self.flush_at_end {
             return Ok(0);
         }
+        for shard in self.sharding.owned() {
+            n += self.load_shard_timers(shard)?;
+        }
+        Ok(n)
+    }
+
+    fn load_shard_timers(&mut self, shard: u32) -> Result<usize, EngineError> {
+        let mut n = 0;
         let timers = &mut self.timers;
-        self.store.for_each_timer(self.shard, |asset, at| {
+        self.store.for_each_timer(shard, |asset, at| {
             timers.push(Reverse((at, asset.into())));
             n += 1;
             Ok(())
@@ -340,7 +367,11 @@ impl Router {
         let mut batches: Vec<Vec<TwinBatch>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
         for (asset, (tick, related)) in work {
             let entry = match self.twins.get(asset.as_str()) {
+                Some(t) if !self.sharding.owns(t.shard) => continue,
                 Some(_) => 0,
+                // Another node's twin (a shard handed over): its owner
+                // loaded the timer with the shard.
+                None if !self.sharding.owns(self.sharding.shard_of(&asset)) => continue,
                 None => match self.index.resolve(&asset) {
                     Some(e) => e,
                     None => {
@@ -496,6 +527,10 @@ impl Router {
         src.position.records += c.records;
         for (topic, partition, next) in &c.partitions {
             src.position.advance(topic, *partition, *next);
+            if let Some(s) = self.shards.get_mut(&(*partition as u32)) {
+                s.1 = s.1.max(*next);
+                self.changed.insert(*partition as u32);
+            }
         }
         if c.last {
             src.done = true;
@@ -506,6 +541,9 @@ impl Router {
         self.positions_changed |= src.positioned || src.acks.is_some();
         self.events += c.events;
         self.events_since_checkpoint += c.events;
+        if let Some(control) = c.control {
+            self.on_control(control);
+        }
         if c.groups.is_empty() {
             return;
         }
@@ -541,9 +579,13 @@ impl Router {
                 t.dirty_for = next;
                 self.dirty[t.worker as usize].push(t.local);
                 self.n_dirty += 1;
+                if self.clustered {
+                    self.changed.insert(t.shard);
+                }
             }
             return (t.worker as usize, t.local, None);
         }
+        let shard = self.sharding.shard_of(asset);
         let worker = self.next_worker;
         self.next_worker = (self.next_worker + 1) % self.workers.len();
         let local = self.workers[worker].1;
@@ -553,6 +595,7 @@ impl Router {
             TwinRef {
                 worker: worker as u16,
                 local,
+                shard,
                 // Epochs count from 1: 0 is dirty for none.
                 dirty_for: if dirty { next } else { 0 },
             },
@@ -560,12 +603,15 @@ impl Router {
         if dirty {
             self.dirty[worker].push(local);
             self.n_dirty += 1;
+            if self.clustered {
+                self.changed.insert(shard);
+            }
         }
         if !self.index.entry_relations[entry as usize].is_empty() {
             self.register_follower(asset, entry);
         }
         let ty = self.index.entry_type[entry as usize] as usize;
-        (worker, local, Some((asset.into(), self.model.types[ty].clone())))
+        (worker, local, Some((asset.into(), self.model.types[ty].clone(), shard)))
     }
 
     fn checkpoint_due(&self) -> bool {
@@ -581,6 +627,9 @@ impl Router {
     /// topology entry matches gets no answer (its reply is dropped).
     fn on_request(&mut self, r: Request) {
         let ask = |router: &mut Router, asset: &str, start: bool, dirty: bool, question: Question| {
+            if !router.sharding.owns(router.sharding.shard_of(asset)) {
+                return false;
+            }
             let entry = match router.twins.get(asset) {
                 Some(_) => 0,
                 None if !start => return false,
@@ -645,6 +694,97 @@ impl Router {
         }
     }
 
+    /// A change of the shards this node owns (cluster), in chunk order.
+    fn on_control(&mut self, control: ShardControl) {
+        match control {
+            ShardControl::Acquire(shards) => {
+                for a in shards {
+                    self.acquire(a);
+                }
+            }
+            ShardControl::Release { shards, done } => {
+                // Nothing reaches these shards' twins any more (the source
+                // reads no more of them, timers and the API see they are not
+                // owned); the epoch holds everything routed to them.
+                for s in &shards {
+                    self.changed.insert(*s);
+                }
+                let epoch = self.start_epoch();
+                for s in &shards {
+                    self.shards.remove(s);
+                    self.sharding.release(*s);
+                }
+                self.releases.push((epoch, shards, done));
+            }
+            ShardControl::Lost { shards, done } => {
+                for s in &shards {
+                    self.shards.remove(s);
+                    self.sharding.release(*s);
+                    self.changed.remove(s);
+                }
+                self.evict(&shards);
+                tracing::warn!(
+                    ?shards,
+                    "shards lost (this node's group session expired): twins stopped without a final checkpoint"
+                );
+                // Answer once the epochs in flight are durable, so no write
+                // of this node for them lands after the shards move on.
+                match self.inflight_epochs.back() {
+                    Some(e) => self.releases.push((e.id, Vec::new(), done)),
+                    None => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn acquire(&mut self, a: Acquired) {
+        self.shards.insert(a.shard, (a.incarnation, a.next_offset));
+        self.sharding.acquire(a.shard);
+        match self.load_shard_timers(a.shard) {
+            Ok(n) => tracing::info!(
+                shard = a.shard,
+                timers = n,
+                next_offset = a.next_offset,
+                "shard acquired"
+            ),
+            Err(e) => tracing::error!(shard = a.shard, error = %e, "shard acquired, but its timers are unreadable"),
+        }
+        // Committed records an unfinished checkpoint of the previous owner
+        // left behind in the changelog: written again.
+        for asset in &a.rewrite {
+            if let Some(entry) = self.index.resolve(asset) {
+                let (worker, local, create) = self.twin(asset, entry);
+                self.workers[worker].0.do_send(Deliver {
+                    batches: vec![TwinBatch::events(local, create, Vec::new())],
+                    received_at: Instant::now(),
+                    permit: self.flow.extra(),
+                });
+                self.backlog.sent(worker);
+            }
+        }
+        self.changed.insert(a.shard);
+    }
+
+    /// Stops the twins of `shards` (their state is durable, or another node
+    /// owns them now).
+    fn evict(&mut self, shards: &[u32]) {
+        let mut locals: Vec<Vec<u32>> = vec![Vec::new(); self.workers.len()];
+        self.twins.retain(|_, t| {
+            let keep = !shards.contains(&t.shard);
+            if !keep {
+                locals[t.worker as usize].push(t.local);
+            }
+            keep
+        });
+        for (w, locals) in locals.into_iter().enumerate() {
+            if !locals.is_empty() {
+                self.workers[w].0.do_send(Evict { locals });
+            }
+        }
+    }
+
     /// Starts an epoch over the current dirty set; returns its id.
     fn start_epoch(&mut self) -> u64 {
         self.epoch += 1;
@@ -656,6 +796,19 @@ impl Router {
             .collect();
         // Unique across restarts: the run's start time and the epoch.
         let digest_key = format!("{}{:020}-{:010}", crate::report::DIGEST_PREFIX, self.run_id, self.epoch);
+        let marks = self.clustered.then(|| {
+            let changed = std::mem::take(&mut self.changed);
+            changed
+                .into_iter()
+                .filter_map(|shard| {
+                    self.shards.get(&shard).map(|(incarnation, next_offset)| ShardMark {
+                        shard,
+                        incarnation: *incarnation,
+                        next_offset: *next_offset,
+                    })
+                })
+                .collect()
+        });
         let ep = Epoch::new(
             self.epoch,
             self.n_dirty,
@@ -663,6 +816,7 @@ impl Router {
             digest_key,
             self.store.clone(),
             self.epochs.clone(),
+            marks,
         );
         for (w, locals) in self.dirty.iter_mut().enumerate() {
             if !locals.is_empty() {
@@ -696,6 +850,19 @@ impl Router {
     }
 
     fn on_durable(&mut self, d: &Durable) {
+        let (released, waiting) = std::mem::take(&mut self.releases)
+            .into_iter()
+            .partition(|(epoch, _, _)| *epoch <= d.epoch);
+        self.releases = waiting;
+        for (_, shards, done) in released {
+            self.evict(&shards);
+            tracing::info!(
+                ?shards,
+                epoch = d.epoch,
+                "shards released: final checkpoint durable, twins stopped"
+            );
+            let _ = done.send(());
+        }
         let (done, waiting) = std::mem::take(&mut self.durable_waiters)
             .into_iter()
             .partition(|(epoch, _)| *epoch <= d.epoch);
@@ -729,7 +896,7 @@ impl Router {
     /// closes its windows; every twin is snapshotted afterwards.
     fn end_of_input(&mut self) -> Result<(), EngineError> {
         let mut stored = Vec::new();
-        self.store.for_each_twin(self.shard, |key, _| {
+        self.store.for_each_twin(0, |key, _| {
             stored.push(key.to_string());
             Ok(())
         })?;

@@ -57,6 +57,9 @@ pub enum DeadReason {
     UnknownSource,
     /// The twin panicked on this event three times.
     Poison,
+    /// Cluster: the record's key belongs to another partition than the one
+    /// it arrived on (not produced with Kafka's default partitioner).
+    WrongPartition,
 }
 
 impl DeadReason {
@@ -71,6 +74,7 @@ impl DeadReason {
             DeadReason::UnknownContract => "unknown_contract",
             DeadReason::UnknownSource => "unknown_source",
             DeadReason::Poison => "poison",
+            DeadReason::WrongPartition => "wrong_partition",
         }
     }
 }

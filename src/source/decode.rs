@@ -113,6 +113,8 @@ pub struct DecodedChunk {
     pub partitions: Vec<(Arc<str>, i32, i64)>,
     pub received_at: Instant,
     pub permit: Option<Permit>,
+    /// Cluster source: a change of the shards this node owns.
+    pub control: Option<crate::cluster::ShardControl>,
 }
 
 impl DecodedChunk {
@@ -131,6 +133,7 @@ impl DecodedChunk {
             partitions: Vec::new(),
             received_at: Instant::now(),
             permit: None,
+            control: None,
         }
     }
 }

@@ -18,23 +18,27 @@
 //!   partition, offset and original bytes.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::decode::{DecodedChunk, Decoder, Scratch};
 use super::{SourceError, SourcePosition};
+use crate::cluster::changelog::ChangelogError;
+use crate::cluster::member::{Member, MemberError, Membership};
+use crate::cluster::partition_for;
 use crate::engine::flow::{AcquireError, Flow};
 use crate::engine::EngineError;
+use crate::sink::{DeadLetter, DeadReason, Origin};
 use crate::topology::KafkaSpec;
 
 /// Records per chunk at most.
@@ -65,6 +69,9 @@ pub struct KafkaSource {
     pub start: SourcePosition,
     /// Errors that stop the node.
     pub fatal: Sender<EngineError>,
+    /// The node is a member of a cluster sharded by this source's
+    /// partitions: the group assigns them (`subscribe`).
+    pub cluster: Option<Membership>,
 }
 
 /// `(topic, partition, next offset)` a chunk reached.
@@ -104,40 +111,76 @@ impl KafkaSource {
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false");
+        if let Some(cluster) = &self.cluster {
+            // The eager protocol: every member releases its shards before
+            // any is assigned again, so a shard never has two owners.
+            // (Re-taking the same shard is cheap: the local copy is fresh.)
+            let session = cluster.session_timeout.as_millis().max(1000);
+            c.set("partition.assignment.strategy", "roundrobin")
+                .set("session.timeout.ms", session.to_string())
+                .set("heartbeat.interval.ms", (session / 4).max(250).to_string());
+        }
         c
+    }
+
+    /// The brokers and client settings alone (for the changelog clients).
+    fn plain_config(&self) -> ClientConfig {
+        crate::kafka::config(&self.spec.conn, &[], &self.secrets)
     }
 
     /// Consumes and routes records until `stop` or a closed flow. `durable`
     /// receives the sequence number up to which chunks are durable.
     pub fn run(self, flow: &Flow, out: &Sender<DecodedChunk>, durable: &Receiver<u64>, stop: &AtomicBool) {
-        let mut seq = 0u64;
+        let seq = Arc::new(AtomicU64::new(0));
+        let next_seq = || seq.fetch_add(1, Ordering::Relaxed);
         let finish = |seq: u64| {
             let mut last = DecodedChunk::empty(self.source, seq, 0, 0);
             last.last = true;
             let _ = out.send(last);
         };
+        let member =
+            (self.cluster.as_ref()).map(|c| Member::new(c, self.plain_config(), self.source, out.clone(), seq.clone()));
         let context = LogContext {
             source: self.name.clone(),
             caught_up: AtomicBool::new(false),
             assigned: std::sync::atomic::AtomicUsize::new(0),
+            member,
+            fatal: self.fatal.clone(),
         };
         let consumer: BaseConsumer<LogContext> = match self.config().create_with_context(context) {
             Ok(c) => c,
             Err(e) => {
                 self.stop_node(format!("cannot create the consumer: {e}"));
-                return finish(seq);
+                return finish(next_seq());
             }
         };
         let Some(assignment) = self.assignment(&consumer, stop) else {
-            return finish(seq);
+            return finish(next_seq());
         };
-        if let Err(e) = consumer.assign(&assignment) {
-            self.stop_node(format!("cannot assign the partitions: {e}"));
-            return finish(seq);
+        if let Some(m) = &consumer.context().member {
+            // The shards are the partitions; the group assigns them.
+            let shards = assignment.count() as u32;
+            m.sharding.set_partitions(shards);
+            if let Err(e) = m.ensure_changelog(&consumer, shards) {
+                self.stop_node(e.to_string());
+                return finish(next_seq());
+            }
+            let topics: Vec<&str> = self.spec.topics.iter().map(String::as_str).collect();
+            if let Err(e) = consumer.subscribe(&topics) {
+                self.stop_node(format!("cannot join the consumer group: {e}"));
+                return finish(next_seq());
+            }
+            tracing::info!(source = %self.name, brokers = %self.spec.conn.brokers, shards,
+                changelog = %m.changelog_topic, "joined the cluster's consumer group");
+        } else {
+            if let Err(e) = consumer.assign(&assignment) {
+                self.stop_node(format!("cannot assign the partitions: {e}"));
+                return finish(next_seq());
+            }
+            consumer.context().assigned.store(assignment.count(), Ordering::Relaxed);
+            tracing::info!(source = %self.name, brokers = %self.spec.conn.brokers, partitions = assignment.count(),
+                resumed = self.start.partitions.len(), "Kafka partitions assigned");
         }
-        consumer.context().assigned.store(assignment.count(), Ordering::Relaxed);
-        tracing::info!(source = %self.name, brokers = %self.spec.conn.brokers, partitions = assignment.count(),
-            resumed = self.start.partitions.len(), "Kafka partitions assigned");
         crate::telemetry::kafka_connected(&self.name, true);
         let mut scratch = Scratch::default();
         let mut records: Vec<Record> = Vec::new();
@@ -181,6 +224,11 @@ impl KafkaSource {
                 }
                 timeout = Duration::ZERO;
             }
+            if let Some(m) = &consumer.context().member {
+                // Records of a shard handed over while they were buffered:
+                // its new owner reads them from the stored offset.
+                records.retain(|r| m.owns(r.partition));
+            }
             if records.is_empty() {
                 continue;
             }
@@ -192,6 +240,7 @@ impl KafkaSource {
                 Ok(p) => p,
                 Err(AcquireError::Closed) => break,
                 Err(AcquireError::Timeout) => {
+                    let assignment = consumer.assignment().unwrap_or_else(|_| assignment.clone());
                     let paused = consumer.pause(&assignment).is_ok();
                     crate::telemetry::kafka_paused(&self.name, paused);
                     let since = Instant::now();
@@ -211,18 +260,24 @@ impl KafkaSource {
                     permit
                 }
             };
-            let mut chunk = self.chunk(seq, &records, &mut scratch);
+            let seq = next_seq();
+            let shards = consumer.context().member.as_ref().map(|m| m.sharding.partitions());
+            let mut chunk = self.chunk(seq, &records, shards, &mut scratch);
             chunk.permit = Some(permit);
             records.clear();
             uncommitted.push_back((seq, chunk.partitions.clone()));
             if out.send(chunk).is_err() {
                 return;
             }
-            seq += 1;
+        }
+        if let Some(m) = &consumer.context().member {
+            // The final checkpoint holds every shard: leaving the group
+            // needs no handshake.
+            m.stopping.store(true, Ordering::Relaxed);
         }
         // Records polled and not routed are read again after a restart (their
         // offsets are not stored). Commit what the final checkpoint holds.
-        finish(seq);
+        finish(next_seq());
         let deadline = Instant::now() + FINAL_COMMIT;
         while !uncommitted.is_empty() && Instant::now() < deadline {
             match durable.recv_timeout(Duration::from_millis(10)) {
@@ -311,10 +366,41 @@ impl KafkaSource {
     /// Decodes `records` into a chunk: the key is handed to the decoder as
     /// the asset (unless the mapping reads it from the value); dead letters
     /// keep the original bytes and name topic, partition and offset.
-    fn chunk(&self, seq: u64, records: &[Record], scratch: &mut Scratch) -> DecodedChunk {
+    ///
+    /// In a cluster (`shards`: the partition count) a record whose key
+    /// belongs to another partition is dead-lettered (`wrong_partition`).
+    fn chunk(&self, seq: u64, records: &[Record], shards: Option<u32>, scratch: &mut Scratch) -> DecodedChunk {
         let mut chunk = DecodedChunk::empty(self.source, seq, 0, 0);
         let mut lines: Vec<u8> = Vec::with_capacity(records.iter().map(|r| r.payload.len() + 64).sum());
-        for r in records {
+        // Line number (1-based) -> record.
+        let mut line_of: Vec<usize> = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            if let (Some(n), Some(key)) = (shards, &r.key) {
+                let want = partition_for(key, n);
+                if want != r.partition as u32 {
+                    chunk.dead_letters.push(DeadLetter {
+                        origin: Origin {
+                            source: self.name.clone(),
+                            file: None,
+                            line: 0,
+                            offset: Some(r.offset as u64),
+                            topic: Some(r.topic.clone()),
+                            partition: Some(r.partition),
+                        },
+                        reason: DeadReason::WrongPartition,
+                        message: format!(
+                            "asset `{}` belongs to partition {want} of {n} (Kafka's default partitioner: murmur2 of the key), not {}: produce with the default partitioner (librdkafka: `partitioner=murmur2_random`)",
+                            String::from_utf8_lossy(key),
+                            r.partition
+                        ),
+                        payload: r.payload.clone(),
+                        key: Some(key.clone()),
+                    });
+                    chunk.records += 1;
+                    continue;
+                }
+            }
+            line_of.push(i);
             let flat: Vec<u8> = r
                 .payload
                 .iter()
@@ -332,9 +418,10 @@ impl KafkaSource {
             }
             lines.push(b'\n');
         }
+        let misrouted = chunk.dead_letters.len();
         self.decoder.decode_lines(&lines, 0, 1, &mut chunk, scratch);
-        for d in &mut chunk.dead_letters {
-            if let Some(r) = records.get(d.origin.line as usize - 1) {
+        for d in &mut chunk.dead_letters[misrouted..] {
+            if let Some(r) = line_of.get(d.origin.line as usize - 1).map(|i| &records[*i]) {
                 d.payload = r.payload.clone();
                 d.key = r.key.clone();
                 d.origin.topic = Some(r.topic.clone());
@@ -368,6 +455,9 @@ struct LogContext {
     /// Partitions assigned (set once assigned): "caught up" needs the lag
     /// of every one of them.
     assigned: std::sync::atomic::AtomicUsize,
+    /// A cluster source: hands shards over on rebalances.
+    member: Option<Member>,
+    fatal: Sender<EngineError>,
 }
 
 impl ClientContext for LogContext {
@@ -422,7 +512,77 @@ impl ClientContext for LogContext {
     }
 }
 
-impl ConsumerContext for LogContext {}
+impl ConsumerContext for LogContext {
+    /// A cluster source's rebalance: restore what is assigned before
+    /// reading it, and checkpoint what is revoked before releasing it (see
+    /// [`Member`]). librdkafka calls this from `poll` on the source thread.
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let Some(m) = &self.member else { return };
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let elements = tpl.elements();
+        let partitions: Vec<i32> = elements.iter().map(|e| e.partition()).collect();
+        let topic = elements.first().map(|e| e.topic().to_string());
+        drop(elements);
+        let fail = |what: String| {
+            let _ = self.fatal.send(EngineError::Source(SourceError::Kafka {
+                source_name: self.source.to_string(),
+                reason: what,
+            }));
+        };
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                crate::telemetry::rebalanced("assign");
+                match m.acquire(&partitions) {
+                    Ok(offsets) => {
+                        for (p, next) in offsets {
+                            let offset = if next >= 0 {
+                                Offset::Offset(next)
+                            } else {
+                                Offset::Beginning
+                            };
+                            if let Some(t) = &topic {
+                                let _ = tpl.set_partition_offset(t, p, offset);
+                            }
+                        }
+                    }
+                    // The node is stopping: it takes nothing over (the
+                    // group assigns the shards again once it has left).
+                    Err(MemberError::Changelog(ChangelogError::Stopped)) => return,
+                    Err(e) => return fail(format!("cannot take over shards {partitions:?}: {e}")),
+                }
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r {
+                    return fail(format!("cannot start reading shards {partitions:?}: {e}"));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                crate::telemetry::rebalanced(if lost { "lost" } else { "revoke" });
+                m.release(&partitions, lost);
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    tracing::warn!(source = %self.source, error = %e, "releasing partitions failed");
+                }
+            }
+            other => {
+                tracing::warn!(source = %self.source, error = ?other, "consumer group rebalance failed; the group retries");
+                if !cooperative {
+                    let _ = consumer.unassign();
+                }
+            }
+        }
+        let n = consumer.assignment().map_or(0, |a| a.count());
+        self.assigned.store(n, Ordering::Relaxed);
+    }
+}
 
 /// The offsets (next, per partition) of the chunks up to `up_to`, removed.
 fn take_durable(uncommitted: &mut Uncommitted, up_to: u64) -> TopicPartitionList {

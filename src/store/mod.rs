@@ -256,11 +256,42 @@ impl Store {
         }
     }
 
-    /// The stored record (an envelope) of `asset` in `shard`.
+    /// The stored record (an envelope) of `asset` in `shard` (none when the
+    /// store does not hold the shard).
     pub fn get_twin(&self, shard: u32, asset: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(cf) = self.db.cf_handle(&shard_cf(shard)) else {
+            return Ok(None);
+        };
+        self.db.get_cf(&cf, asset.as_bytes()).map_err(StoreError::Read)
+    }
+
+    /// Replaces `shard` with restored twins `(asset, record, timer)` and its
+    /// meta value (`meta_key`), written last: a crash part-way leaves a
+    /// shard without meta, which the next restore replaces again.
+    pub fn replace_shard<'a>(
+        &self,
+        shard: u32,
+        twins: impl Iterator<Item = (&'a str, &'a [u8], Option<i64>)>,
+        meta_key: &str,
+        meta: &[u8],
+    ) -> Result<(), StoreError> {
         self.db
-            .get_cf(&self.cf(&shard_cf(shard)), asset.as_bytes())
-            .map_err(StoreError::Read)
+            .delete_cf(&self.cf(META_CF), meta_key.as_bytes())
+            .map_err(StoreError::Write)?;
+        self.drop_shard(shard)?;
+        self.ensure_shard(shard)?;
+        let mut ckpt = Checkpoint::default();
+        for (asset, record, timer) in twins {
+            self.put_twin(&mut ckpt, shard, asset, record);
+            if timer.is_some() {
+                self.put_timer(&mut ckpt, shard, asset, timer);
+            }
+            if ckpt.bytes >= 16 << 20 {
+                self.commit(std::mem::take(&mut ckpt), false)?;
+            }
+        }
+        self.put_position(&mut ckpt, meta_key, meta);
+        self.commit(ckpt, true)
     }
 
     /// Writes raw meta values; used for source positions (`source/<name>`).
@@ -299,7 +330,10 @@ impl Store {
         shard: u32,
         mut f: impl FnMut(&str, i64) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        for item in self.db.iterator_cf(&self.cf(&timer_cf(shard)), IteratorMode::Start) {
+        let Some(cf) = self.db.cf_handle(&timer_cf(shard)) else {
+            return Ok(());
+        };
+        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
             let (k, v) = item.map_err(StoreError::Read)?;
             let (Ok(key), Ok(at)) = (std::str::from_utf8(&k), <[u8; 8]>::try_from(&*v)) else {
                 return Err(StoreError::Envelope {
@@ -349,7 +383,10 @@ impl Store {
         shard: u32,
         mut f: impl FnMut(&str, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        for item in self.db.iterator_cf(&self.cf(&shard_cf(shard)), IteratorMode::Start) {
+        let Some(cf) = self.db.cf_handle(&shard_cf(shard)) else {
+            return Ok(());
+        };
+        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
             let (k, v) = item.map_err(StoreError::Read)?;
             let key = String::from_utf8_lossy(&k);
             f(&key, &v)?;

@@ -12,6 +12,8 @@ use serde::Serialize;
 
 static RESTORED: AtomicBool = AtomicBool::new(false);
 static SOURCES: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+/// Cluster: shards being restored (not serving yet).
+static RESTORING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// One broker source and whether it is connected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,6 +29,15 @@ pub struct Readiness {
     /// The engine has restored its state and is running.
     pub restored: bool,
     pub sources: Vec<SourceHealth>,
+    /// Cluster: shards this node is restoring (it is not ready meanwhile).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restoring_shards: Vec<u32>,
+}
+
+/// Cluster: the shards being restored now.
+pub fn set_restoring(shards: Vec<u32>) {
+    *RESTORING.lock().unwrap_or_else(|p| p.into_inner()) = shards;
+    super::ready(readiness().ready);
 }
 
 /// The engine is running on restored state (`true`), or stopped (`false`).
@@ -63,9 +74,11 @@ pub fn readiness() -> Readiness {
             connected: *connected,
         })
         .collect();
+    let restoring_shards = RESTORING.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Readiness {
-        ready: restored && sources.iter().all(|s| s.connected),
+        ready: restored && sources.iter().all(|s| s.connected) && restoring_shards.is_empty(),
         restored,
         sources,
+        restoring_shards,
     }
 }

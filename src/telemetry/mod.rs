@@ -50,6 +50,12 @@ pub const READY: &str = "twinstream_ready";
 pub const COMMANDS_PENDING: &str = "twinstream_commands_pending";
 pub const COMMANDS: &str = "twinstream_commands_total";
 pub const WORKER_BACKLOG: &str = "twinstream_worker_mailbox_batches";
+pub const SHARDS_OWNED: &str = "twinstream_shards_owned";
+pub const SHARDS_RESTORING: &str = "twinstream_shards_restoring";
+pub const SHARD_RESTORE_DURATION: &str = "twinstream_shard_restore_duration_seconds";
+pub const SHARD_RESTORE_RECORDS: &str = "twinstream_shard_restore_records_total";
+pub const REBALANCES: &str = "twinstream_rebalances_total";
+pub const CHANGELOG_RECORDS: &str = "twinstream_changelog_records_total";
 
 /// Every metric name above (dashboards and alert rules may name only these).
 pub const ALL: &[&str] = &[
@@ -92,6 +98,12 @@ pub const ALL: &[&str] = &[
     COMMANDS_PENDING,
     COMMANDS,
     WORKER_BACKLOG,
+    SHARDS_OWNED,
+    SHARDS_RESTORING,
+    SHARD_RESTORE_DURATION,
+    SHARD_RESTORE_RECORDS,
+    REBALANCES,
+    CHANGELOG_RECORDS,
 ];
 
 pub const LABEL_SOURCE: &str = "source";
@@ -108,6 +120,10 @@ pub const LABEL_STATUS: &str = "status";
 pub const LABEL_WORKER: &str = "worker";
 /// What happened to a command: issued, acked, failed, rejected, superseded.
 pub const LABEL_OUTCOME: &str = "outcome";
+/// Where a shard was restored from: `local` or `changelog`.
+pub const LABEL_FROM: &str = "from";
+/// What a rebalance did to this node: `assign`, `revoke`, `lost`.
+pub const LABEL_KIND: &str = "kind";
 
 /// Bucket bounds (seconds) of every `_seconds` histogram: 100 µs to 5 min.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -160,6 +176,34 @@ pub fn dead_lettered(source: &str, reason: &'static str, n: u64) {
 /// Time from an event batch being received to the twin being updated.
 pub fn apply_latency(seconds: f64) {
     histogram!(APPLY_LATENCY).record(seconds);
+}
+
+/// Shards (partitions of the cluster's ingest topic) this node owns.
+pub fn shards_owned(n: usize) {
+    gauge!(SHARDS_OWNED).set(n as f64);
+}
+
+/// Shards being restored (from the local store or the changelog).
+pub fn shards_restoring(n: usize) {
+    gauge!(SHARDS_RESTORING).set(n as f64);
+}
+
+/// A shard restored: how long it took and how many changelog records it read
+/// (`from`: `local` or `changelog`).
+pub fn shard_restored(from: &'static str, seconds: f64, records: u64) {
+    histogram!(SHARD_RESTORE_DURATION, LABEL_FROM => from).record(seconds);
+    counter!(SHARD_RESTORE_RECORDS, LABEL_FROM => from).increment(records);
+}
+
+/// A rebalance of the consumer group reached this node (`kind`: `assign`,
+/// `revoke` or `lost`).
+pub fn rebalanced(kind: &'static str) {
+    counter!(REBALANCES, LABEL_KIND => kind).increment(1);
+}
+
+/// Twin records and markers written to the changelog.
+pub fn changelog_written(n: usize) {
+    counter!(CHANGELOG_RECORDS).increment(n as u64);
 }
 
 pub fn twins_active(n: usize) {

@@ -175,6 +175,9 @@ impl<'t> Cx<'t> {
         };
         if let Some(node) = &node {
             self.distinct_client_ids(&node.name, &sources, &sinks);
+            if let Some(cluster) = &node.cluster {
+                self.cluster_source(cluster, &sources);
+            }
         }
         Some(Topology {
             file: path.to_path_buf(),
@@ -187,6 +190,62 @@ impl<'t> Cx<'t> {
             rules,
             sinks,
         })
+    }
+
+    /// A cluster shards one Kafka topic keyed by asset id, read by one
+    /// group; every event of a cluster node comes from it (MQTT devices
+    /// reach a cluster through an edge node).
+    fn cluster_source(&mut self, cluster: &ClusterSpec, sources: &[SourceSpec]) {
+        let Some(src) = sources.iter().find(|s| s.name == cluster.source) else {
+            let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+            self.err(
+                cluster.pos,
+                format!(
+                    "node.cluster.source: no source `{}` (sources: {})",
+                    cluster.source,
+                    names.join(", ")
+                ),
+            );
+            return;
+        };
+        let SourceKind::Kafka(k) = &src.kind else {
+            self.err(
+                cluster.pos,
+                format!(
+                    "node.cluster.source: `{}` is not a Kafka source; a cluster shards the partitions of a Kafka topic",
+                    src.name
+                ),
+            );
+            return;
+        };
+        if k.topics.len() != 1 {
+            self.err(
+                src.pos,
+                format!(
+                    "source `{}`: a cluster source reads exactly one topic (its partitions are the shards); found {}",
+                    src.name,
+                    k.topics.len()
+                ),
+            );
+        }
+        if !k.key_is_asset {
+            self.err(src.pos, format!("source `{}`: a cluster source takes the asset id from the record key (its partition); remove `asset` from its decode mapping", src.name));
+        }
+        if k.group_id.is_empty() {
+            self.err(
+                src.pos,
+                format!(
+                    "source `{}`: a cluster source needs `group_id`, the same on every node of the cluster",
+                    src.name
+                ),
+            );
+        }
+        if k.topics.contains(&cluster.changelog) {
+            self.err(cluster.pos, "node.cluster.changelog: must not be the ingest topic");
+        }
+        for other in sources.iter().filter(|s| s.name != cluster.source) {
+            self.err(other.pos, format!("source `{}`: a cluster node reads only its cluster source `{}` (MQTT devices reach a cluster through an edge node)", other.name, cluster.source));
+        }
     }
 
     /// Two MQTT clients with one id on one broker take the session from
@@ -243,6 +302,7 @@ impl<'t> Cx<'t> {
             workers: 0,
             decoders: 0,
             max_inflight_chunks: 8,
+            cluster: None,
         };
         let Some(node) = node else { return Some(spec) };
         const FIELDS: &[&str] = &[
@@ -253,6 +313,7 @@ impl<'t> Cx<'t> {
             "workers",
             "decoders",
             "max_inflight_chunks",
+            "cluster",
         ];
         let f = Fields::new(node, "node", FIELDS, &mut self.diags)?;
         let d = &mut self.diags;
@@ -291,6 +352,27 @@ impl<'t> Cx<'t> {
                 }
                 if let Some(b) = s.bool("sync", d) {
                     spec.snapshot.sync = b.value;
+                }
+            }
+        }
+        if let Some(c) = f.get("cluster") {
+            const CLUSTER: &[&str] = &["source", "changelog", "session_timeout"];
+            if let Some(c) = Fields::new(c, "node.cluster", CLUSTER, d) {
+                let source = c.str("source", true, d);
+                let changelog = c.str("changelog", true, d);
+                let session_timeout = c.duration("session_timeout", false, d);
+                if let Some(t) = &session_timeout {
+                    if t.value < Duration::from_secs(1) || t.value > Duration::from_secs(300) {
+                        d.error(t.pos, "node.cluster.session_timeout: between 1s and 300s");
+                    }
+                }
+                if let (Some(source), Some(changelog)) = (source, changelog) {
+                    spec.cluster = Some(ClusterSpec {
+                        pos: source.pos,
+                        source: source.value,
+                        changelog: changelog.value,
+                        session_timeout: session_timeout.map_or(Duration::from_secs(10), |t| t.value),
+                    });
                 }
             }
         }

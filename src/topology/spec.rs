@@ -49,6 +49,22 @@ pub struct NodeSpec {
     pub decoders: usize,
     /// Input chunks in flight between sources and sinks (the backpressure bound).
     pub max_inflight_chunks: usize,
+    /// Member of a cluster: shards are the partitions of a Kafka source.
+    pub cluster: Option<ClusterSpec>,
+}
+
+/// A node of a cluster: the partitions of `source`'s topic are the shards,
+/// assigned by its consumer group; each shard's checkpoints are published to
+/// the `changelog` topic so another node can restore it.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// The Kafka source whose topic is sharded (keyed by asset id).
+    pub source: String,
+    /// The changelog topic (as many partitions as the source's topic).
+    pub changelog: String,
+    /// How long the group waits for a silent node before moving its shards.
+    pub session_timeout: Duration,
+    pub pos: Pos,
 }
 
 #[derive(Debug, Clone)]

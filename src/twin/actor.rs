@@ -42,7 +42,9 @@ pub const MAX_ATTEMPTS: u32 = 3;
 /// What every twin of a node shares.
 pub struct TwinContext {
     pub store: Arc<Store>,
-    pub shard: u32,
+    /// A cluster node: every snapshot carries the twin's timer (the
+    /// changelog's record of a twin must be complete on its own).
+    pub changelog: bool,
     pub sinks: SinkHub,
     pub fatal: crossbeam_channel::Sender<EngineError>,
     /// Source index -> name, for dead letters.
@@ -65,6 +67,8 @@ pub struct TypeContext {
 pub struct TwinActor {
     asset: Arc<str>,
     tcx: Arc<TypeContext>,
+    /// The shard the twin belongs to (0 on a single node).
+    shard: u32,
     state: TwinState,
     /// The deadline the router's timer index and the store hold for this
     /// twin (`NO_TS`: none), at or before its real next deadline: events
@@ -130,10 +134,11 @@ thread_local! {
 }
 
 impl TwinActor {
-    pub fn new(asset: Arc<str>, tcx: Arc<TypeContext>) -> TwinActor {
+    pub fn new(asset: Arc<str>, tcx: Arc<TypeContext>, shard: u32) -> TwinActor {
         TwinActor {
             state: TwinState::new(&tcx.model),
             asset,
+            shard,
             tcx,
             armed: NO_TS,
             timer_dirty: false,
@@ -143,7 +148,7 @@ impl TwinActor {
 
     /// `on_start` hook: lazy restore from the store.
     fn restore(&mut self) -> Result<(), EngineError> {
-        let Some(bytes) = self.tcx.cx.store.get_twin(self.tcx.cx.shard, &self.asset)? else {
+        let Some(bytes) = self.tcx.cx.store.get_twin(self.shard, &self.asset)? else {
             return Ok(());
         };
         let model = &self.tcx.model;
@@ -587,11 +592,14 @@ impl Handler<Snapshot> for TwinActor {
         self.state.take_digest(|d| msg.epoch.add_digest(d));
         // The timer goes with the record when it changed, so a restarted
         // node wakes the twin when it is due without reading every record.
-        let timer = std::mem::take(&mut self.timer_dirty).then_some((self.armed != NO_TS).then_some(self.armed));
+        // A cluster node's changelog record carries the timer every time.
+        let changed = std::mem::take(&mut self.timer_dirty);
+        let always = self.tcx.cx.changelog && self.tcx.model.timers;
+        let timer = (changed || always).then_some((self.armed != NO_TS).then_some(self.armed));
         RECORD.with(|buf| {
             let mut buf = buf.borrow_mut();
             record::encode_into(&self.tcx.model, &self.state, &mut buf);
-            msg.epoch.add(self.tcx.cx.shard, &self.asset, &buf, timer);
+            msg.epoch.add(self.shard, &self.asset, &buf, timer);
         });
     }
 }
@@ -674,7 +682,7 @@ pub(crate) mod tests {
             };
             let cx = Arc::new(TwinContext {
                 store: store.clone(),
-                shard: 0,
+                changelog: false,
                 sinks: sinks.clone(),
                 fatal: fatal.clone(),
                 source_names: vec!["f".into()],
@@ -683,7 +691,7 @@ pub(crate) mod tests {
             });
             let c2 = cx.clone();
             let twin = TwinActor::start_in_arbiter(&twin_arbiter.handle(), move |_| {
-                TwinActor::new("p1".into(), Arc::new(TypeContext { model, cx: c2 }))
+                TwinActor::new("p1".into(), Arc::new(TypeContext { model, cx: c2 }), 0)
             });
             let flow = Flow::new(4);
             twin.do_send(Apply {
@@ -697,8 +705,8 @@ pub(crate) mod tests {
             let (epoch_tx, epoch_rx) = crossbeam_channel::unbounded();
             let (durable_tx, durable_rx) = crossbeam_channel::unbounded::<Durable>();
             let (s2, k2) = (store.clone(), sinks.clone());
-            let writer = std::thread::spawn(move || writer_loop(epoch_rx, s2, k2, true, durable_tx, fatal));
-            let ep = Epoch::new(1, 1, &[], "digest/t".into(), store.clone(), epoch_tx);
+            let writer = std::thread::spawn(move || writer_loop(epoch_rx, None, s2, k2, true, durable_tx, fatal));
+            let ep = Epoch::new(1, 1, &[], "digest/t".into(), store.clone(), epoch_tx, None);
             twin.do_send(Snapshot { epoch: ep.clone() });
             ep.arrive();
             drop(ep);

@@ -1,0 +1,343 @@
+//! A node's side of the consumer group: what happens when the group assigns
+//! or revokes shards. Runs on the cluster source's consumer thread, inside
+//! librdkafka's rebalance callback, so the partitions change hands only
+//! once this is done.
+//!
+//! * **Assign**: for each new shard, write a claim to its changelog
+//!   partition (the fence), then restore: from the local store when the
+//!   changelog still ends where this node last wrote it, otherwise by
+//!   folding the changelog up to the claim into a fresh column family. The
+//!   router then learns the shards (in the source's chunk order) and the
+//!   partitions start at the restored offsets.
+//! * **Revoke**: the router checkpoints the shards (changelog + local
+//!   store), and stops their twins; only then does the callback return and
+//!   the group hand the partitions on.
+//! * **Lost** (this node's session expired; another node may own the
+//!   shards already): the twins stop without another write for the shards.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+use super::changelog::{self, ChangelogError, Fold};
+use super::{incarnation, Acquired, ShardControl, ShardMeta, Sharding};
+use crate::source::decode::DecodedChunk;
+use crate::store::{Store, StoreError};
+use crate::telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    #[error(transparent)]
+    Changelog(#[from] ChangelogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("shard {shard}: stored shard meta is unreadable: {error}")]
+    Meta {
+        shard: u32,
+        error: crate::store::envelope::EnvelopeError,
+    },
+    #[error("changelog topic `{topic}` has {found} partitions; the cluster's topic has {want} (one changelog partition per shard): recreate it with {want}")]
+    Partitions { topic: String, found: usize, want: u32 },
+    #[error("cannot create changelog topic `{topic}`: {reason}")]
+    CreateTopic { topic: String, reason: String },
+}
+
+/// What the engine gives the cluster source (see [`Member`]).
+pub struct Membership {
+    pub store: Arc<Store>,
+    pub sharding: Arc<Sharding>,
+    pub changelog: String,
+    pub session_timeout: Duration,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What the cluster source needs to hand shards over.
+pub struct Member {
+    pub store: Arc<Store>,
+    pub sharding: Arc<Sharding>,
+    pub changelog_topic: String,
+    /// Client settings of the cluster's brokers (the source's).
+    pub config: ClientConfig,
+    /// The source's index and its chunk stream (controls go in sequence).
+    pub source: u16,
+    pub out: Sender<DecodedChunk>,
+    /// The source's chunk numbering (shared with its read loop).
+    pub seq: Arc<AtomicU64>,
+    /// Partitions this node reads now.
+    pub owned: Mutex<BTreeSet<i32>>,
+    /// Set when the source stops: the final checkpoint covers every shard,
+    /// and the group's revoke at close needs no handshake.
+    pub stopping: AtomicBool,
+    pub stop: Arc<AtomicBool>,
+    writer: Mutex<Option<changelog::Writer>>,
+}
+
+impl Member {
+    pub fn new(
+        m: &Membership,
+        config: ClientConfig,
+        source: u16,
+        out: Sender<DecodedChunk>,
+        seq: Arc<AtomicU64>,
+    ) -> Member {
+        Member {
+            store: m.store.clone(),
+            sharding: m.sharding.clone(),
+            changelog_topic: m.changelog.clone(),
+            config,
+            source,
+            out,
+            seq,
+            owned: Mutex::new(BTreeSet::new()),
+            stopping: AtomicBool::new(false),
+            stop: m.stop.clone(),
+            writer: Mutex::new(None),
+        }
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn owns(&self, partition: i32) -> bool {
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&partition)
+    }
+
+    /// Creates the changelog topic with one partition per shard when it does
+    /// not exist; refuses one with another partition count.
+    pub fn ensure_changelog(
+        &self,
+        consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>,
+        shards: u32,
+    ) -> Result<(), MemberError> {
+        let topic = &self.changelog_topic;
+        let found = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .ok()
+            .and_then(|md| {
+                md.topics()
+                    .iter()
+                    .find(|t| t.name() == topic && t.error().is_none())
+                    .map(|t| t.partitions().len())
+            })
+            .filter(|n| *n > 0);
+        match found {
+            Some(n) if n == shards as usize => Ok(()),
+            Some(n) => Err(MemberError::Partitions {
+                topic: topic.clone(),
+                found: n,
+                want: shards,
+            }),
+            None => {
+                let admin: AdminClient<DefaultClientContext> =
+                    self.config.create().map_err(|e| MemberError::CreateTopic {
+                        topic: topic.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let new =
+                    NewTopic::new(topic, shards as i32, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+                let results = block_on(admin.create_topics(&[new], &AdminOptions::new())).map_err(|e| {
+                    MemberError::CreateTopic {
+                        topic: topic.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                for r in results {
+                    match r {
+                        Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((_, code)) => {
+                            return Err(MemberError::CreateTopic {
+                                topic: topic.clone(),
+                                reason: code.to_string(),
+                            })
+                        }
+                    }
+                }
+                tracing::info!(topic, partitions = shards, "changelog topic created");
+                Ok(())
+            }
+        }
+    }
+
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&changelog::Writer) -> Result<T, ChangelogError>,
+    ) -> Result<T, ChangelogError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if w.is_none() {
+            *w = Some(changelog::Writer::new(&self.config, &self.changelog_topic)?);
+        }
+        f(w.as_ref().expect("just set"))
+    }
+
+    /// Restores `partitions` and tells the router; returns where each
+    /// partition resumes (-1: from the start).
+    pub fn acquire(&self, partitions: &[i32]) -> Result<Vec<(i32, i64)>, MemberError> {
+        let topic = &self.changelog_topic;
+        let started = Instant::now();
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(ChangelogError::Stopped.into());
+        }
+        for p in partitions {
+            self.sharding.set_restoring(*p as u32, true);
+        }
+        let reader = changelog::reader(&self.config, topic)?;
+        // Where each shard stands, then one claim per shard, in one write.
+        let mut plans = Vec::new();
+        for &p in partitions {
+            let shard = p as u32;
+            let local = match self.store.get_meta(&ShardMeta::key(shard))? {
+                Some(bytes) => Some(ShardMeta::decode(&bytes).map_err(|error| MemberError::Meta { shard, error })?),
+                None => None,
+            };
+            let (lo, hi) = changelog::watermarks(&reader, topic, shard)?;
+            plans.push((shard, local, lo, hi, incarnation(local.map_or(0, |m| m.incarnation))));
+        }
+        let claims: Vec<(u32, u64)> = plans.iter().map(|(s, _, _, _, inc)| (*s, *inc)).collect();
+        let claimed = self.with_writer(|w| w.claim(&claims))?;
+        let mut acquired = Vec::new();
+        let mut offsets = Vec::new();
+        for ((shard, local, lo, hi, mut inc), mut claim) in plans.into_iter().zip(claimed) {
+            let t = Instant::now();
+            let key = ShardMeta::key(shard);
+            let fresh = local.filter(|m| m.changelog_end == hi && claim == hi && self.store.shards().contains(&shard));
+            let (meta, rewrite, from, records) = match fresh {
+                Some(m) => {
+                    let meta = ShardMeta {
+                        changelog_end: claim + 1,
+                        incarnation: inc,
+                        ..m
+                    };
+                    self.store.put_meta(&key, &meta.encode())?;
+                    (meta, Vec::new(), "local", 0)
+                }
+                None => {
+                    let mut fold = Fold::default();
+                    let mut next = lo;
+                    loop {
+                        changelog::read(&reader, topic, shard, next, claim, &mut fold, &self.stop)?;
+                        if fold.max_incarnation() < inc {
+                            break;
+                        }
+                        // Another writer's incarnation is not older than
+                        // ours (clocks apart): claim again above it.
+                        next = claim;
+                        inc = incarnation(fold.max_incarnation());
+                        claim = self.with_writer(|w| w.claim(&[(shard, inc)]))?[0];
+                    }
+                    let restored = fold.finish();
+                    let meta = ShardMeta {
+                        next_offset: restored.next_offset.unwrap_or(-1),
+                        changelog_end: claim + 1,
+                        incarnation: inc,
+                    };
+                    self.store.replace_shard(
+                        shard,
+                        restored
+                            .twins
+                            .iter()
+                            .map(|(a, t)| (a.as_str(), t.record.as_slice(), t.timer)),
+                        &key,
+                        &meta.encode(),
+                    )?;
+                    tracing::info!(
+                        shard,
+                        twins = restored.twins.len(),
+                        records = restored.records,
+                        ignored = restored.ignored,
+                        rewrite = restored.rewrite.len(),
+                        ms = t.elapsed().as_millis() as u64,
+                        "shard restored from the changelog"
+                    );
+                    (meta, restored.rewrite, "changelog", restored.records)
+                }
+            };
+            telemetry::shard_restored(from, t.elapsed().as_secs_f64(), records);
+            acquired.push(Acquired {
+                shard,
+                incarnation: inc,
+                next_offset: meta.next_offset,
+                rewrite,
+            });
+            offsets.push((shard as i32, meta.next_offset));
+        }
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(partitions.iter().copied());
+        let mut chunk = DecodedChunk::empty(self.source, self.next_seq(), 0, 0);
+        chunk.control = Some(ShardControl::Acquire(acquired));
+        let _ = self.out.send(chunk);
+        for p in partitions {
+            self.sharding.set_restoring(*p as u32, false);
+        }
+        tracing::info!(
+            ?partitions,
+            ms = started.elapsed().as_millis() as u64,
+            "shards acquired"
+        );
+        Ok(offsets)
+    }
+
+    /// Hands `partitions` back: waits until the router has checkpointed
+    /// them and stopped their twins (`lost`: stopped them without a write).
+    pub fn release(&self, partitions: &[i32], lost: bool) {
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|p| !partitions.contains(p));
+        if self.stopping.load(Ordering::Relaxed) || partitions.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let (done, wait) = crossbeam_channel::bounded(1);
+        let shards = partitions.iter().map(|p| *p as u32).collect();
+        let mut chunk = DecodedChunk::empty(self.source, self.next_seq(), 0, 0);
+        chunk.control = Some(if lost {
+            ShardControl::Lost { shards, done }
+        } else {
+            ShardControl::Release { shards, done }
+        });
+        if self.out.send(chunk).is_err() {
+            return;
+        }
+        // Until the router answers or is gone (its end of `done` drops).
+        while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = wait.recv_timeout(Duration::from_millis(100)) {}
+        tracing::info!(
+            ?partitions,
+            lost,
+            ms = started.elapsed().as_millis() as u64,
+            "shards handed back"
+        );
+    }
+}
+
+/// Runs a future of rdkafka's admin client to completion on this thread
+/// (librdkafka's own thread completes it; no runtime needed).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
