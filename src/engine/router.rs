@@ -135,6 +135,10 @@ pub struct Router {
     /// Asset id (inline up to 24 bytes) -> its twin.
     twins: AHashMap<CompactString, TwinRef>,
     workers: Vec<(Addr<Worker>, u32)>,
+    /// Per worker: local slots of evicted twins, reused by new ones (the
+    /// worker has processed the eviction before anything reaches the slot
+    /// again: both travel in its mailbox, in order).
+    free: Vec<Vec<u32>>,
     backlog: Arc<Backlog>,
     next_worker: usize,
     dirty: Vec<Vec<u32>>,
@@ -212,6 +216,7 @@ impl Router {
             sources: p.sources,
             twins: AHashMap::new(),
             workers: p.workers.into_iter().map(|w| (w, 0)).collect(),
+            free: vec![Vec::new(); n],
             backlog: p.backlog,
             next_worker: 0,
             dirty: vec![Vec::new(); n],
@@ -588,8 +593,15 @@ impl Router {
         let shard = self.sharding.shard_of(asset);
         let worker = self.next_worker;
         self.next_worker = (self.next_worker + 1) % self.workers.len();
-        let local = self.workers[worker].1;
-        self.workers[worker].1 += 1;
+        // A slot of an evicted twin first: a node that hands shards back
+        // and forth keeps its workers' tables the size of what it owns.
+        let local = match self.free[worker].pop() {
+            Some(local) => local,
+            None => {
+                self.workers[worker].1 += 1;
+                self.workers[worker].1 - 1
+            }
+        };
         self.twins.insert(
             asset.into(),
             TwinRef {
@@ -780,6 +792,7 @@ impl Router {
         });
         for (w, locals) in locals.into_iter().enumerate() {
             if !locals.is_empty() {
+                self.free[w].extend_from_slice(&locals);
                 self.workers[w].0.do_send(Evict { locals });
             }
         }

@@ -84,9 +84,16 @@ impl Worker {
     /// Starts the twin at `local` when `create` says it is new.
     fn ensure(&mut self, local: u32, create: Option<NewTwin>) {
         if let Some((asset, model, shard)) = create {
-            debug_assert_eq!(local as usize, self.twins.len(), "twins are created in order");
             let tcx = self.type_context(model);
-            self.twins.push(Some(TwinActor::new(asset, tcx, shard).start()));
+            let twin = Some(TwinActor::new(asset, tcx, shard).start());
+            if (local as usize) < self.twins.len() {
+                // The slot of an evicted twin.
+                debug_assert!(self.twins[local as usize].is_none(), "a slot is reused only once free");
+                self.twins[local as usize] = twin;
+            } else {
+                debug_assert_eq!(local as usize, self.twins.len(), "new slots are created in order");
+                self.twins.push(twin);
+            }
             self.live += 1;
             crate::telemetry::twins_active(self.live);
         }
