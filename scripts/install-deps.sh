@@ -126,12 +126,14 @@ install_cargo_tools() {
 
 # The Kafka-compatible broker the tests start: tansu 0.6.0 (SQLite storage
 # survives restarts) with scripts/tansu/*.patch applied. Its group coordinator
-# drops a member that missed its heartbeats without starting a new generation,
-# so the other members' heartbeats keep succeeding, nobody rejoins and the
-# dead member's partitions stay unassigned; the patch starts one, as Kafka
-# does. The stamp file names the patch level the binary was built with.
+# drops a member that missed its heartbeats inside the heartbeat that noticed,
+# without a new generation: the other members' heartbeats keep succeeding and
+# the next sync hands out the old assignment, so a dead member's partitions
+# stay unassigned. The patch moves the group to a new generation (members
+# rejoin, the leader assigns again), as Kafka does. The stamp file names the
+# patch level the binary was built with.
 TANSU_VERSION=0.6.0
-TANSU_STAMP=tansu-$TANSU_VERSION-patch-1
+TANSU_STAMP=tansu-$TANSU_VERSION-patch-3
 install_tansu() {
     local src here
     if [ -x "$CARGO_TOOLS_DIR/bin/tansu" ] && [ -f "$CARGO_TOOLS_DIR/$TANSU_STAMP" ]; then return 0; fi

@@ -11,8 +11,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use twinstream::cluster::changelog::{self, Fold};
@@ -21,21 +19,6 @@ const WAIT: Duration = Duration::from_secs(180);
 const PARTITIONS: u32 = 12;
 const ASSETS: usize = 1000;
 const READINGS: usize = 60;
-
-fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let results = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    for r in results {
-        r.unwrap();
-    }
-}
 
 /// Produces keyed records with Kafka's default partitioner (murmur2), as a
 /// cluster expects.
@@ -98,7 +81,6 @@ fn kafka_source(brokers: &str) -> String {
     brokers: "{brokers}"
     topics: [telemetry]
     group_id: cluster-test
-    properties: {{ debug: cgrp }}
     decode: {{ sensor: sensor, ts: ts, value: value }}"#
     )
 }
@@ -297,7 +279,7 @@ fn list_field(line: &str, name: &str) -> Vec<u32> {
 }
 
 fn start(topo: &Path, state: &Path) -> Running {
-    let mut run = spawn(run_cmd(topo, state).env("RUST_LOG", "info,twinstream::kafka=debug"));
+    let mut run = spawn(&mut run_cmd(topo, state));
     run.wait_stderr("joining the group", WAIT, |l| {
         l.contains("joined the cluster's consumer group")
     });
@@ -329,6 +311,42 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
     wait_all(dir.path(), &mut [&mut a, &mut b, &mut c], "first third applied", |m| {
         m.len() == ASSETS && m.values().all(|v| *v == third as u64)
     });
+
+    // A record on another partition than its key's is dead-lettered by the
+    // partition's owner, and changes no twin.
+    let right = twinstream::cluster::partition_for(b"pump-0000", PARTITIONS);
+    let wrong = (right + 1) % PARTITIONS;
+    {
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+        let payload = r#"{"sensor":"temperature","ts":1700000000000,"value":999}"#;
+        let record = BaseRecord::to("telemetry")
+            .key("pump-0000")
+            .payload(payload)
+            .partition(wrong as i32);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        producer.flush(WAIT).unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    let misrouted = loop {
+        let found: Vec<serde_json::Value> = ["a", "b", "c"]
+            .iter()
+            .map(|n| dir.path().join(format!("dead-{n}.jsonl")))
+            .filter(|p| p.exists())
+            .flat_map(|p| jsonl(&p))
+            .filter(|d| d["reason"] == "wrong_partition")
+            .collect();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no wrong_partition dead letter");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(misrouted[0]["origin"]["partition"], wrong);
+    assert!(misrouted[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("partition {right} of 12")));
 
     // Mid-stream: b dies with whatever it had not checkpointed.
     let (second, more) = events(third, 2 * third);
