@@ -473,6 +473,9 @@ impl ClientContext for LogContext {
                 let lag = match p.consumer_lag_stored {
                     lag if lag >= 0 && p.stored_offset >= 0 => lag,
                     _ if p.hi_offset >= 0 && p.hi_offset == p.lo_offset => 0,
+                    // Nothing read since it was assigned, and it starts at
+                    // the end (a shard taken over with nothing left to read).
+                    _ if p.hi_offset >= 0 && p.next_offset >= p.hi_offset => 0,
                     _ => continue,
                 };
                 crate::telemetry::kafka_lag(&self.source, topic, p.partition, lag);
