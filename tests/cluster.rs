@@ -85,31 +85,6 @@ fn kafka_source(brokers: &str) -> String {
     )
 }
 
-/// `readings` rounds over every asset, from round `from`.
-fn events(from: usize, to: usize) -> (Vec<(String, String)>, String) {
-    let mut records = Vec::new();
-    let mut lines = String::new();
-    for i in from..to {
-        for a in 0..ASSETS {
-            let sensor = if i % 2 == 0 { "temperature" } else { "current" };
-            let (ts, value) = (
-                1_700_000_000_000i64 + i as i64 * 100,
-                ((a * 7 + i * 3) % 500) as f64 / 4.0,
-            );
-            let asset = format!("pump-{a:04}");
-            records.push((
-                asset.clone(),
-                format!(r#"{{"sensor":"{sensor}","ts":{ts},"value":{value}}}"#),
-            ));
-            lines.push_str(&format!(
-                r#"{{"asset":"{asset}","sensor":"{sensor}","ts":{ts},"value":{value}}}"#
-            ));
-            lines.push('\n');
-        }
-    }
-    (records, lines)
-}
-
 /// The greatest version per asset over every node's update file.
 fn all_versions(dir: &Path) -> HashMap<String, u64> {
     let mut max = HashMap::new();
@@ -306,7 +281,7 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
     let mut c = start(&nodes[2].0, &nodes[2].1);
 
     let third = READINGS / 3;
-    let (first, mut lines) = events(0, third);
+    let (first, mut lines) = keyed_events(ASSETS, 0, third);
     produce(&brokers, &first);
     wait_all(dir.path(), &mut [&mut a, &mut b, &mut c], "first third applied", |m| {
         m.len() == ASSETS && m.values().all(|v| *v == third as u64)
@@ -349,7 +324,7 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
         .contains(&format!("partition {right} of 12")));
 
     // Mid-stream: b dies with whatever it had not checkpointed.
-    let (second, more) = events(third, 2 * third);
+    let (second, more) = keyed_events(ASSETS, third, 2 * third);
     lines.push_str(&more);
     let producer = std::thread::spawn({
         let brokers = brokers.clone();
@@ -374,7 +349,7 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
     // A node joins: shards move to it, and the rest of the stream.
     let mut d = start(&nodes[3].0, &nodes[3].1);
     d.wait_stderr("shards moving to the new node", WAIT, |l| l.contains("shard acquired"));
-    let (rest, more) = events(2 * third, READINGS);
+    let (rest, more) = keyed_events(ASSETS, 2 * third, READINGS);
     lines.push_str(&more);
     produce(&brokers, &rest);
     wait_all(

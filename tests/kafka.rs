@@ -137,26 +137,7 @@ fn kafka_state_after_kills_equals_the_replay_of_the_same_events() {
     let brokers = broker.brokers();
     create_topic(&brokers, "telemetry", 6);
     let (assets, readings) = (1000, 200);
-    let mut records = Vec::new();
-    let mut lines = String::new();
-    for i in 0..readings {
-        for a in 0..assets {
-            let sensor = if i % 2 == 0 { "temperature" } else { "current" };
-            let (ts, value) = (
-                1_700_000_000_000i64 + i as i64 * 100,
-                ((a * 7 + i * 3) % 500) as f64 / 4.0,
-            );
-            let asset = format!("pump-{a:04}");
-            records.push((
-                asset.clone(),
-                format!(r#"{{"sensor":"{sensor}","ts":{ts},"value":{value}}}"#),
-            ));
-            lines.push_str(&format!(
-                r#"{{"asset":"{asset}","sensor":"{sensor}","ts":{ts},"value":{value}}}"#
-            ));
-            lines.push('\n');
-        }
-    }
+    let (mut records, lines) = keyed_events(assets, 0, readings);
     records.push(("pump-000".into(), "not json".into()));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");

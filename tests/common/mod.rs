@@ -660,3 +660,30 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
         r.unwrap();
     }
 }
+
+/// Rounds `from..to` of one reading per asset (`pump-0000`...), sensors
+/// alternating by round: as Kafka records `(key = asset, value without the
+/// asset)`, and as the JSON lines a file source reads (with the asset).
+pub fn keyed_events(assets: usize, from: usize, to: usize) -> (Vec<(String, String)>, String) {
+    let mut records = Vec::new();
+    let mut lines = String::new();
+    for i in from..to {
+        for a in 0..assets {
+            let sensor = if i % 2 == 0 { "temperature" } else { "current" };
+            let (ts, value) = (
+                1_700_000_000_000i64 + i as i64 * 100,
+                ((a * 7 + i * 3) % 500) as f64 / 4.0,
+            );
+            let asset = format!("pump-{a:04}");
+            records.push((
+                asset.clone(),
+                format!(r#"{{"sensor":"{sensor}","ts":{ts},"value":{value}}}"#),
+            ));
+            lines.push_str(&format!(
+                r#"{{"asset":"{asset}","sensor":"{sensor}","ts":{ts},"value":{value}}}"#
+            ));
+            lines.push('\n');
+        }
+    }
+    (records, lines)
+}
