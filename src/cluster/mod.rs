@@ -119,13 +119,15 @@ impl Sharding {
     }
 
     pub fn acquire(&self, shard: u32) {
-        self.owned.write().unwrap_or_else(|p| p.into_inner()).insert(shard);
-        crate::telemetry::shards_owned(self.owned.read().unwrap_or_else(|p| p.into_inner()).len());
+        let mut owned = self.owned.write().unwrap_or_else(|p| p.into_inner());
+        owned.insert(shard);
+        crate::telemetry::shards_owned(owned.len());
     }
 
     pub fn release(&self, shard: u32) {
-        self.owned.write().unwrap_or_else(|p| p.into_inner()).remove(&shard);
-        crate::telemetry::shards_owned(self.owned.read().unwrap_or_else(|p| p.into_inner()).len());
+        let mut owned = self.owned.write().unwrap_or_else(|p| p.into_inner());
+        owned.remove(&shard);
+        crate::telemetry::shards_owned(owned.len());
     }
 
     /// Shards being restored (not serving yet).
