@@ -7,6 +7,14 @@ use rdkafka::ClientConfig;
 
 use crate::topology::KafkaConn;
 
+/// A record header twinstream's Kafka sinks set on a record the broker may
+/// have taken before (an event its source redelivered, or a record an
+/// earlier run stored unacknowledged and produces again); twinstream's Kafka
+/// sources then apply its events only if they are newer than what the twin
+/// holds from that source (duplicates are recognised, DESIGN.md "State and
+/// recovery").
+pub const REDELIVERED_HEADER: &str = "twinstream.redelivered";
+
 /// The `properties_env` settings read from the environment at start-up.
 /// Err: `(property, variable)` of the first variable that is not set.
 pub fn secrets(conn: &KafkaConn) -> Result<Vec<(String, String)>, (String, String)> {

@@ -143,7 +143,7 @@ fn check_prints_every_problem_of_a_broken_file_on_stdout_and_exits_1() {
         format!("{p}:5:42: sensor `temperature`.range: lower bound 100 is above upper bound 0"),
         format!("{p}:7:25: asset `pump-*`: unknown asset type `pmp` (did you mean `pump`?)"),
         format!("{p}:11:25: rule `hot`.when: unknown name `temprature`: not a sensor, relation, window or join of asset type `pump` (did you mean `temperature`?)"),
-        format!("{p}:13:42: sink `out`.outputs: unknown output `alert`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events`, `joins` or `commands`"),
+        format!("{p}:13:42: sink `out`.outputs: unknown output `alert`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events`, `joins`, `commands` or `events`"),
     ];
     let got: Vec<&str> = done.stdout.lines().collect();
     assert_eq!(got, want, "stderr:\n{}", done.stderr);

@@ -459,7 +459,7 @@ sinks:
     type: stdout
     outputs: [alerts, alert]
 "#,
-        want: &["t.yaml:13:23: sink `out`.outputs: unknown output `alert`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events`, `joins` or `commands`"],
+        want: &["t.yaml:13:23: sink `out`.outputs: unknown output `alert`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events`, `joins`, `commands` or `events`"],
     },
     Case {
         name: "range with min > max, stale_after <= expected_every",
@@ -539,7 +539,124 @@ sources:
             "t.yaml:13:11: source `f`: a cluster node reads only its cluster source `k` (MQTT devices reach a cluster through an edge node)",
         ],
     },
+    Case {
+        name: "an edge without an uplink, a buffer too small, a role that needs a cluster",
+        yaml: r#"
+node: { role: edge }
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: f
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+sinks:
+  - name: up
+    type: kafka
+    brokers: "127.0.0.1:9092"
+    topic: telemetry
+    buffer: { max_bytes: 1kB }
+    outputs: [alerts]
+  - name: out
+    type: file
+    path: out.jsonl
+    buffer: { max_bytes: 1GiB }
+    outputs: [events]
+"#,
+        want: &[
+            "t.yaml:12:11: node.role edge: an edge forwards every event to the cluster; add a Kafka sink with `outputs: [events]` and the cluster's ingest topic",
+            "t.yaml:16:26: sink `up`.buffer.max_bytes: at least 64KiB",
+            "t.yaml:21:13: sink `out`: field `buffer` does not apply to a `file` sink",
+        ],
+    },
+    Case {
+        name: "roles that contradict `node.cluster`",
+        yaml: r#"
+node: { role: cluster }
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: f
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+sinks:
+  - name: up
+    type: kafka
+    brokers: "127.0.0.1:9092"
+    topic: telemetry
+    buffer: { max_bytes: lots }
+    outputs: [events]
+"#,
+        want: &[
+            "t.yaml:1:15: node.role: a cluster node needs `node.cluster` (its source, changelog and session timeout)",
+            "t.yaml:16:26: sink `up`.buffer.max_bytes: expected a size like `256MiB`, `1GiB` or a number of bytes, found `lots`",
+        ],
+    },
 ];
+
+/// An edge evaluates the rules marked `local`, a cluster node the others
+/// (each rule runs in one place), a standalone node all; an edge's uplink
+/// buffers 1 GiB by default.
+#[test]
+fn rules_run_where_their_role_says_and_an_uplink_buffers_by_default() {
+    let text = |role: &str, extra: &str| {
+        format!(
+            r#"
+node: {{ {role} }}
+asset_types:
+  pump:
+    sensors:
+      vibration: {{ unit: mm/s }}
+assets: [{{ id: pump-1, type: pump }}]
+sources:
+  - name: k
+    type: kafka
+    brokers: "127.0.0.1:9092"
+    topics: [t]
+    group_id: g
+    decode: {{ sensor: s, ts: t, value: v }}
+rules:
+  - {{ name: trip, when: "vibration > 9", local: true }}
+  - {{ name: wear, when: "vibration > 5" }}
+sinks:
+  - {{ name: up, type: kafka, brokers: "127.0.0.1:9092", topic: telemetry, outputs: [events]{extra} }}
+"#
+        )
+    };
+    let load = |role: &str, extra: &str| topology::parse(Path::new("t.yaml"), &text(role, extra)).unwrap();
+    let names = |t: &topology::Topology| t.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+    let edge = load("role: edge", "");
+    assert_eq!(edge.node.role, topology::NodeRole::Edge);
+    assert_eq!(names(&edge), ["trip"]);
+    assert_eq!(edge.rules_elsewhere, ["wear"]);
+    let topology::SinkKind::Kafka(k) = &edge.sinks[0].kind else {
+        panic!()
+    };
+    assert_eq!(k.buffer, Some(topology::DEFAULT_EVENTS_BUFFER));
+    assert!(
+        edge.summary()
+            .contains("wear (evaluated by the cluster: not marked `local`)"),
+        "{}",
+        edge.summary()
+    );
+    let sized = load("role: edge", ", buffer: { max_bytes: 256MiB }");
+    let topology::SinkKind::Kafka(k) = &sized.sinks[0].kind else {
+        panic!()
+    };
+    assert_eq!(k.buffer, Some(256 << 20));
+    let cluster = load("cluster: { source: k, changelog: cl }", "");
+    assert_eq!(cluster.node.role, topology::NodeRole::Cluster);
+    assert_eq!(names(&cluster), ["wear"]);
+    let alone = load("name: solo", "");
+    assert_eq!(alone.node.role, topology::NodeRole::Standalone);
+    assert_eq!(names(&alone), ["trip", "wear"]);
+    assert!(alone.rules_elsewhere.is_empty());
+}
 
 #[test]
 fn every_class_of_error_is_one_exact_positioned_line() {
@@ -664,7 +781,7 @@ sinks:
         "t.yaml:21:25: rule `hot`.when: unknown name `temprature`: not a sensor, relation, window or join of asset type `pump` (did you mean `temperature`?)",
         "t.yaml:22:36: rule `odd`.when: expected a value, found `>`",
         "t.yaml:22:52: rule `odd`.severity: expected `info`, `warning` or `critical`, found `fatal`",
-        "t.yaml:24:50: sink `out`.outputs: unknown output `windws`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events`, `joins` or `commands`",
+        "t.yaml:24:50: sink `out`.outputs: unknown output `windws`; expected `twin_updates`, `windows`, `alerts`, `dead_letters`, `late_events`, `joins`, `commands` or `events`",
     ];
     assert_eq!(diagnostics(yaml), want);
 }

@@ -211,7 +211,7 @@ pub fn writer_loop(
             // Messages a broker has not acknowledged yet become durable with
             // the state that produced them.
             for op in &outbox {
-                store.stage_outbox(&mut ckpt, &op.sink, op.seq, op.value.as_deref());
+                op.stage(&store, &mut ckpt);
             }
             let (twins, bytes) = (ckpt.twins(), ckpt.bytes());
             let t = Instant::now();

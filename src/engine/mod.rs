@@ -229,6 +229,7 @@ pub fn run(
     let system = System::new();
     let sink_arbiter = Arbiter::new();
     let (fatal_tx, fatal_rx) = crossbeam_channel::unbounded::<EngineError>();
+    let source_names: Vec<Arc<str>> = topo.sources.iter().map(|s| s.name.as_str().into()).collect();
     let sinks = SinkHub::start(
         &topo.sinks,
         &SinkContext {
@@ -237,6 +238,7 @@ pub fn run(
             store: store.clone(),
             fatal: fatal_tx.clone(),
             node: &topo.node.name,
+            sources: source_names.clone().into(),
         },
     )?;
     let model = Arc::new(Model::build(topo, sinks.wanted(), replay));
@@ -245,7 +247,6 @@ pub fn run(
         ty.schema.ensure_stored(&store)?;
     }
     let (feedback_tx, feedback_rx) = crossbeam_channel::unbounded();
-    let source_names: Vec<Arc<str>> = topo.sources.iter().map(|s| s.name.as_str().into()).collect();
     let requests = match &opts.api {
         Some(api) => {
             let _ = api.catalog.set(query::Catalog {
@@ -265,6 +266,7 @@ pub fn run(
         sinks: sinks.clone(),
         fatal: fatal_tx.clone(),
         source_names,
+        forward_events: sinks.wanted().has(crate::topology::OutputKind::Events),
         feedback: feedback_tx,
         #[cfg(test)]
         panic_hook: None,

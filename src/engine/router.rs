@@ -523,6 +523,7 @@ impl Router {
                 model: None,
                 outputs: Vec::new(),
                 dead_letters: c.dead_letters,
+                events: Vec::new(),
                 at_ms: now_ms(),
                 permit: c.permit.clone(),
             });

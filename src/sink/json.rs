@@ -1,6 +1,7 @@
 //! JSON-lines rendering of outputs and dead letters.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -8,7 +9,7 @@ use serde::Serialize;
 use super::{DeadLetter, DeadReason, Origin, OutputBatch};
 use crate::topology::Severity;
 use crate::twin::commands::Origin as CommandOrigin;
-use crate::twin::model::{Acc, Health, Output, Quality, Transition};
+use crate::twin::model::{Acc, Event, Health, Output, Quality, Transition};
 
 #[derive(Serialize)]
 struct WindowLine<'a> {
@@ -156,9 +157,44 @@ struct DeadLine<'a> {
     key_base64: Option<String>,
 }
 
+/// An event a twin applied, as a reading another node can decode with
+/// `{ sensor: sensor, ts: ts, value: value }` (the asset id is also the
+/// record key).
+#[derive(Serialize)]
+struct EventLine<'a> {
+    kind: &'static str,
+    asset: &'a str,
+    sensor: &'a str,
+    ts: i64,
+    value: f64,
+    /// The source that read it.
+    source: &'a str,
+    /// Its source said it may have delivered it before (MQTT DUP).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    redelivered: bool,
+}
+
 fn finish(buf: &mut Vec<u8>, value: &impl Serialize) {
     serde_json::to_writer(&mut *buf, value).expect("serializing to a Vec cannot fail");
     buf.push(b'\n');
+}
+
+pub(super) fn render_event(buf: &mut Vec<u8>, batch: &OutputBatch, e: &Event, sources: &[Arc<str>]) {
+    let (Some(asset), Some(m)) = (batch.asset.as_deref(), batch.model.as_deref()) else {
+        return;
+    };
+    finish(
+        buf,
+        &EventLine {
+            kind: "event",
+            asset,
+            sensor: &m.sensors[e.sensor as usize],
+            ts: e.ts,
+            value: e.value,
+            source: sources.get(e.source as usize).map_or("?", |s| &**s),
+            redelivered: e.redelivered,
+        },
+    );
 }
 
 pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) {

@@ -4,7 +4,11 @@
 //! * **Keyed, in order.** The record key is the asset id, so every output of
 //!   one asset lands in one partition; the idempotent producer (`acks=all`)
 //!   keeps their order through its own retries. Outputs are JSON (the same
-//!   lines a file sink writes) with a `twinstream.kind` header.
+//!   lines a file sink writes) with a `twinstream.kind` header; events
+//!   (`outputs: [events]`, an edge's uplink to the cluster) carry none (their
+//!   payload names the kind), and any record the broker may have taken
+//!   before carries `twinstream.redelivered`, so a twinstream source
+//!   recognises the duplicate.
 //! * **Dead letters** are produced as the *original* record: its key and
 //!   bytes, with headers naming the origin (`twinstream.origin.topic`,
 //!   `.partition`, `.offset`, `.source`, `.file`, `.line`) and the error
@@ -65,6 +69,8 @@ pub mod header {
     /// Dead letters from files: the file and the 1-based line.
     pub const FILE: &str = "twinstream.origin.file";
     pub const LINE: &str = "twinstream.origin.line";
+    /// A record the broker may have taken before (value `1`).
+    pub const REDELIVERED: &str = crate::kafka::REDELIVERED_HEADER;
 }
 
 /// The outcome of one record, from librdkafka's delivery callback.
@@ -114,6 +120,8 @@ pub(super) struct KafkaSink {
     name: Arc<str>,
     spec: KafkaSinkSpec,
     mask: OutputMask,
+    /// Source index -> name (events name their source).
+    sources: Arc<[Arc<str>]>,
     store: Arc<Store>,
     fatal: Sender<EngineError>,
     outbox: Outbox,
@@ -132,10 +140,12 @@ pub(super) struct KafkaSink {
 
 impl KafkaSink {
     /// A sink that starts with the records `name` left in the store.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         name: &str,
         spec: KafkaSinkSpec,
         mask: OutputMask,
+        sources: Arc<[Arc<str>]>,
         client_id: &str,
         secrets: &[(String, String)],
         store: Arc<Store>,
@@ -146,8 +156,11 @@ impl KafkaSink {
             target: format!("kafka {}", spec.conn.brokers),
             message,
         };
-        let outbox =
-            Outbox::restore(name, &store, spec.queue, WhenFull::Block, true).map_err(|e| sink_error(e.to_string()))?;
+        let outbox = match spec.buffer {
+            Some(max_bytes) => Outbox::restore_buffered(name, store.clone(), spec.queue, max_bytes),
+            None => Outbox::restore(name, &store, spec.queue, WhenFull::Block, true),
+        }
+        .map_err(|e| sink_error(e.to_string()))?;
         let (tx, deliveries) = crossbeam_channel::unbounded();
         let failing = Arc::new(AtomicBool::new(false));
         let context = Deliveries {
@@ -163,6 +176,10 @@ impl KafkaSink {
                 ("message.timeout.ms", "0"),
                 ("linger.ms", "5"),
                 ("client.id", client_id),
+                // Kafka's default partitioner (murmur2 of the key, as Java
+                // clients): a record lands where a cluster's nodes look for
+                // its asset (an edge's uplink feeds the cluster's topic).
+                ("partitioner", "murmur2_random"),
             ],
             secrets,
         )
@@ -174,6 +191,7 @@ impl KafkaSink {
             name: name.into(),
             spec,
             mask,
+            sources,
             store,
             fatal,
             outbox,
@@ -233,16 +251,24 @@ impl KafkaSink {
             if let Some(key) = &msg.key {
                 record = record.key(&key[..]);
             }
-            if !msg.headers.is_empty() {
-                let headers =
-                    msg.headers
-                        .iter()
-                        .fold(OwnedHeaders::new_with_capacity(msg.headers.len()), |h, (key, value)| {
-                            h.insert(Header {
-                                key,
-                                value: Some(&value[..]),
-                            })
-                        });
+            let again =
+                self.outbox.maybe_sent_before(msg.seq) && !msg.headers.iter().any(|(k, _)| k == header::REDELIVERED);
+            if !msg.headers.is_empty() || again {
+                let mut headers = msg.headers.iter().fold(
+                    OwnedHeaders::new_with_capacity(msg.headers.len() + 1),
+                    |h, (key, value)| {
+                        h.insert(Header {
+                            key,
+                            value: Some(&value[..]),
+                        })
+                    },
+                );
+                if again {
+                    headers = headers.insert(Header {
+                        key: header::REDELIVERED,
+                        value: Some(&b"1"[..]),
+                    });
+                }
                 record = record.headers(headers);
             }
             match producer.send(record).map_err(|(e, _)| e) {
@@ -318,15 +344,31 @@ impl KafkaSink {
         let asset = batch.asset.as_deref().unwrap_or("");
         let asset_type = batch.model.as_deref().map_or("", |m| &*m.name);
         let (topic, queue) = (&self.spec.topic, &mut self.outbox);
-        outbox::each_output(&batch, self.mask, &mut self.line, |kind, name, line| {
-            topic.render(&mut self.topic, asset, asset_type, kind, name, kafka_topic_char);
-            queue.push(
-                self.topic.clone(),
-                Some(asset.as_bytes().to_vec()),
-                vec![(header::KIND.into(), kind.as_bytes().to_vec())],
-                line.to_vec(),
-            );
-        });
+        outbox::each_output(
+            &batch,
+            self.mask,
+            &self.sources,
+            &mut self.line,
+            |kind, name, line, again| {
+                topic.render(&mut self.topic, asset, asset_type, kind, name, kafka_topic_char);
+                // Events are the cluster's ingest: lean records (their
+                // payload says `"kind":"event"`), a header only when
+                // redelivered.
+                let mut headers = Vec::new();
+                if kind != super::kind_label(OutputKind::Events) {
+                    headers.push((header::KIND.into(), kind.as_bytes().to_vec()));
+                }
+                if again {
+                    headers.push((header::REDELIVERED.into(), b"1".to_vec()));
+                }
+                queue.push(
+                    self.topic.clone(),
+                    Some(asset.as_bytes().to_vec()),
+                    headers,
+                    line.to_vec(),
+                );
+            },
+        );
         if self.mask.has(OutputKind::DeadLetters) {
             for d in &batch.dead_letters {
                 self.spec.topic.render(

@@ -28,10 +28,10 @@ use actix::prelude::*;
 use crate::engine::flow::Permit;
 use crate::engine::EngineError;
 use crate::mqtt::Credentials;
-use crate::store::Store;
+use crate::store::{Checkpoint, Store};
 use crate::telemetry;
 use crate::topology::{OutputKind, SinkKind, SinkSpec};
-use crate::twin::model::Output;
+use crate::twin::model::{Event, Output};
 use crate::twin::schema::{OutputMask, TypeModel};
 
 /// Why a record was dead-lettered (a stable, machine-readable code).
@@ -119,6 +119,8 @@ pub struct OutputBatch {
     pub model: Option<Arc<TypeModel>>,
     pub outputs: Vec<Output>,
     pub dead_letters: Vec<DeadLetter>,
+    /// The events the twin applied (for sinks that take `events`).
+    pub events: Vec<Event>,
     /// Processing time the batch was produced, epoch ms.
     pub at_ms: i64,
     pub permit: Option<Permit>,
@@ -134,6 +136,9 @@ impl OutputBatch {
         }
         if !self.dead_letters.is_empty() {
             m = m.with(OutputKind::DeadLetters);
+        }
+        if !self.events.is_empty() {
+            m = m.with(OutputKind::Events);
         }
         m
     }
@@ -152,13 +157,24 @@ pub struct FlushSink {
     pub reply: crossbeam_channel::Sender<Result<Vec<OutboxOp>, SinkError>>,
 }
 
-/// A change to a sink's outbox (messages a broker has not acknowledged):
-/// store `value` under `seq`, or (`None`) remove it.
-#[derive(Debug, Clone)]
-pub struct OutboxOp {
-    pub sink: Arc<str>,
-    pub seq: u64,
-    pub value: Option<Vec<u8>>,
+/// A change to a sink's outbox (messages a broker has not acknowledged),
+/// committed with a checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxOp {
+    /// Store message `seq`.
+    Put { sink: Arc<str>, seq: u64, value: Vec<u8> },
+    /// Remove the messages `seqs` (acknowledged).
+    Remove { sink: Arc<str>, seqs: std::ops::Range<u64> },
+}
+
+impl OutboxOp {
+    /// Stages the change in `ckpt`.
+    pub fn stage(&self, store: &Store, ckpt: &mut Checkpoint) {
+        match self {
+            OutboxOp::Put { sink, seq, value } => store.stage_outbox(ckpt, sink, *seq, Some(value)),
+            OutboxOp::Remove { sink, seqs } => store.stage_outbox_removal(ckpt, sink, seqs.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -194,6 +210,8 @@ impl Target {
 pub struct SinkActor {
     name: String,
     mask: OutputMask,
+    /// Source index -> name (events name their source).
+    sources: Arc<[Arc<str>]>,
     target: Target,
     /// The first write error; the sink refuses to confirm flushes after it,
     /// so no checkpoint commits past an output that was not written.
@@ -271,6 +289,16 @@ impl Handler<Deliver> for SinkActor {
                 lines += 1;
             }
         }
+        if self.mask.has(OutputKind::Events) {
+            for e in &batch.events {
+                self.line.clear();
+                json::render_event(&mut self.line, batch, e, &self.sources);
+                if let Err(e) = self.target.writer().write_all(&self.line) {
+                    return self.fail(e);
+                }
+                lines += 1;
+            }
+        }
         telemetry::sink_written(&self.name, lines);
         if lines > 0 {
             self.flush_soon(ctx);
@@ -308,6 +336,7 @@ pub(crate) fn kind_label(kind: OutputKind) -> &'static str {
         OutputKind::LateEvents => "late_event",
         OutputKind::Joins => "join",
         OutputKind::Commands => "command",
+        OutputKind::Events => "event",
     }
 }
 
@@ -353,6 +382,8 @@ pub struct SinkContext<'a> {
     /// MQTT client ids default to, and Kafka client ids are,
     /// `twinstream-<node>-sink-<name>`.
     pub node: &'a str,
+    /// Source index -> name (events name their source).
+    pub sources: Arc<[Arc<str>]>,
 }
 
 /// The running sinks and which output kinds each takes.
@@ -431,6 +462,7 @@ impl SinkHub {
                         &spec.name,
                         (**m).clone(),
                         mask,
+                        cx.sources.clone(),
                         format!("twinstream-{}-sink-{}", cx.node, spec.name),
                         credentials,
                         cx.store.clone(),
@@ -449,6 +481,7 @@ impl SinkHub {
                         &spec.name,
                         (**k).clone(),
                         mask,
+                        cx.sources.clone(),
                         &format!("twinstream-{}-sink-{}", cx.node, spec.name),
                         &secrets,
                         cx.store.clone(),
@@ -461,6 +494,7 @@ impl SinkHub {
             let actor = SinkActor {
                 name: spec.name.clone(),
                 mask,
+                sources: cx.sources.clone(),
                 target,
                 failed: None,
                 line: Vec::with_capacity(512),

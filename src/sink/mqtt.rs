@@ -68,6 +68,8 @@ pub(super) struct MqttSink {
     name: Arc<str>,
     spec: MqttSinkSpec,
     mask: OutputMask,
+    /// Source index -> name (events name their source).
+    sources: Arc<[Arc<str>]>,
     qos: QoS,
     default_client_id: String,
     credentials: Credentials,
@@ -93,6 +95,7 @@ impl MqttSink {
         name: &str,
         spec: MqttSinkSpec,
         mask: OutputMask,
+        sources: Arc<[Arc<str>]>,
         default_client_id: String,
         credentials: Credentials,
         store: Arc<Store>,
@@ -114,6 +117,7 @@ impl MqttSink {
             name: name.into(),
             spec,
             mask,
+            sources,
             qos,
             default_client_id,
             credentials,
@@ -290,10 +294,16 @@ impl MqttSink {
         let asset = batch.asset.as_deref().unwrap_or("");
         let asset_type = batch.model.as_deref().map_or("", |m| &*m.name);
         let (topic, queue) = (&self.spec.topic, &mut self.outbox);
-        outbox::each_output(&batch, self.mask, &mut self.line, |kind, name, line| {
-            topic.render(&mut self.topic, asset, asset_type, kind, name, mqtt_topic_char);
-            queue.push(self.topic.clone(), None, Vec::new(), line.to_vec());
-        });
+        outbox::each_output(
+            &batch,
+            self.mask,
+            &self.sources,
+            &mut self.line,
+            |kind, name, line, _| {
+                topic.render(&mut self.topic, asset, asset_type, kind, name, mqtt_topic_char);
+                queue.push(self.topic.clone(), None, Vec::new(), line.to_vec());
+            },
+        );
         if self.mask.has(OutputKind::DeadLetters) {
             for d in &batch.dead_letters {
                 self.line.clear();
@@ -355,7 +365,7 @@ impl MqttSink {
 mod tests {
     use super::*;
     use crate::engine::flow::Flow;
-    use crate::sink::{DeadLetter, DeadReason, Origin};
+    use crate::sink::{DeadLetter, DeadReason, Origin, OutboxOp};
     use crate::store::Checkpoint;
     use crate::topology::WhenFull;
     use crate::topology::{MqttConn, OutputTopic};
@@ -389,6 +399,7 @@ mod tests {
             "out",
             spec,
             mask,
+            Arc::from(Vec::new()),
             "test".into(),
             Credentials::default(),
             store.clone(),
@@ -402,6 +413,7 @@ mod tests {
             asset: None,
             model: None,
             outputs: Vec::new(),
+            events: Vec::new(),
             dead_letters: vec![DeadLetter {
                 origin: Origin {
                     source: "s".into(),
@@ -439,14 +451,18 @@ mod tests {
         // A checkpoint stores every unacknowledged QoS 1 message once.
         let ops = sink.flush().unwrap();
         assert_eq!(sink.outbox.held(), 4);
-        assert_eq!(
-            ops.iter().map(|o| (o.seq, o.value.is_some())).collect::<Vec<_>>(),
-            [(0, true), (1, true), (2, true), (3, true)]
-        );
+        let puts: Vec<u64> = ops
+            .iter()
+            .map(|o| match o {
+                OutboxOp::Put { seq, .. } => *seq,
+                OutboxOp::Remove { .. } => panic!("nothing was acknowledged: {o:?}"),
+            })
+            .collect();
+        assert_eq!(puts, [0, 1, 2, 3]);
         assert!(sink.flush().unwrap().is_empty(), "stored messages are not staged again");
         let mut ckpt = Checkpoint::default();
         for op in &ops {
-            store.stage_outbox(&mut ckpt, &op.sink, op.seq, op.value.as_deref());
+            op.stage(&store, &mut ckpt);
         }
         store.commit(ckpt, true).unwrap();
         drop(sink);

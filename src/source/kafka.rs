@@ -27,6 +27,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Headers;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -86,6 +87,8 @@ struct Record {
     offset: i64,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
+    /// A twinstream sink says the broker may have taken it before.
+    redelivered: bool,
 }
 
 impl KafkaSource {
@@ -211,6 +214,9 @@ impl KafkaSource {
                             offset: m.offset(),
                             key: m.key().map(<[u8]>::to_vec),
                             payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                            redelivered: m
+                                .headers()
+                                .is_some_and(|h| h.iter().any(|h| h.key == crate::kafka::REDELIVERED_HEADER)),
                         });
                     }
                     Some(Err(e)) => {
@@ -420,6 +426,17 @@ impl KafkaSource {
         }
         let misrouted = chunk.dead_letters.len();
         self.decoder.decode_lines(&lines, 0, 1, &mut chunk, scratch);
+        // Events carry their record's line: mark those of records a
+        // twinstream sink produced again.
+        if records.iter().any(|r| r.redelivered) {
+            for g in &mut chunk.groups {
+                for e in &mut g.events {
+                    e.redelivered = line_of
+                        .get(e.origin as usize - 1)
+                        .is_some_and(|i| records[*i].redelivered);
+                }
+            }
+        }
         for d in &mut chunk.dead_letters[misrouted..] {
             if let Some(r) = line_of.get(d.origin.line as usize - 1).map(|i| &records[*i]) {
                 d.payload = r.payload.clone();

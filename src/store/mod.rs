@@ -403,21 +403,48 @@ impl Store {
         }
     }
 
+    /// Stages the removal of outbox messages `seqs` of `sink` (one range
+    /// tombstone, however many messages).
+    pub fn stage_outbox_removal(&self, ckpt: &mut Checkpoint, sink: &str, seqs: std::ops::Range<u64>) {
+        match seqs.end - seqs.start {
+            0 => {}
+            1 => self.stage_outbox(ckpt, sink, seqs.start, None),
+            _ => ckpt.batch.delete_range_cf(
+                &self.cf(OUTBOX_CF),
+                outbox_key(sink, seqs.start),
+                outbox_key(sink, seqs.end),
+            ),
+        }
+    }
+
     /// Calls `f(seq, value)` for every outbox message of `sink`, in order.
     pub fn for_each_outbox(
         &self,
         sink: &str,
         mut f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let prefix = outbox_key(sink, 0);
-        let prefix = &prefix[..prefix.len() - 8];
-        let mode = IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        self.outbox_from(sink, 0, |seq, v| f(seq, v).map(|()| true))
+    }
+
+    /// Calls `f(seq, value)` for the outbox messages of `sink` from `from`
+    /// on, in order, while it answers `true`.
+    pub fn outbox_from(
+        &self,
+        sink: &str,
+        from: u64,
+        mut f: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let start = outbox_key(sink, from);
+        let prefix = &start[..start.len() - 8];
+        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
         for item in self.db.iterator_cf(&self.cf(OUTBOX_CF), mode) {
             let (k, v) = item.map_err(StoreError::Read)?;
             let Some(seq) = k.strip_prefix(prefix).and_then(|s| <[u8; 8]>::try_from(s).ok()) else {
                 break;
             };
-            f(u64::from_be_bytes(seq), &v)?;
+            if !f(u64::from_be_bytes(seq), &v)? {
+                break;
+            }
         }
         Ok(())
     }
@@ -494,6 +521,26 @@ mod tests {
             store.outbox_sinks().unwrap(),
             [("a".to_string(), 2), ("ab".to_string(), 2)]
         );
+        // Read from a position, while asked; remove a range.
+        let mut from = Vec::new();
+        store
+            .outbox_from("a", 3, |seq, _| {
+                from.push(seq);
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(from, [300]);
+        let mut ckpt = Checkpoint::default();
+        for seq in 10..20 {
+            store.stage_outbox(&mut ckpt, "ab", seq, Some(b"x"));
+        }
+        store.commit(ckpt, false).unwrap();
+        let mut ckpt = Checkpoint::default();
+        store.stage_outbox_removal(&mut ckpt, "ab", 1..15);
+        store.commit(ckpt, false).unwrap();
+        let seqs: Vec<u64> = read("ab").into_iter().map(|(s, _)| s).collect();
+        assert_eq!(seqs, [0, 15, 16, 17, 18, 19]);
+        assert_eq!(read("a").len(), 2, "another sink's messages stay");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub const SINK_QUEUE_LIMIT: &str = "twinstream_sink_queue_limit_messages";
 pub const SINK_BACKPRESSURE: &str = "twinstream_sink_backpressure";
 pub const SINK_DROPPED: &str = "twinstream_sink_dropped_total";
 pub const SINK_RETRIES: &str = "twinstream_sink_retries_total";
+pub const SINK_BUFFER: &str = "twinstream_sink_buffer_bytes";
+pub const SINK_BUFFER_LIMIT: &str = "twinstream_sink_buffer_limit_bytes";
 pub const RECORDS_RECEIVED: &str = "twinstream_records_received_total";
 pub const KAFKA_LAG: &str = "twinstream_kafka_consumer_lag_messages";
 pub const KAFKA_PAUSED: &str = "twinstream_kafka_paused";
@@ -83,6 +85,8 @@ pub const ALL: &[&str] = &[
     SINK_BACKPRESSURE,
     SINK_DROPPED,
     SINK_RETRIES,
+    SINK_BUFFER,
+    SINK_BUFFER_LIMIT,
     RECORDS_RECEIVED,
     KAFKA_LAG,
     KAFKA_PAUSED,
@@ -290,6 +294,16 @@ pub fn sink_queue_limit(sink: &str, n: usize) {
 pub fn sink_queue(sink: &str, n: usize, backpressure: bool) {
     gauge!(SINK_QUEUE, LABEL_SINK => sink.to_string()).set(n as f64);
     gauge!(SINK_BACKPRESSURE, LABEL_SINK => sink.to_string()).set(if backpressure { 1.0 } else { 0.0 });
+}
+
+/// Bytes a store-and-forward sink keeps in the store for its broker.
+pub fn sink_buffer(sink: &str, bytes: u64) {
+    gauge!(SINK_BUFFER, LABEL_SINK => sink.to_string()).set(bytes as f64);
+}
+
+/// The `buffer.max_bytes` of a store-and-forward sink.
+pub fn sink_buffer_limit(sink: &str, bytes: u64) {
+    gauge!(SINK_BUFFER_LIMIT, LABEL_SINK => sink.to_string()).set(bytes as f64);
 }
 
 /// A timer round: `fired` twins ticked, `pending` entries left in the index.

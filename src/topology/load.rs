@@ -173,11 +173,23 @@ impl<'t> Cx<'t> {
             Some(n) => self.sinks(n),
             None => Vec::new(),
         };
+        let mut rules = rules;
+        let mut rules_elsewhere = Vec::new();
         if let Some(node) = &node {
             self.distinct_client_ids(&node.name, &sources, &sinks);
             if let Some(cluster) = &node.cluster {
                 self.cluster_source(cluster, &sources);
             }
+            if node.role == NodeRole::Edge {
+                self.edge_uplink(&sinks);
+            }
+            rules.retain(|r| {
+                let here = node.role.evaluates(r.local);
+                if !here {
+                    rules_elsewhere.push(r.name.clone());
+                }
+                here
+            });
         }
         Some(Topology {
             file: path.to_path_buf(),
@@ -188,8 +200,24 @@ impl<'t> Cx<'t> {
             windows,
             joins,
             rules,
+            rules_elsewhere,
             sinks,
         })
+    }
+
+    /// An edge forwards every event to the cluster: it needs a Kafka sink
+    /// that takes `events`.
+    fn edge_uplink(&mut self, sinks: &[SinkSpec]) {
+        let uplink = sinks
+            .iter()
+            .any(|s| matches!(s.kind, SinkKind::Kafka(_)) && s.outputs.contains(&OutputKind::Events));
+        if !uplink {
+            let pos = sinks.first().map_or_else(Pos::default, |s| s.pos);
+            self.err(
+                pos,
+                "node.role edge: an edge forwards every event to the cluster; add a Kafka sink with `outputs: [events]` and the cluster's ingest topic",
+            );
+        }
     }
 
     /// A cluster shards one Kafka topic keyed by asset id, read by one
@@ -303,6 +331,7 @@ impl<'t> Cx<'t> {
             decoders: 0,
             max_inflight_chunks: 8,
             cluster: None,
+            role: NodeRole::Standalone,
         };
         let Some(node) = node else { return Some(spec) };
         const FIELDS: &[&str] = &[
@@ -314,6 +343,7 @@ impl<'t> Cx<'t> {
             "decoders",
             "max_inflight_chunks",
             "cluster",
+            "role",
         ];
         let f = Fields::new(node, "node", FIELDS, &mut self.diags)?;
         let d = &mut self.diags;
@@ -374,6 +404,30 @@ impl<'t> Cx<'t> {
                         session_timeout: session_timeout.map_or(Duration::from_secs(10), |t| t.value),
                     });
                 }
+            }
+        }
+        if spec.cluster.is_some() {
+            spec.role = NodeRole::Cluster;
+        }
+        if let Some(r) = f.choice("role", &NodeRole::NAMES, false, d) {
+            let role = match r.value.as_str() {
+                "edge" => NodeRole::Edge,
+                "cluster" => NodeRole::Cluster,
+                _ => NodeRole::Standalone,
+            };
+            match (role, spec.cluster.is_some()) {
+                (NodeRole::Cluster, false) => d.error(
+                    r.pos,
+                    "node.role: a cluster node needs `node.cluster` (its source, changelog and session timeout)",
+                ),
+                (NodeRole::Edge | NodeRole::Standalone, true) => d.error(
+                    r.pos,
+                    format!(
+                        "node.role: a `{}` node is not a member of a cluster; remove `node.cluster` or the role",
+                        r.value
+                    ),
+                ),
+                _ => spec.role = role,
             }
         }
         if let Some(http) = f.get("http") {
@@ -1175,6 +1229,7 @@ impl<'t> Cx<'t> {
                 "message",
                 "asset_types",
                 "command",
+                "local",
             ];
             let Some(mut f) = Fields::new(item, "rule", FIELDS, &mut self.diags) else {
                 continue;
@@ -1217,6 +1272,7 @@ impl<'t> Cx<'t> {
                 .map_or(Duration::ZERO, |d| d.value);
             let clear_when = f.str("clear_when", false, &mut self.diags);
             let command = f.get("command").and_then(|c| self.command(c, &what));
+            let local = f.bool("local", &mut self.diags).is_some_and(|b| b.value);
             let Some(when) = f.str("when", true, &mut self.diags) else {
                 continue;
             };
@@ -1237,6 +1293,7 @@ impl<'t> Cx<'t> {
                 compiled,
                 clear_compiled,
                 command,
+                local,
             });
         }
         out
@@ -1614,10 +1671,19 @@ impl<'t> Cx<'t> {
             None => None,
         };
         let queue = sink_queue(f, what, d);
+        let buffer = f.get("buffer").and_then(|b| {
+            let b = Fields::new(b, &format!("{what}.buffer"), &["max_bytes"], d)?;
+            let max = b.bytes("max_bytes", true, d)?;
+            if max.value < 1 << 16 {
+                d.error(max.pos, format!("{what}.buffer.max_bytes: at least 64KiB"));
+            }
+            Some(max.value)
+        });
         Some(KafkaSinkSpec {
             conn: conn?,
             topic: topic?,
             queue,
+            buffer,
         })
     }
 
@@ -2051,6 +2117,7 @@ impl<'t> Cx<'t> {
                 "brokers",
                 "properties",
                 "properties_env",
+                "buffer",
             ];
             let Some(mut f) = Fields::new(item, "sink", FIELDS, &mut self.diags) else {
                 continue;
@@ -2084,8 +2151,9 @@ impl<'t> Cx<'t> {
                         "queue",
                         "properties",
                         "properties_env",
+                        "buffer",
                     ],
-                    _ => &FIELDS[..FIELDS.len() - 3],
+                    _ => &FIELDS[..FIELDS.len() - 4],
                 };
                 for field in FIELDS {
                     if !allowed.contains(field) && field != &"path" {
@@ -2141,6 +2209,13 @@ impl<'t> Cx<'t> {
                     f.pos(),
                     format!("{what}: missing required field `outputs` (any of {})", one_of(&names)),
                 ),
+            }
+            let mut kind = kind;
+            if let Some(SinkKind::Kafka(k)) = &mut kind {
+                // An uplink keeps what the cluster has not taken on disk.
+                if outputs.contains(&OutputKind::Events) && k.buffer.is_none() {
+                    k.buffer = Some(DEFAULT_EVENTS_BUFFER);
+                }
             }
             if let Some(kind) = kind {
                 out.push(SinkSpec {

@@ -25,8 +25,12 @@ impl Topology {
         let _ = writeln!(s, "{}: OK", self.file.display());
         let _ = writeln!(
             s,
-            "node      {}  state_dir={}  snapshot every {} or {} events{}",
+            "node      {}{}  state_dir={}  snapshot every {} or {} events{}",
             n.name,
+            match n.role {
+                NodeRole::Standalone => String::new(),
+                role => format!(" ({})", role.name()),
+            },
             n.state_dir.display(),
             humantime::format_duration(n.snapshot.interval),
             n.snapshot.max_events,
@@ -210,7 +214,21 @@ impl Topology {
                 Some(off) => format!("; sends {}={} ({off} on clear)", c.name, c.value),
                 None => format!("; sends {}={}", c.name, c.value),
             });
-            let _ = writeln!(s, "  {:<12} [{sev}] {}{hold}{clear}{command}", r.name, r.when);
+            let local = if r.local { " (local)" } else { "" };
+            let _ = writeln!(s, "  {:<12} [{sev}]{local} {}{hold}{clear}{command}", r.name, r.when);
+        }
+        if !self.rules_elsewhere.is_empty() {
+            let _ = writeln!(
+                s,
+                "  {:<12} {} (evaluated {})",
+                "elsewhere",
+                self.rules_elsewhere.join(", "),
+                if n.role == NodeRole::Edge {
+                    "by the cluster: not marked `local`"
+                } else {
+                    "at the edge: marked `local`"
+                }
+            );
         }
         let _ = writeln!(s, "sinks     {}", self.sinks.len());
         for k in &self.sinks {
@@ -225,7 +243,15 @@ impl Topology {
                     m.qos,
                     if m.retain { ", retained" } else { "" }
                 ),
-                SinkKind::Kafka(k) => format!("kafka {} {} (keyed by asset)", k.conn.brokers, k.topic.text),
+                SinkKind::Kafka(k) => format!(
+                    "kafka {} {} (keyed by asset){}",
+                    k.conn.brokers,
+                    k.topic.text,
+                    k.buffer.map_or(String::new(), |b| format!(
+                        ", buffers up to {} in the store",
+                        bytesize::ByteSize::b(b).display().iec()
+                    ))
+                ),
             };
             let outs: Vec<&str> = k.outputs.iter().map(|o| o.name()).collect();
             let _ = writeln!(s, "  {:<12} {kind} <- {}", k.name, outs.join(", "));

@@ -26,7 +26,11 @@ pub struct Topology {
     pub sources: Vec<SourceSpec>,
     pub windows: Vec<WindowSpec>,
     pub joins: Vec<JoinSpec>,
+    /// The rules this node evaluates (see [`NodeRole::evaluates`]).
     pub rules: Vec<RuleSpec>,
+    /// Rules of the file another role evaluates (an edge skips the rules
+    /// not marked `local`, a cluster node the local ones).
+    pub rules_elsewhere: Vec<String>,
     pub sinks: Vec<SinkSpec>,
 }
 
@@ -51,6 +55,46 @@ pub struct NodeSpec {
     pub max_inflight_chunks: usize,
     /// Member of a cluster: shards are the partitions of a Kafka source.
     pub cluster: Option<ClusterSpec>,
+    pub role: NodeRole,
+}
+
+/// What a node is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeRole {
+    /// One node does everything.
+    #[default]
+    Standalone,
+    /// Near the assets: reads them (MQTT), evaluates the rules marked
+    /// `local` (edge autonomy) and forwards every event to the cluster's
+    /// Kafka topic, buffering in the store while the uplink is down.
+    Edge,
+    /// A member of a cluster (`node.cluster`): owns the shards the group
+    /// assigns it.
+    Cluster,
+}
+
+impl NodeRole {
+    pub const NAMES: [&'static str; 3] = ["standalone", "edge", "cluster"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeRole::Standalone => "standalone",
+            NodeRole::Edge => "edge",
+            NodeRole::Cluster => "cluster",
+        }
+    }
+
+    /// Whether a node of this role evaluates a rule: an edge evaluates only
+    /// the `local` ones, a cluster node the others (each rule runs in one
+    /// place, so an alert or a command is never sent twice), a standalone
+    /// node all.
+    pub fn evaluates(self, local: bool) -> bool {
+        match self {
+            NodeRole::Standalone => true,
+            NodeRole::Edge => local,
+            NodeRole::Cluster => !local,
+        }
+    }
 }
 
 /// A node of a cluster: the partitions of `source`'s topic are the shards,
@@ -349,7 +393,14 @@ pub struct KafkaSinkSpec {
     /// Messages held in memory (unacknowledged or waiting for the brokers)
     /// before the sink holds back the twins' batches, which stops ingest.
     pub queue: usize,
+    /// Store-and-forward: beyond `queue`, messages wait in the store, up to
+    /// this many bytes (then ingest is held back).
+    pub buffer: Option<u64>,
 }
+
+/// The store-and-forward buffer of a Kafka sink that takes `events` (an
+/// edge's uplink) when the topology sets none.
+pub const DEFAULT_EVENTS_BUFFER: u64 = 1 << 30;
 
 /// How to reach and log in to an MQTT broker (sources and sinks alike).
 #[derive(Debug, Clone)]
@@ -819,6 +870,8 @@ pub struct RuleSpec {
     /// A command sent when the alert is raised (and, with `on_clear`, when
     /// it clears).
     pub command: Option<CommandSpec>,
+    /// Evaluated at the edge (edge autonomy), not by the cluster.
+    pub local: bool,
 }
 
 /// A rule's actuation command: `name` set to `value`.
@@ -885,10 +938,13 @@ pub enum OutputKind {
     Joins,
     /// Actuation commands.
     Commands,
+    /// Every event a twin applied, as a reading (an edge forwards these to
+    /// the cluster).
+    Events,
 }
 
 impl OutputKind {
-    pub const ALL: [(&'static str, OutputKind); 7] = [
+    pub const ALL: [(&'static str, OutputKind); 8] = [
         ("twin_updates", OutputKind::TwinUpdates),
         ("windows", OutputKind::Windows),
         ("alerts", OutputKind::Alerts),
@@ -896,6 +952,7 @@ impl OutputKind {
         ("late_events", OutputKind::LateEvents),
         ("joins", OutputKind::Joins),
         ("commands", OutputKind::Commands),
+        ("events", OutputKind::Events),
     ];
 
     pub fn name(self) -> &'static str {

@@ -161,6 +161,18 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A size in bytes: `268435456`, `256MiB`, `1 GiB`, `512kB`.
+    pub fn bytes(&self, field: &str, required: bool, diags: &mut Diagnostics) -> Option<Spanned<u64>> {
+        let s = self.str(field, required, diags)?;
+        match parse_bytes(&s.value) {
+            Ok(b) => Some(Spanned::new(b, s.pos)),
+            Err(msg) => {
+                diags.error(s.pos, format!("{}.{field}: {msg}", self.what));
+                None
+            }
+        }
+    }
+
     pub fn bool(&self, field: &str, diags: &mut Diagnostics) -> Option<Spanned<bool>> {
         let s = self.str(field, false, diags)?;
         match s.value.as_str() {
@@ -277,9 +289,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("expected a duration like `200ms`, `10s` or `5m`, found `{text}` ({e})"))
 }
 
+/// Parses a size such as `268435456`, `256MiB`, `1 GiB` or `512kB`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    text.replace('_', "")
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| format!("expected a size like `256MiB`, `1GiB` or a number of bytes, found `{text}`"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_or_without_units() {
+        assert_eq!(parse_bytes("1024"), Ok(1024));
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("2kB"), Ok(2000));
+        assert!(parse_bytes("lots").unwrap_err().contains("`256MiB`"));
+        assert!(parse_bytes("").is_err());
+    }
 
     #[test]
     fn durations_parse_with_units() {

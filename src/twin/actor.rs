@@ -49,6 +49,8 @@ pub struct TwinContext {
     pub fatal: crossbeam_channel::Sender<EngineError>,
     /// Source index -> name, for dead letters.
     pub source_names: Vec<Arc<str>>,
+    /// A sink takes `events`: every applied event goes to the sinks.
+    pub forward_events: bool,
     /// To the router: timer deadlines and values to relay to related twins.
     pub feedback: crossbeam_channel::Sender<Feedback>,
     /// Test hook: the model panics on an event with this value.
@@ -251,7 +253,19 @@ impl TwinActor {
         }
     }
 
-    fn deliver(&self, mut outputs: Vec<Output>, dead_letters: Vec<DeadLetter>, permit: Option<&Permit>) {
+    fn deliver(&self, outputs: Vec<Output>, dead_letters: Vec<DeadLetter>, permit: Option<&Permit>) {
+        self.deliver_with_events(outputs, dead_letters, Vec::new(), permit);
+    }
+
+    /// Sends the outputs, dead letters and (for sinks that take `events`)
+    /// the applied events of one input to the sinks.
+    fn deliver_with_events(
+        &self,
+        mut outputs: Vec<Output>,
+        dead_letters: Vec<DeadLetter>,
+        events: Vec<Event>,
+        permit: Option<&Permit>,
+    ) {
         // Relays are for the router, not the sinks.
         if self.tcx.model.relayed.iter().any(|r| *r) {
             outputs.retain(|o| match o {
@@ -266,7 +280,7 @@ impl TwinActor {
                 _ => true,
             });
         }
-        if outputs.is_empty() && dead_letters.is_empty() {
+        if outputs.is_empty() && dead_letters.is_empty() && events.is_empty() {
             return;
         }
         self.tcx.cx.sinks.deliver(OutputBatch {
@@ -274,18 +288,27 @@ impl TwinActor {
             model: Some(self.tcx.model.clone()),
             outputs,
             dead_letters,
+            events,
             at_ms: now_ms(),
             permit: permit.cloned(),
         });
     }
 
-    /// After a panic on a batch: retry event by event from the last good state.
-    fn recover(&mut self, events: &[Event], first: String, now: i64, out: &mut Vec<Output>) -> Vec<DeadLetter> {
+    /// After a panic on a batch: retry event by event from the last good
+    /// state; returns the dead letters of the events that panicked
+    /// [`MAX_ATTEMPTS`] times, with their index in `events`.
+    fn recover(
+        &mut self,
+        events: &[Event],
+        first: String,
+        now: i64,
+        out: &mut Vec<Output>,
+    ) -> Vec<(usize, DeadLetter)> {
         telemetry::twin_restarted();
         tracing::warn!(asset = %self.asset, events = events.len(), panic = %first,
             "twin panicked; restarted from its last good state, retrying the batch one event at a time");
         let mut dead = Vec::new();
-        for e in events {
+        for (i, e) in events.iter().enumerate() {
             // The batch attempt was the first try of every event in it.
             let mut attempts = 1;
             loop {
@@ -297,7 +320,7 @@ impl TwinActor {
                         if attempts >= MAX_ATTEMPTS {
                             tracing::error!(asset = %self.asset, sensor = e.sensor, ts = e.ts, panic = %msg,
                                 "event crashed the twin {MAX_ATTEMPTS} times; dead-lettered");
-                            dead.push(self.poison_letter(e, &msg));
+                            dead.push((i, self.poison_letter(e, &msg)));
                             break;
                         }
                     }
@@ -413,17 +436,18 @@ impl Actor for TwinActor {
 impl Handler<Apply> for TwinActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Apply, _: &mut Context<Self>) {
+    fn handle(&mut self, mut msg: Apply, _: &mut Context<Self>) {
         if self.failed {
             return;
         }
         let now = now_ms();
         let mut out = Vec::new();
         let mut dead = Vec::new();
+        let mut poisoned = Vec::new();
         if !msg.events.is_empty() {
             let late_before = self.state.stats.late;
             if let Err(first) = self.apply_guarded(Input::Events(&msg.events), now, &mut out) {
-                dead = self.recover(&msg.events, first, now, &mut out);
+                (poisoned, dead) = self.recover(&msg.events, first, now, &mut out).into_iter().unzip();
             }
             telemetry::events_applied(msg.events.len() as u64, self.state.stats.late - late_before);
             telemetry::apply_latency(msg.received_at.elapsed().as_secs_f64());
@@ -438,7 +462,18 @@ impl Handler<Apply> for TwinActor {
         if self.tcx.model.timers {
             self.rearm(msg.tick);
         }
-        self.deliver(out, dead, Some(&msg.permit));
+        // Forwarded (an edge's uplink): every event applied, in order; one
+        // that crashed the twin is a dead letter instead.
+        let events = if self.tcx.cx.forward_events {
+            let mut events = std::mem::take(&mut msg.events);
+            for i in poisoned.into_iter().rev() {
+                events.remove(i);
+            }
+            events
+        } else {
+            Vec::new()
+        };
+        self.deliver_with_events(out, dead, events, Some(&msg.permit));
     }
 }
 
@@ -673,6 +708,7 @@ pub(crate) mod tests {
                     store: store.clone(),
                     fatal: fatal.clone(),
                     node: "test",
+                    sources: Arc::from(vec![Arc::<str>::from("f")]),
                 },
             )
             .unwrap();
@@ -686,6 +722,7 @@ pub(crate) mod tests {
                 sinks: sinks.clone(),
                 fatal: fatal.clone(),
                 source_names: vec!["f".into()],
+                forward_events: false,
                 feedback: crossbeam_channel::unbounded().0,
                 panic_hook: Some(hook),
             });

@@ -390,23 +390,26 @@ impl Drop for Mosquitto {
 /// `(asset, events, windows, window count sum, latest values)` of every twin.
 pub type Digest = Vec<(String, u64, u64, u64, Vec<f64>)>;
 
+/// The digest of every twin in the store at `state`, over all its shards.
 pub fn digest(state: &Path) -> Digest {
     let store = twinstream::store::Store::open(state, 1).unwrap();
     let mut out = Vec::new();
-    store
-        .for_each_twin(0, |asset, bytes| {
-            let rec = twinstream::twin::record::decode(bytes).unwrap();
-            let s = rec.stats;
-            out.push((
-                asset.to_string(),
-                s.events,
-                s.windows,
-                s.window_count_sum,
-                rec.latest().map(|(_, l)| l.value).collect(),
-            ));
-            Ok(())
-        })
-        .unwrap();
+    for shard in store.shards() {
+        store
+            .for_each_twin(shard, |asset, bytes| {
+                let rec = twinstream::twin::record::decode(bytes).unwrap();
+                let s = rec.stats;
+                out.push((
+                    asset.to_string(),
+                    s.events,
+                    s.windows,
+                    s.window_count_sum,
+                    rec.latest().map(|(_, l)| l.value).collect(),
+                ));
+                Ok(())
+            })
+            .unwrap();
+    }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
@@ -444,12 +447,19 @@ impl Tansu {
 
     fn spawn(dir: &Path, port: u16) -> Child {
         let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("tansu.log"))
+            .unwrap();
         let child = Command::new(tansu_bin())
             .current_dir(dir)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", "sqlite://tansu.db"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("tansu.log")).unwrap())
+            // Its warnings, or what `TANSU_LOG` asks for, go to `tansu.log`.
+            .env("RUST_LOG", std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start tansu (scripts/install-deps.sh installs it): {e}"));
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -462,6 +472,11 @@ impl Tansu {
 
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// What the broker logged (for a failing test's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
     }
 
     /// Stops the broker (kill) and starts it again on its port and data.
