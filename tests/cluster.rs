@@ -61,10 +61,14 @@ asset_types:
     sensors: {{ temperature: {{ unit: degC }}, current: {{ unit: A }} }}
 assets: [{{ id: "pump-*", type: pump }}]
 windows: [{{ name: w1s, size: 1s }}]
+rules:
+  - {{ name: hot, when: "temperature > 100", clear_when: "temperature < 90" }}
+  - {{ name: busy, when: "w1s.current.avg > 60" }}
 sources:
 {source}
 sinks:
   - {{ name: updates, type: file, path: "{dir}/updates-{name}.jsonl", outputs: [twin_updates] }}
+  - {{ name: alerts, type: file, path: "{dir}/alerts-{name}.jsonl", outputs: [alerts] }}
   - {{ name: dead, type: file, path: "{dir}/dead-{name}.jsonl", outputs: [dead_letters] }}
 "#,
             dir = dir.display()
@@ -214,6 +218,41 @@ fn consistent_histories(dir: &Path) {
         last.values().all(|v| *v == READINGS as u64),
         "every twin reached version {READINGS}"
     );
+}
+
+/// Every alert transition the files named `alerts-*` in `dir` hold, per
+/// asset in the order first emitted, once each (a takeover emits again what
+/// followed the last checkpoint: the same transitions, the same ids).
+fn alert_histories(dir: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let mut by_asset: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("alerts-"))
+        .collect();
+    files.sort();
+    for path in files {
+        for mut a in jsonl(&path) {
+            // When it was emitted differs between two owners; what is not.
+            a.as_object_mut().unwrap().remove("at");
+            let seen = by_asset.entry(a["asset"].as_str().unwrap().to_string()).or_default();
+            match seen.iter().find(|s| s["event_id"] == a["event_id"]) {
+                Some(prev) => assert_eq!(prev, &a, "two different transitions with one id"),
+                None => seen.push(a),
+            }
+        }
+    }
+    for alerts in by_asset.values_mut() {
+        // Several files interleave; per asset, transitions are numbered.
+        alerts.sort_by_key(|a| {
+            (
+                a["rule"].as_str().unwrap().to_string(),
+                a["ts"].as_i64().unwrap(),
+                a["event_id"].as_str().unwrap().to_string(),
+            )
+        });
+    }
+    by_asset
 }
 
 /// The sum of `twinstream_shards_owned` over running nodes' logs is not
@@ -413,5 +452,12 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
     assert_eq!(
         got, want,
         "cluster state (changelog) == one node's run of the same events"
+    );
+    let alerts = alert_histories(dir.path());
+    assert!(alerts.values().map(Vec::len).sum::<usize>() > 100, "the rules fire");
+    assert_eq!(
+        alerts,
+        alert_histories(single.path()),
+        "the cluster's alerts == one node's"
     );
 }
