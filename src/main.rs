@@ -232,7 +232,12 @@ fn serve(
         tokens,
         metrics: Some(metrics),
     };
-    Ok((Some(twinstream::api::start(config, engine_end)?), Some(api_end)))
+    let server = twinstream::api::start(config, engine_end)?;
+    let api_end = query::ApiLink {
+        addr: Some(server.addr),
+        ..api_end
+    };
+    Ok((Some(server), Some(api_end)))
 }
 
 fn run(topo: &Topology, state_dir: PathBuf, http: Option<std::net::SocketAddr>) -> Result<ExitCode> {

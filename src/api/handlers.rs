@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Access, Tokens};
+use super::peers::{self, Place};
 use super::ApiError;
 use crate::engine::query::{AckError, Catalog, CommandError, EngineLink, Request};
 use crate::telemetry::health;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub engine: EngineLink,
     pub tokens: Tokens,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Forwards requests to the other nodes of a cluster.
+    pub peers: ureq::Agent,
 }
 
 impl AppState {
@@ -235,6 +238,9 @@ pub struct TwinPage {
     pub total: usize,
     /// Pass as `after` for the next page; `null` on the last page.
     pub next: Option<String>,
+    /// Cluster: shards no node answered for (the page lacks their twins);
+    /// absent when every shard is in.
+    pub missing_shards: Option<Vec<u32>>,
 }
 
 fn limit(l: Option<usize>) -> Result<usize, ApiError> {
@@ -403,7 +409,8 @@ pub async fn list_twins(
         }
         matching.push(t);
     }
-    Ok(HttpResponse::Ok().json(paged(matching, q.after, limit, |t| &t.asset)))
+    let page = paged(matching, q.after, limit, |t| &t.asset);
+    Ok(HttpResponse::Ok().json(peers::gather(&state.peers, c, &req, page, limit, "asset").await?))
 }
 
 /// How `GET /twins/{id}` reads.
@@ -462,6 +469,9 @@ pub async fn get_twin(
     if c.index.resolve(&asset).is_none() {
         return Err(not_found());
     }
+    if let Place::Owner { shard, owner, http } = peers::place(c, &req, &asset)? {
+        return peers::forward(&state.peers, c, &req, None, shard, owner, http).await;
+    }
     if !q.fresh.unwrap_or(false) {
         if let Some(mut view) = checkpointed(c, &asset)? {
             view.relations = relations(c, &asset);
@@ -505,6 +515,8 @@ pub struct AlertPage {
     pub items: Vec<AlertView>,
     pub total: usize,
     pub next: Option<String>,
+    /// Cluster: shards no node answered for; absent when every shard is in.
+    pub missing_shards: Option<Vec<u32>>,
 }
 
 /// Alerts (the current one of every rule of every twin), filtered and paged by id.
@@ -545,7 +557,8 @@ pub async fn list_alerts(
         .filter(|a| states.contains(&a.state) && severity.is_none_or(|s| a.severity == s))
         .collect();
     matching.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(HttpResponse::Ok().json(paged(matching, q.after, limit, |a| &a.id)))
+    let page = paged(matching, q.after, limit, |a| &a.id);
+    Ok(HttpResponse::Ok().json(peers::gather(&state.peers, state.catalog()?, &req, page, limit, "id").await?))
 }
 
 /// Splits an alert id `asset/rule/seq` (the asset id may itself hold `/`).
@@ -578,7 +591,13 @@ pub async fn ack_alert(
     state.tokens.check(&req, Access::Write, "/alerts/{id}/ack")?;
     let id = id.into_inner();
     let (asset, rule, seq) = parse_alert_id(&id)?;
-    let start = locate(state.catalog()?, asset)?;
+    let c = state.catalog()?;
+    if c.index.resolve(asset).is_some() {
+        if let Place::Owner { shard, owner, http } = peers::place(c, &req, asset)? {
+            return peers::forward(&state.peers, c, &req, None, shard, owner, http).await;
+        }
+    }
+    let start = locate(c, asset)?;
     let (tx, rx) = oneshot::channel();
     let (durable_tx, durable_rx) = oneshot::channel();
     state.send(Request::AckAlert {
@@ -614,12 +633,8 @@ pub struct CommandBody {
     pub idempotency_key: Option<String>,
 }
 
-/// Reads a JSON body of at most `limit` bytes.
-async fn json_body<T: serde::de::DeserializeOwned>(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<T, ApiError> {
+/// Reads a JSON body of at most `limit` bytes, unparsed.
+async fn raw_json_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
     use futures_core::Stream as _;
     let json = req
         .headers()
@@ -643,7 +658,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
+    Ok(body.freeze())
 }
 
 /// Sends an actuation command: it sets the twin's desired state, goes out
@@ -668,7 +683,15 @@ pub async fn send_command(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     state.tokens.check(&req, Access::Write, "/twins/{id}/commands")?;
-    let body: CommandBody = json_body(&req, payload, super::server::MAX_BODY).await?;
+    let raw = raw_json_body(&req, payload, super::server::MAX_BODY).await?;
+    let asset = id.into_inner();
+    let c = state.catalog()?;
+    if c.index.resolve(&asset).is_some() {
+        if let Place::Owner { shard, owner, http } = peers::place(c, &req, &asset)? {
+            return peers::forward(&state.peers, c, &req, Some(raw), shard, owner, http).await;
+        }
+    }
+    let body: CommandBody = serde_json::from_slice(&raw).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
     let header_key = req
         .headers()
         .get("Idempotency-Key")
@@ -697,8 +720,7 @@ pub async fn send_command(
     if !body.value.is_finite() {
         return Err(ApiError::BadRequest("value: a finite number".into()));
     }
-    let asset = id.into_inner();
-    let start = locate(state.catalog()?, &asset)?;
+    let start = locate(c, &asset)?;
     let (tx, rx) = oneshot::channel();
     let (durable_tx, durable_rx) = oneshot::channel();
     state.send(Request::Command {

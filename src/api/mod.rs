@@ -8,11 +8,14 @@
 //!   constant time).
 //! * [`error`] - the one error shape: `{"error": {"code", "message"}}`.
 //! * [`openapi`] - the OpenAPI document served at `/openapi.json`.
+//! * [`peers`] - a cluster node forwards requests about other nodes' shards
+//!   to their owners and gathers lists from every owner.
 
 pub mod auth;
 pub mod error;
 pub mod handlers;
 pub mod openapi;
+pub mod peers;
 pub mod server;
 
 pub use error::ApiError;

@@ -110,6 +110,7 @@ pub fn start(cfg: ApiConfig, engine: EngineLink) -> Result<Server, StartError> {
         engine,
         tokens: cfg.tokens,
         metrics: cfg.metrics,
+        peers: super::peers::agent(),
     });
     let listen = cfg.listen;
     let (tx, rx) = std::sync::mpsc::channel();

@@ -342,13 +342,36 @@ impl Writer {
         self.send_all(out)
     }
 
+    /// Announces this node as the owner of `shards` on the owners topic
+    /// ([`super::directory`]), and waits until the brokers have it.
+    pub fn announce(&self, topic: &str, owners: &[(u32, super::directory::Owner)]) -> Result<(), ChangelogError> {
+        let keys: Vec<(Vec<u8>, Vec<u8>)> = owners
+            .iter()
+            .map(|(shard, o)| (shard.to_string().into_bytes(), o.encode()))
+            .collect();
+        let out = keys
+            .iter()
+            .map(|(key, value)| Out {
+                partition: 0,
+                key,
+                value,
+                headers: OwnedHeaders::new(),
+            })
+            .collect();
+        self.send_to(topic, out).map(|_| ())
+    }
+
     /// Produces every message and waits for all delivery reports; the
     /// offsets, in order.
     fn send_all(&self, out: Vec<Out<'_>>) -> Result<Vec<i64>, ChangelogError> {
+        self.send_to(&self.topic, out)
+    }
+
+    fn send_to(&self, topic: &str, out: Vec<Out<'_>>) -> Result<Vec<i64>, ChangelogError> {
         let n = out.len();
         let partitions: Vec<u32> = out.iter().map(|o| o.partition).collect();
         for (i, o) in out.into_iter().enumerate() {
-            let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(i))
+            let mut record = BaseRecord::with_opaque_to(topic, Box::new(i))
                 .partition(o.partition as i32)
                 .key(o.key)
                 .payload(o.value)
@@ -362,7 +385,7 @@ impl Writer {
                     }
                     Err((e, _)) => {
                         return Err(ChangelogError::Delivery {
-                            topic: self.topic.clone(),
+                            topic: topic.to_string(),
                             partition: o.partition,
                             reason: e.to_string(),
                         })
@@ -389,7 +412,7 @@ impl Writer {
                     Ok(offset) => offsets[i] = offset,
                     Err(reason) => {
                         return Err(ChangelogError::Delivery {
-                            topic: self.topic.clone(),
+                            topic: topic.to_string(),
                             partition: partitions[i],
                             reason,
                         })

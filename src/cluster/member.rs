@@ -27,6 +27,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
 use super::changelog::{self, ChangelogError, Fold};
+use super::directory::{self, Owner};
 use super::{incarnation, Acquired, ShardControl, ShardMeta, Sharding};
 use crate::source::decode::DecodedChunk;
 use crate::store::{Store, StoreError};
@@ -51,6 +52,8 @@ pub enum MemberError {
 
 /// What the engine gives the cluster source (see [`Member`]).
 pub struct Membership {
+    /// `node.name`, announced as the owner of the shards it takes.
+    pub node: String,
     pub store: Arc<Store>,
     pub sharding: Arc<Sharding>,
     pub changelog: String,
@@ -60,6 +63,7 @@ pub struct Membership {
 
 /// What the cluster source needs to hand shards over.
 pub struct Member {
+    pub node: String,
     pub store: Arc<Store>,
     pub sharding: Arc<Sharding>,
     pub changelog_topic: String,
@@ -88,6 +92,7 @@ impl Member {
         seq: Arc<AtomicU64>,
     ) -> Member {
         Member {
+            node: m.node.clone(),
             store: m.store.clone(),
             sharding: m.sharding.clone(),
             changelog_topic: m.changelog.clone(),
@@ -113,59 +118,61 @@ impl Member {
             .contains(&partition)
     }
 
-    /// Creates the changelog topic with one partition per shard when it does
-    /// not exist; refuses one with another partition count.
+    /// Creates the changelog topic with one partition per shard, and the
+    /// owners topic ([`directory`]), when they do not exist; refuses a
+    /// changelog with another partition count.
     pub fn ensure_changelog(
         &self,
         consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>,
         shards: u32,
     ) -> Result<(), MemberError> {
+        let owners = directory::topic(&self.changelog_topic);
+        match partitions_of(consumer, &owners) {
+            Some(_) => {}
+            None => self.create_topic(&owners, 1)?,
+        }
         let topic = &self.changelog_topic;
-        let found = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .ok()
-            .and_then(|md| {
-                md.topics()
-                    .iter()
-                    .find(|t| t.name() == topic && t.error().is_none())
-                    .map(|t| t.partitions().len())
-            })
-            .filter(|n| *n > 0);
-        match found {
+        match partitions_of(consumer, topic) {
             Some(n) if n == shards as usize => Ok(()),
             Some(n) => Err(MemberError::Partitions {
                 topic: topic.clone(),
                 found: n,
                 want: shards,
             }),
-            None => {
-                let admin: AdminClient<DefaultClientContext> =
-                    self.config.create().map_err(|e| MemberError::CreateTopic {
-                        topic: topic.clone(),
-                        reason: e.to_string(),
-                    })?;
-                let new =
-                    NewTopic::new(topic, shards as i32, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
-                let results = block_on(admin.create_topics(&[new], &AdminOptions::new())).map_err(|e| {
-                    MemberError::CreateTopic {
-                        topic: topic.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                for r in results {
-                    match r {
-                        Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((_, code)) => {
-                            return Err(MemberError::CreateTopic {
-                                topic: topic.clone(),
-                                reason: code.to_string(),
-                            })
-                        }
-                    }
-                }
-                tracing::info!(topic, partitions = shards, "changelog topic created");
-                Ok(())
+            None => self.create_topic(topic, shards),
+        }
+    }
+
+    /// Creates compacted `topic` with `partitions` (one that exists by now
+    /// is fine: another node created it).
+    fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), MemberError> {
+        let fail = |reason: String| MemberError::CreateTopic {
+            topic: topic.to_string(),
+            reason,
+        };
+        let admin: AdminClient<DefaultClientContext> = self.config.create().map_err(|e| fail(e.to_string()))?;
+        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+        let results = block_on(admin.create_topics(&[new], &AdminOptions::new())).map_err(|e| fail(e.to_string()))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(fail(code.to_string())),
             }
+        }
+        tracing::info!(topic, partitions, "cluster topic created");
+        Ok(())
+    }
+
+    /// Follows the owners topic into the node's directory, on a thread of
+    /// its own, until the node stops.
+    pub fn follow_owners(&self) {
+        let (config, topic) = (self.config.clone(), directory::topic(&self.changelog_topic));
+        let (sharding, stop) = (self.sharding.clone(), self.stop.clone());
+        let spawned = std::thread::Builder::new()
+            .name("shard-owners".into())
+            .spawn(move || directory::follow(&config, &topic, &sharding.directory, &stop));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start reading the shard owners");
         }
     }
 
@@ -271,6 +278,22 @@ impl Member {
             });
             offsets.push((shard as i32, meta.next_offset));
         }
+        // Where the API of any node finds these shards now.
+        let owners: Vec<(u32, Owner)> = acquired
+            .iter()
+            .map(|a| {
+                let owner = Owner {
+                    node: self.node.clone(),
+                    http: self.sharding.directory.me(),
+                    incarnation: a.incarnation,
+                };
+                (a.shard, owner)
+            })
+            .collect();
+        self.with_writer(|w| w.announce(&directory::topic(topic), &owners))?;
+        for (shard, owner) in owners {
+            self.sharding.directory.learn(shard, owner);
+        }
         self.owned
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -320,6 +343,20 @@ impl Member {
             "shards handed back"
         );
     }
+}
+
+/// The partition count of `topic`, if it exists.
+fn partitions_of(consumer: &BaseConsumer<impl rdkafka::consumer::ConsumerContext>, topic: &str) -> Option<usize> {
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .ok()
+        .and_then(|md| {
+            md.topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map(|t| t.partitions().len())
+        })
+        .filter(|n| *n > 0)
 }
 
 /// Runs a future of rdkafka's admin client to completion on this thread

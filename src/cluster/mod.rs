@@ -16,8 +16,11 @@
 //! * [`changelog`]: every checkpoint's twin records, published to a topic
 //!   keyed by asset id (partition = shard) with a consistency marker per
 //!   shard, and the fold that restores a shard from it on another node.
+//! * [`directory`]: who owns each shard and where its HTTP API answers, so
+//!   any node's API can forward a request to the owner.
 
 pub mod changelog;
+pub mod directory;
 pub mod member;
 
 use std::collections::BTreeSet;
@@ -75,6 +78,8 @@ pub struct Sharding {
     partitions: AtomicU32,
     owned: RwLock<BTreeSet<u32>>,
     restoring: RwLock<BTreeSet<u32>>,
+    /// Who owns the other shards (a cluster's HTTP API forwards to them).
+    pub directory: directory::Directory,
 }
 
 impl Sharding {

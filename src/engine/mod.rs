@@ -170,6 +170,15 @@ pub fn run(
     } else {
         crate::cluster::Sharding::single()
     });
+    if let Some(c) = cluster {
+        // Where the other nodes' APIs forward requests for this node's shards.
+        let listen = opts.api.as_ref().and_then(|a| a.addr);
+        let me = c.advertise.clone().or_else(|| listen.map(|a| format!("http://{a}")));
+        if c.advertise.is_none() && listen.is_some_and(|a| a.ip().is_unspecified()) {
+            tracing::warn!(listen = ?listen, "the HTTP API listens on every interface: set `node.cluster.advertise` to the URL other nodes reach it at, or they cannot forward requests for this node's shards");
+        }
+        sharding.directory.set_me(me);
+    }
     let index = Arc::new(AssetIndex::new(topo));
     let mut plans = Vec::new();
     for (i, file) in chosen {
@@ -373,6 +382,7 @@ pub fn run(
                     start: position.clone(),
                     fatal: fatal.clone(),
                     cluster: cluster.filter(|c| c.source == src.name).map(|c| Membership {
+                        node: topo.node.name.clone(),
                         store: store.clone(),
                         sharding: sharding.clone(),
                         changelog: c.changelog.clone(),

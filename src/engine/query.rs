@@ -114,6 +114,8 @@ pub struct EngineLink {
 pub struct ApiLink {
     pub requests: crossbeam_channel::Receiver<Request>,
     pub catalog: Arc<std::sync::OnceLock<Catalog>>,
+    /// Where the API listens (a cluster node announces it).
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 /// A pair of connected ends.
@@ -125,7 +127,11 @@ pub fn link() -> (EngineLink, ApiLink) {
             requests: tx,
             catalog: catalog.clone(),
         },
-        ApiLink { requests: rx, catalog },
+        ApiLink {
+            requests: rx,
+            catalog,
+            addr: None,
+        },
     )
 }
 

@@ -168,6 +168,7 @@ impl KafkaSource {
                 self.stop_node(e.to_string());
                 return finish(next_seq());
             }
+            m.follow_owners();
             let topics: Vec<&str> = self.spec.topics.iter().map(String::as_str).collect();
             if let Err(e) = consumer.subscribe(&topics) {
                 self.stop_node(format!("cannot join the consumer group: {e}"));

@@ -386,10 +386,24 @@ impl<'t> Cx<'t> {
             }
         }
         if let Some(c) = f.get("cluster") {
-            const CLUSTER: &[&str] = &["source", "changelog", "session_timeout"];
+            const CLUSTER: &[&str] = &["source", "changelog", "session_timeout", "advertise"];
             if let Some(c) = Fields::new(c, "node.cluster", CLUSTER, d) {
                 let source = c.str("source", true, d);
                 let changelog = c.str("changelog", true, d);
+                let advertise = c.str("advertise", false, d).and_then(|a| {
+                    let url = a.value.trim_end_matches('/');
+                    let host = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+                    match host {
+                        Some(h) if !h.is_empty() && !h.contains('/') => Some(url.to_string()),
+                        _ => {
+                            d.error(
+                                a.pos,
+                                format!("node.cluster.advertise: expected the URL other nodes reach this node's HTTP API at, like `http://10.0.0.3:8080`, found `{}`", a.value),
+                            );
+                            None
+                        }
+                    }
+                });
                 let session_timeout = c.duration("session_timeout", false, d);
                 if let Some(t) = &session_timeout {
                     if t.value < Duration::from_secs(1) || t.value > Duration::from_secs(300) {
@@ -402,6 +416,7 @@ impl<'t> Cx<'t> {
                         source: source.value,
                         changelog: changelog.value,
                         session_timeout: session_timeout.map_or(Duration::from_secs(10), |t| t.value),
+                        advertise,
                     });
                 }
             }

@@ -108,6 +108,9 @@ pub struct ClusterSpec {
     pub changelog: String,
     /// How long the group waits for a silent node before moving its shards.
     pub session_timeout: Duration,
+    /// Where other nodes reach this node's HTTP API (`http://host:port`);
+    /// default: the address the API listens on.
+    pub advertise: Option<String>,
     pub pos: Pos,
 }
 

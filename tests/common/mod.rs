@@ -504,12 +504,15 @@ impl Drop for Tansu {
     }
 }
 
-/// The greatest twin version per asset in the twin-update file.
+/// The greatest twin version per asset in the twin-update file. A line the
+/// sink is still writing, or one a `kill -9` cut short, is not a version.
 pub fn versions(updates: &Path) -> std::collections::HashMap<String, u64> {
     let text = std::fs::read_to_string(updates).unwrap_or_default();
     let mut max = std::collections::HashMap::new();
     for l in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            continue;
+        };
         let e = max.entry(v["asset"].as_str().unwrap().to_string()).or_insert(0);
         *e = (*e).max(v["version"].as_u64().unwrap());
     }
