@@ -15,6 +15,10 @@ use crate::topology::KafkaConn;
 /// recovery").
 pub const REDELIVERED_HEADER: &str = "twinstream.redelivered";
 
+/// The record header twinstream's Kafka sinks name an output's kind in
+/// (`alert`, `relay`, ...).
+pub const KIND_HEADER: &str = "twinstream.kind";
+
 /// The `properties_env` settings read from the environment at start-up.
 /// Err: `(property, variable)` of the first variable that is not set.
 pub fn secrets(conn: &KafkaConn) -> Result<Vec<(String, String)>, (String, String)> {

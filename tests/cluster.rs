@@ -591,3 +591,127 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
         "the cluster's alerts == one node's"
     );
 }
+
+/// Relations across nodes: a tank's level reaches the pumps that feed it
+/// wherever they are, through relay records on the followers' shards (a
+/// pattern entry: every shard; an exact entry: its shard). Each pump's rule
+/// over `feeds.level` fires with the tank's value.
+#[test]
+fn a_related_value_reaches_followers_on_other_nodes() {
+    const PARTS: u32 = 4;
+    let broker = Tansu::start();
+    let brokers = broker.brokers();
+    create_topic(&brokers, "telemetry", PARTS as i32);
+    let dir = tempfile::tempdir().unwrap();
+    // The exact follower and its tank on shards of different parity: with
+    // two members, the round-robin assignor puts them on different nodes.
+    let part = |id: &str| twinstream::cluster::partition_for(id.as_bytes(), PARTS);
+    let solo_tank = (1..100)
+        .map(|i| format!("tank-{i}"))
+        .find(|t| part(t) % 2 != part("pump-solo") % 2)
+        .unwrap();
+    let topo = |name: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"version: 1
+node:
+  name: {name}
+  snapshot: {{ interval: 100ms }}
+  cluster: {{ source: fleet, changelog: relay-changelog, session_timeout: 6s }}
+asset_types:
+  tank:
+    sensors: {{ level: {{ unit: m }} }}
+  pump:
+    sensors: {{ pressure: {{ unit: bar }} }}
+    relations: {{ feeds: tank }}
+assets:
+  - {{ id: tank-0, type: tank }}
+  - {{ id: {solo_tank}, type: tank }}
+  - {{ id: pump-solo, type: pump, relations: {{ feeds: {solo_tank} }} }}
+  - {{ id: "pump-*", type: pump, relations: {{ feeds: tank-0 }} }}
+rules:
+  - {{ name: low-supply, when: "feeds.level < 10", asset_types: [pump] }}
+sources:
+{source}
+sinks:
+  - {{ name: alerts, type: file, path: "{dir}/alerts-{name}.jsonl", outputs: [alerts] }}
+"#,
+                source = kafka_source(&brokers).replace("cluster-test", "relay-test"),
+                dir = dir.path().display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let mut a = start(&topo("a"), &dir.path().join("state-a"));
+    let mut b = start(&topo("b"), &dir.path().join("state-b"));
+    // Both nodes own shards before anything is produced.
+    let deadline = Instant::now() + WAIT;
+    let (owned_a, owned_b) = loop {
+        let (oa, ob) = (owned_from_log(&mut a), owned_from_log(&mut b));
+        if oa.len() + ob.len() == PARTS as usize && !oa.is_empty() && !ob.is_empty() {
+            break (oa, ob);
+        }
+        assert!(Instant::now() < deadline, "shards: {oa:?} {ob:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let node_of = |asset: &str| if owned_a.contains(&part(asset)) { "a" } else { "b" };
+    assert_ne!(
+        node_of("pump-solo"),
+        node_of(&solo_tank),
+        "the exact follower is on the other node"
+    );
+    let pumps: Vec<String> = (0..40)
+        .map(|i| format!("pump-{i:04}"))
+        .chain(["pump-solo".into()])
+        .collect();
+    assert!(
+        pumps.iter().any(|p| node_of(p) != node_of("tank-0")),
+        "some pumps are on the other node than tank-0 ({owned_a:?} / {owned_b:?})"
+    );
+    let reading = |sensor: &str, value: f64| format!(r#"{{"sensor":"{sensor}","ts":1700000000000,"value":{value}}}"#);
+    let mut records: Vec<(String, String)> = pumps.iter().map(|p| (p.clone(), reading("pressure", 3.0))).collect();
+    produce(&brokers, &records);
+    records = vec![
+        ("tank-0".into(), reading("level", 5.0)),
+        (solo_tank.clone(), reading("level", 2.0)),
+    ];
+    produce(&brokers, &records);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut raised: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        for n in ["a", "b"] {
+            let path = dir.path().join(format!("alerts-{n}.jsonl"));
+            if path.exists() {
+                for alert in jsonl(&path) {
+                    raised.insert(
+                        alert["asset"].as_str().unwrap().to_string(),
+                        alert["inputs"]["feeds.level"].clone(),
+                    );
+                }
+            }
+        }
+        if pumps.iter().all(|p| raised.contains_key(p)) {
+            for p in &pumps {
+                let want = if *p == "pump-solo" { 2.0 } else { 5.0 };
+                assert_eq!(raised[p], want, "{p} fired on its own tank's level");
+            }
+            break;
+        }
+        if Instant::now() >= deadline {
+            dump_logs(&mut [&mut a, &mut b]);
+            let missing: Vec<&String> = pumps.iter().filter(|p| !raised.contains_key(*p)).collect();
+            panic!(
+                "no alert for {missing:?} (tank-0 on {}, {solo_tank} on {})",
+                node_of("tank-0"),
+                node_of(&solo_tank)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for run in [a, b] {
+        stop_cleanly(run);
+    }
+}

@@ -157,6 +157,82 @@ impl Sharding {
     }
 }
 
+/// A value a twin of another node relayed to its followers here (a relay
+/// record on the ingest partition of shard `shard`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteRelay {
+    /// The related asset (e.g. the tank).
+    pub asset: String,
+    pub sensor: String,
+    pub latest: crate::twin::model::Latest,
+    pub shard: u32,
+}
+
+/// The payload of a relay record (`twinstream.kind: relay`), produced to
+/// the ingest topic's partition of each shard with followers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RelayRecord<'a> {
+    pub kind: &'a str,
+    pub asset: &'a str,
+    pub sensor: &'a str,
+    pub ts: i64,
+    pub value: f64,
+}
+
+/// Where a related asset's values go in a cluster: the shards of the twins
+/// that relate to it, other than this node's (its router relays to those).
+#[derive(Debug)]
+pub struct RelayRoutes {
+    /// Related asset -> the ids of the exact entries that relate to it.
+    followers: std::collections::HashMap<String, Vec<String>>,
+    /// Related assets an asset pattern relates to: any shard may follow.
+    everywhere: std::collections::HashSet<String>,
+    sharding: std::sync::Arc<Sharding>,
+}
+
+impl RelayRoutes {
+    /// The routes of `topo`'s relations (none: the topology relates no
+    /// asset to another).
+    pub fn new(topo: &crate::topology::Topology, sharding: std::sync::Arc<Sharding>) -> Option<RelayRoutes> {
+        let mut followers: std::collections::HashMap<String, Vec<String>> = Default::default();
+        let mut everywhere = std::collections::HashSet::new();
+        for e in &topo.assets {
+            for (_, target) in &e.relations {
+                match &e.id {
+                    crate::topology::AssetPattern::Exact(id) => {
+                        followers.entry(target.clone()).or_default().push(id.clone())
+                    }
+                    crate::topology::AssetPattern::Glob(_) => {
+                        everywhere.insert(target.clone());
+                    }
+                }
+            }
+        }
+        (!followers.is_empty() || !everywhere.is_empty()).then_some(RelayRoutes {
+            followers,
+            everywhere,
+            sharding,
+        })
+    }
+
+    /// The shards a value of `asset` goes to, other than this node's.
+    pub fn targets(&self, asset: &str) -> Vec<u32> {
+        let n = self.sharding.partitions();
+        let mut shards: BTreeSet<u32> = if self.everywhere.contains(asset) {
+            (0..n).collect()
+        } else {
+            self.followers
+                .get(asset)
+                .into_iter()
+                .flatten()
+                .map(|f| partition_for(f.as_bytes(), n))
+                .collect()
+        };
+        shards.retain(|s| !self.sharding.owns(*s));
+        shards.into_iter().collect()
+    }
+}
+
 /// A change of the shards a node owns, sent by the cluster source in its
 /// chunk sequence: the router applies it after every chunk before it and
 /// before any after it.

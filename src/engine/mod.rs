@@ -100,6 +100,37 @@ pub struct Summary {
     pub flow_high_water: usize,
 }
 
+/// The name of a cluster's relay sink (its outbox in the store).
+pub const RELAY_SINK: &str = "cluster-relays";
+
+/// A cluster's relay sink: an idempotent Kafka producer to the ingest
+/// topic, on the cluster source's brokers.
+fn relay_sink(
+    topo: &Topology,
+    cluster: &crate::topology::ClusterSpec,
+) -> Result<crate::topology::SinkSpec, EngineError> {
+    let src = topo.sources.iter().find(|s| s.name == cluster.source);
+    let Some(SourceKind::Kafka(k)) = src.map(|s| &s.kind) else {
+        return Err(EngineError::Aborted(format!(
+            "cluster source `{}` is not a Kafka source",
+            cluster.source
+        )));
+    };
+    let topic = crate::topology::OutputTopic::parse(&k.topics[0])
+        .map_err(|e| EngineError::Aborted(format!("ingest topic `{}`: {e}", k.topics[0])))?;
+    Ok(crate::topology::SinkSpec {
+        name: RELAY_SINK.into(),
+        pos: Default::default(),
+        kind: crate::topology::SinkKind::Kafka(Box::new(crate::topology::KafkaSinkSpec {
+            conn: k.conn.clone(),
+            topic,
+            queue: crate::topology::DEFAULT_SINK_QUEUE,
+            buffer: None,
+        })),
+        outputs: vec![crate::topology::OutputKind::Relays],
+    })
+}
+
 /// A source's decode mapping (every source but the simulator has one).
 fn decode_of(src: &crate::topology::SourceSpec) -> Result<&crate::topology::DecodeSpec, EngineError> {
     src.decode
@@ -239,8 +270,17 @@ pub fn run(
     let sink_arbiter = Arbiter::new();
     let (fatal_tx, fatal_rx) = crossbeam_channel::unbounded::<EngineError>();
     let source_names: Vec<Arc<str>> = topo.sources.iter().map(|s| s.name.as_str().into()).collect();
+    // A cluster relays values to followers on other nodes through the
+    // ingest topic (a relay record on each follower shard's partition).
+    let relays = cluster
+        .and_then(|_| crate::cluster::RelayRoutes::new(topo, sharding.clone()))
+        .map(Arc::new);
+    let mut sink_specs = topo.sinks.clone();
+    if let (Some(c), Some(_)) = (cluster, &relays) {
+        sink_specs.push(relay_sink(topo, c)?);
+    }
     let sinks = SinkHub::start(
-        &topo.sinks,
+        &sink_specs,
         &SinkContext {
             state_dir: &opts.state_dir,
             arbiter: &sink_arbiter.handle(),
@@ -248,6 +288,7 @@ pub fn run(
             fatal: fatal_tx.clone(),
             node: &topo.node.name,
             sources: source_names.clone().into(),
+            relays: relays.clone(),
         },
     )?;
     let model = Arc::new(Model::build(topo, sinks.wanted(), replay));
@@ -276,6 +317,7 @@ pub fn run(
         fatal: fatal_tx.clone(),
         source_names,
         forward_events: sinks.wanted().has(crate::topology::OutputKind::Events),
+        remote_relays: relays.is_some(),
         feedback: feedback_tx,
         #[cfg(test)]
         panic_hook: None,

@@ -328,21 +328,48 @@ impl Router {
                     self.timers.push(Reverse((at, (&*asset).into())));
                 }
             }
-            Feedback::Relay { asset, sensor, latest } => {
-                let board = self.board.entry((&*asset).into()).or_default();
-                match board.iter_mut().find(|(s, _)| *s == sensor) {
-                    Some(b) => b.1 = latest,
-                    None => board.push((sensor, latest)),
-                }
-                let Some(followers) = self.followers.get(&*asset) else {
-                    return;
-                };
-                for f in followers.iter().filter(|f| f.sensor == sensor) {
-                    self.pending_relays
-                        .entry(f.asset.clone())
-                        .or_default()
-                        .push(Relayed { slot: f.slot, latest });
-                }
+            Feedback::Relay { asset, sensor, latest } => self.relay(&asset, sensor, latest, None),
+        }
+    }
+
+    /// A sensor of `asset` that other twins read changed: its followers get
+    /// it with their next message (`shard`: only those of that shard - a
+    /// relay record from another node, one per shard with followers).
+    fn relay(&mut self, asset: &str, sensor: u16, latest: Latest, shard: Option<u32>) {
+        let board = self.board.entry(asset.into()).or_default();
+        match board.iter_mut().find(|(s, _)| *s == sensor) {
+            // The newest value (a relay record read again after a takeover
+            // may be older than one relayed since).
+            Some(b) if b.1.ts > latest.ts => {}
+            Some(b) => b.1 = latest,
+            None => board.push((sensor, latest)),
+        }
+        let Some(followers) = self.followers.get(asset) else {
+            return;
+        };
+        for f in followers.iter().filter(|f| f.sensor == sensor) {
+            if shard.is_some_and(|s| self.sharding.shard_of(&f.asset) != s) {
+                continue;
+            }
+            self.pending_relays
+                .entry(f.asset.clone())
+                .or_default()
+                .push(Relayed { slot: f.slot, latest });
+        }
+    }
+
+    /// Relay records of a cluster source: values twins of other nodes
+    /// relayed to this node's followers.
+    fn remote_relays(&mut self, relays: Vec<crate::cluster::RemoteRelay>) {
+        for r in relays {
+            let sensor = self.index.resolve(&r.asset).and_then(|e| {
+                let ty = &self.model.types[self.index.entry_type[e as usize] as usize];
+                ty.sensors.iter().position(|s| **s == *r.sensor)
+            });
+            match sensor {
+                Some(s) => self.relay(&r.asset, s as u16, r.latest, Some(r.shard)),
+                None => tracing::warn!(asset = %r.asset, sensor = %r.sensor,
+                    "a relayed value of an asset or sensor this topology does not have; ignored"),
             }
         }
     }
@@ -549,6 +576,9 @@ impl Router {
         self.events_since_checkpoint += c.events;
         if let Some(control) = c.control {
             self.on_control(control);
+        }
+        if !c.relays.is_empty() {
+            self.remote_relays(c.relays);
         }
         if c.groups.is_empty() {
             return;

@@ -42,11 +42,13 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::outbox::{self, Outbox};
 use super::{Cmd, DeadLetter, OutboxOp, OutputBatch, SinkError};
+use crate::cluster::{RelayRecord, RelayRoutes};
 use crate::engine::EngineError;
 use crate::mqtt::Backoff;
 use crate::store::Store;
 use crate::telemetry;
 use crate::topology::{kafka_topic_char, KafkaSinkSpec, OutputKind, WhenFull};
+use crate::twin::model::Output;
 use crate::twin::schema::OutputMask;
 
 /// How long a closing sink waits for the brokers to acknowledge what it holds.
@@ -55,7 +57,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Header names of the records this sink produces.
 pub mod header {
     /// Every record: the output kind (`alert`, `command`, `dead_letter`, ...).
-    pub const KIND: &str = "twinstream.kind";
+    pub const KIND: &str = crate::kafka::KIND_HEADER;
     /// Dead letters: why (`malformed`, `unknown_asset`, ...).
     pub const REASON: &str = "twinstream.error.reason";
     /// Dead letters: the error message.
@@ -136,9 +138,18 @@ pub(super) struct KafkaSink {
     failed: Option<SinkError>,
     topic: String,
     line: Vec<u8>,
+    /// Cluster: where relayed values go (the sink taking `Relays`).
+    relays: Option<Arc<RelayRoutes>>,
 }
 
 impl KafkaSink {
+    /// A cluster's relay sink: values twins relay to followers on other
+    /// nodes go to the shards' partitions of the ingest topic.
+    pub(super) fn with_relays(mut self, relays: Option<Arc<RelayRoutes>>) -> KafkaSink {
+        self.relays = relays;
+        self
+    }
+
     /// A sink that starts with the records `name` left in the store.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
@@ -204,6 +215,7 @@ impl KafkaSink {
             failed: None,
             topic: String::new(),
             line: Vec::with_capacity(512),
+            relays: None,
         })
     }
 
@@ -248,6 +260,9 @@ impl KafkaSink {
             };
             let mut record =
                 BaseRecord::<[u8], [u8], usize>::with_opaque_to(&msg.topic, msg.seq as usize).payload(&msg.payload[..]);
+            if let Some(p) = msg.partition {
+                record = record.partition(p);
+            }
             if let Some(key) = &msg.key {
                 record = record.key(&key[..]);
             }
@@ -369,6 +384,37 @@ impl KafkaSink {
                 );
             },
         );
+        if let Some(routes) = self.relays.as_ref().filter(|_| self.mask.has(OutputKind::Relays)) {
+            for o in &batch.outputs {
+                let (Output::Relay { sensor, latest }, Some(m)) = (o, batch.model.as_deref()) else {
+                    continue;
+                };
+                let shards = routes.targets(asset);
+                if shards.is_empty() {
+                    continue;
+                }
+                let payload = serde_json::to_vec(&RelayRecord {
+                    kind: "relay",
+                    asset,
+                    sensor: &m.sensors[*sensor as usize],
+                    ts: latest.ts,
+                    value: latest.value,
+                })
+                .expect("a relay serializes");
+                self.spec
+                    .topic
+                    .render(&mut self.topic, asset, asset_type, "relay", "", kafka_topic_char);
+                for shard in shards {
+                    self.outbox.push_to(
+                        self.topic.clone(),
+                        Some(shard as i32),
+                        Some(asset.as_bytes().to_vec()),
+                        vec![(header::KIND.into(), b"relay".to_vec())],
+                        payload.clone(),
+                    );
+                }
+            }
+        }
         if self.mask.has(OutputKind::DeadLetters) {
             for d in &batch.dead_letters {
                 self.spec.topic.render(

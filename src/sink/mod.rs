@@ -337,6 +337,7 @@ pub(crate) fn kind_label(kind: OutputKind) -> &'static str {
         OutputKind::Joins => "join",
         OutputKind::Commands => "command",
         OutputKind::Events => "event",
+        OutputKind::Relays => "relay",
     }
 }
 
@@ -384,6 +385,8 @@ pub struct SinkContext<'a> {
     pub node: &'a str,
     /// Source index -> name (events name their source).
     pub sources: Arc<[Arc<str>]>,
+    /// Cluster: where the sink taking relays sends a related asset's values.
+    pub relays: Option<Arc<crate::cluster::RelayRoutes>>,
 }
 
 /// The running sinks and which output kinds each takes.
@@ -486,7 +489,8 @@ impl SinkHub {
                         &secrets,
                         cx.store.clone(),
                         cx.fatal.clone(),
-                    )?;
+                    )?
+                    .with_relays(cx.relays.clone());
                     hub.spawn(&spec.name, mask, move |rx| sink.run(rx))?;
                     continue;
                 }

@@ -38,7 +38,9 @@ const FORMAT_V1: u16 = 1;
 /// Format of an outbox value: `[topic length u32 LE][topic][key length u32
 /// LE, u32::MAX: no key][key][header count u16 LE]([name length u16 LE]
 /// [name][value length u32 LE][value])*[payload]`.
-pub const OUTBOX_FORMAT: u16 = 2;
+const FORMAT_V2: u16 = 2;
+/// Format 2 after `[partition i32 LE, -1: the partitioner's choice]`.
+pub const OUTBOX_FORMAT: u16 = 3;
 /// Share of a buffer's `max_bytes` above which the sink warns (and the
 /// `TwinstreamSinkBufferNearFull` alert fires).
 pub const BUFFER_WARN_RATIO: f64 = 0.8;
@@ -53,6 +55,8 @@ pub(super) struct Msg {
     pub key: Option<Vec<u8>>,
     /// Record headers (Kafka).
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The Kafka partition, when not the key's (a relay to a shard).
+    pub partition: Option<i32>,
     pub payload: Vec<u8>,
     /// In the store outbox (staged in a checkpoint, or loaded from it).
     pub stored: bool,
@@ -245,11 +249,24 @@ impl Outbox {
 
     /// Queues a message at the end.
     pub fn push(&mut self, topic: String, key: Option<Vec<u8>>, headers: Vec<(String, Vec<u8>)>, payload: Vec<u8>) {
+        self.push_to(topic, None, key, headers, payload);
+    }
+
+    /// Queues a message for a given partition at the end.
+    pub fn push_to(
+        &mut self,
+        topic: String,
+        partition: Option<i32>,
+        key: Option<Vec<u8>>,
+        headers: Vec<(String, Vec<u8>)>,
+        payload: Vec<u8>,
+    ) {
         let msg = Msg {
             seq: self.next_seq,
             topic,
             key,
             headers,
+            partition,
             payload,
             stored: false,
         };
@@ -630,7 +647,8 @@ pub(super) fn fail_once(failed: &mut Option<SinkError>, fatal: &Sender<EngineErr
 pub(super) fn encode(m: &Msg) -> Vec<u8> {
     let headers: usize = m.headers.iter().map(|(n, v)| 6 + n.len() + v.len()).sum();
     let key = m.key.as_ref().map_or(0, Vec::len);
-    let mut v = envelope::start(OUTBOX_FORMAT, 10 + m.topic.len() + key + headers + m.payload.len());
+    let mut v = envelope::start(OUTBOX_FORMAT, 14 + m.topic.len() + key + headers + m.payload.len());
+    v.extend_from_slice(&m.partition.unwrap_or(-1).to_le_bytes());
     v.extend_from_slice(&(m.topic.len() as u32).to_le_bytes());
     v.extend_from_slice(m.topic.as_bytes());
     match &m.key {
@@ -654,13 +672,17 @@ pub(super) fn encode(m: &Msg) -> Vec<u8> {
 /// The length of `encode(m)`.
 fn stored_len(m: &Msg) -> usize {
     let headers: usize = m.headers.iter().map(|(n, v)| 6 + n.len() + v.len()).sum();
-    2 + 10 + m.topic.len() + m.key.as_ref().map_or(0, Vec::len) + headers + m.payload.len()
+    2 + 14 + m.topic.len() + m.key.as_ref().map_or(0, Vec::len) + headers + m.payload.len()
 }
 
 /// A stored message (its `seq` is the store key's, set by the caller).
 pub(super) fn decode(value: &[u8]) -> Result<Msg, envelope::EnvelopeError> {
-    let (version, body) = envelope::open_any(value, &[FORMAT_V1, OUTBOX_FORMAT], "outbox message")?;
+    let (version, body) = envelope::open_any(value, &[FORMAT_V1, FORMAT_V2, OUTBOX_FORMAT], "outbox message")?;
     let mut r = Reader(body);
+    let partition = match version {
+        OUTBOX_FORMAT => Some(r.u32()? as i32).filter(|p| *p >= 0),
+        _ => None,
+    };
     let len = r.u32()? as usize;
     let topic = String::from_utf8(r.bytes(len)?.to_vec())
         .map_err(|_| envelope::EnvelopeError::Corrupt("outbox topic is not UTF-8".into()))?;
@@ -669,6 +691,7 @@ pub(super) fn decode(value: &[u8]) -> Result<Msg, envelope::EnvelopeError> {
         topic,
         key: None,
         headers: Vec::new(),
+        partition,
         payload: Vec::new(),
         stored: true,
     };
@@ -722,6 +745,7 @@ mod tests {
             topic: "plant/p-1/commands".into(),
             key: key.map(<[u8]>::to_vec),
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect(),
+            partition: None,
             payload: br#"{"id":"x"}"#.to_vec(),
             stored: true,
         }
@@ -729,14 +753,24 @@ mod tests {
 
     #[test]
     fn outbox_values_round_trip_and_refuse_garbage() {
+        let to_partition = Msg {
+            partition: Some(7),
+            ..msg(Some(b"tank-1"), &[("twinstream.kind", b"relay")])
+        };
         for m in [
             msg(None, &[]),
             msg(Some(b""), &[]),
             msg(Some(b"p-1"), &[("twinstream.reason", b"malformed"), ("empty", b"")]),
+            to_partition,
         ] {
             let v = encode(&m);
+            assert_eq!(v.len(), stored_len(&m));
             assert_eq!(decode(&v).unwrap(), m);
             assert!(decode(&v[..v.len() - m.payload.len() - 1]).is_err());
+            // Format 2 (no partition) still reads.
+            let mut v2 = envelope::start(FORMAT_V2, 0);
+            v2.extend_from_slice(&v[6..]);
+            assert_eq!(decode(&v2).unwrap(), Msg { partition: None, ..m });
         }
         let v = encode(&msg(Some(b"p-1"), &[("h", b"v")]));
         assert!(decode(&v[..12]).is_err());

@@ -115,6 +115,8 @@ pub struct DecodedChunk {
     pub permit: Option<Permit>,
     /// Cluster source: a change of the shards this node owns.
     pub control: Option<crate::cluster::ShardControl>,
+    /// Cluster source: values twins of other nodes relayed to twins here.
+    pub relays: Vec<crate::cluster::RemoteRelay>,
 }
 
 impl DecodedChunk {
@@ -134,6 +136,7 @@ impl DecodedChunk {
             received_at: Instant::now(),
             permit: None,
             control: None,
+            relays: Vec::new(),
         }
     }
 }

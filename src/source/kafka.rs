@@ -89,6 +89,8 @@ struct Record {
     payload: Vec<u8>,
     /// A twinstream sink says the broker may have taken it before.
     redelivered: bool,
+    /// A value relayed by a twin of another node (cluster).
+    relay: bool,
 }
 
 impl KafkaSource {
@@ -218,6 +220,10 @@ impl KafkaSource {
                             redelivered: m
                                 .headers()
                                 .is_some_and(|h| h.iter().any(|h| h.key == crate::kafka::REDELIVERED_HEADER)),
+                            relay: m.headers().is_some_and(|h| {
+                                h.iter()
+                                    .any(|h| h.key == crate::kafka::KIND_HEADER && h.value == Some(b"relay"))
+                            }),
                         });
                     }
                     Some(Err(e)) => {
@@ -382,6 +388,35 @@ impl KafkaSource {
         // Line number (1-based) -> record.
         let mut line_of: Vec<usize> = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
+            if r.relay && shards.is_some() {
+                chunk.records += 1;
+                match serde_json::from_slice::<crate::cluster::RelayRecord>(&r.payload) {
+                    Ok(v) => chunk.relays.push(crate::cluster::RemoteRelay {
+                        asset: v.asset.to_string(),
+                        sensor: v.sensor.to_string(),
+                        latest: crate::twin::model::Latest {
+                            ts: v.ts,
+                            value: v.value,
+                        },
+                        shard: r.partition as u32,
+                    }),
+                    Err(e) => chunk.dead_letters.push(DeadLetter {
+                        origin: Origin {
+                            source: self.name.clone(),
+                            file: None,
+                            line: 0,
+                            offset: Some(r.offset as u64),
+                            topic: Some(r.topic.clone()),
+                            partition: Some(r.partition),
+                        },
+                        reason: DeadReason::Malformed,
+                        message: format!("a relay record (header twinstream.kind: relay) that does not decode: {e}"),
+                        payload: r.payload.clone(),
+                        key: r.key.clone(),
+                    }),
+                }
+                continue;
+            }
             if let (Some(n), Some(key)) = (shards, &r.key) {
                 let want = partition_for(key, n);
                 if want != r.partition as u32 {

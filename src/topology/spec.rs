@@ -944,6 +944,10 @@ pub enum OutputKind {
     /// Every event a twin applied, as a reading (an edge forwards these to
     /// the cluster).
     Events,
+    /// Values other twins read through a relation (`feeds.level`), for the
+    /// cluster's relay of them to followers on other nodes. Internal: no
+    /// topology names it.
+    Relays,
 }
 
 impl OutputKind {
@@ -959,11 +963,14 @@ impl OutputKind {
     ];
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, k)| *k == self).map_or("?", |(n, _)| n)
+        match self {
+            OutputKind::Relays => "relays",
+            k => Self::ALL.iter().find(|(_, x)| *x == k).map_or("?", |(n, _)| n),
+        }
     }
 
-    pub fn bit(self) -> u8 {
-        1 << (self as u8)
+    pub fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 }
 

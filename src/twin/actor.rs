@@ -51,6 +51,9 @@ pub struct TwinContext {
     pub source_names: Vec<Arc<str>>,
     /// A sink takes `events`: every applied event goes to the sinks.
     pub forward_events: bool,
+    /// Cluster: relayed values also go to the sinks (the relay sink sends
+    /// them to followers on other nodes).
+    pub remote_relays: bool,
     /// To the router: timer deadlines and values to relay to related twins.
     pub feedback: crossbeam_channel::Sender<Feedback>,
     /// Test hook: the model panics on an event with this value.
@@ -266,8 +269,10 @@ impl TwinActor {
         events: Vec<Event>,
         permit: Option<&Permit>,
     ) {
-        // Relays are for the router, not the sinks.
+        // Relays are for the router (this node's followers) and, in a
+        // cluster, for the relay sink (other nodes' followers).
         if self.tcx.model.relayed.iter().any(|r| *r) {
+            let remote = self.tcx.cx.remote_relays;
             outputs.retain(|o| match o {
                 Output::Relay { sensor, latest } => {
                     let _ = self.tcx.cx.feedback.send(Feedback::Relay {
@@ -275,7 +280,7 @@ impl TwinActor {
                         sensor: *sensor,
                         latest: *latest,
                     });
-                    false
+                    remote
                 }
                 _ => true,
             });
@@ -709,6 +714,7 @@ pub(crate) mod tests {
                     fatal: fatal.clone(),
                     node: "test",
                     sources: Arc::from(vec![Arc::<str>::from("f")]),
+                    relays: None,
                 },
             )
             .unwrap();
@@ -723,6 +729,7 @@ pub(crate) mod tests {
                 fatal: fatal.clone(),
                 source_names: vec!["f".into()],
                 forward_events: false,
+                remote_relays: false,
                 feedback: crossbeam_channel::unbounded().0,
                 panic_hook: Some(hook),
             });

@@ -544,7 +544,7 @@ pub enum Output {
 }
 
 impl Output {
-    /// The sink kind; `None` for what the engine consumes itself.
+    /// The output kind (sinks subscribe to kinds).
     pub fn kind(&self) -> Option<OutputKind> {
         match self {
             Output::Window { .. } => Some(OutputKind::Windows),
@@ -553,7 +553,7 @@ impl Output {
             Output::Late { .. } => Some(OutputKind::LateEvents),
             Output::Joined { .. } => Some(OutputKind::Joins),
             Output::Command { .. } | Output::Actuate { .. } => Some(OutputKind::Commands),
-            Output::Relay { .. } => None,
+            Output::Relay { .. } => Some(OutputKind::Relays),
         }
     }
 }

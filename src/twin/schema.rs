@@ -237,11 +237,11 @@ pub enum RuleKind {
 
 /// A set of [`OutputKind`]s.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OutputMask(pub u8);
+pub struct OutputMask(pub u16);
 
 impl OutputMask {
     pub fn all() -> OutputMask {
-        OutputMask(0xff)
+        OutputMask(0xffff)
     }
     pub fn with(self, k: OutputKind) -> OutputMask {
         OutputMask(self.0 | k.bit())
