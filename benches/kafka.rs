@@ -44,6 +44,10 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 #[path = "support/broker.rs"]
 mod broker;
+#[path = "support/cpu.rs"]
+mod cpu;
+
+use cpu::proc_cpu;
 
 use broker::Broker;
 
@@ -191,17 +195,6 @@ fn settle(brokers: &str) {
         tpl.add_partition_offset(TOPIC, p, Offset::Offset(0)).unwrap();
     }
     consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync).unwrap();
-}
-
-/// CPU time (user + system) process `pid` has used so far.
-fn proc_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the `(comm)`: state is the 3rd overall, utime the 14th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
-    // SAFETY: sysconf only reads a configuration value.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / tick
 }
 
 /// Assigns every partition from the beginning, as twinstream does (metadata

@@ -1,5 +1,8 @@
 //! A real Kafka-compatible broker for benchmarks: tansu (SQLite storage) on
 //! 127.0.0.1 and an ephemeral port, as the tests start it.
+//! `BENCH_TANSU_STORAGE=memory` uses its in-memory engine instead (faster;
+//! it loses everything on a restart and a fetch from the middle of a record
+//! batch skips the rest of the batch: only for runs that do neither).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -31,7 +34,7 @@ impl Broker {
         let child = Command::new(if tansu.exists() { tansu } else { PathBuf::from("tansu") })
             .current_dir(dir.path())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", &storage()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -46,6 +49,14 @@ impl Broker {
 
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// The storage engine URL `BENCH_TANSU_STORAGE` asks for.
+fn storage() -> String {
+    match std::env::var("BENCH_TANSU_STORAGE").as_deref() {
+        Ok("memory") => "memory://tansu/".into(),
+        _ => "sqlite://tansu.db".into(),
     }
 }
 
