@@ -22,10 +22,7 @@
 //! and what the nodes would need on machines of their own. Reported, never
 //! asserted (the target: N3/N1 >= 1.6).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -36,8 +33,11 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 mod broker;
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/node.rs"]
+mod node;
 
 use cpu::proc_cpu;
+use node::Node;
 
 const TOPIC: &str = "telemetry";
 const PARTITIONS: i32 = 12;
@@ -119,16 +119,7 @@ fn produce(brokers: &str, records: usize, assets: usize) {
             1_700_000_000_000i64 + round as i64 * 100,
             ((a * 7 + round * 3) % 500) as f64 / 4.0
         );
-        let mut record = BaseRecord::to(TOPIC).key(&key).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    producer.poll(Duration::from_millis(5));
-                    record = r;
-                }
-            }
-        }
+        broker::send(&producer, BaseRecord::to(TOPIC).key(&key).payload(&value));
     }
     producer.flush(WAIT).unwrap();
 }
@@ -223,54 +214,4 @@ sources:
     )
     .unwrap();
     path
-}
-
-/// A twinstream node whose stderr lines arrive on a channel.
-struct Node {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Node {
-    fn start(bin: &Path, topo: &Path, state: &Path) -> Node {
-        let mut child = Command::new(bin)
-            .arg("run")
-            .arg(topo)
-            .arg("--state-dir")
-            .arg(state)
-            .env("RUST_LOG", "info")
-            .env("TWINSTREAM_HTTP", "127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start twinstream");
-        let err = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Node { child, lines }
-    }
-
-    /// The base URL of its HTTP API (from its log).
-    fn api(&mut self) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).expect("the node's HTTP API");
-            if let Some(at) = line.find("HTTP API listening addr=") {
-                let addr = line[at + 24..].split_whitespace().next().unwrap();
-                return format!("http://{addr}");
-            }
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

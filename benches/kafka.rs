@@ -153,16 +153,7 @@ fn produce(brokers: &str, file: &Path) -> u64 {
             .and_then(|r| r.split('"').next())
             .unwrap_or("")
             .to_string();
-        let mut record = BaseRecord::to(TOPIC).key(&key).payload(&line);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    producer.poll(Duration::from_millis(5));
-                    record = r;
-                }
-            }
-        }
+        broker::send(&producer, BaseRecord::to(TOPIC).key(&key).payload(&line));
         n += 1;
     }
     producer.flush(Duration::from_secs(600)).unwrap();

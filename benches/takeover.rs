@@ -22,10 +22,7 @@
 //! Reported, never asserted (the target: takeover of a 10,000-twin shard
 //! under 5 s after the group notices).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -33,6 +30,10 @@ use rdkafka::ClientConfig;
 
 #[path = "support/broker.rs"]
 mod broker;
+#[path = "support/node.rs"]
+mod node;
+
+use node::Node;
 
 const TOPIC: &str = "telemetry";
 const WAIT: Duration = Duration::from_secs(300);
@@ -174,81 +175,8 @@ fn produce(brokers: &str, assets: usize) {
                 1_700_000_000_000i64 + i * 1000,
                 (a % 100) as f64 / 2.0
             );
-            let mut record = BaseRecord::to(TOPIC).key(&key).payload(&value);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        producer.poll(Duration::from_millis(5));
-                        record = r;
-                    }
-                }
-            }
+            broker::send(&producer, BaseRecord::to(TOPIC).key(&key).payload(&value));
         }
     }
     producer.flush(WAIT).unwrap();
-}
-
-/// A twinstream node whose stderr lines arrive with the time they were read.
-struct Node {
-    child: Child,
-    lines: mpsc::Receiver<(Instant, String)>,
-}
-
-impl Node {
-    fn start(bin: &Path, topo: &Path, state: &Path) -> Node {
-        let mut child = Command::new(bin)
-            .arg("run")
-            .arg(topo)
-            .arg("--state-dir")
-            .arg(state)
-            .env("RUST_LOG", "info")
-            .env("TWINSTREAM_HTTP", "127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start twinstream");
-        let err = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        // BENCH_LOGS=DIR keeps each node's log (to see where time went).
-        let mut log = std::env::var("BENCH_LOGS").ok().map(|d| {
-            let name = format!("{}-{}.log", state.file_name().unwrap().to_string_lossy(), child.id());
-            std::fs::File::create(Path::new(&d).join(name)).unwrap()
-        });
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(f) = &mut log {
-                    use std::io::Write;
-                    let _ = writeln!(f, "{line}");
-                }
-                if tx.send((Instant::now(), line)).is_err() {
-                    return;
-                }
-            }
-        });
-        Node { child, lines }
-    }
-
-    /// The first line from now on that satisfies `pred`, and when it came.
-    fn wait(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> (Instant, String) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((t, l)) if pred(&l) => return (t, l),
-                Ok(_) => {}
-                Err(_) => panic!("timed out waiting for {what}"),
-            }
-        }
-    }
-
-    /// Forgets the lines printed so far (a wait then sees only later ones).
-    fn drain(&mut self) {
-        while self.lines.try_recv().is_ok() {}
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -17,7 +17,8 @@
 //!   schema), the read-only views the API shows, and the supervised asset
 //!   actor.
 //! * [`sink`] - outputs: stdout and JSON-lines file sinks, MQTT and Kafka
-//!   sinks (threads sharing a store-backed outbox), dead letters.
+//!   sinks (threads sharing a store-backed outbox, with store-and-forward
+//!   for an edge's uplink), dead letters.
 //! * [`mqtt`] - MQTT plumbing the source and the sink share: options,
 //!   the connection thread, backoff, refusals.
 //! * [`kafka`] - Kafka plumbing the source and the sink share: client
@@ -26,13 +27,14 @@
 //!   versioned envelopes, written atomically per checkpoint.
 //! * [`report`] - the replay report (workload v1 outputs) from durable state.
 //! * [`cluster`] - shards = partitions of the ingest topic: the
-//!   partitioner, what the node owns, per-shard meta, and the changelog
-//!   (publish with consistency markers, fold on restore).
+//!   partitioner, what the node owns, per-shard meta, the changelog
+//!   (publish with consistency markers, fold on restore), the directory of
+//!   shard owners (where the API forwards), and where relayed values go.
 //! * [`telemetry`] - every metric name, the Prometheus recorder,
 //!   readiness, and log setup.
 //! * [`api`] - the HTTP API (actix-web): twins, alerts, health, metrics,
-//!   OpenAPI; bearer-token auth. It asks the engine through
-//!   [`engine::query`].
+//!   OpenAPI; bearer-token auth; in a cluster, forwarding to the owner of
+//!   another node's twin. It asks the engine through [`engine::query`].
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the
 //! invariants each layer keeps.

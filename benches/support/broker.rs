@@ -67,6 +67,25 @@ impl Drop for Broker {
     }
 }
 
+/// Hands `record` to `producer`, waiting while its queue is full.
+pub fn send<K, P>(
+    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    mut record: rdkafka::producer::BaseRecord<'_, K, P>,
+) where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                std::thread::sleep(Duration::from_millis(5));
+                record = r;
+            }
+        }
+    }
+}
+
 pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();

@@ -401,14 +401,7 @@ impl KafkaSource {
                         shard: r.partition as u32,
                     }),
                     Err(e) => chunk.dead_letters.push(DeadLetter {
-                        origin: Origin {
-                            source: self.name.clone(),
-                            file: None,
-                            line: 0,
-                            offset: Some(r.offset as u64),
-                            topic: Some(r.topic.clone()),
-                            partition: Some(r.partition),
-                        },
+                        origin: self.origin(r),
                         reason: DeadReason::Malformed,
                         message: format!("a relay record (header twinstream.kind: relay) that does not decode: {e}"),
                         payload: r.payload.clone(),
@@ -421,14 +414,7 @@ impl KafkaSource {
                 let want = partition_for(key, n);
                 if want != r.partition as u32 {
                     chunk.dead_letters.push(DeadLetter {
-                        origin: Origin {
-                            source: self.name.clone(),
-                            file: None,
-                            line: 0,
-                            offset: Some(r.offset as u64),
-                            topic: Some(r.topic.clone()),
-                            partition: Some(r.partition),
-                        },
+                        origin: self.origin(r),
                         reason: DeadReason::WrongPartition,
                         message: format!(
                             "asset `{}` belongs to partition {want} of {n} (Kafka's default partitioner: murmur2 of the key), not {}: produce with the default partitioner (librdkafka: `partitioner=murmur2_random`)",
@@ -489,6 +475,18 @@ impl KafkaSource {
         }
         chunk.partitions = next.into_iter().map(|((t, p), n)| (t, p, n)).collect();
         chunk
+    }
+
+    /// Where record `r` was read (for its dead letter).
+    fn origin(&self, r: &Record) -> Origin {
+        Origin {
+            source: self.name.clone(),
+            file: None,
+            line: 0,
+            offset: Some(r.offset as u64),
+            topic: Some(r.topic.clone()),
+            partition: Some(r.partition),
+        }
     }
 
     fn stop_node(&self, reason: String) {
