@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Access, Tokens};
-use super::peers::{self, Place};
+use super::peers;
 use super::ApiError;
 use crate::engine::query::{AckError, Catalog, CommandError, EngineLink, Request};
 use crate::telemetry::health;
@@ -469,8 +469,8 @@ pub async fn get_twin(
     if c.index.resolve(&asset).is_none() {
         return Err(not_found());
     }
-    if let Place::Owner { shard, owner, http } = peers::place(c, &req, &asset)? {
-        return peers::forward(&state.peers, c, &req, None, shard, owner, http).await;
+    if let Some(answer) = peers::to_owner(&state.peers, c, &req, &asset, None).await? {
+        return Ok(answer);
     }
     if !q.fresh.unwrap_or(false) {
         if let Some(mut view) = checkpointed(c, &asset)? {
@@ -592,10 +592,8 @@ pub async fn ack_alert(
     let id = id.into_inner();
     let (asset, rule, seq) = parse_alert_id(&id)?;
     let c = state.catalog()?;
-    if c.index.resolve(asset).is_some() {
-        if let Place::Owner { shard, owner, http } = peers::place(c, &req, asset)? {
-            return peers::forward(&state.peers, c, &req, None, shard, owner, http).await;
-        }
+    if let Some(answer) = peers::to_owner(&state.peers, c, &req, asset, None).await? {
+        return Ok(answer);
     }
     let start = locate(c, asset)?;
     let (tx, rx) = oneshot::channel();
@@ -686,10 +684,8 @@ pub async fn send_command(
     let raw = raw_json_body(&req, payload, super::server::MAX_BODY).await?;
     let asset = id.into_inner();
     let c = state.catalog()?;
-    if c.index.resolve(&asset).is_some() {
-        if let Place::Owner { shard, owner, http } = peers::place(c, &req, &asset)? {
-            return peers::forward(&state.peers, c, &req, Some(raw), shard, owner, http).await;
-        }
+    if let Some(answer) = peers::to_owner(&state.peers, c, &req, &asset, Some(raw.clone())).await? {
+        return Ok(answer);
     }
     let body: CommandBody = serde_json::from_slice(&raw).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
     let header_key = req

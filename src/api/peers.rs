@@ -46,19 +46,38 @@ pub fn agent() -> ureq::Agent {
 }
 
 /// Where a request about an asset is answered.
-pub enum Place {
+enum Place {
     /// This node owns its shard.
-    Here(u32),
+    Here,
     /// Another node does.
     Owner { shard: u32, owner: Owner, http: String },
 }
 
+/// The owner's answer to `req` (forwarded there with `body`) when another
+/// node owns `asset`'s shard; `None` when this node answers it: its own
+/// shard, or an asset no entry matches (the 404 is this node's to give).
+pub async fn to_owner(
+    agent: &ureq::Agent,
+    c: &Catalog,
+    req: &HttpRequest,
+    asset: &str,
+    body: Option<web::Bytes>,
+) -> Result<Option<HttpResponse>, ApiError> {
+    if c.index.resolve(asset).is_none() {
+        return Ok(None);
+    }
+    match place(c, req, asset)? {
+        Place::Here => Ok(None),
+        Place::Owner { shard, owner, http } => forward(agent, c, req, body, shard, owner, http).await.map(Some),
+    }
+}
+
 /// Where the request `req` about `asset` is answered: here, at the owner of
 /// its shard, or nowhere just now (a rebalance: 503, retry).
-pub fn place(c: &Catalog, req: &HttpRequest, asset: &str) -> Result<Place, ApiError> {
+fn place(c: &Catalog, req: &HttpRequest, asset: &str) -> Result<Place, ApiError> {
     let shard = c.sharding.shard_of(asset);
     if c.sharding.owns(shard) {
-        return Ok(Place::Here(shard));
+        return Ok(Place::Here);
     }
     if let Some(by) = req.headers().get(FORWARDED_BY) {
         return Err(ApiError::Misdirected(format!(
@@ -150,7 +169,7 @@ fn sender(c: &Catalog) -> String {
 }
 
 /// Forwards `req` to the owner of its asset's shard and relays the answer.
-pub async fn forward(
+async fn forward(
     agent: &ureq::Agent,
     c: &Catalog,
     req: &HttpRequest,
