@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 #[path = "support/broker.rs"]
@@ -102,14 +102,7 @@ fn main() {
 
 /// `records` readings round-robin over `assets` assets, keyed by asset id.
 fn produce(brokers: &str, records: usize, assets: usize) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap();
+    let producer = broker::keyed_producer(brokers);
     for i in 0..records {
         let (a, round) = (i % assets, i / assets);
         let key = format!("pump-{a:06}");

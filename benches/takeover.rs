@@ -25,8 +25,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, Producer};
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -158,14 +157,7 @@ sources:
 
 /// `assets` assets, three readings each, keyed by asset id (murmur2).
 fn produce(brokers: &str, assets: usize) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap();
+    let producer = broker::keyed_producer(brokers);
     for i in 0..3 {
         for a in 0..assets {
             let key = format!("pump-{a:06}");

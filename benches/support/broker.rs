@@ -1,8 +1,9 @@
-//! A real Kafka-compatible broker for benchmarks: tansu (SQLite storage) on
+//! A real Kafka-compatible broker for benchmarks, and producing to it: tansu (SQLite storage) on
 //! 127.0.0.1 and an ephemeral port, as the tests start it.
 //! `BENCH_TANSU_STORAGE=memory` uses its in-memory engine instead (faster;
 //! it loses everything on a restart and a fetch from the middle of a record
 //! batch skips the rest of the batch: only for runs that do neither).
+#![allow(dead_code)] // each benchmark uses what it needs
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -65,6 +66,19 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A producer that places records as a cluster expects them (Kafka's
+/// default partitioner: murmur2 of the key), idempotent, batching.
+pub fn keyed_producer(brokers: &str) -> rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap()
 }
 
 /// Hands `record` to `producer`, waiting while its queue is full.
