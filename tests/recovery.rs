@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use twinstream::store::{format_key, Store};
+use twinstream::store::{format_key, Store, STORE_FORMAT};
 
 const WORKLOAD: &str = "topologies/workload-v1.yaml";
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -75,7 +75,7 @@ fn an_unknown_store_layout_format_is_refused_at_startup() {
         &stderr,
         &[
             &format!("the store in {} has layout format 99", s.state.display()),
-            "this build reads format 1",
+            &format!("this build reads format {STORE_FORMAT}"),
         ],
     );
 

@@ -180,7 +180,7 @@ fn stored_timers_wake_twins_after_a_restart() {
 
     let mut run = spawn(&mut run_cmd(&topo, &state));
     run.wait_stderr("the stored timer loaded", WAIT, |l| {
-        l.contains("timers of stored twins loaded")
+        l.contains("timers of stored twins armed")
     });
     run.wait_stdout(
         "pump-7 stale from its stored timer",

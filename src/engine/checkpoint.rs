@@ -21,7 +21,7 @@ use super::EngineError;
 use crate::cluster::changelog::{self, Entry};
 use crate::cluster::ShardMeta;
 use crate::sink::SinkHub;
-use crate::store::{Checkpoint, Store};
+use crate::store::{Checkpoint, Store, TimerChange};
 use crate::telemetry;
 use crate::twin::model::ClosedDigest;
 
@@ -82,13 +82,13 @@ impl Epoch {
         })
     }
 
-    /// A twin's snapshot and, for types with timers, its next deadline
-    /// (`Some(None)`: none).
-    pub fn add(self: &Arc<Self>, shard: u32, asset: &str, record: &[u8], timer: Option<Option<i64>>) {
+    /// A twin's snapshot and, for types with timers, its deadline: what
+    /// the store holds and what it should (its `new` is the changelog's).
+    pub fn add(self: &Arc<Self>, shard: u32, asset: &str, record: &[u8], timer: Option<TimerChange>) {
         let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
         self.store.put_twin(&mut staged, shard, asset, record);
-        if let Some(timer) = timer {
-            self.store.put_timer(&mut staged, shard, asset, timer);
+        if let Some(change) = timer {
+            self.store.put_timer(&mut staged, shard, asset, change);
         }
         drop(staged);
         if let Some((entries, _)) = &self.changelog {
@@ -96,7 +96,7 @@ impl Epoch {
                 shard,
                 asset: asset.to_string(),
                 record: record.to_vec(),
-                timer: timer.flatten(),
+                timer: timer.and_then(|t| t.new),
             });
         }
         self.arrive();

@@ -527,11 +527,9 @@ pub fn run(
         epochs: epoch_tx,
         snapshot,
         flush_at_end: replay,
+        passivate_after: topo.node.passivate_after,
     });
-    let timers = router.load_timers()?;
-    if timers > 0 {
-        tracing::info!(timers, "timers of stored twins loaded");
-    }
+    router.start_timers();
     let router_system = System::current();
     let (stop_r, flow_r) = (stop.clone(), flow.clone());
     let router_thread = std::thread::Builder::new()
@@ -546,8 +544,9 @@ pub fn run(
         })
         .expect("spawning the router thread");
 
-    // Twins restore lazily (on first use): with the timers loaded and the
-    // dataflow started, the node serves.
+    // Twins restore lazily (on first use) and their timers are read from the
+    // deadline index as they come due: with the dataflow started, the node
+    // serves. Nothing was read per twin.
     crate::telemetry::health::set_restored(true);
     let _ = system.run();
     crate::telemetry::health::set_restored(false);

@@ -9,9 +9,13 @@
 //! * It tracks every source's position as of the chunks it has routed, which
 //!   is what a checkpoint stores next to the twins.
 //! * It keeps the node's timer index: one deadline per twin that needs one
-//!   (staleness, idle timeout), loaded from the store at start, so 100k twins
-//!   cost a heap, not 100k timers. Twins report earlier deadlines; an entry
-//!   may fire early (the twin re-arms it), never late.
+//!   (staleness, idle timeout, command timeouts) in a heap, so 100k twins
+//!   cost a heap, not 100k timers. Twins in memory report their deadlines;
+//!   those of twins only in the store (passivated, or not woken since a
+//!   restart) are read from the store's deadline index as they near. An
+//!   entry may fire early (the twin re-arms it), never late.
+//! * It passivates twins idle for `node.passivate_after` once their state
+//!   is durable.
 //! * It relays values that twins read through relations (`feeds.level`) from
 //!   the related twin to the twins that relate to it.
 //! * At the end it flushes (replay: end of input closes every window), writes
@@ -32,7 +36,7 @@ use super::checkpoint::{Durable, Epoch, ShardMark};
 use super::flow::Flow;
 use super::query::{Gather, Request};
 use super::worker::{
-    AskTwin, Backlog, CheckpointTwins, Deliver, EndOfInputAll, Evict, NewTwin, SurveyAll, TwinBatch, Worker,
+    AskTwin, Backlog, CheckpointTwins, Deliver, EndOfInputAll, Evict, Leave, NewTwin, SurveyAll, TwinBatch, Worker,
 };
 use super::EngineError;
 use crate::cluster::{Acquired, ShardControl, Sharding};
@@ -40,7 +44,7 @@ use crate::sink::{OutputBatch, SinkHub};
 use crate::source::decode::{AssetIndex, DecodedChunk};
 use crate::source::simulator::now_ms;
 use crate::source::SourcePosition;
-use crate::store::Store;
+use crate::store::{DeadlineCursor, Store};
 use crate::telemetry;
 use crate::topology::SnapshotSpec;
 use crate::twin::actor::Question;
@@ -110,12 +114,14 @@ impl SourceSlot {
 }
 
 struct TwinRef {
-    worker: u16,
+    /// The epoch this twin is dirty for (it is in that epoch's dirty set).
+    dirty_for: u64,
     local: u32,
     /// Its shard (0 on a single node).
     shard: u32,
-    /// The epoch this twin is dirty for (it is in that epoch's dirty set).
-    dirty_for: u64,
+    /// When the router last sent it something ([`Router::clock`], seconds).
+    last_active: u32,
+    worker: u16,
 }
 
 /// How the run ended.
@@ -172,8 +178,12 @@ pub struct Router {
     pub flush_at_end: bool,
     /// Identifies this process run (nanoseconds since the epoch at start).
     run_id: u128,
-    /// Timer deadlines (epoch ms) of twins, earliest first.
+    /// Timer deadlines (epoch ms) of twins, earliest first: those twins in
+    /// memory armed, and those the deadline index holds up to a little
+    /// after now.
     timers: BinaryHeap<Reverse<(i64, CompactString)>>,
+    /// Per owned shard: how far its deadline index has been read.
+    cursors: BTreeMap<u32, DeadlineCursor>,
     /// Related asset id -> the twins that read it.
     followers: AHashMap<CompactString, Vec<Follower>>,
     /// The last relayed values per related asset, for followers that start later.
@@ -186,6 +196,14 @@ pub struct Router {
     urgent: bool,
     /// API writes waiting for durability: the epoch that holds each.
     durable_waiters: Vec<(u64, tokio::sync::oneshot::Sender<()>)>,
+    /// The last epoch known durable.
+    durable_epoch: u64,
+    /// Passivate twins idle for this long (`node.passivate_after`).
+    passivate_after: Option<Duration>,
+    /// Seconds since the router started, as of the current message.
+    clock: u32,
+    started: Instant,
+    last_sweep: Instant,
 }
 
 pub struct RouterParts {
@@ -202,10 +220,23 @@ pub struct RouterParts {
     pub epochs: Sender<Arc<Epoch>>,
     pub snapshot: SnapshotSpec,
     pub flush_at_end: bool,
+    pub passivate_after: Option<Duration>,
+}
+
+/// How often the router looks for twins to passivate: a quarter of the idle
+/// time (a twin stays in memory at most 1.25 x `passivate_after`), at least
+/// every second, at most every minute.
+fn sweep_every(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
 /// How often the router looks at due timers.
 const TIMER_ROUND: Duration = Duration::from_millis(100);
+/// How far ahead of now the router reads the store's deadline index.
+const DEADLINE_LOOKAHEAD_MS: i64 = 1_000;
+/// Stored deadlines read per timer round at most: 50k twins woken a second
+/// after a long stop, while input keeps flowing between the rounds.
+const DEADLINE_SCAN_BUDGET: usize = 5_000;
 /// How long relayed values wait at most to be delivered with others.
 const RELAY_ROUND: Duration = Duration::from_millis(5);
 
@@ -244,11 +275,17 @@ impl Router {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos()),
             timers: BinaryHeap::new(),
+            cursors: BTreeMap::new(),
             followers: AHashMap::new(),
             board: AHashMap::new(),
             pending_relays: AHashMap::new(),
             urgent: false,
             durable_waiters: Vec::new(),
+            durable_epoch: 0,
+            passivate_after: p.passivate_after,
+            clock: 0,
+            started: Instant::now(),
+            last_sweep: Instant::now(),
         }
         .with_exact_followers()
     }
@@ -295,29 +332,47 @@ impl Router {
         }
     }
 
-    /// Loads the stored timers of this node's twins (a restart): a twin
-    /// that is due wakes without waiting for a reading. (`replay` runs no
+    /// Starts reading the stored deadlines of this node's twins (a
+    /// restart): a twin that comes due wakes without waiting for a reading.
+    /// Nothing is read now - the store's deadline index is read in deadline
+    /// order as deadlines near ([`Self::scan_deadlines`]). (`replay` runs no
     /// timers.)
-    pub fn load_timers(&mut self) -> Result<usize, EngineError> {
-        let mut n = 0;
+    pub fn start_timers(&mut self) {
         if self.flush_at_end {
-            return Ok(0);
+            return;
         }
         for shard in self.sharding.owned() {
-            n += self.load_shard_timers(shard)?;
+            self.cursors.insert(shard, DeadlineCursor::default());
         }
-        Ok(n)
+        tracing::info!(
+            shards = self.cursors.len(),
+            "timers of stored twins armed from the deadline index"
+        );
     }
 
-    fn load_shard_timers(&mut self, shard: u32) -> Result<usize, EngineError> {
-        let mut n = 0;
+    /// Moves the stored deadlines due by `now` + [`DEADLINE_LOOKAHEAD_MS`]
+    /// into the heap, at most [`DEADLINE_SCAN_BUDGET`] a round (a node
+    /// restarted after a long stop wakes its overdue twins over several
+    /// rounds instead of in one stall). A deadline stored after the cursor
+    /// passed it was also sent to the heap by its twin; one read twice fires
+    /// twice, and a twin finding nothing due re-arms (early, never late).
+    fn scan_deadlines(&mut self, now: i64) {
+        let until = now.saturating_add(DEADLINE_LOOKAHEAD_MS);
+        let mut budget = DEADLINE_SCAN_BUDGET;
         let timers = &mut self.timers;
-        self.store.for_each_timer(shard, |asset, at| {
-            timers.push(Reverse((at, asset.into())));
-            n += 1;
-            Ok(())
-        })?;
-        Ok(n)
+        for (shard, cursor) in self.cursors.iter_mut() {
+            if budget == 0 {
+                break;
+            }
+            match self.store.deadlines_from(*shard, cursor, until, budget, |at, asset| {
+                timers.push(Reverse((at, asset.into())))
+            }) {
+                Ok(n) => budget -= n,
+                Err(e) => {
+                    tracing::error!(shard, error = %e, "the deadline index is unreadable: twins of this shard wake only on input");
+                }
+            }
+        }
     }
 
     fn on_feedback(&mut self, f: Feedback) {
@@ -375,8 +430,9 @@ impl Router {
     }
 
     /// Delivers due timers and pending relays, one message per worker.
-    /// (`replay` keeps no timers: see [`Self::load_timers`].)
+    /// (`replay` keeps no timers: see [`Self::start_timers`].)
     fn timer_round(&mut self, now: i64) {
+        self.scan_deadlines(now);
         let mut work: AHashMap<CompactString, (bool, Vec<Relayed>)> = AHashMap::new();
         while self.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
             let Some(Reverse((_, asset))) = self.timers.pop() else {
@@ -392,6 +448,7 @@ impl Router {
         }
         telemetry::timers(fired, self.timers.len());
         telemetry::relays_delivered(relays);
+        telemetry::twins_active(self.twins.len());
         self.backlog.report();
         if work.is_empty() {
             return;
@@ -448,6 +505,14 @@ impl Router {
         let mut last_round = Instant::now();
         let mut last_relay = Instant::now();
         loop {
+            self.clock = self.started.elapsed().as_secs() as u32;
+            if self
+                .passivate_after
+                .is_some_and(|idle| self.last_sweep.elapsed() >= sweep_every(idle))
+            {
+                self.passivate_idle();
+                self.last_sweep = Instant::now();
+            }
             if last_round.elapsed() >= TIMER_ROUND {
                 self.timer_round(now_ms());
                 last_round = Instant::now();
@@ -611,6 +676,7 @@ impl Router {
     fn twin_ref(&mut self, asset: &str, entry: u32, dirty: bool) -> (usize, u32, Option<NewTwin>) {
         let next = self.epoch + 1;
         if let Some(t) = self.twins.get_mut(asset) {
+            t.last_active = self.clock;
             if dirty && t.dirty_for != next {
                 t.dirty_for = next;
                 self.dirty[t.worker as usize].push(t.local);
@@ -641,6 +707,7 @@ impl Router {
                 shard,
                 // Epochs count from 1: 0 is dirty for none.
                 dirty_for: if dirty { next } else { 0 },
+                last_active: self.clock,
             },
         );
         if dirty {
@@ -756,6 +823,7 @@ impl Router {
                 for s in &shards {
                     self.shards.remove(s);
                     self.sharding.release(*s);
+                    self.cursors.remove(s);
                 }
                 self.releases.push((epoch, shards, done));
             }
@@ -764,6 +832,7 @@ impl Router {
                     self.shards.remove(s);
                     self.sharding.release(*s);
                     self.changed.remove(s);
+                    self.cursors.remove(s);
                 }
                 self.evict(&shards);
                 tracing::warn!(
@@ -785,15 +854,9 @@ impl Router {
     fn acquire(&mut self, a: Acquired) {
         self.shards.insert(a.shard, (a.incarnation, a.next_offset));
         self.sharding.acquire(a.shard);
-        match self.load_shard_timers(a.shard) {
-            Ok(n) => tracing::info!(
-                shard = a.shard,
-                timers = n,
-                next_offset = a.next_offset,
-                "shard acquired"
-            ),
-            Err(e) => tracing::error!(shard = a.shard, error = %e, "shard acquired, but its timers are unreadable"),
-        }
+        // Its deadlines are read from the shard's index as they come due.
+        self.cursors.insert(a.shard, DeadlineCursor::default());
+        tracing::info!(shard = a.shard, next_offset = a.next_offset, "shard acquired");
         // Committed records an unfinished checkpoint of the previous owner
         // left behind in the changelog: written again.
         for asset in &a.rewrite {
@@ -824,8 +887,47 @@ impl Router {
         for (w, locals) in locals.into_iter().enumerate() {
             if !locals.is_empty() {
                 self.free[w].extend_from_slice(&locals);
-                self.workers[w].0.do_send(Evict { locals });
+                self.workers[w].0.do_send(Evict {
+                    locals,
+                    why: Leave::Evict,
+                });
             }
+        }
+    }
+
+    /// Passivates every twin idle for `passivate_after` whose state is
+    /// durable (not dirty since the last durable epoch): its worker drops it,
+    /// and its next event, timer or API request starts it from the store.
+    /// Its timer stays in the index. One pass over the twins in memory
+    /// (~10 ns each), every [`sweep_every`].
+    fn passivate_idle(&mut self) {
+        let Some(idle) = self.passivate_after else { return };
+        let idle = idle.as_secs().min(u64::from(u32::MAX)) as u32;
+        let (clock, durable) = (self.clock, self.durable_epoch);
+        let mut locals: Vec<Vec<u32>> = vec![Vec::new(); self.workers.len()];
+        self.twins.retain(|_, t| {
+            let leave = clock.saturating_sub(t.last_active) >= idle && t.dirty_for <= durable;
+            if leave {
+                locals[t.worker as usize].push(t.local);
+            }
+            !leave
+        });
+        let mut n = 0;
+        for (w, locals) in locals.into_iter().enumerate() {
+            if !locals.is_empty() {
+                n += locals.len();
+                // Reused only after the worker dropped the twin: both
+                // travel in its mailbox, in order.
+                self.free[w].extend_from_slice(&locals);
+                self.workers[w].0.do_send(Evict {
+                    locals,
+                    why: Leave::Passivate,
+                });
+            }
+        }
+        telemetry::twins_active(self.twins.len());
+        if n > 0 {
+            tracing::debug!(twins = n, active = self.twins.len(), "passivated idle twins");
         }
     }
 
@@ -894,6 +996,7 @@ impl Router {
     }
 
     fn on_durable(&mut self, d: &Durable) {
+        self.durable_epoch = self.durable_epoch.max(d.epoch);
         let (released, waiting) = std::mem::take(&mut self.releases)
             .into_iter()
             .partition(|(epoch, _, _)| *epoch <= d.epoch);
@@ -957,7 +1060,7 @@ impl Router {
             batches[worker].push(TwinBatch::events(local, create, Vec::new()));
         }
         let permit = self.flow.extra();
-        for (w, (addr, count)) in self.workers.iter().enumerate() {
+        for (w, (addr, _)) in self.workers.iter().enumerate() {
             let batches = std::mem::take(&mut batches[w]);
             if !batches.is_empty() {
                 self.backlog.sent(w);
@@ -968,14 +1071,16 @@ impl Router {
                 });
             }
             addr.do_send(EndOfInputAll { permit: permit.clone() });
-            // Every twin of the worker may change: all are dirty.
-            self.dirty[w] = (0..*count).collect();
         }
+        // Every twin may change: all are dirty.
         let next = self.epoch + 1;
         for t in self.twins.values_mut() {
-            t.dirty_for = next;
+            if t.dirty_for != next {
+                t.dirty_for = next;
+                self.dirty[t.worker as usize].push(t.local);
+                self.n_dirty += 1;
+            }
         }
-        self.n_dirty = self.twins.len();
         for s in &mut self.sources {
             if s.end_of_input {
                 s.position.finished = true;

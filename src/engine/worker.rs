@@ -1,11 +1,22 @@
-//! A worker: one actor per worker thread (arbiter) that starts the twin
-//! actors living on that thread and hands them their batches.
+//! A worker: one actix actor per worker thread (arbiter) that hosts the twin
+//! actors living on that thread and hands them their messages.
 //!
 //! The router sends each worker one message per input chunk instead of one
 //! per twin, so crossing threads costs one wake-up per chunk; the worker then
-//! delivers to its twins locally, in order. Twin actors are started on first
-//! use, on the worker's own thread.
+//! hands every twin its batch by a direct call, in order. It is the twins'
+//! mailbox: a twin's messages reach the worker in the order the router sent
+//! them, and the worker handles them one at a time. Twins are started on
+//! first use (restored from the store) and dropped when passivated or when
+//! another node owns their shard.
+//!
+//! **Snapshots in slices.** A checkpoint barrier for many twins is not
+//! encoded in one go: the worker marks each twin as owing the epoch and
+//! encodes them [`SNAPSHOT_SLICE`] at a time between its other messages, so a
+//! checkpoint of 100k dirty twins never holds ingestion up for its whole
+//! encoding. A twin that owes a snapshot is encoded before its next input,
+//! so its part still holds exactly the events routed before the barrier.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,10 +25,14 @@ use actix::prelude::*;
 use super::checkpoint::Epoch;
 use super::flow::Permit;
 use super::query::Gather;
-use crate::twin::actor::{Apply, EndOfInput, Question, Snapshot, TwinActor, TwinContext, TypeContext};
+use crate::twin::actor::{Apply, Question, TwinActor, TwinContext, TypeContext};
 use crate::twin::model::{Event, Relayed};
 use crate::twin::schema::TypeModel;
 use crate::twin::view::Surveyed;
+
+/// Twins a worker encodes between two of its other messages while it owes
+/// snapshots (~1 us each: about a millisecond).
+pub const SNAPSHOT_SLICE: usize = 1024;
 
 /// Input batches sent to each worker and not yet handed to its twins (the
 /// depth of the workers' mailboxes, as `twinstream_worker_mailbox_batches`).
@@ -44,17 +59,28 @@ impl Backlog {
     }
 }
 
+/// An epoch whose barrier reached this worker: the twins that may still owe
+/// it their part, from `next` on.
+struct Owed {
+    epoch: Arc<Epoch>,
+    locals: Vec<u32>,
+    next: usize,
+}
+
 pub struct Worker {
     /// This worker's index (its slot in the [`Backlog`]).
     index: usize,
     backlog: Arc<Backlog>,
-    /// By local index; `None`: evicted (its shard went to another node).
-    twins: Vec<Option<Addr<TwinActor>>>,
-    /// Twins not evicted.
+    /// By local index; `None`: a free slot (the twin was passivated, or its
+    /// shard went to another node). Boxed: a free slot costs 8 bytes.
+    twins: Vec<Option<Box<TwinActor>>>,
+    /// Twins in memory.
     live: usize,
     cx: Arc<TwinContext>,
     /// One per asset type seen so far (a handful: found by pointer).
     types: Vec<Arc<TypeContext>>,
+    /// Epochs not all of whose twins have been encoded yet, oldest first.
+    owed: VecDeque<Owed>,
 }
 
 impl Worker {
@@ -66,6 +92,7 @@ impl Worker {
             live: 0,
             cx,
             types: Vec::new(),
+            owed: VecDeque::new(),
         }
     }
 
@@ -85,9 +112,9 @@ impl Worker {
     fn ensure(&mut self, local: u32, create: Option<NewTwin>) {
         if let Some((asset, model, shard)) = create {
             let tcx = self.type_context(model);
-            let twin = Some(TwinActor::new(asset, tcx, shard).start());
+            let twin = Some(Box::new(TwinActor::start(asset, tcx, shard)));
             if (local as usize) < self.twins.len() {
-                // The slot of an evicted twin.
+                // The slot of a twin that left.
                 debug_assert!(self.twins[local as usize].is_none(), "a slot is reused only once free");
                 self.twins[local as usize] = twin;
             } else {
@@ -95,8 +122,70 @@ impl Worker {
                 self.twins.push(twin);
             }
             self.live += 1;
-            crate::telemetry::twins_active(self.live);
         }
+    }
+
+    /// The twin at `local`, ready for its next input: a snapshot it owes is
+    /// taken first, so the snapshot holds nothing routed after its barrier.
+    fn ready(&mut self, local: u32) -> Option<&mut TwinActor> {
+        let twin = self.twins.get_mut(local as usize)?.as_deref_mut()?;
+        if twin.owes != 0 {
+            let owed = self.owed.iter().find(|o| o.epoch.id == twin.owes);
+            let epoch = &owed.expect("a twin owes only epochs the worker holds").epoch;
+            twin.snapshot(epoch);
+            twin.owes = 0;
+        }
+        Some(twin)
+    }
+
+    /// Encodes up to `budget` twins of the oldest epochs still owed.
+    fn snapshot_slice(&mut self, mut budget: usize) {
+        while let Some(front) = self.owed.front_mut() {
+            while front.next < front.locals.len() && budget > 0 {
+                let local = front.locals[front.next] as usize;
+                front.next += 1;
+                // A twin that no longer owes this epoch gave its part on
+                // demand, before an input.
+                if let Some(twin) = self.twins[local].as_deref_mut() {
+                    if twin.owes == front.epoch.id {
+                        twin.snapshot(&front.epoch);
+                        twin.owes = 0;
+                        budget -= 1;
+                    }
+                }
+            }
+            if front.next < front.locals.len() {
+                return;
+            }
+            self.owed.pop_front();
+        }
+    }
+
+    /// Every snapshot owed, now.
+    fn settle_all(&mut self) {
+        self.snapshot_slice(usize::MAX);
+    }
+
+    /// Asks to go on encoding owed snapshots after the messages queued now.
+    fn continue_snapshots(&self, ctx: &mut Context<Self>) {
+        if !self.owed.is_empty() {
+            ctx.notify(ContinueSnapshots);
+        }
+    }
+
+    /// Drops the twins at `locals` (their last state is durable, or another
+    /// node owns them now); their slots are free for new twins.
+    fn drop_twins(&mut self, locals: &[u32]) -> usize {
+        let mut dropped = 0;
+        for &local in locals {
+            // A snapshot it owes is still part of its epoch.
+            if self.ready(local).is_some() {
+                self.twins[local as usize] = None;
+                self.live -= 1;
+                dropped += 1;
+            }
+        }
+        dropped
     }
 }
 
@@ -147,6 +236,11 @@ pub struct CheckpointTwins {
     pub locals: Vec<u32>,
 }
 
+/// To itself: go on encoding owed snapshots.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ContinueSnapshots;
+
 /// A question (from the HTTP API) for one twin of this worker.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -178,18 +272,23 @@ impl Handler<Deliver> for Worker {
         self.backlog.taken(self.index);
         for b in msg.batches {
             self.ensure(b.local, b.create);
-            if !b.events.is_empty() || !b.related.is_empty() || b.tick {
-                let Some(twin) = &self.twins[b.local as usize] else {
-                    continue;
-                };
-                twin.do_send(Apply {
-                    events: b.events,
-                    related: b.related,
-                    tick: b.tick,
-                    received_at: msg.received_at,
-                    permit: msg.permit.clone(),
-                });
+            if b.events.is_empty() && b.related.is_empty() && !b.tick {
+                continue;
             }
+            let Some(twin) = self.ready(b.local) else {
+                continue;
+            };
+            let apply = Apply {
+                events: b.events,
+                related: b.related,
+                tick: b.tick,
+                received_at: msg.received_at,
+            };
+            twin.apply(apply, &msg.permit);
+        }
+        // Snapshot work advances with the input, however busy the mailbox.
+        if !self.owed.is_empty() {
+            self.snapshot_slice(SNAPSHOT_SLICE);
         }
     }
 }
@@ -197,18 +296,37 @@ impl Handler<Deliver> for Worker {
 impl Handler<CheckpointTwins> for Worker {
     type Result = ();
 
-    fn handle(&mut self, msg: CheckpointTwins, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: CheckpointTwins, ctx: &mut Context<Self>) {
+        let id = msg.epoch.id;
+        let mut owing = Vec::with_capacity(msg.locals.len());
         for local in msg.locals {
-            match &self.twins[local as usize] {
-                Some(twin) => twin.do_send(Snapshot {
-                    epoch: msg.epoch.clone(),
-                }),
-                // Not reached: a twin is evicted only after a durable
-                // checkpoint and gets nothing afterwards. Count the part so
-                // the epoch completes.
+            match self.ready(local) {
+                Some(twin) => {
+                    twin.owes = id;
+                    owing.push(local);
+                }
+                // Not reached: a twin leaves only once its state is durable
+                // and gets nothing afterwards. Count the part so the epoch
+                // completes.
                 None => msg.epoch.skip(),
             }
         }
+        self.owed.push_back(Owed {
+            epoch: msg.epoch,
+            locals: owing,
+            next: 0,
+        });
+        self.snapshot_slice(SNAPSHOT_SLICE);
+        self.continue_snapshots(ctx);
+    }
+}
+
+impl Handler<ContinueSnapshots> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, _: ContinueSnapshots, ctx: &mut Context<Self>) {
+        self.snapshot_slice(SNAPSHOT_SLICE);
+        self.continue_snapshots(ctx);
     }
 }
 
@@ -217,8 +335,8 @@ impl Handler<AskTwin> for Worker {
 
     fn handle(&mut self, msg: AskTwin, _: &mut Context<Self>) {
         self.ensure(msg.local, msg.create);
-        if let Some(twin) = &self.twins[msg.local as usize] {
-            twin.do_send(msg.question);
+        if let Some(twin) = self.ready(msg.local) {
+            twin.answer(msg.question);
         }
     }
 }
@@ -227,8 +345,9 @@ impl Handler<SurveyAll> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: SurveyAll, _: &mut Context<Self>) {
-        for twin in self.twins.iter().flatten() {
-            twin.do_send(Question::Survey(msg.gather.clone()));
+        // Read-only: a twin that owes a snapshot shows the same state.
+        for twin in self.twins.iter_mut().flatten() {
+            twin.answer(Question::Survey(msg.gather.clone()));
         }
     }
 }
@@ -237,32 +356,39 @@ impl Handler<EndOfInputAll> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: EndOfInputAll, _: &mut Context<Self>) {
-        for twin in self.twins.iter().flatten() {
-            twin.do_send(EndOfInput {
-                permit: msg.permit.clone(),
-            });
+        self.settle_all();
+        for twin in self.twins.iter_mut().flatten() {
+            twin.end_of_input(&msg.permit);
         }
     }
 }
 
-/// Stops twins whose shard another node owns now (after the checkpoint
-/// that holds their last state is durable). Their slots are not reused.
+/// Why twins leave a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leave {
+    /// Idle for `node.passivate_after`: their state is durable and they wake
+    /// on their next event, timer or API request.
+    Passivate,
+    /// Another node owns their shard now.
+    Evict,
+}
+
+/// Drops twins from memory (after the checkpoint that holds their last
+/// state is durable). The router reuses their slots afterwards.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Evict {
     pub locals: Vec<u32>,
+    pub why: Leave,
 }
 
 impl Handler<Evict> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: Evict, _: &mut Context<Self>) {
-        for local in msg.locals {
-            // Dropping the address stops the actor once its mailbox is empty.
-            if self.twins[local as usize].take().is_some() {
-                self.live -= 1;
-            }
+        let dropped = self.drop_twins(&msg.locals);
+        if msg.why == Leave::Passivate {
+            crate::telemetry::twins_passivated(dropped);
         }
-        crate::telemetry::twins_active(self.live);
     }
 }

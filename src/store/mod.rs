@@ -6,14 +6,19 @@
 //!   a twin record in a versioned [`envelope`];
 //! * one timer column family per shard (`timers-0000`, ...): key = asset id,
 //!   value = the twin's next timer deadline (epoch ms, 8 bytes big-endian),
-//!   written with the record, so a restarted node knows when to wake twins
-//!   without reading their records.
+//!   written with the record;
+//! * one deadline index per shard (`deadlines-0000`, ...): key = the same
+//!   deadline (order-preserving, 8 bytes) then the asset id, empty value. The
+//!   node's timer index reads it in deadline order, only as far as what is
+//!   due soon: a restarted node wakes its twins on time without reading all
+//!   their timers first, and a passivated twin costs memory only once its
+//!   deadline is near (see [`Store::deadlines_from`]).
 //!
 //! A checkpoint writes the twin records and the source positions that they
 //! reflect in **one** `WriteBatch`, so after a crash the state and the
 //! positions always agree.
 //!
-//! A shard's two column families are its unit: created when the node takes
+//! A shard's three column families are its unit: created when the node takes
 //! the shard ([`Store::ensure_shard`]), dropped when another node has it
 //! ([`Store::drop_shard`]), found again on open (issue 8, shards =
 //! partitions). Hence RocksDB's multi-threaded column family mode.
@@ -33,8 +38,10 @@ use rocksdb::{
 /// the store is shared (a shard's column families are its unit of handover).
 type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
 
-/// Format of the store layout (column families and meta keys).
-pub const STORE_FORMAT: u16 = 1;
+/// Format of the store layout (column families and meta keys). 2: the
+/// deadline index (format 1 stores are migrated on open: the index is built
+/// from the timers).
+pub const STORE_FORMAT: u16 = 2;
 
 const META_CF: &str = "meta";
 /// Messages of QoS 1 sinks not yet acknowledged by their broker, keyed by
@@ -51,6 +58,42 @@ pub fn shard_cf(shard: u32) -> String {
 /// The timer column family of a shard.
 pub fn timer_cf(shard: u32) -> String {
     format!("timers-{shard:04}")
+}
+
+/// The deadline index of a shard.
+pub fn deadline_cf(shard: u32) -> String {
+    format!("deadlines-{shard:04}")
+}
+
+/// The column families that make up a shard.
+fn shard_cfs(shard: u32) -> [String; 3] {
+    [shard_cf(shard), timer_cf(shard), deadline_cf(shard)]
+}
+
+/// A deadline as an index key prefix: big-endian with the sign bit flipped,
+/// so keys sort as the deadlines do (negative ones included).
+fn deadline_prefix(at: i64) -> [u8; 8] {
+    ((at as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The index key of `asset`'s deadline `at`.
+fn deadline_key(at: i64, asset: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + asset.len());
+    key.extend_from_slice(&deadline_prefix(at));
+    key.extend_from_slice(asset.as_bytes());
+    key
+}
+
+/// Where a reading of the deadline index goes on ([`Store::deadlines_from`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadlineCursor(Vec<u8>);
+
+/// A change of a twin's stored deadline: what the store holds now, and what
+/// it should hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerChange {
+    pub old: Option<i64>,
+    pub new: Option<i64>,
 }
 
 /// Every variant's message already names its cause, so none declares a
@@ -111,10 +154,11 @@ fn cf_options() -> Options {
     o
 }
 
-/// The shard a twin or timer column family belongs to.
+/// The shard a twin, timer or deadline column family belongs to.
 fn shard_of(cf: &str) -> Option<u32> {
     cf.strip_prefix("twins-")
         .or_else(|| cf.strip_prefix("timers-"))
+        .or_else(|| cf.strip_prefix("deadlines-"))
         .and_then(|n| n.parse().ok())
 }
 
@@ -136,25 +180,27 @@ impl Store {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
         let mut cfs: Vec<String> = vec![META_CF.to_string(), OUTBOX_CF.to_string()];
-        cfs.extend((0..shards).map(shard_cf));
-        cfs.extend((0..shards).map(timer_cf));
-        if let Ok(existing) = Db::list_cf(&opts, dir) {
-            for cf in existing {
-                if !cfs.contains(&cf) && cf != "default" {
-                    cfs.push(cf);
-                }
+        let existing: Vec<String> = Db::list_cf(&opts, dir).unwrap_or_default();
+        for shard in 0..shards {
+            cfs.extend(shard_cfs(shard));
+        }
+        for cf in &existing {
+            if !cfs.contains(cf) && cf != "default" {
+                cfs.push(cf.clone());
             }
         }
         let present: BTreeSet<u32> = cfs.iter().filter_map(|c| shard_of(c)).collect();
-        // A shard whose twin family exists but not its timers (a crash while
-        // creating it) gets the missing one.
+        // A shard with some of its families but not all (a crash while
+        // creating it, or a format 1 store without the deadline index) gets
+        // the missing ones.
         for shard in &present {
-            for cf in [shard_cf(*shard), timer_cf(*shard)] {
+            for cf in shard_cfs(*shard) {
                 if !cfs.contains(&cf) {
                     cfs.push(cf);
                 }
             }
         }
+        let fresh = existing.is_empty();
         let descriptors = cfs.iter().map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
         let db = Db::open_cf_descriptors(&opts, dir, descriptors).map_err(|source| {
             if source.to_string().contains("lock") {
@@ -173,7 +219,7 @@ impl Store {
             path: dir.to_path_buf(),
             shards: Mutex::new(present),
         };
-        store.check_format()?;
+        store.check_format(fresh)?;
         Ok(store)
     }
 
@@ -198,7 +244,7 @@ impl Store {
         if shards.contains(&shard) {
             return Ok(false);
         }
-        for cf in [shard_cf(shard), timer_cf(shard)] {
+        for cf in shard_cfs(shard) {
             if self.db.cf_handle(&cf).is_none() {
                 self.db.create_cf(&cf, &cf_options()).map_err(StoreError::Write)?;
             }
@@ -207,14 +253,14 @@ impl Store {
         Ok(true)
     }
 
-    /// Drops `shard` as a unit: its twins and timers (a shard another node
+    /// Drops `shard` as a unit: its twins, timers and deadlines (a shard another node
     /// took over). Returns whether the store held it.
     pub fn drop_shard(&self, shard: u32) -> Result<bool, StoreError> {
         let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
         if !shards.remove(&shard) {
             return Ok(false);
         }
-        for cf in [shard_cf(shard), timer_cf(shard)] {
+        for cf in shard_cfs(shard) {
             if self.db.cf_handle(&cf).is_some() {
                 self.db.drop_cf(&cf).map_err(StoreError::Write)?;
             }
@@ -230,30 +276,54 @@ impl Store {
             .unwrap_or_else(|| panic!("column family `{name}` does not exist"))
     }
 
-    fn check_format(&self) -> Result<(), StoreError> {
+    /// Checks the layout format, migrating an older one this build knows;
+    /// `fresh`: the store was just created.
+    fn check_format(&self, fresh: bool) -> Result<(), StoreError> {
         let meta = self.cf(META_CF);
-        match self.db.get_cf(&meta, FORMAT_KEY).map_err(StoreError::Read)? {
-            None => self
-                .db
-                .put_cf(&meta, FORMAT_KEY, STORE_FORMAT.to_le_bytes())
-                .map_err(StoreError::Write),
-            Some(v) => {
-                let found = if v.len() == 2 {
-                    u16::from_le_bytes([v[0], v[1]])
-                } else {
-                    u16::MAX
-                };
-                if found == STORE_FORMAT {
-                    Ok(())
-                } else {
-                    Err(StoreError::UnsupportedFormat {
-                        path: self.path.clone(),
-                        found,
-                        supported: STORE_FORMAT,
-                    })
-                }
+        let found = match self.db.get_cf(&meta, FORMAT_KEY).map_err(StoreError::Read)? {
+            // Created by this build, or by a build before formats were written.
+            None if fresh => STORE_FORMAT,
+            None => 1,
+            Some(v) if v.len() == 2 => u16::from_le_bytes([v[0], v[1]]),
+            Some(_) => u16::MAX,
+        };
+        match found {
+            STORE_FORMAT => {}
+            1 => self.migrate_deadline_index()?,
+            _ => {
+                return Err(StoreError::UnsupportedFormat {
+                    path: self.path.clone(),
+                    found,
+                    supported: STORE_FORMAT,
+                })
             }
         }
+        self.db
+            .put_cf(&meta, FORMAT_KEY, STORE_FORMAT.to_le_bytes())
+            .map_err(StoreError::Write)
+    }
+
+    /// Format 1 -> 2: builds every shard's deadline index from its timers
+    /// (once; the format is written afterwards, so a crash part-way builds it
+    /// again from the start).
+    fn migrate_deadline_index(&self) -> Result<(), StoreError> {
+        for shard in self.shards() {
+            let cf = self.cf(&deadline_cf(shard));
+            let mut ckpt = Checkpoint::default();
+            let mut n = 0u64;
+            self.for_each_timer(shard, |asset, at| {
+                ckpt.batch.put_cf(&cf, deadline_key(at, asset), []);
+                n += 1;
+                Ok(())
+            })?;
+            self.commit(ckpt, true)?;
+            tracing::info!(
+                shard,
+                timers = n,
+                "store format 1 -> 2: deadline index built from the timers"
+            );
+        }
+        Ok(())
     }
 
     /// The stored record (an envelope) of `asset` in `shard` (none when the
@@ -284,7 +354,7 @@ impl Store {
         for (asset, record, timer) in twins {
             self.put_twin(&mut ckpt, shard, asset, record);
             if timer.is_some() {
-                self.put_timer(&mut ckpt, shard, asset, timer);
+                self.put_timer(&mut ckpt, shard, asset, TimerChange { old: None, new: timer });
             }
             if ckpt.bytes >= 16 << 20 {
                 self.commit(std::mem::take(&mut ckpt), false)?;
@@ -315,13 +385,89 @@ impl Store {
         ckpt.bytes += asset.len() + record.len();
     }
 
-    /// Stages a twin's next timer deadline (`None`: it has none).
-    pub fn put_timer(&self, ckpt: &mut Checkpoint, shard: u32, asset: &str, at: Option<i64>) {
-        let cf = &self.cf(&timer_cf(shard));
-        match at {
-            Some(at) => ckpt.batch.put_cf(cf, asset.as_bytes(), at.to_be_bytes()),
-            None => ckpt.batch.delete_cf(cf, asset.as_bytes()),
+    /// Stages a change of a twin's timer deadline (`new: None`: it has
+    /// none) in the timers and the deadline index; `old` must be what the
+    /// store holds (its entry in the index is removed).
+    pub fn put_timer(&self, ckpt: &mut Checkpoint, shard: u32, asset: &str, change: TimerChange) {
+        let timers = &self.cf(&timer_cf(shard));
+        let index = &self.cf(&deadline_cf(shard));
+        if change.old == change.new {
+            return;
         }
+        if let Some(old) = change.old {
+            ckpt.batch.delete_cf(index, deadline_key(old, asset));
+        }
+        match change.new {
+            Some(at) => {
+                ckpt.batch.put_cf(timers, asset.as_bytes(), at.to_be_bytes());
+                ckpt.batch.put_cf(index, deadline_key(at, asset), []);
+            }
+            None => ckpt.batch.delete_cf(timers, asset.as_bytes()),
+        }
+    }
+
+    /// The stored timer deadline of `asset` in `shard`.
+    pub fn get_timer(&self, shard: u32, asset: &str) -> Result<Option<i64>, StoreError> {
+        let Some(cf) = self.db.cf_handle(&timer_cf(shard)) else {
+            return Ok(None);
+        };
+        match self.db.get_cf(&cf, asset.as_bytes()).map_err(StoreError::Read)? {
+            None => Ok(None),
+            Some(v) => match <[u8; 8]>::try_from(&*v) {
+                Ok(at) => Ok(Some(i64::from_be_bytes(at))),
+                Err(_) => Err(StoreError::Envelope {
+                    key: asset.to_string(),
+                    cause: envelope::EnvelopeError::Corrupt("a timer is 8 bytes".into()),
+                }),
+            },
+        }
+    }
+
+    /// Calls `f(deadline, asset)` for the deadlines of `shard` from `cursor`
+    /// on, in deadline order, while they are at most `until` and at most
+    /// `limit` of them; moves `cursor` past the last one read. A cursor that
+    /// is `Default` starts at the earliest deadline.
+    pub fn deadlines_from(
+        &self,
+        shard: u32,
+        cursor: &mut DeadlineCursor,
+        until: i64,
+        limit: usize,
+        mut f: impl FnMut(i64, &str),
+    ) -> Result<usize, StoreError> {
+        let Some(cf) = self.db.cf_handle(&deadline_cf(shard)) else {
+            return Ok(0);
+        };
+        let mut opts = rocksdb::ReadOptions::default();
+        // Everything after `until` is of no interest: stop the scan there.
+        if let Some(after) = until.checked_add(1) {
+            opts.set_iterate_upper_bound(deadline_prefix(after).to_vec());
+        }
+        let mode = IteratorMode::From(&cursor.0, rocksdb::Direction::Forward);
+        let mut n = 0;
+        for item in self.db.iterator_cf_opt(&cf, opts, mode) {
+            if n == limit {
+                break;
+            }
+            let (k, _) = item.map_err(StoreError::Read)?;
+            let (Some(head), Ok(asset)) = (k.get(..8), std::str::from_utf8(k.get(8..).unwrap_or_default())) else {
+                return Err(StoreError::Envelope {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    cause: envelope::EnvelopeError::Corrupt("a deadline key is 8 bytes and a UTF-8 asset id".into()),
+                });
+            };
+            let at = (u64::from_be_bytes(head.try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+            if at > until {
+                break;
+            }
+            f(at, asset);
+            n += 1;
+            // The next key after this one.
+            cursor.0.clear();
+            cursor.0.extend_from_slice(&k);
+            cursor.0.push(0);
+        }
+        Ok(n)
     }
 
     /// Calls `f(asset, deadline)` for every stored timer of `shard`.
@@ -580,7 +726,15 @@ mod tests {
             let mut ckpt = Checkpoint::default();
             s.put_twin(&mut ckpt, 0, "a", &[1]);
             s.put_twin(&mut ckpt, 7, "b", &[2]);
-            s.put_timer(&mut ckpt, 7, "b", Some(42));
+            s.put_timer(
+                &mut ckpt,
+                7,
+                "b",
+                TimerChange {
+                    old: None,
+                    new: Some(42),
+                },
+            );
             s.commit(ckpt, true).unwrap();
         }
         let s = Store::open(dir.path(), 1).unwrap();
@@ -602,6 +756,111 @@ mod tests {
         })
         .unwrap();
         assert_eq!(timers, 0);
+    }
+
+    /// Reads every deadline of shard 0 due by `until`, `limit` a call.
+    fn due(s: &Store, cursor: &mut DeadlineCursor, until: i64, limit: usize) -> Vec<(i64, String)> {
+        let mut got = Vec::new();
+        let n = s
+            .deadlines_from(0, cursor, until, limit, |at, asset| got.push((at, asset.to_string())))
+            .unwrap();
+        assert_eq!(n, got.len());
+        got
+    }
+
+    #[test]
+    fn the_deadline_index_follows_timer_changes_in_deadline_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1).unwrap();
+        let mut ckpt = Checkpoint::default();
+        // Negative deadlines sort before positive ones (the sign is flipped).
+        for (asset, at) in [("c", 30), ("a", 10), ("b", -5), ("d", 10), ("e", 99)] {
+            s.put_timer(
+                &mut ckpt,
+                0,
+                asset,
+                TimerChange {
+                    old: None,
+                    new: Some(at),
+                },
+            );
+        }
+        s.commit(ckpt, false).unwrap();
+        let mut ckpt = Checkpoint::default();
+        // `e` moves earlier, `c` loses its timer, `a` keeps it.
+        s.put_timer(
+            &mut ckpt,
+            0,
+            "e",
+            TimerChange {
+                old: Some(99),
+                new: Some(20),
+            },
+        );
+        s.put_timer(
+            &mut ckpt,
+            0,
+            "c",
+            TimerChange {
+                old: Some(30),
+                new: None,
+            },
+        );
+        s.put_timer(
+            &mut ckpt,
+            0,
+            "a",
+            TimerChange {
+                old: Some(10),
+                new: Some(10),
+            },
+        );
+        s.commit(ckpt, false).unwrap();
+        assert_eq!(s.get_timer(0, "e").unwrap(), Some(20));
+        assert_eq!(s.get_timer(0, "c").unwrap(), None);
+
+        let mut cursor = DeadlineCursor::default();
+        assert_eq!(due(&s, &mut cursor, 10, 2), [(-5, "b".into()), (10, "a".into())]);
+        // The limit stopped the first read; the next starts after it.
+        assert_eq!(due(&s, &mut cursor, 10, 100), [(10, "d".into())]);
+        assert!(due(&s, &mut cursor, 19, 100).is_empty(), "nothing more due by 19");
+        assert_eq!(due(&s, &mut cursor, i64::MAX, 100), [(20, "e".into())]);
+        assert!(
+            due(&s, &mut cursor, i64::MAX, 100).is_empty(),
+            "each entry is read once"
+        );
+        // A fresh cursor reads them all again; an unknown shard has none.
+        assert_eq!(due(&s, &mut DeadlineCursor::default(), i64::MAX, 100).len(), 4);
+        let mut none = 0;
+        s.deadlines_from(5, &mut DeadlineCursor::default(), i64::MAX, 100, |_, _| none += 1)
+            .unwrap();
+        assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn a_format_1_store_gets_its_deadline_index_built_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What a format-1 build left: timers, no index, format 1.
+            let s = Store::open(dir.path(), 1).unwrap();
+            let mut ckpt = Checkpoint::default();
+            let timers = s.cf(&timer_cf(0));
+            for (asset, at) in [("x", 7i64), ("y", 3)] {
+                ckpt.batch.put_cf(&timers, asset.as_bytes(), at.to_be_bytes());
+            }
+            drop(timers);
+            s.commit(ckpt, true).unwrap();
+            s.put_meta_raw(FORMAT_KEY, &1u16.to_le_bytes()).unwrap();
+        }
+        let s = Store::open(dir.path(), 1).unwrap();
+        let got = due(&s, &mut DeadlineCursor::default(), i64::MAX, 100);
+        assert_eq!(got, [(3, "y".into()), (7, "x".into())]);
+        let format = s.db.get_cf(&s.cf(META_CF), FORMAT_KEY).unwrap();
+        assert_eq!(
+            format,
+            Some(STORE_FORMAT.to_le_bytes().to_vec()),
+            "the new format is written"
+        );
     }
 
     #[test]

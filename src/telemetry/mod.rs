@@ -17,6 +17,8 @@ pub const EVENTS_LATE: &str = "twinstream_events_late_total";
 pub const DEAD_LETTERS: &str = "twinstream_dead_letters_total";
 pub const APPLY_LATENCY: &str = "twinstream_apply_latency_seconds";
 pub const TWINS_ACTIVE: &str = "twinstream_twins_active";
+pub const TWINS_PASSIVATED: &str = "twinstream_twins_passivated_total";
+pub const TWINS_STARTED: &str = "twinstream_twins_started_total";
 pub const TWIN_RESTARTS: &str = "twinstream_twin_restarts_total";
 pub const SNAPSHOT_DURATION: &str = "twinstream_snapshot_duration_seconds";
 pub const SNAPSHOT_BYTES: &str = "twinstream_snapshot_bytes_total";
@@ -67,6 +69,8 @@ pub const ALL: &[&str] = &[
     DEAD_LETTERS,
     APPLY_LATENCY,
     TWINS_ACTIVE,
+    TWINS_PASSIVATED,
+    TWINS_STARTED,
     TWIN_RESTARTS,
     SNAPSHOT_DURATION,
     SNAPSHOT_BYTES,
@@ -124,7 +128,8 @@ pub const LABEL_STATUS: &str = "status";
 pub const LABEL_WORKER: &str = "worker";
 /// What happened to a command: issued, acked, failed, rejected, superseded.
 pub const LABEL_OUTCOME: &str = "outcome";
-/// Where a shard was restored from: `local` or `changelog`.
+/// Where a shard was restored from: `local` or `changelog`; where a twin
+/// started from: `store` or `new`.
 pub const LABEL_FROM: &str = "from";
 /// What a rebalance did to this node: `assign`, `revoke`, `lost`.
 pub const LABEL_KIND: &str = "kind";
@@ -210,8 +215,22 @@ pub fn changelog_written(n: usize) {
     counter!(CHANGELOG_RECORDS).increment(n as u64);
 }
 
+/// Twins in memory (the rest of the node's twins are in the store only).
 pub fn twins_active(n: usize) {
     gauge!(TWINS_ACTIVE).set(n as f64);
+}
+
+/// Twins dropped from memory after `node.passivate_after` idle.
+pub fn twins_passivated(n: usize) {
+    if n > 0 {
+        counter!(TWINS_PASSIVATED).increment(n as u64);
+    }
+}
+
+/// A twin started in memory: `from` is `store` (restored: woken after
+/// passivation or a restart) or `new` (no record yet).
+pub fn twin_started(from: &'static str) {
+    counter!(TWINS_STARTED, LABEL_FROM => from).increment(1);
 }
 
 pub fn twin_restarted() {

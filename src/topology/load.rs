@@ -330,6 +330,7 @@ impl<'t> Cx<'t> {
             workers: 0,
             decoders: 0,
             max_inflight_chunks: 8,
+            passivate_after: Some(DEFAULT_PASSIVATE_AFTER),
             cluster: None,
             role: NodeRole::Standalone,
         };
@@ -342,6 +343,7 @@ impl<'t> Cx<'t> {
             "workers",
             "decoders",
             "max_inflight_chunks",
+            "passivate_after",
             "cluster",
             "role",
         ];
@@ -364,6 +366,19 @@ impl<'t> Cx<'t> {
                 d.error(w.pos, "node.max_inflight_chunks: must be at least 1");
             }
             spec.max_inflight_chunks = w.value.max(1) as usize;
+        }
+        if let Some(p) = f.str("passivate_after", false, d) {
+            if p.value == "never" {
+                spec.passivate_after = None;
+            } else if let Some(after) = f.duration("passivate_after", false, d) {
+                if after.value < Duration::from_secs(1) {
+                    d.error(
+                        after.pos,
+                        "node.passivate_after: at least 1s (or `never`): a twin is passivated only after its state is durable",
+                    );
+                }
+                spec.passivate_after = Some(after.value);
+            }
         }
         if let Some(snap) = f.get("snapshot") {
             const SNAP: &[&str] = &["interval", "max_events", "sync"];

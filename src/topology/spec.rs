@@ -16,6 +16,9 @@ use super::expr::Cond;
 /// Format version of topology files this build understands.
 pub const TOPOLOGY_VERSION: u32 = 1;
 
+/// How long a twin idles before it is passivated, unless `node.passivate_after` says.
+pub const DEFAULT_PASSIVATE_AFTER: Duration = Duration::from_secs(600);
+
 #[derive(Debug, Clone)]
 pub struct Topology {
     /// The file it was loaded from, as given by the user.
@@ -53,6 +56,10 @@ pub struct NodeSpec {
     pub decoders: usize,
     /// Input chunks in flight between sources and sinks (the backpressure bound).
     pub max_inflight_chunks: usize,
+    /// A twin that gets nothing (no event, timer or API request) for this
+    /// long is passivated: dropped from memory once its state is durable,
+    /// woken from the store by its next input. `None`: never.
+    pub passivate_after: Option<Duration>,
     /// Member of a cluster: shards are the partitions of a Kafka source.
     pub cluster: Option<ClusterSpec>,
     pub role: NodeRole,

@@ -1,8 +1,16 @@
 //! The asset actor: owns one twin and all its IO.
 //!
-//! * **Restore** (`started`): the twin is read from the store the first time
-//!   the asset is seen (lazy restore); a record this build cannot read stops
-//!   the node with a clear error instead of being guessed at.
+//! A twin actor is *hosted* by the worker of its thread ([`crate::engine::worker`]):
+//! the worker is its mailbox and scheduler, and hands it its messages in
+//! order by calling the methods here (`apply`, `answer`, `snapshot`,
+//! `end_of_input`). A twin keeps the actor's contract - private state, one
+//! message at a time, in arrival order, outputs as messages - without a task
+//! and a mailbox of its own (~820 bytes a twin, and a wake-up per batch; see
+//! ARCHITECTURE.md "Hosted twin actors").
+//!
+//! * **Restore** ([`TwinActor::start`]): the twin is read from the store the
+//!   first time the asset is seen (lazy restore); a record this build cannot
+//!   read stops the node with a clear error instead of being guessed at.
 //! * **Apply**: the state is backed up (into a per-thread scratch, so no
 //!   allocation in steady state) and each batch applied in place. If the
 //!   model panics, the possibly half-updated state is replaced by the backup:
@@ -11,15 +19,14 @@
 //!   deterministic), and the batch is retried one event at a time. An event that panics [`MAX_ATTEMPTS`] times goes to the
 //!   dead-letter sink and the twin carries on (poison-message guard).
 //! * **Snapshot** (checkpoint barrier): the twin encodes itself into the
-//!   epoch. Barriers follow the batches in the mailbox, so a snapshot holds
-//!   exactly the events routed before the barrier.
+//!   epoch. Barriers follow the batches in the worker's mailbox, so a
+//!   snapshot holds exactly the events routed before the barrier; the worker
+//!   may encode a twin later, but always before the twin's next input.
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
-
-use actix::prelude::*;
 
 use super::commands::Phase;
 use super::model::{apply, next_deadline, Event, Input, Output, Quality, Relayed, Transition, TwinState, NO_TS};
@@ -33,7 +40,7 @@ use crate::engine::router::Feedback;
 use crate::engine::EngineError;
 use crate::sink::{DeadLetter, DeadReason, Origin, OutputBatch, SinkHub};
 use crate::source::simulator::now_ms;
-use crate::store::Store;
+use crate::store::{Store, TimerChange};
 use crate::telemetry;
 
 /// Attempts at one event before it is dead-lettered.
@@ -80,39 +87,27 @@ pub struct TwinActor {
     /// only move that later, so it is re-armed only when it must be earlier
     /// or after a tick.
     armed: i64,
-    /// `armed` changed since the last snapshot wrote it.
-    timer_dirty: bool,
+    /// The deadline the store holds for this twin (`NO_TS`: none): `armed`
+    /// as of its last snapshot.
+    stored: i64,
     /// Restore failed: the node is stopping; do nothing.
     failed: bool,
+    /// The epoch whose snapshot this twin owes (its barrier arrived and it
+    /// is not encoded yet; 0: none). The worker encodes it before the twin's
+    /// next input.
+    pub(crate) owes: u64,
 }
 
 /// Work for a twin: readings, relayed values of related assets, and whether
 /// a timer of it is due.
-#[derive(Message)]
-#[rtype(result = "()")]
 pub struct Apply {
     pub events: Vec<Event>,
     pub related: Vec<Relayed>,
     pub tick: bool,
     pub received_at: Instant,
-    pub permit: Permit,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct EndOfInput {
-    pub permit: Permit,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Snapshot {
-    pub epoch: Arc<Epoch>,
 }
 
 /// A question from the HTTP API, answered from the twin's own state.
-#[derive(Message)]
-#[rtype(result = "()")]
 pub enum Question {
     View(tokio::sync::oneshot::Sender<TwinView>),
     Survey(Arc<Gather<Surveyed>>),
@@ -139,23 +134,39 @@ thread_local! {
 }
 
 impl TwinActor {
-    pub fn new(asset: Arc<str>, tcx: Arc<TypeContext>, shard: u32) -> TwinActor {
+    fn new(asset: Arc<str>, tcx: Arc<TypeContext>, shard: u32) -> TwinActor {
         TwinActor {
             state: TwinState::new(&tcx.model),
             asset,
             shard,
             tcx,
             armed: NO_TS,
-            timer_dirty: false,
+            stored: NO_TS,
             failed: false,
+            owes: 0,
         }
+    }
+
+    /// `on_start` hook: the twin of `asset`, restored from the store (lazy
+    /// restore: on its first use). A record it cannot restore stops the
+    /// node (the error goes to the engine); the twin then does nothing.
+    pub fn start(asset: Arc<str>, tcx: Arc<TypeContext>, shard: u32) -> TwinActor {
+        let mut twin = TwinActor::new(asset, tcx, shard);
+        if let Err(e) = twin.restore() {
+            tracing::error!(asset = %twin.asset, error = %e, "cannot restore twin");
+            twin.failed = true;
+            let _ = twin.tcx.cx.fatal.send(e);
+        }
+        twin
     }
 
     /// `on_start` hook: lazy restore from the store.
     fn restore(&mut self) -> Result<(), EngineError> {
         let Some(bytes) = self.tcx.cx.store.get_twin(self.shard, &self.asset)? else {
+            telemetry::twin_started("new");
             return Ok(());
         };
+        telemetry::twin_started("store");
         let model = &self.tcx.model;
         let (state, notes) = match record::restore(&self.tcx.cx.store, model, &bytes) {
             Ok(record::Restored::State(state, notes)) => (state, notes),
@@ -182,6 +193,12 @@ impl TwinActor {
         // Only the gauges: nothing transitioned.
         account(model, &TwinState::new(model), &state, None);
         self.state = state;
+        // The node's timer index (the router's heap, or the store's deadline
+        // index it reads as deadlines near) holds the stored deadline.
+        if model.timers {
+            self.stored = self.tcx.cx.store.get_timer(self.shard, &self.asset)?.unwrap_or(NO_TS);
+            self.armed = self.stored;
+        }
         Ok(())
     }
 
@@ -247,7 +264,6 @@ impl TwinActor {
             return;
         }
         self.armed = next.unwrap_or(NO_TS);
-        self.timer_dirty = true;
         if let Some(at) = next {
             let _ = self.tcx.cx.feedback.send(Feedback::Timer {
                 asset: self.asset.clone(),
@@ -426,22 +442,10 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-impl Actor for TwinActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, _: &mut Context<Self>) {
-        if let Err(e) = self.restore() {
-            tracing::error!(asset = %self.asset, error = %e, "cannot restore twin");
-            self.failed = true;
-            let _ = self.tcx.cx.fatal.send(e);
-        }
-    }
-}
-
-impl Handler<Apply> for TwinActor {
-    type Result = ();
-
-    fn handle(&mut self, mut msg: Apply, _: &mut Context<Self>) {
+impl TwinActor {
+    /// A batch of work (readings, related values, a due timer): applied in
+    /// order, outputs to the sinks with the chunk's `permit`.
+    pub fn apply(&mut self, mut msg: Apply, permit: &Permit) {
         if self.failed {
             return;
         }
@@ -478,14 +482,11 @@ impl Handler<Apply> for TwinActor {
         } else {
             Vec::new()
         };
-        self.deliver_with_events(out, dead, events, Some(&msg.permit));
+        self.deliver_with_events(out, dead, events, Some(permit));
     }
-}
 
-impl Handler<EndOfInput> for TwinActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: EndOfInput, _: &mut Context<Self>) {
+    /// The source has no more data: every open window closes.
+    pub fn end_of_input(&mut self, permit: &Permit) {
         if self.failed {
             return;
         }
@@ -496,7 +497,7 @@ impl Handler<EndOfInput> for TwinActor {
             &mut out,
             "closing its windows at end of input",
         );
-        self.deliver(out, Vec::new(), Some(&msg.permit));
+        self.deliver(out, Vec::new(), Some(permit));
     }
 }
 
@@ -591,10 +592,9 @@ impl TwinActor {
     }
 }
 
-impl Handler<Question> for TwinActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Question, _: &mut Context<Self>) {
+impl TwinActor {
+    /// Answers a question of the HTTP API from the twin's own state.
+    pub fn answer(&mut self, msg: Question) {
         // A twin whose restore failed has no state to show; the node is stopping.
         if self.failed {
             return;
@@ -620,26 +620,32 @@ impl Handler<Question> for TwinActor {
     }
 }
 
-impl Handler<Snapshot> for TwinActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Snapshot, _: &mut Context<Self>) {
+impl TwinActor {
+    /// `handle_checkpoint` hook: the twin's part of `epoch` (its record and,
+    /// when it changed, its timer).
+    pub fn snapshot(&mut self, epoch: &Arc<Epoch>) {
         if self.failed {
-            msg.epoch.abort();
+            epoch.abort();
             return;
         }
         // Windows closed since the last snapshot go into the same checkpoint.
-        self.state.take_digest(|d| msg.epoch.add_digest(d));
-        // The timer goes with the record when it changed, so a restarted
-        // node wakes the twin when it is due without reading every record.
-        // A cluster node's changelog record carries the timer every time.
-        let changed = std::mem::take(&mut self.timer_dirty);
+        self.state.take_digest(|d| epoch.add_digest(d));
+        // The timer goes with the record when it changed (into the store's
+        // deadline index), so a restarted node wakes the twin when it is due
+        // without reading every record. A cluster node's changelog record
+        // carries the timer every time.
+        let set = |at: i64| (at != NO_TS).then_some(at);
+        let change = TimerChange {
+            old: set(self.stored),
+            new: set(self.armed),
+        };
         let always = self.tcx.cx.changelog && self.tcx.model.timers;
-        let timer = (changed || always).then_some((self.armed != NO_TS).then_some(self.armed));
+        let timer = (change.old != change.new || always).then_some(change);
+        self.stored = self.armed;
         RECORD.with(|buf| {
             let mut buf = buf.borrow_mut();
             record::encode_into(&self.tcx.model, &self.state, &mut buf);
-            msg.epoch.add(self.shard, &self.asset, &buf, timer);
+            epoch.add(self.shard, &self.asset, &buf, timer);
         });
     }
 }
@@ -700,10 +706,9 @@ pub(crate) mod tests {
         .unwrap();
         let model = Model::build(&topo, OutputMask::all(), false).types[0].clone();
         let store = Arc::new(Store::open(&dir.path().join("db"), 1).unwrap());
-        let system = System::new();
+        let system = actix::System::new();
         let (dead_path, record, hook_left) = system.block_on(async {
-            let sink_arbiter = Arbiter::new();
-            let twin_arbiter = Arbiter::new();
+            let sink_arbiter = actix::Arbiter::new();
             let (fatal, _fatal_rx) = crossbeam_channel::unbounded();
             let sinks = SinkHub::start(
                 &[],
@@ -733,25 +738,22 @@ pub(crate) mod tests {
                 feedback: crossbeam_channel::unbounded().0,
                 panic_hook: Some(hook),
             });
-            let c2 = cx.clone();
-            let twin = TwinActor::start_in_arbiter(&twin_arbiter.handle(), move |_| {
-                TwinActor::new("p1".into(), Arc::new(TypeContext { model, cx: c2 }), 0)
-            });
+            let mut twin = TwinActor::start("p1".into(), Arc::new(TypeContext { model, cx: cx.clone() }), 0);
             let flow = Flow::new(4);
-            twin.do_send(Apply {
+            let apply = Apply {
                 events,
                 related: Vec::new(),
                 tick: false,
                 received_at: Instant::now(),
-                permit: flow.acquire().unwrap(),
-            });
+            };
+            twin.apply(apply, &flow.acquire().unwrap());
             // Checkpoint through the real writer: sinks flushed, then committed.
             let (epoch_tx, epoch_rx) = crossbeam_channel::unbounded();
             let (durable_tx, durable_rx) = crossbeam_channel::unbounded::<Durable>();
             let (s2, k2) = (store.clone(), sinks.clone());
             let writer = std::thread::spawn(move || writer_loop(epoch_rx, None, s2, k2, true, durable_tx, fatal));
             let ep = Epoch::new(1, 1, &[], "digest/t".into(), store.clone(), epoch_tx, None);
-            twin.do_send(Snapshot { epoch: ep.clone() });
+            twin.snapshot(&ep);
             ep.arrive();
             drop(ep);
             let d = durable_rx
@@ -761,10 +763,8 @@ pub(crate) mod tests {
             let left = cx.panic_hook.as_ref().unwrap().remaining.load(Ordering::SeqCst);
             // Join every thread holding the store before it is closed.
             drop(twin);
-            for a in [sink_arbiter, twin_arbiter] {
-                a.stop();
-                a.join().unwrap();
-            }
+            sink_arbiter.stop();
+            sink_arbiter.join().unwrap();
             writer.join().unwrap();
             let bytes = store.get_twin(0, "p1").unwrap().expect("twin stored");
             (
@@ -812,29 +812,18 @@ pub(crate) mod tests {
     }
 }
 
-/// Each twin actor is one tokio task: a 128-byte-aligned allocation of ~104
-/// bytes of task header and trailer plus actix's context future, which holds
-/// the actor inline. At 536 bytes of future the task takes 640 bytes; 8 more
-/// and it takes 768, for every twin (measured with valgrind's DHAT, see
-/// ARCHITECTURE.md "Memory per twin"). Adding a field to `TwinActor` or
-/// `TwinState` must either fit or be a deliberate choice.
+/// A twin actor lives in one allocation of its worker (a boxed slot); its
+/// size is most of a twin's fixed memory (ARCHITECTURE.md "Memory per
+/// twin"). Adding a field to `TwinActor` or `TwinState` must either fit or
+/// be a deliberate choice.
 #[cfg(test)]
 mod footprint {
-    use super::TwinActor;
-
-    /// The size of what `f` would return, without calling it.
-    fn size_of_output<T>(_: &impl FnOnce() -> T) -> usize {
-        std::mem::size_of::<T>()
-    }
-
     #[test]
-    #[allow(unreachable_code)]
-    fn a_twin_actor_task_stays_within_640_bytes() {
-        let size = size_of_output(&|| actix::Context::<TwinActor>::new().into_future(unreachable!()));
+    fn a_twin_actor_stays_within_224_bytes() {
+        let size = std::mem::size_of::<super::TwinActor>();
         assert!(
-            size <= 536,
-            "actix context future of TwinActor is {size} B (TwinActor {} B): the task no longer fits 640 B",
-            std::mem::size_of::<TwinActor>()
+            size <= 224,
+            "TwinActor is {size} B: more than the 224 B a twin's slot allots it"
         );
     }
 }
