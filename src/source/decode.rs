@@ -23,6 +23,10 @@ use crate::sink::{DeadLetter, DeadReason, Origin};
 use crate::topology::{AssetPattern, DecodeSpec, FieldPath, Topology, TsFormat};
 use crate::twin::model::Event;
 
+mod scan;
+#[cfg(test)]
+mod tests;
+
 /// Resolves asset ids to `assets` entries: exact ids first, then patterns in
 /// declaration order (the same rule as [`crate::topology::resolve_asset`]).
 #[derive(Debug)]
@@ -319,7 +323,18 @@ struct Extract<'de> {
     wide: Vec<(u16, f64)>,
 }
 
-#[derive(Debug)]
+impl Extract<'_> {
+    fn reset(&mut self) {
+        self.contract = None;
+        self.asset = None;
+        self.sensor = None;
+        self.ts = None;
+        self.value = None;
+        self.wide.clear();
+    }
+}
+
+#[derive(Debug, PartialEq)]
 enum RawTs<'de> {
     Int(i64),
     Float(f64),
@@ -481,12 +496,7 @@ impl Decoder {
             events_per_group,
         } = cx;
         let events_per_group = *events_per_group;
-        ex.contract = None;
-        ex.asset = None;
-        ex.sensor = None;
-        ex.ts = None;
-        ex.value = None;
-        ex.wide.clear();
+        ex.reset();
         // serde_json skips its per-string UTF-8 checks on a `&str`.
         let text = if valid_utf8 {
             // SAFETY: the whole chunk is valid UTF-8 and `line` is cut at
@@ -502,16 +512,21 @@ impl Decoder {
                 }
             }
         };
-        let mut de = serde_json::Deserializer::from_str(text);
-        let parsed = TreeSeed {
-            tree: &self.tree,
-            out: ex,
-        }
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
-        if let Err(e) = parsed {
-            let msg = e.to_string().replace(" at line 1 column", " at column");
-            return self.dead(out, line, line_no, offset, DeadReason::Malformed, msg);
+        // The fast path reads what sources send; anything else, and every
+        // malformed record, goes through serde_json.
+        if scan::record(text, &self.tree, ex).is_none() {
+            ex.reset();
+            let mut de = serde_json::Deserializer::from_str(text);
+            let parsed = TreeSeed {
+                tree: &self.tree,
+                out: ex,
+            }
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+            if let Err(e) = parsed {
+                let msg = e.to_string().replace(" at line 1 column", " at column");
+                return self.dead(out, line, line_no, offset, DeadReason::Malformed, msg);
+            }
         }
         if let Some((field, want)) = &self.contract {
             let msg = match ex.contract.take() {
