@@ -791,3 +791,187 @@ fn commands_go_out_over_mqtt_are_acknowledged_fail_with_rollback_and_survive_a_r
     );
     stop_cleanly(run);
 }
+
+/// The value of the Prometheus series `series` (exact name and labels), 0
+/// when it is not exported (yet).
+fn metric(base: &str, series: &str) -> f64 {
+    let body = get(base, "/metrics").body;
+    let text = body.as_str().unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls the series until `done` holds for its value.
+fn wait_metric(base: &str, series: &str, what: &str, done: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = metric(base, series);
+        if done(v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: `{series}` is {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn alert_transitions(dir: &Path, asset: &str) -> Vec<String> {
+    let path = dir.join("alerts.jsonl");
+    if !path.exists() {
+        return Vec::new();
+    }
+    jsonl(&path)
+        .iter()
+        .filter(|l| l["asset"] == asset)
+        .map(|l| {
+            format!(
+                "{}:{}",
+                l["rule"].as_str().unwrap_or("?"),
+                l["transition"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Idle twins are passivated once durable, and every way in wakes them
+/// with their state intact: a staleness timer (from the deadline index,
+/// the twin not in memory), an API read, and a new event.
+#[test]
+fn passivated_twins_wake_on_a_timer_an_api_read_and_an_event_with_their_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let topo = dir.path().join("passivate.yaml");
+    // The file feeds the first readings, the broker the one after.
+    let broker = Mosquitto::start();
+    // Passivation after 1 s idle (swept every second); the tank goes stale
+    // 6 s after its reading, long after it was passivated.
+    std::fs::write(
+        &topo,
+        format!(
+            "version: 1\nnode: {{ name: passivate-test, passivate_after: 1s, snapshot: {{ interval: 50ms }} }}\n\
+             asset_types:\n  pump:\n    sensors: {{ temperature: {{ unit: degC }} }}\n  tank:\n    sensors:\n      level: {{ unit: m, expected_every: 1s, stale_after: 6s }}\n\
+             assets:\n  - {{ id: tank-1, type: tank }}\n  - {{ id: \"pump-*\", type: pump }}\n\
+             sources:\n  - {{ name: plc, type: file, path: \"{dir}/in.jsonl\", decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }} }}\n\
+             \x20 - {{ name: plant, type: mqtt, port: {port}, client_id: passivate-test, topics: [\"plant/+/+\"], qos: 1, topic_fields: \"plant/{{asset}}/{{sensor}}\", decode: {{ ts: ts, value: value }} }}\n\
+             sinks:\n  - {{ name: alerts, type: file, path: \"{dir}/alerts.jsonl\", outputs: [alerts] }}\n",
+            dir = dir.path().display(),
+            port = broker.port,
+        ),
+    )
+    .unwrap();
+    let line = |asset: &str, sensor: &str, ts: i64, value: f64| {
+        format!("{{\"asset\":\"{asset}\",\"sensor\":\"{sensor}\",\"ts\":{ts},\"value\":{value}}}\n")
+    };
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        line("pump-1", "temperature", 1_000, 60.0) + &line("tank-1", "level", 1_000, 3.5),
+    )
+    .unwrap();
+    let port = free_port();
+    let (run, base) = start(&state, &topo, port, &[]);
+    let started = |from: &str| format!("twinstream_twins_started_total{{from=\"{from}\"}}");
+
+    // Both twins start new, apply their reading and are passivated.
+    wait_metric(&base, &started("new"), "both twins started", |v| v >= 2.0);
+    wait_metric(
+        &base,
+        "twinstream_twins_passivated_total",
+        "both twins passivated",
+        |v| v >= 2.0,
+    );
+    assert!(
+        alert_transitions(dir.path(), "tank-1").is_empty(),
+        "passivated before its sensor went stale"
+    );
+    assert_eq!(metric(&base, "twinstream_twins_active"), 0.0, "no twin in memory");
+    let woken = metric(&base, &started("store"));
+
+    // The staleness timer of the passivated tank fires from the deadline
+    // index: the twin is restored to raise the alert.
+    let deadline = Instant::now() + WAIT;
+    while !alert_transitions(dir.path(), "tank-1").contains(&"stale:level:raised".to_string()) {
+        assert!(Instant::now() < deadline, "tank-1 never went stale");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        metric(&base, &started("store")) > woken,
+        "the timer restored tank-1 from the store"
+    );
+    let tank = get(&base, "/twins/tank-1?fresh=true");
+    assert_eq!(tank.body["sensors"]["level"]["value"], 3.5, "{tank:?}");
+    assert_eq!(tank.body["sensors"]["level"]["quality"], "stale", "{tank:?}");
+
+    // An API read wakes the passivated pump; its state is what it applied.
+    wait_metric(
+        &base,
+        "twinstream_twins_passivated_total",
+        "both passivated again",
+        |v| v >= 3.0,
+    );
+    let pump = wait_get(&base, "/twins/pump-1?fresh=true", "pump-1 answers", |r| r.status == 200);
+    assert_eq!(pump.read.as_deref(), Some("twin"), "{pump:?}");
+    assert_eq!(pump.body["sensors"]["temperature"]["value"], 60.0, "{pump:?}");
+    assert_eq!(pump.body["stats"]["events"], 1, "{pump:?}");
+    let version = pump.body["version"].as_u64().unwrap();
+
+    // A new event reaches the twin, restored or still in memory, on top of
+    // that state.
+    publish(
+        broker.port,
+        &[("plant/pump-1/temperature".into(), r#"{"ts":2000,"value":70.0}"#.into())],
+    );
+    let pump = wait_get(&base, "/twins/pump-1?fresh=true", "pump-1 applies the event", |r| {
+        r.body["stats"]["events"] == 2
+    });
+    assert_eq!(pump.body["sensors"]["temperature"]["value"], 70.0, "{pump:?}");
+    assert_eq!(pump.body["version"].as_u64(), Some(version + 1), "{pump:?}");
+    stop_cleanly(run);
+}
+
+/// A restarted node serves before it restores any twin (no scan of the
+/// store at start); a twin is restored, state intact, when first asked.
+#[test]
+fn a_restarted_node_is_ready_before_restoring_and_restores_a_twin_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let topo = dir.path().join("restart.yaml");
+    std::fs::write(
+        &topo,
+        format!(
+            "version: 1\nnode: {{ name: restart-test, snapshot: {{ interval: 50ms }} }}\n\
+             asset_types:\n  pump:\n    sensors: {{ temperature: {{ unit: degC }}, current: {{ unit: A }} }}\n\
+             assets:\n  - {{ id: \"pump-*\", type: pump }}\n\
+             sources:\n  - {{ name: plc, type: file, path: \"{dir}/in.jsonl\", decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }} }}\n",
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let lines: String = (0..500)
+        .flat_map(|i| {
+            [("temperature", 40.0 + (i % 50) as f64), ("current", i as f64)].map(|(sensor, value)| {
+                format!(
+                    "{{\"asset\":\"pump-{i}\",\"sensor\":\"{sensor}\",\"ts\":{},\"value\":{value}}}\n",
+                    1_000 + i
+                )
+            })
+        })
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
+    let started = "twinstream_twins_started_total{from=\"store\"}";
+
+    let (run, base) = start(&state, &topo, free_port(), &[]);
+    let first = wait_get(&base, "/twins/pump-499", "the last pump applied and durable", |r| {
+        r.read.as_deref() == Some("checkpoint") && r.body["version"] == 2
+    });
+    stop_cleanly(run);
+
+    let (run, base) = start(&state, &topo, free_port(), &[]);
+    assert_eq!(metric(&base, started), 0.0, "ready before restoring any twin");
+    let pump = get(&base, "/twins/pump-499?fresh=true");
+    assert_eq!((pump.status, pump.read.as_deref()), (200, Some("twin")), "{pump:?}");
+    assert_eq!(pump.body["sensors"], first.body["sensors"], "restored as stored");
+    assert_eq!(pump.body["version"], 2);
+    assert_eq!(metric(&base, started), 1.0, "only the twin asked for was restored");
+    stop_cleanly(run);
+}
