@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use ahash::AHashMap;
 use compact_str::CompactString;
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{never, select, Receiver, Sender};
 
 use super::checkpoint::{Durable, Epoch, ShardMark};
 use super::flow::Flow;
@@ -495,11 +495,11 @@ impl Router {
     /// is set), then finishes with a durable final checkpoint.
     pub fn run(
         mut self,
-        chunks: Receiver<DecodedChunk>,
+        mut chunks: Receiver<DecodedChunk>,
         durable: Receiver<Durable>,
-        fatal: Receiver<EngineError>,
-        feedback: Receiver<Feedback>,
-        requests: Receiver<Request>,
+        mut fatal: Receiver<EngineError>,
+        mut feedback: Receiver<Feedback>,
+        mut requests: Receiver<Request>,
         stop: &AtomicBool,
     ) -> Result<RouterOutcome, EngineError> {
         let mut last_round = Instant::now();
@@ -531,12 +531,18 @@ impl Router {
                 .interval
                 .saturating_sub(self.last_checkpoint.elapsed())
                 .clamp(Duration::from_millis(1), Duration::from_millis(100));
+            // A channel whose senders are all gone (the sources of a run
+            // that read their files to the end) is ready forever: replaced
+            // by one that never is, or the router would spin.
             select! {
-                recv(chunks) -> c => if let Ok(c) = c { self.on_chunk(c) },
-                recv(feedback) -> f => if let Ok(f) = f { self.on_feedback(f) },
-                recv(durable) -> d => if let Ok(d) = d { self.on_durable(&d) },
-                recv(requests) -> r => if let Ok(r) = r { self.on_request(r) },
-                recv(fatal) -> e => if let Ok(e) = e { return Err(e) },
+                recv(chunks) -> c => match c { Ok(c) => self.on_chunk(c), Err(_) => chunks = never() },
+                recv(feedback) -> f => match f { Ok(f) => self.on_feedback(f), Err(_) => feedback = never() },
+                recv(durable) -> d => match d {
+                    Ok(d) => self.on_durable(&d),
+                    Err(_) => return Err(EngineError::Aborted("the store writer stopped".into())),
+                },
+                recv(requests) -> r => match r { Ok(r) => self.on_request(r), Err(_) => requests = never() },
+                recv(fatal) -> e => match e { Ok(e) => return Err(e), Err(_) => fatal = never() },
                 default(wait.min(TIMER_ROUND)) => {}
             }
             if self.checkpoint_due() {
@@ -560,7 +566,7 @@ impl Router {
                     }
                     Err(_) => return Err(EngineError::Aborted("the store writer stopped before the final checkpoint".into())),
                 },
-                recv(fatal) -> e => if let Ok(e) = e { return Err(e) },
+                recv(fatal) -> e => match e { Ok(e) => return Err(e), Err(_) => fatal = never() },
             }
         }
         if !self.flow.wait_idle(Duration::from_secs(60)) {
