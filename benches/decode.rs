@@ -6,9 +6,16 @@
 //! * `decode/decoder`: `source::decode::Decoder::decode_lines` with the
 //!   mapping of `topologies/workload-v1.yaml` (fields found by name, asset
 //!   resolved and grouped, sensor looked up, events built).
-//! * `decode/serde-borrowed`: `serde_json::from_slice` of each line into a
-//!   borrowed `{asset: &str, sensor: &str, ts: i64, value: f64}`: parsing
-//!   only, the ceiling for any JSON decoder built on serde_json.
+//! * `decode/decoder-serde`: the same with the record scanner off: every
+//!   record through serde_json (the path before the scanner, and the one
+//!   records with escapes still take).
+//! * `decode/serde-borrowed`, `decode/sonic-borrowed`,
+//!   `decode/simd-json-borrowed`: `serde_json`, `sonic-rs` and `simd-json`
+//!   deserializing each line into a borrowed
+//!   `{asset: &str, sensor: &str, ts: i64, value: f64}`: parsing only, no
+//!   asset lookup, no events - the ceiling of a decoder built on each.
+//!   simd-json parses in place, so it works on a copy of the chunk, made
+//!   outside the timing.
 //!
 //! The lines are generated here in `gen_workload.py`'s format and order
 //! (10,000 assets x 4 sensors, each key at a fixed phase within a 100 ms
@@ -117,17 +124,24 @@ fn bench_decode(c: &mut Criterion) {
     let topo = topology::parse(Path::new("workload-v1.yaml"), TOPOLOGY).unwrap_or_else(|d| panic!("{d}"));
     let spec = topo.sources[0].decode.as_ref().expect("decode mapping");
     let index = Arc::new(AssetIndex::new(&topo));
-    let decoder = Decoder::new(&topo, 0, spec, index, Some("bench.jsonl".into()));
+    let decoder = Decoder::new(&topo, 0, spec, index.clone(), Some("bench.jsonl".into()));
+    let serde_decoder = Decoder::new(&topo, 0, spec, index, Some("bench.jsonl".into())).without_scanner();
 
-    let decode = |scratch: &mut Scratch| {
+    let decode = |decoder: &Decoder, scratch: &mut Scratch| {
         let mut chunk = DecodedChunk::empty(0, 0, 0, 0);
         decoder.decode_lines(&data, 0, 1, &mut chunk, scratch);
         chunk
     };
-    let chunk = decode(&mut Scratch::default());
-    assert_eq!((chunk.records, chunk.events), (LINES as u64, LINES as u64));
-    assert!(chunk.dead_letters.is_empty(), "{:?}", chunk.dead_letters.first());
-    assert_eq!(chunk.groups.len(), ASSETS);
+    for d in [&decoder, &serde_decoder] {
+        let chunk = decode(d, &mut Scratch::default());
+        assert_eq!((chunk.records, chunk.events), (LINES as u64, LINES as u64));
+        assert!(chunk.dead_letters.is_empty(), "{:?}", chunk.dead_letters.first());
+        assert_eq!(chunk.groups.len(), ASSETS);
+    }
+    let sum = |r: Rec<'_>| {
+        r.ts.wrapping_add(r.value as i64)
+            .wrapping_add((r.asset.len() + r.sensor.len()) as i64)
+    };
 
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::ElementsAndBytes {
@@ -136,22 +150,42 @@ fn bench_decode(c: &mut Criterion) {
     });
     g.bench_function("decoder", |b| {
         let mut scratch = Scratch::default();
-        b.iter(|| black_box(decode(&mut scratch)).events);
+        b.iter(|| black_box(decode(&decoder, &mut scratch)).events);
+    });
+    g.bench_function("decoder-serde", |b| {
+        let mut scratch = Scratch::default();
+        b.iter(|| black_box(decode(&serde_decoder, &mut scratch)).events);
     });
     g.bench_function("serde-borrowed", |b| {
         b.iter(|| {
-            let mut sum = 0i64;
-            let mut pos = 0;
-            while let Some(i) = memchr::memchr(b'\n', &data[pos..]) {
-                let r: Rec<'_> = serde_json::from_slice(&data[pos..pos + i]).expect("valid line");
-                sum = sum
-                    .wrapping_add(r.ts)
-                    .wrapping_add(r.value as i64)
-                    .wrapping_add((r.asset.len() + r.sensor.len()) as i64);
-                pos += i + 1;
+            let mut total = 0i64;
+            for line in data.split(|c| *c == b'\n').filter(|l| !l.is_empty()) {
+                total = total.wrapping_add(sum(serde_json::from_slice(line).expect("valid line")));
             }
-            black_box(sum)
+            black_box(total)
         });
+    });
+    g.bench_function("sonic-borrowed", |b| {
+        b.iter(|| {
+            let mut total = 0i64;
+            for line in data.split(|c| *c == b'\n').filter(|l| !l.is_empty()) {
+                total = total.wrapping_add(sum(sonic_rs::from_slice(line).expect("valid line")));
+            }
+            black_box(total)
+        });
+    });
+    g.bench_function("simd-json-borrowed", |b| {
+        b.iter_batched_ref(
+            || data.clone(),
+            |copy| {
+                let mut total = 0i64;
+                for line in copy.split_mut(|c| *c == b'\n').filter(|l| !l.is_empty()) {
+                    total = total.wrapping_add(sum(simd_json::serde::from_slice(line).expect("valid line")));
+                }
+                black_box(total)
+            },
+            criterion::BatchSize::LargeInput,
+        );
     });
     g.finish();
 }
