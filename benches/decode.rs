@@ -17,6 +17,9 @@
 //!   simd-json parses in place, so it works on a copy of the chunk, made
 //!   outside the timing.
 //!
+//! `DECODE_CEILING_FILE=FILE cargo bench --bench decode` instead times the
+//! serde-borrowed loop once over a whole file (see [`ceiling`]).
+//!
 //! The lines are generated here in `gen_workload.py`'s format and order
 //! (10,000 assets x 4 sensors, each key at a fixed phase within a 100 ms
 //! period, ts jittered by +-50 ms, values on a 1/64 grid).
@@ -25,7 +28,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use serde::Deserialize;
 use twinstream::source::decode::{AssetIndex, DecodedChunk, Decoder, Scratch};
 use twinstream::topology;
@@ -190,5 +193,36 @@ fn bench_decode(c: &mut Criterion) {
     g.finish();
 }
 
+/// The decode-only ceiling of a replay: one thread, `serde_json` into the
+/// borrowed record, over a whole file - what `scripts/bench-replay.sh` sets
+/// the replay's throughput against, measured in the same run. Prints
+/// `ceiling_events_per_s=N lines=N seconds=S`.
+fn ceiling(path: &Path) {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let t = std::time::Instant::now();
+    let (mut lines, mut total) = (0u64, 0i64);
+    for line in data.split(|c| *c == b'\n').filter(|l| !l.is_empty()) {
+        let r: Rec<'_> = serde_json::from_slice(line).expect("valid line");
+        total = total
+            .wrapping_add(r.ts)
+            .wrapping_add((r.asset.len() + r.sensor.len()) as i64);
+        lines += 1;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    black_box(total);
+    println!(
+        "ceiling_events_per_s={:.0} lines={lines} seconds={secs:.3}",
+        lines as f64 / secs
+    );
+}
+
 criterion_group!(benches, bench_decode);
-criterion_main!(benches);
+
+fn main() {
+    // DECODE_CEILING_FILE=events.jsonl cargo bench --bench decode
+    if let Some(path) = std::env::var_os("DECODE_CEILING_FILE") {
+        return ceiling(Path::new(&path));
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

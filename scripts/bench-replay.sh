@@ -13,6 +13,9 @@
 # wall_s is the whole process (start-up, replay, final snapshot, report);
 # engine_events_per_s is what the engine itself measured (report field).
 # result is compare.py's verdict against the reference (MATCH / DIFFER).
+# After it, a `#` line with the reference point measured in the same run: a
+# single-threaded serde_json decode-only loop over the same file
+# (DECODE_CEILING_FILE, benches/decode.rs), and the engine's ratio to it.
 # Exits non-zero if any size DIFFERs or a replay fails.
 #
 # --semantics: after each conformance replay, replays the same file with
@@ -75,6 +78,12 @@ cd "$REPO"
 BIN=$(bench_binary) || exit 2
 
 bench_header "$REPO" "$BIN"
+DECODE_BIN=$(cargo bench --quiet --bench decode --no-run --message-format=json-render-diagnostics |
+    python3 -c 'import json, sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "decode":
+        print(m["executable"])')
 ESTIMATES=$(dirname "$(dirname "$BIN")")/criterion/decode
 if [ -f "$ESTIMATES/decoder/new/estimates.json" ] && [ -f "$ESTIMATES/serde-borrowed/new/estimates.json" ]; then
     python3 - "$ESTIMATES" <<'EOF'
@@ -155,6 +164,19 @@ for size in "${SIZES[@]}"; do
     [ "$verdict" = MATCH ] || { failed=1; python3 "$WL/compare.py" "$ref" "$report" >&2 || true; }
     print_line "$report" "$size" "$verdict"
     base_wall=$WALL
+    # The reference point, measured now on the same machine: one thread of
+    # serde_json over the same file (benches/decode.rs `ceiling`).
+    if ceiling=$(DECODE_CEILING_FILE=$data "$DECODE_BIN" 2>/dev/null | grep '^ceiling_'); then
+        python3 - "$report" "$ceiling" "$(nproc)" <<'EOF2'
+import json, sys
+r = json.load(open(sys.argv[1]))
+c = float(sys.argv[2].split()[0].split("=")[1])
+cores = int(sys.argv[3])
+e = r["events_per_second"]
+print("# %s: decode-only ceiling %.2fM events/s on one thread (x%d cores = %.2fM); engine/ceiling = %.2f of one thread, %.2f of all cores"
+      % (sys.argv[1].split("report-")[-1][:-5], c / 1e6, cores, c * cores / 1e6, e / c, e / (c * cores)))
+EOF2
+    fi
     rm -rf "$state"
     if [ $SEMANTICS = 1 ]; then
         for variant in semantics semantics-sliding; do

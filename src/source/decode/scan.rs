@@ -29,6 +29,12 @@ use super::{Extract, FieldTree, Node, RawTs, Target};
 /// (whose own limit is 128).
 const MAX_DEPTH: u32 = 64;
 
+/// The powers of ten an `f64` holds exactly.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
+
 /// A JSON number as `serde_json` hands it to a visitor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Num {
@@ -92,14 +98,28 @@ impl<'de> Scan<'de> {
     }
 
     /// A string without escapes or control characters, at its opening quote.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<&'de str> {
         self.eat(b'"')?;
         let start = self.i;
         let rest = &self.b[start..];
-        let len = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[len] != b'"' || rest[..len].iter().any(|c| *c < 0x20) {
-            return None;
+        // Ids and field names are short: a byte loop beats a SIMD search's
+        // set-up for them; longer strings get the search.
+        let mut len = 0;
+        loop {
+            match rest.get(len) {
+                Some(b'"') => break,
+                Some(b'\\') | None => return None,
+                Some(c) if *c < 0x20 => return None,
+                Some(_) if len == 32 => {
+                    len += memchr::memchr2(b'"', b'\\', &rest[len..])?;
+                    if rest[len] != b'"' || rest[32..len].iter().any(|c| *c < 0x20) {
+                        return None;
+                    }
+                    break;
+                }
+                Some(_) => len += 1,
+            }
         }
         self.i = start + len + 1;
         // The quote is ASCII: the slice ends on a character boundary.
@@ -138,18 +158,46 @@ impl<'de> Scan<'de> {
             _ => return None,
         }
         let mut float = false;
+        // Clinger's fast path: a fraction of at most 22 digits whose digits,
+        // all of them, fit in 53 bits is exactly `digits / 10^n`, and one
+        // IEEE division rounds correctly - what the exact parser would
+        // return, without it.
+        let mut fraction: Option<(u64, usize)> = None;
         if self.peek() == Some(b'.') {
             self.i += 1;
+            let from = self.i;
             self.digits()?;
             float = true;
+            let n = self.i - from;
+            if !overflow && n <= 22 {
+                let mut m = significand;
+                let mut exact = true;
+                for c in &self.b[from..self.i] {
+                    match m.checked_mul(10).and_then(|v| v.checked_add(u64::from(c - b'0'))) {
+                        Some(v) if v <= 1 << 53 => m = v,
+                        _ => {
+                            exact = false;
+                            break;
+                        }
+                    }
+                }
+                if exact {
+                    fraction = Some((m, n));
+                }
+            }
         }
         if let Some(b'e' | b'E') = self.peek() {
             self.i += 1;
+            fraction = None;
             if let Some(b'+' | b'-') = self.peek() {
                 self.i += 1;
             }
             self.digits()?;
             float = true;
+        }
+        if let Some((m, n)) = fraction {
+            let v = m as f64 / POW10[n];
+            return Some(Num::F64(if negative { -v } else { v }));
         }
         // serde_json reads an integer beyond 64 bits as a float too.
         if float || overflow {

@@ -67,6 +67,22 @@ fn number() -> impl Strategy<Value = String> {
         any::<f64>().prop_map(|v| v.to_string()),
         any::<f64>().prop_map(|v| format!("{v:e}")),
         (0u64..1_000_000, 0u32..1_000_000).prop_map(|(a, b)| format!("{a}.{b}")),
+        // Around the scanner's exact fast path: up to 2^53 in digits, up
+        // to 22 of them after the point, and just past either.
+        ((1u64 << 53) - 1000..(1u64 << 53) + 1000, 1usize..=23, any::<bool>()).prop_map(|(m, n, neg)| {
+            let digits = format!("{m:0>24}");
+            let (int, frac) = digits.split_at(digits.len() - n);
+            format!(
+                "{}{}.{frac}",
+                if neg { "-" } else { "" },
+                int.trim_start_matches('0').max("0")
+            )
+        }),
+        (0u64..100_000_000, 0usize..=22).prop_map(|(m, n)| {
+            let digits = format!("{m:0>23}");
+            let (int, frac) = digits.split_at(digits.len() - n.max(1));
+            format!("{}.{frac}", int.trim_start_matches('0').max("0"))
+        }),
         (any::<i32>(), -400i32..400).prop_map(|(m, e)| format!("{m}E{e:+}")),
         Just("-0".to_string()),
         Just("-0.0".to_string()),
