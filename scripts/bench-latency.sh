@@ -11,7 +11,7 @@
 # quantiles from the last scrape before the replay ends (within a bucket:
 # linear interpolation; the bucket bounds are printed too).
 #
-# * paced: workload v1 10m (10k twins) at --rate 1500000.
+# * paced: workload v1 10m (10k twins) at --rate 1500000 (PACED_RATE).
 # * snapshot: 100,000 assets x 4 sensors x 10 events/s x 2 s (8M events,
 #   gen_workload.py --assets 100000 --seconds 2) at --rate 1000000: every
 #   snapshot (interval 1 s) writes up to 100k dirty twins while events keep
@@ -121,7 +121,7 @@ PY
 
 for c in "${CASES[@]}"; do
     case $c in
-        paced) run paced "$(workload 10m)" 1500000 ;;
+        paced) run paced "$(workload 10m)" "${PACED_RATE:-1500000}" ;;
         snapshot) run snapshot "$(workload 100k-2s --assets 100000 --seconds 2)" 1000000 ;;
         *) echo "unknown case '$c' (paced, snapshot)" >&2; exit 2 ;;
     esac
