@@ -6,16 +6,19 @@
 //! * [`topology`] - the topology YAML: schema, validation (every error with
 //!   `file:line:col`), the rule expression language, the `check` summary.
 //! * [`source`] - where events come from: JSON-lines files, MQTT, Kafka and the
-//!   simulator; decoding records into events by the topology's mapping.
+//!   simulator; decoding records into events by the topology's mapping (a
+//!   record scanner first, `serde_json` as the fallback).
 //! * [`engine`] - the dataflow: flow control (permits), the router (with the
-//!   node's timer index and the relay of related values), worker threads,
+//!   node's timer heap fed from the store's deadline index, passivation of
+//!   idle twins, and the relay of related values), worker threads hosting
+//!   their twins,
 //!   checkpoints (epochs + the store writer), start and shutdown, and the
 //!   questions the API asks ([`engine::query`]).
 //! * [`twin`] - the twin: the pure model (`apply`: values, sources,
 //!   estimates, staleness, windows, joins, rules and alerts), its compiled
 //!   per-type schema, the on-disk record (indexing a stored per-type name
-//!   schema), the read-only views the API shows, and the supervised asset
-//!   actor.
+//!   schema), the read-only views the API shows, and the supervised twin a
+//!   worker hosts ([`twin::actor`]).
 //! * [`sink`] - outputs: stdout and JSON-lines file sinks, MQTT and Kafka
 //!   sinks (threads sharing a store-backed outbox, with store-and-forward
 //!   for an edge's uplink), dead letters.
@@ -23,8 +26,9 @@
 //!   the connection thread, backoff, refusals.
 //! * [`kafka`] - Kafka plumbing the source and the sink share: client
 //!   configuration with secrets from the environment, librdkafka's logs.
-//! * [`store`] - RocksDB: twin records, their timers and source positions in
-//!   versioned envelopes, written atomically per checkpoint.
+//! * [`store`] - RocksDB: twin records, their timers (and the deadline index
+//!   over them) and source positions in versioned envelopes, written
+//!   atomically per checkpoint.
 //! * [`report`] - the replay report (workload v1 outputs) from durable state.
 //! * [`cluster`] - shards = partitions of the ingest topic: the
 //!   partitioner, what the node owns, per-shard meta, the changelog
