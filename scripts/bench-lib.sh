@@ -23,3 +23,25 @@ bench_header() {
     echo "# $(date -u '+%Y-%m-%dT%H:%M:%SZ')  $(nproc) cpus  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')  $(free -g | awk '/^Mem:/{print $2 " GiB"}')"
     echo "# twinstream $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo '+dirty')  $bin"
 }
+
+# The kB value of field $1 (VmRSS, VmHWM) in /proc/$2/status.
+status_kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$2/status"; }
+
+# Writes one reading per sensor for $1 assets to $2 (4 sensors, one
+# timestamp: every twin ends up with 4 latest values and 4 open 1 s windows
+# of topologies/workload-v1.yaml).
+write_twin_readings() {
+    python3 -c 'import sys
+n = int(sys.argv[1])
+rows = (("vibration", "3.5"), ("temperature", "60.25"), ("pressure", "5.0"), ("current", "35.5"))
+with open(sys.argv[2], "w") as f:
+    for i in range(n):
+        f.write("".join("{\"asset\":\"pump-%07d\",\"sensor\":\"%s\",\"ts\":1700000000123,\"value\":%s}\n" % (i, s, v) for s, v in rows))' "$1" "$2"
+}
+
+# Writes to $3 topologies/workload-v1.yaml (in repo $1) with its file source
+# reading $2.
+workload_topology() {
+    sed -e "s|^    type: file .*|    type: file\n    path: \"$2\"|" "$1/topologies/workload-v1.yaml" >"$3"
+    grep -q "path: \"$2\"" "$3" || { echo "could not set the source path in $3" >&2; return 2; }
+}

@@ -42,21 +42,12 @@ BIN=$(bench_binary) || exit 2
 
 bench_header "$REPO" "$BIN"
 
-status_kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$2/status"; }
-
 # measure N -> sets RSS_KB, HWM_KB
 measure() {
     local n=$1 lines=$(($1 * 4))
     local data=$TMP/events-$n.jsonl topo=$TMP/topology-$n.yaml state=$TMP/state-$n log=$TMP/run-$n.log
-    python3 -c 'import sys
-n = int(sys.argv[1])
-rows = (("vibration", "3.5"), ("temperature", "60.25"), ("pressure", "5.0"), ("current", "35.5"))
-with open(sys.argv[2], "w") as f:
-    for i in range(n):
-        f.write("".join("{\"asset\":\"pump-%07d\",\"sensor\":\"%s\",\"ts\":1700000000123,\"value\":%s}\n" % (i, s, v) for s, v in rows))' "$n" "$data"
-    # topologies/workload-v1.yaml with the file named in the source
-    sed -e "s|^    type: file .*|    type: file\n    path: \"$data\"|" topologies/workload-v1.yaml >"$topo"
-    grep -q "path: \"$data\"" "$topo" || { echo "could not set the source path in $topo" >&2; exit 2; }
+    write_twin_readings "$n" "$data"
+    workload_topology "$REPO" "$data" "$topo" || exit 2
 
     "$BIN" --log-format json run "$topo" --state-dir "$state" 2>"$log" &
     PID=$!

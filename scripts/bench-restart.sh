@@ -51,19 +51,12 @@ cd "$REPO"
 BIN=$(bench_binary) || exit 2
 bench_header "$REPO" "$BIN"
 
-status_kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$2/status"; }
 mib() { awk -v kb="$1" 'BEGIN {printf "%.1f", kb / 1024}'; }
 now_ms() { date +%s%3N; }
 
 data=$TMP/events.jsonl topo=$TMP/topology.yaml state=$TMP/state lines=$((N * 4))
-python3 -c 'import sys
-n = int(sys.argv[1])
-rows = (("vibration", "3.5"), ("temperature", "60.25"), ("pressure", "5.0"), ("current", "35.5"))
-with open(sys.argv[2], "w") as f:
-    for i in range(n):
-        f.write("".join("{\"asset\":\"pump-%07d\",\"sensor\":\"%s\",\"ts\":1700000000123,\"value\":%s}\n" % (i, s, v) for s, v in rows))' "$N" "$data"
-sed -e "s|^    type: file .*|    type: file\n    path: \"$data\"|" topologies/workload-v1.yaml >"$topo"
-grep -q "path: \"$data\"" "$topo" || { echo "could not set the source path in $topo" >&2; exit 2; }
+write_twin_readings "$N" "$data"
+workload_topology "$REPO" "$data" "$topo" || exit 2
 
 # 1. load
 "$BIN" --log-format json run "$topo" --state-dir "$state" 2>"$TMP/load.log" &
