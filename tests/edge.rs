@@ -331,7 +331,7 @@ fn an_edge_buffers_through_an_uplink_outage_and_a_crash_and_forwards_every_event
     let cluster = node_topology(
         dir.path(),
         "cluster",
-        ", cluster: { source: fleet, changelog: edge-test-changelog, session_timeout: 6s }",
+        ", cluster: { source: fleet, changelog: edge-test-changelog, session_timeout: 30s }",
         &format!(
             "  - {{ name: fleet, type: kafka, brokers: \"{brokers}\", topics: [telemetry], group_id: edge-test-cluster, decode: {{ sensor: sensor, ts: ts, value: value }} }}"
         ),
