@@ -539,7 +539,12 @@ impl Router {
                 recv(feedback) -> f => match f { Ok(f) => self.on_feedback(f), Err(_) => feedback = never() },
                 recv(durable) -> d => match d {
                     Ok(d) => self.on_durable(&d),
-                    Err(_) => return Err(EngineError::Aborted("the store writer stopped".into())),
+                    // A writer that failed said why on `fatal` before it went.
+                    Err(_) => {
+                        return Err(fatal
+                            .try_recv()
+                            .unwrap_or_else(|_| EngineError::Aborted("the store writer stopped".into())))
+                    }
                 },
                 recv(requests) -> r => match r { Ok(r) => self.on_request(r), Err(_) => requests = never() },
                 recv(fatal) -> e => match e { Ok(e) => return Err(e), Err(_) => fatal = never() },
@@ -564,7 +569,11 @@ impl Router {
                             break;
                         }
                     }
-                    Err(_) => return Err(EngineError::Aborted("the store writer stopped before the final checkpoint".into())),
+                    Err(_) => {
+                        return Err(fatal.try_recv().unwrap_or_else(|_| {
+                            EngineError::Aborted("the store writer stopped before the final checkpoint".into())
+                        }))
+                    }
                 },
                 recv(fatal) -> e => match e { Ok(e) => return Err(e), Err(_) => fatal = never() },
             }
