@@ -891,23 +891,30 @@ impl Router {
     /// Stops the twins of `shards` (their state is durable, or another node
     /// owns them now).
     fn evict(&mut self, shards: &[u32]) {
+        self.drop_twins(Leave::Evict, |t| shards.contains(&t.shard));
+    }
+
+    /// Removes the twins `leave` picks and has their workers drop them;
+    /// returns how many. Their slots are reused only after the worker
+    /// dropped the twin: both travel in its mailbox, in order.
+    fn drop_twins(&mut self, why: Leave, mut leave: impl FnMut(&TwinRef) -> bool) -> usize {
         let mut locals: Vec<Vec<u32>> = vec![Vec::new(); self.workers.len()];
         self.twins.retain(|_, t| {
-            let keep = !shards.contains(&t.shard);
-            if !keep {
+            let go = leave(t);
+            if go {
                 locals[t.worker as usize].push(t.local);
             }
-            keep
+            !go
         });
+        let mut n = 0;
         for (w, locals) in locals.into_iter().enumerate() {
             if !locals.is_empty() {
+                n += locals.len();
                 self.free[w].extend_from_slice(&locals);
-                self.workers[w].0.do_send(Evict {
-                    locals,
-                    why: Leave::Evict,
-                });
+                self.workers[w].0.do_send(Evict { locals, why });
             }
         }
+        n
     }
 
     /// Passivates every twin idle for `passivate_after` whose state is
@@ -919,27 +926,9 @@ impl Router {
         let Some(idle) = self.passivate_after else { return };
         let idle = idle.as_secs().min(u64::from(u32::MAX)) as u32;
         let (clock, durable) = (self.clock, self.durable_epoch);
-        let mut locals: Vec<Vec<u32>> = vec![Vec::new(); self.workers.len()];
-        self.twins.retain(|_, t| {
-            let leave = clock.saturating_sub(t.last_active) >= idle && t.dirty_for <= durable;
-            if leave {
-                locals[t.worker as usize].push(t.local);
-            }
-            !leave
+        let n = self.drop_twins(Leave::Passivate, |t| {
+            clock.saturating_sub(t.last_active) >= idle && t.dirty_for <= durable
         });
-        let mut n = 0;
-        for (w, locals) in locals.into_iter().enumerate() {
-            if !locals.is_empty() {
-                n += locals.len();
-                // Reused only after the worker dropped the twin: both
-                // travel in its mailbox, in order.
-                self.free[w].extend_from_slice(&locals);
-                self.workers[w].0.do_send(Evict {
-                    locals,
-                    why: Leave::Passivate,
-                });
-            }
-        }
         telemetry::twins_active(self.twins.len());
         if n > 0 {
             tracing::debug!(twins = n, active = self.twins.len(), "passivated idle twins");
