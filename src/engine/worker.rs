@@ -25,7 +25,7 @@ use actix::prelude::*;
 use super::checkpoint::Epoch;
 use super::flow::Permit;
 use super::query::Gather;
-use crate::twin::actor::{Apply, Question, TwinActor, TwinContext, TypeContext};
+use crate::twin::actor::{Apply, Question, Tally, TwinActor, TwinContext, TypeContext};
 use crate::twin::model::{Event, Relayed};
 use crate::twin::schema::TypeModel;
 use crate::twin::view::Surveyed;
@@ -270,6 +270,7 @@ impl Handler<Deliver> for Worker {
 
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
         self.backlog.taken(self.index);
+        let mut tally = Tally::default();
         for b in msg.batches {
             self.ensure(b.local, b.create);
             if b.events.is_empty() && b.related.is_empty() && !b.tick {
@@ -284,8 +285,9 @@ impl Handler<Deliver> for Worker {
                 tick: b.tick,
                 received_at: msg.received_at,
             };
-            twin.apply(apply, &msg.permit);
+            twin.apply(apply, &msg.permit, &mut tally);
         }
+        tally.record();
         // Snapshot work advances with the input, however busy the mailbox.
         if !self.owed.is_empty() {
             self.snapshot_slice(SNAPSHOT_SLICE);

@@ -27,14 +27,30 @@ pub const MAX_RECORD_BYTES: usize = 16 << 20;
 /// Records per chunk at a recorded pace, so pacing is smooth.
 const PACED_CHUNK_LINES: usize = 64;
 
-/// Records per chunk when paced: about 10 ms of a fixed `rate` (chunks of
-/// 64 records capped a `--rate` replay near 0.4M events/s: twins got their
-/// events one or two at a time), 64 at a recorded pace.
+/// Records per chunk when paced: about 2 ms of a fixed `rate` (the time a
+/// chunk waits to be decoded and applied is most of its events' apply
+/// latency; a node that cannot keep up with chunks this small reads bigger
+/// ones, see [`rate_lines`]), 64 at a recorded pace.
 fn paced_lines(rate: Option<f64>) -> usize {
     match rate {
-        Some(r) => ((r * 0.01) as usize).clamp(PACED_CHUNK_LINES, 100_000),
+        Some(r) => ((r * 0.002) as usize).clamp(PACED_CHUNK_LINES, 100_000),
         None => PACED_CHUNK_LINES,
     }
+}
+
+/// Records per chunk, at most, while a `--rate` replay catches up.
+const CATCH_UP_LINES: usize = 100_000;
+
+/// Records the next chunk of a replay at `rate` should hold: about 2 ms of
+/// the rate ([`paced_lines`]) while the reader keeps to it; every record
+/// already due (up to [`CATCH_UP_LINES`]) once it fell behind, because the
+/// engine took longer than the pace allows. Bigger chunks give each twin a
+/// bigger batch, so a node that cannot keep up with small batches catches
+/// up with bigger ones (adaptive batching) instead of falling further behind.
+fn rate_lines(rate: f64, elapsed: Duration, records_sent: u64) -> usize {
+    let due = (elapsed.as_secs_f64() * rate) as u64;
+    let behind = usize::try_from(due.saturating_sub(records_sent)).unwrap_or(usize::MAX);
+    behind.clamp(paced_lines(Some(rate)), CATCH_UP_LINES.max(paced_lines(Some(rate))))
 }
 
 /// Bytes to read per chunk: [`FAST_CHUNK_BYTES`] at full speed, else about
@@ -174,12 +190,21 @@ impl FileReader {
                 }
                 Err(_) => std::mem::take(&mut carry),
             };
-            // After a partial line, read further than the line so far.
-            let target = if grow {
-                buf.len() + self.chunk_bytes
-            } else {
-                self.chunk_bytes
+            // Records this chunk should hold when paced, and bytes to read
+            // for them (at the mean record size so far).
+            let want_lines = match self.rate {
+                Some(rate) => Some(rate_lines(rate, started.elapsed(), records_sent)),
+                None => paced.then(|| paced_lines(None)),
             };
+            let chunk_bytes = match want_lines {
+                Some(n) if records_sent > 0 => {
+                    let mean = (offset - self.start.offset).div_ceil(records_sent) as usize;
+                    (n.saturating_mul(mean.max(1))).clamp(self.chunk_bytes, FAST_CHUNK_BYTES)
+                }
+                _ => self.chunk_bytes,
+            };
+            // After a partial line, read further than the line so far.
+            let target = if grow { buf.len() + chunk_bytes } else { chunk_bytes };
             grow = false;
             while !eof && buf.len() < target {
                 let want = (target - buf.len()) as u64;
@@ -188,13 +213,10 @@ impl FileReader {
                     eof = true;
                 }
             }
-            let cut = if paced {
-                nth_line_end(&buf, paced_lines(self.rate))
-            } else {
-                None
-            }
-            .or_else(|| memchr::memrchr(b'\n', &buf).map(|i| i + 1))
-            .or_else(|| eof.then_some(buf.len()));
+            let cut = want_lines
+                .and_then(|n| nth_line_end(&buf, n))
+                .or_else(|| memchr::memrchr(b'\n', &buf).map(|i| i + 1))
+                .or_else(|| eof.then_some(buf.len()));
             let cut = match cut {
                 Some(c) => c,
                 None if buf.len() >= MAX_RECORD_BYTES => {
@@ -341,5 +363,21 @@ mod tests {
     fn nth_line_end_counts_lines() {
         assert_eq!(nth_line_end(b"a\nb\nc\n", 2), Some(4));
         assert_eq!(nth_line_end(b"a\nb", 2), None);
+    }
+
+    #[test]
+    fn a_rate_replay_reads_2_ms_chunks_on_pace_and_everything_due_when_behind() {
+        let rate = 1_000_000.0;
+        let at = Duration::from_millis;
+        // On pace: 2 ms of the rate, however little is due.
+        assert_eq!(rate_lines(rate, at(0), 0), 2_000);
+        assert_eq!(rate_lines(rate, at(1000), 999_000), 2_000);
+        // Behind: every record due, up to the cap.
+        assert_eq!(rate_lines(rate, at(1000), 950_000), 50_000);
+        assert_eq!(rate_lines(rate, at(5000), 0), CATCH_UP_LINES);
+        // Ahead of the rate (the reader sleeps before sending).
+        assert_eq!(rate_lines(rate, at(10), 1_000_000), 2_000);
+        // A rate whose 2 ms exceed the cap keeps its 2 ms.
+        assert_eq!(rate_lines(50_000_000.0, at(0), 0), 100_000);
     }
 }

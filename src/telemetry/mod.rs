@@ -184,7 +184,7 @@ pub fn dead_lettered(source: &str, reason: &'static str, n: u64) {
 
 /// Time from an event batch being received to the twin being updated.
 pub fn apply_latency(seconds: f64) {
-    histogram!(APPLY_LATENCY).record(seconds);
+    HOT.with(|h| h.apply_latency.record(seconds));
 }
 
 /// Shards (partitions of the cluster's ingest topic) this node owns.
@@ -343,8 +343,23 @@ pub fn relays_delivered(n: usize) {
 /// time of the reading it last reflected).
 pub fn sync_lag(ms: i32) {
     if ms != i32::MIN {
-        histogram!(SYNC_LAG).record(f64::from(ms) / 1000.0);
+        HOT.with(|h| h.sync_lag.record(f64::from(ms) / 1000.0));
     }
+}
+
+/// Handles of the metrics recorded once per twin batch, registered once
+/// per thread instead of looked up by name every time (the recorder is
+/// installed before the engine starts its threads).
+struct Hot {
+    apply_latency: metrics::Histogram,
+    sync_lag: metrics::Histogram,
+}
+
+thread_local! {
+    static HOT: Hot = Hot {
+        apply_latency: histogram!(APPLY_LATENCY),
+        sync_lag: histogram!(SYNC_LAG),
+    };
 }
 
 /// Alert transitions, by severity (raised, acknowledged, cleared), and the

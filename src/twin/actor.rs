@@ -12,7 +12,8 @@
 //!   first time the asset is seen (lazy restore); a record this build cannot
 //!   read stops the node with a clear error instead of being guessed at.
 //! * **Apply**: the state is backed up (into a per-thread scratch, so no
-//!   allocation in steady state) and each batch applied in place. If the
+//!   allocation in steady state; the replay digest, which applying only
+//!   appends to, by its length) and each batch applied in place. If the
 //!   model panics, the possibly half-updated state is replaced by the backup:
 //!   the twin restarts from its last good state, which equals its last
 //!   snapshot plus the replay of every message since (the model is
@@ -105,6 +106,23 @@ pub struct Apply {
     pub related: Vec<Relayed>,
     pub tick: bool,
     pub received_at: Instant,
+}
+
+/// Events applied (and how many of them were late) over a worker's
+/// delivery: counted once per delivery, not once per twin.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub events: u64,
+    pub late: u64,
+}
+
+impl Tally {
+    /// Adds the tally to the metrics.
+    pub fn record(self) {
+        if self.events > 0 {
+            telemetry::events_applied(self.events, self.late);
+        }
+    }
 }
 
 /// A question from the HTTP API, answered from the twin's own state.
@@ -210,7 +228,7 @@ impl TwinActor {
         let mut backup = SCRATCH
             .with(|s| s.borrow_mut().take())
             .unwrap_or_else(|| TwinState::new(&self.tcx.model));
-        backup.clone_from(&self.state);
+        let digest_len = self.state.back_up(&mut backup);
         let mark = out.len();
         let (model, state) = (&self.tcx.model, &mut self.state);
         #[cfg(test)]
@@ -228,7 +246,7 @@ impl TwinActor {
                 Ok(())
             }
             Err(panic) => {
-                std::mem::swap(&mut self.state, &mut backup);
+                self.state.roll_back(&mut backup, digest_len);
                 out.truncate(mark);
                 Err(panic_message(&panic))
             }
@@ -444,8 +462,9 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 
 impl TwinActor {
     /// A batch of work (readings, related values, a due timer): applied in
-    /// order, outputs to the sinks with the chunk's `permit`.
-    pub fn apply(&mut self, mut msg: Apply, permit: &Permit) {
+    /// order, outputs to the sinks with the chunk's `permit`. Adds the events
+    /// it applied to `tally` (the worker counts them once per delivery).
+    pub fn apply(&mut self, mut msg: Apply, permit: &Permit, tally: &mut Tally) {
         if self.failed {
             return;
         }
@@ -458,7 +477,8 @@ impl TwinActor {
             if let Err(first) = self.apply_guarded(Input::Events(&msg.events), now, &mut out) {
                 (poisoned, dead) = self.recover(&msg.events, first, now, &mut out).into_iter().unzip();
             }
-            telemetry::events_applied(msg.events.len() as u64, self.state.stats.late - late_before);
+            tally.events += (msg.events.len() - poisoned.len()) as u64;
+            tally.late += self.state.stats.late - late_before;
             telemetry::apply_latency(msg.received_at.elapsed().as_secs_f64());
             telemetry::sync_lag(self.state.sync_lag_ms);
         }
@@ -704,10 +724,11 @@ pub(crate) mod tests {
              windows: [{ name: w1s, size: 1s }]\n",
         )
         .unwrap();
-        let model = Model::build(&topo, OutputMask::all(), false).types[0].clone();
+        // With the replay digest, as a replay keeps it.
+        let model = Model::build(&topo, OutputMask::all(), true).types[0].clone();
         let store = Arc::new(Store::open(&dir.path().join("db"), 1).unwrap());
         let system = actix::System::new();
-        let (dead_path, record, hook_left) = system.block_on(async {
+        let (dead_path, record, hook_left, tallied) = system.block_on(async {
             let sink_arbiter = actix::Arbiter::new();
             let (fatal, _fatal_rx) = crossbeam_channel::unbounded();
             let sinks = SinkHub::start(
@@ -746,7 +767,9 @@ pub(crate) mod tests {
                 tick: false,
                 received_at: Instant::now(),
             };
-            twin.apply(apply, &flow.acquire().unwrap());
+            let mut tally = Tally::default();
+            twin.apply(apply, &flow.acquire().unwrap(), &mut tally);
+            let tallied = tally.events;
             // Checkpoint through the real writer: sinks flushed, then committed.
             let (epoch_tx, epoch_rx) = crossbeam_channel::unbounded();
             let (durable_tx, durable_rx) = crossbeam_channel::unbounded::<Durable>();
@@ -771,8 +794,10 @@ pub(crate) mod tests {
                 dir.path().join("dead_letters.jsonl"),
                 record::decode(&bytes).unwrap(),
                 left,
+                tallied,
             )
         });
+        assert_eq!(tallied, record.stats.events, "the tally counts the events applied");
         let dead = std::fs::read_to_string(dead_path)
             .unwrap_or_default()
             .lines()

@@ -434,9 +434,35 @@ impl Clone for TwinState {
         }
     }
 
-    /// Reuses `self`'s allocations: the actor copies a twin into a scratch
-    /// state before every batch, so this must not allocate.
+    /// Reuses `self`'s allocations.
     fn clone_from(&mut self, src: &Self) {
+        self.copy_from(src, true);
+    }
+}
+
+impl TwinState {
+    /// Copies `self` into `backup` for [`TwinState::roll_back`], reusing the
+    /// backup's allocations (the actor does this before every batch, so it
+    /// must not allocate). The replay digest is not copied: applying only
+    /// appends to it, so its length is the backup.
+    pub fn back_up(&self, backup: &mut TwinState) -> usize {
+        backup.copy_from(self, false);
+        self.digest().len()
+    }
+
+    /// Puts the state [`TwinState::back_up`] saved (and returned
+    /// `digest_len` for) back, in place of a possibly half-applied one;
+    /// `backup` is left holding the discarded state.
+    pub fn roll_back(&mut self, backup: &mut TwinState, digest_len: usize) {
+        let mut digest = self.ext.as_deref_mut().map(|x| std::mem::take(&mut x.digest));
+        std::mem::swap(self, backup);
+        if let (Some(x), Some(mut d)) = (self.ext.as_deref_mut(), digest.take()) {
+            d.truncate(digest_len);
+            x.digest = d;
+        }
+    }
+
+    fn copy_from(&mut self, src: &Self, digest: bool) {
         self.version = src.version;
         self.max_ts = src.max_ts;
         self.sensors.clone_from(&src.sensors);
@@ -453,7 +479,9 @@ impl Clone for TwinState {
                 a.estimates.clone_from(&b.estimates);
                 a.joins.clone_from(&b.joins);
                 a.related.clone_from(&b.related);
-                a.digest.clone_from(&b.digest);
+                if digest {
+                    a.digest.clone_from(&b.digest);
+                }
                 a.commands.clone_from(&b.commands);
             }
             (a, b) => a.clone_from(b),

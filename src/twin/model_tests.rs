@@ -392,6 +392,30 @@ fn arb_events() -> impl Strategy<Value = Vec<Event>> {
 }
 
 proptest! {
+    /// The supervision backup: whatever a batch did to a twin (windows
+    /// closed into the replay digest included), rolling back restores the
+    /// state before it exactly.
+    #[test]
+    fn rolling_back_a_batch_restores_the_state_before_it(before in arb_events(), batch in arb_events()) {
+        let text = format!("{BASE}{W1S}");
+        let topo = topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
+        let m = Model::build(&topo, OutputMask::all(), true).types[0].clone();
+        let mut st = TwinState::new(&m);
+        let mut out = Vec::new();
+        apply(&m, &mut st, Input::Events(&before), 0, &mut out);
+        let saved = st.clone();
+        // A scratch that last backed up some other twin.
+        let mut backup = saved.clone();
+        apply(&m, &mut backup, Input::Events(&batch), 0, &mut out);
+        apply(&m, &mut backup, Input::EndOfInput, 0, &mut out);
+        let digest_len = st.back_up(&mut backup);
+        apply(&m, &mut st, Input::Events(&batch), 7, &mut out);
+        apply(&m, &mut st, Input::EndOfInput, 7, &mut out);
+        prop_assume!(st.digest().len() > digest_len, "the batch closes windows");
+        st.roll_back(&mut backup, digest_len);
+        prop_assert_eq!(&st, &saved);
+    }
+
     #[test]
     fn windows_match_the_reference_semantics(events in arb_events()) {
         let m = model(W1S);
