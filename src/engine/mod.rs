@@ -359,7 +359,10 @@ pub fn run(
         let sync = topo.node.snapshot.sync;
         threads.push(spawn(
             "store-writer",
-            Box::new(move || checkpoint::writer_loop(epoch_rx, changelog, store, sinks, sync, durable_tx, fatal)),
+            Box::new(move || {
+                checkpoint::lower_cpu_priority();
+                checkpoint::writer_loop(epoch_rx, changelog, store, sinks, sync, durable_tx, fatal)
+            }),
         ));
     }
 

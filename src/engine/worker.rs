@@ -9,16 +9,19 @@
 //! first use (restored from the store) and dropped when passivated or when
 //! another node owns their shard.
 //!
-//! **Snapshots in slices.** A checkpoint barrier for many twins is not
-//! encoded in one go: the worker marks each twin as owing the epoch and
-//! encodes them [`SNAPSHOT_SLICE`] at a time between its other messages, so a
-//! checkpoint of 100k dirty twins never holds ingestion up for its whole
-//! encoding. A twin that owes a snapshot is encoded before its next input,
-//! so its part still holds exactly the events routed before the barrier.
+//! **Snapshots in slices, input first.** A checkpoint barrier for many
+//! twins is not encoded in one go: the worker marks each twin as owing the
+//! epoch and encodes them [`SNAPSHOT_SLICE`] at a time when no input batch
+//! waits in its mailbox, so a checkpoint of 100k dirty twins fills the gaps
+//! between inputs instead of delaying them. A twin that owes a snapshot is
+//! encoded before its next input, so its part still holds exactly the events
+//! routed before the barrier (and the twins that get input are encoded as it
+//! comes). A worker that never runs out of input still finishes the epoch:
+//! once it has been owed for [`SNAPSHOT_PATIENCE`], slices go between inputs.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -30,9 +33,14 @@ use crate::twin::model::{Event, Relayed};
 use crate::twin::schema::TypeModel;
 use crate::twin::view::Surveyed;
 
-/// Twins a worker encodes between two of its other messages while it owes
-/// snapshots (~1 us each: about a millisecond).
-pub const SNAPSHOT_SLICE: usize = 1024;
+/// Twins a worker encodes in one go while it owes snapshots (~1-4 us
+/// each: an input arriving meanwhile waits at most about a millisecond).
+pub const SNAPSHOT_SLICE: usize = 256;
+
+/// How long owed snapshots wait for a gap in the input before slices go
+/// between inputs anyway (a worker that never idles still completes the
+/// epoch, and the next checkpoint, which waits for it, can start).
+pub const SNAPSHOT_PATIENCE: Duration = Duration::from_millis(250);
 
 /// Input batches sent to each worker and not yet handed to its twins (the
 /// depth of the workers' mailboxes, as `twinstream_worker_mailbox_batches`).
@@ -51,6 +59,11 @@ impl Backlog {
         self.0[worker].fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Input batches sent to `worker` and not taken yet.
+    fn waiting(&self, worker: usize) -> usize {
+        self.0[worker].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Reports every worker's depth.
     pub fn report(&self) {
         for (w, n) in self.0.iter().enumerate() {
@@ -65,6 +78,8 @@ struct Owed {
     epoch: Arc<Epoch>,
     locals: Vec<u32>,
     next: usize,
+    /// When its barrier reached the worker.
+    since: Instant,
 }
 
 pub struct Worker {
@@ -161,6 +176,17 @@ impl Worker {
         }
     }
 
+    /// A slice of the snapshots owed, if they are due: when no input batch
+    /// waits, or once the oldest epoch has waited [`SNAPSHOT_PATIENCE`].
+    fn advance_snapshots(&mut self) {
+        let Some(oldest) = self.owed.front() else {
+            return;
+        };
+        if slice_due(self.backlog.waiting(self.index), oldest.since.elapsed()) {
+            self.snapshot_slice(SNAPSHOT_SLICE);
+        }
+    }
+
     /// Every snapshot owed, now.
     fn settle_all(&mut self) {
         self.snapshot_slice(usize::MAX);
@@ -187,6 +213,13 @@ impl Worker {
         }
         dropped
     }
+}
+
+/// Whether a worker owing snapshots for `owed_for` encodes a slice now,
+/// with `waiting` input batches in its mailbox: input goes first, unless the
+/// snapshots have waited [`SNAPSHOT_PATIENCE`] already.
+fn slice_due(waiting: usize, owed_for: Duration) -> bool {
+    waiting == 0 || owed_for >= SNAPSHOT_PATIENCE
 }
 
 impl Actor for Worker {
@@ -288,10 +321,7 @@ impl Handler<Deliver> for Worker {
             twin.apply(apply, &msg.permit, &mut tally);
         }
         tally.record();
-        // Snapshot work advances with the input, however busy the mailbox.
-        if !self.owed.is_empty() {
-            self.snapshot_slice(SNAPSHOT_SLICE);
-        }
+        self.advance_snapshots();
     }
 }
 
@@ -317,8 +347,9 @@ impl Handler<CheckpointTwins> for Worker {
             epoch: msg.epoch,
             locals: owing,
             next: 0,
+            since: Instant::now(),
         });
-        self.snapshot_slice(SNAPSHOT_SLICE);
+        self.advance_snapshots();
         self.continue_snapshots(ctx);
     }
 }
@@ -327,7 +358,7 @@ impl Handler<ContinueSnapshots> for Worker {
     type Result = ();
 
     fn handle(&mut self, _: ContinueSnapshots, ctx: &mut Context<Self>) {
-        self.snapshot_slice(SNAPSHOT_SLICE);
+        self.advance_snapshots();
         self.continue_snapshots(ctx);
     }
 }
@@ -392,5 +423,30 @@ impl Handler<Evict> for Worker {
         if msg.why == Leave::Passivate {
             crate::telemetry::twins_passivated(dropped);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owed_snapshots_wait_for_a_gap_in_the_input_but_not_forever() {
+        assert!(slice_due(0, Duration::ZERO), "an idle worker encodes at once");
+        assert!(!slice_due(1, Duration::ZERO), "input waiting goes first");
+        assert!(!slice_due(3, SNAPSHOT_PATIENCE - Duration::from_millis(1)));
+        assert!(
+            slice_due(3, SNAPSHOT_PATIENCE),
+            "a busy worker still completes the epoch"
+        );
+    }
+
+    #[test]
+    fn the_backlog_counts_batches_sent_and_not_taken() {
+        let b = Backlog::new(2);
+        b.sent(1);
+        b.sent(1);
+        b.taken(1);
+        assert_eq!((b.waiting(0), b.waiting(1)), (0, 1));
     }
 }
