@@ -149,7 +149,6 @@ pub struct Durable {
     pub elapsed: Duration,
 }
 
-/// The writer thread: commits completed epochs in order.
 /// Lowers the calling thread's CPU priority to nice [`WRITER_NICE`] (or
 /// leaves a lower one): the store writer yields to ingestion when both want
 /// a core. Only one epoch is in flight at a time, so a writer that runs
@@ -170,6 +169,7 @@ pub fn lower_cpu_priority() {
 /// The store writer's nice value (0 is the default, 19 the lowest).
 pub const WRITER_NICE: libc::c_int = 10;
 
+/// The writer thread: commits completed epochs in order.
 pub fn writer_loop(
     epochs: Receiver<Arc<Epoch>>,
     changelog: Option<changelog::Writer>,

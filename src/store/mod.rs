@@ -180,17 +180,6 @@ impl Store {
         opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(2);
-        // Flushes and compactions yield the CPU to ingestion: on a node
-        // whose cores the pipeline keeps busy they run in its gaps (a
-        // checkpoint then takes longer, and the next one waits for it)
-        // instead of taking a core from the workers.
-        let mut env = rocksdb::Env::new().map_err(|cause| StoreError::Open {
-            path: dir.to_path_buf(),
-            cause,
-        })?;
-        env.lower_thread_pool_cpu_priority();
-        env.lower_high_priority_thread_pool_cpu_priority();
-        opts.set_env(&env);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
         // The log a crash leaves is replayed at the next open: bounded, so a
