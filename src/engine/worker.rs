@@ -66,8 +66,8 @@ impl Backlog {
 
     /// Reports every worker's depth.
     pub fn report(&self) {
-        for (w, n) in self.0.iter().enumerate() {
-            crate::telemetry::worker_backlog(w, n.load(std::sync::atomic::Ordering::Relaxed));
+        for w in 0..self.0.len() {
+            crate::telemetry::worker_backlog(w, self.waiting(w));
         }
     }
 }

@@ -50,7 +50,8 @@ const CATCH_UP_LINES: usize = 100_000;
 fn rate_lines(rate: f64, elapsed: Duration, records_sent: u64) -> usize {
     let due = (elapsed.as_secs_f64() * rate) as u64;
     let behind = usize::try_from(due.saturating_sub(records_sent)).unwrap_or(usize::MAX);
-    behind.clamp(paced_lines(Some(rate)), CATCH_UP_LINES.max(paced_lines(Some(rate))))
+    let on_pace = paced_lines(Some(rate));
+    behind.clamp(on_pace, CATCH_UP_LINES.max(on_pace))
 }
 
 /// Bytes to read per chunk: [`FAST_CHUNK_BYTES`] at full speed, else about
