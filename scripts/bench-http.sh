@@ -16,15 +16,12 @@
 # Environment:
 #   BENCH_BIN          a twinstream binary to measure instead of the release build
 #   BENCH_KEEP_DATA    keep generated workloads in this directory between runs
-#   TWINSTREAM_SHARED  the shared directory (default: <repo>/../shared)
 #   CARGO_TARGET_DIR   honoured by the builds (convention here:
 #                      /root/.cache/twinstream/target)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SHARED=${TWINSTREAM_SHARED:-$REPO/../shared}
-WL=$SHARED/workload
-[ -f "$WL/gen_workload.py" ] || { echo "no $WL/gen_workload.py (set TWINSTREAM_SHARED)" >&2; exit 2; }
+WL=$REPO/tests/workload
 
 SIZE=10m
 if [ $# -gt 0 ] && [[ $1 != -* ]]; then

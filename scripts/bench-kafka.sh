@@ -14,7 +14,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$REPO/scripts/bench-lib.sh"
 cd "$REPO"
 
-WL=${TWINSTREAM_SHARED:-$REPO/../shared}/workload
+WL=$REPO/tests/workload
 FILE=${1:-}
 if [ -z "$FILE" ]; then
     DATA=${BENCH_KEEP_DATA:-$(mktemp -d)}

@@ -21,14 +21,12 @@
 # 25 and 50 ms (bucket bounds: exact), the figure to compare builds by when
 # the node saturates.
 #
-# Environment: TWINSTREAM_SHARED, BENCH_KEEP_DATA (keep generated workloads,
+# Environment: BENCH_KEEP_DATA (keep generated workloads,
 # shared with bench-replay.sh), BENCH_BIN, CARGO_TARGET_DIR.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SHARED=${TWINSTREAM_SHARED:-$REPO/../shared}
-WL=$SHARED/workload
-[ -f "$WL/gen_workload.py" ] || { echo "no $WL/gen_workload.py (set TWINSTREAM_SHARED)" >&2; exit 2; }
+WL=$REPO/tests/workload
 CASES=("$@")
 [ ${#CASES[@]} -gt 0 ] || CASES=(paced snapshot)
 

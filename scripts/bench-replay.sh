@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end replay benchmark on workload v1 (../shared/workload/WORKLOAD.md).
+# End-to-end replay benchmark on workload v1 (tests/workload/WORKLOAD.md).
 #
 #   scripts/bench-replay.sh [--semantics] [SIZE...]   SIZE: small | 2m | 10m   (default: 2m 10m)
 #
@@ -26,7 +26,6 @@
 # and each one's throughput ratio to the conformance run, side by side.
 #
 # Environment:
-#   TWINSTREAM_SHARED  the shared directory (default: <repo>/../shared)
 #   BENCH_KEEP_DATA    a directory to keep generated workloads and reference
 #                      results in between runs (keyed by size); without it
 #                      everything lives in a temporary directory removed on exit
@@ -38,11 +37,9 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SHARED=${TWINSTREAM_SHARED:-$REPO/../shared}
-WL=$SHARED/workload
+WL=$REPO/tests/workload
 TOPO=$REPO/topologies/workload-v1.yaml
 
-[ -f "$WL/gen_workload.py" ] || { echo "no $WL/gen_workload.py (set TWINSTREAM_SHARED)" >&2; exit 2; }
 
 SEMANTICS=0
 if [ "${1:-}" = --semantics ]; then

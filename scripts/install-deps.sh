@@ -18,7 +18,7 @@ APT_PACKAGES=(
     g++:c++             # C++ compiler (rocksdb)
     make:make           # the Makefile; rocksdb's bundled build does not need it
     libclang-dev        # bindgen for rocksdb's bindings
-    python3:python3     # tests run ../shared/workload/*.py
+    python3:python3     # tests run tests/workload/*.py
     procps:kill         # tests use the `kill` and `ps` binaries
     mosquitto:mosquitto # tests start a real MQTT broker (issue 5)
     openssl:openssl     # tests make a throwaway CA for MQTT over TLS

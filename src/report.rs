@@ -1,4 +1,4 @@
-//! The replay report: workload v1's outputs (see `shared/workload/WORKLOAD.md`)
+//! The replay report: workload v1's outputs (see `tests/workload/WORKLOAD.md`)
 //! computed from the **durable** twin state.
 //!
 //! Every figure comes from twin records in the store (their counters, window

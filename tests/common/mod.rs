@@ -1,5 +1,5 @@
-//! Shared helpers for black-box tests: run the real binary, the shared
-//! workload tools, and wait on output with deadlines (never sleeps).
+//! Shared helpers for black-box tests: run the real binary, the
+//! conformance workload's tools, and wait on output with deadlines (never sleeps).
 
 #![allow(dead_code)]
 
@@ -22,12 +22,10 @@ pub fn repo() -> PathBuf {
     PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
 }
 
-/// The shared workload tools (`../shared/workload` from the repo root).
+/// The conformance workload's tools: generator, reference implementation
+/// and comparison (`tests/workload/`, independent of the engine's code).
 pub fn workload_dir() -> PathBuf {
-    match std::env::var_os("TWINSTREAM_SHARED") {
-        Some(p) => PathBuf::from(p).join("workload"),
-        None => repo().join("../shared/workload"),
-    }
+    repo().join("tests/workload")
 }
 
 pub fn python() -> String {
