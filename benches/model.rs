@@ -102,7 +102,7 @@ fn twin_events(seed: u64) -> Vec<Event> {
     for k in 0..TICKS {
         for &(phase, s) in &phases {
             let nominal = k * PERIOD_MS + phase;
-            let t = if nominal >= 3000 && rng.next() % 2000 == 0 {
+            let t = if nominal >= 3000 && rng.next().is_multiple_of(2000) {
                 nominal - rng.range(2000, 3000)
             } else {
                 (nominal + rng.range(-50, 50)).max(0)

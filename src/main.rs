@@ -1,6 +1,6 @@
 //! The `twinstream` command line.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +24,16 @@ use twinstream::topology::{self, LoadError, SourceKind, Topology};
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `print!` to `$dst`, ignoring a write that fails: a closed stdout
+/// (`twinstream check T | head -1`) or stderr (a terminal's `tee` gone at
+/// Ctrl-C) is no reason to panic on the way out.
+macro_rules! say {
+    ($dst:expr, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!($dst, $($arg)*);
+    }};
+}
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +72,10 @@ enum Command {
         /// port 0 picks a free port and logs it).
         #[arg(long, env = "TWINSTREAM_HTTP")]
         http: Option<std::net::SocketAddr>,
+        /// After SIGINT/SIGTERM, exit (code 1) if draining takes longer than
+        /// this; the next start resumes from the last durable checkpoint.
+        #[arg(long, env = "TWINSTREAM_STOP_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+        stop_timeout: Duration,
     },
     /// Replay a recorded JSON-lines file through a topology as fast as possible
     /// and write a report. Resumes where a killed replay stopped.
@@ -88,6 +102,10 @@ enum Command {
         /// `node.http.listen` is not used by `replay`).
         #[arg(long)]
         http: Option<std::net::SocketAddr>,
+        /// After SIGINT/SIGTERM, exit (code 1) if draining takes longer than
+        /// this; the next run resumes from the last durable checkpoint.
+        #[arg(long, env = "TWINSTREAM_STOP_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+        stop_timeout: Duration,
     },
 }
 
@@ -114,7 +132,7 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say_on_the_way_out(format!("error: {e:#}"), LAST_WORDS);
             ExitCode::FAILURE
         }
     }
@@ -127,10 +145,11 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             topology,
             state_dir,
             http,
+            stop_timeout,
         } => {
             let topo = load(&topology)?;
             let state_dir = state_dir.unwrap_or_else(|| topo.node.state_dir.clone());
-            run(&topo, state_dir, http.or(topo.node.http_listen))
+            run(&topo, state_dir, http.or(topo.node.http_listen), stop_timeout)
         }
         Command::Replay {
             topology,
@@ -141,6 +160,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             rate,
             source,
             http,
+            stop_timeout,
         } => {
             let topo = load(&topology)?;
             let state_dir = state_dir.unwrap_or_else(|| topo.node.state_dir.join("replay"));
@@ -149,6 +169,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                 rate,
                 source,
                 http,
+                stop_timeout,
             };
             replay(&topo, &file, &report, state_dir, &flags)
         }
@@ -159,7 +180,7 @@ fn load(path: &Path) -> Result<Topology> {
     match topology::load(path) {
         Ok(t) => Ok(t),
         Err(LoadError::Invalid(diags)) => {
-            eprint!("{diags}");
+            say!(std::io::stderr(), "{diags}");
             bail!(
                 "{} has {} problem(s); run `twinstream check` for details",
                 path.display(),
@@ -173,34 +194,77 @@ fn load(path: &Path) -> Result<Topology> {
 fn check(path: &Path) -> Result<ExitCode> {
     match topology::load(path) {
         Ok(t) => {
-            print!("{}", t.summary());
+            say!(std::io::stdout(), "{}", t.summary());
             Ok(ExitCode::SUCCESS)
         }
         Err(LoadError::Invalid(diags)) => {
-            print!("{diags}");
-            eprintln!("{}: {} problem(s)", path.display(), diags.len());
+            say!(std::io::stdout(), "{diags}");
+            say!(std::io::stderr(), "{}: {} problem(s)\n", path.display(), diags.len());
             Ok(ExitCode::FAILURE)
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// SIGINT/SIGTERM set `stop` (drain and exit cleanly); a second one exits at
-/// once.
-fn on_signals(stop: Arc<AtomicBool>) -> Result<()> {
+/// Writes `line` to stderr, ignoring a closed stderr and giving up after
+/// `patience` when stderr blocks (a pipe nobody reads): a process that is
+/// leaving must not panic or hang on its last words.
+fn say_on_the_way_out(line: String, patience: Duration) {
+    let (said, done) = std::sync::mpsc::channel();
+    let spoke = std::thread::Builder::new().name("last-words".into()).spawn(move || {
+        let _ = writeln!(std::io::stderr(), "{line}");
+        let _ = said.send(());
+    });
+    if spoke.is_ok() {
+        let _ = done.recv_timeout(patience);
+    }
+}
+
+/// SIGINT/SIGTERM set `stop` (drain and exit cleanly). A second one exits at
+/// once (130), and so does a drain that outlasts `stop_timeout` (exit 1):
+/// whatever happens to the outputs, a signalled process ends. Nothing here
+/// writes to stderr except through [`say_on_the_way_out`], so a closed or
+/// full stderr cannot stop this thread from seeing the next signal.
+fn on_signals(stop: Arc<AtomicBool>, stop_timeout: Duration) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         for sig in signals.forever() {
             if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("second signal: exiting without draining");
-                std::process::exit(130);
+                say_on_the_way_out("second signal: exiting without draining".into(), LAST_WORDS);
+                exit_now(130);
             }
-            tracing::info!(signal = sig, "stopping: draining sources and writing a final snapshot");
+            // Logged from its own thread: the log may block on a full pipe.
+            let _ = std::thread::Builder::new().name("stopping".into()).spawn(move || {
+                tracing::info!(signal = sig, "stopping: draining sources and writing a final snapshot");
+            });
+            let _ = std::thread::Builder::new().name("stop-timeout".into()).spawn(move || {
+                std::thread::sleep(stop_timeout);
+                say_on_the_way_out(
+                    format!(
+                        "error: did not stop within {} of the signal (--stop-timeout); exiting without a final snapshot: the next start resumes from the last durable one",
+                        humantime::format_duration(stop_timeout)
+                    ),
+                    LAST_WORDS,
+                );
+                exit_now(1);
+            });
         }
     })?;
     Ok(())
 }
+
+/// Ends the process at once, as `kill -9` would but with `code`: no atexit
+/// handlers or C++ static destructors (RocksDB's) run under threads still
+/// using them, and nothing waits on a stuck output. What is durable stays
+/// so: the store's log was written before; the next start recovers from it.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit only ends the process; it touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// How long a leaving process waits for stderr to take its last line.
+const LAST_WORDS: Duration = Duration::from_millis(500);
 
 /// Reads an API token from where the topology says.
 fn token(secret: Option<&topology::Secret>, what: &str) -> Result<Option<String>> {
@@ -240,9 +304,14 @@ fn serve(
     Ok((Some(server), Some(api_end)))
 }
 
-fn run(topo: &Topology, state_dir: PathBuf, http: Option<std::net::SocketAddr>) -> Result<ExitCode> {
+fn run(
+    topo: &Topology,
+    state_dir: PathBuf,
+    http: Option<std::net::SocketAddr>,
+    stop_timeout: Duration,
+) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
-    on_signals(stop.clone())?;
+    on_signals(stop.clone(), stop_timeout)?;
     tracing::info!(topology = %topo.file.display(), state_dir = %state_dir.display(), "twinstream {} running", env!("CARGO_PKG_VERSION"));
     // The API listens before the engine restores, so `/healthz` answers and
     // `/readyz` says 503 while it starts.
@@ -312,6 +381,7 @@ struct ReplayFlags {
     rate: Option<f64>,
     source: Option<String>,
     http: Option<std::net::SocketAddr>,
+    stop_timeout: Duration,
 }
 
 fn replay(
@@ -326,6 +396,7 @@ fn replay(
         rate,
         ref source,
         http,
+        stop_timeout,
     } = *flags;
     let source = pick_source(topo, source.as_deref())?;
     if rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
@@ -339,7 +410,7 @@ fn replay(
         .len();
     let (server, api) = serve(topo, http)?;
     let stop = Arc::new(AtomicBool::new(false));
-    on_signals(stop.clone())?;
+    on_signals(stop.clone(), stop_timeout)?;
     let progress = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -389,15 +460,17 @@ fn replay(
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(report_path, json + "\n").with_context(|| format!("writing {}", report_path.display()))?;
     if !summary.finished {
-        eprintln!(
-            "replay interrupted at line {}; run the same command to resume (partial report in {})",
+        say!(
+            std::io::stderr(),
+            "replay interrupted at line {}; run the same command to resume (partial report in {})\n",
             summary.positions.first().map_or(0, |(_, p)| p.line),
             report_path.display()
         );
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!(
-        "replayed {} events ({} this run, {:.0} events/s){}: {} windows, {} alerts, {} late, {} dead letters -> {}",
+    say!(
+        std::io::stderr(),
+        "replayed {} events ({} this run, {:.0} events/s){}: {} windows, {} alerts, {} late, {} dead letters -> {}\n",
         report.events,
         report.run_events,
         report.events_per_second,

@@ -538,12 +538,15 @@ pub fn run(
     let router_thread = std::thread::Builder::new()
         .name("router".into())
         .spawn(move || {
-            let outcome = router.run(chunk_rx, durable_rx, fatal_rx, feedback_rx, requests, &stop_r);
-            // Whatever happened: release the sources and stop the actors.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                router.run(chunk_rx, durable_rx, fatal_rx, feedback_rx, requests, &stop_r)
+            }));
+            // Whatever happened, a panic included: release the sources and
+            // stop the actors, or `system.run()` below waits forever.
             stop_r.store(true, Ordering::Relaxed);
             flow_r.close();
             router_system.stop();
-            outcome
+            outcome.unwrap_or_else(|_| Err(EngineError::Aborted("the router panicked (see the log)".into())))
         })
         .expect("spawning the router thread");
 

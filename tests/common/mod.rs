@@ -28,6 +28,22 @@ pub fn workload_dir() -> PathBuf {
     repo().join("tests/workload")
 }
 
+/// Calls `probe` every few milliseconds until it returns `Some`, or
+/// `timeout` passes (then `None`). The one way tests wait for a condition
+/// they cannot be told about.
+pub fn poll_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
 }
@@ -183,12 +199,21 @@ fn first_line(
 }
 
 pub fn spawn(cmd: &mut Command) -> Running {
+    spawn_with_stdout(cmd, Stdio::piped())
+}
+
+/// [`spawn`] with the child's stdout going to `stdout`; the returned
+/// `Running::stdout` then has lines only when it is `Stdio::piped()`.
+pub fn spawn_with_stdout(cmd: &mut Command, stdout: Stdio) -> Running {
     let mut child = cmd
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let stdout = pump(child.stdout.take().unwrap());
+    let stdout = match child.stdout.take() {
+        Some(out) => pump(out),
+        None => mpsc::channel().1,
+    };
     let stderr = pump(child.stderr.take().unwrap());
     Running {
         child,
