@@ -3,17 +3,33 @@
 # twinstream image: runs `twinstream run` on a mounted topology.
 #
 #   docker build -t twinstream .
-#   docker run --rm -v "$PWD/topologies/demo.yaml:/topology.yaml:ro" \
+#   docker run --rm -p 8080:8080 \
+#       -e TWINSTREAM_HTTP=0.0.0.0:8080 -e TWINSTREAM_WRITE_TOKEN=change-me \
+#       -v "$PWD/topologies/demo.yaml:/topology.yaml:ro" \
 #       -v twinstream-state:/state twinstream
 #   docker run --rm -v "$PWD/topologies/demo.yaml:/topology.yaml:ro" twinstream check /topology.yaml
+#
+# The demo topology listens on 127.0.0.1:8080 (unreachable from outside the
+# container) and takes its HTTP write token from TWINSTREAM_WRITE_TOKEN (the
+# node refuses to start without it): TWINSTREAM_HTTP (the `--http` flag of
+# `run`) makes it listen on all the container's interfaces.
 #
 # State (RocksDB snapshots, `{state_dir}` sink files, dead letters) goes to the
 # /state volume. Use a named volume: a bind-mounted host directory must be
 # writable by uid 10001. `docker stop` sends SIGTERM: twinstream drains and
-# writes a final snapshot.
+# writes a final snapshot ("stopped cleanly", exit code 0). Docker kills a
+# container 10 s after SIGTERM: a node with much to drain wants `docker stop
+# -t 60` (twinstream's own --stop-timeout is 60 s); a kill loses nothing that
+# was durable either.
+#
+# Both bases are build arguments, so the image can be built from local
+# stand-ins where no registry is reachable (scripts/test-image.sh does so with
+# podman and the images of scripts/base-images.sh).
 
-# Any Rust >= 1.85 (Cargo.toml rust-version) on bookworm, e.g. rust:1.85-bookworm.
+# Any Rust >= 1.89 (Cargo.toml rust-version) on bookworm, e.g. rust:1.89-bookworm.
 ARG RUST_IMAGE=rust:1-bookworm
+# The runtime base: the same Debian release as the builder (glibc, libstdc++).
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS builder
 # rocksdb's bindgen needs libclang; gcc/g++ come with the rust image.
@@ -35,7 +51,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin twinstream \
     && strip --strip-debug -o /usr/local/bin/twinstream target/release/twinstream
 
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 # The binary needs only libc, libm, libgcc_s and libstdc++ (all in bookworm-slim).
 RUN groupadd --system --gid 10001 twinstream \
     && useradd --system --uid 10001 --gid twinstream --home-dir /work --no-create-home \
@@ -47,6 +63,8 @@ COPY --from=builder /usr/local/bin/twinstream /usr/local/bin/twinstream
 VOLUME /state
 WORKDIR /work
 ENV TWINSTREAM_STATE_DIR=/state
+# The HTTP API, where the topology or TWINSTREAM_HTTP puts it on 0.0.0.0:8080.
+EXPOSE 8080
 USER twinstream:twinstream
 ENTRYPOINT ["twinstream"]
 CMD ["run", "/topology.yaml"]
