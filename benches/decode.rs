@@ -30,7 +30,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use serde::Deserialize;
-use twinstream::source::decode::{AssetIndex, DecodedChunk, Decoder, Scratch};
+use twinstream::pipeline::DecodedChunk;
+use twinstream::source::decode::{AssetIndex, Decoder, Scratch};
 use twinstream::topology;
 
 const LINES: usize = 50_000;

@@ -8,7 +8,10 @@
 //! * [`source`] - where events come from: JSON-lines files, MQTT, Kafka and the
 //!   simulator; decoding records into events by the topology's mapping (a
 //!   record scanner first, `serde_json` as the fallback).
-//! * [`engine`] - the dataflow: flow control (permits), the router (with the
+//! * [`pipeline`] - what passes between the stages: flow permits, decoded
+//!   chunks, dead letters, output batches, shard controls and relayed values,
+//!   the `Fatal` error components send, the clock.
+//! * [`engine`] - the dataflow: the router (with the
 //!   node's timer heap fed from the store's deadline index, passivation of
 //!   idle twins, and the relay of related values), worker threads hosting
 //!   their twins,
@@ -48,6 +51,7 @@ pub mod cluster;
 pub mod engine;
 pub mod kafka;
 pub mod mqtt;
+pub mod pipeline;
 pub mod report;
 pub mod sink;
 pub mod source;

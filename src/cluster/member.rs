@@ -28,8 +28,8 @@ use rdkafka::ClientConfig;
 
 use super::changelog::{self, ChangelogError, Fold};
 use super::directory::{self, Owner};
-use super::{incarnation, Acquired, ShardControl, ShardMeta, Sharding};
-use crate::source::decode::DecodedChunk;
+use super::{incarnation, ShardMeta, Sharding};
+use crate::pipeline::{Acquired, DecodedChunk, ShardControl};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 

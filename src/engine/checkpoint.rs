@@ -20,6 +20,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::EngineError;
 use crate::cluster::changelog::{self, Entry};
 use crate::cluster::ShardMeta;
+use crate::pipeline::{Fatal, FatalTx};
 use crate::sink::SinkHub;
 use crate::store::{Checkpoint, Store, TimerChange};
 use crate::telemetry;
@@ -177,7 +178,7 @@ pub fn writer_loop(
     sinks: SinkHub,
     sync: bool,
     durable: Sender<Durable>,
-    fatal: Sender<EngineError>,
+    fatal: FatalTx,
 ) {
     let mut next = 1u64;
     let mut pending: BTreeMap<u64, Arc<Epoch>> = BTreeMap::new();
@@ -186,10 +187,10 @@ pub fn writer_loop(
         while let Some(ep) = pending.remove(&next) {
             next += 1;
             if ep.aborted.load(Ordering::Acquire) {
-                let _ = fatal.send(EngineError::Aborted(format!(
+                let _ = fatal.send(Fatal::new(EngineError::Aborted(format!(
                     "checkpoint {} not written: a twin could not snapshot",
                     ep.id
-                )));
+                ))));
                 return;
             }
             // Outputs first: everything the checkpointed events produced is
@@ -197,7 +198,7 @@ pub fn writer_loop(
             let outbox = match sinks.flush_all(sync, Duration::from_secs(120)) {
                 Ok(ops) => ops,
                 Err(e) => {
-                    let _ = fatal.send(EngineError::Sink(e));
+                    let _ = fatal.send(Fatal::new(e));
                     return;
                 }
             };
@@ -223,7 +224,7 @@ pub fn writer_loop(
                         }
                     }
                     Err(e) => {
-                        let _ = fatal.send(EngineError::Changelog(e));
+                        let _ = fatal.send(Fatal::new(e));
                         return;
                     }
                 }
@@ -236,7 +237,7 @@ pub fn writer_loop(
             let (twins, bytes) = (ckpt.twins(), ckpt.bytes());
             let t = Instant::now();
             if let Err(e) = store.commit(ckpt, sync) {
-                let _ = fatal.send(EngineError::Store(e));
+                let _ = fatal.send(Fatal::new(e));
                 return;
             }
             telemetry::snapshot_written(t.elapsed().as_secs_f64(), twins, bytes);

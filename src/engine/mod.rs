@@ -13,7 +13,6 @@
 //! (SIGINT/SIGTERM), after a final durable checkpoint.
 
 pub mod checkpoint;
-pub mod flow;
 pub mod query;
 pub mod router;
 pub mod worker;
@@ -27,6 +26,7 @@ use actix::prelude::*;
 
 use crate::cluster::member::Membership;
 use crate::mqtt::Credentials;
+use crate::pipeline::{Fatal, Flow};
 use crate::sink::{SinkContext, SinkError, SinkHub};
 use crate::source::decode::{AssetIndex, Decoder};
 use crate::source::file::{check_position, FileReader};
@@ -39,7 +39,6 @@ use crate::store::{Store, StoreError};
 use crate::topology::{Pace, SourceKind, Topology};
 use crate::twin::actor::TwinContext;
 use crate::twin::schema::Model;
-use flow::Flow;
 use router::{Router, RouterParts, SourceSlot};
 use worker::Worker;
 
@@ -62,6 +61,9 @@ pub enum EngineError {
     Config(String),
     #[error("{0}")]
     Aborted(String),
+    /// A running source, sink or the store writer failed.
+    #[error(transparent)]
+    Fatal(#[from] Fatal),
 }
 
 /// What to run.
@@ -268,7 +270,7 @@ pub fn run(
 
     let system = System::new();
     let sink_arbiter = Arbiter::new();
-    let (fatal_tx, fatal_rx) = crossbeam_channel::unbounded::<EngineError>();
+    let (fatal_tx, fatal_rx) = crossbeam_channel::unbounded::<Fatal>();
     let source_names: Vec<Arc<str>> = topo.sources.iter().map(|s| s.name.as_str().into()).collect();
     // A cluster relays values to followers on other nodes through the
     // ingest topic (a relay record on each follower shard's partition).
@@ -493,7 +495,7 @@ pub fn run(
                     &format!("source-{}", src.name),
                     Box::new(move || {
                         if let Err(e) = reader.run(&flow, &jobs, &stop, &progress) {
-                            let _ = fatal.send(EngineError::Source(e));
+                            let _ = fatal.send(Fatal::new(e));
                         }
                     }),
                 ));

@@ -33,16 +33,17 @@ use compact_str::CompactString;
 use crossbeam_channel::{never, select, Receiver, Sender};
 
 use super::checkpoint::{Durable, Epoch, ShardMark};
-use super::flow::Flow;
 use super::query::{Gather, Request};
 use super::worker::{
     AskTwin, Backlog, CheckpointTwins, Deliver, EndOfInputAll, Evict, Leave, NewTwin, SurveyAll, TwinBatch, Worker,
 };
 use super::EngineError;
-use crate::cluster::{Acquired, ShardControl, Sharding};
-use crate::sink::{OutputBatch, SinkHub};
-use crate::source::decode::{AssetIndex, DecodedChunk};
-use crate::source::simulator::now_ms;
+use crate::cluster::Sharding;
+use crate::pipeline::flow::Flow;
+use crate::pipeline::now_ms;
+use crate::pipeline::{Acquired, DecodedChunk, Fatal, OutputBatch, RemoteRelay, ShardControl};
+use crate::sink::SinkHub;
+use crate::source::decode::AssetIndex;
 use crate::source::SourcePosition;
 use crate::store::{DeadlineCursor, Store};
 use crate::telemetry;
@@ -415,7 +416,7 @@ impl Router {
 
     /// Relay records of a cluster source: values twins of other nodes
     /// relayed to this node's followers.
-    fn remote_relays(&mut self, relays: Vec<crate::cluster::RemoteRelay>) {
+    fn remote_relays(&mut self, relays: Vec<RemoteRelay>) {
         for r in relays {
             let sensor = self.index.resolve(&r.asset).and_then(|e| {
                 let ty = &self.model.types[self.index.entry_type[e as usize] as usize];
@@ -497,7 +498,7 @@ impl Router {
         mut self,
         mut chunks: Receiver<DecodedChunk>,
         durable: Receiver<Durable>,
-        mut fatal: Receiver<EngineError>,
+        mut fatal: Receiver<Fatal>,
         mut feedback: Receiver<Feedback>,
         mut requests: Receiver<Request>,
         stop: &AtomicBool,
@@ -543,11 +544,11 @@ impl Router {
                     Err(_) => {
                         return Err(fatal
                             .try_recv()
-                            .unwrap_or_else(|_| EngineError::Aborted("the store writer stopped".into())))
+                            .map_or_else(|_| EngineError::Aborted("the store writer stopped".into()), EngineError::from))
                     }
                 },
                 recv(requests) -> r => match r { Ok(r) => self.on_request(r), Err(_) => requests = never() },
-                recv(fatal) -> e => match e { Ok(e) => return Err(e), Err(_) => fatal = never() },
+                recv(fatal) -> e => match e { Ok(e) => return Err(e.into()), Err(_) => fatal = never() },
                 default(wait.min(TIMER_ROUND)) => {}
             }
             if self.checkpoint_due() {
@@ -570,12 +571,13 @@ impl Router {
                         }
                     }
                     Err(_) => {
-                        return Err(fatal.try_recv().unwrap_or_else(|_| {
-                            EngineError::Aborted("the store writer stopped before the final checkpoint".into())
-                        }))
+                        return Err(fatal.try_recv().map_or_else(
+                            |_| EngineError::Aborted("the store writer stopped before the final checkpoint".into()),
+                            EngineError::from,
+                        ))
                     }
                 },
-                recv(fatal) -> e => match e { Ok(e) => return Err(e), Err(_) => fatal = never() },
+                recv(fatal) -> e => match e { Ok(e) => return Err(e.into()), Err(_) => fatal = never() },
             }
         }
         if !self.flow.wait_idle(Duration::from_secs(60)) {

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::checkpoint::Epoch;
-use super::flow::Permit;
 use super::query::Gather;
+use crate::pipeline::flow::Permit;
 use crate::twin::actor::{Apply, Question, Tally, TwinActor, TwinContext, TypeContext};
 use crate::twin::model::{Event, Relayed};
 use crate::twin::schema::TypeModel;

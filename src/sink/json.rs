@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde::Serialize;
 
-use super::{DeadLetter, DeadReason, Origin, OutputBatch};
+use crate::pipeline::{DeadLetter, DeadReason, Origin, OutputBatch};
 use crate::topology::Severity;
 use crate::twin::commands::Origin as CommandOrigin;
 use crate::twin::model::{Acc, Event, Health, Output, Quality, Transition};
@@ -406,7 +406,7 @@ pub(super) fn render_dead_letter(buf: &mut Vec<u8>, d: &DeadLetter, at_ms: i64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::Origin;
+    use crate::pipeline::Origin;
 
     #[test]
     fn a_dead_letter_line_keeps_the_records_key_as_text_or_base64() {

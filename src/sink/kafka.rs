@@ -41,10 +41,11 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedPro
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::outbox::{self, Outbox};
-use super::{Cmd, DeadLetter, OutboxOp, OutputBatch, SinkError};
-use crate::cluster::{RelayRecord, RelayRoutes};
-use crate::engine::EngineError;
+use super::{Cmd, OutboxOp, SinkError};
+use crate::cluster::RelayRoutes;
 use crate::mqtt::Backoff;
+use crate::pipeline::FatalTx;
+use crate::pipeline::{DeadLetter, OutputBatch, RelayRecord};
 use crate::store::Store;
 use crate::telemetry;
 use crate::topology::{kafka_topic_char, KafkaSinkSpec, OutputKind, WhenFull};
@@ -125,7 +126,7 @@ pub(super) struct KafkaSink {
     /// Source index -> name (events name their source).
     sources: Arc<[Arc<str>]>,
     store: Arc<Store>,
-    fatal: Sender<EngineError>,
+    fatal: FatalTx,
     outbox: Outbox,
     producer: Option<ThreadedProducer<Deliveries>>,
     deliveries: Receiver<Delivery>,
@@ -160,7 +161,7 @@ impl KafkaSink {
         client_id: &str,
         secrets: &[(String, String)],
         store: Arc<Store>,
-        fatal: Sender<EngineError>,
+        fatal: FatalTx,
     ) -> Result<KafkaSink, SinkError> {
         let sink_error = |message: String| SinkError {
             sink: name.to_string(),
@@ -516,7 +517,7 @@ fn permanent(e: &KafkaError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::{DeadReason, Origin};
+    use crate::pipeline::{DeadReason, Origin};
 
     #[test]
     fn a_dead_letter_record_names_its_origin_and_error_in_headers() {

@@ -25,124 +25,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::engine::flow::Permit;
-use crate::engine::EngineError;
 use crate::mqtt::Credentials;
+use crate::pipeline::FatalTx;
+use crate::pipeline::OutputBatch;
 use crate::store::{Checkpoint, Store};
 use crate::telemetry;
 use crate::topology::{OutputKind, SinkKind, SinkSpec};
-use crate::twin::model::{Event, Output};
-use crate::twin::schema::{OutputMask, TypeModel};
-
-/// Why a record was dead-lettered (a stable, machine-readable code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeadReason {
-    /// Not valid JSON, or a field of the wrong type.
-    Malformed,
-    /// A field the decode mapping needs is absent.
-    MissingField,
-    /// The timestamp cannot be read.
-    BadTimestamp,
-    /// No `assets` entry matches the asset id.
-    UnknownAsset,
-    /// The asset's type has no such sensor.
-    UnknownSensor,
-    /// The value is outside the sensor's declared range, or not finite.
-    OutOfRange,
-    /// The record states a telemetry contract other than the one the
-    /// source's mapping reads (or none).
-    UnknownContract,
-    /// The sensor declares its sources and this source is not one of them.
-    UnknownSource,
-    /// The twin panicked on this event three times.
-    Poison,
-    /// Cluster: the record's key belongs to another partition than the one
-    /// it arrived on (not produced with Kafka's default partitioner).
-    WrongPartition,
-}
-
-impl DeadReason {
-    pub fn code(self) -> &'static str {
-        match self {
-            DeadReason::Malformed => "malformed",
-            DeadReason::MissingField => "missing_field",
-            DeadReason::BadTimestamp => "bad_timestamp",
-            DeadReason::UnknownAsset => "unknown_asset",
-            DeadReason::UnknownSensor => "unknown_sensor",
-            DeadReason::OutOfRange => "out_of_range",
-            DeadReason::UnknownContract => "unknown_contract",
-            DeadReason::UnknownSource => "unknown_source",
-            DeadReason::Poison => "poison",
-            DeadReason::WrongPartition => "wrong_partition",
-        }
-    }
-}
-
-/// Where a record came from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Origin {
-    pub source: Arc<str>,
-    /// The file a file source read (absent for other sources).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<Arc<str>>,
-    /// 1-based line number (files) or position in the source.
-    pub line: u64,
-    /// Byte offset of the record in the file.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offset: Option<u64>,
-    /// The MQTT or Kafka topic a record came on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub topic: Option<Arc<str>>,
-    /// The Kafka partition (the offset is in `offset`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partition: Option<i32>,
-}
-
-/// A record that could not be applied, with everything needed to fix and
-/// replay it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetter {
-    pub origin: Origin,
-    pub reason: DeadReason,
-    pub message: String,
-    /// The original bytes of the record.
-    pub payload: Vec<u8>,
-    /// The record's key (Kafka), kept for the dead-letter topic.
-    pub key: Option<Vec<u8>>,
-}
-
-/// Outputs of one twin batch (or dead letters of one input chunk).
-#[derive(Debug)]
-pub struct OutputBatch {
-    pub asset: Option<Arc<str>>,
-    pub model: Option<Arc<TypeModel>>,
-    pub outputs: Vec<Output>,
-    pub dead_letters: Vec<DeadLetter>,
-    /// The events the twin applied (for sinks that take `events`).
-    pub events: Vec<Event>,
-    /// Processing time the batch was produced, epoch ms.
-    pub at_ms: i64,
-    pub permit: Option<Permit>,
-}
-
-impl OutputBatch {
-    pub fn mask(&self) -> OutputMask {
-        let mut m = OutputMask::default();
-        for o in &self.outputs {
-            if let Some(k) = o.kind() {
-                m = m.with(k);
-            }
-        }
-        if !self.dead_letters.is_empty() {
-            m = m.with(OutputKind::DeadLetters);
-        }
-        if !self.events.is_empty() {
-            m = m.with(OutputKind::Events);
-        }
-        m
-    }
-}
+use crate::twin::schema::OutputMask;
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -351,9 +240,6 @@ enum Cmd {
     Close,
 }
 
-/// Where dead letters go when no sink takes them.
-pub const DEFAULT_DEAD_LETTERS: &str = "{state_dir}/dead_letters.jsonl";
-
 /// Replaces `{state_dir}` in a sink path.
 pub fn expand_path(path: &Path, state_dir: &Path) -> PathBuf {
     let text = path.to_string_lossy();
@@ -379,7 +265,7 @@ pub struct SinkContext<'a> {
     /// Where MQTT sinks keep their outbox.
     pub store: Arc<Store>,
     /// Where a sink reports a failure that stops the node.
-    pub fatal: crossbeam_channel::Sender<EngineError>,
+    pub fatal: FatalTx,
     /// MQTT client ids default to, and Kafka client ids are,
     /// `twinstream-<node>-sink-<name>`.
     pub node: &'a str,
@@ -408,7 +294,7 @@ impl SinkHub {
                 name: "dead-letters".into(),
                 pos: Default::default(),
                 kind: SinkKind::File {
-                    path: PathBuf::from(DEFAULT_DEAD_LETTERS),
+                    path: PathBuf::from(crate::topology::DEFAULT_DEAD_LETTERS),
                 },
                 outputs: vec![OutputKind::DeadLetters],
             });

@@ -30,13 +30,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use rumqttc::{Client, ConnectionError, Event, Outgoing, Packet, QoS};
 
 use super::outbox::{self, Outbox};
-use super::{json, Cmd, OutputBatch, SinkError};
-use crate::engine::EngineError;
+use super::{json, Cmd, SinkError};
 use crate::mqtt::{describe, refusal, Backoff, Credentials, OnError};
+use crate::pipeline::FatalTx;
+use crate::pipeline::OutputBatch;
 use crate::store::Store;
 use crate::telemetry;
 use crate::topology::{mqtt_topic_char, MqttSinkSpec, OutputKind};
@@ -74,7 +75,7 @@ pub(super) struct MqttSink {
     default_client_id: String,
     credentials: Credentials,
     store: Arc<Store>,
-    fatal: Sender<EngineError>,
+    fatal: FatalTx,
     outbox: Outbox,
     /// Index in `outbox.sent` of the first message rumqttc has not sent yet.
     unsent: usize,
@@ -99,7 +100,7 @@ impl MqttSink {
         default_client_id: String,
         credentials: Credentials,
         store: Arc<Store>,
-        fatal: Sender<EngineError>,
+        fatal: FatalTx,
     ) -> Result<MqttSink, SinkError> {
         let outbox =
             Outbox::restore(name, &store, spec.queue, spec.when_full, spec.qos > 0).map_err(|e| SinkError {
@@ -364,8 +365,9 @@ impl MqttSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::flow::Flow;
-    use crate::sink::{DeadLetter, DeadReason, Origin, OutboxOp};
+    use crate::pipeline::flow::Flow;
+    use crate::pipeline::{DeadLetter, DeadReason, Origin};
+    use crate::sink::OutboxOp;
     use crate::store::Checkpoint;
     use crate::topology::WhenFull;
     use crate::topology::{MqttConn, OutputTopic};

@@ -24,10 +24,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-
-use super::{json, OutboxOp, OutputBatch, SinkError};
-use crate::engine::EngineError;
+use super::{json, OutboxOp, SinkError};
+use crate::pipeline::OutputBatch;
+use crate::pipeline::{Fatal, FatalTx};
 use crate::store::{envelope, Checkpoint, Store, StoreError};
 use crate::telemetry;
 use crate::topology::{OutputKind, WhenFull};
@@ -635,9 +634,9 @@ pub(super) fn each_output(
 /// Records a failure retrying cannot fix, once: the sink refuses every later
 /// flush (so no checkpoint commits past an output that was not delivered)
 /// and the node stops, reporting it as the reason.
-pub(super) fn fail_once(failed: &mut Option<SinkError>, fatal: &Sender<EngineError>, err: SinkError) {
+pub(super) fn fail_once(failed: &mut Option<SinkError>, fatal: &FatalTx, err: SinkError) {
     if failed.is_none() {
-        if fatal.send(EngineError::Sink(err.clone())).is_err() {
+        if fatal.send(Fatal::new(err.clone())).is_err() {
             tracing::error!(sink = %err.sink, error = %err, "sink failed");
         }
         *failed = Some(err);
@@ -817,7 +816,7 @@ mod tests {
         assert_eq!(o.held(), 0);
     }
 
-    fn empty_batch(flow: &crate::engine::flow::Flow) -> Arc<OutputBatch> {
+    fn empty_batch(flow: &crate::pipeline::flow::Flow) -> Arc<OutputBatch> {
         Arc::new(OutputBatch {
             asset: None,
             model: None,
@@ -853,7 +852,7 @@ mod tests {
     fn a_buffered_outbox_keeps_what_memory_does_not_hold_in_the_store_and_forwards_it_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), 1).unwrap());
-        let flow = crate::engine::flow::Flow::new(8);
+        let flow = crate::pipeline::flow::Flow::new(8);
         let mut o = Outbox::restore_buffered("up", store.clone(), 4, 1 << 20).unwrap();
         // The broker is down: ten messages, more than memory takes before
         // a checkpoint stores them, so the batch waits with its permit.
@@ -921,7 +920,7 @@ mod tests {
     fn a_full_buffer_holds_ingest_back_and_a_restart_forwards_what_it_held() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), 1).unwrap());
-        let flow = crate::engine::flow::Flow::new(8);
+        let flow = crate::pipeline::flow::Flow::new(8);
         let size = stored_len(&msg(None, &[])) as u64;
         assert_eq!(size as usize, encode(&msg(None, &[])).len());
         let mut o = Outbox::restore_buffered("up", store.clone(), 2, 5 * size).unwrap();

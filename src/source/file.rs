@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::decode::{DecodedChunk, Decoder};
+use super::decode::Decoder;
 use super::{DecodeJob, Fingerprint, SourceError, SourcePosition};
-use crate::engine::flow::{AcquireError, Flow};
-use crate::sink::{DeadLetter, DeadReason, Origin};
+use crate::pipeline::flow::{AcquireError, Flow};
+use crate::pipeline::{DeadLetter, DeadReason, DecodedChunk, Origin};
 use crate::topology::Pace;
 
 /// Chunk size when reading as fast as possible.

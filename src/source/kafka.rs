@@ -32,14 +32,14 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use super::decode::{DecodedChunk, Decoder, Scratch};
+use super::decode::{Decoder, Scratch};
 use super::{SourceError, SourcePosition};
 use crate::cluster::changelog::ChangelogError;
 use crate::cluster::member::{Member, MemberError, Membership};
 use crate::cluster::partition_for;
-use crate::engine::flow::{AcquireError, Flow};
-use crate::engine::EngineError;
-use crate::sink::{DeadLetter, DeadReason, Origin};
+use crate::pipeline::flow::{AcquireError, Flow};
+use crate::pipeline::{DeadLetter, DeadReason, DecodedChunk, Origin, RelayRecord, RemoteRelay};
+use crate::pipeline::{Fatal, FatalTx};
 use crate::topology::KafkaSpec;
 
 /// Records per chunk at most.
@@ -69,7 +69,7 @@ pub struct KafkaSource {
     /// Where the last durable checkpoint left each partition.
     pub start: SourcePosition,
     /// Errors that stop the node.
-    pub fatal: Sender<EngineError>,
+    pub fatal: FatalTx,
     /// The node is a member of a cluster sharded by this source's
     /// partitions: the group assigns them (`subscribe`).
     pub cluster: Option<Membership>,
@@ -390,8 +390,8 @@ impl KafkaSource {
         for (i, r) in records.iter().enumerate() {
             if r.relay && shards.is_some() {
                 chunk.records += 1;
-                match serde_json::from_slice::<crate::cluster::RelayRecord>(&r.payload) {
-                    Ok(v) => chunk.relays.push(crate::cluster::RemoteRelay {
+                match serde_json::from_slice::<RelayRecord>(&r.payload) {
+                    Ok(v) => chunk.relays.push(RemoteRelay {
                         asset: v.asset.to_string(),
                         sensor: v.sensor.to_string(),
                         latest: crate::twin::model::Latest {
@@ -490,7 +490,7 @@ impl KafkaSource {
     }
 
     fn stop_node(&self, reason: String) {
-        let _ = self.fatal.send(EngineError::Source(SourceError::Kafka {
+        let _ = self.fatal.send(Fatal::new(SourceError::Kafka {
             source_name: self.name.to_string(),
             reason,
         }));
@@ -508,7 +508,7 @@ struct LogContext {
     assigned: std::sync::atomic::AtomicUsize,
     /// A cluster source: hands shards over on rebalances.
     member: Option<Member>,
-    fatal: Sender<EngineError>,
+    fatal: FatalTx,
 }
 
 impl ClientContext for LogContext {
@@ -578,7 +578,7 @@ impl ConsumerContext for LogContext {
         let topic = elements.first().map(|e| e.topic().to_string());
         drop(elements);
         let fail = |what: String| {
-            let _ = self.fatal.send(EngineError::Source(SourceError::Kafka {
+            let _ = self.fatal.send(Fatal::new(SourceError::Kafka {
                 source_name: self.source.to_string(),
                 reason: what,
             }));

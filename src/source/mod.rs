@@ -21,8 +21,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::DecodedChunk;
 use crate::store::envelope::{self, EnvelopeError};
-use decode::{DecodedChunk, Decoder};
+use decode::Decoder;
 
 /// Format version of stored source positions (1: without Kafka offsets,
 /// migrated on read).
@@ -150,7 +151,7 @@ impl Fingerprint {
         Ok(Fingerprint {
             path: abs.display().to_string(),
             head_len: head.len() as u64,
-            head_hash: fnv1a(&head),
+            head_hash: envelope::fnv1a(&head),
         })
     }
 
@@ -162,16 +163,6 @@ impl Fingerprint {
         let now = Self::of_prefix(path, self.head_len)?;
         Ok(now.head_len == self.head_len && now.head_hash == self.head_hash)
     }
-}
-
-/// FNV-1a: stable across builds and platforms.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 #[derive(Debug, thiserror::Error)]

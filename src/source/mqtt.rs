@@ -28,10 +28,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use rumqttc::{Client, Event, Packet, Publish, QoS};
 
-use super::decode::{DecodedChunk, Decoder, Scratch};
+use super::decode::{Decoder, Scratch};
 use super::SourceError;
-use crate::engine::flow::Flow;
 use crate::mqtt::{describe, drive, refusal, Credentials, OnError};
+use crate::pipeline::flow::Flow;
+use crate::pipeline::DecodedChunk;
 use crate::topology::{MqttSpec, TOPIC_KEY};
 
 /// Messages per chunk at most.
@@ -51,7 +52,7 @@ pub struct MqttSource {
     /// The password and TLS files, read at start-up.
     pub credentials: Credentials,
     /// Errors that stop the node (a refused connection).
-    pub fatal: Sender<crate::engine::EngineError>,
+    pub fatal: crate::pipeline::FatalTx,
 }
 
 impl MqttSource {
@@ -245,7 +246,7 @@ impl MqttSource {
     }
 
     fn stop_node(&self, error: SourceError) {
-        let _ = self.fatal.send(crate::engine::EngineError::Source(error));
+        let _ = self.fatal.send(crate::pipeline::Fatal::new(error));
     }
 
     /// Decodes `publishes` into a chunk: each message one record, with the

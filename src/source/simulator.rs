@@ -12,13 +12,14 @@
 //! It is seeded and deterministic given the same clock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
 use crossbeam_channel::Sender;
 
-use super::decode::{AssetIndex, DecodedChunk, Group};
-use crate::engine::flow::{AcquireError, Flow};
+use super::decode::AssetIndex;
+use crate::pipeline::flow::{AcquireError, Flow};
+use crate::pipeline::{now_ms, DecodedChunk, Group};
 use crate::topology::{SimulatorSpec, Topology};
 use crate::twin::model::Event;
 
@@ -52,12 +53,6 @@ pub struct Simulator {
     assets: Vec<AssetSim>,
     rng: fastrand::Rng,
     started_ms: i64,
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Simulator {

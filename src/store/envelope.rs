@@ -56,6 +56,17 @@ pub fn open_any<'a>(bytes: &'a [u8], readable: &[u16], what: &'static str) -> Re
     Ok((found, &bytes[2..]))
 }
 
+/// FNV-1a, the content hash of stored forms (schema ids, file
+/// fingerprints): stable across builds and platforms.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,7 +260,7 @@ impl Topology {
             let _ = writeln!(
                 s,
                 "dead letters go to {} (no sink takes `dead_letters`)",
-                crate::sink::DEFAULT_DEAD_LETTERS
+                DEFAULT_DEAD_LETTERS
             );
         }
         s

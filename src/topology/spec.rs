@@ -454,6 +454,10 @@ pub const DEFAULT_ACK_INTERVAL: Duration = Duration::from_millis(20);
 /// Messages an MQTT sink holds in memory unless its `queue` says otherwise.
 pub const DEFAULT_SINK_QUEUE: usize = 10_000;
 
+/// Where dead letters go when no sink takes them (`{state_dir}` is the
+/// node's state directory).
+pub const DEFAULT_DEAD_LETTERS: &str = "{state_dir}/dead_letters.jsonl";
+
 /// An MQTT sink: outputs published to a topic template.
 #[derive(Debug, Clone)]
 pub struct MqttSinkSpec {

@@ -35,12 +35,13 @@ use super::record;
 use super::schema::TypeModel;
 use super::view::{self, AlertView, CommandView, Surveyed, TwinView};
 use crate::engine::checkpoint::Epoch;
-use crate::engine::flow::Permit;
 use crate::engine::query::{AckError, CommandError, Gather};
 use crate::engine::router::Feedback;
 use crate::engine::EngineError;
-use crate::sink::{DeadLetter, DeadReason, Origin, OutputBatch, SinkHub};
-use crate::source::simulator::now_ms;
+use crate::pipeline::flow::Permit;
+use crate::pipeline::now_ms;
+use crate::pipeline::{DeadLetter, DeadReason, Origin, OutputBatch};
+use crate::sink::SinkHub;
 use crate::store::{Store, TimerChange};
 use crate::telemetry;
 
@@ -54,7 +55,7 @@ pub struct TwinContext {
     /// changelog's record of a twin must be complete on its own).
     pub changelog: bool,
     pub sinks: SinkHub,
-    pub fatal: crossbeam_channel::Sender<EngineError>,
+    pub fatal: crate::pipeline::FatalTx,
     /// Source index -> name, for dead letters.
     pub source_names: Vec<Arc<str>>,
     /// A sink takes `events`: every applied event goes to the sinks.
@@ -173,7 +174,7 @@ impl TwinActor {
         if let Err(e) = twin.restore() {
             tracing::error!(asset = %twin.asset, error = %e, "cannot restore twin");
             twin.failed = true;
-            let _ = twin.tcx.cx.fatal.send(e);
+            let _ = twin.tcx.cx.fatal.send(crate::pipeline::Fatal::new(e));
         }
         twin
     }
@@ -678,7 +679,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::engine::checkpoint::{writer_loop, Durable};
-    use crate::engine::flow::Flow;
+    use crate::pipeline::flow::Flow;
     use crate::twin::schema::{Model, OutputMask};
 
     /// Makes the model panic on events with `value`, `remaining` times.

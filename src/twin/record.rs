@@ -118,7 +118,7 @@ impl Schema {
 
     /// Content hash of the stored form: the id records refer to.
     pub fn id(&self) -> u64 {
-        crate::source::fnv1a(&self.encode())
+        envelope::fnv1a(&self.encode())
     }
 
     pub fn meta_key(id: u64) -> String {
