@@ -11,17 +11,16 @@
 //! * [`pipeline`] - what passes between the stages: flow permits, decoded
 //!   chunks, dead letters, output batches, shard controls and relayed values,
 //!   the `Fatal` error components send, the clock.
-//! * [`engine`] - the dataflow: the router (with the
-//!   node's timer heap fed from the store's deadline index, passivation of
-//!   idle twins, and the relay of related values), worker threads hosting
-//!   their twins,
-//!   checkpoints (epochs + the store writer), start and shutdown, and the
-//!   questions the API asks ([`engine::query`]).
-//! * [`twin`] - the twin: the pure model (`apply`: values, sources,
+//! * [`engine`] - the dataflow: the router (with the node's timer heap fed
+//!   from the store's deadline index, passivation of idle twins, and the
+//!   relay of related values), worker threads hosting their twins as
+//!   virtual actors ([`engine::host`]: restore, supervised apply, snapshot
+//!   hooks), checkpoints (epochs + the store writer), start and shutdown,
+//!   and the questions the API asks ([`engine::query`]).
+//! * [`twin`] - the twin as a pure model (no IO): `apply` (values, sources,
 //!   estimates, staleness, windows, joins, rules and alerts), its compiled
-//!   per-type schema, the on-disk record (indexing a stored per-type name
-//!   schema), the read-only views the API shows, and the supervised twin a
-//!   worker hosts ([`twin::actor`]).
+//!   per-type schema, the stored record format (indexing a stored per-type
+//!   name schema) and the read-only views the API shows.
 //! * [`sink`] - outputs: stdout and JSON-lines file sinks, MQTT and Kafka
 //!   sinks (threads sharing a store-backed outbox, with store-and-forward
 //!   for an edge's uplink), dead letters.

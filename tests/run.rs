@@ -46,7 +46,7 @@ fn stored_twins(state: &Path) -> Vec<(String, String, u64)> {
     store
         .for_each_twin(0, |asset, bytes| {
             let rec = record::decode(bytes).unwrap_or_else(|e| panic!("twin `{asset}` does not decode: {e}"));
-            let schema = record::Schema::load(&store, rec.schema)
+            let schema = twinstream::engine::host::stored::load_schema(&store, rec.schema)
                 .unwrap_or_else(|e| panic!("twin `{asset}`: its schema does not load: {e}"));
             twins.push((asset.to_string(), schema.asset_type, rec.stats.events));
             Ok(())
@@ -264,7 +264,7 @@ fn twins_restore_after_the_topology_gains_a_sensor() {
     let store = Store::open(&state, 1).unwrap();
     let bytes = store.get_twin(0, "pump-1").unwrap().expect("pump-1 stored");
     let rec = record::decode(&bytes).unwrap();
-    let schema = record::Schema::load(&store, rec.schema).unwrap();
+    let schema = twinstream::engine::host::stored::load_schema(&store, rec.schema).unwrap();
     assert_eq!(
         schema.sensors,
         ["current", "vibration"],

@@ -292,7 +292,7 @@ fn sources_joins_relations_late_events_and_aggregates() {
     by_source.sort_by(f64::total_cmp);
     assert_eq!(by_source, [5.0, 9.5]);
     let store = Store::open(&state, 1).unwrap();
-    let schema = record::Schema::load(&store, rec.schema).unwrap();
+    let schema = twinstream::engine::host::stored::load_schema(&store, rec.schema).unwrap();
     let pressure = schema.sensors.iter().position(|s| s == "pressure").unwrap() as u16;
     let p = rec.sensors.iter().find(|s| s.sensor == pressure).unwrap();
     assert_eq!((p.value, p.quality), (5.0, Quality::Suspect));

@@ -18,10 +18,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Access, Tokens};
 use super::peers;
 use super::ApiError;
+use crate::engine::host::stored::{self, Restored};
 use crate::engine::query::{AckError, Catalog, CommandError, EngineLink, Request};
 use crate::telemetry::health;
 use crate::twin::model::{Health, Quality, TwinState};
-use crate::twin::record::{self, Restored};
 use crate::twin::view::{self, AlertView, CommandView, RelationView, Surveyed, TwinSummary, TwinView};
 
 /// How long a request waits for the engine to answer.
@@ -283,7 +283,7 @@ async fn census(state: &web::Data<AppState>) -> Result<Vec<Surveyed>, ApiError> 
                         return Ok(());
                     }
                     let Some(m) = c.type_of(asset) else { return Ok(()) };
-                    match record::restore(&store, m, bytes) {
+                    match stored::restore(&store, m, bytes) {
                         Ok(Restored::State(st, _)) => {
                             all.insert(asset.to_string(), view::survey(m, asset, &st));
                         }
@@ -439,7 +439,7 @@ fn checkpointed(c: &Catalog, asset: &str) -> Result<Option<TwinView>, ApiError> 
         return Ok(None);
     };
     let Some(m) = c.type_of(asset) else { return Ok(None) };
-    match record::restore(&store, m, &bytes) {
+    match stored::restore(&store, m, &bytes) {
         Ok(Restored::State(st, _)) => Ok(Some(view::twin(m, asset, &st, &c.source_names))),
         // Written as another type: the twin itself knows what it is now.
         Ok(Restored::OtherType { .. }) => Ok(None),

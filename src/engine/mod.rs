@@ -13,6 +13,7 @@
 //! (SIGINT/SIGTERM), after a final durable checkpoint.
 
 pub mod checkpoint;
+pub mod host;
 pub mod query;
 pub mod router;
 pub mod worker;
@@ -37,8 +38,8 @@ use crate::source::{decoder_loop, SourceError, SourcePosition};
 use crate::store::envelope::EnvelopeError;
 use crate::store::{Store, StoreError};
 use crate::topology::{Pace, SourceKind, Topology};
-use crate::twin::actor::TwinContext;
 use crate::twin::schema::Model;
+use host::TwinContext;
 use router::{Router, RouterParts, SourceSlot};
 use worker::Worker;
 
@@ -296,7 +297,7 @@ pub fn run(
     let model = Arc::new(Model::build(topo, sinks.wanted(), replay));
     // Before any twin record that refers to them.
     for ty in &model.types {
-        ty.schema.ensure_stored(&store)?;
+        host::stored::ensure_schema_stored(&store, &ty.schema)?;
     }
     let (feedback_tx, feedback_rx) = crossbeam_channel::unbounded();
     let requests = match &opts.api {

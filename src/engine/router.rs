@@ -33,6 +33,7 @@ use compact_str::CompactString;
 use crossbeam_channel::{never, select, Receiver, Sender};
 
 use super::checkpoint::{Durable, Epoch, ShardMark};
+use super::host::Question;
 use super::query::{Gather, Request};
 use super::worker::{
     AskTwin, Backlog, CheckpointTwins, Deliver, EndOfInputAll, Evict, Leave, NewTwin, SurveyAll, TwinBatch, Worker,
@@ -48,7 +49,6 @@ use crate::source::SourcePosition;
 use crate::store::{DeadlineCursor, Store};
 use crate::telemetry;
 use crate::topology::SnapshotSpec;
-use crate::twin::actor::Question;
 use crate::twin::model::{Latest, Relayed};
 use crate::twin::schema::Model;
 

@@ -19,6 +19,7 @@
 //! comes). A worker that never runs out of input still finishes the epoch:
 //! once it has been owed for [`SNAPSHOT_PATIENCE`], slices go between inputs.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,9 +27,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::checkpoint::Epoch;
+use super::host::{Apply, Question, Tally, TwinActor, TwinContext, TypeContext, Unrestored};
 use super::query::Gather;
 use crate::pipeline::flow::Permit;
-use crate::twin::actor::{Apply, Question, Tally, TwinActor, TwinContext, TypeContext};
 use crate::twin::model::{Event, Relayed};
 use crate::twin::schema::TypeModel;
 use crate::twin::view::Surveyed;
@@ -41,6 +42,23 @@ pub const SNAPSHOT_SLICE: usize = 256;
 /// between inputs anyway (a worker that never idles still completes the
 /// epoch, and the next checkpoint, which waits for it, can start).
 pub const SNAPSHOT_PATIENCE: Duration = Duration::from_millis(250);
+
+thread_local! {
+    /// The buffer twins encode their records into (one per worker thread).
+    static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The snapshot hook: asks `twin` for its part of `epoch` and adds it. A
+/// twin with no state to give aborts the epoch (the node is stopping).
+pub(crate) fn take_part(twin: &mut TwinActor, epoch: &Arc<Epoch>) {
+    RECORD.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        match twin.snapshot(&mut buf, |d| epoch.add_digest(d)) {
+            Ok(timer) => epoch.add(twin.shard(), twin.asset(), &buf, timer),
+            Err(Unrestored) => epoch.abort(),
+        }
+    });
+}
 
 /// Input batches sent to each worker and not yet handed to its twins (the
 /// depth of the workers' mailboxes, as `twinstream_worker_mailbox_batches`).
@@ -147,7 +165,7 @@ impl Worker {
         if twin.owes != 0 {
             let owed = self.owed.iter().find(|o| o.epoch.id == twin.owes);
             let epoch = &owed.expect("a twin owes only epochs the worker holds").epoch;
-            twin.snapshot(epoch);
+            take_part(twin, epoch);
             twin.owes = 0;
         }
         Some(twin)
@@ -163,7 +181,7 @@ impl Worker {
                 // demand, before an input.
                 if let Some(twin) = self.twins[local].as_deref_mut() {
                     if twin.owes == front.epoch.id {
-                        twin.snapshot(&front.epoch);
+                        take_part(twin, &front.epoch);
                         twin.owes = 0;
                         budget -= 1;
                     }

@@ -1,14 +1,15 @@
-//! The twin of an asset.
+//! The twin of an asset, as a pure model: no IO, no clock, no threads
+//! (`tests/layers.rs` checks it). The engine hosts twins and does their IO
+//! (`engine::host`).
 //!
-//! * [`model`] - the pure state machine `apply(state, input, now)`; no IO.
+//! * [`model`] - the pure state machine `apply(state, input, now)`.
 //! * [`commands`] - actuation commands in that model: desired state,
 //!   pending until acknowledged, failure, rollback.
 //! * [`schema`] - the per-asset-type tables the model runs on.
-//! * [`record`] - the versioned on-disk form of a twin.
+//! * [`record`] - the versioned stored form of a twin (bytes; the store
+//!   itself is the engine's business).
 //! * [`view`] - read-only views of a twin for the HTTP API.
-//! * [`actor`] - the supervised actor that owns a twin and its IO.
 
-pub mod actor;
 pub mod commands;
 pub mod model;
 pub mod record;

@@ -20,7 +20,6 @@ use super::model::{
 };
 use super::schema::TypeModel;
 use crate::store::envelope::{self, EnvelopeError};
-use crate::store::{Store, StoreError};
 
 /// Format version of [`TwinRecord`] payloads written by this build: the
 /// record, then a [`CommandsRecord`]. Version 3 (the record alone, before
@@ -123,31 +122,6 @@ impl Schema {
 
     pub fn meta_key(id: u64) -> String {
         format!("schema/{id:016x}")
-    }
-
-    /// Stores this schema unless the store has it already (schemas are
-    /// immutable: the key is the content hash).
-    pub fn ensure_stored(&self, store: &Store) -> Result<(), StoreError> {
-        let key = Schema::meta_key(self.id());
-        if store.get_meta(&key)?.is_none() {
-            store.put_meta(&key, &self.encode())?;
-        }
-        Ok(())
-    }
-
-    /// The schema with id `id`, from the store.
-    pub fn load(store: &Store, id: u64) -> Result<Schema, StoreError> {
-        let key = Schema::meta_key(id);
-        let cause = |cause| StoreError::Envelope {
-            key: key.clone(),
-            cause,
-        };
-        match store.get_meta(&key)? {
-            Some(bytes) => Schema::decode(&bytes).map_err(cause),
-            None => Err(cause(EnvelopeError::Corrupt(format!(
-                "a twin record refers to schema {id:016x}, which the store does not hold"
-            )))),
-        }
     }
 }
 
@@ -864,43 +838,4 @@ mod tests {
         // Written back, it is format 3.
         assert_eq!(u16::from_le_bytes([bytes[0], bytes[1]]), 2);
     }
-}
-
-/// A stored twin read back under the current model.
-#[derive(Debug)]
-pub enum Restored {
-    State(TwinState, RestoreNotes),
-    /// The record belongs to another asset type (the asset changed type in
-    /// the topology): it does not apply.
-    OtherType {
-        stored: String,
-    },
-}
-
-/// Why a stored twin cannot be read back.
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
-    #[error(transparent)]
-    Record(#[from] EnvelopeError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Reads the stored record `bytes` of a twin of type `model`. A record
-/// written under another topology is read by the schema it names.
-pub fn restore(store: &Store, model: &TypeModel, bytes: &[u8]) -> Result<Restored, RestoreError> {
-    let rec = decode(bytes)?;
-    let other = if rec.schema == model.schema_id {
-        None
-    } else {
-        Some(Schema::load(store, rec.schema)?)
-    };
-    let stored = other.as_ref().unwrap_or(&model.schema);
-    if stored.asset_type != *model.name {
-        return Ok(Restored::OtherType {
-            stored: stored.asset_type.clone(),
-        });
-    }
-    let (state, notes) = rec.into_state(model, stored);
-    Ok(Restored::State(state, notes))
 }
