@@ -1,6 +1,9 @@
 # twinstream: `make demo` runs the demo, `make test` the whole test suite.
-# Every target that builds installs missing system packages first
-# (scripts/install-deps.sh, idempotent and silent when nothing is missing).
+# Every target that builds first installs what it needs and is missing, and
+# only that (scripts/install-deps.sh PROFILE, idempotent and silent when
+# nothing is missing): the demo needs compilers and libclang; the MQTT demo
+# also Mosquitto; the tests also Prometheus, openssl and the Kafka-compatible
+# test broker (built from source once, 12-17 min).
 #
 # Everything is built with ONE cargo profile, release: binary, tests, clippy and
 # benches share the RocksDB C++ build (~10 of the ~12.5 min of a clean build).
@@ -39,11 +42,18 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | \
 		awk -F':.*## ' '{ printf "  %-18s %s\n", $$1, $$2 }'
 
-deps: ## Install missing system packages and rustup components
-	@bash scripts/install-deps.sh
+deps: ## Install everything any target needs (system packages, rustup components, test broker)
+	@bash scripts/install-deps.sh test
 
-build: deps ## Build the release binary
+# The build, with a word first when it is the long one.
+define cargo_build
+	@[ -x $(BIN) ] || echo "build: the first build compiles RocksDB from source: about 15 min on 2 cores (later builds take seconds)"
 	$(CARGO) build --release
+endef
+
+build: ## Build the release binary
+	@bash scripts/install-deps.sh build
+	$(cargo_build)
 
 # The demo's HTTP API takes writes with this token (never a real secret).
 TWINSTREAM_WRITE_TOKEN ?= demo-token
@@ -53,7 +63,9 @@ demo: build ## Run the demo topology with the HTTP API on 127.0.0.1:8080 (Ctrl-C
 	@echo "demo: HTTP API on http://127.0.0.1:8080 (try /twins, /alerts, /metrics); write token: $$TWINSTREAM_WRITE_TOKEN"
 	$(BIN) run topologies/demo.yaml
 
-demo-mqtt: build ## Run the MQTT demo: local Mosquitto, pumps publishing, commands back
+demo-mqtt: ## Run the MQTT demo: local Mosquitto, pumps publishing, commands back
+	@bash scripts/install-deps.sh demo-mqtt
+	$(cargo_build)
 	bash scripts/demo-mqtt.sh
 
 test: deps ## rustfmt check, clippy -D warnings, and all tests (release profile)

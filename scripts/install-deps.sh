@@ -1,34 +1,62 @@
 #!/usr/bin/env bash
-# Installs what twinstream's build, demo and tests need and is not there yet.
+# Installs what one of twinstream's make targets needs and is not there yet.
+#
+#   scripts/install-deps.sh [build|demo-mqtt|test]     (default: test, everything)
+#
+#   build      compilers and libclang: enough for `make build` and `make demo`
+#   demo-mqtt  build + Mosquitto, its clients and python3 (`make demo-mqtt`)
+#   test       everything the test suite starts: Mosquitto, Prometheus,
+#              openssl, python3, rustfmt and clippy, and the Kafka-compatible
+#              test broker (tansu), built from source once (12-17 min on 2
+#              cores, then cached under $CARGO_TOOLS_DIR)
 #
 # Idempotent: checks before acting, prints one line per thing it installs and
 # nothing at all when everything is present. Runs `apt-get update` at most once,
 # and only when an apt package must be installed.
 #
 # Adding a dependency:
-#   * a Debian package: add a line to APT_PACKAGES ("package" or "package:binary").
-#   * a rustup component: add it to RUSTUP_COMPONENTS.
+#   * a Debian package: add a line to the profile's list below ("package" or
+#     "package:binary").
+#   * a rustup component: add it to RUSTUP_COMPONENTS (test profile).
 #   * a cargo-installed tool: add a line to CARGO_TOOLS (see the format there).
 set -euo pipefail
 
+PROFILE=${1:-test}
+
 # "package" (installed if `dpkg-query` says it is not) or "package:binary"
 # (skipped when `binary` is already on PATH, whoever installed it).
-APT_PACKAGES=(
+BUILD_PACKAGES=(
     gcc:cc              # C compiler (rocksdb, lz4)
     g++:c++             # C++ compiler (rocksdb)
     make:make           # the Makefile; rocksdb's bundled build does not need it
     libclang-dev        # bindgen for rocksdb's bindings
+)
+MQTT_DEMO_PACKAGES=(
+    mosquitto:mosquitto # the demo's MQTT broker
+    mosquitto-clients:mosquitto_pub # the demo publishes readings and shows commands
+    python3:python3     # scripts/mqtt-demo-publisher.py
+)
+TEST_PACKAGES=(
     python3:python3     # tests run tests/workload/*.py
     procps:kill         # tests use the `kill` and `ps` binaries
     mosquitto:mosquitto # tests start a real MQTT broker (issue 5)
     openssl:openssl     # tests make a throwaway CA for MQTT over TLS
-    mosquitto-clients:mosquitto_pub # the MQTT demo publishes readings and shows commands
     prometheus:prometheus # tests scrape /metrics with a real Prometheus (issue 7)
-    curl:curl           # fetches the tansu sources to patch
     patch:patch         # applies scripts/tansu/*.patch
 )
 
-# Checked with `cargo <name> --version`; added with `rustup component add`.
+case $PROFILE in
+    build) APT_PACKAGES=("${BUILD_PACKAGES[@]}") ;;
+    demo-mqtt) APT_PACKAGES=("${BUILD_PACKAGES[@]}" "${MQTT_DEMO_PACKAGES[@]}") ;;
+    test) APT_PACKAGES=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
+    *)
+        printf 'install-deps: unknown profile `%s` (build, demo-mqtt or test)\n' "$PROFILE" >&2
+        exit 2
+        ;;
+esac
+
+# Checked with `cargo <name> --version`; added with `rustup component add`
+# (test profile: `make test` checks formatting and lints).
 RUSTUP_COMPONENTS=(
     rustfmt:fmt
     clippy:clippy
@@ -134,31 +162,92 @@ install_cargo_tools() {
 # patch level the binary was built with.
 TANSU_VERSION=0.6.0
 TANSU_STAMP=tansu-$TANSU_VERSION-patch-3
+
+# The directory holding the sources of crate $2 at version $3, as cargo
+# fetched them for the throwaway package in $1: from crates.io, a mirror or a
+# vendored directory, whatever cargo's own configuration (source
+# replacement, proxies) says. No download URL is hard-coded here.
+crate_source() {
+    local dir=$1 crate=$2 version=$3
+    cargo metadata --format-version 1 --manifest-path "$dir/Cargo.toml" 2>"$dir/metadata.err" |
+        python3 -c '
+import json, os, sys
+crate, version = sys.argv[1], sys.argv[2]
+for p in json.load(sys.stdin)["packages"]:
+    if p["name"] == crate and p["version"] == version:
+        print(os.path.dirname(p["manifest_path"]))
+        break
+' "$crate" "$version"
+}
+
+# Runs "$@" with its output in $log, printing a line every minute (how long,
+# how many crates compiled) so a long build is never silent.
+with_progress() {
+    local what=$1 log=$2 pid started status
+    shift 2
+    started=$SECONDS
+    "$@" >"$log" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        for _ in $(seq 60); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 1
+        done
+        kill -0 "$pid" 2>/dev/null || break
+        say "$what: $(((SECONDS - started) / 60)) min, $(grep -c '^ *Compiling ' "$log" || true) crates compiled"
+    done
+    status=0
+    wait "$pid" || status=$?
+    if [ "$status" -ne 0 ]; then
+        tail -n 40 "$log" >&2
+        die "$what failed (exit $status; whole log: $log)"
+    fi
+}
+
 install_tansu() {
-    local src here
+    local src here broker tansu
     if [ -x "$CARGO_TOOLS_DIR/bin/tansu" ] && [ -f "$CARGO_TOOLS_DIR/$TANSU_STAMP" ]; then return 0; fi
     here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-    say "building tansu $TANSU_VERSION with scripts/tansu/*.patch into $CARGO_TOOLS_DIR (12-17 min once)"
+    say "building the test broker (tansu $TANSU_VERSION with scripts/tansu/*.patch) into $CARGO_TOOLS_DIR: 12-17 min on 2 cores, once"
     src=$(mktemp -d)
-    for crate in tansu tansu-broker; do
-        curl -sSfL "https://static.crates.io/crates/$crate/$crate-$TANSU_VERSION.crate" | tar xz -C "$src" \
-            || die "cannot download $crate $TANSU_VERSION from crates.io"
+    mkdir -p "$src/fetch/src"
+    printf '[package]\nname = "tansu-sources"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\ntansu = "=%s"\ntansu-broker = "=%s"\n' \
+        "$TANSU_VERSION" "$TANSU_VERSION" >"$src/fetch/Cargo.toml"
+    : >"$src/fetch/src/lib.rs"
+    broker=$(crate_source "$src/fetch" tansu-broker "$TANSU_VERSION")
+    if [ -z "$broker" ]; then
+        cat "$src/fetch/metadata.err" >&2
+        die "cargo could not fetch tansu-broker $TANSU_VERSION (see above)"
+    fi
+    # `tansu` has no library, so cargo leaves it out of the metadata (with a
+    # warning) but has fetched it next to tansu-broker all the same.
+    tansu=
+    for d in "$(dirname "$broker")/tansu-$TANSU_VERSION" "$(dirname "$broker")/tansu"; do
+        if grep -q "^version = \"$TANSU_VERSION\"" "$d/Cargo.toml" 2>/dev/null; then tansu=$d; fi
     done
+    [ -n "$tansu" ] || die "cargo fetched tansu-broker into $(dirname "$broker") but not tansu $TANSU_VERSION beside it"
+    # Copies: cargo's registry sources are read-only and shared.
+    cp -R "$tansu" "$src/tansu"
+    cp -R "$broker" "$src/tansu-broker"
+    chmod -R u+w "$src/tansu" "$src/tansu-broker"
     for p in "$here"/tansu/*.patch; do
-        quiet patch -d "$src/tansu-broker-$TANSU_VERSION" -p1 -i "$p"
+        quiet patch -d "$src/tansu-broker" -p1 -i "$p"
     done
-    printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker-%s" }\n' "$TANSU_VERSION" \
-        >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
+    printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker" }\n' >>"$src/tansu/Cargo.toml"
     # Its own target dir: tools never churn the project's build cache. The
     # crate's Cargo.lock pins every other dependency.
-    quiet env CARGO_TARGET_DIR="$CARGO_TOOLS_DIR/target" cargo install --force --root "$CARGO_TOOLS_DIR" \
-        --path "$src/tansu-$TANSU_VERSION" --features dynostore,libsql
+    with_progress "building tansu" "$src/build.log" \
+        env CARGO_TARGET_DIR="$CARGO_TOOLS_DIR/target" cargo install --force --root "$CARGO_TOOLS_DIR" \
+        --path "$src/tansu" --features dynostore,libsql
     touch "$CARGO_TOOLS_DIR/$TANSU_STAMP"
     rm -rf "$src"
+    say "tansu built in $CARGO_TOOLS_DIR/bin"
 }
 
 install_apt_packages
 ensure_cargo
-install_rustup_components
-install_cargo_tools
-install_tansu
+if [ "$PROFILE" = test ]; then
+    install_rustup_components
+    install_cargo_tools
+    install_tansu
+fi
