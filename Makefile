@@ -71,7 +71,7 @@ demo-mqtt: ## Run the MQTT demo: local Mosquitto, pumps publishing, commands bac
 test: deps ## rustfmt check, clippy -D warnings, and all tests (release profile)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
-	$(CARGO) test --release
+	$(CARGO) test --release --no-fail-fast
 
 bench: deps build ## cargo bench, then scripts/bench-replay.sh if present
 	$(CARGO) bench

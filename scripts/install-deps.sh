@@ -36,10 +36,10 @@ MQTT_DEMO_PACKAGES=(
     mosquitto-clients:mosquitto_pub # the demo publishes readings and shows commands
     python3:python3     # scripts/mqtt-demo-publisher.py
 )
+# The tests also run the MQTT demo (its packages above): Mosquitto, its
+# clients and python3 (which runs tests/workload/*.py too).
 TEST_PACKAGES=(
-    python3:python3     # tests run tests/workload/*.py
     procps:kill         # tests use the `kill` and `ps` binaries
-    mosquitto:mosquitto # tests start a real MQTT broker (issue 5)
     openssl:openssl     # tests make a throwaway CA for MQTT over TLS
     prometheus:prometheus # tests scrape /metrics with a real Prometheus (issue 7)
     patch:patch         # applies scripts/tansu/*.patch
@@ -48,7 +48,7 @@ TEST_PACKAGES=(
 case $PROFILE in
     build) APT_PACKAGES=("${BUILD_PACKAGES[@]}") ;;
     demo-mqtt) APT_PACKAGES=("${BUILD_PACKAGES[@]}" "${MQTT_DEMO_PACKAGES[@]}") ;;
-    test) APT_PACKAGES=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
+    test) APT_PACKAGES=("${BUILD_PACKAGES[@]}" "${MQTT_DEMO_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
     *)
         printf 'install-deps: unknown profile `%s` (build, demo-mqtt or test)\n' "$PROFILE" >&2
         exit 2
