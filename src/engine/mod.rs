@@ -26,14 +26,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::cluster::member::Membership;
-use crate::mqtt::Credentials;
 use crate::pipeline::{Fatal, Flow};
 use crate::sink::{SinkContext, SinkError, SinkHub};
-use crate::source::decode::{AssetIndex, Decoder};
-use crate::source::file::{check_position, FileReader};
-use crate::source::kafka::KafkaSource;
-use crate::source::mqtt::MqttSource;
-use crate::source::simulator::Simulator;
+use crate::source::decode::AssetIndex;
+use crate::source::file::check_position;
 use crate::source::{decoder_loop, SourceError, SourcePosition};
 use crate::store::envelope::EnvelopeError;
 use crate::store::{Store, StoreError};
@@ -132,13 +128,6 @@ fn relay_sink(
         })),
         outputs: vec![crate::topology::OutputKind::Relays],
     })
-}
-
-/// A source's decode mapping (every source but the simulator has one).
-fn decode_of(src: &crate::topology::SourceSpec) -> Result<&crate::topology::DecodeSpec, EngineError> {
-    src.decode
-        .as_ref()
-        .ok_or_else(|| EngineError::Config(format!("source `{}` has no decode mapping", src.name)))
 }
 
 /// The changelog producer of a cluster node: the cluster source's brokers
@@ -387,122 +376,41 @@ pub fn run(
             ack_channels.push((i, rx));
         }
     }
-    // The channel on which an acknowledging source learns what is durable.
-    let acks_of = |i: usize| {
-        ack_channels
-            .iter()
-            .find(|(s, _)| *s == i)
-            .map(|(_, rx)| rx.clone())
-            .expect("every running MQTT or Kafka source has an ack channel")
+    let source_cx = crate::source::build::SourceContext {
+        topo,
+        index: &index,
+        flow: &flow,
+        stop: &stop,
+        fatal: &fatal_tx,
+        chunks: &chunk_tx,
+        jobs: &job_tx,
+        progress: &progress,
     };
     for (i, file, position) in plans {
         let src = &topo.sources[i];
-        let name: Arc<str> = src.name.as_str().into();
-        let (flow, stop, fatal) = (flow.clone(), stop.clone(), fatal_tx.clone());
-        match (&src.kind, file) {
-            (SourceKind::Simulator(spec), _) => {
-                let sim = Simulator::new(topo, i as u16, spec, &index);
-                let out = chunk_tx.clone();
-                threads.push(spawn(
-                    &format!("source-{}", src.name),
-                    Box::new(move || sim.run(&flow, &out, &stop)),
-                ));
-            }
-            (SourceKind::Kafka(spec), _) => {
-                crate::telemetry::health::register_source(&src.name);
-                let decode = decode_of(src)?;
-                let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), None));
-                let durable = acks_of(i);
-                let secrets = crate::kafka::secrets(&spec.conn).map_err(|(property, var)| {
-                    EngineError::Source(SourceError::KafkaSecret {
-                        source_name: src.name.clone(),
-                        property,
-                        var,
-                    })
-                })?;
-                let source = KafkaSource {
-                    source: i as u16,
-                    name: name.clone(),
-                    spec: spec.clone(),
-                    decoder,
-                    default_group: format!("twinstream-{}", topo.node.name),
-                    secrets,
-                    start: position.clone(),
-                    fatal: fatal.clone(),
-                    cluster: cluster.filter(|c| c.source == src.name).map(|c| Membership {
-                        node: topo.node.name.clone(),
-                        store: store.clone(),
-                        sharding: sharding.clone(),
-                        changelog: c.changelog.clone(),
-                        session_timeout: c.session_timeout,
-                        stop: stop.clone(),
-                    }),
-                };
-                let out = chunk_tx.clone();
-                threads.push(spawn(
-                    &format!("source-{}", src.name),
-                    Box::new(move || source.run(&flow, &out, &durable, &stop)),
-                ));
-            }
-            (SourceKind::Mqtt(spec), _) => {
-                crate::telemetry::health::register_source(&src.name);
-                let decode = decode_of(src)?;
-                let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), None));
-                let durable = acks_of(i);
-                let credentials = Credentials::read(&spec.conn).map_err(|error| {
-                    EngineError::Source(SourceError::Credentials {
-                        source_name: src.name.clone(),
-                        error,
-                    })
-                })?;
-                let source = MqttSource {
-                    credentials,
-                    source: i as u16,
-                    name: name.clone(),
-                    spec: spec.clone(),
-                    decoder,
-                    default_client_id: format!("twinstream-{}-{}", topo.node.name, src.name),
-                    fatal: fatal.clone(),
-                };
-                let out = chunk_tx.clone();
-                threads.push(spawn(
-                    &format!("source-{}", src.name),
-                    Box::new(move || source.run(&flow, &out, &durable, &stop)),
-                ));
-            }
-            (_, Some(path)) => {
-                let decode = decode_of(src)?;
-                let file_label: Arc<str> = path.display().to_string().into();
-                let decoder = Arc::new(Decoder::new(topo, i as u16, decode, index.clone(), Some(file_label)));
-                let (pace, rate) = match (&opts.mode, &src.kind) {
-                    (Mode::Replay { rate, .. }, _) => (Pace::Fast, *rate),
-                    (Mode::Run, SourceKind::File(f)) => (f.pace, None),
-                    _ => (Pace::Fast, None),
-                };
-                let chunk_bytes = crate::source::file::chunk_bytes(rate, pace);
-                let reader = FileReader {
-                    source: i as u16,
-                    name,
-                    path,
-                    decoder,
-                    start: position,
-                    pace,
-                    rate,
-                    chunk_bytes,
-                };
-                let jobs = job_tx.clone();
-                let progress = progress.clone();
-                threads.push(spawn(
-                    &format!("source-{}", src.name),
-                    Box::new(move || {
-                        if let Err(e) = reader.run(&flow, &jobs, &stop, &progress) {
-                            let _ = fatal.send(Fatal::new(e));
-                        }
-                    }),
-                ));
-            }
-            (_, None) => unreachable!("file sources always have a path here"),
-        }
+        let (pace, rate) = match (&opts.mode, &src.kind) {
+            (Mode::Replay { rate, .. }, _) => (Pace::Fast, *rate),
+            (Mode::Run, SourceKind::File(f)) => (f.pace, None),
+            _ => (Pace::Fast, None),
+        };
+        let run = crate::source::build::SourceRun {
+            index: i,
+            file,
+            position,
+            pace,
+            rate,
+            acks: ack_channels.iter().find(|(s, _)| *s == i).map(|(_, rx)| rx.clone()),
+            membership: cluster.filter(|c| c.source == src.name).map(|c| Membership {
+                node: topo.node.name.clone(),
+                store: store.clone(),
+                sharding: sharding.clone(),
+                changelog: c.changelog.clone(),
+                session_timeout: c.session_timeout,
+                stop: stop.clone(),
+            }),
+        };
+        let built = crate::source::build::build(src, run, &source_cx)?;
+        threads.push(spawn(&built.thread, built.run));
     }
     drop(job_tx);
     drop(chunk_tx);

@@ -12,24 +12,24 @@
 //! produced it is durable (outputs are at-least-once; nothing is lost on a
 //! crash).
 
+mod build;
 mod json;
 mod kafka;
+mod lines;
 mod mqtt;
 mod outbox;
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::mqtt::Credentials;
+use lines::SinkActor;
+
 use crate::pipeline::FatalTx;
 use crate::pipeline::OutputBatch;
 use crate::store::{Checkpoint, Store};
-use crate::telemetry;
 use crate::topology::{OutputKind, SinkKind, SinkSpec};
 use crate::twin::schema::OutputMask;
 
@@ -72,147 +72,6 @@ pub struct SinkError {
     pub sink: String,
     pub target: String,
     pub message: String,
-}
-
-enum Target {
-    Stdout(BufWriter<std::io::Stdout>),
-    File { out: BufWriter<File>, path: PathBuf },
-}
-
-impl Target {
-    fn writer(&mut self) -> &mut dyn Write {
-        match self {
-            Target::Stdout(w) => w,
-            Target::File { out, .. } => out,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Target::Stdout(_) => "stdout".into(),
-            Target::File { path, .. } => path.display().to_string(),
-        }
-    }
-}
-
-/// Writes the outputs it subscribes to as JSON lines.
-pub struct SinkActor {
-    name: String,
-    mask: OutputMask,
-    /// Source index -> name (events name their source).
-    sources: Arc<[Arc<str>]>,
-    target: Target,
-    /// The first write error; the sink refuses to confirm flushes after it,
-    /// so no checkpoint commits past an output that was not written.
-    failed: Option<SinkError>,
-    line: Vec<u8>,
-    /// A flush is scheduled.
-    flush_pending: bool,
-}
-
-impl SinkActor {
-    fn fail(&mut self, e: std::io::Error) {
-        if self.failed.is_none() {
-            let err = SinkError {
-                sink: self.name.clone(),
-                target: self.target.describe(),
-                message: e.to_string(),
-            };
-            tracing::error!(sink = %self.name, error = %err, "sink write failed");
-            self.failed = Some(err);
-        }
-    }
-}
-
-impl Actor for SinkActor {
-    type Context = Context<Self>;
-}
-
-impl SinkActor {
-    /// Lines reach the file or terminal about a millisecond after they are
-    /// written, not when the buffer fills: someone watching sees outputs at
-    /// once, and a busy sink still writes in large blocks.
-    fn flush_soon(&mut self, ctx: &mut Context<Self>) {
-        if self.flush_pending {
-            return;
-        }
-        self.flush_pending = true;
-        ctx.run_later(Duration::from_millis(1), |act, _| {
-            act.flush_pending = false;
-            if act.failed.is_none() {
-                if let Err(e) = act.target.writer().flush() {
-                    act.fail(e);
-                }
-            }
-        });
-    }
-}
-
-impl Handler<Deliver> for SinkActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        if self.failed.is_some() {
-            return;
-        }
-        let batch = &msg.0;
-        let mut lines = 0u64;
-        for o in &batch.outputs {
-            if !o.kind().is_some_and(|k| self.mask.has(k)) {
-                continue;
-            }
-            self.line.clear();
-            json::render_output(&mut self.line, batch, o);
-            if let Err(e) = self.target.writer().write_all(&self.line) {
-                return self.fail(e);
-            }
-            lines += 1;
-        }
-        if self.mask.has(OutputKind::DeadLetters) {
-            for d in &batch.dead_letters {
-                self.line.clear();
-                json::render_dead_letter(&mut self.line, d, batch.at_ms);
-                if let Err(e) = self.target.writer().write_all(&self.line) {
-                    return self.fail(e);
-                }
-                lines += 1;
-            }
-        }
-        if self.mask.has(OutputKind::Events) {
-            for e in &batch.events {
-                self.line.clear();
-                json::render_event(&mut self.line, batch, e, &self.sources);
-                if let Err(e) = self.target.writer().write_all(&self.line) {
-                    return self.fail(e);
-                }
-                lines += 1;
-            }
-        }
-        telemetry::sink_written(&self.name, lines);
-        if lines > 0 {
-            self.flush_soon(ctx);
-        }
-    }
-}
-
-impl Handler<FlushSink> for SinkActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: FlushSink, _: &mut Context<Self>) {
-        if self.failed.is_none() {
-            let result = self.target.writer().flush().and_then(|()| match &mut self.target {
-                Target::File { out, .. } if msg.sync => out.get_ref().sync_data(),
-                _ => Ok(()),
-            });
-            if let Err(e) = result {
-                self.fail(e);
-            }
-        }
-        let _ = msg.reply.send(match &self.failed {
-            None => Ok(Vec::new()),
-            Some(e) => Err(e.clone()),
-        });
-    }
 }
 
 /// The `{kind}` of a topic: the output line's `kind`.
@@ -322,77 +181,14 @@ impl SinkHub {
         }
         for spec in specs {
             let mask = spec.outputs.iter().fold(OutputMask::default(), |m, k| m.with(*k));
-            let target = match &spec.kind {
-                SinkKind::Stdout => Target::Stdout(BufWriter::new(std::io::stdout())),
-                SinkKind::File { path } => {
-                    let open = || -> std::io::Result<File> {
-                        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                            std::fs::create_dir_all(dir)?;
-                        }
-                        OpenOptions::new().create(true).append(true).open(path)
-                    };
-                    let file = open().map_err(|e| SinkError {
-                        sink: spec.name.clone(),
-                        target: path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
-                    Target::File {
-                        out: BufWriter::with_capacity(1 << 16, file),
-                        path: path.clone(),
-                    }
+            match build::build(&spec, mask, cx)? {
+                build::Built::Lines(actor) => {
+                    let addr = SinkActor::start_in_arbiter(cx.arbiter, move |_| actor);
+                    hub.wanted = OutputMask(hub.wanted.0 | mask.0);
+                    hub.sinks.push((mask, Handle::Actor(addr)));
                 }
-                SinkKind::Mqtt(m) => {
-                    let credentials = Credentials::read(&m.conn).map_err(|e| SinkError {
-                        sink: spec.name.clone(),
-                        target: format!("mqtt {}:{}", m.conn.host, m.conn.port),
-                        message: e.to_string(),
-                    })?;
-                    let sink = mqtt::MqttSink::new(
-                        &spec.name,
-                        (**m).clone(),
-                        mask,
-                        cx.sources.clone(),
-                        format!("twinstream-{}-sink-{}", cx.node, spec.name),
-                        credentials,
-                        cx.store.clone(),
-                        cx.fatal.clone(),
-                    )?;
-                    hub.spawn(&spec.name, mask, move |rx| sink.run(rx))?;
-                    continue;
-                }
-                SinkKind::Kafka(k) => {
-                    let secrets = crate::kafka::secrets(&k.conn).map_err(|(property, var)| SinkError {
-                        sink: spec.name.clone(),
-                        target: format!("kafka {}", k.conn.brokers),
-                        message: format!("environment variable `{var}` (for `{property}`) is not set"),
-                    })?;
-                    let sink = kafka::KafkaSink::new(
-                        &spec.name,
-                        (**k).clone(),
-                        mask,
-                        cx.sources.clone(),
-                        &format!("twinstream-{}-sink-{}", cx.node, spec.name),
-                        &secrets,
-                        cx.store.clone(),
-                        cx.fatal.clone(),
-                    )?
-                    .with_relays(cx.relays.clone());
-                    hub.spawn(&spec.name, mask, move |rx| sink.run(rx))?;
-                    continue;
-                }
-            };
-            let actor = SinkActor {
-                name: spec.name.clone(),
-                mask,
-                sources: cx.sources.clone(),
-                target,
-                failed: None,
-                line: Vec::with_capacity(512),
-                flush_pending: false,
-            };
-            let addr = SinkActor::start_in_arbiter(cx.arbiter, move |_| actor);
-            hub.wanted = OutputMask(hub.wanted.0 | mask.0);
-            hub.sinks.push((mask, Handle::Actor(addr)));
+                build::Built::Broker(run) => hub.spawn(&spec.name, mask, run)?,
+            }
         }
         Ok(hub)
     }

@@ -10,6 +10,7 @@
 //! number, decoding runs on a pool of threads, and the router puts chunks
 //! back in sequence order, so each asset's events keep their source order.
 
+pub mod build;
 pub mod decode;
 pub mod file;
 pub mod kafka;
@@ -167,6 +168,9 @@ impl Fingerprint {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The topology asks for something this source cannot do.
+    #[error("source `{source_name}` {problem}")]
+    Config { source_name: String, problem: String },
     /// The broker refused the connection for a reason retrying cannot fix
     /// (credentials, authorisation, client id).
     #[error("source `{source_name}`: the MQTT broker refused the connection: {reason}")]

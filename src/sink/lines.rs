@@ -1,0 +1,170 @@
+//! The JSON-lines sinks: stdout and files, an actix actor each on the sinks'
+//! arbiter. A write error fails the sink for good: it refuses every later
+//! flush, so no checkpoint commits past an output that was not written.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::{json, Deliver, FlushSink, SinkError};
+use crate::telemetry;
+use crate::topology::OutputKind;
+use crate::twin::schema::OutputMask;
+
+/// Where a lines sink writes.
+pub(super) enum Target {
+    Stdout(BufWriter<std::io::Stdout>),
+    File { out: BufWriter<File>, path: PathBuf },
+}
+
+impl Target {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Target::Stdout(w) => w,
+            Target::File { out, .. } => out,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Target::Stdout(_) => "stdout".into(),
+            Target::File { path, .. } => path.display().to_string(),
+        }
+    }
+}
+
+/// Writes the outputs it subscribes to as JSON lines.
+pub struct SinkActor {
+    name: String,
+    mask: OutputMask,
+    /// Source index -> name (events name their source).
+    sources: Arc<[Arc<str>]>,
+    target: Target,
+    /// The first write error; the sink refuses to confirm flushes after it,
+    /// so no checkpoint commits past an output that was not written.
+    failed: Option<SinkError>,
+    line: Vec<u8>,
+    /// A flush is scheduled.
+    flush_pending: bool,
+}
+
+impl SinkActor {
+    pub(super) fn new(name: String, mask: OutputMask, sources: Arc<[Arc<str>]>, target: Target) -> SinkActor {
+        SinkActor {
+            name,
+            mask,
+            sources,
+            target,
+            failed: None,
+            line: Vec::with_capacity(512),
+            flush_pending: false,
+        }
+    }
+
+    fn fail(&mut self, e: std::io::Error) {
+        if self.failed.is_none() {
+            let err = SinkError {
+                sink: self.name.clone(),
+                target: self.target.describe(),
+                message: e.to_string(),
+            };
+            tracing::error!(sink = %self.name, error = %err, "sink write failed");
+            self.failed = Some(err);
+        }
+    }
+}
+
+impl Actor for SinkActor {
+    type Context = Context<Self>;
+}
+
+impl SinkActor {
+    /// Lines reach the file or terminal about a millisecond after they are
+    /// written, not when the buffer fills: someone watching sees outputs at
+    /// once, and a busy sink still writes in large blocks.
+    fn flush_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_pending {
+            return;
+        }
+        self.flush_pending = true;
+        ctx.run_later(Duration::from_millis(1), |act, _| {
+            act.flush_pending = false;
+            if act.failed.is_none() {
+                if let Err(e) = act.target.writer().flush() {
+                    act.fail(e);
+                }
+            }
+        });
+    }
+}
+
+impl Handler<Deliver> for SinkActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        if self.failed.is_some() {
+            return;
+        }
+        let batch = &msg.0;
+        let mut lines = 0u64;
+        for o in &batch.outputs {
+            if !o.kind().is_some_and(|k| self.mask.has(k)) {
+                continue;
+            }
+            self.line.clear();
+            json::render_output(&mut self.line, batch, o);
+            if let Err(e) = self.target.writer().write_all(&self.line) {
+                return self.fail(e);
+            }
+            lines += 1;
+        }
+        if self.mask.has(OutputKind::DeadLetters) {
+            for d in &batch.dead_letters {
+                self.line.clear();
+                json::render_dead_letter(&mut self.line, d, batch.at_ms);
+                if let Err(e) = self.target.writer().write_all(&self.line) {
+                    return self.fail(e);
+                }
+                lines += 1;
+            }
+        }
+        if self.mask.has(OutputKind::Events) {
+            for e in &batch.events {
+                self.line.clear();
+                json::render_event(&mut self.line, batch, e, &self.sources);
+                if let Err(e) = self.target.writer().write_all(&self.line) {
+                    return self.fail(e);
+                }
+                lines += 1;
+            }
+        }
+        telemetry::sink_written(&self.name, lines);
+        if lines > 0 {
+            self.flush_soon(ctx);
+        }
+    }
+}
+
+impl Handler<FlushSink> for SinkActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FlushSink, _: &mut Context<Self>) {
+        if self.failed.is_none() {
+            let result = self.target.writer().flush().and_then(|()| match &mut self.target {
+                Target::File { out, .. } if msg.sync => out.get_ref().sync_data(),
+                _ => Ok(()),
+            });
+            if let Err(e) = result {
+                self.fail(e);
+            }
+        }
+        let _ = msg.reply.send(match &self.failed {
+            None => Ok(Vec::new()),
+            Some(e) => Err(e.clone()),
+        });
+    }
+}

@@ -1,0 +1,181 @@
+//! Sources built from their spec: what `engine::run` calls for every source
+//! a run uses, so adding a source type touches this folder and the topology,
+//! not the engine.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::decode::{AssetIndex, Decoder};
+use super::file::{chunk_bytes, FileReader};
+use super::kafka::KafkaSource;
+use super::mqtt::MqttSource;
+use super::simulator::Simulator;
+use super::{DecodeJob, SourceError, SourcePosition};
+use crate::cluster::member::Membership;
+use crate::mqtt::Credentials;
+use crate::pipeline::{DecodedChunk, FatalTx, Flow};
+use crate::telemetry;
+use crate::topology::{DecodeSpec, Pace, SourceKind, SourceSpec, Topology};
+
+/// What every source of a run shares.
+pub struct SourceContext<'a> {
+    pub topo: &'a Topology,
+    pub index: &'a Arc<AssetIndex>,
+    pub flow: &'a Flow,
+    /// Set when the node stops: sources finish their chunk and end.
+    pub stop: &'a Arc<AtomicBool>,
+    pub fatal: &'a FatalTx,
+    /// Where sources that decode their own records send chunks.
+    pub chunks: &'a Sender<DecodedChunk>,
+    /// Where file sources hand raw chunks to the decoder pool.
+    pub jobs: &'a Sender<DecodeJob>,
+    /// The byte offset a replayed file has reached (the progress bar).
+    pub progress: &'a Arc<AtomicU64>,
+}
+
+/// How this run uses one source.
+pub struct SourceRun {
+    /// The source's index in the topology.
+    pub index: usize,
+    /// The file a file source reads (its `path`, or the replayed file).
+    pub file: Option<PathBuf>,
+    /// Where it starts: the stored position.
+    pub position: SourcePosition,
+    pub pace: Pace,
+    /// Records per second, when limited.
+    pub rate: Option<f64>,
+    /// MQTT and Kafka: told the chunk sequence up to which the state is
+    /// durable (they acknowledge, or commit, only that).
+    pub acks: Option<Receiver<u64>>,
+    /// The cluster source: this node's side of the consumer group.
+    pub membership: Option<Membership>,
+}
+
+/// A source ready to run on a thread of its own.
+pub struct Built {
+    /// The thread's name.
+    pub thread: String,
+    pub run: Box<dyn FnOnce() + Send>,
+}
+
+fn decode_of(spec: &SourceSpec) -> Result<&DecodeSpec, SourceError> {
+    spec.decode.as_ref().ok_or_else(|| SourceError::Config {
+        source_name: spec.name.clone(),
+        problem: "has no decode mapping".into(),
+    })
+}
+
+fn acks(spec: &SourceSpec, run: &mut SourceRun) -> Receiver<u64> {
+    run.acks.take().unwrap_or_else(|| {
+        panic!(
+            "source `{}`: every running MQTT or Kafka source has an ack channel",
+            spec.name
+        )
+    })
+}
+
+/// Builds source `spec` for `run`.
+pub fn build(spec: &SourceSpec, mut run: SourceRun, cx: &SourceContext<'_>) -> Result<Built, SourceError> {
+    let i = run.index;
+    let name: Arc<str> = spec.name.as_str().into();
+    let (flow, stop, fatal) = (cx.flow.clone(), cx.stop.clone(), cx.fatal.clone());
+    let thread = format!("source-{}", spec.name);
+    let run: Box<dyn FnOnce() + Send> = match (&spec.kind, run.file.take()) {
+        (SourceKind::Simulator(sim), _) => {
+            let sim = Simulator::new(cx.topo, i as u16, sim, cx.index);
+            let out = cx.chunks.clone();
+            Box::new(move || sim.run(&flow, &out, &stop))
+        }
+        (SourceKind::Kafka(kafka), _) => {
+            telemetry::health::register_source(&spec.name);
+            let decoder = Arc::new(Decoder::new(
+                cx.topo,
+                i as u16,
+                decode_of(spec)?,
+                cx.index.clone(),
+                None,
+            ));
+            let durable = acks(spec, &mut run);
+            let secrets = crate::kafka::secrets(&kafka.conn).map_err(|(property, var)| SourceError::KafkaSecret {
+                source_name: spec.name.clone(),
+                property,
+                var,
+            })?;
+            let source = KafkaSource {
+                source: i as u16,
+                name,
+                spec: kafka.clone(),
+                decoder,
+                default_group: format!("twinstream-{}", cx.topo.node.name),
+                secrets,
+                start: run.position,
+                fatal,
+                cluster: run.membership,
+            };
+            let out = cx.chunks.clone();
+            Box::new(move || source.run(&flow, &out, &durable, &stop))
+        }
+        (SourceKind::Mqtt(mqtt), _) => {
+            telemetry::health::register_source(&spec.name);
+            let decoder = Arc::new(Decoder::new(
+                cx.topo,
+                i as u16,
+                decode_of(spec)?,
+                cx.index.clone(),
+                None,
+            ));
+            let durable = acks(spec, &mut run);
+            let credentials = Credentials::read(&mqtt.conn).map_err(|error| SourceError::Credentials {
+                source_name: spec.name.clone(),
+                error,
+            })?;
+            let source = MqttSource {
+                credentials,
+                source: i as u16,
+                name,
+                spec: mqtt.clone(),
+                decoder,
+                default_client_id: format!("twinstream-{}-{}", cx.topo.node.name, spec.name),
+                fatal,
+            };
+            let out = cx.chunks.clone();
+            Box::new(move || source.run(&flow, &out, &durable, &stop))
+        }
+        (_, Some(path)) => {
+            let file_label: Arc<str> = path.display().to_string().into();
+            let decoder = Arc::new(Decoder::new(
+                cx.topo,
+                i as u16,
+                decode_of(spec)?,
+                cx.index.clone(),
+                Some(file_label),
+            ));
+            let reader = FileReader {
+                source: i as u16,
+                name,
+                path,
+                decoder,
+                start: run.position,
+                pace: run.pace,
+                rate: run.rate,
+                chunk_bytes: chunk_bytes(run.rate, run.pace),
+            };
+            let (jobs, progress) = (cx.jobs.clone(), cx.progress.clone());
+            Box::new(move || {
+                if let Err(e) = reader.run(&flow, &jobs, &stop, &progress) {
+                    let _ = fatal.send(crate::pipeline::Fatal::new(e));
+                }
+            })
+        }
+        (SourceKind::File(_), None) => {
+            return Err(SourceError::Config {
+                source_name: spec.name.clone(),
+                problem: "has no `path`: give it one, or use `twinstream replay TOPO FILE`".into(),
+            })
+        }
+    };
+    Ok(Built { thread, run })
+}
