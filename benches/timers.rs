@@ -3,7 +3,7 @@
 //!     cargo bench --bench timers
 //!
 //! The engine keeps one deadline per twin in a binary heap (the router's
-//! timer index, ARCHITECTURE.md "Timers"). A healthy twin costs about one tick
+//! timer index, docs/decisions.md "Timers"). A healthy twin costs about one tick
 //! per `stale_after`: the entry fires, the twin finds nothing stale (or a
 //! sensor that went stale), and re-arms. These benchmarks time that round
 //! trip for the twin state and the heap, on 100k twins with four sensors:

@@ -115,7 +115,7 @@ enum Command {
 /// never returns them, so RSS stayed at the largest checkpoint ever written
 /// (~700 B per twin that was dirty in it). A fixed threshold keeps large
 /// blocks in mmap, returned to the OS when freed: steady RSS per twin went
-/// from 2279 B to ~1.6 KB (scripts/bench-memory.sh, ARCHITECTURE.md).
+/// from 2279 B to ~1.6 KB (scripts/bench-memory.sh, docs/decisions.md).
 fn return_large_blocks_to_the_os() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called once at start,

@@ -83,7 +83,7 @@ pub struct TwinContext {
 
 /// What every twin of one asset type shares: its model and the engine's
 /// context, behind one pointer (the actor is kept small, see
-/// ARCHITECTURE.md "Memory per twin").
+/// docs/decisions.md "Memory per twin").
 pub struct TypeContext {
     pub model: Arc<TypeModel>,
     pub cx: Arc<TwinContext>,
@@ -510,7 +510,7 @@ impl TwinActor {
 pub struct Unrestored;
 
 /// A twin actor lives in one allocation of its worker (a boxed slot); its
-/// size is most of a twin's fixed memory (ARCHITECTURE.md "Memory per
+/// size is most of a twin's fixed memory (docs/decisions.md "Memory per
 /// twin"). Adding a field to `TwinActor` or `TwinState` must either fit or
 /// be a deliberate choice.
 #[cfg(test)]
