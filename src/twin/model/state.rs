@@ -1,0 +1,250 @@
+//! The state of a twin: [`TwinState`], the optional [`TwinExt`], their
+//! construction, back-up and roll-back, accessors, health and counters.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Acc, AlertState, ClosedDigest, Estimate, JoinPair, Latest, OpenWindow, Quality, SensorState, SourceReading, NO_TS,
+};
+use crate::twin::commands::Commands;
+use crate::twin::schema::TypeModel;
+
+/// Counters kept in the twin itself, so they are exactly as durable as the
+/// state they describe (a crash never counts an event twice).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct TwinStats {
+    pub events: u64,
+    /// Events dropped from at least one window because it had closed.
+    pub late: u64,
+    pub windows: u64,
+    /// Sum over closed windows of `count`, `sum*64` and `max*64`: an exact
+    /// digest of the window stream (conformance reports).
+    pub window_count_sum: u64,
+    pub window_sum_x64: i64,
+    pub window_max_x64: i64,
+    /// Rule evaluations that held (each raise or re-fire of an alert).
+    pub firings: u64,
+}
+
+/// Twin health: green (all good), yellow (a sensor stale or suspect, or a
+/// warning / info alert active), red (offline, or a critical alert active).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Green,
+    Yellow,
+    Red,
+}
+
+/// The twin of one asset.
+///
+/// Every twin actor holds one inline; its size decides the actor's task size
+/// (ARCHITECTURE.md "Memory per twin"), so the parts only some asset types
+/// use live behind one optional pointer ([`TwinExt`]).
+#[derive(Debug, PartialEq)]
+pub struct TwinState {
+    /// Incremented by every applied event.
+    pub version: u64,
+    /// Greatest event time seen; the watermark is this minus the type's
+    /// out-of-orderness.
+    pub max_ts: i64,
+    /// Per sensor. Fixed-length parts are boxed slices, not `Vec`s: 8 bytes
+    /// less each.
+    pub sensors: Box<[SensorState]>,
+    /// Open windows sorted by `(last_ms, slot)`.
+    pub open: Vec<OpenWindow>,
+    /// Most recently closed window, for slots that rules read.
+    pub closed: Box<[Option<Acc>]>,
+    /// Rules first, then the built-in alerts ([`TypeModel::rules`]).
+    pub alerts: Box<[AlertState]>,
+    pub stats: TwinStats,
+    /// Processing time minus event time of the reading the twin last
+    /// reflected (the sync lag), ms, saturated to `i32`; `i32::MIN` before
+    /// the first.
+    pub sync_lag_ms: i32,
+    /// Nothing that can go stale is fresh, and something is stale.
+    pub offline: bool,
+    /// What only some types use; `None` when the type uses none of it.
+    pub ext: Option<Box<TwinExt>>,
+}
+
+/// The parts of a twin that only some asset types use: allocated when the
+/// type model needs them ([`TypeModel::needs_ext`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TwinExt {
+    /// Windows ending at or before this were closed by the idle timeout: the
+    /// watermark never goes below it.
+    pub wm_floor: i64,
+    /// Each source's latest reading of the multi-source sensors
+    /// ([`TypeModel::source_slot`]).
+    pub by_source: Box<[SourceReading]>,
+    /// Estimates of the sensors with a deadband.
+    pub estimates: Box<[Estimate]>,
+    /// Latest joined pair per join.
+    pub joins: Box<[JoinPair]>,
+    /// Values of related assets that rules and joins read.
+    pub related: Box<[Latest]>,
+    /// Windows closed since the last snapshot, when the model keeps a digest
+    /// (replay); the snapshot moves them into the checkpoint.
+    pub digest: Vec<ClosedDigest>,
+    /// Desired values and commands ([`super::commands`](crate::twin::commands)),
+    /// when the type declares commands (boxed: 8 bytes for every other twin).
+    pub commands: Option<Box<Commands>>,
+}
+
+impl Clone for TwinState {
+    fn clone(&self) -> Self {
+        TwinState {
+            version: self.version,
+            max_ts: self.max_ts,
+            sensors: self.sensors.clone(),
+            open: self.open.clone(),
+            closed: self.closed.clone(),
+            alerts: self.alerts.clone(),
+            stats: self.stats,
+            sync_lag_ms: self.sync_lag_ms,
+            offline: self.offline,
+            ext: self.ext.clone(),
+        }
+    }
+
+    /// Reuses `self`'s allocations.
+    fn clone_from(&mut self, src: &Self) {
+        self.copy_from(src, true);
+    }
+}
+
+impl TwinState {
+    /// Copies `self` into `backup` for [`TwinState::roll_back`], reusing the
+    /// backup's allocations (the actor does this before every batch, so it
+    /// must not allocate). The replay digest is not copied: applying only
+    /// appends to it, so its length is the backup.
+    pub fn back_up(&self, backup: &mut TwinState) -> usize {
+        backup.copy_from(self, false);
+        self.digest().len()
+    }
+
+    /// Puts the state [`TwinState::back_up`] saved (and returned
+    /// `digest_len` for) back, in place of a possibly half-applied one;
+    /// `backup` is left holding the discarded state.
+    pub fn roll_back(&mut self, backup: &mut TwinState, digest_len: usize) {
+        let mut digest = self.ext.as_deref_mut().map(|x| std::mem::take(&mut x.digest));
+        std::mem::swap(self, backup);
+        if let (Some(x), Some(mut d)) = (self.ext.as_deref_mut(), digest.take()) {
+            d.truncate(digest_len);
+            x.digest = d;
+        }
+    }
+
+    fn copy_from(&mut self, src: &Self, digest: bool) {
+        self.version = src.version;
+        self.max_ts = src.max_ts;
+        self.sensors.clone_from(&src.sensors);
+        self.open.clone_from(&src.open);
+        self.closed.clone_from(&src.closed);
+        self.alerts.clone_from(&src.alerts);
+        self.stats = src.stats;
+        self.sync_lag_ms = src.sync_lag_ms;
+        self.offline = src.offline;
+        match (&mut self.ext, &src.ext) {
+            (Some(a), Some(b)) => {
+                a.wm_floor = b.wm_floor;
+                a.by_source.clone_from(&b.by_source);
+                a.estimates.clone_from(&b.estimates);
+                a.joins.clone_from(&b.joins);
+                a.related.clone_from(&b.related);
+                if digest {
+                    a.digest.clone_from(&b.digest);
+                }
+                a.commands.clone_from(&b.commands);
+            }
+            (a, b) => a.clone_from(b),
+        }
+    }
+}
+
+impl TwinState {
+    pub fn new(m: &TypeModel) -> TwinState {
+        TwinState {
+            version: 0,
+            max_ts: NO_TS,
+            sensors: vec![SensorState::NONE; m.sensors.len()].into_boxed_slice(),
+            open: Vec::new(),
+            closed: vec![None; m.n_closed].into_boxed_slice(),
+            alerts: vec![AlertState::default(); m.rules.len()].into_boxed_slice(),
+            stats: TwinStats::default(),
+            sync_lag_ms: i32::MIN,
+            offline: false,
+            ext: m.needs_ext().then(|| {
+                Box::new(TwinExt {
+                    wm_floor: NO_TS,
+                    by_source: vec![SourceReading::NONE; m.n_source_slots].into_boxed_slice(),
+                    estimates: vec![Estimate::NONE; m.n_estimates].into_boxed_slice(),
+                    joins: vec![JoinPair::NONE; m.joins.len()].into_boxed_slice(),
+                    related: vec![Latest::NONE; m.related.len()].into_boxed_slice(),
+                    digest: Vec::new(),
+                    commands: (!m.commands.is_empty()).then(|| Box::new(Commands::new(m))),
+                })
+            }),
+        }
+    }
+
+    /// See [`TwinExt::wm_floor`]; `NO_TS` when the type has no idle timeout.
+    pub fn wm_floor(&self) -> i64 {
+        self.ext.as_ref().map_or(NO_TS, |x| x.wm_floor)
+    }
+
+    pub fn by_source(&self) -> &[SourceReading] {
+        self.ext.as_ref().map_or(&[], |x| &x.by_source)
+    }
+
+    pub fn estimates(&self) -> &[Estimate] {
+        self.ext.as_ref().map_or(&[], |x| &x.estimates)
+    }
+
+    pub fn joins(&self) -> &[JoinPair] {
+        self.ext.as_ref().map_or(&[], |x| &x.joins)
+    }
+
+    pub fn related(&self) -> &[Latest] {
+        self.ext.as_ref().map_or(&[], |x| &x.related)
+    }
+
+    /// The twin's commands (types that declare commands).
+    pub fn commands(&self) -> Option<&Commands> {
+        self.ext.as_deref()?.commands.as_deref()
+    }
+
+    pub fn digest(&self) -> &[ClosedDigest] {
+        self.ext.as_ref().map_or(&[], |x| &x.digest)
+    }
+
+    /// Takes the windows closed since the last snapshot (replay digest).
+    pub fn take_digest(&mut self, into: impl FnOnce(&[ClosedDigest])) {
+        if let Some(x) = self.ext.as_deref_mut() {
+            if !x.digest.is_empty() {
+                into(&x.digest);
+                x.digest.clear();
+            }
+        }
+    }
+
+    pub fn health(&self, m: &TypeModel) -> Health {
+        let mut h = Health::Green;
+        if self.offline {
+            return Health::Red;
+        }
+        if self.sensors.iter().any(|s| s.quality != Quality::Good) {
+            h = Health::Yellow;
+        }
+        for (r, a) in self.alerts.iter().enumerate() {
+            if a.active {
+                match m.rules[r].severity {
+                    crate::topology::Severity::Critical => return Health::Red,
+                    _ => h = Health::Yellow,
+                }
+            }
+        }
+        h
+    }
+}
