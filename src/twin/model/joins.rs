@@ -11,7 +11,7 @@ use crate::topology::OutputKind;
 use crate::twin::schema::TypeModel;
 
 /// A related asset's sensor value, relayed to the twins that relate to it
-/// (see ARCHITECTURE.md "Relations").
+/// (see docs/decisions.md "Relations").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Relayed {
     /// Index into the twin's related-value table ([`TypeModel::related`]).

@@ -39,7 +39,7 @@ pub enum Health {
 /// The twin of one asset.
 ///
 /// Every twin actor holds one inline; its size decides the actor's task size
-/// (ARCHITECTURE.md "Memory per twin"), so the parts only some asset types
+/// (docs/decisions.md "Memory per twin"), so the parts only some asset types
 /// use live behind one optional pointer ([`TwinExt`]).
 #[derive(Debug, PartialEq)]
 pub struct TwinState {
