@@ -6,10 +6,45 @@ use std::time::Duration;
 
 use marked_yaml::Node;
 
-use super::{hint, is_identifier, is_name, Cx};
-use crate::topology::diag::{Diagnostics, Pos};
+use super::names::{is_identifier, is_name, Naming};
+use super::{hint, Cx};
+use crate::topology::diag::Diagnostics;
 use crate::topology::spec::*;
-use crate::topology::yaml::{self, pos, scalar_str, Fields, Spanned};
+use crate::topology::yaml::{self, pos, scalar_str, spanned_scalar, Fields, Spanned};
+
+/// Asset type names: printable (a mapping's keys are never repeated).
+const ASSET_TYPE: Naming = Naming {
+    valid: is_name,
+    bad: |_, name| format!("asset type name `{name}`: use letters, digits, `-`, `_` or `.`"),
+    ..Naming::ANY
+};
+
+/// Sensor names appear in rule expressions: identifiers.
+const SENSOR: Naming = Naming {
+    valid: is_identifier,
+    bad: |what, name| format!("{what}: sensor name `{name}` must be an identifier (letters, digits, `_`)"),
+    ..Naming::ANY
+};
+
+/// Relation names appear in rule expressions: identifiers.
+const RELATION: Naming = Naming {
+    valid: is_identifier,
+    bad: |what, name| format!("{what}: relation name `{name}` must be an identifier (letters, digits, `_`)"),
+    ..Naming::ANY
+};
+
+/// Command names of an asset type: identifiers.
+const COMMAND: Naming = Naming {
+    valid: is_identifier,
+    bad: |what, name| format!("{what}: command name `{name}` must be an identifier (letters, digits, `_`)"),
+    ..Naming::ANY
+};
+
+/// A sensor's sources: each listed once.
+const SENSOR_SOURCE: Naming = Naming {
+    duplicate: |what, name, _| format!("{what}: source `{name}` listed twice"),
+    ..Naming::ANY
+};
 
 impl<'t> Cx<'t> {
     pub(super) fn asset_types(&mut self, node: &Node) -> Vec<AssetType> {
@@ -25,14 +60,9 @@ impl<'t> Cx<'t> {
         let mut out = Vec::new();
         let mut pending_relations = Vec::new();
         for (key, def) in map.iter() {
-            let name = key.as_str().to_string();
-            let kpos = Pos::of(key.span());
-            if !is_name(&name) {
-                self.err(
-                    kpos,
-                    format!("asset type name `{name}`: use letters, digits, `-`, `_` or `.`"),
-                );
-            }
+            let key = spanned_scalar(key);
+            self.check_name(&key, "asset_types", &ASSET_TYPE, None);
+            let Spanned { value: name, pos: kpos } = key;
             let what = format!("asset type `{name}`");
             const FIELDS: &[&str] = &["sensors", "relations", "watermark", "commands"];
             let Some(f) = Fields::new(def, &what, FIELDS, &mut self.diags) else {
@@ -82,13 +112,9 @@ impl<'t> Cx<'t> {
                 continue;
             };
             for (k, v) in map.iter() {
-                let rname = k.as_str().to_string();
-                if !is_identifier(&rname) {
-                    self.err(
-                        Pos::of(k.span()),
-                        format!("{what}: relation name `{rname}` must be an identifier (letters, digits, `_`)"),
-                    );
-                }
+                let rname = spanned_scalar(k);
+                self.check_name(&rname, &what, &RELATION, None);
+                let rname = rname.value;
                 let Some(target) = scalar_str(v, &format!("{what}.{rname}"), &mut self.diags) else {
                     continue;
                 };
@@ -122,14 +148,9 @@ impl<'t> Cx<'t> {
         };
         let mut out = Vec::new();
         for (key, def) in map.iter() {
-            let name = key.as_str().to_string();
-            let kpos = Pos::of(key.span());
-            if !is_identifier(&name) {
-                self.err(
-                    kpos,
-                    format!("{what}: command name `{name}` must be an identifier (letters, digits, `_`)"),
-                );
-            }
+            let key = spanned_scalar(key);
+            self.check_name(&key, what, &COMMAND, None);
+            let Spanned { value: name, pos: kpos } = key;
             let cwhat = format!("{what}.commands.{name}");
             const FIELDS: &[&str] = &[
                 "reported",
@@ -214,14 +235,9 @@ impl<'t> Cx<'t> {
         }
         let mut out = Vec::new();
         for (key, def) in map.iter() {
-            let name = key.as_str().to_string();
-            let kpos = Pos::of(key.span());
-            if !is_identifier(&name) {
-                self.err(
-                    kpos,
-                    format!("{what}: sensor name `{name}` must be an identifier (letters, digits, `_`)"),
-                );
-            }
+            let name = spanned_scalar(key);
+            self.check_name(&name, what, &SENSOR, None);
+            let name = name.value;
             let swhat = format!("sensor `{name}`");
             const FIELDS: &[&str] = &[
                 "unit",
@@ -357,9 +373,7 @@ impl<'t> Cx<'t> {
         let what = format!("{swhat}.sources");
         let mut out: Vec<SensorSource> = Vec::new();
         let mut add = |cx: &mut Self, name: Spanned<String>, trust: f64, measured: bool| {
-            if out.iter().any(|s| s.name == name.value) {
-                cx.err(name.pos, format!("{what}: source `{}` listed twice", name.value));
-            }
+            cx.check_name(&name, &what, &SENSOR_SOURCE, Some(&out));
             out.push(SensorSource {
                 source: usize::MAX,
                 name: name.value,
@@ -371,7 +385,7 @@ impl<'t> Cx<'t> {
         match node {
             Node::Mapping(map) => {
                 for (k, v) in map.iter() {
-                    let name = Spanned::new(k.as_str().to_string(), Pos::of(k.span()));
+                    let name = spanned_scalar(k);
                     let swhat = format!("{what}.{}", name.value);
                     let (mut trust, mut measured) = (1.0, true);
                     if let Some(sf) = Fields::new(v, &swhat, &["trust", "kind"], &mut self.diags) {

@@ -4,10 +4,19 @@ use std::collections::HashMap;
 
 use marked_yaml::Node;
 
-use super::{hint, is_name, Cx};
+use super::names::{is_name, Naming};
+use super::{hint, Cx};
 use crate::topology::diag::Pos;
 use crate::topology::spec::*;
 use crate::topology::yaml::{pos, scalar_str, Fields};
+
+/// Asset ids: printable (`*` and `?` make a pattern), one per asset.
+const ASSET: Naming = Naming {
+    valid: |id| is_name(&id.replace(['*', '?'], "x")),
+    bad: |_, id| format!("asset id `{id}`: use letters, digits and `-_.:/` (and `*`, `?` in patterns)"),
+    duplicate: |_, id, line| format!("duplicate asset id `{id}` (first declared at line {line})"),
+    ..Naming::ANY
+};
 
 impl<'t> Cx<'t> {
     pub(super) fn assets(&mut self, node: &Node, types: &[AssetType]) -> Vec<AssetEntry> {
@@ -26,26 +35,8 @@ impl<'t> Cx<'t> {
             let id = f.str("id", true, &mut self.diags);
             let ty = f.str("type", true, &mut self.diags);
             let (Some(id), Some(ty)) = (id, ty) else { continue };
-            if !is_name(&id.value.replace(['*', '?'], "x")) {
-                self.err(
-                    id.pos,
-                    format!(
-                        "asset id `{}`: use letters, digits and `-_.:/` (and `*`, `?` in patterns)",
-                        id.value
-                    ),
-                );
-            }
-            if let Some(first) = seen.get(&id.value) {
-                self.err(
-                    id.pos,
-                    format!(
-                        "duplicate asset id `{}` (first declared at line {})",
-                        id.value, first.line
-                    ),
-                );
-            } else {
-                seen.insert(id.value.clone(), id.pos);
-            }
+            self.check_name(&id, "asset", &ASSET, Some(&seen));
+            seen.entry(id.value.clone()).or_insert(id.pos);
             let Some(t) = types.iter().position(|t| t.name == ty.value) else {
                 let hint = hint(&ty.value, types.iter().map(|t| t.name.as_str()));
                 self.err(

@@ -3,38 +3,27 @@
 
 use marked_yaml::Node;
 
-use super::{hint, is_identifier, Cx};
+use super::names::{is_identifier, Naming};
+use super::{hint, Cx};
 use crate::topology::spec::*;
-use crate::topology::yaml::Fields;
+
+/// Join names appear in rule expressions: identifiers, one per join.
+const JOIN: Naming = Naming {
+    valid: is_identifier,
+    bad: |what, _| format!("{what}: name must be an identifier (letters, digits, `_`)"),
+    duplicate: |_, name, line| format!("duplicate join name `{name}` (first declared at line {line})"),
+    ..Naming::ANY
+};
 
 impl<'t> Cx<'t> {
     pub(super) fn joins(&mut self, node: &Node, types: &[AssetType]) -> Vec<JoinSpec> {
         let mut out: Vec<JoinSpec> = Vec::new();
-        for (key, item) in self.named_entries(node, "joins") {
+        for entry in self.named_entries(node, "joins") {
             const FIELDS: &[&str] = &["name", "left", "right", "within", "asset_types"];
-            let Some(mut f) = Fields::new(item, "join", FIELDS, &mut self.diags) else {
+            let Some((name, f)) = self.named_item(entry, "join", FIELDS, &JOIN, &out) else {
                 continue;
             };
-            let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
-                continue;
-            };
-            let what = format!("join `{}`", name.value);
-            f.rename(&what);
-            if !is_identifier(&name.value) {
-                self.err(
-                    name.pos,
-                    format!("{what}: name must be an identifier (letters, digits, `_`)"),
-                );
-            }
-            if let Some(prev) = out.iter().find(|j| j.name == name.value) {
-                self.err(
-                    name.pos,
-                    format!(
-                        "duplicate join name `{}` (first declared at line {})",
-                        name.value, prev.pos.line
-                    ),
-                );
-            }
+            let what = f.what().to_string();
             let within = f.duration("within", true, &mut self.diags);
             let left = f.str("left", true, &mut self.diags);
             let right = f.str("right", true, &mut self.diags);

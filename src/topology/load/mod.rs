@@ -12,6 +12,8 @@
 //! * `sources.rs` - `sources:`: files, the simulator, decode mappings.
 //! * `sinks.rs` - `sinks:`.
 //! * `connections.rs` - MQTT and Kafka settings of broker sources and sinks.
+//! * `names.rs` - the names of items: what each section accepts, duplicates,
+//!   and reading the items of a list-or-mapping section.
 //!
 //! This file holds the context (`Cx`), the whole-topology assembly, the
 //! checks that span sections (an edge's uplink, a cluster's source, distinct
@@ -21,6 +23,7 @@ mod asset_types;
 mod assets;
 mod connections;
 mod joins;
+mod names;
 mod node;
 mod rules;
 mod sinks;
@@ -33,7 +36,7 @@ use marked_yaml::{LoadError as YamlError, Node};
 
 use super::diag::{suggest, Diagnostics, Pos};
 use super::spec::*;
-use super::yaml::{entries, Entries, Fields, Spanned};
+use super::yaml::Fields;
 
 pub use assets::resolve_asset;
 
@@ -134,21 +137,6 @@ const TOP_FIELDS: &[&str] = &[
     "rules",
     "sinks",
 ];
-
-/// Sensor, window and relation names appear in rule expressions, so they must
-/// be identifiers.
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Names of assets, rules, sources and sinks: printable, no spaces or globs.
-fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))
-}
 
 impl<'t> Cx<'t> {
     fn err(&mut self, pos: Pos, msg: impl Into<String>) {
@@ -335,14 +323,6 @@ impl<'t> Cx<'t> {
             } else {
                 seen.push((id, conn, pos));
             }
-        }
-    }
-
-    fn named_entries<'n>(&mut self, node: &'n Node, what: &str) -> Vec<(Option<Spanned<String>>, &'n Node)> {
-        match entries(node, what, &mut self.diags) {
-            Some(Entries::Map(items)) => items.into_iter().map(|(k, v)| (Some(k), v)).collect(),
-            Some(Entries::List(items)) => items.into_iter().map(|v| (None, v)).collect(),
-            None => Vec::new(),
         }
     }
 

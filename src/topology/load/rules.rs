@@ -5,11 +5,31 @@ use std::time::Duration;
 
 use marked_yaml::Node;
 
-use super::{hint, is_name, Cx};
+use super::names::{is_name, Naming};
+use super::{hint, Cx};
 use crate::topology::diag::{one_of, Pos};
 use crate::topology::expr::{compile_condition, Cond, Resolver, Unresolved};
 use crate::topology::spec::*;
 use crate::topology::yaml::{Fields, Spanned};
+
+/// Rule names: printable, not a built-in alert's, one per rule.
+const RULE: Naming = Naming {
+    valid: is_name,
+    bad: |what, _| format!("{what}: use letters, digits, `-`, `_` or `.` in rule names"),
+    reserved: |what, name| {
+        (name == "offline" || name.starts_with("stale:") || name.starts_with("discrepancy:")).then(|| {
+            format!("{what}: `offline`, `stale:*` and `discrepancy:*` name the built-in alerts; choose another name")
+        })
+    },
+    duplicate: |_, name, line| format!("duplicate rule name `{name}` (first declared at line {line})"),
+};
+
+/// The name of the command a rule sends: printable.
+const COMMAND: Naming = Naming {
+    valid: is_name,
+    bad: |at, _| format!("{at}: use letters, digits, `-`, `_` or `.`"),
+    ..Naming::ANY
+};
 
 impl<'t> Cx<'t> {
     pub(super) fn rules(
@@ -20,7 +40,7 @@ impl<'t> Cx<'t> {
         joins: &[JoinSpec],
     ) -> Vec<RuleSpec> {
         let mut out: Vec<RuleSpec> = Vec::new();
-        for (key, item) in self.named_entries(node, "rules") {
+        for entry in self.named_entries(node, "rules") {
             const FIELDS: &[&str] = &[
                 "name",
                 "when",
@@ -32,36 +52,10 @@ impl<'t> Cx<'t> {
                 "command",
                 "local",
             ];
-            let Some(mut f) = Fields::new(item, "rule", FIELDS, &mut self.diags) else {
+            let Some((name, f)) = self.named_item(entry, "rule", FIELDS, &RULE, &out) else {
                 continue;
             };
-            let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
-                continue;
-            };
-            let what = format!("rule `{}`", name.value);
-            // Later errors about its fields name the item.
-            f.rename(&what);
-            if !is_name(&name.value) {
-                self.err(
-                    name.pos,
-                    format!("{what}: use letters, digits, `-`, `_` or `.` in rule names"),
-                );
-            }
-            if name.value == "offline" || name.value.starts_with("stale:") || name.value.starts_with("discrepancy:") {
-                self.err(
-                    name.pos,
-                    format!("{what}: `offline`, `stale:*` and `discrepancy:*` name the built-in alerts; choose another name"),
-                );
-            }
-            if let Some(prev) = out.iter().find(|r| r.name == name.value) {
-                self.err(
-                    name.pos,
-                    format!(
-                        "duplicate rule name `{}` (first declared at line {})",
-                        name.value, prev.pos.line
-                    ),
-                );
-            }
+            let what = f.what().to_string();
             let severity = f
                 .choice("severity", &Severity::NAMES, false, &mut self.diags)
                 .and_then(|s| Severity::parse(&s.value))
@@ -105,12 +99,8 @@ impl<'t> Cx<'t> {
         let d = &mut self.diags;
         let f = Fields::new(node, &format!("{what}.command"), &["name", "value", "on_clear"], d)?;
         let name = f.str("name", true, d)?;
-        if !is_name(&name.value) {
-            d.error(
-                name.pos,
-                format!("{what}.command.name: use letters, digits, `-`, `_` or `.`"),
-            );
-        }
+        self.check_name(&name, &format!("{what}.command.name"), &COMMAND, None);
+        let d = &mut self.diags;
         let value = f.f64("value", true, d)?;
         let on_clear = f.f64("on_clear", false, d).map(|v| v.value);
         Some(CommandSpec {

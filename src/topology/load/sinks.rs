@@ -5,15 +5,22 @@ use std::path::PathBuf;
 
 use marked_yaml::Node;
 
+use super::names::Naming;
 use super::Cx;
 use crate::topology::diag::one_of;
 use crate::topology::spec::*;
-use crate::topology::yaml::{pos, Fields};
+use crate::topology::yaml::pos;
+
+/// Sink names: any, one per sink.
+const SINK: Naming = Naming {
+    duplicate: |_, name, line| format!("duplicate sink name `{name}` (first declared at line {line})"),
+    ..Naming::ANY
+};
 
 impl<'t> Cx<'t> {
     pub(super) fn sinks(&mut self, node: &Node) -> Vec<SinkSpec> {
         let mut out: Vec<SinkSpec> = Vec::new();
-        for (key, item) in self.named_entries(node, "sinks") {
+        for entry in self.named_entries(node, "sinks") {
             const FIELDS: &[&str] = &[
                 "name",
                 "type",
@@ -38,24 +45,10 @@ impl<'t> Cx<'t> {
                 "properties_env",
                 "buffer",
             ];
-            let Some(mut f) = Fields::new(item, "sink", FIELDS, &mut self.diags) else {
+            let Some((name, f)) = self.named_item(entry, "sink", FIELDS, &SINK, &out) else {
                 continue;
             };
-            let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
-                continue;
-            };
-            let what = format!("sink `{}`", name.value);
-            // Later errors about its fields name the item.
-            f.rename(&what);
-            if let Some(prev) = out.iter().find(|s| s.name == name.value) {
-                self.err(
-                    name.pos,
-                    format!(
-                        "duplicate sink name `{}` (first declared at line {})",
-                        name.value, prev.pos.line
-                    ),
-                );
-            }
+            let what = f.what().to_string();
             let kind = f.choice("type", &["stdout", "file", "mqtt", "kafka"], true, &mut self.diags);
             if let Some(k) = &kind {
                 let allowed: &[&str] = match k.value.as_str() {

@@ -6,15 +6,24 @@ use std::time::Duration;
 
 use marked_yaml::Node;
 
-use super::{hint, is_name, resolve_asset, Cx};
+use super::names::{is_name, Naming};
+use super::{hint, resolve_asset, Cx};
 use crate::topology::diag::{Diagnostics, Pos};
 use crate::topology::spec::*;
 use crate::topology::yaml::{pos, scalar_str, Fields};
 
+/// Source names: printable, one per source.
+const SOURCE: Naming = Naming {
+    valid: is_name,
+    bad: |what, _| format!("{what}: use letters, digits, `-`, `_` or `.` in source names"),
+    duplicate: |_, name, line| format!("duplicate source name `{name}` (first declared at line {line})"),
+    ..Naming::ANY
+};
+
 impl<'t> Cx<'t> {
     pub(super) fn sources(&mut self, node: &Node, types: &[AssetType], assets: &[AssetEntry]) -> Vec<SourceSpec> {
         let mut out: Vec<SourceSpec> = Vec::new();
-        for (key, item) in self.named_entries(node, "sources") {
+        for entry in self.named_entries(node, "sources") {
             const FIELDS: &[&str] = &[
                 "name",
                 "type",
@@ -52,30 +61,10 @@ impl<'t> Cx<'t> {
                 "properties",
                 "properties_env",
             ];
-            let Some(mut f) = Fields::new(item, "source", FIELDS, &mut self.diags) else {
+            let Some((name, f)) = self.named_item(entry, "source", FIELDS, &SOURCE, &out) else {
                 continue;
             };
-            let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
-                continue;
-            };
-            let what = format!("source `{}`", name.value);
-            // Later errors about its fields name the item.
-            f.rename(&what);
-            if !is_name(&name.value) {
-                self.err(
-                    name.pos,
-                    format!("{what}: use letters, digits, `-`, `_` or `.` in source names"),
-                );
-            }
-            if let Some(prev) = out.iter().find(|s| s.name == name.value) {
-                self.err(
-                    name.pos,
-                    format!(
-                        "duplicate source name `{}` (first declared at line {})",
-                        name.value, prev.pos.line
-                    ),
-                );
-            }
+            let what = f.what().to_string();
             let Some(kind) = f.choice("type", &["file", "simulator", "mqtt", "kafka"], true, &mut self.diags) else {
                 continue;
             };

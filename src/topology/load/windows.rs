@@ -2,39 +2,27 @@
 
 use marked_yaml::Node;
 
-use super::{hint, is_identifier, Cx};
+use super::names::{is_identifier, Naming};
+use super::{hint, Cx};
 use crate::topology::spec::*;
-use crate::topology::yaml::Fields;
+
+/// Window names appear in rule expressions: identifiers, one per window.
+const WINDOW: Naming = Naming {
+    valid: is_identifier,
+    bad: |what, _| format!("{what}: name must be an identifier (letters, digits, `_`)"),
+    duplicate: |_, name, line| format!("duplicate window name `{name}` (first declared at line {line})"),
+    ..Naming::ANY
+};
 
 impl<'t> Cx<'t> {
     pub(super) fn windows(&mut self, node: &Node, types: &[AssetType]) -> Vec<WindowSpec> {
         let mut out: Vec<WindowSpec> = Vec::new();
-        for (key, item) in self.named_entries(node, "windows") {
+        for entry in self.named_entries(node, "windows") {
             const FIELDS: &[&str] = &["name", "type", "size", "slide", "sensors", "asset_types"];
-            let Some(mut f) = Fields::new(item, "window", FIELDS, &mut self.diags) else {
+            let Some((name, f)) = self.named_item(entry, "window", FIELDS, &WINDOW, &out) else {
                 continue;
             };
-            let Some(name) = key.or_else(|| f.str("name", true, &mut self.diags)) else {
-                continue;
-            };
-            let what = format!("window `{}`", name.value);
-            // Later errors about its fields name the item.
-            f.rename(&what);
-            if !is_identifier(&name.value) {
-                self.err(
-                    name.pos,
-                    format!("{what}: name must be an identifier (letters, digits, `_`)"),
-                );
-            }
-            if let Some(prev) = out.iter().find(|w| w.name == name.value) {
-                self.err(
-                    name.pos,
-                    format!(
-                        "duplicate window name `{}` (first declared at line {})",
-                        name.value, prev.pos.line
-                    ),
-                );
-            }
+            let what = f.what().to_string();
             let kind = f.choice("type", &["tumbling", "sliding"], false, &mut self.diags);
             let size = f.duration("size", true, &mut self.diags);
             let slide = f.duration("slide", false, &mut self.diags);
