@@ -206,6 +206,75 @@ windows:
         want: &["t.yaml:12:3: duplicate key `w1s` (first at line 11)"],
     },
     Case {
+        name: "bad names in every named section, each in its own words (sinks take any name)",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { vibration: { unit: mm/s }, 2nd: { unit: A } }
+    relations: { feeds-to: pump }
+    commands: { "go!": { reported: vibration } }
+  "t@nk":
+    sensors: { level: { unit: m } }
+assets: [{ id: pump 1, type: pump }, { id: "pump-*", type: pump }]
+sources: [{ name: in put, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]
+windows: { w-1: { size: 1s } }
+joins: [{ name: j-1, left: vibration, right: 2nd, within: 1s }]
+rules:
+  - { name: r 1, when: "vibration > 1", asset_types: [pump], command: { name: go slow, value: 1 } }
+sinks: { any name: { type: stdout, outputs: [alerts] } }
+"#,
+        want: &[
+            "t.yaml:3:43: asset type `pump`: sensor name `2nd` must be an identifier (letters, digits, `_`)",
+            "t.yaml:4:18: asset type `pump`.relations: relation name `feeds-to` must be an identifier (letters, digits, `_`)",
+            "t.yaml:5:17: asset type `pump`: command name `go!` must be an identifier (letters, digits, `_`)",
+            "t.yaml:6:3: asset type name `t@nk`: use letters, digits, `-`, `_` or `.`",
+            "t.yaml:8:16: asset id `pump 1`: use letters, digits and `-_.:/` (and `*`, `?` in patterns)",
+            "t.yaml:9:19: source `in put`: use letters, digits, `-`, `_` or `.` in source names",
+            "t.yaml:10:12: window `w-1`: name must be an identifier (letters, digits, `_`)",
+            "t.yaml:11:17: join `j-1`: name must be an identifier (letters, digits, `_`)",
+            "t.yaml:13:13: rule `r 1`: use letters, digits, `-`, `_` or `.` in rule names",
+            "t.yaml:13:79: rule `r 1`.command.name: use letters, digits, `-`, `_` or `.`",
+        ],
+    },
+    Case {
+        name: "a duplicate repeats a kept item (an asset counts even with an unknown type); a name's problems in order",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s, sources: [in, in] }
+      current: { unit: A }
+assets:
+  - { id: pump-1, type: pumpp }
+  - { id: pump-1, type: pump }
+sources:
+  - { name: in, type: kafka }
+  - { name: in, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }
+windows:
+  - { name: w }
+  - { name: w, size: 1s }
+joins:
+  - { name: j, left: vibration, right: current, within: 1s }
+  - { name: j, left: vibration, right: current, within: 2s }
+rules:
+  - { name: "stale: x", when: "vibration > 1" }
+  - { name: "stale: x", when: "vibration > 2" }
+"#,
+        want: &[
+            "t.yaml:4:46: sensor `vibration`.sources: source `in` listed twice",
+            "t.yaml:7:25: asset `pump-1`: unknown asset type `pumpp` (did you mean `pump`?)",
+            "t.yaml:8:11: duplicate asset id `pump-1` (first declared at line 7)",
+            "t.yaml:10:5: source `in`: missing required field `decode`",
+            "t.yaml:13:5: window `w`: missing required field `size`",
+            "t.yaml:17:13: duplicate join name `j` (first declared at line 16)",
+            "t.yaml:19:13: rule `stale: x`: use letters, digits, `-`, `_` or `.` in rule names",
+            "t.yaml:19:13: rule `stale: x`: `offline`, `stale:*` and `discrepancy:*` name the built-in alerts; choose another name",
+            "t.yaml:20:13: rule `stale: x`: use letters, digits, `-`, `_` or `.` in rule names",
+            "t.yaml:20:13: rule `stale: x`: `offline`, `stale:*` and `discrepancy:*` name the built-in alerts; choose another name",
+            "t.yaml:20:13: duplicate rule name `stale: x` (first declared at line 19)",
+        ],
+    },
+    Case {
         name: "a duplicate YAML key",
         yaml: r#"
 asset_types:
