@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -45,49 +45,39 @@ fn produce(brokers: &str, records: &[(String, String)]) {
     producer.flush(WAIT).unwrap();
 }
 
-/// The topology of node `name`: its own sinks, the shared group.
-fn topology(dir: &Path, name: &str, source: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"version: 1
-node:
-  name: {name}
-  snapshot: {{ interval: 100ms }}
-  http: {{ write_token_env: TWINSTREAM_WRITE_TOKEN }}
-  cluster: {{ source: fleet, changelog: twins-changelog, session_timeout: 6s }}
-asset_types:
+/// The pumps every node of the cluster runs.
+const MODEL: &str = r#"asset_types:
   pump:
-    sensors: {{ temperature: {{ unit: degC }}, current: {{ unit: A }} }}
-    commands: {{ set_limit: {{ reported: current, tolerance: 0.5, timeout: 1h }} }}
-assets: [{{ id: "pump-*", type: pump }}]
-windows: [{{ name: w1s, size: 1s }}]
+    sensors: { temperature: { unit: degC }, current: { unit: A } }
+    commands: { set_limit: { reported: current, tolerance: 0.5, timeout: 1h } }
+assets: [{ id: "pump-*", type: pump }]
+windows: [{ name: w1s, size: 1s }]
 rules:
-  - {{ name: hot, when: "temperature > 100", clear_when: "temperature < 90" }}
-  - {{ name: busy, when: "w1s.current.avg > 60" }}
-sources:
-{source}
-sinks:
-  - {{ name: updates, type: file, path: "{dir}/updates-{name}.jsonl", outputs: [twin_updates] }}
-  - {{ name: alerts, type: file, path: "{dir}/alerts-{name}.jsonl", outputs: [alerts] }}
-  - {{ name: dead, type: file, path: "{dir}/dead-{name}.jsonl", outputs: [dead_letters] }}
-"#,
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    path
+  - { name: hot, when: "temperature > 100", clear_when: "temperature < 90" }
+  - { name: busy, when: "w1s.current.avg > 60" }
+"#;
+
+/// Node `name` reading `source`, with its own sinks; `cluster` says whether
+/// it is a member of the cluster (the shared group) or runs alone.
+fn topology(dir: &Path, name: &str, source: &str, cluster: bool) -> PathBuf {
+    let mut topo = Topo::new(name)
+        .snapshot_every("100ms")
+        .with("http: { write_token_env: TWINSTREAM_WRITE_TOKEN }");
+    if cluster {
+        topo = topo.with("cluster: { source: fleet, changelog: twins-changelog, session_timeout: 6s }");
+    }
+    topo.model(MODEL)
+        .source(source)
+        .file_sink("updates", &dir.join(format!("updates-{name}.jsonl")), "twin_updates")
+        .file_sink("alerts", &dir.join(format!("alerts-{name}.jsonl")), "alerts")
+        .file_sink("dead", &dir.join(format!("dead-{name}.jsonl")), "dead_letters")
+        .write(&dir.join(format!("{name}.yaml")))
 }
 
-fn kafka_source(brokers: &str) -> String {
+/// The cluster's source: the ingest topic, in group `group`.
+fn kafka_source(brokers: &str, group: &str) -> String {
     format!(
-        r#"  - name: fleet
-    type: kafka
-    brokers: "{brokers}"
-    topics: [telemetry]
-    group_id: cluster-test
-    decode: {{ sensor: sensor, ts: ts, value: value }}"#
+        r#"{{ name: fleet, type: kafka, brokers: "{brokers}", topics: [telemetry], group_id: {group}, decode: {{ sensor: sensor, ts: ts, value: value }} }}"#
     )
 }
 
@@ -107,17 +97,14 @@ fn all_versions(dir: &Path) -> HashMap<String, u64> {
 }
 
 fn wait_all(dir: &Path, runs: &mut [&mut Running], what: &str, done: impl Fn(&HashMap<String, u64>) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let max = all_versions(dir);
-        if done(&max) {
-            return;
-        }
-        if Instant::now() >= deadline {
-            dump_logs(runs);
-            panic!("{what}: {} assets, lowest version {:?}", max.len(), max.values().min());
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let mut max = HashMap::new();
+    let reached = poll_until(WAIT, || {
+        max = all_versions(dir);
+        done(&max).then_some(())
+    });
+    if reached.is_none() {
+        dump_logs(runs);
+        panic!("{what}: {} assets, lowest version {:?}", max.len(), max.values().min());
     }
 }
 
@@ -284,17 +271,6 @@ fn owned_from_log(run: &mut Running) -> Vec<u32> {
     owned.into_iter().collect()
 }
 
-/// The base URL of a node's HTTP API, from its log.
-fn api_of(run: &mut Running) -> String {
-    while let Ok(l) = run.stderr.try_recv() {
-        run.seen_err.push(l);
-    }
-    // Logged before the node joined the group.
-    let line = run.seen_err.iter().find(|l| l.contains("HTTP API listening")).unwrap();
-    let at = line.find("addr=").unwrap() + 5;
-    format!("http://{}", line[at..].split_whitespace().next().unwrap())
-}
-
 /// `GET url`: status, the owner header, the JSON body.
 fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Option<String>, serde_json::Value) {
     let mut r = ureq::get(url);
@@ -432,10 +408,15 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
     let brokers = broker.brokers();
     create_topic(&brokers, "telemetry", PARTITIONS as i32);
     let dir = tempfile::tempdir().unwrap();
-    let source = kafka_source(&brokers);
+    let source = kafka_source(&brokers, "cluster-test");
     let nodes: Vec<(PathBuf, PathBuf)> = ["a", "b", "c", "d"]
         .iter()
-        .map(|n| (topology(dir.path(), n, &source), dir.path().join(format!("state-{n}"))))
+        .map(|n| {
+            (
+                topology(dir.path(), n, &source, true),
+                dir.path().join(format!("state-{n}")),
+            )
+        })
         .collect();
     let mut a = start(&nodes[0].0, &nodes[0].1);
     let mut b = start(&nodes[1].0, &nodes[1].1);
@@ -463,8 +444,7 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
         producer.send(record).map_err(|(e, _)| e).unwrap();
         producer.flush(WAIT).unwrap();
     }
-    let deadline = Instant::now() + WAIT;
-    let misrouted = loop {
+    let misrouted = poll_until(WAIT, || {
         let found: Vec<serde_json::Value> = ["a", "b", "c"]
             .iter()
             .map(|n| dir.path().join(format!("dead-{n}.jsonl")))
@@ -472,12 +452,9 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
             .flat_map(|p| jsonl(&p))
             .filter(|d| d["reason"] == "wrong_partition")
             .collect();
-        if !found.is_empty() {
-            break found;
-        }
-        assert!(Instant::now() < deadline, "no wrong_partition dead letter");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        (!found.is_empty()).then_some(found)
+    })
+    .expect("no wrong_partition dead letter");
     assert_eq!(misrouted[0]["origin"]["partition"], wrong);
     assert!(misrouted[0]["message"]
         .as_str()
@@ -522,25 +499,22 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
 
     // Each shard has one owner: the survivors' logs account for all 12,
     // and no shard twice.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let owned: Vec<Vec<u32>> = [&mut a, &mut c, &mut d].into_iter().map(owned_from_log).collect();
+    let mut owned: Vec<Vec<u32>> = Vec::new();
+    let one_owner_each = poll_until(WAIT, || {
+        owned = [&mut a, &mut c, &mut d].into_iter().map(owned_from_log).collect();
         let mut all: Vec<u32> = owned.iter().flatten().copied().collect();
         all.sort_unstable();
-        if all == (0..PARTITIONS).collect::<Vec<_>>() && owned.iter().all(|o| !o.is_empty()) {
-            break;
-        }
-        if Instant::now() >= deadline {
-            dump_logs(&mut [&mut a, &mut b, &mut c, &mut d]);
-            panic!("shards owned: {owned:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        (all == (0..PARTITIONS).collect::<Vec<_>>() && owned.iter().all(|o| !o.is_empty())).then_some(())
+    });
+    if one_owner_each.is_none() {
+        dump_logs(&mut [&mut a, &mut b, &mut c, &mut d]);
+        panic!("shards owned: {owned:?}");
     }
     let apis: Vec<(&str, String, Vec<u32>)> = [("a", &mut a), ("c", &mut c), ("d", &mut d)]
         .into_iter()
         .map(|(name, run)| {
             let shards = owned_from_log(run);
-            (name, api_of(run), shards)
+            (name, run.http_base(), shards)
         })
         .collect();
     any_node_answers_for_any_asset(&apis);
@@ -557,17 +531,10 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
     let data = single.path().join("events.jsonl");
     std::fs::write(&data, lines).unwrap();
     let file_source = format!(
-        "  - name: fleet\n    type: file\n    path: \"{}\"\n    decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }}",
+        r#"{{ name: fleet, type: file, path: "{}", decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }} }}"#,
         data.display()
     );
-    let text = std::fs::read_to_string(topology(single.path(), "single", &file_source))
-        .unwrap()
-        .replace(
-            "  cluster: { source: fleet, changelog: twins-changelog, session_timeout: 6s }\n",
-            "",
-        );
-    let single_topo = single.path().join("single-run.yaml");
-    std::fs::write(&single_topo, text).unwrap();
+    let single_topo = topology(single.path(), "single", &file_source, false);
     let state = single.path().join("state");
     let run = spawn(&mut run_cmd(&single_topo, &state));
     wait_for_versions(&single.path().join("updates-single.jsonl"), ASSETS, READINGS as u64);
@@ -611,16 +578,11 @@ fn a_related_value_reaches_followers_on_other_nodes() {
         .find(|t| part(t) % 2 != part("pump-solo") % 2)
         .unwrap();
     let topo = |name: &str| {
-        let path = dir.path().join(format!("{name}.yaml"));
-        std::fs::write(
-            &path,
-            format!(
-                r#"version: 1
-node:
-  name: {name}
-  snapshot: {{ interval: 100ms }}
-  cluster: {{ source: fleet, changelog: relay-changelog, session_timeout: 6s }}
-asset_types:
+        Topo::new(name)
+            .snapshot_every("100ms")
+            .with("cluster: { source: fleet, changelog: relay-changelog, session_timeout: 6s }")
+            .model(&format!(
+                r#"asset_types:
   tank:
     sensors: {{ level: {{ unit: m }} }}
   pump:
@@ -633,30 +595,22 @@ assets:
   - {{ id: "pump-*", type: pump, relations: {{ feeds: tank-0 }} }}
 rules:
   - {{ name: low-supply, when: "feeds.level < 10", asset_types: [pump] }}
-sources:
-{source}
-sinks:
-  - {{ name: alerts, type: file, path: "{dir}/alerts-{name}.jsonl", outputs: [alerts] }}
-"#,
-                source = kafka_source(&brokers).replace("cluster-test", "relay-test"),
-                dir = dir.path().display()
-            ),
-        )
-        .unwrap();
-        path
+"#
+            ))
+            .source(&kafka_source(&brokers, "relay-test"))
+            .file_sink("alerts", &dir.path().join(format!("alerts-{name}.jsonl")), "alerts")
+            .write(&dir.path().join(format!("{name}.yaml")))
     };
     let mut a = start(&topo("a"), &dir.path().join("state-a"));
     let mut b = start(&topo("b"), &dir.path().join("state-b"));
     // Both nodes own shards before anything is produced.
-    let deadline = Instant::now() + WAIT;
-    let (owned_a, owned_b) = loop {
-        let (oa, ob) = (owned_from_log(&mut a), owned_from_log(&mut b));
-        if oa.len() + ob.len() == PARTS as usize && !oa.is_empty() && !ob.is_empty() {
-            break (oa, ob);
-        }
-        assert!(Instant::now() < deadline, "shards: {oa:?} {ob:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let mut shards = (Vec::new(), Vec::new());
+    let (owned_a, owned_b) = poll_until(WAIT, || {
+        shards = (owned_from_log(&mut a), owned_from_log(&mut b));
+        let (oa, ob) = &shards;
+        (oa.len() + ob.len() == PARTS as usize && !oa.is_empty() && !ob.is_empty()).then(|| shards.clone())
+    })
+    .unwrap_or_else(|| panic!("shards: {shards:?}"));
     let node_of = |asset: &str| if owned_a.contains(&part(asset)) { "a" } else { "b" };
     assert_ne!(
         node_of("pump-solo"),
@@ -679,9 +633,9 @@ sinks:
         (solo_tank.clone(), reading("level", 2.0)),
     ];
     produce(&brokers, &records);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut raised: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut raised: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let all_raised = poll_until(WAIT, || {
+        raised.clear();
         for n in ["a", "b"] {
             let path = dir.path().join(format!("alerts-{n}.jsonl"));
             if path.exists() {
@@ -693,23 +647,20 @@ sinks:
                 }
             }
         }
-        if pumps.iter().all(|p| raised.contains_key(p)) {
-            for p in &pumps {
-                let want = if *p == "pump-solo" { 2.0 } else { 5.0 };
-                assert_eq!(raised[p], want, "{p} fired on its own tank's level");
-            }
-            break;
-        }
-        if Instant::now() >= deadline {
-            dump_logs(&mut [&mut a, &mut b]);
-            let missing: Vec<&String> = pumps.iter().filter(|p| !raised.contains_key(*p)).collect();
-            panic!(
-                "no alert for {missing:?} (tank-0 on {}, {solo_tank} on {})",
-                node_of("tank-0"),
-                node_of(&solo_tank)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        pumps.iter().all(|p| raised.contains_key(p)).then_some(())
+    });
+    if all_raised.is_none() {
+        dump_logs(&mut [&mut a, &mut b]);
+        let missing: Vec<&String> = pumps.iter().filter(|p| !raised.contains_key(*p)).collect();
+        panic!(
+            "no alert for {missing:?} (tank-0 on {}, {solo_tank} on {})",
+            node_of("tank-0"),
+            node_of(&solo_tank)
+        );
+    }
+    for p in &pumps {
+        let want = if *p == "pump-solo" { 2.0 } else { 5.0 };
+        assert_eq!(raised[p], want, "{p} fired on its own tank's level");
     }
     for run in [a, b] {
         stop_cleanly(run);

@@ -36,63 +36,33 @@ rules:
 "#;
 
 fn edge_topology(dir: &Path, mqtt: u16, brokers: &str) -> PathBuf {
-    let path = dir.join("edge.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"version: 1
-node:
-  name: edge-1
-  role: edge
-  snapshot: {{ interval: 100ms }}
-  max_inflight_chunks: 2
-{MODEL}sources:
-  - name: plant
-    type: mqtt
-    port: {mqtt}
-    client_id: edge-test
-    topics: ["plant/+/+"]
-    qos: 1
-    topic_fields: "plant/{{asset}}/{{sensor}}"
-    decode: {{ ts: ts, value: value }}
-sinks:
-  - name: up
-    type: kafka
-    brokers: "{brokers}"
-    topic: telemetry
-    queue: {QUEUE}
-    buffer: {{ max_bytes: {BUFFER} }}
-    outputs: [events]
-  - {{ name: alerts, type: file, path: "{dir}/alerts.jsonl", outputs: [alerts] }}
-  - {{ name: dead, type: file, path: "{dir}/dead.jsonl", outputs: [dead_letters] }}
-"#,
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    path
+    Topo::new("edge-1")
+        .snapshot_every("100ms")
+        .with("role: edge")
+        .with("max_inflight_chunks: 2")
+        .model(MODEL)
+        .mqtt_source("plant", mqtt, "edge-test")
+        .sink(&format!(
+            r#"{{ name: up, type: kafka, brokers: "{brokers}", topic: telemetry, queue: {QUEUE}, buffer: {{ max_bytes: {BUFFER} }}, outputs: [events] }}"#
+        ))
+        .file_sink("alerts", &dir.join("alerts.jsonl"), "alerts")
+        .file_sink("dead", &dir.join("dead.jsonl"), "dead_letters")
+        .write(&dir.join("edge.yaml"))
 }
 
 /// A node that reads `source` (the cluster's topic, or the same events from
-/// a file): its twin updates and alerts in files named after it.
-fn node_topology(dir: &Path, name: &str, node: &str, source: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"version: 1
-node: {{ name: {name}, snapshot: {{ interval: 100ms }}{node} }}
-{MODEL}sources:
-{source}
-sinks:
-  - {{ name: updates, type: file, path: "{dir}/updates-{name}.jsonl", outputs: [twin_updates] }}
-  - {{ name: alerts, type: file, path: "{dir}/alerts-{name}.jsonl", outputs: [alerts] }}
-"#,
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    path
+/// a file): its twin updates and alerts in files named after it; `node`
+/// adds a `node` setting (the cluster's).
+fn node_topology(dir: &Path, name: &str, node: Option<&str>, source: &str) -> PathBuf {
+    let mut topo = Topo::new(name).snapshot_every("100ms");
+    if let Some(setting) = node {
+        topo = topo.with(setting);
+    }
+    topo.model(MODEL)
+        .source(source)
+        .file_sink("updates", &dir.join(format!("updates-{name}.jsonl")), "twin_updates")
+        .file_sink("alerts", &dir.join(format!("alerts-{name}.jsonl")), "alerts")
+        .write(&dir.join(format!("{name}.yaml")))
 }
 
 /// Rounds `from..to` of one reading per asset, sensors alternating by round,
@@ -137,34 +107,37 @@ fn forwarded(brokers: &str, what: &str, want: usize) -> BTreeMap<String, Vec<For
     consumer.assign(&tpl).unwrap();
     let mut by_asset: BTreeMap<String, Vec<Forwarded>> = BTreeMap::new();
     let mut distinct = std::collections::HashSet::new();
-    let deadline = Instant::now() + WAIT;
-    while distinct.len() < want {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} records",
-            by_asset.values().map(Vec::len).sum::<usize>()
-        );
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-        let part = twinstream::cluster::partition_for(key.as_bytes(), PARTITIONS as u32);
-        assert_eq!(part as i32, m.partition(), "{key}: Kafka's default partitioner");
-        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-        assert_eq!(v["kind"], "event");
-        assert_eq!(v["asset"], key.as_str());
-        assert_eq!(v["source"], "plant");
-        let again = m
-            .headers()
-            .is_some_and(|h| h.iter().any(|h| h.key == "twinstream.redelivered"));
-        distinct.insert((key.clone(), v["sensor"].to_string(), v["ts"].as_i64().unwrap()));
-        by_asset.entry(key).or_default().push((
-            v["sensor"].as_str().unwrap().to_string(),
-            v["ts"].as_i64().unwrap(),
-            v["value"].as_f64().unwrap(),
-            again || v["redelivered"] == true,
-        ));
-    }
+    let all = poll_until(WAIT, || {
+        // Records as they come; back to the poll when none came for a while.
+        while distinct.len() < want {
+            let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+                return None;
+            };
+            let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+            let part = twinstream::cluster::partition_for(key.as_bytes(), PARTITIONS as u32);
+            assert_eq!(part as i32, m.partition(), "{key}: Kafka's default partitioner");
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            assert_eq!(v["kind"], "event");
+            assert_eq!(v["asset"], key.as_str());
+            assert_eq!(v["source"], "plant");
+            let again = m
+                .headers()
+                .is_some_and(|h| h.iter().any(|h| h.key == "twinstream.redelivered"));
+            distinct.insert((key.clone(), v["sensor"].to_string(), v["ts"].as_i64().unwrap()));
+            by_asset.entry(key).or_default().push((
+                v["sensor"].as_str().unwrap().to_string(),
+                v["ts"].as_i64().unwrap(),
+                v["value"].as_f64().unwrap(),
+                again || v["redelivered"] == true,
+            ));
+        }
+        Some(())
+    });
+    assert!(
+        all.is_some(),
+        "{what}: {} records",
+        by_asset.values().map(Vec::len).sum::<usize>()
+    );
     by_asset
 }
 
@@ -205,27 +178,32 @@ fn deduplicated(got: &BTreeMap<String, Vec<Forwarded>>) -> BTreeMap<String, Vec<
         .collect()
 }
 
-fn metric(http: u16, name: &str) -> Option<f64> {
-    let body = ureq::get(&format!("http://127.0.0.1:{http}/metrics"))
-        .call()
-        .ok()?
-        .into_string()
-        .ok()?;
+fn metric(base: &str, name: &str) -> Option<f64> {
+    let body = ureq::get(&format!("{base}/metrics")).call().ok()?.into_string().ok()?;
     body.lines()
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
 
-fn wait_ready(http: u16, edge: &mut Running) {
-    let deadline = Instant::now() + WAIT;
-    while let Err(e) = ureq::get(&format!("http://127.0.0.1:{http}/readyz")).call() {
-        if Instant::now() >= deadline {
-            let lines: Vec<String> = edge.stderr.try_iter().collect();
-            panic!("the edge never became ready ({e}):\n{}", lines.join("\n"));
+/// Starts the edge (HTTP on a port it picks) and waits until it is ready;
+/// returns it and its API's base URL.
+fn start_ready(cmd: &mut std::process::Command) -> (Running, String) {
+    let mut edge = spawn(cmd);
+    let base = edge.http_base();
+    let mut last = String::new();
+    let ready = poll_until(WAIT, || match ureq::get(&format!("{base}/readyz")).call() {
+        Ok(_) => Some(()),
+        Err(e) => {
+            last = e.to_string();
+            None
         }
-        std::thread::sleep(Duration::from_millis(50));
+    });
+    if ready.is_none() {
+        let lines: Vec<String> = edge.stderr.try_iter().collect();
+        panic!("the edge never became ready ({last}):\n{}", lines.join("\n"));
     }
+    (edge, base)
 }
 
 /// The uplink goes down for a while: the edge keeps applying its local
@@ -240,16 +218,9 @@ fn an_edge_buffers_through_an_uplink_outage_and_a_crash_and_forwards_every_event
     let brokers = kafka.brokers();
     create_topic(&brokers, "telemetry", PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
-    let http = free_port();
     let topo = edge_topology(dir.path(), mqtt.port, &brokers);
     let state = dir.path().join("state");
-    let run = || {
-        let mut cmd = run_cmd(&topo, &state);
-        cmd.args(["--http", &format!("127.0.0.1:{http}")]);
-        spawn(&mut cmd)
-    };
-    let mut edge = run();
-    wait_ready(http, &mut edge);
+    let (mut edge, http) = start_ready(&mut run_cmd(&topo, &state));
 
     // Uplink up: events flow through at once.
     let mut sent = readings(0, 10, usize::MAX);
@@ -262,7 +233,7 @@ fn an_edge_buffers_through_an_uplink_outage_and_a_crash_and_forwards_every_event
     sent.extend_from_slice(&wave);
     publish(mqtt.port, &wave);
     edge.wait_stderr("the buffer filling up", WAIT, |l| l.contains("buffer full"));
-    let limit = metric(http, "twinstream_sink_buffer_limit_bytes{sink=\"up\"}").unwrap();
+    let limit = metric(&http, "twinstream_sink_buffer_limit_bytes{sink=\"up\"}").unwrap();
     assert_eq!(limit, BUFFER as f64);
     // ... and then ingest stops: ~3.4 MB more wait with Mosquitto, while
     // the buffer stays past its limit by at most what was in flight when it
@@ -274,23 +245,19 @@ fn an_edge_buffers_through_an_uplink_outage_and_a_crash_and_forwards_every_event
     let watch = Instant::now();
     let mut bytes = 0.0;
     while watch.elapsed() < Duration::from_secs(2) {
-        bytes = metric(http, "twinstream_sink_buffer_bytes{sink=\"up\"}").unwrap();
+        bytes = metric(&http, "twinstream_sink_buffer_bytes{sink=\"up\"}").unwrap();
         assert!(bytes <= bound, "{bytes} bytes buffered, more than the bound {bound}");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(bytes >= BUFFER as f64 * 0.9, "{bytes}");
-    assert_eq!(metric(http, "twinstream_sink_backpressure{sink=\"up\"}"), Some(1.0));
+    assert_eq!(metric(&http, "twinstream_sink_backpressure{sink=\"up\"}"), Some(1.0));
     // Edge autonomy: the local rule fired while the cluster was away; the
     // cluster's rule is not the edge's to evaluate.
-    let deadline = Instant::now() + WAIT;
-    let alerts = loop {
+    let alerts = poll_until(WAIT, || {
         let alerts = jsonl(&dir.path().join("alerts.jsonl"));
-        if !alerts.is_empty() {
-            break alerts;
-        }
-        assert!(Instant::now() < deadline, "the local rule never fired");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        (!alerts.is_empty()).then_some(alerts)
+    })
+    .expect("the local rule never fired");
     assert_eq!(alerts[0]["asset"], "pump-0003");
     assert_eq!(alerts[0]["rule"], "trip");
     assert!(alerts.iter().all(|a| a["rule"] == "trip"), "{alerts:?}");
@@ -299,7 +266,8 @@ fn an_edge_buffers_through_an_uplink_outage_and_a_crash_and_forwards_every_event
     // Mosquitto keeps what the edge did not acknowledge.
     edge.child.kill().unwrap();
     edge.child.wait().unwrap();
-    let mut edge = run();
+    let mut edge = spawn(&mut run_cmd(&topo, &state));
+    let http = edge.http_base();
     edge.wait_stderr("the buffer restored", WAIT, |l| {
         l.contains("forwarding the messages the buffer holds from the last run")
     });
@@ -309,11 +277,10 @@ fn an_edge_buffers_through_an_uplink_outage_and_a_crash_and_forwards_every_event
     let want = published(&sent);
     let got = forwarded(&brokers, "every event forwarded", sent.len());
     assert_eq!(deduplicated(&got), want, "every event, once, in publication order");
-    let deadline = Instant::now() + WAIT;
-    while metric(http, "twinstream_sink_buffer_bytes{sink=\"up\"}") != Some(0.0) {
-        assert!(Instant::now() < deadline, "the buffer never emptied");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let emptied = poll_until(WAIT, || {
+        (metric(&http, "twinstream_sink_buffer_bytes{sink=\"up\"}") == Some(0.0)).then_some(())
+    });
+    assert!(emptied.is_some(), "the buffer never emptied");
     let (_, err) = stop_cleanly(edge);
     // Errors: the buffer filling up, and librdkafka failing to connect
     // while the broker was down; nothing else.
@@ -331,28 +298,28 @@ fn an_edge_buffers_through_an_uplink_outage_and_a_crash_and_forwards_every_event
     let cluster = node_topology(
         dir.path(),
         "cluster",
-        ", cluster: { source: fleet, changelog: edge-test-changelog, session_timeout: 30s }",
+        Some("cluster: { source: fleet, changelog: edge-test-changelog, session_timeout: 30s }"),
         &format!(
-            "  - {{ name: fleet, type: kafka, brokers: \"{brokers}\", topics: [telemetry], group_id: edge-test-cluster, decode: {{ sensor: sensor, ts: ts, value: value }} }}"
+            "{{ name: fleet, type: kafka, brokers: \"{brokers}\", topics: [telemetry], group_id: edge-test-cluster, decode: {{ sensor: sensor, ts: ts, value: value }} }}"
         ),
     );
     let cluster_state = dir.path().join("cluster-state");
     let node = spawn(&mut run_cmd(&cluster, &cluster_state));
     let updates = dir.path().join("updates-cluster.jsonl");
-    let deadline = Instant::now() + WAIT;
-    while !(versions(&updates).len() == ASSETS && versions(&updates).values().all(|v| *v == rounds)) {
-        if Instant::now() > deadline {
-            let lines: Vec<String> = node.stderr.try_iter().collect();
-            let log = kafka.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            panic!(
-                "{:?}\n{}\n--- tansu\n{}",
-                versions(&updates),
-                lines.join("\n"),
-                tail.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let caught_up = poll_until(WAIT, || {
+        let v = versions(&updates);
+        (v.len() == ASSETS && v.values().all(|v| *v == rounds)).then_some(())
+    });
+    if caught_up.is_none() {
+        let lines: Vec<String> = node.stderr.try_iter().collect();
+        let log = kafka.log();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        panic!(
+            "{:?}\n{}\n--- tansu\n{}",
+            versions(&updates),
+            lines.join("\n"),
+            tail.join("\n")
+        );
     }
     stop_cleanly(node);
     let lines: String = sent
@@ -368,9 +335,9 @@ fn an_edge_buffers_through_an_uplink_outage_and_a_crash_and_forwards_every_event
     let single = node_topology(
         dir.path(),
         "single",
-        "",
+        None,
         &format!(
-            "  - {{ name: fleet, type: file, path: \"{}\", decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }} }}",
+            "{{ name: fleet, type: file, path: \"{}\", decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }} }}",
             file.display()
         ),
     );

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -59,15 +59,16 @@ fn get(base: &str, path: &str) -> Reply {
 
 /// Polls `GET path` until `done` holds for the reply.
 fn wait_get(base: &str, path: &str, what: &str, done: impl Fn(&Reply) -> bool) -> Reply {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let mut last = None;
+    poll_until(WAIT, || {
         let r = get(base, path);
         if done(&r) {
-            return r;
+            return Some(r);
         }
-        assert!(Instant::now() < deadline, "{what}: last reply to {path}: {r:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        last = Some(r);
+        None
+    })
+    .unwrap_or_else(|| panic!("{what}: last reply to {path}: {last:?}"))
 }
 
 fn assert_error(r: &Reply, status: u16, code: &str) {
@@ -97,18 +98,12 @@ rules:
 /// A topology with a file source reading `in.jsonl`; `http` is the
 /// `node.http` mapping.
 fn topology(dir: &Path, http: &str) -> PathBuf {
-    let path = dir.join("http.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nnode: {{ name: http-test, snapshot: {{ interval: 50ms }}, http: {http} }}\n{TYPES}\
-             sources:\n  - {{ name: plc, type: file, path: \"{dir}/in.jsonl\", decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }} }}\n\
-             sinks:\n  - {{ name: alerts, type: file, path: \"{dir}/alerts.jsonl\", outputs: [alerts] }}\n",
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    path
+    Topo::new("http-test")
+        .with(&format!("http: {http}"))
+        .model(TYPES)
+        .file_source("plc", &dir.join("in.jsonl"))
+        .file_sink("alerts", &dir.join("alerts.jsonl"), "alerts")
+        .write(&dir.join("http.yaml"))
 }
 
 fn readings(dir: &Path) {
@@ -128,14 +123,15 @@ fn readings(dir: &Path) {
     std::fs::write(dir.join("in.jsonl"), lines).unwrap();
 }
 
-fn start(state: &Path, topo: &Path, port: u16, env: &[(&str, &str)]) -> (Running, String) {
+/// Runs the node with its HTTP API on a port it picks and waits until it
+/// is ready; returns it and the API's base URL.
+fn start(state: &Path, topo: &Path, env: &[(&str, &str)]) -> (Running, String) {
     let mut cmd = run_cmd(topo, state);
-    cmd.arg("--http").arg(format!("127.0.0.1:{port}"));
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let run = spawn(&mut cmd);
-    let base = format!("http://127.0.0.1:{port}");
+    let mut run = spawn(&mut cmd);
+    let base = run.http_base();
     wait_get(&base, "/readyz", "the node did not become ready", |r| r.status == 200);
     (run, base)
 }
@@ -155,9 +151,8 @@ fn twins_and_alerts_are_served_filtered_paged_and_acknowledged_durably() {
     let state = dir.path().join("state");
     readings(dir.path());
     let topo = topology(dir.path(), "{ write_token_env: TEST_WRITE_TOKEN }");
-    let port = free_port();
     let env = [("TEST_WRITE_TOKEN", "w-0123456789")];
-    let (run, base) = start(&state, &topo, port, &env);
+    let (run, base) = start(&state, &topo, &env);
 
     assert_eq!(get(&base, "/healthz").body["status"], "ok");
     let pump2 = wait_get(&base, "/twins/pump-2", "pump-2 never reached version 3", |r| {
@@ -345,7 +340,7 @@ fn twins_and_alerts_are_served_filtered_paged_and_acknowledged_durably() {
 
     // After a restart the acknowledgement is still there, read from the
     // store for the list and from the woken twin for the detail.
-    let (run, base) = start(&state, &topo, free_port(), &env);
+    let (run, base) = start(&state, &topo, &env);
     let acked = get(&base, "/alerts?state=acknowledged");
     assert_eq!(items(&acked, "id"), ["pump-2/hot/1"], "{acked:?}");
     let pump2 = get(&base, "/twins/pump-2");
@@ -362,7 +357,7 @@ fn reads_can_need_a_token_and_writes_need_one_configured() {
     std::fs::write(dir.path().join("read-token"), "r-secret\n").unwrap();
     let http = format!("{{ read_token_file: \"{}/read-token\" }}", dir.path().display());
     let topo = topology(dir.path(), &http);
-    let (run, base) = start(&state, &topo, free_port(), &[]);
+    let (run, base) = start(&state, &topo, &[]);
     // Probes stay open.
     assert_eq!(get(&base, "/healthz").status, 200);
     assert_error(&get(&base, "/twins"), 401, "unauthorized");
@@ -410,25 +405,13 @@ fn readiness_follows_the_mqtt_broker() {
     let mut broker = Mosquitto::start();
     broker.stop();
     let dir = tempfile::tempdir().unwrap();
-    let topo = dir.path().join("mqtt.yaml");
-    std::fs::write(
-        &topo,
-        format!(
-            "version: 1\nnode: {{ name: ready-test, snapshot: {{ interval: 50ms }} }}\n\
-             asset_types: {{ pump: {{ sensors: {{ temperature: {{ unit: degC }} }} }} }}\n\
-             assets: [{{ id: \"pump-*\", type: pump }}]\n\
-             sources:\n  - {{ name: plant, type: mqtt, port: {}, client_id: ready-test, topics: [\"plant/+/+\"], qos: 1, \
-             topic_fields: \"plant/{{asset}}/{{sensor}}\", decode: {{ ts: ts, value: value }} }}\n\
-             sinks: [{{ name: out, type: stdout, outputs: [alerts] }}]\n",
-            broker.port
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut cmd = run_cmd(&topo, &dir.path().join("state"));
-    cmd.arg("--http").arg(format!("127.0.0.1:{port}"));
-    let run = spawn(&mut cmd);
-    let base = format!("http://127.0.0.1:{port}");
+    let topo = Topo::new("ready-test")
+        .model("asset_types: { pump: { sensors: { temperature: { unit: degC } } } }\nassets: [{ id: \"pump-*\", type: pump }]\n")
+        .mqtt_source("plant", broker.port, "ready-test")
+        .sink("{ name: out, type: stdout, outputs: [alerts] }")
+        .write(&dir.path().join("mqtt.yaml"));
+    let mut run = spawn(&mut run_cmd(&topo, &dir.path().join("state")));
+    let base = run.http_base();
     let not_ready = wait_get(&base, "/readyz", "no readiness answer", |r| {
         r.status == 503 && r.body["restored"] == true
     });
@@ -474,15 +457,16 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start prometheus (scripts/install-deps.sh installs it): {e}"));
+        let (child, port) = listening("prometheus", None, |port| {
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start prometheus (scripts/install-deps.sh installs it): {e}"))
+        });
         let base = format!("http://127.0.0.1:{port}");
         let p = Prometheus { child, base, _dir: dir };
         wait_get(&p.base, "/-/ready", "prometheus did not become ready", |r| {
@@ -516,16 +500,8 @@ impl Prometheus {
     }
 
     fn wait(&self, query: &str, what: &str, done: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(v) = self.value(query) {
-                if done(v) {
-                    return v;
-                }
-            }
-            assert!(Instant::now() < deadline, "{what}: {query} = {:?}", self.value(query));
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll_until(WAIT, || self.value(query).filter(|v| done(*v)))
+            .unwrap_or_else(|| panic!("{what}: {query} = {:?}", self.value(query)))
     }
 }
 
@@ -542,9 +518,8 @@ fn a_real_prometheus_scrapes_the_node_and_sees_counters_move() {
     let state = dir.path().join("state");
     readings(dir.path());
     let topo = topology(dir.path(), "{ write_token_env: TEST_WRITE_TOKEN }");
-    let port = free_port();
-    let (run, base) = start(&state, &topo, port, &[("TEST_WRITE_TOKEN", "w")]);
-    let prom = Prometheus::start(&format!("127.0.0.1:{port}"));
+    let (run, base) = start(&state, &topo, &[("TEST_WRITE_TOKEN", "w")]);
+    let prom = Prometheus::start(base.trim_start_matches("http://"));
     prom.wait("up{job=\"twinstream\"}", "the target is not up", |v| v == 1.0);
     prom.wait("twinstream_events_applied_total", "events applied", |v| v == 8.0);
     for series in [
@@ -576,30 +551,24 @@ fn a_real_prometheus_scrapes_the_node_and_sees_counters_move() {
 /// A pump whose speed is commanded over MQTT and acknowledged on
 /// `plant/<asset>/speed_ack`; its valve command waits an hour.
 fn command_topology(dir: &Path, broker: u16) -> PathBuf {
-    let path = dir.join("commands.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"version: 1
-node: {{ name: cmd-test, snapshot: {{ interval: 50ms }}, http: {{ write_token_env: TEST_WRITE_TOKEN }} }}
-asset_types:
+    Topo::new("cmd-test")
+        .with("http: { write_token_env: TEST_WRITE_TOKEN }")
+        .model(
+            r#"asset_types:
   pump:
-    sensors: {{ speed: {{ unit: rpm }}, speed_ack: {{ unit: seq }}, valve: {{ unit: pct }} }}
+    sensors: { speed: { unit: rpm }, speed_ack: { unit: seq }, valve: { unit: pct } }
     commands:
-      set_speed: {{ reported: speed, tolerance: 5, ack_sensor: speed_ack, timeout: 1500ms, rollback: 0 }}
-      set_valve: {{ reported: valve, timeout: 1h, min: 0, max: 100 }}
-assets: [{{ id: "pump-*", type: pump }}]
-sources:
-  - {{ name: plant, type: mqtt, port: {broker}, client_id: cmd-test, topics: ["plant/+/+"], qos: 1, topic_fields: "plant/{{asset}}/{{sensor}}", decode: {{ ts: ts, value: value }} }}
-sinks:
-  - {{ name: commands, type: mqtt, port: {broker}, topic: "cmd/{{asset}}/{{name}}", qos: 1, outputs: [commands] }}
-  - {{ name: alerts, type: file, path: "{dir}/alerts.jsonl", outputs: [alerts] }}
+      set_speed: { reported: speed, tolerance: 5, ack_sensor: speed_ack, timeout: 1500ms, rollback: 0 }
+      set_valve: { reported: valve, timeout: 1h, min: 0, max: 100 }
+assets: [{ id: "pump-*", type: pump }]
 "#,
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    path
+        )
+        .mqtt_source("plant", broker, "cmd-test")
+        .sink(&format!(
+            r#"{{ name: commands, type: mqtt, port: {broker}, topic: "cmd/{{asset}}/{{name}}", qos: 1, outputs: [commands] }}"#
+        ))
+        .file_sink("alerts", &dir.join("alerts.jsonl"), "alerts")
+        .write(&dir.join("commands.yaml"))
 }
 
 fn post_command(base: &str, asset: &str, token: Option<&str>, body: &Value) -> Reply {
@@ -629,7 +598,7 @@ fn commands_go_out_over_mqtt_are_acknowledged_fail_with_rollback_and_survive_a_r
     let topo = command_topology(dir.path(), broker.port);
     let token = "w-commands";
     let env = [("TEST_WRITE_TOKEN", token)];
-    let (run, base) = start(&state, &topo, free_port(), &env);
+    let (run, base) = start(&state, &topo, &env);
     let devices = Subscriber::start(broker.port, "test-devices", "cmd/#", true);
     let reading = |sensor: &str, ts: i64, value: f64| {
         (
@@ -756,7 +725,7 @@ fn commands_go_out_over_mqtt_are_acknowledged_fail_with_rollback_and_survive_a_r
     let valve = serde_json::json!({ "command": "set_valve", "value": 40, "idempotency_key": "v1" });
     assert_eq!(post_command(&base, "pump-1", Some(token), &valve).status, 202);
     stop_cleanly(run);
-    let (run, base) = start(&state, &topo, free_port(), &env);
+    let (run, base) = start(&state, &topo, &env);
     let twin = get(&base, "/twins/pump-1").body;
     assert_eq!(
         twin["commands"]["set_valve"]["pending"]["id"], "pump-1/set_valve/1",
@@ -805,15 +774,12 @@ fn metric(base: &str, series: &str) -> f64 {
 
 /// Polls the series until `done` holds for its value.
 fn wait_metric(base: &str, series: &str, what: &str, done: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let v = metric(base, series);
-        if done(v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: `{series}` is {v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut v = 0.0;
+    poll_until(WAIT, || {
+        v = metric(base, series);
+        done(v).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("{what}: `{series}` is {v}"))
 }
 
 fn alert_transitions(dir: &Path, asset: &str) -> Vec<String> {
@@ -841,25 +807,28 @@ fn alert_transitions(dir: &Path, asset: &str) -> Vec<String> {
 fn passivated_twins_wake_on_a_timer_an_api_read_and_an_event_with_their_state() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let topo = dir.path().join("passivate.yaml");
     // The file feeds the first readings, the broker the one after.
     let broker = Mosquitto::start();
     // Passivation after 1 s idle (swept every second); the tank goes stale
     // 6 s after its reading, long after it was passivated.
-    std::fs::write(
-        &topo,
-        format!(
-            "version: 1\nnode: {{ name: passivate-test, passivate_after: 1s, snapshot: {{ interval: 50ms }} }}\n\
-             asset_types:\n  pump:\n    sensors: {{ temperature: {{ unit: degC }} }}\n  tank:\n    sensors:\n      level: {{ unit: m, expected_every: 1s, stale_after: 6s }}\n\
-             assets:\n  - {{ id: tank-1, type: tank }}\n  - {{ id: \"pump-*\", type: pump }}\n\
-             sources:\n  - {{ name: plc, type: file, path: \"{dir}/in.jsonl\", decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }} }}\n\
-             \x20 - {{ name: plant, type: mqtt, port: {port}, client_id: passivate-test, topics: [\"plant/+/+\"], qos: 1, topic_fields: \"plant/{{asset}}/{{sensor}}\", decode: {{ ts: ts, value: value }} }}\n\
-             sinks:\n  - {{ name: alerts, type: file, path: \"{dir}/alerts.jsonl\", outputs: [alerts] }}\n",
-            dir = dir.path().display(),
-            port = broker.port,
-        ),
-    )
-    .unwrap();
+    let topo = Topo::new("passivate-test")
+        .with("passivate_after: 1s")
+        .model(
+            r#"asset_types:
+  pump:
+    sensors: { temperature: { unit: degC } }
+  tank:
+    sensors:
+      level: { unit: m, expected_every: 1s, stale_after: 6s }
+assets:
+  - { id: tank-1, type: tank }
+  - { id: "pump-*", type: pump }
+"#,
+        )
+        .file_source("plc", &dir.path().join("in.jsonl"))
+        .mqtt_source("plant", broker.port, "passivate-test")
+        .file_sink("alerts", &dir.path().join("alerts.jsonl"), "alerts")
+        .write(&dir.path().join("passivate.yaml"));
     let line = |asset: &str, sensor: &str, ts: i64, value: f64| {
         format!("{{\"asset\":\"{asset}\",\"sensor\":\"{sensor}\",\"ts\":{ts},\"value\":{value}}}\n")
     };
@@ -868,8 +837,7 @@ fn passivated_twins_wake_on_a_timer_an_api_read_and_an_event_with_their_state() 
         line("pump-1", "temperature", 1_000, 60.0) + &line("tank-1", "level", 1_000, 3.5),
     )
     .unwrap();
-    let port = free_port();
-    let (run, base) = start(&state, &topo, port, &[]);
+    let (run, base) = start(&state, &topo, &[]);
     let started = |from: &str| format!("twinstream_twins_started_total{{from=\"{from}\"}}");
 
     // Both twins start new, apply their reading and are passivated.
@@ -889,11 +857,12 @@ fn passivated_twins_wake_on_a_timer_an_api_read_and_an_event_with_their_state() 
 
     // The staleness timer of the passivated tank fires from the deadline
     // index: the twin is restored to raise the alert.
-    let deadline = Instant::now() + WAIT;
-    while !alert_transitions(dir.path(), "tank-1").contains(&"stale:level:raised".to_string()) {
-        assert!(Instant::now() < deadline, "tank-1 never went stale");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let stale = poll_until(WAIT, || {
+        alert_transitions(dir.path(), "tank-1")
+            .contains(&"stale:level:raised".to_string())
+            .then_some(())
+    });
+    assert!(stale.is_some(), "tank-1 never went stale");
     assert!(
         metric(&base, &started("store")) > woken,
         "the timer restored tank-1 from the store"
@@ -935,18 +904,12 @@ fn passivated_twins_wake_on_a_timer_an_api_read_and_an_event_with_their_state() 
 fn a_restarted_node_is_ready_before_restoring_and_restores_a_twin_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let topo = dir.path().join("restart.yaml");
-    std::fs::write(
-        &topo,
-        format!(
-            "version: 1\nnode: {{ name: restart-test, snapshot: {{ interval: 50ms }} }}\n\
-             asset_types:\n  pump:\n    sensors: {{ temperature: {{ unit: degC }}, current: {{ unit: A }} }}\n\
-             assets:\n  - {{ id: \"pump-*\", type: pump }}\n\
-             sources:\n  - {{ name: plc, type: file, path: \"{dir}/in.jsonl\", decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }} }}\n",
-            dir = dir.path().display()
-        ),
-    )
-    .unwrap();
+    let topo = Topo::new("restart-test")
+        .model(
+            "asset_types:\n  pump:\n    sensors: { temperature: { unit: degC }, current: { unit: A } }\nassets:\n  - { id: \"pump-*\", type: pump }\n",
+        )
+        .file_source("plc", &dir.path().join("in.jsonl"))
+        .write(&dir.path().join("restart.yaml"));
     let lines: String = (0..500)
         .flat_map(|i| {
             [("temperature", 40.0 + (i % 50) as f64), ("current", i as f64)].map(|(sensor, value)| {
@@ -960,13 +923,13 @@ fn a_restarted_node_is_ready_before_restoring_and_restores_a_twin_when_asked() {
     std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
     let started = "twinstream_twins_started_total{from=\"store\"}";
 
-    let (run, base) = start(&state, &topo, free_port(), &[]);
+    let (run, base) = start(&state, &topo, &[]);
     let first = wait_get(&base, "/twins/pump-499", "the last pump applied and durable", |r| {
         r.read.as_deref() == Some("checkpoint") && r.body["version"] == 2
     });
     stop_cleanly(run);
 
-    let (run, base) = start(&state, &topo, free_port(), &[]);
+    let (run, base) = start(&state, &topo, &[]);
     assert_eq!(metric(&base, started), 0.0, "ready before restoring any twin");
     let pump = get(&base, "/twins/pump-499?fresh=true");
     assert_eq!((pump.status, pump.read.as_deref()), (200, Some("twin")), "{pump:?}");

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -48,11 +48,13 @@ fn consume_until(brokers: &str, topic: &str, done: impl Fn(&[Record]) -> bool) -
         tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
     }
     consumer.assign(&tpl).unwrap();
-    let deadline = Instant::now() + WAIT;
     let mut out = Vec::new();
-    while !done(&out) {
-        assert!(Instant::now() < deadline, "{topic}: {} records, not done", out.len());
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+    let complete = poll_until(WAIT, || {
+        // Records as they come; back to the poll when none came for a while.
+        while !done(&out) {
+            let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+                return None;
+            };
             let headers = m.headers().map_or_else(HashMap::new, |h| {
                 h.iter()
                     .map(|h| {
@@ -69,7 +71,9 @@ fn consume_until(brokers: &str, topic: &str, done: impl Fn(&[Record]) -> bool) -
                 headers,
             });
         }
-    }
+        Some(())
+    });
+    assert!(complete.is_some(), "{topic}: {} records, not done", out.len());
     out
 }
 
@@ -99,32 +103,18 @@ fn produce(brokers: &str, topic: &str, records: &[(String, String)]) {
 }
 
 fn topology(dir: &Path, brokers: &str) -> std::path::PathBuf {
-    let path = dir.join("kafka.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"version: 1
-node: {{ name: kafka-test, snapshot: {{ interval: 50ms }} }}
-asset_types:
-  pump:
-    sensors: {{ temperature: {{ unit: degC }}, current: {{ unit: A }} }}
-assets: [{{ id: "pump-*", type: pump }}]
-windows: [{{ name: w1s, size: 1s }}]
-sources:
-  - name: fleet
-    type: kafka
-    brokers: "{brokers}"
-    topics: [telemetry]
-    decode: {{ sensor: sensor, ts: ts, value: value }}
-sinks:
-  - {{ name: updates, type: file, path: "{dir}/updates.jsonl", outputs: [twin_updates] }}
-  - {{ name: dead, type: file, path: "{dir}/dead.jsonl", outputs: [dead_letters] }}
-"#,
-            dir = dir.display()
-        ),
+    topology_reading(
+        dir,
+        Topo::new("kafka-test").kafka_source("fleet", brokers, "telemetry", ""),
     )
-    .unwrap();
-    path
+}
+
+/// The Kafka test topology with the source(s) `topo` has.
+fn topology_reading(dir: &Path, topo: Topo) -> std::path::PathBuf {
+    topo.model(PUMPS)
+        .file_sink("updates", &dir.join("updates.jsonl"), "twin_updates")
+        .file_sink("dead", &dir.join("dead.jsonl"), "dead_letters")
+        .write(&dir.join("kafka.yaml"))
 }
 
 /// 6 partitions, 200,000 events for 1,000 assets: the state after three
@@ -168,15 +158,7 @@ fn kafka_state_after_kills_equals_the_replay_of_the_same_events() {
     let file_dir = tempfile::tempdir().unwrap();
     let data = file_dir.path().join("events.jsonl");
     std::fs::write(&data, lines).unwrap();
-    let file_topo = file_dir.path().join("file.yaml");
-    let text = std::fs::read_to_string(topology(file_dir.path(), &brokers))
-        .unwrap()
-        .replace(
-            &format!("    type: kafka\n    brokers: \"{brokers}\"\n    topics: [telemetry]\n"),
-            &format!("    type: file\n    path: \"{}\"\n", data.display()),
-        )
-        .replace("decode: { sensor: sensor", "decode: { asset: asset, sensor: sensor");
-    std::fs::write(&file_topo, text).unwrap();
+    let file_topo = topology_reading(file_dir.path(), Topo::new("kafka-test").file_source("fleet", &data));
     let replayed = file_dir.path().join("state");
     let file_run = spawn(&mut run_cmd(&file_topo, &replayed));
     wait_for_versions(&file_dir.path().join("updates.jsonl"), assets, readings as u64);
@@ -298,36 +280,28 @@ fn kafka_sink_output_deduplicated_by_id_is_complete_and_dead_letters_keep_their_
     }
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let topo = dir.path().join("kafka-sink.yaml");
-    std::fs::write(
-        &topo,
-        format!(
-            r#"version: 1
-node: {{ name: kafka-sink-test, snapshot: {{ interval: 50ms }} }}
-asset_types:
+    let topo = Topo::new("kafka-sink-test")
+        .model(
+            r#"asset_types:
   pump:
-    sensors: {{ temperature: {{ unit: degC }} }}
-assets: [{{ id: "pump-*", type: pump }}]
-sources:
-  - name: fleet
-    type: kafka
-    brokers: "{brokers}"
-    topics: [telemetry]
-    decode: {{ sensor: sensor, ts: ts, value: value }}
+    sensors: { temperature: { unit: degC } }
+assets: [{ id: "pump-*", type: pump }]
 rules:
   - name: hot
     when: "temperature > 90"
     clear_when: "temperature < 80"
-    command: {{ name: cooling, value: 1, on_clear: 0 }}
-sinks:
-  - {{ name: out, type: kafka, brokers: "{brokers}", topic: "twins.{{kind}}", outputs: [alerts, commands] }}
-  - {{ name: dlq, type: kafka, brokers: "{brokers}", topic: telemetry.dlq, outputs: [dead_letters] }}
-  - {{ name: updates, type: file, path: "{dir}/updates.jsonl", outputs: [twin_updates] }}
+    command: { name: cooling, value: 1, on_clear: 0 }
 "#,
-            dir = dir.path().display()
-        ),
-    )
-    .unwrap();
+        )
+        .kafka_source("fleet", &brokers, "telemetry", "")
+        .sink(&format!(
+            r#"{{ name: out, type: kafka, brokers: "{brokers}", topic: "twins.{{kind}}", outputs: [alerts, commands] }}"#
+        ))
+        .sink(&format!(
+            r#"{{ name: dlq, type: kafka, brokers: "{brokers}", topic: telemetry.dlq, outputs: [dead_letters] }}"#
+        ))
+        .file_sink("updates", &dir.path().join("updates.jsonl"), "twin_updates")
+        .write(&dir.path().join("kafka-sink.yaml"));
     // Reading i of a pump flips the rule (95 raises, 70 clears): alert
     // `pump/hot/<i/2+1>/<raised|cleared>` and a command with that id.
     let (pumps, readings) = (20, 100);
@@ -477,26 +451,20 @@ fn kafka_sink_outputs_wait_in_the_outbox_through_a_broker_outage_and_a_crash() {
         }
     }
     std::fs::write(dir.path().join("events.jsonl"), lines).unwrap();
-    let topo = dir.path().join("outage.yaml");
-    std::fs::write(
-        &topo,
-        format!(
-            r#"version: 1
-node: {{ name: outage-test, snapshot: {{ interval: 50ms }} }}
-asset_types:
+    let topo = Topo::new("outage-test")
+        .model(
+            r#"asset_types:
   pump:
-    sensors: {{ temperature: {{ unit: degC }} }}
-assets: [{{ id: "pump-*", type: pump }}]
-sources:
-  - {{ name: file, type: file, path: "{dir}/events.jsonl", decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }} }}
-sinks:
-  - {{ name: out, type: kafka, brokers: "{brokers}", topic: "twins.{{kind}}", outputs: [twin_updates] }}
-  - {{ name: updates, type: file, path: "{dir}/updates.jsonl", outputs: [twin_updates] }}
+    sensors: { temperature: { unit: degC } }
+assets: [{ id: "pump-*", type: pump }]
 "#,
-            dir = dir.path().display()
-        ),
-    )
-    .unwrap();
+        )
+        .file_source("file", &dir.path().join("events.jsonl"))
+        .sink(&format!(
+            r#"{{ name: out, type: kafka, brokers: "{brokers}", topic: "twins.{{kind}}", outputs: [twin_updates] }}"#
+        ))
+        .file_sink("updates", &dir.path().join("updates.jsonl"), "twin_updates")
+        .write(&dir.path().join("outage.yaml"));
     let state = dir.path().join("state");
     let mut run = spawn(&mut run_cmd(&topo, &state));
     run.wait_stderr("the outage noticed", WAIT, |l| {
@@ -540,8 +508,8 @@ sinks:
 
 /// `GET /readyz`: the status and the source's `connected` (status 0 when
 /// the API does not answer yet).
-fn readiness(port: u16) -> (u16, Option<bool>) {
-    let res = match ureq::get(&format!("http://127.0.0.1:{port}/readyz")).call() {
+fn readiness(base: &str) -> (u16, Option<bool>) {
+    let res = match ureq::get(&format!("{base}/readyz")).call() {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
         Err(_) => return (0, None),
@@ -551,16 +519,13 @@ fn readiness(port: u16) -> (u16, Option<bool>) {
     (status, body["sources"][0]["connected"].as_bool())
 }
 
-fn wait_ready(port: u16, what: &str, want: (u16, Option<bool>)) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = readiness(port);
-        if got == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: /readyz says {got:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_ready(base: &str, what: &str, want: (u16, Option<bool>)) {
+    let mut got = (0, None);
+    let reached = poll_until(WAIT, || {
+        got = readiness(base);
+        (got == want).then_some(())
+    });
+    assert!(reached.is_some(), "{what}: /readyz says {got:?}");
 }
 
 /// `/readyz` follows the broker: ready once the partitions are assigned,
@@ -571,14 +536,12 @@ fn readiness_follows_the_kafka_broker() {
     create_topic(&broker.brokers(), "telemetry", 2);
     let dir = tempfile::tempdir().unwrap();
     let topo = topology(dir.path(), &broker.brokers());
-    let port = free_port();
-    let mut cmd = run_cmd(&topo, &dir.path().join("state"));
-    cmd.arg("--http").arg(format!("127.0.0.1:{port}"));
-    let run = spawn(&mut cmd);
-    wait_ready(port, "not ready with the broker up", (200, Some(true)));
+    let mut run = spawn(&mut run_cmd(&topo, &dir.path().join("state")));
+    let base = run.http_base();
+    wait_ready(&base, "not ready with the broker up", (200, Some(true)));
     broker.stop();
-    wait_ready(port, "still ready with the broker down", (503, Some(false)));
+    wait_ready(&base, "still ready with the broker down", (503, Some(false)));
     broker.resume();
-    wait_ready(port, "not ready after the broker came back", (200, Some(true)));
+    wait_ready(&base, "not ready after the broker came back", (200, Some(true)));
     stop_cleanly(run);
 }

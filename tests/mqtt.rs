@@ -5,46 +5,24 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn topology(dir: &Path, port: u16) -> std::path::PathBuf {
-    topology_as(dir, port, "twinstream-test")
+    topology_as(dir, port, "twinstream-test", "")
 }
 
-fn topology_as(dir: &Path, port: u16, client_id: &str) -> std::path::PathBuf {
-    let path = dir.join("mqtt.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"version: 1
-node: {{ name: mqtt-test, snapshot: {{ interval: 50ms }} }}
-asset_types:
-  pump:
-    sensors: {{ temperature: {{ unit: degC }}, current: {{ unit: A }} }}
-assets: [{{ id: "pump-*", type: pump }}]
-windows: [{{ name: w1s, size: 1s }}]
-sources:
-  - name: plant
-    type: mqtt
-    port: {port}
-    client_id: {client_id}
-    topics: ["plant/+/+"]
-    qos: 1
-    topic_fields: "plant/{{asset}}/{{sensor}}"
-    decode: {{ ts: ts, value: value }}
-sinks:
-  - {{ name: updates, type: file, path: "{dir}/updates.jsonl", outputs: [twin_updates] }}
-  - {{ name: dead, type: file, path: "{dir}/dead.jsonl", outputs: [dead_letters] }}
-"#,
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    path
+/// The MQTT test topology; `extra` adds entries to its source.
+fn topology_as(dir: &Path, port: u16, client_id: &str, extra: &str) -> std::path::PathBuf {
+    Topo::new("mqtt-test")
+        .model(PUMPS)
+        .mqtt_source_with("plant", port, client_id, extra)
+        .file_sink("updates", &dir.join("updates.jsonl"), "twin_updates")
+        .file_sink("dead", &dir.join("dead.jsonl"), "dead_letters")
+        .write(&dir.join("mqtt.yaml"))
 }
 
 #[test]
@@ -151,8 +129,8 @@ fn a_kill_mid_stream_loses_nothing_and_applies_nothing_twice() {
     let broker = Mosquitto::start();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (state_a, state_b) = (dir_a.path().join("state"), dir_b.path().join("state"));
-    let topo_a = topology_as(dir_a.path(), broker.port, "node-killed");
-    let topo_b = topology_as(dir_b.path(), broker.port, "node-uninterrupted");
+    let topo_a = topology_as(dir_a.path(), broker.port, "node-killed", "");
+    let topo_b = topology_as(dir_b.path(), broker.port, "node-uninterrupted", "");
     let mut a = spawn(&mut run_cmd(&topo_a, &state_a));
     let mut b = spawn(&mut run_cmd(&topo_b, &state_b));
     a.wait_stderr("A subscribed", WAIT, |l| l.contains("MQTT subscribed"));
@@ -206,7 +184,7 @@ fn a_broker_restart_mid_stream_loses_nothing_and_applies_nothing_twice() {
     let mut broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let topo = topology_as(dir.path(), broker.port, "node-restart");
+    let topo = topology_as(dir.path(), broker.port, "node-restart", "");
     let mut run = spawn(&mut run_cmd(&topo, &state));
     run.wait_stderr("the subscription", WAIT, |l| l.contains("MQTT subscribed"));
     let (pumps, readings) = (200, 40);
@@ -252,12 +230,12 @@ fn passwords_come_from_the_environment_and_a_refusal_is_one_clear_error() {
     let broker = Mosquitto::with_user("plant", "s3cret");
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let topo = topology_as(dir.path(), broker.port, "node-auth");
-    let text = std::fs::read_to_string(&topo).unwrap().replace(
-        "    qos: 1\n",
-        "    qos: 1\n    username: plant\n    password_env: TWINSTREAM_TEST_MQTT_PASSWORD\n",
+    let topo = topology_as(
+        dir.path(),
+        broker.port,
+        "node-auth",
+        ", username: plant, password_env: TWINSTREAM_TEST_MQTT_PASSWORD",
     );
-    std::fs::write(&topo, text).unwrap();
 
     let mut run = spawn(run_cmd(&topo, &state).env("TWINSTREAM_TEST_MQTT_PASSWORD", "s3cret"));
     run.wait_stderr("the subscription", WAIT, |l| l.contains("MQTT subscribed"));
@@ -406,23 +384,23 @@ fn mutual_tls_ingests_and_an_untrusted_broker_is_one_clear_error() {
     ));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let topo = topology_as(dir.path(), broker.port, "node-tls");
-    let base = std::fs::read_to_string(&topo).unwrap();
     let with_tls = |ca: &str| {
-        base.replace(
-            "    qos: 1\n",
+        topology_as(
+            dir.path(),
+            broker.port,
+            "node-tls",
             &format!(
-                "    qos: 1\n    tls: {{ ca_file: {0}/{ca}.crt, cert_file: {0}/node.crt, key_file: {0}/node.key }}\n",
+                ", tls: {{ ca_file: {0}/{ca}.crt, cert_file: {0}/node.crt, key_file: {0}/node.key }}",
                 c.display()
             ),
         )
     };
-    std::fs::write(&topo, with_tls("ca")).unwrap();
+    let topo = with_tls("ca");
     let mut run = spawn(&mut run_cmd(&topo, &state));
     run.wait_stderr("the subscription over TLS", WAIT, |l| l.contains("MQTT subscribed"));
     stop_cleanly(run);
 
-    std::fs::write(&topo, with_tls("other-ca")).unwrap();
+    let topo = with_tls("other-ca");
     let run = spawn(&mut run_cmd(&topo, &state));
     let (status, _, err) = run.finish_all(WAIT);
     assert!(!status.success(), "an untrusted broker stops the node");
@@ -479,40 +457,31 @@ fn the_sink_delivers_commands_in_order_through_a_broker_outage_and_a_crash() {
     let mut sink_broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let topo = dir.path().join("sink.yaml");
-    std::fs::write(
-        &topo,
-        format!(
-            r#"version: 1
-node: {{ name: sink-test, snapshot: {{ interval: 50ms }} }}
-asset_types:
+    let (a, b) = (source_broker.port, sink_broker.port);
+    let topo = Topo::new("sink-test")
+        .model(
+            r#"asset_types:
   pump:
-    sensors: {{ temperature: {{ unit: degC }} }}
-assets: [{{ id: "pump-*", type: pump }}]
-sources:
-  - name: plant
-    type: mqtt
-    port: {a}
-    client_id: sink-test-in
-    topics: ["plant/+/+"]
-    topic_fields: "plant/{{asset}}/{{sensor}}"
-    decode: {{ ts: ts, value: value }}
+    sensors: { temperature: { unit: degC } }
+assets: [{ id: "pump-*", type: pump }]
 rules:
   - name: hot
     when: "temperature > 90"
     clear_when: "temperature < 80"
-    command: {{ name: cooling, value: 1, on_clear: 0 }}
-sinks:
-  - {{ name: commands, type: mqtt, port: {b}, topic: "plant/{{asset}}/commands", qos: 1, outputs: [commands] }}
-  - {{ name: state, type: mqtt, port: {b}, topic: "plant/{{asset}}/state", qos: 1, retain: true, outputs: [twin_updates] }}
-  - {{ name: log, type: file, path: "{dir}/commands.jsonl", outputs: [commands] }}
+    command: { name: cooling, value: 1, on_clear: 0 }
 "#,
-            a = source_broker.port,
-            b = sink_broker.port,
-            dir = dir.path().display()
-        ),
-    )
-    .unwrap();
+        )
+        .source(&format!(
+            r#"{{ name: plant, type: mqtt, port: {a}, client_id: sink-test-in, topics: ["plant/+/+"], topic_fields: "plant/{{asset}}/{{sensor}}", decode: {{ ts: ts, value: value }} }}"#
+        ))
+        .sink(&format!(
+            r#"{{ name: commands, type: mqtt, port: {b}, topic: "plant/{{asset}}/commands", qos: 1, outputs: [commands] }}"#
+        ))
+        .sink(&format!(
+            r#"{{ name: state, type: mqtt, port: {b}, topic: "plant/{{asset}}/state", qos: 1, retain: true, outputs: [twin_updates] }}"#
+        ))
+        .file_sink("log", &dir.path().join("commands.jsonl"), "commands")
+        .write(&dir.path().join("sink.yaml"));
     let subscriber = Subscriber::start(sink_broker.port, "command-subscriber", "plant/+/commands", false);
     let mut run = spawn(&mut run_cmd(&topo, &state));
     run.wait_stderr("the subscription", WAIT, |l| l.contains("MQTT subscribed"));
@@ -566,11 +535,8 @@ sinks:
     run.wait_stderr("the sink noticing", WAIT, |l| l.contains("MQTT sink disconnected"));
     publish(source_broker.port, &readings_of(readings / 2, readings));
     let log = dir.path().join("commands.jsonl");
-    let deadline = Instant::now() + WAIT;
-    while distinct_ids(&log) < pumps * readings {
-        assert!(Instant::now() < deadline, "the commands were not produced");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let produced = poll_until(WAIT, || (distinct_ids(&log) >= pumps * readings).then_some(()));
+    assert!(produced.is_some(), "the commands were not produced");
     run.child.kill().unwrap();
     run.child.wait().unwrap();
 
@@ -588,11 +554,8 @@ sinks:
     let mut run = run;
     run.wait_stderr("the sink noticing", WAIT, |l| l.contains("MQTT sink disconnected"));
     publish(source_broker.port, &readings_of(readings, readings + 20));
-    let deadline = Instant::now() + WAIT;
-    while distinct_ids(&log) < pumps * (readings + 20) {
-        assert!(Instant::now() < deadline, "the last commands were not produced");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let produced = poll_until(WAIT, || (distinct_ids(&log) >= pumps * (readings + 20)).then_some(()));
+    assert!(produced.is_some(), "the last commands were not produced");
     let (_, stderr) = stop_cleanly(run);
     assert!(
         stderr

@@ -139,27 +139,21 @@ fn a_second_run_on_a_state_dir_in_use_is_refused() {
 
 /// A topology with one file source reading `data` as fast as possible.
 fn file_topology(dir: &Path, data: &Path) -> PathBuf {
-    let topo = dir.join("feed.yaml");
-    let yaml = format!(
-        r#"version: 1
-node:
-  snapshot: {{ interval: 100ms }}
-asset_types:
+    Topo::new("feed")
+        .snapshot_every("100ms")
+        .model(
+            r#"asset_types:
   pump:
     sensors:
-      vibration: {{ unit: mm/s }}
-assets: [{{ id: "pump-*", type: pump }}]
-sources:
-  - name: feed
-    type: file
-    path: "{}"
-    pace: fast
-    decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }}
+      vibration: { unit: mm/s }
+assets: [{ id: "pump-*", type: pump }]
 "#,
-        data.display()
-    );
-    std::fs::write(&topo, yaml).unwrap();
-    topo
+        )
+        .source(&format!(
+            r#"{{ name: feed, type: file, path: "{}", pace: fast, decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }} }}"#,
+            data.display()
+        ))
+        .write(&dir.join("feed.yaml"))
 }
 
 /// Appends events `from..to` (4 pumps, increasing timestamps) to `data`.

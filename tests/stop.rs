@@ -71,26 +71,20 @@ fn in_terminal(cmd: &mut Command, pty: &Pty) {
 /// A simulated fleet whose twin updates stream to stdout (the console), a
 /// line for every reading: the node writes to its stdout all the time.
 fn chatty_topology(dir: &Path) -> PathBuf {
-    let topo = dir.join("chatty.yaml");
-    std::fs::write(
-        &topo,
-        r#"version: 1
-node:
-  snapshot: { interval: 200ms }
-asset_types:
+    Topo::new("chatty")
+        .snapshot_every("200ms")
+        .model(
+            r#"asset_types:
   pump:
     sensors:
       vibration:   { unit: mm/s, range: [0, 20] }
       temperature: { unit: degC, range: [0, 120] }
 assets: [{ id: "pump-*", type: pump }]
-sources:
-  - { name: sim, type: simulator, asset_type: pump, prefix: pump-, count: 50, digits: 2, every: 20ms }
-sinks:
-  - { name: console, type: stdout, outputs: [twin_updates] }
 "#,
-    )
-    .unwrap();
-    topo
+        )
+        .source("{ name: sim, type: simulator, asset_type: pump, prefix: pump-, count: 50, digits: 2, every: 20ms }")
+        .sink("{ name: console, type: stdout, outputs: [twin_updates] }")
+        .write(&dir.join("chatty.yaml"))
 }
 
 /// `twinstream run TOPO` in a fresh state dir as a job of `pty`.
