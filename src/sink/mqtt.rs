@@ -167,7 +167,7 @@ impl MqttSink {
             self.connect();
         }
         if let Some(link) = self.link.as_ref().filter(|l| l.connected) {
-            while self.outbox.sent.len() < INFLIGHT {
+            while self.outbox.queue.sent.len() < INFLIGHT {
                 let Some(msg) = self.outbox.take() else { break };
                 if link
                     .client
@@ -226,7 +226,7 @@ impl MqttSink {
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 // rumqttc sends in the order it was handed the messages.
-                if let Some(s) = self.outbox.sent.get_mut(self.unsent) {
+                if let Some(s) = self.outbox.queue.sent.get_mut(self.unsent) {
                     s.tag = Some(pkid);
                     s.acked = self.qos == QoS::AtMostOnce;
                     self.unsent += 1;
@@ -236,6 +236,7 @@ impl MqttSink {
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 if let Some(s) = self
                     .outbox
+                    .queue
                     .sent
                     .iter_mut()
                     .find(|s| s.tag == Some(ack.pkid) && !s.acked)
@@ -254,9 +255,9 @@ impl MqttSink {
 
     /// Retires the acknowledged messages at the head of what was sent.
     fn complete(&mut self) {
-        let before = self.outbox.sent.len();
+        let before = self.outbox.queue.sent.len();
         self.outbox.complete();
-        self.unsent -= before - self.outbox.sent.len();
+        self.unsent -= before - self.outbox.queue.sent.len();
     }
 
     /// The connection is gone: what it did not get acknowledged goes back to
