@@ -35,13 +35,11 @@ use self::codec::{encode, read};
 pub(super) use self::queue::Msg;
 use self::queue::Queue;
 use self::spill::Spill;
-use super::{json, OutboxOp, SinkError};
+use super::OutboxOp;
 use crate::pipeline::OutputBatch;
-use crate::pipeline::{Fatal, FatalTx};
 use crate::store::{Checkpoint, Store, StoreError};
 use crate::telemetry;
-use crate::topology::{OutputKind, WhenFull};
-use crate::twin::schema::OutputMask;
+use crate::topology::WhenFull;
 
 pub(super) struct Outbox {
     name: Arc<str>,
@@ -356,62 +354,5 @@ impl Outbox {
                     "stopped with QoS 0 messages not published; they are dropped");
             }
         }
-    }
-}
-
-/// Calls `f(kind, name, line, redelivered)` for each output of `batch`
-/// that `mask` takes, then each of its events when the mask takes
-/// `events`: its `{kind}` label, its `{name}` (an event's: its sensor), its
-/// JSON line without the newline (rendered into `line`), and whether it is
-/// an event its source may have delivered before.
-pub(super) fn each_output(
-    batch: &OutputBatch,
-    mask: OutputMask,
-    sources: &[Arc<str>],
-    line: &mut Vec<u8>,
-    mut f: impl FnMut(&'static str, &str, &[u8], bool),
-) {
-    let trim = |line: &mut Vec<u8>| {
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-    };
-    for o in &batch.outputs {
-        let Some(kind) = o.kind().filter(|k| mask.has(*k)) else {
-            continue;
-        };
-        line.clear();
-        json::render_output(line, batch, o);
-        trim(line);
-        if !line.is_empty() {
-            f(super::kind_label(kind), json::output_name(batch, o), line, false);
-        }
-    }
-    if !mask.has(OutputKind::Events) {
-        return;
-    }
-    let Some(m) = batch.model.as_deref() else { return };
-    for e in &batch.events {
-        line.clear();
-        json::render_event(line, batch, e, sources);
-        trim(line);
-        f(
-            super::kind_label(OutputKind::Events),
-            &m.sensors[e.sensor as usize],
-            line,
-            e.redelivered,
-        );
-    }
-}
-
-/// Records a failure retrying cannot fix, once: the sink refuses every later
-/// flush (so no checkpoint commits past an output that was not delivered)
-/// and the node stops, reporting it as the reason.
-pub(super) fn fail_once(failed: &mut Option<SinkError>, fatal: &FatalTx, err: SinkError) {
-    if failed.is_none() {
-        if fatal.send(Fatal::new(err.clone())).is_err() {
-            tracing::error!(sink = %err.sink, error = %err, "sink failed");
-        }
-        *failed = Some(err);
     }
 }
