@@ -27,10 +27,13 @@
 //!   / `event_id`.
 //! * **Bounded.** Beyond `queue` messages held, the twins' batches and their
 //!   flow permits are kept, so the sources stop reading.
+//!
+//! The thread, its outbox, flushes and close are the broker sink's
+//! ([`super::broker`]); this module is its Kafka [`Transport`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use rdkafka::client::ClientContext;
@@ -40,20 +43,18 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::outbox::{self, Outbox};
-use super::{Cmd, OutboxOp, SinkError};
+use super::broker::{BrokerSink, Headers, Transport};
+use super::outbox::Outbox;
+use super::SinkError;
 use crate::cluster::RelayRoutes;
 use crate::mqtt::Backoff;
 use crate::pipeline::FatalTx;
 use crate::pipeline::{DeadLetter, OutputBatch, RelayRecord};
 use crate::store::Store;
 use crate::telemetry;
-use crate::topology::{kafka_topic_char, KafkaSinkSpec, OutputKind, WhenFull};
+use crate::topology::{kafka_topic_char, KafkaSinkSpec, OutputKind, OutputTopic, WhenFull};
 use crate::twin::model::Output;
 use crate::twin::schema::OutputMask;
-
-/// How long a closing sink waits for the brokers to acknowledge what it holds.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Header names of the records this sink produces.
 pub mod header {
@@ -77,7 +78,7 @@ pub mod header {
 }
 
 /// The outcome of one record, from librdkafka's delivery callback.
-struct Delivery {
+pub(super) struct Delivery {
     seq: u64,
     result: Result<(), KafkaError>,
 }
@@ -119,15 +120,14 @@ impl ProducerContext for Deliveries {
     }
 }
 
-pub(super) struct KafkaSink {
+/// The Kafka sink: the broker sink over [`Kafka`].
+pub(super) type KafkaSink = BrokerSink<Kafka>;
+
+/// Producing through an idempotent rdkafka producer: the transport of a
+/// [`KafkaSink`].
+pub(super) struct Kafka {
     name: Arc<str>,
     spec: KafkaSinkSpec,
-    mask: OutputMask,
-    /// Source index -> name (events name their source).
-    sources: Arc<[Arc<str>]>,
-    store: Arc<Store>,
-    fatal: FatalTx,
-    outbox: Outbox,
     producer: Option<ThreadedProducer<Deliveries>>,
     deliveries: Receiver<Delivery>,
     failing: Arc<AtomicBool>,
@@ -136,9 +136,6 @@ pub(super) struct KafkaSink {
     backoff: Backoff,
     /// Failed deliveries since the last metrics report.
     retries: u64,
-    failed: Option<SinkError>,
-    topic: String,
-    line: Vec<u8>,
     /// Cluster: where relayed values go (the sink taking `Relays`).
     relays: Option<Arc<RelayRoutes>>,
 }
@@ -147,7 +144,7 @@ impl KafkaSink {
     /// A cluster's relay sink: values twins relay to followers on other
     /// nodes go to the shards' partitions of the ingest topic.
     pub(super) fn with_relays(mut self, relays: Option<Arc<RelayRoutes>>) -> KafkaSink {
-        self.relays = relays;
+        self.transport.relays = relays;
         self
     }
 
@@ -199,64 +196,125 @@ impl KafkaSink {
         .set("acks", "all")
         .create_with_context(context)
         .map_err(|e| sink_error(format!("cannot create the producer: {e}")))?;
-        Ok(KafkaSink {
+        let transport = Kafka {
             name: name.into(),
             spec,
-            mask,
-            sources,
-            store,
-            fatal,
-            outbox,
             producer: Some(producer),
             deliveries,
             failing,
             retry_at: None,
             backoff: Backoff::default(),
             retries: 0,
-            failed: None,
-            topic: String::new(),
-            line: Vec::with_capacity(512),
             relays: None,
-        })
+        };
+        Ok(BrokerSink::over(name, transport, outbox, mask, sources, store, fatal))
+    }
+}
+
+impl Kafka {
+    /// A delivery failed with an error retrying can fix: produce again
+    /// after a backoff; warn once per streak.
+    fn back_off(&mut self, outbox: &Outbox, e: &KafkaError) {
+        self.retries += 1;
+        if self.retry_at.is_none() {
+            self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+        }
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(sink = %self.name, error = %e, queued = outbox.queued(),
+                "Kafka sink delivery failed; holding the records and producing them again with backoff");
+        }
+    }
+}
+
+impl Transport for Kafka {
+    type Event = Delivery;
+    const TOPIC_CHAR: fn(char) -> bool = kafka_topic_char;
+    // What is not acknowledged now is produced again by the next run.
+    const STOP_BEFORE_SAVE: bool = true;
+
+    fn topic(&self) -> &OutputTopic {
+        &self.spec.topic
     }
 
-    pub(super) fn run(mut self, cmds: &Receiver<Cmd>) {
-        let deliveries = self.deliveries.clone();
-        loop {
-            self.step();
-            crossbeam_channel::select! {
-                recv(cmds) -> cmd => match cmd {
-                    Ok(Cmd::Deliver(batch)) => self.accept(batch),
-                    Ok(Cmd::Flush(reply)) => {
-                        let _ = reply.send(self.flush());
-                    }
-                    Ok(Cmd::Close) | Err(_) => break,
-                },
-                recv(deliveries) -> d => {
-                    if let Ok(d) = d {
-                        self.on_delivery(d);
-                    }
-                }
-                default(Duration::from_millis(20)) => {}
+    fn target(&self) -> String {
+        format!("kafka {}", self.spec.conn.brokers)
+    }
+
+    /// Keyed by asset; the output kind in a header.
+    fn output(&self, asset: &str, kind: &'static str, again: bool) -> (Option<Vec<u8>>, Headers) {
+        // Events are the cluster's ingest: lean records (their
+        // payload says `"kind":"event"`), a header only when
+        // redelivered.
+        let mut headers = Vec::new();
+        if kind != super::kind_label(OutputKind::Events) {
+            headers.push((header::KIND.into(), kind.as_bytes().to_vec()));
+        }
+        if again {
+            headers.push((header::REDELIVERED.into(), b"1".to_vec()));
+        }
+        (Some(asset.as_bytes().to_vec()), headers)
+    }
+
+    fn relays(&self, batch: &OutputBatch, asset: &str, asset_type: &str, topic: &mut String, outbox: &mut Outbox) {
+        let Some(routes) = &self.relays else { return };
+        for o in &batch.outputs {
+            let (Output::Relay { sensor, latest }, Some(m)) = (o, batch.model.as_deref()) else {
+                continue;
+            };
+            let shards = routes.targets(asset);
+            if shards.is_empty() {
+                continue;
+            }
+            let payload = serde_json::to_vec(&RelayRecord {
+                kind: "relay",
+                asset,
+                sensor: &m.sensors[*sensor as usize],
+                ts: latest.ts,
+                value: latest.value,
+            })
+            .expect("a relay serializes");
+            self.spec
+                .topic
+                .render(topic, asset, asset_type, "relay", "", kafka_topic_char);
+            for shard in shards {
+                outbox.push_to(
+                    topic.clone(),
+                    Some(shard as i32),
+                    Some(asset.as_bytes().to_vec()),
+                    vec![(header::KIND.into(), b"relay".to_vec())],
+                    payload.clone(),
+                );
             }
         }
-        self.close();
     }
 
-    /// Hands queued records to the producer (unless a retry is pending) and
-    /// releases held batches.
-    fn step(&mut self) {
-        self.outbox.tick();
+    /// The original record: its key (or the asset) and bytes, with headers
+    /// naming its origin and error.
+    fn dead_letter(
+        &self,
+        batch: &OutputBatch,
+        d: &DeadLetter,
+        _line: &mut Vec<u8>,
+    ) -> (Option<Vec<u8>>, Headers, Vec<u8>) {
+        let key = d
+            .key
+            .clone()
+            .or_else(|| batch.asset.as_ref().map(|a| a.as_bytes().to_vec()));
+        (key, dead_letter_headers(d), d.payload.clone())
+    }
+
+    /// Hands queued records to the producer (unless a retry is pending).
+    fn send(&mut self, outbox: &mut Outbox, failed: bool) -> Result<(), String> {
         if self.retries > 0 {
             telemetry::sink_retried(&self.name, std::mem::take(&mut self.retries));
         }
-        if self.retry_at.is_some_and(|t| Instant::now() < t) || self.failed.is_some() {
-            return;
+        if self.retry_at.is_some_and(|t| Instant::now() < t) || failed {
+            return Ok(());
         }
         self.retry_at = None;
-        while let Some(msg) = self.outbox.take() {
+        while let Some(msg) = outbox.take() {
             let Some(producer) = &self.producer else {
-                self.outbox.untake(msg);
+                outbox.untake(msg);
                 break;
             };
             let mut record =
@@ -267,8 +325,7 @@ impl KafkaSink {
             if let Some(key) = &msg.key {
                 record = record.key(&key[..]);
             }
-            let again =
-                self.outbox.maybe_sent_before(msg.seq) && !msg.headers.iter().any(|(k, _)| k == header::REDELIVERED);
+            let again = outbox.maybe_sent_before(msg.seq) && !msg.headers.iter().any(|(k, _)| k == header::REDELIVERED);
             if !msg.headers.is_empty() || again {
                 let mut headers = msg.headers.iter().fold(
                     OwnedHeaders::new_with_capacity(msg.headers.len() + 1),
@@ -288,179 +345,62 @@ impl KafkaSink {
                 record = record.headers(headers);
             }
             match producer.send(record).map_err(|(e, _)| e) {
-                Ok(()) => self.outbox.sent(msg),
+                Ok(()) => outbox.sent(msg),
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     // librdkafka's queue is full: deliveries drain it.
-                    self.outbox.untake(msg);
+                    outbox.untake(msg);
                     break;
                 }
                 Err(e) => {
                     let (seq, topic) = (msg.seq, msg.topic.clone());
-                    self.outbox.untake(msg);
+                    outbox.untake(msg);
                     if permanent(&e) {
-                        self.fail(format!("record {seq} cannot be produced to `{topic}`: {e}"));
-                    } else {
-                        self.back_off(&e);
+                        return Err(format!("record {seq} cannot be produced to `{topic}`: {e}"));
                     }
+                    self.back_off(outbox, &e);
                     break;
                 }
             }
         }
+        Ok(())
     }
 
-    fn on_delivery(&mut self, d: Delivery) {
+    fn events(&self) -> Option<Receiver<Delivery>> {
+        Some(self.deliveries.clone())
+    }
+
+    fn on_event(&mut self, outbox: &mut Outbox, d: Delivery) -> Result<(), String> {
         match d.result {
             Ok(()) => {
-                self.outbox.ack(d.seq);
+                outbox.ack(d.seq);
                 if self.failing.swap(false, Ordering::Relaxed) {
                     self.backoff.reset();
-                    tracing::info!(sink = %self.name, queued = self.outbox.queued(), "Kafka sink delivering again");
+                    tracing::info!(sink = %self.name, queued = outbox.queued(), "Kafka sink delivering again");
                 }
             }
             Err(e) if permanent(&e) => {
-                self.outbox.retry(d.seq);
-                self.fail(format!("record {} was refused: {e}", d.seq));
+                outbox.retry(d.seq);
+                return Err(format!("record {} was refused: {e}", d.seq));
             }
             Err(e) => {
-                self.outbox.retry(d.seq);
-                self.back_off(&e);
+                outbox.retry(d.seq);
+                self.back_off(outbox, &e);
             }
         }
+        Ok(())
     }
 
-    /// A delivery failed with an error retrying can fix: produce again
-    /// after a backoff; warn once per streak.
-    fn back_off(&mut self, e: &KafkaError) {
-        self.retries += 1;
-        if self.retry_at.is_none() {
-            self.retry_at = Some(Instant::now() + self.backoff.next_delay());
-        }
-        if !self.failing.swap(true, Ordering::Relaxed) {
-            tracing::warn!(sink = %self.name, error = %e, queued = self.outbox.queued(),
-                "Kafka sink delivery failed; holding the records and producing them again with backoff");
-        }
+    /// Delivery reports end only with the producer: nothing more to wait for.
+    fn ended(&mut self, _outbox: &mut Outbox) -> bool {
+        false
     }
 
-    /// A failure retrying cannot fix: the node stops.
-    fn fail(&mut self, message: String) {
-        let err = SinkError {
-            sink: self.name.to_string(),
-            target: format!("kafka {}", self.spec.conn.brokers),
-            message,
-        };
-        outbox::fail_once(&mut self.failed, &self.fatal, err);
-    }
+    /// The producer keeps delivering what it has; nothing more is handed
+    /// to it.
+    fn halt(&mut self) {}
 
-    /// Renders the outputs of `batch` this sink takes into the queue; keeps
-    /// the batch (and its flow permit) while over the bound.
-    fn accept(&mut self, batch: Arc<OutputBatch>) {
-        if self.failed.is_some() {
-            return;
-        }
-        let asset = batch.asset.as_deref().unwrap_or("");
-        let asset_type = batch.model.as_deref().map_or("", |m| &*m.name);
-        let (topic, queue) = (&self.spec.topic, &mut self.outbox);
-        outbox::each_output(
-            &batch,
-            self.mask,
-            &self.sources,
-            &mut self.line,
-            |kind, name, line, again| {
-                topic.render(&mut self.topic, asset, asset_type, kind, name, kafka_topic_char);
-                // Events are the cluster's ingest: lean records (their
-                // payload says `"kind":"event"`), a header only when
-                // redelivered.
-                let mut headers = Vec::new();
-                if kind != super::kind_label(OutputKind::Events) {
-                    headers.push((header::KIND.into(), kind.as_bytes().to_vec()));
-                }
-                if again {
-                    headers.push((header::REDELIVERED.into(), b"1".to_vec()));
-                }
-                queue.push(
-                    self.topic.clone(),
-                    Some(asset.as_bytes().to_vec()),
-                    headers,
-                    line.to_vec(),
-                );
-            },
-        );
-        if let Some(routes) = self.relays.as_ref().filter(|_| self.mask.has(OutputKind::Relays)) {
-            for o in &batch.outputs {
-                let (Output::Relay { sensor, latest }, Some(m)) = (o, batch.model.as_deref()) else {
-                    continue;
-                };
-                let shards = routes.targets(asset);
-                if shards.is_empty() {
-                    continue;
-                }
-                let payload = serde_json::to_vec(&RelayRecord {
-                    kind: "relay",
-                    asset,
-                    sensor: &m.sensors[*sensor as usize],
-                    ts: latest.ts,
-                    value: latest.value,
-                })
-                .expect("a relay serializes");
-                self.spec
-                    .topic
-                    .render(&mut self.topic, asset, asset_type, "relay", "", kafka_topic_char);
-                for shard in shards {
-                    self.outbox.push_to(
-                        self.topic.clone(),
-                        Some(shard as i32),
-                        Some(asset.as_bytes().to_vec()),
-                        vec![(header::KIND.into(), b"relay".to_vec())],
-                        payload.clone(),
-                    );
-                }
-            }
-        }
-        if self.mask.has(OutputKind::DeadLetters) {
-            for d in &batch.dead_letters {
-                self.spec.topic.render(
-                    &mut self.topic,
-                    asset,
-                    "",
-                    "dead_letter",
-                    d.reason.code(),
-                    kafka_topic_char,
-                );
-                let key = d
-                    .key
-                    .clone()
-                    .or_else(|| batch.asset.as_ref().map(|a| a.as_bytes().to_vec()));
-                self.outbox
-                    .push(self.topic.clone(), key, dead_letter_headers(d), d.payload.clone());
-            }
-        }
-        self.outbox.admit(batch);
-    }
-
-    fn flush(&mut self) -> Result<Vec<OutboxOp>, SinkError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        Ok(self.outbox.flush())
-    }
-
-    /// Waits up to [`CLOSE_WAIT`] for the brokers to acknowledge what is
-    /// held, then records in the store what is left for the next run.
-    fn close(mut self) {
-        let until = Instant::now() + CLOSE_WAIT;
-        while self.failed.is_none() && self.outbox.held() > 0 && Instant::now() < until {
-            self.step();
-            match self.deliveries.recv_timeout(Duration::from_millis(20)) {
-                Ok(d) => self.on_delivery(d),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        // What is not acknowledged now is produced again by the next run.
+    fn stop(&mut self) {
         self.producer = None;
-        if self.failed.is_none() {
-            self.outbox.save(&self.store);
-        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! produced it is durable (outputs are at-least-once; nothing is lost on a
 //! crash).
 
+mod broker;
 mod build;
 mod json;
 mod kafka;

@@ -25,28 +25,30 @@
 //!   the broker is down is lost if the node crashes. With `when_full:
 //!   drop_oldest` a full queue drops its oldest message instead of holding
 //!   the twins back (`twinstream_sink_dropped_total`).
+//!
+//! The thread, its outbox, flushes and close are the broker sink's
+//! ([`super::broker`]); this module is its MQTT [`Transport`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 use rumqttc::{Client, ConnectionError, Event, Outgoing, Packet, QoS};
 
-use super::outbox::{self, Outbox};
-use super::{json, Cmd, SinkError};
+use super::broker::{BrokerSink, Headers, Transport};
+use super::outbox::Outbox;
+use super::{json, SinkError};
 use crate::mqtt::{describe, refusal, Backoff, Credentials, OnError};
 use crate::pipeline::FatalTx;
-use crate::pipeline::OutputBatch;
+use crate::pipeline::{DeadLetter, OutputBatch};
 use crate::store::Store;
 use crate::telemetry;
-use crate::topology::{mqtt_topic_char, MqttSinkSpec, OutputKind};
+use crate::topology::{mqtt_topic_char, MqttSinkSpec, OutputTopic};
 use crate::twin::schema::OutputMask;
 
 /// Messages published and not yet acknowledged, at most.
 pub const INFLIGHT: usize = 256;
-/// How long a closing sink keeps publishing what it holds.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The client of the current connection and the events of its thread.
 struct Link {
@@ -65,28 +67,24 @@ impl Drop for Link {
     }
 }
 
-pub(super) struct MqttSink {
+/// The MQTT sink: the broker sink over [`Mqtt`].
+pub(super) type MqttSink = BrokerSink<Mqtt>;
+
+/// Publishing through rumqttc: the transport of an [`MqttSink`].
+pub(super) struct Mqtt {
     name: Arc<str>,
     spec: MqttSinkSpec,
-    mask: OutputMask,
-    /// Source index -> name (events name their source).
-    sources: Arc<[Arc<str>]>,
     qos: QoS,
     default_client_id: String,
     credentials: Credentials,
-    store: Arc<Store>,
-    fatal: FatalTx,
-    outbox: Outbox,
-    /// Index in `outbox.sent` of the first message rumqttc has not sent yet.
+    /// Index in `outbox.queue.sent` of the first message rumqttc has not
+    /// sent yet.
     unsent: usize,
     link: Option<Link>,
     reconnect_at: Instant,
     backoff: Backoff,
     /// Set on the first failure of a streak (one warning per streak).
     failing: bool,
-    failed: Option<SinkError>,
-    topic: String,
-    line: Vec<u8>,
 }
 
 impl MqttSink {
@@ -114,79 +112,24 @@ impl MqttSink {
             QoS::AtLeastOnce
         };
         telemetry::mqtt_sink_connected(name, false);
-        Ok(MqttSink {
+        let transport = Mqtt {
             name: name.into(),
             spec,
-            mask,
-            sources,
             qos,
             default_client_id,
             credentials,
-            store,
-            fatal,
-            outbox,
             unsent: 0,
             link: None,
             reconnect_at: Instant::now(),
             backoff: Backoff::default(),
             failing: false,
-            failed: None,
-            topic: String::new(),
-            line: Vec::with_capacity(512),
-        })
+        };
+        Ok(BrokerSink::over(name, transport, outbox, mask, sources, store, fatal))
     }
+}
 
-    pub(super) fn run(mut self, cmds: &Receiver<Cmd>) {
-        loop {
-            self.step();
-            let events = self
-                .link
-                .as_ref()
-                .map_or_else(crossbeam_channel::never, |l| l.events.clone());
-            crossbeam_channel::select! {
-                recv(cmds) -> cmd => match cmd {
-                    Ok(Cmd::Deliver(batch)) => self.accept(batch),
-                    Ok(Cmd::Flush(reply)) => {
-                        let _ = reply.send(self.flush());
-                    }
-                    Ok(Cmd::Close) | Err(_) => break,
-                },
-                recv(events) -> event => match event {
-                    Ok(event) => self.on_event(event),
-                    Err(_) => self.lost("the connection thread ended".into()),
-                },
-                default(Duration::from_millis(20)) => {}
-            }
-        }
-        self.close();
-    }
-
-    /// Connects when due, hands queued messages over, releases held batches.
-    fn step(&mut self) {
-        if self.link.is_none() && self.failed.is_none() && Instant::now() >= self.reconnect_at {
-            self.connect();
-        }
-        if let Some(link) = self.link.as_ref().filter(|l| l.connected) {
-            while self.outbox.sent.len() < INFLIGHT {
-                let Some(msg) = self.outbox.take() else { break };
-                if link
-                    .client
-                    .try_publish(msg.topic.clone(), self.qos, self.spec.retain, msg.payload.clone())
-                    .is_err()
-                {
-                    // The request queue is full: rumqttc drains it.
-                    self.outbox.untake(msg);
-                    break;
-                }
-                // Acknowledged once rumqttc sent it (QoS 0) or the broker
-                // acknowledged it (QoS 1): never before it has a packet id.
-                self.outbox.sent(msg);
-            }
-        }
-        self.outbox.tick();
-    }
-
-    fn connect(&mut self) {
+impl Mqtt {
+    fn connect(&mut self) -> Result<(), String> {
         let mut opts = crate::mqtt::options(&self.spec.conn, &self.default_client_id, &self.credentials);
         // Nothing to resume: what the last connection did not get
         // acknowledged is published again from the outbox.
@@ -206,13 +149,99 @@ impl MqttSink {
                     events,
                     driving,
                     connected: false,
-                })
+                });
+                Ok(())
             }
-            Err(e) => self.fail(format!("cannot start a thread: {e}")),
+            Err(e) => Err(format!("cannot start a thread: {e}")),
         }
     }
 
-    fn on_event(&mut self, event: Result<Event, ConnectionError>) {
+    /// Retires the acknowledged messages at the head of what was sent.
+    fn complete(&mut self, outbox: &mut Outbox) {
+        let before = outbox.queue.sent.len();
+        outbox.complete();
+        self.unsent -= before - outbox.queue.sent.len();
+    }
+
+    /// The connection is gone: what it did not get acknowledged goes back to
+    /// the head of the queue, and a new one is tried after a backoff.
+    fn lost(&mut self, outbox: &mut Outbox, reason: String) {
+        self.link = None;
+        outbox.requeue();
+        self.unsent = 0;
+        self.reconnect_at = Instant::now() + self.backoff.next_delay();
+        telemetry::mqtt_sink_connected(&self.name, false);
+        if !self.failing {
+            tracing::warn!(sink = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
+                error = %reason, queued = outbox.queued(), "MQTT sink disconnected; holding messages and retrying with backoff");
+            self.failing = true;
+        }
+    }
+}
+
+impl Transport for Mqtt {
+    type Event = Result<Event, ConnectionError>;
+    const TOPIC_CHAR: fn(char) -> bool = mqtt_topic_char;
+    const STOP_BEFORE_SAVE: bool = false;
+
+    fn topic(&self) -> &OutputTopic {
+        &self.spec.topic
+    }
+
+    fn target(&self) -> String {
+        format!("mqtt {}:{}", self.spec.conn.host, self.spec.conn.port)
+    }
+
+    /// One JSON output per message: no key, no headers.
+    fn output(&self, _asset: &str, _kind: &'static str, _again: bool) -> (Option<Vec<u8>>, Headers) {
+        (None, Vec::new())
+    }
+
+    /// A dead letter's JSON line.
+    fn dead_letter(
+        &self,
+        batch: &OutputBatch,
+        d: &DeadLetter,
+        line: &mut Vec<u8>,
+    ) -> (Option<Vec<u8>>, Headers, Vec<u8>) {
+        line.clear();
+        json::render_dead_letter(line, d, batch.at_ms);
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        (None, Vec::new(), line.clone())
+    }
+
+    /// Connects when due, hands queued messages over.
+    fn send(&mut self, outbox: &mut Outbox, failed: bool) -> Result<(), String> {
+        if self.link.is_none() && !failed && Instant::now() >= self.reconnect_at {
+            self.connect()?;
+        }
+        if let Some(link) = self.link.as_ref().filter(|l| l.connected) {
+            while outbox.queue.sent.len() < INFLIGHT {
+                let Some(msg) = outbox.take() else { break };
+                if link
+                    .client
+                    .try_publish(msg.topic.clone(), self.qos, self.spec.retain, msg.payload.clone())
+                    .is_err()
+                {
+                    // The request queue is full: rumqttc drains it.
+                    outbox.untake(msg);
+                    break;
+                }
+                // Acknowledged once rumqttc sent it (QoS 0) or the broker
+                // acknowledged it (QoS 1): never before it has a packet id.
+                outbox.sent(msg);
+            }
+        }
+        Ok(())
+    }
+
+    fn events(&self) -> Option<Receiver<Self::Event>> {
+        self.link.as_ref().map(|l| l.events.clone())
+    }
+
+    fn on_event(&mut self, outbox: &mut Outbox, event: Self::Event) -> Result<(), String> {
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 if let Some(link) = &mut self.link {
@@ -221,156 +250,66 @@ impl MqttSink {
                 self.backoff.reset();
                 self.failing = false;
                 tracing::info!(sink = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
-                    queued = self.outbox.queued(), "MQTT sink connected");
+                    queued = outbox.queued(), "MQTT sink connected");
                 telemetry::mqtt_sink_connected(&self.name, true);
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 // rumqttc sends in the order it was handed the messages.
-                if let Some(s) = self.outbox.sent.get_mut(self.unsent) {
+                if let Some(s) = outbox.queue.sent.get_mut(self.unsent) {
                     s.tag = Some(pkid);
                     s.acked = self.qos == QoS::AtMostOnce;
                     self.unsent += 1;
                 }
-                self.complete();
+                self.complete(outbox);
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(s) = self
-                    .outbox
+                if let Some(s) = outbox
+                    .queue
                     .sent
                     .iter_mut()
                     .find(|s| s.tag == Some(ack.pkid) && !s.acked)
                 {
                     s.acked = true;
                 }
-                self.complete();
+                self.complete(outbox);
             }
             Ok(_) => {}
             Err(e) => match refusal(&e) {
-                Some(reason) => self.fail(format!("the broker refused the connection: {reason}")),
-                None => self.lost(describe(&e)),
+                Some(reason) => return Err(format!("the broker refused the connection: {reason}")),
+                None => self.lost(outbox, describe(&e)),
             },
         }
+        Ok(())
     }
 
-    /// Retires the acknowledged messages at the head of what was sent.
-    fn complete(&mut self) {
-        let before = self.outbox.sent.len();
-        self.outbox.complete();
-        self.unsent -= before - self.outbox.sent.len();
+    /// The connection thread ended: a lost connection.
+    fn ended(&mut self, outbox: &mut Outbox) -> bool {
+        self.lost(outbox, "the connection thread ended".into());
+        true
     }
 
-    /// The connection is gone: what it did not get acknowledged goes back to
-    /// the head of the queue, and a new one is tried after a backoff.
-    fn lost(&mut self, reason: String) {
-        self.link = None;
-        self.outbox.requeue();
-        self.unsent = 0;
-        self.reconnect_at = Instant::now() + self.backoff.next_delay();
-        telemetry::mqtt_sink_connected(&self.name, false);
-        if !self.failing {
-            tracing::warn!(sink = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
-                error = %reason, queued = self.outbox.queued(), "MQTT sink disconnected; holding messages and retrying with backoff");
-            self.failing = true;
-        }
-    }
-
-    /// A failure retrying cannot fix: the node stops.
-    fn fail(&mut self, message: String) {
+    /// The connection goes.
+    fn halt(&mut self) {
         self.link = None;
         telemetry::mqtt_sink_connected(&self.name, false);
-        let err = SinkError {
-            sink: self.name.to_string(),
-            target: format!("mqtt {}:{}", self.spec.conn.host, self.spec.conn.port),
-            message,
-        };
-        outbox::fail_once(&mut self.failed, &self.fatal, err);
     }
 
-    /// Renders the outputs of `batch` this sink takes into the queue; keeps
-    /// the batch (and its flow permit) while over the bound.
-    fn accept(&mut self, batch: Arc<OutputBatch>) {
-        if self.failed.is_some() {
-            return;
-        }
-        let asset = batch.asset.as_deref().unwrap_or("");
-        let asset_type = batch.model.as_deref().map_or("", |m| &*m.name);
-        let (topic, queue) = (&self.spec.topic, &mut self.outbox);
-        outbox::each_output(
-            &batch,
-            self.mask,
-            &self.sources,
-            &mut self.line,
-            |kind, name, line, _| {
-                topic.render(&mut self.topic, asset, asset_type, kind, name, mqtt_topic_char);
-                queue.push(self.topic.clone(), None, Vec::new(), line.to_vec());
-            },
-        );
-        if self.mask.has(OutputKind::DeadLetters) {
-            for d in &batch.dead_letters {
-                self.line.clear();
-                json::render_dead_letter(&mut self.line, d, batch.at_ms);
-                self.spec.topic.render(
-                    &mut self.topic,
-                    asset,
-                    "",
-                    "dead_letter",
-                    d.reason.code(),
-                    mqtt_topic_char,
-                );
-                if self.line.last() == Some(&b'\n') {
-                    self.line.pop();
-                }
-                self.outbox
-                    .push(self.topic.clone(), None, Vec::new(), self.line.clone());
-            }
-        }
-        self.outbox.admit(batch);
-    }
-
-    /// The outbox changes for the checkpoint being committed (QoS 1).
-    fn flush(&mut self) -> Result<Vec<super::OutboxOp>, SinkError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        Ok(self.outbox.flush())
-    }
-
-    /// Keeps publishing for up to [`CLOSE_WAIT`], then records in the store
-    /// what was acknowledged and (QoS 1) what is still held, so the next run
-    /// publishes exactly what is left.
-    fn close(mut self) {
-        let until = Instant::now() + CLOSE_WAIT;
-        while self.failed.is_none() && self.outbox.held() > 0 && Instant::now() < until {
-            self.step();
-            let Some(events) = self.link.as_ref().map(|l| l.events.clone()) else {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            };
-            match events.recv_timeout(Duration::from_millis(20)) {
-                Ok(event) => self.on_event(event),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    self.lost("the connection thread ended".into())
-                }
-            }
-        }
-        if self.failed.is_none() {
-            self.outbox.save(&self.store);
-        }
-        self.link = None;
-        telemetry::mqtt_sink_connected(&self.name, false);
+    /// Closing: as on a failure, the connection goes.
+    fn stop(&mut self) {
+        self.halt();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::pipeline::flow::Flow;
     use crate::pipeline::{DeadLetter, DeadReason, Origin};
     use crate::sink::OutboxOp;
     use crate::store::Checkpoint;
-    use crate::topology::WhenFull;
-    use crate::topology::{MqttConn, OutputTopic};
+    use crate::topology::{MqttConn, OutputKind, OutputTopic, WhenFull};
 
     /// A sink whose broker is not there (a port nothing listens on).
     fn unreachable_sink(store: &Arc<Store>, queue: usize) -> MqttSink {
@@ -490,9 +429,9 @@ mod tests {
         let store = Arc::new(Store::open(dir.path(), 1).unwrap());
         let flow = Flow::new(8);
         let mut sink = unreachable_sink(&store, 2);
-        sink.spec.qos = 0;
-        sink.qos = QoS::AtMostOnce;
-        sink.spec.when_full = WhenFull::DropOldest;
+        sink.transport.spec.qos = 0;
+        sink.transport.qos = QoS::AtMostOnce;
+        sink.transport.spec.when_full = WhenFull::DropOldest;
         sink.outbox = Outbox::restore("out", &store, 2, WhenFull::DropOldest, false).unwrap();
         for n in 1..=5 {
             sink.accept(batch(&flow, n));
