@@ -32,6 +32,10 @@ use ahash::AHashMap;
 use compact_str::CompactString;
 use crossbeam_channel::{never, select, Receiver, Sender};
 
+mod sources;
+
+pub use sources::SourceSlot;
+
 use super::checkpoint::{Durable, Epoch, ShardMark};
 use super::host::Question;
 use super::query::{Gather, Request};
@@ -82,36 +86,6 @@ struct Follower {
     sensor: u16,
     /// Where the follower keeps it.
     slot: u16,
-}
-
-pub struct SourceSlot {
-    pub name: Arc<str>,
-    /// Whether the source has a durable position (files do, the simulator
-    /// does not).
-    pub positioned: bool,
-    pub position: SourcePosition,
-    pub next_seq: u64,
-    pending: BTreeMap<u64, DecodedChunk>,
-    pub done: bool,
-    pub end_of_input: bool,
-    /// Told the sequence number up to which this source's chunks are
-    /// durable (sources that acknowledge after durability: MQTT QoS 1).
-    pub acks: Option<Sender<u64>>,
-}
-
-impl SourceSlot {
-    pub fn new(name: Arc<str>, positioned: bool, position: SourcePosition, running: bool) -> SourceSlot {
-        SourceSlot {
-            name,
-            positioned,
-            position,
-            next_seq: 0,
-            pending: BTreeMap::new(),
-            done: !running,
-            end_of_input: false,
-            acks: None,
-        }
-    }
 }
 
 struct TwinRef {
@@ -600,15 +574,11 @@ impl Router {
     fn on_chunk(&mut self, chunk: DecodedChunk) {
         let s = chunk.source as usize;
         if chunk.seq != self.sources[s].next_seq {
-            self.sources[s].pending.insert(chunk.seq, chunk);
+            self.sources[s].hold(chunk);
             return;
         }
         self.route(chunk);
-        while let Some(next) = {
-            let src = &mut self.sources[s];
-            let seq = src.next_seq;
-            src.pending.remove(&seq)
-        } {
+        while let Some(next) = self.sources[s].take_next() {
             self.route(next);
         }
     }
