@@ -32,9 +32,12 @@ use ahash::AHashMap;
 use compact_str::CompactString;
 use crossbeam_channel::{never, select, Receiver, Sender};
 
+mod relays;
 mod sources;
 
 pub use sources::SourceSlot;
+
+use relays::{Relays, RELAY_ROUND};
 
 use super::checkpoint::{Durable, Epoch, ShardMark};
 use super::host::Question;
@@ -46,7 +49,7 @@ use super::EngineError;
 use crate::cluster::Sharding;
 use crate::pipeline::flow::Flow;
 use crate::pipeline::now_ms;
-use crate::pipeline::{Acquired, DecodedChunk, Fatal, OutputBatch, RemoteRelay, ShardControl};
+use crate::pipeline::{Acquired, DecodedChunk, Fatal, OutputBatch, ShardControl};
 use crate::sink::SinkHub;
 use crate::source::decode::AssetIndex;
 use crate::source::SourcePosition;
@@ -77,15 +80,6 @@ struct InflightEpoch {
     /// Per acknowledging source: `next_seq` when the epoch started (it holds
     /// every chunk before that).
     acked: Vec<(usize, u64)>,
-}
-
-/// A twin that reads a sensor of another asset through a relation.
-struct Follower {
-    asset: CompactString,
-    /// Sensor of the related asset.
-    sensor: u16,
-    /// Where the follower keeps it.
-    slot: u16,
 }
 
 struct TwinRef {
@@ -159,13 +153,7 @@ pub struct Router {
     timers: BinaryHeap<Reverse<(i64, CompactString)>>,
     /// Per owned shard: how far its deadline index has been read.
     cursors: BTreeMap<u32, DeadlineCursor>,
-    /// Related asset id -> the twins that read it.
-    followers: AHashMap<CompactString, Vec<Follower>>,
-    /// The last relayed values per related asset, for followers that start later.
-    board: AHashMap<CompactString, Vec<(u16, Latest)>>,
-    /// Relayed values per twin waiting to be delivered (with the next chunk
-    /// or timer round).
-    pending_relays: AHashMap<CompactString, Vec<Relayed>>,
+    relays: Relays,
     /// An API write waits for a checkpoint: take the next one without
     /// waiting for the interval.
     urgent: bool,
@@ -212,8 +200,6 @@ const DEADLINE_LOOKAHEAD_MS: i64 = 1_000;
 /// Stored deadlines read per timer round at most: 50k twins woken a second
 /// after a long stop, while input keeps flowing between the rounds.
 const DEADLINE_SCAN_BUDGET: usize = 5_000;
-/// How long relayed values wait at most to be delivered with others.
-const RELAY_ROUND: Duration = Duration::from_millis(5);
 
 impl Router {
     pub fn new(p: RouterParts) -> Router {
@@ -233,6 +219,7 @@ impl Router {
             last_checkpoint: Instant::now(),
             events_since_checkpoint: 0,
             events: 0,
+            relays: Relays::new(&p.model, &p.index),
             model: p.model,
             index: p.index,
             store: p.store,
@@ -251,9 +238,6 @@ impl Router {
                 .map_or(0, |d| d.as_nanos()),
             timers: BinaryHeap::new(),
             cursors: BTreeMap::new(),
-            followers: AHashMap::new(),
-            board: AHashMap::new(),
-            pending_relays: AHashMap::new(),
             urgent: false,
             durable_waiters: Vec::new(),
             durable_epoch: 0,
@@ -261,49 +245,6 @@ impl Router {
             clock: 0,
             started: Instant::now(),
             last_sweep: Instant::now(),
-        }
-        .with_exact_followers()
-    }
-
-    /// Registers the followers named by exact asset entries (glob entries
-    /// register each asset when its twin starts).
-    fn with_exact_followers(mut self) -> Router {
-        let index = self.index.clone();
-        for (id, entry) in index.exact_ids() {
-            self.register_follower(id, entry);
-        }
-        self
-    }
-
-    fn register_follower(&mut self, asset: &str, entry: u32) {
-        let ty = &self.model.types[self.index.entry_type[entry as usize] as usize];
-        for (relation, target) in &self.index.entry_relations[entry as usize] {
-            for (slot, def) in ty.related.iter().enumerate() {
-                if def.relation != *relation {
-                    continue;
-                }
-                let list = self.followers.entry((&**target).into()).or_default();
-                if list.iter().any(|f| f.asset == asset && f.slot == slot as u16) {
-                    continue;
-                }
-                list.push(Follower {
-                    asset: asset.into(),
-                    sensor: def.sensor,
-                    slot: slot as u16,
-                });
-                // What the related asset reported before this twin started.
-                if let Some(latest) = self
-                    .board
-                    .get(&**target)
-                    .and_then(|b| b.iter().find(|(s, _)| *s == def.sensor))
-                    .map(|(_, l)| *l)
-                {
-                    self.pending_relays.entry(asset.into()).or_default().push(Relayed {
-                        slot: slot as u16,
-                        latest,
-                    });
-                }
-            }
         }
     }
 
@@ -358,48 +299,8 @@ impl Router {
                     self.timers.push(Reverse((at, (&*asset).into())));
                 }
             }
-            Feedback::Relay { asset, sensor, latest } => self.relay(&asset, sensor, latest, None),
-        }
-    }
-
-    /// A sensor of `asset` that other twins read changed: its followers get
-    /// it with their next message (`shard`: only those of that shard - a
-    /// relay record from another node, one per shard with followers).
-    fn relay(&mut self, asset: &str, sensor: u16, latest: Latest, shard: Option<u32>) {
-        let board = self.board.entry(asset.into()).or_default();
-        match board.iter_mut().find(|(s, _)| *s == sensor) {
-            // The newest value (a relay record read again after a takeover
-            // may be older than one relayed since).
-            Some(b) if b.1.ts > latest.ts => {}
-            Some(b) => b.1 = latest,
-            None => board.push((sensor, latest)),
-        }
-        let Some(followers) = self.followers.get(asset) else {
-            return;
-        };
-        for f in followers.iter().filter(|f| f.sensor == sensor) {
-            if shard.is_some_and(|s| self.sharding.shard_of(&f.asset) != s) {
-                continue;
-            }
-            self.pending_relays
-                .entry(f.asset.clone())
-                .or_default()
-                .push(Relayed { slot: f.slot, latest });
-        }
-    }
-
-    /// Relay records of a cluster source: values twins of other nodes
-    /// relayed to this node's followers.
-    fn remote_relays(&mut self, relays: Vec<RemoteRelay>) {
-        for r in relays {
-            let sensor = self.index.resolve(&r.asset).and_then(|e| {
-                let ty = &self.model.types[self.index.entry_type[e as usize] as usize];
-                ty.sensors.iter().position(|s| **s == *r.sensor)
-            });
-            match sensor {
-                Some(s) => self.relay(&r.asset, s as u16, r.latest, Some(r.shard)),
-                None => tracing::warn!(asset = %r.asset, sensor = %r.sensor,
-                    "a relayed value of an asset or sensor this topology does not have; ignored"),
+            Feedback::Relay { asset, sensor, latest } => {
+                self.relays.relay(&self.sharding, &asset, sensor, latest, None)
             }
         }
     }
@@ -417,7 +318,7 @@ impl Router {
         }
         let fired = work.len();
         let mut relays = 0;
-        for (asset, relayed) in self.pending_relays.drain() {
+        for (asset, relayed) in self.relays.drain() {
             relays += relayed.len();
             work.entry(asset).or_default().1 = relayed;
         }
@@ -492,7 +393,7 @@ impl Router {
                 self.timer_round(now_ms());
                 last_round = Instant::now();
                 last_relay = last_round;
-            } else if !self.pending_relays.is_empty() && last_relay.elapsed() >= RELAY_ROUND {
+            } else if self.relays.waiting() && last_relay.elapsed() >= RELAY_ROUND {
                 // Related values travel sooner than timers are checked.
                 self.timer_round(now_ms());
                 last_relay = Instant::now();
@@ -705,7 +606,7 @@ impl Router {
             }
         }
         if !self.index.entry_relations[entry as usize].is_empty() {
-            self.register_follower(asset, entry);
+            self.relays.register_follower(&self.model, &self.index, asset, entry);
         }
         let ty = self.index.entry_type[entry as usize] as usize;
         (worker, local, Some((asset.into(), self.model.types[ty].clone(), shard)))
