@@ -21,8 +21,7 @@
 //! * At the end it flushes (replay: end of input closes every window), writes
 //!   a final checkpoint and waits until it is durable.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,10 +33,12 @@ use crossbeam_channel::{never, select, Receiver, Sender};
 
 mod relays;
 mod sources;
+mod timers;
 
 pub use sources::SourceSlot;
 
 use relays::{Relays, RELAY_ROUND};
+use timers::{Timers, TIMER_ROUND};
 
 use super::checkpoint::{Durable, Epoch, ShardMark};
 use super::host::Question;
@@ -53,10 +54,10 @@ use crate::pipeline::{Acquired, DecodedChunk, Fatal, OutputBatch, ShardControl};
 use crate::sink::SinkHub;
 use crate::source::decode::AssetIndex;
 use crate::source::SourcePosition;
-use crate::store::{DeadlineCursor, Store};
+use crate::store::Store;
 use crate::telemetry;
 use crate::topology::SnapshotSpec;
-use crate::twin::model::{Latest, Relayed};
+use crate::twin::model::Latest;
 use crate::twin::schema::Model;
 
 /// What twins tell the router.
@@ -147,12 +148,7 @@ pub struct Router {
     pub flush_at_end: bool,
     /// Identifies this process run (nanoseconds since the epoch at start).
     run_id: u128,
-    /// Timer deadlines (epoch ms) of twins, earliest first: those twins in
-    /// memory armed, and those the deadline index holds up to a little
-    /// after now.
-    timers: BinaryHeap<Reverse<(i64, CompactString)>>,
-    /// Per owned shard: how far its deadline index has been read.
-    cursors: BTreeMap<u32, DeadlineCursor>,
+    timers: Timers,
     relays: Relays,
     /// An API write waits for a checkpoint: take the next one without
     /// waiting for the interval.
@@ -193,14 +189,6 @@ fn sweep_every(idle: Duration) -> Duration {
     (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
-/// How often the router looks at due timers.
-const TIMER_ROUND: Duration = Duration::from_millis(100);
-/// How far ahead of now the router reads the store's deadline index.
-const DEADLINE_LOOKAHEAD_MS: i64 = 1_000;
-/// Stored deadlines read per timer round at most: 50k twins woken a second
-/// after a long stop, while input keeps flowing between the rounds.
-const DEADLINE_SCAN_BUDGET: usize = 5_000;
-
 impl Router {
     pub fn new(p: RouterParts) -> Router {
         let n = p.workers.len();
@@ -236,8 +224,7 @@ impl Router {
             run_id: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos()),
-            timers: BinaryHeap::new(),
-            cursors: BTreeMap::new(),
+            timers: Timers::new(),
             urgent: false,
             durable_waiters: Vec::new(),
             durable_epoch: 0,
@@ -248,121 +235,16 @@ impl Router {
         }
     }
 
-    /// Starts reading the stored deadlines of this node's twins (a
-    /// restart): a twin that comes due wakes without waiting for a reading.
-    /// Nothing is read now - the store's deadline index is read in deadline
-    /// order as deadlines near ([`Self::scan_deadlines`]). (`replay` runs no
-    /// timers.)
-    pub fn start_timers(&mut self) {
-        if self.flush_at_end {
-            return;
-        }
-        for shard in self.sharding.owned() {
-            self.cursors.insert(shard, DeadlineCursor::default());
-        }
-        tracing::info!(
-            shards = self.cursors.len(),
-            "timers of stored twins armed from the deadline index"
-        );
-    }
-
-    /// Moves the stored deadlines due by `now` + [`DEADLINE_LOOKAHEAD_MS`]
-    /// into the heap, at most [`DEADLINE_SCAN_BUDGET`] a round (a node
-    /// restarted after a long stop wakes its overdue twins over several
-    /// rounds instead of in one stall). A deadline stored after the cursor
-    /// passed it was also sent to the heap by its twin; one read twice fires
-    /// twice, and a twin finding nothing due re-arms (early, never late).
-    fn scan_deadlines(&mut self, now: i64) {
-        let until = now.saturating_add(DEADLINE_LOOKAHEAD_MS);
-        let mut budget = DEADLINE_SCAN_BUDGET;
-        let timers = &mut self.timers;
-        for (shard, cursor) in self.cursors.iter_mut() {
-            if budget == 0 {
-                break;
-            }
-            match self.store.deadlines_from(*shard, cursor, until, budget, |at, asset| {
-                timers.push(Reverse((at, asset.into())))
-            }) {
-                Ok(n) => budget -= n,
-                Err(e) => {
-                    tracing::error!(shard, error = %e, "the deadline index is unreadable: twins of this shard wake only on input");
-                }
-            }
-        }
-    }
-
     fn on_feedback(&mut self, f: Feedback) {
         match f {
             // `replay` runs no timers: nothing to keep.
             Feedback::Timer { asset, at } => {
                 if !self.flush_at_end {
-                    self.timers.push(Reverse((at, (&*asset).into())));
+                    self.timers.arm(at, &asset);
                 }
             }
             Feedback::Relay { asset, sensor, latest } => {
                 self.relays.relay(&self.sharding, &asset, sensor, latest, None)
-            }
-        }
-    }
-
-    /// Delivers due timers and pending relays, one message per worker.
-    /// (`replay` keeps no timers: see [`Self::start_timers`].)
-    fn timer_round(&mut self, now: i64) {
-        self.scan_deadlines(now);
-        let mut work: AHashMap<CompactString, (bool, Vec<Relayed>)> = AHashMap::new();
-        while self.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
-            let Some(Reverse((_, asset))) = self.timers.pop() else {
-                break;
-            };
-            work.entry(asset).or_default().0 = true;
-        }
-        let fired = work.len();
-        let mut relays = 0;
-        for (asset, relayed) in self.relays.drain() {
-            relays += relayed.len();
-            work.entry(asset).or_default().1 = relayed;
-        }
-        telemetry::timers(fired, self.timers.len());
-        telemetry::relays_delivered(relays);
-        telemetry::twins_active(self.twins.len());
-        self.backlog.report();
-        if work.is_empty() {
-            return;
-        }
-        let mut batches: Vec<Vec<TwinBatch>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
-        for (asset, (tick, related)) in work {
-            let entry = match self.twins.get(asset.as_str()) {
-                Some(t) if !self.sharding.owns(t.shard) => continue,
-                Some(_) => 0,
-                // Another node's twin (a shard handed over): its owner
-                // loaded the timer with the shard.
-                None if !self.sharding.owns(self.sharding.shard_of(&asset)) => continue,
-                None => match self.index.resolve(&asset) {
-                    Some(e) => e,
-                    None => {
-                        tracing::warn!(%asset, "a timer or relayed value for an asset no entry matches any more; dropped");
-                        continue;
-                    }
-                },
-            };
-            let (worker, local, create) = self.twin(&asset, entry);
-            batches[worker].push(TwinBatch {
-                local,
-                create,
-                events: Vec::new(),
-                related,
-                tick,
-            });
-        }
-        let permit = self.flow.extra();
-        for (w, batches) in batches.into_iter().enumerate() {
-            if !batches.is_empty() {
-                self.backlog.sent(w);
-                self.workers[w].0.do_send(Deliver {
-                    batches,
-                    received_at: Instant::now(),
-                    permit: permit.clone(),
-                });
             }
         }
     }
@@ -711,7 +593,7 @@ impl Router {
                 for s in &shards {
                     self.shards.remove(s);
                     self.sharding.release(*s);
-                    self.cursors.remove(s);
+                    self.timers.forget(*s);
                 }
                 self.releases.push((epoch, shards, done));
             }
@@ -720,7 +602,7 @@ impl Router {
                     self.shards.remove(s);
                     self.sharding.release(*s);
                     self.changed.remove(s);
-                    self.cursors.remove(s);
+                    self.timers.forget(*s);
                 }
                 self.evict(&shards);
                 tracing::warn!(
@@ -743,7 +625,7 @@ impl Router {
         self.shards.insert(a.shard, (a.incarnation, a.next_offset));
         self.sharding.acquire(a.shard);
         // Its deadlines are read from the shard's index as they come due.
-        self.cursors.insert(a.shard, DeadlineCursor::default());
+        self.timers.follow(a.shard);
         tracing::info!(shard = a.shard, next_offset = a.next_offset, "shard acquired");
         // Committed records an unfinished checkpoint of the previous owner
         // left behind in the changelog: written again.
