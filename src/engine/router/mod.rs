@@ -32,15 +32,17 @@ use compact_str::CompactString;
 use crossbeam_channel::{never, select, Receiver, Sender};
 
 mod relays;
+mod shards;
 mod sources;
 mod timers;
 
 pub use sources::SourceSlot;
 
 use relays::{Relays, RELAY_ROUND};
+use shards::Shards;
 use timers::{Timers, TIMER_ROUND};
 
-use super::checkpoint::{Durable, Epoch, ShardMark};
+use super::checkpoint::{Durable, Epoch};
 use super::host::Question;
 use super::query::{Gather, Request};
 use super::worker::{
@@ -50,7 +52,7 @@ use super::EngineError;
 use crate::cluster::Sharding;
 use crate::pipeline::flow::Flow;
 use crate::pipeline::now_ms;
-use crate::pipeline::{Acquired, DecodedChunk, Fatal, OutputBatch, ShardControl};
+use crate::pipeline::{DecodedChunk, Fatal, OutputBatch};
 use crate::sink::SinkHub;
 use crate::source::decode::AssetIndex;
 use crate::source::SourcePosition;
@@ -131,15 +133,7 @@ pub struct Router {
     index: Arc<AssetIndex>,
     store: Arc<Store>,
     sharding: Arc<Sharding>,
-    /// Cluster: the owned shards' incarnation and next ingest offset.
-    shards: BTreeMap<u32, (u64, i64)>,
-    /// A cluster node (shards come and go); a single node has shard 0.
-    clustered: bool,
-    /// Cluster: shards whose twins or offset changed since the last epoch.
-    changed: std::collections::BTreeSet<u32>,
-    /// Released shards whose twins stop once the epoch holding them is
-    /// durable: `(epoch, shards, done)`.
-    releases: Vec<(u64, Vec<u32>, crossbeam_channel::Sender<()>)>,
+    shards: Shards,
     sinks: SinkHub,
     flow: Flow,
     epochs: Sender<Arc<Epoch>>,
@@ -212,10 +206,7 @@ impl Router {
             index: p.index,
             store: p.store,
             sharding: p.sharding,
-            clustered: p.clustered,
-            shards: BTreeMap::new(),
-            changed: Default::default(),
-            releases: Vec::new(),
+            shards: Shards::new(p.clustered),
             sinks: p.sinks,
             flow: p.flow,
             epochs: p.epochs,
@@ -395,9 +386,9 @@ impl Router {
         src.position.records += c.records;
         for (topic, partition, next) in &c.partitions {
             src.position.advance(topic, *partition, *next);
-            if let Some(s) = self.shards.get_mut(&(*partition as u32)) {
+            if let Some(s) = self.shards.owned.get_mut(&(*partition as u32)) {
                 s.1 = s.1.max(*next);
-                self.changed.insert(*partition as u32);
+                self.shards.changed.insert(*partition as u32);
             }
         }
         if c.last {
@@ -451,9 +442,7 @@ impl Router {
                 t.dirty_for = next;
                 self.dirty[t.worker as usize].push(t.local);
                 self.n_dirty += 1;
-                if self.clustered {
-                    self.changed.insert(t.shard);
-                }
+                self.shards.twin_changed(t.shard);
             }
             return (t.worker as usize, t.local, None);
         }
@@ -483,9 +472,7 @@ impl Router {
         if dirty {
             self.dirty[worker].push(local);
             self.n_dirty += 1;
-            if self.clustered {
-                self.changed.insert(shard);
-            }
+            self.shards.twin_changed(shard);
         }
         if !self.index.entry_relations[entry as usize].is_empty() {
             self.relays.register_follower(&self.model, &self.index, asset, entry);
@@ -574,81 +561,6 @@ impl Router {
         }
     }
 
-    /// A change of the shards this node owns (cluster), in chunk order.
-    fn on_control(&mut self, control: ShardControl) {
-        match control {
-            ShardControl::Acquire(shards) => {
-                for a in shards {
-                    self.acquire(a);
-                }
-            }
-            ShardControl::Release { shards, done } => {
-                // Nothing reaches these shards' twins any more (the source
-                // reads no more of them, timers and the API see they are not
-                // owned); the epoch holds everything routed to them.
-                for s in &shards {
-                    self.changed.insert(*s);
-                }
-                let epoch = self.start_epoch();
-                for s in &shards {
-                    self.shards.remove(s);
-                    self.sharding.release(*s);
-                    self.timers.forget(*s);
-                }
-                self.releases.push((epoch, shards, done));
-            }
-            ShardControl::Lost { shards, done } => {
-                for s in &shards {
-                    self.shards.remove(s);
-                    self.sharding.release(*s);
-                    self.changed.remove(s);
-                    self.timers.forget(*s);
-                }
-                self.evict(&shards);
-                tracing::warn!(
-                    ?shards,
-                    "shards lost (this node's group session expired): twins stopped without a final checkpoint"
-                );
-                // Answer once the epochs in flight are durable, so no write
-                // of this node for them lands after the shards move on.
-                match self.inflight_epochs.back() {
-                    Some(e) => self.releases.push((e.id, Vec::new(), done)),
-                    None => {
-                        let _ = done.send(());
-                    }
-                }
-            }
-        }
-    }
-
-    fn acquire(&mut self, a: Acquired) {
-        self.shards.insert(a.shard, (a.incarnation, a.next_offset));
-        self.sharding.acquire(a.shard);
-        // Its deadlines are read from the shard's index as they come due.
-        self.timers.follow(a.shard);
-        tracing::info!(shard = a.shard, next_offset = a.next_offset, "shard acquired");
-        // Committed records an unfinished checkpoint of the previous owner
-        // left behind in the changelog: written again.
-        for asset in &a.rewrite {
-            if let Some(entry) = self.index.resolve(asset) {
-                let (worker, local, create) = self.twin(asset, entry);
-                self.workers[worker].0.do_send(Deliver {
-                    batches: vec![TwinBatch::events(local, create, Vec::new())],
-                    received_at: Instant::now(),
-                    permit: self.flow.extra(),
-                });
-                self.backlog.sent(worker);
-            }
-        }
-        self.changed.insert(a.shard);
-    }
-
-    /// Stops the twins of `shards` (their state is durable, or another node
-    /// owns them now).
-    fn evict(&mut self, shards: &[u32]) {
-        self.drop_twins(Leave::Evict, |t| shards.contains(&t.shard));
-    }
-
     /// Removes the twins `leave` picks and has their workers drop them;
     /// returns how many. Their slots are reused only after the worker
     /// dropped the twin: both travel in its mailbox, in order.
@@ -701,19 +613,7 @@ impl Router {
             .collect();
         // Unique across restarts: the run's start time and the epoch.
         let digest_key = format!("{}{:020}-{:010}", crate::report::DIGEST_PREFIX, self.run_id, self.epoch);
-        let marks = self.clustered.then(|| {
-            let changed = std::mem::take(&mut self.changed);
-            changed
-                .into_iter()
-                .filter_map(|shard| {
-                    self.shards.get(&shard).map(|(incarnation, next_offset)| ShardMark {
-                        shard,
-                        incarnation: *incarnation,
-                        next_offset: *next_offset,
-                    })
-                })
-                .collect()
-        });
+        let marks = self.shards.marks();
         let ep = Epoch::new(
             self.epoch,
             self.n_dirty,
@@ -756,19 +656,7 @@ impl Router {
 
     fn on_durable(&mut self, d: &Durable) {
         self.durable_epoch = self.durable_epoch.max(d.epoch);
-        let (released, waiting) = std::mem::take(&mut self.releases)
-            .into_iter()
-            .partition(|(epoch, _, _)| *epoch <= d.epoch);
-        self.releases = waiting;
-        for (_, shards, done) in released {
-            self.evict(&shards);
-            tracing::info!(
-                ?shards,
-                epoch = d.epoch,
-                "shards released: final checkpoint durable, twins stopped"
-            );
-            let _ = done.send(());
-        }
+        self.release_durable(d.epoch);
         let (done, waiting) = std::mem::take(&mut self.durable_waiters)
             .into_iter()
             .partition(|(epoch, _)| *epoch <= d.epoch);
