@@ -31,6 +31,7 @@ use ahash::AHashMap;
 use compact_str::CompactString;
 use crossbeam_channel::{never, select, Receiver, Sender};
 
+mod epochs;
 mod relays;
 mod shards;
 mod sources;
@@ -38,6 +39,7 @@ mod timers;
 
 pub use sources::SourceSlot;
 
+use epochs::Epochs;
 use relays::{Relays, RELAY_ROUND};
 use shards::Shards;
 use timers::{Timers, TIMER_ROUND};
@@ -45,9 +47,7 @@ use timers::{Timers, TIMER_ROUND};
 use super::checkpoint::{Durable, Epoch};
 use super::host::Question;
 use super::query::{Gather, Request};
-use super::worker::{
-    AskTwin, Backlog, CheckpointTwins, Deliver, EndOfInputAll, Evict, Leave, NewTwin, SurveyAll, TwinBatch, Worker,
-};
+use super::worker::{AskTwin, Backlog, Deliver, EndOfInputAll, Evict, Leave, NewTwin, SurveyAll, TwinBatch, Worker};
 use super::EngineError;
 use crate::cluster::Sharding;
 use crate::pipeline::flow::Flow;
@@ -73,16 +73,6 @@ pub enum Feedback {
         sensor: u16,
         latest: Latest,
     },
-}
-
-/// An epoch started and not yet durable.
-struct InflightEpoch {
-    id: u64,
-    /// The line of the first positioned source it stores (for the log).
-    line: Option<u64>,
-    /// Per acknowledging source: `next_seq` when the epoch started (it holds
-    /// every chunk before that).
-    acked: Vec<(usize, u64)>,
 }
 
 struct TwinRef {
@@ -119,15 +109,6 @@ pub struct Router {
     free: Vec<Vec<u32>>,
     backlog: Arc<Backlog>,
     next_worker: usize,
-    dirty: Vec<Vec<u32>>,
-    n_dirty: usize,
-    positions_changed: bool,
-    /// Id of the last epoch started; the next one is `epoch + 1`.
-    epoch: u64,
-    /// Epochs started and not yet durable, oldest first.
-    inflight_epochs: std::collections::VecDeque<InflightEpoch>,
-    last_checkpoint: Instant,
-    events_since_checkpoint: u64,
     events: u64,
     model: Arc<Model>,
     index: Arc<AssetIndex>,
@@ -136,21 +117,11 @@ pub struct Router {
     shards: Shards,
     sinks: SinkHub,
     flow: Flow,
-    epochs: Sender<Arc<Epoch>>,
-    snapshot: SnapshotSpec,
+    epochs: Epochs,
     /// Replay: apply the end of input when sources reach it, then stop.
     pub flush_at_end: bool,
-    /// Identifies this process run (nanoseconds since the epoch at start).
-    run_id: u128,
     timers: Timers,
     relays: Relays,
-    /// An API write waits for a checkpoint: take the next one without
-    /// waiting for the interval.
-    urgent: bool,
-    /// API writes waiting for durability: the epoch that holds each.
-    durable_waiters: Vec<(u64, tokio::sync::oneshot::Sender<()>)>,
-    /// The last epoch known durable.
-    durable_epoch: u64,
     /// Passivate twins idle for this long (`node.passivate_after`).
     passivate_after: Option<Duration>,
     /// Seconds since the router started, as of the current message.
@@ -193,13 +164,6 @@ impl Router {
             free: vec![Vec::new(); n],
             backlog: p.backlog,
             next_worker: 0,
-            dirty: vec![Vec::new(); n],
-            n_dirty: 0,
-            positions_changed: false,
-            epoch: 0,
-            inflight_epochs: std::collections::VecDeque::new(),
-            last_checkpoint: Instant::now(),
-            events_since_checkpoint: 0,
             events: 0,
             relays: Relays::new(&p.model, &p.index),
             model: p.model,
@@ -209,16 +173,9 @@ impl Router {
             shards: Shards::new(p.clustered),
             sinks: p.sinks,
             flow: p.flow,
-            epochs: p.epochs,
-            snapshot: p.snapshot,
+            epochs: Epochs::new(n, p.epochs, p.snapshot),
             flush_at_end: p.flush_at_end,
-            run_id: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
             timers: Timers::new(),
-            urgent: false,
-            durable_waiters: Vec::new(),
-            durable_epoch: 0,
             passivate_after: p.passivate_after,
             clock: 0,
             started: Instant::now(),
@@ -276,9 +233,8 @@ impl Router {
                 break;
             }
             let wait = self
-                .snapshot
-                .interval
-                .saturating_sub(self.last_checkpoint.elapsed())
+                .epochs
+                .until_interval()
                 .clamp(Duration::from_millis(1), Duration::from_millis(100));
             // A channel whose senders are all gone (the sources of a run
             // that read their files to the end) is ready forever: replaced
@@ -299,7 +255,7 @@ impl Router {
                 recv(fatal) -> e => match e { Ok(e) => return Err(e.into()), Err(_) => fatal = never() },
                 default(wait.min(TIMER_ROUND)) => {}
             }
-            if self.checkpoint_due() {
+            if self.epochs.checkpoint_due() {
                 self.start_epoch();
             }
         }
@@ -339,7 +295,7 @@ impl Router {
                 .map(|s| (s.name.to_string(), s.position.clone()))
                 .collect(),
             twins: self.twins.len(),
-            checkpoints: self.epoch,
+            checkpoints: self.epochs.epoch,
             events: self.events,
             finished,
         })
@@ -397,9 +353,9 @@ impl Router {
         }
         // An acknowledging source needs a checkpoint even for a chunk that
         // changed no twin (only dead letters): its acks wait for one.
-        self.positions_changed |= src.positioned || src.acks.is_some();
+        self.epochs.positions_changed |= src.positioned || src.acks.is_some();
         self.events += c.events;
-        self.events_since_checkpoint += c.events;
+        self.epochs.events_since_checkpoint += c.events;
         if let Some(control) = c.control {
             self.on_control(control);
         }
@@ -435,13 +391,12 @@ impl Router {
     /// The twin of `asset` (starting it if new); `dirty`: it will change, so
     /// the next epoch snapshots it.
     fn twin_ref(&mut self, asset: &str, entry: u32, dirty: bool) -> (usize, u32, Option<NewTwin>) {
-        let next = self.epoch + 1;
+        let next = self.epochs.next();
         if let Some(t) = self.twins.get_mut(asset) {
             t.last_active = self.clock;
             if dirty && t.dirty_for != next {
                 t.dirty_for = next;
-                self.dirty[t.worker as usize].push(t.local);
-                self.n_dirty += 1;
+                self.epochs.mark(t.worker as usize, t.local);
                 self.shards.twin_changed(t.shard);
             }
             return (t.worker as usize, t.local, None);
@@ -470,8 +425,7 @@ impl Router {
             },
         );
         if dirty {
-            self.dirty[worker].push(local);
-            self.n_dirty += 1;
+            self.epochs.mark(worker, local);
             self.shards.twin_changed(shard);
         }
         if !self.index.entry_relations[entry as usize].is_empty() {
@@ -479,14 +433,6 @@ impl Router {
         }
         let ty = self.index.entry_type[entry as usize] as usize;
         (worker, local, Some((asset.into(), self.model.types[ty].clone(), shard)))
-    }
-
-    fn checkpoint_due(&self) -> bool {
-        self.inflight_epochs.is_empty()
-            && (self.n_dirty > 0 || self.positions_changed)
-            && (self.urgent
-                || self.last_checkpoint.elapsed() >= self.snapshot.interval
-                || self.events_since_checkpoint >= self.snapshot.max_events)
     }
 
     /// A question from the HTTP API: sent to the twin it is about (started
@@ -534,8 +480,7 @@ impl Router {
                 if ask(self, &asset, start, true, Question::Ack { rule, seq, reply }) {
                     // The twin is dirty for the next epoch, whose barrier
                     // follows the acknowledgement in its mailbox.
-                    self.durable_waiters.push((self.epoch + 1, durable));
-                    self.urgent = true;
+                    self.epochs.wait_durable(durable);
                 }
             }
             Request::Command {
@@ -554,8 +499,7 @@ impl Router {
                     reply,
                 };
                 if ask(self, &asset, start, true, question) {
-                    self.durable_waiters.push((self.epoch + 1, durable));
-                    self.urgent = true;
+                    self.epochs.wait_durable(durable);
                 }
             }
         }
@@ -592,7 +536,7 @@ impl Router {
     fn passivate_idle(&mut self) {
         let Some(idle) = self.passivate_after else { return };
         let idle = idle.as_secs().min(u64::from(u32::MAX)) as u32;
-        let (clock, durable) = (self.clock, self.durable_epoch);
+        let (clock, durable) = (self.clock, self.epochs.durable_epoch);
         let n = self.drop_twins(Leave::Passivate, |t| {
             clock.saturating_sub(t.last_active) >= idle && t.dirty_for <= durable
         });
@@ -600,90 +544,6 @@ impl Router {
         if n > 0 {
             tracing::debug!(twins = n, active = self.twins.len(), "passivated idle twins");
         }
-    }
-
-    /// Starts an epoch over the current dirty set; returns its id.
-    fn start_epoch(&mut self) -> u64 {
-        self.epoch += 1;
-        let positions: Vec<(String, Vec<u8>)> = self
-            .sources
-            .iter()
-            .filter(|s| s.positioned)
-            .map(|s| (SourcePosition::meta_key(&s.name), s.position.encode()))
-            .collect();
-        // Unique across restarts: the run's start time and the epoch.
-        let digest_key = format!("{}{:020}-{:010}", crate::report::DIGEST_PREFIX, self.run_id, self.epoch);
-        let marks = self.shards.marks();
-        let ep = Epoch::new(
-            self.epoch,
-            self.n_dirty,
-            &positions,
-            digest_key,
-            self.store.clone(),
-            self.epochs.clone(),
-            marks,
-        );
-        for (w, locals) in self.dirty.iter_mut().enumerate() {
-            if !locals.is_empty() {
-                self.workers[w].0.do_send(CheckpointTwins {
-                    epoch: ep.clone(),
-                    locals: std::mem::take(locals),
-                });
-            }
-        }
-        ep.arrive();
-        self.urgent = false;
-        self.n_dirty = 0;
-        self.positions_changed = false;
-        self.events_since_checkpoint = 0;
-        self.last_checkpoint = Instant::now();
-        let line = self.sources.iter().find(|s| s.positioned).map(|s| s.position.line);
-        let acked: Vec<(usize, u64)> = self
-            .sources
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.acks.is_some() && s.next_seq > 0)
-            .map(|(i, s)| (i, s.next_seq))
-            .collect();
-        self.inflight_epochs.push_back(InflightEpoch {
-            id: self.epoch,
-            line,
-            acked,
-        });
-        telemetry::flow_inflight(self.flow.inflight());
-        self.epoch
-    }
-
-    fn on_durable(&mut self, d: &Durable) {
-        self.durable_epoch = self.durable_epoch.max(d.epoch);
-        self.release_durable(d.epoch);
-        let (done, waiting) = std::mem::take(&mut self.durable_waiters)
-            .into_iter()
-            .partition(|(epoch, _)| *epoch <= d.epoch);
-        self.durable_waiters = waiting;
-        for (_, tx) in done {
-            let _ = tx.send(());
-        }
-        // Epochs commit in order; log the position this one stored, not
-        // where the sources have got to since.
-        let mut line = None;
-        while self.inflight_epochs.front().is_some_and(|e| e.id <= d.epoch) {
-            let e = self.inflight_epochs.pop_front().expect("checked");
-            line = e.line;
-            for (source, next_seq) in e.acked {
-                if let Some(tx) = &self.sources[source].acks {
-                    let _ = tx.send(next_seq - 1);
-                }
-            }
-        }
-        tracing::info!(
-            epoch = d.epoch,
-            twins = d.twins,
-            bytes = d.bytes,
-            ms = d.elapsed.as_millis() as u64,
-            line,
-            "checkpoint durable"
-        );
     }
 
     /// The end of input: every twin - including those only in the store -
@@ -720,12 +580,11 @@ impl Router {
             addr.do_send(EndOfInputAll { permit: permit.clone() });
         }
         // Every twin may change: all are dirty.
-        let next = self.epoch + 1;
+        let next = self.epochs.next();
         for t in self.twins.values_mut() {
             if t.dirty_for != next {
                 t.dirty_for = next;
-                self.dirty[t.worker as usize].push(t.local);
-                self.n_dirty += 1;
+                self.epochs.mark(t.worker as usize, t.local);
             }
         }
         for s in &mut self.sources {
@@ -733,7 +592,7 @@ impl Router {
                 s.position.finished = true;
             }
         }
-        self.positions_changed = true;
+        self.epochs.positions_changed = true;
         Ok(())
     }
 }

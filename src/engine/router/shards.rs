@@ -101,8 +101,8 @@ impl Router {
                 );
                 // Answer once the epochs in flight are durable, so no write
                 // of this node for them lands after the shards move on.
-                match self.inflight_epochs.back() {
-                    Some(e) => self.shards.releases.push((e.id, Vec::new(), done)),
+                match self.epochs.newest_inflight() {
+                    Some(epoch) => self.shards.releases.push((epoch, Vec::new(), done)),
                     None => {
                         let _ = done.send(());
                     }
