@@ -150,7 +150,7 @@ impl Router {
         );
         for (w, locals) in self.epochs.dirty.iter_mut().enumerate() {
             if !locals.is_empty() {
-                self.workers[w].0.do_send(CheckpointTwins {
+                self.workers[w].do_send(CheckpointTwins {
                     epoch: ep.clone(),
                     locals: std::mem::take(locals),
                 });

@@ -27,10 +27,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use ahash::AHashMap;
-use compact_str::CompactString;
 use crossbeam_channel::{never, select, Receiver, Sender};
 
+mod directory;
 mod epochs;
 mod relays;
 mod shards;
@@ -39,6 +38,7 @@ mod timers;
 
 pub use sources::SourceSlot;
 
+use directory::Directory;
 use epochs::Epochs;
 use relays::{Relays, RELAY_ROUND};
 use shards::Shards;
@@ -47,7 +47,7 @@ use timers::{Timers, TIMER_ROUND};
 use super::checkpoint::{Durable, Epoch};
 use super::host::Question;
 use super::query::{Gather, Request};
-use super::worker::{AskTwin, Backlog, Deliver, EndOfInputAll, Evict, Leave, NewTwin, SurveyAll, TwinBatch, Worker};
+use super::worker::{AskTwin, Backlog, Deliver, EndOfInputAll, SurveyAll, TwinBatch, Worker};
 use super::EngineError;
 use crate::cluster::Sharding;
 use crate::pipeline::flow::Flow;
@@ -75,17 +75,6 @@ pub enum Feedback {
     },
 }
 
-struct TwinRef {
-    /// The epoch this twin is dirty for (it is in that epoch's dirty set).
-    dirty_for: u64,
-    local: u32,
-    /// Its shard (0 on a single node).
-    shard: u32,
-    /// When the router last sent it something ([`Router::clock`], seconds).
-    last_active: u32,
-    worker: u16,
-}
-
 /// How the run ended.
 #[derive(Debug, Default)]
 pub struct RouterOutcome {
@@ -100,15 +89,8 @@ pub struct RouterOutcome {
 
 pub struct Router {
     pub sources: Vec<SourceSlot>,
-    /// Asset id (inline up to 24 bytes) -> its twin.
-    twins: AHashMap<CompactString, TwinRef>,
-    workers: Vec<(Addr<Worker>, u32)>,
-    /// Per worker: local slots of evicted twins, reused by new ones (the
-    /// worker has processed the eviction before anything reaches the slot
-    /// again: both travel in its mailbox, in order).
-    free: Vec<Vec<u32>>,
+    workers: Vec<Addr<Worker>>,
     backlog: Arc<Backlog>,
-    next_worker: usize,
     events: u64,
     model: Arc<Model>,
     index: Arc<AssetIndex>,
@@ -122,12 +104,7 @@ pub struct Router {
     pub flush_at_end: bool,
     timers: Timers,
     relays: Relays,
-    /// Passivate twins idle for this long (`node.passivate_after`).
-    passivate_after: Option<Duration>,
-    /// Seconds since the router started, as of the current message.
-    clock: u32,
-    started: Instant,
-    last_sweep: Instant,
+    directory: Directory,
 }
 
 pub struct RouterParts {
@@ -147,23 +124,14 @@ pub struct RouterParts {
     pub passivate_after: Option<Duration>,
 }
 
-/// How often the router looks for twins to passivate: a quarter of the idle
-/// time (a twin stays in memory at most 1.25 x `passivate_after`), at least
-/// every second, at most every minute.
-fn sweep_every(idle: Duration) -> Duration {
-    (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
-}
-
 impl Router {
     pub fn new(p: RouterParts) -> Router {
         let n = p.workers.len();
         Router {
             sources: p.sources,
-            twins: AHashMap::new(),
-            workers: p.workers.into_iter().map(|w| (w, 0)).collect(),
-            free: vec![Vec::new(); n],
+            directory: Directory::new(n, p.passivate_after),
+            workers: p.workers,
             backlog: p.backlog,
-            next_worker: 0,
             events: 0,
             relays: Relays::new(&p.model, &p.index),
             model: p.model,
@@ -176,10 +144,6 @@ impl Router {
             epochs: Epochs::new(n, p.epochs, p.snapshot),
             flush_at_end: p.flush_at_end,
             timers: Timers::new(),
-            passivate_after: p.passivate_after,
-            clock: 0,
-            started: Instant::now(),
-            last_sweep: Instant::now(),
         }
     }
 
@@ -211,14 +175,8 @@ impl Router {
         let mut last_round = Instant::now();
         let mut last_relay = Instant::now();
         loop {
-            self.clock = self.started.elapsed().as_secs() as u32;
-            if self
-                .passivate_after
-                .is_some_and(|idle| self.last_sweep.elapsed() >= sweep_every(idle))
-            {
-                self.passivate_idle();
-                self.last_sweep = Instant::now();
-            }
+            self.directory.tick();
+            self.directory.sweep(&self.workers, self.epochs.durable_epoch);
             if last_round.elapsed() >= TIMER_ROUND {
                 self.timer_round(now_ms());
                 last_round = Instant::now();
@@ -294,7 +252,7 @@ impl Router {
                 .filter(|s| s.positioned)
                 .map(|s| (s.name.to_string(), s.position.clone()))
                 .collect(),
-            twins: self.twins.len(),
+            twins: self.directory.twins.len(),
             checkpoints: self.epochs.epoch,
             events: self.events,
             finished,
@@ -374,65 +332,13 @@ impl Router {
         for (w, batches) in batches.into_iter().enumerate() {
             if !batches.is_empty() {
                 self.backlog.sent(w);
-                self.workers[w].0.do_send(Deliver {
+                self.workers[w].do_send(Deliver {
                     batches,
                     received_at: c.received_at,
                     permit: permit.clone(),
                 });
             }
         }
-    }
-
-    /// The twin of `asset` (starting it if new), marked dirty for the next epoch.
-    fn twin(&mut self, asset: &str, entry: u32) -> (usize, u32, Option<NewTwin>) {
-        self.twin_ref(asset, entry, true)
-    }
-
-    /// The twin of `asset` (starting it if new); `dirty`: it will change, so
-    /// the next epoch snapshots it.
-    fn twin_ref(&mut self, asset: &str, entry: u32, dirty: bool) -> (usize, u32, Option<NewTwin>) {
-        let next = self.epochs.next();
-        if let Some(t) = self.twins.get_mut(asset) {
-            t.last_active = self.clock;
-            if dirty && t.dirty_for != next {
-                t.dirty_for = next;
-                self.epochs.mark(t.worker as usize, t.local);
-                self.shards.twin_changed(t.shard);
-            }
-            return (t.worker as usize, t.local, None);
-        }
-        let shard = self.sharding.shard_of(asset);
-        let worker = self.next_worker;
-        self.next_worker = (self.next_worker + 1) % self.workers.len();
-        // A slot of an evicted twin first: a node that hands shards back
-        // and forth keeps its workers' tables the size of what it owns.
-        let local = match self.free[worker].pop() {
-            Some(local) => local,
-            None => {
-                self.workers[worker].1 += 1;
-                self.workers[worker].1 - 1
-            }
-        };
-        self.twins.insert(
-            asset.into(),
-            TwinRef {
-                worker: worker as u16,
-                local,
-                shard,
-                // Epochs count from 1: 0 is dirty for none.
-                dirty_for: if dirty { next } else { 0 },
-                last_active: self.clock,
-            },
-        );
-        if dirty {
-            self.epochs.mark(worker, local);
-            self.shards.twin_changed(shard);
-        }
-        if !self.index.entry_relations[entry as usize].is_empty() {
-            self.relays.register_follower(&self.model, &self.index, asset, entry);
-        }
-        let ty = self.index.entry_type[entry as usize] as usize;
-        (worker, local, Some((asset.into(), self.model.types[ty].clone(), shard)))
     }
 
     /// A question from the HTTP API: sent to the twin it is about (started
@@ -443,7 +349,7 @@ impl Router {
             if !router.sharding.owns(router.sharding.shard_of(asset)) {
                 return false;
             }
-            let entry = match router.twins.get(asset) {
+            let entry = match router.directory.twins.get(asset) {
                 Some(_) => 0,
                 None if !start => return false,
                 None => match router.index.resolve(asset) {
@@ -452,7 +358,7 @@ impl Router {
                 },
             };
             let (worker, local, create) = router.twin_ref(asset, entry, dirty);
-            router.workers[worker].0.do_send(AskTwin {
+            router.workers[worker].do_send(AskTwin {
                 local,
                 create,
                 question,
@@ -465,7 +371,7 @@ impl Router {
             }
             Request::Survey { reply } => {
                 let gather = Gather::new(reply);
-                for (worker, _) in &self.workers {
+                for worker in &self.workers {
                     worker.do_send(SurveyAll { gather: gather.clone() });
                 }
             }
@@ -505,47 +411,6 @@ impl Router {
         }
     }
 
-    /// Removes the twins `leave` picks and has their workers drop them;
-    /// returns how many. Their slots are reused only after the worker
-    /// dropped the twin: both travel in its mailbox, in order.
-    fn drop_twins(&mut self, why: Leave, mut leave: impl FnMut(&TwinRef) -> bool) -> usize {
-        let mut locals: Vec<Vec<u32>> = vec![Vec::new(); self.workers.len()];
-        self.twins.retain(|_, t| {
-            let go = leave(t);
-            if go {
-                locals[t.worker as usize].push(t.local);
-            }
-            !go
-        });
-        let mut n = 0;
-        for (w, locals) in locals.into_iter().enumerate() {
-            if !locals.is_empty() {
-                n += locals.len();
-                self.free[w].extend_from_slice(&locals);
-                self.workers[w].0.do_send(Evict { locals, why });
-            }
-        }
-        n
-    }
-
-    /// Passivates every twin idle for `passivate_after` whose state is
-    /// durable (not dirty since the last durable epoch): its worker drops it,
-    /// and its next event, timer or API request starts it from the store.
-    /// Its timer stays in the index. One pass over the twins in memory
-    /// (~10 ns each), every [`sweep_every`].
-    fn passivate_idle(&mut self) {
-        let Some(idle) = self.passivate_after else { return };
-        let idle = idle.as_secs().min(u64::from(u32::MAX)) as u32;
-        let (clock, durable) = (self.clock, self.epochs.durable_epoch);
-        let n = self.drop_twins(Leave::Passivate, |t| {
-            clock.saturating_sub(t.last_active) >= idle && t.dirty_for <= durable
-        });
-        telemetry::twins_active(self.twins.len());
-        if n > 0 {
-            tracing::debug!(twins = n, active = self.twins.len(), "passivated idle twins");
-        }
-    }
-
     /// The end of input: every twin - including those only in the store -
     /// closes its windows; every twin is snapshotted afterwards.
     fn end_of_input(&mut self) -> Result<(), EngineError> {
@@ -556,7 +421,7 @@ impl Router {
         })?;
         let mut batches: Vec<Vec<TwinBatch>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
         for asset in stored {
-            if self.twins.contains_key(asset.as_str()) {
+            if self.directory.twins.contains_key(asset.as_str()) {
                 continue;
             }
             let Some(entry) = self.index.resolve(&asset) else {
@@ -567,7 +432,7 @@ impl Router {
             batches[worker].push(TwinBatch::events(local, create, Vec::new()));
         }
         let permit = self.flow.extra();
-        for (w, (addr, _)) in self.workers.iter().enumerate() {
+        for (w, addr) in self.workers.iter().enumerate() {
             let batches = std::mem::take(&mut batches[w]);
             if !batches.is_empty() {
                 self.backlog.sent(w);
@@ -581,7 +446,7 @@ impl Router {
         }
         // Every twin may change: all are dirty.
         let next = self.epochs.next();
-        for t in self.twins.values_mut() {
+        for t in self.directory.twins.values_mut() {
             if t.dirty_for != next {
                 t.dirty_for = next;
                 self.epochs.mark(t.worker as usize, t.local);

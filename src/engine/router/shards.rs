@@ -122,7 +122,7 @@ impl Router {
         for asset in &a.rewrite {
             if let Some(entry) = self.index.resolve(asset) {
                 let (worker, local, create) = self.twin(asset, entry);
-                self.workers[worker].0.do_send(Deliver {
+                self.workers[worker].do_send(Deliver {
                     batches: vec![TwinBatch::events(local, create, Vec::new())],
                     received_at: Instant::now(),
                     permit: self.flow.extra(),
@@ -136,7 +136,8 @@ impl Router {
     /// Stops the twins of `shards` (their state is durable, or another node
     /// owns them now).
     fn evict(&mut self, shards: &[u32]) {
-        self.drop_twins(Leave::Evict, |t| shards.contains(&t.shard));
+        self.directory
+            .drop_twins(&self.workers, Leave::Evict, |t| shards.contains(&t.shard));
     }
 
     /// Epoch `durable` is durable: the twins of the shards released with it

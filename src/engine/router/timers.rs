@@ -125,14 +125,14 @@ impl Router {
         }
         telemetry::timers(fired, self.timers.heap.len());
         telemetry::relays_delivered(relays);
-        telemetry::twins_active(self.twins.len());
+        telemetry::twins_active(self.directory.twins.len());
         self.backlog.report();
         if work.is_empty() {
             return;
         }
         let mut batches: Vec<Vec<TwinBatch>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
         for (asset, (tick, related)) in work {
-            let entry = match self.twins.get(asset.as_str()) {
+            let entry = match self.directory.twins.get(asset.as_str()) {
                 Some(t) if !self.sharding.owns(t.shard) => continue,
                 Some(_) => 0,
                 // Another node's twin (a shard handed over): its owner
@@ -159,7 +159,7 @@ impl Router {
         for (w, batches) in batches.into_iter().enumerate() {
             if !batches.is_empty() {
                 self.backlog.sent(w);
-                self.workers[w].0.do_send(Deliver {
+                self.workers[w].do_send(Deliver {
                     batches,
                     received_at: Instant::now(),
                     permit: permit.clone(),
