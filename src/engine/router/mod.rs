@@ -32,6 +32,7 @@ use crossbeam_channel::{never, select, Receiver, Sender};
 mod directory;
 mod epochs;
 mod relays;
+mod requests;
 mod shards;
 mod sources;
 mod timers;
@@ -45,9 +46,8 @@ use shards::Shards;
 use timers::{Timers, TIMER_ROUND};
 
 use super::checkpoint::{Durable, Epoch};
-use super::host::Question;
-use super::query::{Gather, Request};
-use super::worker::{AskTwin, Backlog, Deliver, EndOfInputAll, SurveyAll, TwinBatch, Worker};
+use super::query::Request;
+use super::worker::{Backlog, Deliver, EndOfInputAll, TwinBatch, Worker};
 use super::EngineError;
 use crate::cluster::Sharding;
 use crate::pipeline::flow::Flow;
@@ -337,76 +337,6 @@ impl Router {
                     received_at: c.received_at,
                     permit: permit.clone(),
                 });
-            }
-        }
-    }
-
-    /// A question from the HTTP API: sent to the twin it is about (started
-    /// from the store when not in memory), or to every worker. An asset no
-    /// topology entry matches gets no answer (its reply is dropped).
-    fn on_request(&mut self, r: Request) {
-        let ask = |router: &mut Router, asset: &str, start: bool, dirty: bool, question: Question| {
-            if !router.sharding.owns(router.sharding.shard_of(asset)) {
-                return false;
-            }
-            let entry = match router.directory.twins.get(asset) {
-                Some(_) => 0,
-                None if !start => return false,
-                None => match router.index.resolve(asset) {
-                    Some(e) => e,
-                    None => return false,
-                },
-            };
-            let (worker, local, create) = router.twin_ref(asset, entry, dirty);
-            router.workers[worker].do_send(AskTwin {
-                local,
-                create,
-                question,
-            });
-            true
-        };
-        match r {
-            Request::Twin { asset, start, reply } => {
-                ask(self, &asset, start, false, Question::View(reply));
-            }
-            Request::Survey { reply } => {
-                let gather = Gather::new(reply);
-                for worker in &self.workers {
-                    worker.do_send(SurveyAll { gather: gather.clone() });
-                }
-            }
-            Request::AckAlert {
-                asset,
-                start,
-                rule,
-                seq,
-                reply,
-                durable,
-            } => {
-                if ask(self, &asset, start, true, Question::Ack { rule, seq, reply }) {
-                    // The twin is dirty for the next epoch, whose barrier
-                    // follows the acknowledgement in its mailbox.
-                    self.epochs.wait_durable(durable);
-                }
-            }
-            Request::Command {
-                asset,
-                start,
-                command,
-                value,
-                key,
-                reply,
-                durable,
-            } => {
-                let question = Question::Command {
-                    command,
-                    value,
-                    key,
-                    reply,
-                };
-                if ask(self, &asset, start, true, question) {
-                    self.epochs.wait_durable(durable);
-                }
             }
         }
     }
