@@ -65,6 +65,7 @@ impl Directory {
     }
 
     /// Sets the clock for the message about to be handled.
+    #[inline]
     pub(super) fn tick(&mut self) {
         self.clock = self.started.elapsed().as_secs() as u32;
     }

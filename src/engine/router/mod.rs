@@ -20,14 +20,20 @@
 //!   the related twin to the twins that relate to it.
 //! * At the end it flushes (replay: end of input closes every window), writes
 //!   a final checkpoint and waits until it is durable.
-
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use actix::Addr;
-use crossbeam_channel::{never, select, Receiver, Sender};
+//!
+//! One file per role, each readable and changeable without the others (what
+//! they all use - worker addresses, model, index, store, sharding, flow - is
+//! on [`Router`]; a method that needs several roles takes their parts and
+//! lives with the role it serves):
+//!
+//! * `mod.rs`: the routing loop - chunks back in source order, per-worker batches, end of input.
+//! * `sources.rs`: a source's slot - chunks waiting for their turn by sequence, position, acks.
+//! * `directory.rs`: asset id -> twin (worker + local slot), starting twins, passivating idle ones.
+//! * `epochs.rs`: dirty sets, starting checkpoints, epochs in flight, what waits for durability.
+//! * `timers.rs`: the timer heap and the cursors over the store's deadline index; timer rounds.
+//! * `relays.rs`: followers, the last relayed values, relays waiting for delivery.
+//! * `shards.rs`: the shards a cluster node owns: acquired, released, lost; their marks.
+//! * `requests.rs`: the HTTP API's questions, sent to the twin they are about.
 
 mod directory;
 mod epochs;
@@ -36,6 +42,14 @@ mod requests;
 mod shards;
 mod sources;
 mod timers;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use crossbeam_channel::{never, select, Receiver, Sender};
 
 pub use sources::SourceSlot;
 
@@ -87,24 +101,32 @@ pub struct RouterOutcome {
     pub finished: bool,
 }
 
+/// The router: one struct per role (see the module's files), and what
+/// every role uses.
 pub struct Router {
     pub sources: Vec<SourceSlot>,
     workers: Vec<Addr<Worker>>,
     backlog: Arc<Backlog>,
+    /// Events routed in this run.
     events: u64,
     model: Arc<Model>,
     index: Arc<AssetIndex>,
     store: Arc<Store>,
     sharding: Arc<Sharding>,
-    shards: Shards,
     sinks: SinkHub,
     flow: Flow,
-    epochs: Epochs,
     /// Replay: apply the end of input when sources reach it, then stop.
     pub flush_at_end: bool,
-    timers: Timers,
-    relays: Relays,
+    /// Asset id -> twin; passivation.
     directory: Directory,
+    /// Dirty sets, checkpoints, durability.
+    epochs: Epochs,
+    /// The timer heap and deadline cursors.
+    timers: Timers,
+    /// Followers and relayed values.
+    relays: Relays,
+    /// Owned shards (cluster).
+    shards: Shards,
 }
 
 pub struct RouterParts {
@@ -129,21 +151,22 @@ impl Router {
         let n = p.workers.len();
         Router {
             sources: p.sources,
-            directory: Directory::new(n, p.passivate_after),
             workers: p.workers,
             backlog: p.backlog,
             events: 0,
+            // Before `model` and `index` move in.
             relays: Relays::new(&p.model, &p.index),
             model: p.model,
             index: p.index,
             store: p.store,
             sharding: p.sharding,
-            shards: Shards::new(p.clustered),
             sinks: p.sinks,
             flow: p.flow,
-            epochs: Epochs::new(n, p.epochs, p.snapshot),
             flush_at_end: p.flush_at_end,
+            directory: Directory::new(n, p.passivate_after),
+            epochs: Epochs::new(n, p.epochs, p.snapshot),
             timers: Timers::new(),
+            shards: Shards::new(p.clustered),
         }
     }
 
