@@ -1,0 +1,213 @@
+//! Epochs: the router remembers which twins it sent events to since the
+//! last checkpoint (the dirty sets) and starts checkpoints ([`Epoch`])
+//! every `snapshot.interval` or `snapshot.max_events` (or at once for an
+//! API write). An epoch stores the twins of its dirty set and every
+//! source's position as of the chunks routed; once it is durable, what
+//! waited for it goes on: acknowledging sources, API writes, released
+//! shards ([`super::shards`]).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use super::Router;
+use crate::engine::checkpoint::{Durable, Epoch};
+use crate::engine::worker::CheckpointTwins;
+use crate::source::SourcePosition;
+use crate::telemetry;
+use crate::topology::SnapshotSpec;
+
+/// An epoch started and not yet durable.
+struct InflightEpoch {
+    id: u64,
+    /// The line of the first positioned source it stores (for the log).
+    line: Option<u64>,
+    /// Per acknowledging source: `next_seq` when the epoch started (it holds
+    /// every chunk before that).
+    acked: Vec<(usize, u64)>,
+}
+
+pub(super) struct Epochs {
+    /// Per worker: the local slots of the twins dirty for the next epoch.
+    dirty: Vec<Vec<u32>>,
+    /// How many twins the dirty sets hold.
+    n_dirty: usize,
+    /// A source's position changed since the last epoch (it needs one even
+    /// when no twin is dirty).
+    pub(super) positions_changed: bool,
+    /// Id of the last epoch started; the next one is `epoch + 1`.
+    pub(super) epoch: u64,
+    /// Epochs started and not yet durable, oldest first.
+    inflight: VecDeque<InflightEpoch>,
+    /// When the last epoch started.
+    last_checkpoint: Instant,
+    /// Events routed since the last epoch started.
+    pub(super) events_since_checkpoint: u64,
+    /// Where an epoch goes once every part arrived (the store writer).
+    writer: Sender<Arc<Epoch>>,
+    snapshot: SnapshotSpec,
+    /// Identifies this process run (nanoseconds since the epoch at start).
+    run_id: u128,
+    /// An API write waits for a checkpoint: take the next one without
+    /// waiting for the interval.
+    urgent: bool,
+    /// API writes waiting for durability: the epoch that holds each.
+    durable_waiters: Vec<(u64, tokio::sync::oneshot::Sender<()>)>,
+    /// The last epoch known durable.
+    pub(super) durable_epoch: u64,
+}
+
+impl Epochs {
+    pub(super) fn new(workers: usize, writer: Sender<Arc<Epoch>>, snapshot: SnapshotSpec) -> Epochs {
+        Epochs {
+            dirty: vec![Vec::new(); workers],
+            n_dirty: 0,
+            positions_changed: false,
+            epoch: 0,
+            inflight: VecDeque::new(),
+            last_checkpoint: Instant::now(),
+            events_since_checkpoint: 0,
+            writer,
+            snapshot,
+            run_id: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+            urgent: false,
+            durable_waiters: Vec::new(),
+            durable_epoch: 0,
+        }
+    }
+
+    /// The id of the next epoch (the one a twin changed now is dirty for).
+    #[inline]
+    pub(super) fn next(&self) -> u64 {
+        self.epoch + 1
+    }
+
+    /// Puts the twin in slot `local` of `worker` in the next epoch's dirty
+    /// set (its `dirty_for` is set by the caller).
+    #[inline]
+    pub(super) fn mark(&mut self, worker: usize, local: u32) {
+        self.dirty[worker].push(local);
+        self.n_dirty += 1;
+    }
+
+    pub(super) fn checkpoint_due(&self) -> bool {
+        self.inflight.is_empty()
+            && (self.n_dirty > 0 || self.positions_changed)
+            && (self.urgent
+                || self.last_checkpoint.elapsed() >= self.snapshot.interval
+                || self.events_since_checkpoint >= self.snapshot.max_events)
+    }
+
+    /// How long until the next checkpoint is due by the interval.
+    pub(super) fn until_interval(&self) -> Duration {
+        self.snapshot.interval.saturating_sub(self.last_checkpoint.elapsed())
+    }
+
+    /// An API write to a twin dirty for the next epoch: `durable` is told
+    /// once that epoch is durable, which starts without waiting for the
+    /// interval.
+    pub(super) fn wait_durable(&mut self, durable: tokio::sync::oneshot::Sender<()>) {
+        self.durable_waiters.push((self.epoch + 1, durable));
+        self.urgent = true;
+    }
+
+    /// The newest epoch started and not yet durable.
+    pub(super) fn newest_inflight(&self) -> Option<u64> {
+        self.inflight.back().map(|e| e.id)
+    }
+}
+
+impl Router {
+    /// Starts an epoch over the current dirty set; returns its id.
+    pub(super) fn start_epoch(&mut self) -> u64 {
+        self.epochs.epoch += 1;
+        let positions: Vec<(String, Vec<u8>)> = self
+            .sources
+            .iter()
+            .filter(|s| s.positioned)
+            .map(|s| (SourcePosition::meta_key(&s.name), s.position.encode()))
+            .collect();
+        // Unique across restarts: the run's start time and the epoch.
+        let digest_key = format!(
+            "{}{:020}-{:010}",
+            crate::report::DIGEST_PREFIX,
+            self.epochs.run_id,
+            self.epochs.epoch
+        );
+        let marks = self.shards.marks();
+        let ep = Epoch::new(
+            self.epochs.epoch,
+            self.epochs.n_dirty,
+            &positions,
+            digest_key,
+            self.store.clone(),
+            self.epochs.writer.clone(),
+            marks,
+        );
+        for (w, locals) in self.epochs.dirty.iter_mut().enumerate() {
+            if !locals.is_empty() {
+                self.workers[w].do_send(CheckpointTwins {
+                    epoch: ep.clone(),
+                    locals: std::mem::take(locals),
+                });
+            }
+        }
+        ep.arrive();
+        self.epochs.urgent = false;
+        self.epochs.n_dirty = 0;
+        self.epochs.positions_changed = false;
+        self.epochs.events_since_checkpoint = 0;
+        self.epochs.last_checkpoint = Instant::now();
+        let line = self.sources.iter().find(|s| s.positioned).map(|s| s.position.line);
+        let acked: Vec<(usize, u64)> = self
+            .sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.acks.is_some() && s.next_seq > 0)
+            .map(|(i, s)| (i, s.next_seq))
+            .collect();
+        self.epochs.inflight.push_back(InflightEpoch {
+            id: self.epochs.epoch,
+            line,
+            acked,
+        });
+        telemetry::flow_inflight(self.flow.inflight());
+        self.epochs.epoch
+    }
+
+    pub(super) fn on_durable(&mut self, d: &Durable) {
+        self.epochs.durable_epoch = self.epochs.durable_epoch.max(d.epoch);
+        self.release_durable(d.epoch);
+        let (done, waiting) = std::mem::take(&mut self.epochs.durable_waiters)
+            .into_iter()
+            .partition(|(epoch, _)| *epoch <= d.epoch);
+        self.epochs.durable_waiters = waiting;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
+        // Epochs commit in order; log the position this one stored, not
+        // where the sources have got to since.
+        let mut line = None;
+        while self.epochs.inflight.front().is_some_and(|e| e.id <= d.epoch) {
+            let e = self.epochs.inflight.pop_front().expect("checked");
+            line = e.line;
+            for (source, next_seq) in e.acked {
+                if let Some(tx) = &self.sources[source].acks {
+                    let _ = tx.send(next_seq - 1);
+                }
+            }
+        }
+        tracing::info!(
+            epoch = d.epoch,
+            twins = d.twins,
+            bytes = d.bytes,
+            ms = d.elapsed.as_millis() as u64,
+            line,
+            "checkpoint durable"
+        );
+    }
+}
