@@ -61,27 +61,38 @@
 //! twinstream, the reader of its output) shares this machine's cores, so the
 //! figures include that contention. The bench exits non-zero only on a real
 //! failure: a timeout, a broker or twinstream error, dead letters.
+//!
+//! This file holds the workload, the phases and the report; the generic
+//! parts are in `benches/support/`: Mosquitto and the MQTT clients
+//! (`mosquitto.rs`), the `twinstream run` process (`twinstream.rs`), latency
+//! percentiles (`latency.rs`), CPU use and the clocks (`system.rs`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{Client, QoS};
 use serde::Deserialize;
+
+#[path = "support/latency.rs"]
+mod latency;
+#[path = "support/mosquitto.rs"]
+mod mosquitto;
+#[path = "support/system.rs"]
+mod system;
+#[path = "support/twinstream.rs"]
+mod twinstream;
+
+use latency::{Latency, Paced};
+use mosquitto::{mosquitto_version, Broker, MqttClient, START};
+use system::{epoch_ms, load_average, machine, CpuMeter};
+use twinstream::{Line, Tracks, Twinstream};
 
 const SENSORS: [&str; 4] = ["temperature", "vibration", "pressure", "current"];
 const TOPIC_FILTER: &str = "plant/+/+";
-/// The publisher's inflight window (rumqttc's packet ids are 16 bits).
-const PUBLISH_INFLIGHT: u16 = 60_000;
-/// How long start-up steps (broker, connections, subscriptions) may take.
-const START: Duration = Duration::from_secs(60);
 
 #[derive(Parser, Debug)]
 #[command(about = "MQTT ingest: twinstream vs a bare rumqttc subscriber on one Mosquitto")]
@@ -172,68 +183,6 @@ struct Row {
     /// Phase B did not finish within the budget (throttled).
     b_partial: bool,
     c: Option<Latency>,
-}
-
-/// Latencies publish -> received of one paced run, in ms.
-struct Latency {
-    target_rate: f64,
-    published: u64,
-    secs: f64,
-    /// How long after the last publish call its PUBACK came.
-    puback_lag_ms: f64,
-    values: usize,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    p999: f64,
-    max: f64,
-}
-
-impl Latency {
-    fn new(mut v: Vec<f64>, target_rate: f64, run: &Paced, last_puback: Instant) -> Result<Latency> {
-        if v.is_empty() {
-            bail!("no latency measured");
-        }
-        v.sort_by(f64::total_cmp);
-        Ok(Latency {
-            target_rate,
-            published: run.published,
-            secs: run.elapsed.as_secs_f64(),
-            puback_lag_ms: last_puback.saturating_duration_since(run.last_publish).as_secs_f64() * 1e3,
-            values: v.len(),
-            p50: percentile(&v, 50.0),
-            p90: percentile(&v, 90.0),
-            p99: percentile(&v, 99.0),
-            p999: percentile(&v, 99.9),
-            max: v[v.len() - 1],
-        })
-    }
-
-    fn rate(&self) -> f64 {
-        self.published as f64 / self.secs
-    }
-
-    fn describe(&self, what: &str) -> String {
-        format!(
-            "{} messages in {:.1} s at {:.0} msg/s (target {:.0}; the last PUBACK {:.1} ms after the last publish); \
-             {} {what}: p50 **{:.2} ms**, p90 {:.2} ms, p99 **{:.2} ms**, p99.9 {:.2} ms, max {:.2} ms",
-            self.published,
-            self.secs,
-            self.rate(),
-            self.target_rate,
-            self.puback_lag_ms,
-            self.values,
-            self.p50,
-            self.p90,
-            self.p99,
-            self.p999,
-            self.max
-        )
-    }
-
-    fn cells(&self) -> String {
-        format!("{:.2} / {:.2} / {:.2}", self.p50, self.p99, self.max)
-    }
 }
 
 fn run_config(args: &Args, bin: &Path, broker: &Broker) -> Result<Row> {
@@ -543,16 +492,6 @@ fn last_ts(messages: &[(String, Vec<u8>)], assets: usize, base_ts: i64) -> Vec<i
     last
 }
 
-/// What [`paced`] published.
-struct Paced {
-    published: u64,
-    /// The last `ts` of each (asset, sensor).
-    last: Vec<i64>,
-    elapsed: Duration,
-    /// When the last publish call returned.
-    last_publish: Instant,
-}
-
 /// Publishes round-robin at `rate` messages/s for `secs`, `ts` = wall-clock
 /// ms at the publish call (strictly increasing per pair, never below
 /// `start_ms`).
@@ -591,13 +530,6 @@ fn paced(client: &Client, assets: usize, rate: f64, secs: f64, start_ms: i64) ->
         elapsed: last_publish - t0,
         last_publish,
     })
-}
-
-/// The `ts` of a payload this bench wrote (`{"ts": <ms>, ...}`).
-fn payload_ts(payload: &[u8]) -> Option<i64> {
-    let rest = payload.strip_prefix(br#"{"ts": "#)?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 fn write_topology(dir: &Path, port: u16, snapshot: &str) -> Result<PathBuf> {
@@ -642,14 +574,6 @@ sinks:
 }
 
 // --- twin updates ----------------------------------------------------------
-
-/// A line of twinstream's stdout and when it was read.
-struct Line {
-    text: String,
-    at: Instant,
-    /// Wall clock (epoch ms, fractional) at the same moment.
-    wall_ms: f64,
-}
 
 #[derive(Deserialize)]
 struct UpdateLine {
@@ -709,6 +633,12 @@ impl Tracker {
         self.target = target;
         self.completed_at = None;
     }
+}
+
+impl Tracks for Tracker {
+    fn missing(&self) -> usize {
+        self.missing
+    }
 
     fn take(&mut self, line: &Line) -> Result<()> {
         let u: UpdateLine =
@@ -745,480 +675,4 @@ impl Tracker {
         }
         Ok(())
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-// --- processes -------------------------------------------------------------
-
-/// `twinstream run`: stdout lines (time-stamped as read) on a channel,
-/// stderr lines kept. Killed if dropped while running.
-struct Twinstream {
-    child: Child,
-    lines: crossbeam_channel::Receiver<Line>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Twinstream {
-    fn start(bin: &Path, topo: &Path, state: &Path) -> Result<Twinstream> {
-        let mut child = Command::new(bin)
-            .arg("run")
-            .arg(topo)
-            .arg("--state-dir")
-            .arg(state)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let (tx, lines) = crossbeam_channel::unbounded();
-        let out = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
-            let mut r = BufReader::with_capacity(1 << 20, out);
-            loop {
-                let mut text = String::new();
-                match r.read_line(&mut text) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let line = Line {
-                    at: Instant::now(),
-                    wall_ms: wall_ms(),
-                    text,
-                };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let err = child.stderr.take().expect("piped");
-        let keep = stderr.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                keep.lock().unwrap().push(l);
-            }
-        });
-        Ok(Twinstream { child, lines, stderr })
-    }
-
-    fn stderr_tail(&self) -> String {
-        let err = self.stderr.lock().unwrap();
-        err[err.len().saturating_sub(30)..].join("\n")
-    }
-
-    fn check_running(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("twinstream exited ({status}); stderr:\n{}", self.stderr_tail());
-        }
-        Ok(())
-    }
-
-    /// Waits until a stderr line contains `what`.
-    fn wait_stderr(&mut self, what: &str, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        while !self.stderr.lock().unwrap().iter().any(|l| l.contains(what)) {
-            self.check_running()?;
-            if Instant::now() > deadline {
-                bail!(
-                    "timed out waiting for `{what}` from twinstream; stderr:\n{}",
-                    self.stderr_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
-    }
-
-    /// Feeds output lines to `tracker` until nothing is missing (true) or
-    /// `deadline` (false).
-    fn pump(&mut self, tracker: &mut Tracker, deadline: Instant) -> Result<bool> {
-        while tracker.missing > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            self.pump_for(tracker, left.min(Duration::from_millis(50)))?;
-        }
-        Ok(true)
-    }
-
-    /// Feeds the output lines that arrive within `wait` to `tracker`.
-    fn pump_for(&mut self, tracker: &mut Tracker, wait: Duration) -> Result<()> {
-        match self.lines.recv_timeout(wait) {
-            Ok(line) => tracker.take(&line)?,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => return self.check_running(),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                let _ = self.child.wait();
-                self.check_running()?;
-                bail!("twinstream closed its stdout");
-            }
-        }
-        while let Ok(line) = self.lines.try_recv() {
-            tracker.take(&line)?;
-        }
-        Ok(())
-    }
-
-    /// SIGTERM and a clean exit; returns the events it applied and the
-    /// number of dead letters it wrote.
-    fn stop(mut self, state: &Path) -> Result<(u64, usize)> {
-        // SAFETY: kill(2) on our own child's pid.
-        if unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) } != 0 {
-            bail!("cannot signal twinstream: {}", std::io::Error::last_os_error());
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.child.try_wait()? {
-                break status;
-            }
-            if Instant::now() > deadline {
-                bail!("twinstream did not stop within 60 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // The stderr reader ends at EOF; wait for its last lines.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let stopped = loop {
-            let err = self.stderr.lock().unwrap();
-            if let Some(l) = err.iter().find(|l| l.contains("stopped cleanly")) {
-                break Some(l.clone());
-            }
-            drop(err);
-            if Instant::now() > deadline {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let Some(stopped) = stopped.filter(|_| status.success()) else {
-            bail!(
-                "twinstream did not stop cleanly ({status}); stderr:\n{}",
-                self.stderr_tail()
-            );
-        };
-        let events = stopped
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("events=")?.parse().ok())
-            .unwrap_or(0);
-        let dead = std::fs::read_to_string(state.join("dead_letters.jsonl"))
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
-        Ok((events, dead))
-    }
-}
-
-impl Drop for Twinstream {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Mosquitto on 127.0.0.1 and an ephemeral port with its own config file in
-/// a temporary directory; killed when dropped.
-struct Broker {
-    child: Child,
-    port: u16,
-    inflight: u32,
-    settings: String,
-    dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start(mosquitto: &str, inflight: u32, nodelay: bool) -> Result<Broker> {
-        let dir = tempfile::Builder::new()
-            .prefix("twinstream-bench-mosquitto")
-            .tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let settings = format!(
-            "max_inflight_messages {inflight}\nmax_queued_messages 0\npersistence false\nset_tcp_nodelay {nodelay}\n"
-        );
-        std::fs::write(
-            dir.path().join("mosquitto.conf"),
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\n{settings}user root\nlog_dest file {}\n",
-                dir.path().join("mosquitto.log").display()
-            ),
-        )?;
-        let child = Command::new(mosquitto)
-            .arg("-c")
-            .arg(dir.path().join("mosquitto.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {mosquitto} (scripts/install-deps.sh installs it)"))?;
-        let mut broker = Broker {
-            child,
-            port,
-            inflight,
-            settings: settings.trim_end().replace('\n', ", "),
-            dir,
-        };
-        // Ready when it accepts connections.
-        let deadline = Instant::now() + START;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = broker.child.try_wait()? {
-                bail!("mosquitto exited ({status}):\n{}", broker.log_tail());
-            }
-            if Instant::now() > deadline {
-                bail!("mosquitto did not listen on {port}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(broker)
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// --- MQTT clients ------------------------------------------------------------
-
-/// What a client's connection thread has seen.
-#[derive(Default)]
-struct ClientState {
-    connected: bool,
-    subacks: u64,
-    unsubacks: u64,
-    pubacks: u64,
-    last_puback: Option<Instant>,
-    received: u64,
-    first_rx: Option<Instant>,
-    last_rx: Option<Instant>,
-    /// Received messages whose payload `ts` is at or after this get their
-    /// latency (wall time received - `ts`, ms) recorded.
-    latency_from: Option<i64>,
-    latencies: Vec<f64>,
-    error: Option<String>,
-}
-
-/// A rumqttc client whose connection a thread drives (incoming QoS 1
-/// messages are acked at once); it stops at the first error.
-struct MqttClient {
-    client: Client,
-    state: Arc<Mutex<ClientState>>,
-    thread: JoinHandle<()>,
-}
-
-impl MqttClient {
-    fn connect(id: &str, port: u16, clean_session: bool, cap: usize) -> Result<MqttClient> {
-        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
-        opts.set_keep_alive(Duration::from_secs(60));
-        opts.set_clean_session(clean_session);
-        opts.set_inflight(PUBLISH_INFLIGHT);
-        let (client, mut connection) = Client::new(opts, cap);
-        let state = Arc::new(Mutex::new(ClientState::default()));
-        let shared = state.clone();
-        let thread = std::thread::Builder::new().name(id.into()).spawn(move || {
-            for event in connection.iter() {
-                let (now, wall) = (Instant::now(), wall_ms());
-                let mut s = shared.lock().unwrap();
-                match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => s.connected = true,
-                    Ok(Event::Incoming(Packet::SubAck(_))) => s.subacks += 1,
-                    Ok(Event::Incoming(Packet::UnsubAck(_))) => s.unsubacks += 1,
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        s.pubacks += 1;
-                        s.last_puback = Some(now);
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        s.received += 1;
-                        s.first_rx.get_or_insert(now);
-                        s.last_rx = Some(now);
-                        if let (Some(from), Some(ts)) = (s.latency_from, payload_ts(&p.payload)) {
-                            if ts >= from {
-                                s.latencies.push(wall - ts as f64);
-                            }
-                        }
-                    }
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
-                    Ok(_) => {}
-                    Err(e) => {
-                        s.error = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-        })?;
-        let c = MqttClient { client, state, thread };
-        c.wait(&format!("{id} to connect"), START, |s| s.connected)?;
-        Ok(c)
-    }
-
-    /// The counters so far (without the latencies).
-    fn snapshot(&self) -> ClientState {
-        let s = self.state.lock().unwrap();
-        ClientState {
-            latencies: Vec::new(),
-            error: s.error.clone(),
-            ..*s
-        }
-    }
-
-    /// Polls until `pred` holds; fails on a connection error or at `timeout`.
-    fn wait(&self, what: &str, timeout: Duration, pred: impl Fn(&ClientState) -> bool) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            {
-                let s = self.state.lock().unwrap();
-                if pred(&s) {
-                    return Ok(());
-                }
-                if let Some(e) = &s.error {
-                    bail!("MQTT connection error while waiting for {what}: {e}");
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("timed out after {timeout:?} waiting for {what}");
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    fn close(self) -> Result<()> {
-        self.client.disconnect()?;
-        self.thread
-            .join()
-            .map_err(|_| anyhow!("an MQTT connection thread panicked"))?;
-        Ok(())
-    }
-}
-
-// --- misc ------------------------------------------------------------------
-
-/// CPU time of some processes, and of the rest of the machine, over a phase.
-struct CpuMeter {
-    started: Instant,
-    procs: Vec<(&'static str, u32, f64)>,
-    machine: f64,
-}
-
-impl CpuMeter {
-    fn start(procs: &[(&'static str, u32)]) -> CpuMeter {
-        CpuMeter {
-            started: Instant::now(),
-            procs: procs.iter().map(|&(name, pid)| (name, pid, cpu_secs(pid))).collect(),
-            machine: machine_busy_secs(),
-        }
-    }
-
-    /// "CPU busy (cores, of N): broker 0.97, ..., other processes 0.02"
-    /// since [`start`](Self::start).
-    fn stop(self) -> String {
-        let wall = self.started.elapsed().as_secs_f64();
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-        let mut ours = 0.0;
-        let mut busy: Vec<String> = self
-            .procs
-            .iter()
-            .map(|&(name, pid, before)| {
-                let used = cpu_secs(pid) - before;
-                ours += used;
-                format!("{name} {:.2}", used / wall)
-            })
-            .collect();
-        let others = ((machine_busy_secs() - self.machine - ours) / wall).max(0.0);
-        busy.push(format!("other processes {others:.2}"));
-        format!("CPU busy over the phase (cores, of {cpus}): {}", busy.join(", "))
-    }
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
-}
-
-/// User + system CPU seconds of process `pid` (all its threads) so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return f64::NAN;
-    };
-    // Fields after the command name (which may hold spaces): state is field
-    // 3, utime 14 and stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, f)| f.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    (ticks(11) + ticks(12)) / clock_ticks()
-}
-
-/// CPU seconds the whole machine has been busy (not idle, not waiting for
-/// I/O) so far, from /proc/stat.
-fn machine_busy_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(cpu) = stat.lines().next().and_then(|l| l.strip_prefix("cpu ")) else {
-        return f64::NAN;
-    };
-    let ticks: Vec<f64> = cpu.split_whitespace().filter_map(|t| t.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal (guest time is in user).
-    let busy: f64 = ticks
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, t)| t)
-        .sum();
-    busy / clock_ticks()
-}
-
-fn epoch_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
-fn wall_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_micros() as f64
-        / 1000.0
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpus} cpus (nproc), {model}; load average {} at start", load_average())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn mosquitto_version(mosquitto: &str) -> String {
-    let out = Command::new(mosquitto).arg("-h").output();
-    let text = out
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr))
-        .unwrap_or_default();
-    let version = text.lines().find(|l| l.contains("version"));
-    version.unwrap_or("mosquitto (version unknown)").trim().to_string()
 }

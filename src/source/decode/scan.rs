@@ -2,7 +2,7 @@
 //! records sources actually send, with `serde_json` as the fallback.
 //!
 //! It reads a record into the same [`Extract`] the `serde_json` path
-//! ([`super::TreeSeed`]) fills, and gives up (returns `None`) on anything it
+//! ([`super::seed::TreeSeed`]) fills, and gives up (returns `None`) on anything it
 //! does not read exactly as `serde_json` would: a string with an escape or a
 //! control character, a number out of the `f64` range, nesting deeper than
 //! [`MAX_DEPTH`], or any syntax error. The caller then decodes the record
@@ -23,7 +23,7 @@
 
 use std::borrow::Cow;
 
-use super::{Extract, FieldTree, Node, RawTs, Target};
+use super::fields::{Extract, FieldTree, Node, RawTs, Target};
 
 /// Objects and arrays nested deeper than this are left to `serde_json`
 /// (whose own limit is 128).

@@ -5,7 +5,8 @@
 use proptest::prelude::*;
 use serde::de::DeserializeSeed;
 
-use super::{scan, Extract, FieldTree, Target, TreeSeed};
+use super::fields::{Extract, FieldTree, Target};
+use super::{scan, seed::TreeSeed};
 use crate::topology::FieldPath;
 
 /// The mapping of the generated records: flat and nested fields.
@@ -46,7 +47,7 @@ fn by_scan<'de>(text: &'de str, tree: &FieldTree) -> Option<Extract<'de>> {
 /// payloads must agree too).
 fn show(ex: &Extract<'_>) -> String {
     let ts = match &ex.ts {
-        Some(super::RawTs::Float(f)) => format!("F{:x}", f.to_bits()),
+        Some(super::fields::RawTs::Float(f)) => format!("F{:x}", f.to_bits()),
         other => format!("{other:?}"),
     };
     let wide: Vec<_> = ex.wide.iter().map(|(i, v)| (i, v.to_bits())).collect();

@@ -6,8 +6,13 @@
 //! so the router handles each asset once per chunk. Anything wrong with a
 //! record - bad JSON, a missing field, an unknown asset or sensor, a value
 //! out of range - becomes a [`DeadLetter`] with the original bytes.
+//!
+//! `fields.rs` holds the mapped fields (the tree both readers walk, and the
+//! per-record `Extract` they fill); `scan.rs` the fast record scanner;
+//! `seed.rs` the `serde_json` path (the seeds and visitors); this file the
+//! asset index and the decoder: its tables, chunks and records, dead
+//! letters and timestamps.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use ahash::AHashMap;
@@ -15,15 +20,21 @@ use compact_str::CompactString;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::DeserializeSeed;
 
 use crate::pipeline::{DeadLetter, DeadReason, DecodedChunk, Group, Origin};
-use crate::topology::{AssetPattern, DecodeSpec, FieldPath, Topology, TsFormat};
+use crate::topology::{AssetPattern, DecodeSpec, Topology, TsFormat};
 use crate::twin::model::Event;
 
+mod fields;
 mod scan;
+mod seed;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use fields::short_eq;
+use fields::{Extract, FieldTree, RawTs, Target};
+use seed::TreeSeed;
 
 /// Resolves asset ids to `assets` entries: exact ids first, then patterns in
 /// declaration order (the same rule as [`crate::topology::resolve_asset`]).
@@ -84,45 +95,6 @@ impl AssetIndex {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Contract,
-    Asset,
-    Sensor,
-    Ts,
-    Value,
-    /// Wide records: the i-th entry of `DecodeSpec::values`.
-    Wide(u16),
-}
-
-/// A field name with its first 8 bytes as an integer, so matching a JSON key
-/// is one length and one integer compare in the common case.
-#[derive(Debug)]
-struct FieldName {
-    name: Box<str>,
-    head: u64,
-}
-
-/// `a == b` for the short names records carry (asset and sensor ids, field
-/// names): up to 16 bytes with two overlapping word loads each, no call to
-/// `memcmp` (which was 12% of replay CPU, most of it call overhead).
-#[inline]
-pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
-    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
-    match n {
-        0 => true,
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
-        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        _ => a == b,
-    }
-}
-
 /// An asset id as the key of a chunk's group map: held inline (up to 24
 /// bytes), so a probe compares within the table instead of chasing a
 /// pointer into the chunk (that cache miss was the decoder's hottest
@@ -143,86 +115,6 @@ impl PartialEq for GroupKey {
 }
 
 impl Eq for GroupKey {}
-
-#[inline]
-fn head_of(b: &[u8]) -> u64 {
-    if b.len() >= 8 {
-        u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
-    } else {
-        let mut h = 0u64;
-        for (i, c) in b.iter().enumerate() {
-            h |= u64::from(*c) << (8 * i);
-        }
-        h
-    }
-}
-
-impl FieldName {
-    fn new(name: &str) -> FieldName {
-        FieldName {
-            name: name.into(),
-            head: head_of(name.as_bytes()),
-        }
-    }
-
-    #[inline]
-    fn matches(&self, key: &str) -> bool {
-        let (n, k) = (self.name.as_bytes(), key.as_bytes());
-        n.len() == k.len() && self.head == head_of(k) && (n.len() <= 8 || short_eq(&n[8..], &k[8..]))
-    }
-}
-
-/// The mapped fields as a tree, so nested paths are found in one pass.
-#[derive(Debug, Default)]
-struct FieldTree {
-    fields: Vec<(FieldName, Node)>,
-}
-
-#[derive(Debug)]
-enum Node {
-    Leaf(Target),
-    Tree(FieldTree),
-}
-
-impl FieldTree {
-    fn insert(&mut self, path: &FieldPath, target: Target) {
-        let (head, rest) = path.0.split_first().expect("field paths are never empty");
-        if rest.is_empty() {
-            self.fields.push((FieldName::new(head), Node::Leaf(target)));
-            return;
-        }
-        let idx = match self
-            .fields
-            .iter()
-            .position(|(n, node)| *n.name == **head && matches!(node, Node::Tree(_)))
-        {
-            Some(i) => i,
-            None => {
-                self.fields
-                    .push((FieldName::new(head), Node::Tree(FieldTree::default())));
-                self.fields.len() - 1
-            }
-        };
-        if let Node::Tree(t) = &mut self.fields[idx].1 {
-            t.insert(&FieldPath(rest.to_vec()), target);
-        }
-    }
-
-    /// The node of `key`, scanning from `*from` (the field after the last
-    /// match: keys usually arrive in the same order in every record).
-    #[inline]
-    fn get(&self, key: &str, from: &mut usize) -> Option<&Node> {
-        let n = self.fields.len();
-        for i in 0..n {
-            let j = (*from + i) % n;
-            if self.fields[j].0.matches(key) {
-                *from = j + 1;
-                return Some(&self.fields[j].1);
-            }
-        }
-        None
-    }
-}
 
 /// Marks an asset id no `assets` entry matches.
 const UNKNOWN: u32 = u32::MAX;
@@ -295,35 +187,6 @@ pub struct Decoder {
     value_field: Option<String>,
     /// Try the record scanner first (off only to measure the serde_json path).
     scanner: bool,
-}
-
-/// Reused per-record scratch.
-#[derive(Default)]
-struct Extract<'de> {
-    contract: Option<Cow<'de, str>>,
-    asset: Option<Cow<'de, str>>,
-    sensor: Option<Cow<'de, str>>,
-    ts: Option<RawTs<'de>>,
-    value: Option<f64>,
-    wide: Vec<(u16, f64)>,
-}
-
-impl Extract<'_> {
-    fn reset(&mut self) {
-        self.contract = None;
-        self.asset = None;
-        self.sensor = None;
-        self.ts = None;
-        self.value = None;
-        self.wide.clear();
-    }
-}
-
-#[derive(Debug, PartialEq)]
-enum RawTs<'de> {
-    Int(i64),
-    Float(f64),
-    Str(Cow<'de, str>),
 }
 
 impl Decoder {
@@ -697,184 +560,5 @@ impl Decoder {
         .deserialize(&mut de)
         .ok()?;
         self.timestamp(ex.ts?).ok()
-    }
-}
-
-struct TreeSeed<'a, 'de> {
-    tree: &'a FieldTree,
-    out: &'a mut Extract<'de>,
-}
-
-impl<'de> DeserializeSeed<'de> for TreeSeed<'_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TreeSeed<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut from = 0;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            match self.tree.get(&key.0, &mut from) {
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Some(Node::Tree(sub)) => map.next_value_seed(NestedSeed(TreeSeed {
-                    tree: sub,
-                    out: &mut *self.out,
-                }))?,
-                Some(Node::Leaf(target)) => {
-                    let field = |e: &dyn fmt::Display| de::Error::custom(format!("field `{}`: {e}", key.0));
-                    match *target {
-                        Target::Asset => self.out.asset = Some(map.next_value::<Name<'de>>().map_err(|e| field(&e))?.0),
-                        Target::Contract => {
-                            self.out.contract = Some(map.next_value::<Name<'de>>().map_err(|e| field(&e))?.0)
-                        }
-                        Target::Sensor => {
-                            self.out.sensor = Some(map.next_value::<Name<'de>>().map_err(|e| field(&e))?.0)
-                        }
-                        Target::Ts => self.out.ts = Some(map.next_value::<TsValue<'de>>().map_err(|e| field(&e))?.0),
-                        Target::Value => self.out.value = map.next_value::<Option<f64>>().map_err(|e| field(&e))?,
-                        Target::Wide(i) => {
-                            if let Some(v) = map.next_value::<Option<f64>>().map_err(|e| field(&e))? {
-                                self.out.wide.push((i, v));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A nested object on a mapped path; anything else there is ignored (the
-/// fields below it then count as missing).
-struct NestedSeed<'a, 'de>(TreeSeed<'a, 'de>);
-
-impl<'de> DeserializeSeed<'de> for NestedSeed<'_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NestedSeed<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        self.0.visit_map(map)
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-}
-
-/// An object key, borrowed when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(StrVisitor).map(Key)
-    }
-}
-
-/// An asset or sensor name: a string, or an integer id rendered as text.
-struct Name<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Name<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrVisitor).map(Name)
-    }
-}
-
-struct StrVisitor;
-
-impl<'de> Visitor<'de> for StrVisitor {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-}
-
-struct TsValue<'de>(RawTs<'de>);
-
-impl<'de> de::Deserialize<'de> for TsValue<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawTs<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number or a string")
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(RawTs::Int(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                i64::try_from(v)
-                    .map(RawTs::Int)
-                    .map_err(|_| E::custom(format!("{v} is too large")))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(RawTs::Float(v))
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(RawTs::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(RawTs::Str(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_any(V).map(TsValue)
     }
 }

@@ -11,119 +11,35 @@
 //! its records twice in memory (the write batch and the memtable).
 //! Timestamps are stored relative to the twin's greatest event time, so they
 //! take a byte or two instead of nine.
+//!
+//! `schema.rs` holds the [`Schema`] (names by index) and its stored form;
+//! `parts.rs` the part records a [`TwinRecord`] is made of; `restore.rs`
+//! [`TwinRecord::into_state`], the mapping back by name; this file the
+//! record of a state, and encoding and decoding with the format versions
+//! (older ones migrated on read).
 
 use serde::{Deserialize, Serialize};
 
-use super::commands::Command;
-use super::model::{
-    Acc, AlertState, Estimate, JoinPair, Latest, OpenWindow, Quality, SourceReading, TwinState, TwinStats, NO_TS,
-};
+use super::model::{AlertState, Latest, Quality, TwinState, TwinStats, NO_TS};
 use super::schema::TypeModel;
 use crate::store::envelope::{self, EnvelopeError};
+
+mod parts;
+mod restore;
+mod schema;
+
+pub use parts::{
+    AccRecord, AlertRecord, ClosedRecord, CommandsRecord, JoinRecord, RelatedRecord, SensorRecord, SourceRecord,
+    WindowRecord,
+};
+pub use restore::RestoreNotes;
+pub use schema::{Schema, SCHEMA_FORMAT};
 
 /// Format version of [`TwinRecord`] payloads written by this build: the
 /// record, then a [`CommandsRecord`]. Version 3 (the record alone, before
 /// commands) and version 2 (before staleness, sources, joins and relations)
 /// are migrated on read.
 pub const TWIN_FORMAT: u16 = 4;
-/// Format version of [`Schema`] payloads written by this build. Version 1
-/// (sensors, slots and rules only) is read too.
-pub const SCHEMA_FORMAT: u16 = 2;
-
-/// The names of an asset type's parts, in the order records index them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Schema {
-    pub asset_type: String,
-    pub sensors: Vec<String>,
-    /// Window slots as `(window, sensor)`.
-    pub slots: Vec<(String, String)>,
-    pub rules: Vec<String>,
-    /// Per-source readings as `sensor@source`.
-    pub sources: Vec<String>,
-    pub joins: Vec<String>,
-    /// Related values as `relation.sensor`.
-    pub related: Vec<String>,
-}
-
-/// Schema format 1.
-#[derive(Deserialize)]
-struct SchemaV1 {
-    asset_type: String,
-    sensors: Vec<String>,
-    slots: Vec<(String, String)>,
-    rules: Vec<String>,
-}
-
-impl Schema {
-    pub fn of(m: &TypeModel) -> Schema {
-        Schema {
-            asset_type: m.name.to_string(),
-            sensors: m.sensors.iter().map(|s| s.to_string()).collect(),
-            slots: m
-                .slots
-                .iter()
-                .map(|s| {
-                    (
-                        m.windows[s.window as usize].name.to_string(),
-                        m.sensors[s.sensor as usize].to_string(),
-                    )
-                })
-                .collect(),
-            rules: m.rules.iter().map(|r| r.name.to_string()).collect(),
-            sources: m
-                .sensor_defs
-                .iter()
-                .enumerate()
-                .flat_map(|(s, d)| {
-                    d.sources
-                        .iter()
-                        .flat_map(|set| set.sources.iter())
-                        .map(move |src| format!("{}@{}", m.sensors[s], src.name))
-                })
-                .collect(),
-            joins: m.joins.iter().map(|j| j.name.to_string()).collect(),
-            related: m.related.iter().map(|r| r.name.to_string()).collect(),
-        }
-    }
-
-    /// The stored form: an envelope around bincode.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut buf = envelope::start(SCHEMA_FORMAT, 128);
-        bincode::serde::encode_into_std_write(self, &mut buf, config()).expect("writing to a Vec cannot fail");
-        buf
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Schema, EnvelopeError> {
-        let corrupt = |e: bincode::error::DecodeError| EnvelopeError::Corrupt(format!("twin schema: {e}"));
-        match envelope::open(bytes, 1, "twin schema") {
-            Ok(payload) => {
-                let (v1, _): (SchemaV1, _) = bincode::serde::decode_from_slice(payload, config()).map_err(corrupt)?;
-                return Ok(Schema {
-                    asset_type: v1.asset_type,
-                    sensors: v1.sensors,
-                    slots: v1.slots,
-                    rules: v1.rules,
-                    ..Schema::default()
-                });
-            }
-            Err(EnvelopeError::UnknownVersion { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        let payload = envelope::open(bytes, SCHEMA_FORMAT, "twin schema")?;
-        bincode::serde::decode_from_slice(payload, config())
-            .map(|(s, _)| s)
-            .map_err(corrupt)
-    }
-
-    /// Content hash of the stored form: the id records refer to.
-    pub fn id(&self) -> u64 {
-        envelope::fnv1a(&self.encode())
-    }
-
-    pub fn meta_key(id: u64) -> String {
-        format!("schema/{id:016x}")
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TwinRecord {
@@ -154,120 +70,6 @@ pub struct TwinRecord {
     /// payloads decode with this same struct.
     #[serde(skip)]
     pub commands: CommandsRecord,
-}
-
-/// A twin's commands as stored, by command name (a topology edit that
-/// renames or drops a command drops its entries on restore).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct CommandsRecord {
-    /// `(command, desired value, last seq)` of every command with a seq.
-    pub entries: Vec<(String, f64, u32)>,
-    /// Pending and recent commands, oldest first, with their command's name.
-    pub log: Vec<(String, Command)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SensorRecord {
-    pub sensor: u16,
-    /// `max_ts - ts` (wrapping).
-    pub age_ms: i64,
-    pub value: f64,
-    /// `seen_base - seen`; `None`: never heard from in processing time.
-    pub seen_back: Option<i64>,
-    pub source: u16,
-    pub quality: Quality,
-    /// (`max_ts - ts`, value) of the estimate, for sensors with a deadband.
-    pub estimate: Option<(i64, f64)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SourceRecord {
-    pub slot: u16,
-    pub age_ms: i64,
-    pub value: f64,
-    pub seen_back: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WindowRecord {
-    pub slot: u16,
-    /// `last_ms - max_ts` (wrapping).
-    pub end_ms: i64,
-    pub first_origin: u64,
-    pub acc: AccRecord,
-    pub last_back: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ClosedRecord {
-    pub slot: u16,
-    pub acc: AccRecord,
-}
-
-/// A window accumulator as stored: `last` and the deviation (16 bytes a
-/// window) only when something reads them ([`TypeModel::keeps_spread`]):
-/// a window sink, or a rule over `last` or `stddev`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct AccRecord {
-    pub count: u64,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
-    /// `(last, m2)`.
-    pub spread: Option<(f64, f64)>,
-}
-
-impl AccRecord {
-    fn of(m: &TypeModel, a: &Acc) -> AccRecord {
-        AccRecord {
-            count: a.count,
-            sum: a.sum,
-            min: a.min,
-            max: a.max,
-            spread: m.keeps_spread.then_some((a.last, a.m2)),
-        }
-    }
-
-    /// Without the spread, `last` reads as the average and the deviation
-    /// counts from the readings after the restore.
-    pub fn acc(&self) -> Acc {
-        let (last, m2) = self.spread.unwrap_or((self.sum / self.count as f64, 0.0));
-        Acc {
-            count: self.count,
-            sum: self.sum,
-            min: self.min,
-            max: self.max,
-            last,
-            m2,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct JoinRecord {
-    pub join: u16,
-    pub age_ms: i64,
-    pub left: f64,
-    pub right: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct RelatedRecord {
-    pub slot: u16,
-    pub ts: i64,
-    pub value: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct AlertRecord {
-    pub rule: u16,
-    pub state: AlertState,
-}
-
-/// What was dropped while restoring a record into the current model.
-#[derive(Debug, Default, PartialEq)]
-pub struct RestoreNotes {
-    pub dropped: Vec<String>,
 }
 
 impl TwinRecord {
@@ -409,180 +211,6 @@ impl TwinRecord {
                 },
             )
         })
-    }
-
-    /// Rebuilds the twin under the current model. `stored` is the schema the
-    /// record was written with (the model's own when [`Self::schema`] is
-    /// `m.schema_id`). Entries the model no longer has (a removed sensor,
-    /// window or rule) are dropped and listed.
-    pub fn into_state(self, m: &TypeModel, stored: &Schema) -> (TwinState, RestoreNotes) {
-        let same = self.schema == m.schema_id;
-        let mut st = TwinState::new(m);
-        let mut notes = RestoreNotes::default();
-        st.version = self.version;
-        st.max_ts = self.max_ts;
-
-        st.sync_lag_ms = self.sync_lag_ms;
-        // The optional parts, filled below and put back at the end.
-        let mut ext = st.ext.take();
-        if let (Some(x), Some(f)) = (ext.as_deref_mut(), self.wm_floor) {
-            x.wm_floor = self.max_ts.wrapping_add(f);
-        }
-        st.offline = self.offline;
-        st.stats = self.stats;
-        let seen = |back: Option<i64>| match (back, self.seen_base) {
-            (Some(b), Some(base)) => base.wrapping_sub(b),
-            _ => NO_TS,
-        };
-        let name = |names: &[String], i: u16| names.get(i as usize).map_or("?", String::as_str).to_string();
-        // Maps a stored index to the current one: the same index for a record
-        // written with this very model (a corrupt one is dropped, not a
-        // panic), else by name.
-        let by_name = |stored_names: &[String], current: &dyn Fn(&str) -> Option<usize>, len: usize, i: u16| {
-            if same {
-                Some(i as usize).filter(|i| *i < len)
-            } else {
-                current(stored_names.get(i as usize)?)
-            }
-        };
-        let sensor_of = |i: u16| {
-            by_name(
-                &stored.sensors,
-                &|n| m.sensor_index(n).map(usize::from),
-                m.sensors.len(),
-                i,
-            )
-        };
-        let slot_of = |i: u16| {
-            if same {
-                return Some(i).filter(|i| (*i as usize) < m.slots.len());
-            }
-            let (window, sensor) = stored.slots.get(i as usize)?;
-            m.slot_index(m.window_index(window)?, m.sensor_index(sensor)?)
-        };
-        for r in &self.sensors {
-            match sensor_of(r.sensor) {
-                Some(s) => {
-                    st.sensors[s] = super::model::SensorState {
-                        ts: self.max_ts.wrapping_sub(r.age_ms),
-                        value: r.value,
-                        seen: seen(r.seen_back),
-                        source: r.source,
-                        quality: r.quality,
-                    };
-                    if let (Some(e), Some((age, value)), Some(x)) =
-                        (m.sensor_defs[s].estimate, r.estimate, ext.as_deref_mut())
-                    {
-                        x.estimates[e as usize] = Estimate {
-                            value,
-                            ts: self.max_ts.wrapping_sub(age),
-                        };
-                    }
-                }
-                None => notes
-                    .dropped
-                    .push(format!("sensor `{}`", name(&stored.sensors, r.sensor))),
-            }
-        }
-        for r in &self.by_source {
-            let find = |n: &str| m.schema.sources.iter().position(|c| c == n);
-            let n = ext.as_ref().map_or(0, |x| x.by_source.len());
-            match (by_name(&stored.sources, &find, n, r.slot), ext.as_deref_mut()) {
-                (Some(k), Some(x)) => {
-                    x.by_source[k] = SourceReading {
-                        ts: self.max_ts.wrapping_sub(r.age_ms),
-                        value: r.value,
-                        seen: seen(r.seen_back),
-                    }
-                }
-                _ => notes
-                    .dropped
-                    .push(format!("source reading `{}`", name(&stored.sources, r.slot))),
-            }
-        }
-        for w in &self.open {
-            match slot_of(w.slot) {
-                Some(slot) => st.open.push(OpenWindow {
-                    last_ms: self.max_ts.wrapping_add(w.end_ms),
-                    first_origin: w.first_origin,
-                    acc: w.acc.acc(),
-                    slot,
-                    last_back: w.last_back,
-                }),
-                None => {
-                    let (window, sensor) = stored
-                        .slots
-                        .get(w.slot as usize)
-                        .cloned()
-                        .unwrap_or_else(|| ("?".into(), "?".into()));
-                    notes
-                        .dropped
-                        .push(format!("open window `{window}` of sensor `{sensor}`"));
-                }
-            }
-        }
-        if !same {
-            st.open.sort_by_key(|w| (w.last_ms, w.slot));
-        }
-        for c in &self.closed {
-            if let Some(i) = slot_of(c.slot).and_then(|slot| m.closed_index.get(slot as usize).copied().flatten()) {
-                st.closed[i as usize] = Some(c.acc.acc());
-            }
-        }
-        for j in &self.joins {
-            let find = |n: &str| m.joins.iter().position(|d| &*d.name == n);
-            let n = ext.as_ref().map_or(0, |x| x.joins.len());
-            if let (Some(k), Some(x)) = (by_name(&stored.joins, &find, n, j.join), ext.as_deref_mut()) {
-                x.joins[k] = JoinPair {
-                    ts: self.max_ts.wrapping_sub(j.age_ms),
-                    left: j.left,
-                    right: j.right,
-                };
-            }
-        }
-        for r in &self.related {
-            let find = |n: &str| m.related.iter().position(|d| &*d.name == n);
-            let n = ext.as_ref().map_or(0, |x| x.related.len());
-            if let (Some(k), Some(x)) = (by_name(&stored.related, &find, n, r.slot), ext.as_deref_mut()) {
-                x.related[k] = Latest {
-                    ts: r.ts,
-                    value: r.value,
-                };
-            }
-        }
-        for a in &self.alerts {
-            let find = |n: &str| m.rule_index(n).map(usize::from);
-            match by_name(&stored.rules, &find, st.alerts.len(), a.rule) {
-                Some(r) => st.alerts[r] = a.state,
-                None => notes
-                    .dropped
-                    .push(format!("alert state of rule `{}`", name(&stored.rules, a.rule))),
-            }
-        }
-        if let Some(table) = ext.as_deref_mut().and_then(|x| x.commands.as_deref_mut()) {
-            let def = |n: &str| m.commands.iter().position(|c| &*c.name == n);
-            for (name, desired, seq) in &self.commands.entries {
-                match def(name) {
-                    Some(d) => {
-                        table.desired[d] = *desired;
-                        table.seq[d] = *seq;
-                    }
-                    None => notes.dropped.push(format!("desired state of command `{name}`")),
-                }
-            }
-            for (name, cmd) in &self.commands.log {
-                if let Some(d) = def(name) {
-                    table.log.push(Command {
-                        def: d as u16,
-                        ..cmd.clone()
-                    });
-                }
-            }
-        } else if !self.commands.entries.is_empty() {
-            notes.dropped.push("every command (the type declares none)".into());
-        }
-        st.ext = ext;
-        (st, notes)
     }
 }
 
