@@ -1,0 +1,128 @@
+//! The node: its name, role, state directory, HTTP API, checkpoints, cluster
+//! membership, and secrets read from the environment or files.
+
+use crate::topology::diag::Pos;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    /// Runtime data directory (RocksDB and default dead-letter file).
+    pub state_dir: PathBuf,
+    pub snapshot: SnapshotSpec,
+    /// Where the HTTP API listens, when enabled.
+    pub http_listen: Option<SocketAddr>,
+    /// The bearer token writes (`POST`) need; without one the API refuses
+    /// every write.
+    pub http_write_token: Option<Secret>,
+    /// The bearer token reads need; without one reads are open.
+    pub http_read_token: Option<Secret>,
+    /// Actor worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Decoder threads; 0 = one per core.
+    pub decoders: usize,
+    /// Input chunks in flight between sources and sinks (the backpressure bound).
+    pub max_inflight_chunks: usize,
+    /// A twin that gets nothing (no event, timer or API request) for this
+    /// long is passivated: dropped from memory once its state is durable,
+    /// woken from the store by its next input. `None`: never.
+    pub passivate_after: Option<Duration>,
+    /// Member of a cluster: shards are the partitions of a Kafka source.
+    pub cluster: Option<ClusterSpec>,
+    pub role: NodeRole,
+}
+
+/// What a node is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeRole {
+    /// One node does everything.
+    #[default]
+    Standalone,
+    /// Near the assets: reads them (MQTT), evaluates the rules marked
+    /// `local` (edge autonomy) and forwards every event to the cluster's
+    /// Kafka topic, buffering in the store while the uplink is down.
+    Edge,
+    /// A member of a cluster (`node.cluster`): owns the shards the group
+    /// assigns it.
+    Cluster,
+}
+
+impl NodeRole {
+    pub const NAMES: [&'static str; 3] = ["standalone", "edge", "cluster"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeRole::Standalone => "standalone",
+            NodeRole::Edge => "edge",
+            NodeRole::Cluster => "cluster",
+        }
+    }
+
+    /// Whether a node of this role evaluates a rule: an edge evaluates only
+    /// the `local` ones, a cluster node the others (each rule runs in one
+    /// place, so an alert or a command is never sent twice), a standalone
+    /// node all.
+    pub fn evaluates(self, local: bool) -> bool {
+        match self {
+            NodeRole::Standalone => true,
+            NodeRole::Edge => local,
+            NodeRole::Cluster => !local,
+        }
+    }
+}
+
+/// A node of a cluster: the partitions of `source`'s topic are the shards,
+/// assigned by its consumer group; each shard's checkpoints are published to
+/// the `changelog` topic so another node can restore it.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// The Kafka source whose topic is sharded (keyed by asset id).
+    pub source: String,
+    /// The changelog topic (as many partitions as the source's topic).
+    pub changelog: String,
+    /// How long the group waits for a silent node before moving its shards.
+    pub session_timeout: Duration,
+    /// Where other nodes reach this node's HTTP API (`http://host:port`);
+    /// default: the address the API listens on.
+    pub advertise: Option<String>,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotSpec {
+    /// Write dirty twins at least this often.
+    pub interval: Duration,
+    /// ... or after this many applied events, whichever comes first.
+    pub max_events: u64,
+    /// fsync the RocksDB write-ahead log on every snapshot (survives power loss).
+    pub sync: bool,
+}
+
+/// Where a secret is read from at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// An environment variable.
+    Env(String),
+    /// A file (its content, without a trailing newline).
+    File(PathBuf),
+}
+
+impl Secret {
+    pub fn describe(&self) -> String {
+        match self {
+            Secret::Env(v) => format!("environment variable `{v}`"),
+            Secret::File(p) => format!("file {}", p.display()),
+        }
+    }
+
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Env(v) => std::env::var(v).map_err(|_| "it is not set".to_string()),
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
