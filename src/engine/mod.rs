@@ -30,7 +30,7 @@ use crate::pipeline::{Fatal, Flow};
 use crate::sink::{SinkContext, SinkError, SinkHub};
 use crate::source::decode::AssetIndex;
 use crate::source::file::check_position;
-use crate::source::{decoder_loop, SourceError, SourcePosition};
+use crate::source::{self, decoder_loop, SourceError, SourcePosition};
 use crate::store::envelope::EnvelopeError;
 use crate::store::{Store, StoreError};
 use crate::topology::{Pace, SourceKind, Topology};
@@ -166,18 +166,9 @@ pub fn run(
     // is created, so a configuration error leaves nothing behind.
     let mut chosen = Vec::new();
     for (i, src) in topo.sources.iter().enumerate() {
-        let (run_it, file) = match (&opts.mode, &src.kind) {
-            (Mode::Replay { file, source, .. }, _) => (*source == i, Some(file.clone())),
-            (Mode::Run, SourceKind::File(f)) => match &f.path {
-                Some(p) => (true, Some(p.clone())),
-                None => {
-                    return Err(EngineError::Config(format!(
-                        "source `{}` has no `path`: give it one, or use `twinstream replay TOPO FILE`",
-                        src.name
-                    )))
-                }
-            },
-            (Mode::Run, SourceKind::Simulator(_) | SourceKind::Mqtt(_) | SourceKind::Kafka(_)) => (true, None),
+        let (run_it, file) = match &opts.mode {
+            Mode::Replay { file, source, .. } => (*source == i, Some(file.clone())),
+            Mode::Run => (true, source::build::file_of(src)?),
         };
         if run_it {
             chosen.push((i, file));
@@ -207,8 +198,7 @@ pub fn run(
     for (i, file) in chosen {
         let src = &topo.sources[i];
         let mut position = SourcePosition::default();
-        let kafka = matches!(src.kind, SourceKind::Kafka(_));
-        if file.is_some() || kafka {
+        if source::build::is_positioned(src, file.is_some()) {
             let key = SourcePosition::meta_key(&src.name);
             if let Some(bytes) = store.get_meta(&key)? {
                 position = SourcePosition::decode(&bytes).map_err(|error| EngineError::Position {
@@ -222,8 +212,7 @@ pub fn run(
         }
         plans.push((i, file, position));
     }
-    let positioned =
-        |i: usize, file: &Option<PathBuf>| file.is_some() || matches!(topo.sources[i].kind, SourceKind::Kafka(_));
+    let positioned = |i: usize, file: &Option<PathBuf>| source::build::is_positioned(&topo.sources[i], file.is_some());
     let started_at: Vec<(String, SourcePosition)> = plans
         .iter()
         .filter(|(i, f, _)| positioned(*i, f))
@@ -370,13 +359,13 @@ pub fn run(
     }
     let mut ack_channels = Vec::new();
     for (i, src) in topo.sources.iter().enumerate() {
-        if matches!(src.kind, SourceKind::Mqtt(_) | SourceKind::Kafka(_)) && plans.iter().any(|(p, _, _)| *p == i) {
+        if source::build::acknowledges(src) && plans.iter().any(|(p, _, _)| *p == i) {
             let (tx, rx) = crossbeam_channel::unbounded();
             slots[i].acks = Some(tx);
             ack_channels.push((i, rx));
         }
     }
-    let source_cx = crate::source::build::SourceContext {
+    let source_cx = source::build::SourceContext {
         topo,
         index: &index,
         flow: &flow,
@@ -388,12 +377,11 @@ pub fn run(
     };
     for (i, file, position) in plans {
         let src = &topo.sources[i];
-        let (pace, rate) = match (&opts.mode, &src.kind) {
-            (Mode::Replay { rate, .. }, _) => (Pace::Fast, *rate),
-            (Mode::Run, SourceKind::File(f)) => (f.pace, None),
-            _ => (Pace::Fast, None),
+        let (pace, rate) = match &opts.mode {
+            Mode::Replay { rate, .. } => (Pace::Fast, *rate),
+            Mode::Run => (source::build::pace_of(src), None),
         };
-        let run = crate::source::build::SourceRun {
+        let run = source::build::SourceRun {
             index: i,
             file,
             position,
@@ -409,7 +397,7 @@ pub fn run(
                 stop: stop.clone(),
             }),
         };
-        let built = crate::source::build::build(src, run, &source_cx)?;
+        let built = source::build::build(src, run, &source_cx)?;
         threads.push(spawn(&built.thread, built.run));
     }
     drop(job_tx);
@@ -419,10 +407,8 @@ pub fn run(
     // as often as those sources ask.
     let mut snapshot = topo.node.snapshot.clone();
     for (i, src) in topo.sources.iter().enumerate() {
-        if let SourceKind::Mqtt(m) = &src.kind {
-            if m.qos == 1 && slots[i].acks.is_some() {
-                snapshot.interval = snapshot.interval.min(m.ack_interval);
-            }
+        if let Some(every) = source::build::checkpoint_every(src).filter(|_| slots[i].acks.is_some()) {
+            snapshot.interval = snapshot.interval.min(every);
         }
     }
     // Closed after the final checkpoint, when the router is done.

@@ -61,6 +61,51 @@ pub struct Built {
     pub run: Box<dyn FnOnce() + Send>,
 }
 
+/// What a `run` (not a replay) of source `spec` reads from a file: a file
+/// source's `path`, which it must have; other sources read no file.
+pub fn file_of(spec: &SourceSpec) -> Result<Option<PathBuf>, SourceError> {
+    match &spec.kind {
+        SourceKind::File(f) => match &f.path {
+            Some(p) => Ok(Some(p.clone())),
+            None => Err(SourceError::Config {
+                source_name: spec.name.clone(),
+                problem: "has no `path`: give it one, or use `twinstream replay TOPO FILE`".into(),
+            }),
+        },
+        SourceKind::Simulator(_) | SourceKind::Mqtt(_) | SourceKind::Kafka(_) => Ok(None),
+    }
+}
+
+/// The pace a `run` reads source `spec` at (files may follow their
+/// timestamps; everything else comes as it comes).
+pub fn pace_of(spec: &SourceSpec) -> Pace {
+    match &spec.kind {
+        SourceKind::File(f) => f.pace,
+        _ => Pace::Fast,
+    }
+}
+
+/// Whether source `spec` resumes from a position stored with the
+/// checkpoints: a file (byte offset, line) and Kafka (offsets).
+pub fn is_positioned(spec: &SourceSpec, reads_file: bool) -> bool {
+    reads_file || matches!(spec.kind, SourceKind::Kafka(_))
+}
+
+/// Whether source `spec` is told what is durable (MQTT acknowledges QoS 1
+/// messages, Kafka stores offsets, only then).
+pub fn acknowledges(spec: &SourceSpec) -> bool {
+    matches!(spec.kind, SourceKind::Mqtt(_) | SourceKind::Kafka(_))
+}
+
+/// How often source `spec` needs a checkpoint at least (MQTT QoS 1: its
+/// messages are acknowledged by checkpoints), if it needs one.
+pub fn checkpoint_every(spec: &SourceSpec) -> Option<std::time::Duration> {
+    match &spec.kind {
+        SourceKind::Mqtt(m) if m.qos == 1 => Some(m.ack_interval),
+        _ => None,
+    }
+}
+
 fn decode_of(spec: &SourceSpec) -> Result<&DecodeSpec, SourceError> {
     spec.decode.as_ref().ok_or_else(|| SourceError::Config {
         source_name: spec.name.clone(),
