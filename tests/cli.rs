@@ -154,6 +154,54 @@ fn check_prints_every_problem_of_a_broken_file_on_stdout_and_exits_1() {
     );
 }
 
+const MODELLED: &str = "\
+asset_types:
+  tank:
+    sensors:
+      level: { unit: m, noise: 0.05 }
+    model: { preset: level_rate, sensor: level, q: 0.001, anomaly: { window: 20 } }
+assets:
+  - { id: tank-1, type: tank }
+sources:
+  - { name: in, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }
+rules:
+  - { name: draining, when: \"est.rate < -0.01\" }
+";
+
+/// `check` prints an asset type's model (and its version) in the summary,
+/// and a model's problems as positioned lines.
+#[test]
+fn check_summarises_a_model_and_positions_its_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("model.yaml");
+    std::fs::write(&good, MODELLED).unwrap();
+    let done = run_to_end(twinstream().arg("check").arg(&good));
+    assert!(done.status.success(), "{}{}", done.stdout, done.stderr);
+    let model = done
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("model "))
+        .unwrap_or_else(|| panic!("no model line in:\n{}", done.stdout));
+    assert!(
+        model.starts_with("               model level_rate [level, rate] continuous; observes level (R 0.0025); anomaly [warning] false alarm 0.001 over 20 readings; version "),
+        "{model}"
+    );
+    let broken = dir.path().join("broken-model.yaml");
+    let text = MODELLED
+        .replace("noise: 0.05", "noise: -1")
+        .replace("est.rate", "est.rte");
+    std::fs::write(&broken, text).unwrap();
+    let done = run_to_end(twinstream().arg("check").arg(&broken));
+    assert_eq!(done.status.code(), Some(1), "{}{}", done.stdout, done.stderr);
+    let p = broken.display();
+    let want = vec![
+        format!("{p}:4:32: sensor `level`.noise: must be a finite number above zero (the standard deviation of the measurement noise)"),
+        format!("{p}:11:34: rule `draining`.when: no state `rte` in the model of asset type `tank` (did you mean `rate`?); its states: `level` or `rate`"),
+    ];
+    let got: Vec<&str> = done.stdout.lines().collect();
+    assert_eq!(got, want, "stderr:\n{}", done.stderr);
+}
+
 #[test]
 fn check_of_a_missing_file_fails_naming_the_file() {
     let done = run_to_end(twinstream().args(["check", "topologies/no-such-topology.yaml"]));

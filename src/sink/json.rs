@@ -135,6 +135,34 @@ struct UpdateLine<'a> {
     version: u64,
     health: Health,
     sensors: BTreeMap<&'a str, SensorValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<ModelValue<'a>>,
+}
+
+/// The model's estimate in a twin update.
+#[derive(Serialize)]
+struct ModelValue<'a> {
+    /// The model's version (hash of its declaration), hex.
+    version: String,
+    ts: i64,
+    states: BTreeMap<&'a str, StateValue>,
+    sensors: BTreeMap<&'a str, ObservedValue>,
+    /// Normalised innovation squared, summed over the anomaly window.
+    nis: f64,
+}
+
+#[derive(Serialize)]
+struct StateValue {
+    est: f64,
+    std: f64,
+}
+
+#[derive(Serialize)]
+struct ObservedValue {
+    est: f64,
+    std: f64,
+    residual: f64,
+    residual_std: f64,
 }
 
 #[derive(Serialize)]
@@ -262,6 +290,7 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
             version,
             changed,
             health,
+            model,
         } => finish(
             buf,
             &UpdateLine {
@@ -283,6 +312,32 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                         )
                     })
                     .collect(),
+                model: model.as_deref().zip(m.filter.as_ref()).map(|(u, fm)| ModelValue {
+                    version: format!("{:016x}", fm.version),
+                    ts: u.ts,
+                    states: fm
+                        .states
+                        .iter()
+                        .zip(&u.states)
+                        .map(|(n, &(est, std))| (&**n, StateValue { est, std }))
+                        .collect(),
+                    sensors: u
+                        .sensors
+                        .iter()
+                        .map(|o| {
+                            (
+                                &*m.sensors[o.sensor as usize],
+                                ObservedValue {
+                                    est: o.estimate,
+                                    std: o.std,
+                                    residual: o.residual,
+                                    residual_std: o.residual_std,
+                                },
+                            )
+                        })
+                        .collect(),
+                    nis: u.nis,
+                }),
             },
         ),
         Output::Late { event, watermark } => finish(

@@ -14,6 +14,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const EVENTS_RECEIVED: &str = "twinstream_events_received_total";
 pub const EVENTS_APPLIED: &str = "twinstream_events_applied_total";
 pub const EVENTS_LATE: &str = "twinstream_events_late_total";
+/// Readings older than their twin's model estimate: not taken into it.
+pub const MODEL_OUT_OF_ORDER: &str = "twinstream_model_out_of_order_total";
 pub const DEAD_LETTERS: &str = "twinstream_dead_letters_total";
 pub const APPLY_LATENCY: &str = "twinstream_apply_latency_seconds";
 pub const TWINS_ACTIVE: &str = "twinstream_twins_active";
@@ -66,6 +68,7 @@ pub const ALL: &[&str] = &[
     EVENTS_RECEIVED,
     EVENTS_APPLIED,
     EVENTS_LATE,
+    MODEL_OUT_OF_ORDER,
     DEAD_LETTERS,
     APPLY_LATENCY,
     TWINS_ACTIVE,
@@ -160,10 +163,13 @@ pub fn events_received(source: &str, n: u64) {
     counter!(EVENTS_RECEIVED, LABEL_SOURCE => source.to_string()).increment(n);
 }
 
-pub fn events_applied(n: u64, late: u64) {
+pub fn events_applied(n: u64, late: u64, model_out_of_order: u64) {
     counter!(EVENTS_APPLIED).increment(n);
     if late > 0 {
         counter!(EVENTS_LATE).increment(late);
+    }
+    if model_out_of_order > 0 {
+        counter!(MODEL_OUT_OF_ORDER).increment(model_out_of_order);
     }
 }
 

@@ -79,6 +79,9 @@ impl Topology {
                 if x.deadband > 0.0 {
                     notes.push(format!("deadband {}", x.deadband));
                 }
+                if let Some(n) = x.noise {
+                    notes.push(format!("noise {n}"));
+                }
                 if !x.sources.is_empty() {
                     let names: Vec<&str> = x.sources.iter().map(|s| s.name.as_str()).collect();
                     let policy = Resolve::ALL
@@ -100,6 +103,9 @@ impl Topology {
                     "  {:<12} relation {} -> {}",
                     "", r.name, self.asset_types[r.target_type].name
                 );
+            }
+            if let Some(m) = &t.model {
+                let _ = writeln!(s, "  {:<12} {}", "", model_summary(t, m));
             }
         }
         let exact = self
@@ -265,4 +271,50 @@ impl Topology {
         }
         s
     }
+}
+
+/// `model level_rate [level, rate] continuous; observes level (R 0.0025);
+/// anomaly ...; version 0123456789abcdef`.
+fn model_summary(t: &AssetType, m: &ModelSpec) -> String {
+    let form = m.preset.map_or("matrices", Preset::name);
+    let transition = match m.transition {
+        ModelTransition::Continuous => "continuous",
+        ModelTransition::Discrete => "discrete",
+    };
+    let observed: Vec<String> = m
+        .observe
+        .iter()
+        .map(|o| format!("{} (R {})", t.sensors[o.sensor].name, significant(o.r)))
+        .collect();
+    let mut s = format!(
+        "model {form} [{}] {transition}; observes {}",
+        m.states.join(", "),
+        observed.join(", ")
+    );
+    if !m.inputs.is_empty() {
+        let inputs: Vec<&str> = m.inputs.iter().map(|&c| t.commands[c].name.as_str()).collect();
+        let _ = write!(s, "; inputs {}", inputs.join(", "));
+    }
+    if let Some(a) = &m.anomaly {
+        let hold = if a.hold.is_zero() {
+            String::new()
+        } else {
+            format!(" for {}", humantime::format_duration(a.hold))
+        };
+        let _ = write!(
+            s,
+            "; anomaly [{}] false alarm {} over {} readings{hold}",
+            a.severity.name(),
+            a.false_alarm,
+            a.window
+        );
+    }
+    let _ = write!(s, "; version {:016x}", m.version);
+    s
+}
+
+/// `v` to 7 significant digits, printed shortest (`0.0025`, not the
+/// `0.0025000000000000005` that squaring a noise of 0.05 gives).
+fn significant(v: f64) -> f64 {
+    format!("{v:.6e}").parse().unwrap_or(v)
 }

@@ -498,3 +498,198 @@ fn a_rule_command_goes_out_when_its_alert_is_raised_and_with_on_clear_when_it_cl
     assert!(commands(&out).is_empty());
     assert_eq!(transitions_over(&m, &readings).len(), 3, "the alerts still go out");
 }
+
+const TANK: &str = r#"
+asset_types:
+  tank:
+    sensors:
+      level: { unit: m, noise: 0.1 }
+      inflow: { unit: m3/h }
+    model: { preset: level_rate, sensor: level, q: 0.001 }
+assets: [{ id: "t-*", type: tank }]
+windows: [{ name: w1s, size: 1s }]
+sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]
+"#;
+
+fn tank(extra: &str) -> Arc<TypeModel> {
+    let text = format!("{TANK}{extra}");
+    let topo = topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
+    Model::build(&topo, OutputMask::all(), false).types[0].clone()
+}
+
+#[test]
+fn the_model_estimate_is_in_twin_updates_and_rules_read_it() {
+    let m = tank("rules: [{ name: rising, when: \"est.rate > 0.5\" }]\n");
+    // A level rising 1 per second: the rate estimate climbs past 0.5.
+    let events: Vec<Event> = (0..10).map(|i| ev(0, i * 1000, i as f64)).collect();
+    let (st, out) = run(&m, &events);
+    let f = st.filter().expect("a model gives the twin a filter");
+    assert_eq!(f.updates, 10);
+    assert!((f.state(1).0 - 1.0).abs() < 0.05, "rate {:?}", f.state(1));
+    let raised = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Alert {
+                transition: Transition::Raised,
+                inputs,
+                ..
+            } => Some(inputs.clone()),
+            _ => None,
+        })
+        .expect("the rule on the rate estimate fires");
+    assert!(raised[0] > 0.5, "{raised:?}");
+    let update = out
+        .iter()
+        .rev()
+        .find_map(|o| match o {
+            Output::TwinUpdate { model, .. } => model.clone(),
+            _ => None,
+        })
+        .expect("twin updates carry the estimate");
+    assert_eq!(update.ts, 9000);
+    assert_eq!(update.states.len(), 2);
+    assert_eq!(update.sensors[0].sensor, 0);
+    // A sensor the model does not observe moves the estimate not at all.
+    let mut st2 = st.clone();
+    let mut out2 = Vec::new();
+    apply(&m, &mut st2, Input::Events(&[ev(1, 9500, 3.0)]), 0, &mut out2);
+    assert_eq!(st2.filter(), st.filter());
+    assert!(out2
+        .iter()
+        .all(|o| !matches!(o, Output::TwinUpdate { model: Some(_), .. })));
+}
+
+#[test]
+fn a_reading_older_than_the_estimate_is_counted_and_still_reaches_values_and_windows() {
+    let m = tank("");
+    let (st, out) = run(&m, &[ev(0, 5000, 1.0), ev(0, 4500, 7.0)]);
+    let f = st.filter().unwrap();
+    assert_eq!((f.updates, f.out_of_order, f.t), (1, 1, 5000));
+    // Latest by event time is still the 5000 one; the window took both.
+    assert_eq!(st.sensors[0].value, 1.0);
+    assert_eq!(st.open.iter().map(|w| w.acc.count).sum::<u64>(), 2);
+    assert!(out.iter().all(|o| !matches!(o, Output::Late { .. })));
+}
+
+#[test]
+fn the_filter_round_trips_through_records_and_restarts_when_the_model_changes() {
+    let m = tank("");
+    let events: Vec<Event> = (0..20).map(|i| ev(0, i * 700, (i % 3) as f64)).collect();
+    let (st, _) = run(&m, &events);
+    let bytes = record::encode(&m, &st);
+    assert_eq!(u16::from_le_bytes([bytes[0], bytes[1]]), record::TWIN_FORMAT);
+    let (back, notes) = record::decode(&bytes).unwrap().into_state(&m, &m.schema);
+    assert_eq!(back, st, "estimate, covariance, residuals and the NIS window restored");
+    assert!(notes.dropped.is_empty(), "{notes:?}");
+
+    // Another model (q changed): its version differs, the filter starts again.
+    let text = TANK.replace("q: 0.001", "q: 0.002");
+    let topo = topology::parse(Path::new("t.yaml"), &text).unwrap();
+    let m2 = Model::build(&topo, OutputMask::all(), false).types[0].clone();
+    let (back, notes) = record::decode(&bytes).unwrap().into_state(&m2, &m.schema);
+    assert_eq!(back.filter().unwrap().updates, 0);
+    assert_eq!(back.sensors[0], st.sensors[0]);
+    assert!(notes.dropped.iter().any(|d| d.contains("estimate")), "{notes:?}");
+}
+
+#[test]
+fn a_format_4_record_from_before_models_still_reads() {
+    let m = model("");
+    let (st, _) = run(&m, &[ev(0, 100, 5.0)]);
+    let mut bytes = record::encode(&m, &st);
+    // Format 5 appends the filter (here `None`, one byte) to format 4.
+    assert_eq!(bytes.pop(), Some(0));
+    bytes[..2].copy_from_slice(&4u16.to_le_bytes());
+    let (back, _) = record::decode(&bytes).unwrap().into_state(&m, &m.schema);
+    assert_eq!(back, st);
+}
+
+/// Deterministic, nearly Gaussian noise of standard deviation 1 (the sum of
+/// twelve uniforms, xorshift).
+struct Gauss(u64);
+
+impl Gauss {
+    fn next(&mut self) -> f64 {
+        let mut sum = 0.0;
+        for _ in 0..12 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            sum += (self.0 >> 11) as f64 / (1u64 << 53) as f64;
+        }
+        sum - 6.0
+    }
+}
+
+#[test]
+fn the_model_anomaly_alert_catches_a_stuck_sensor_and_a_bias_and_clears_between() {
+    let m = tank("");
+    let text = TANK.replace(
+        "model: { preset: level_rate, sensor: level, q: 0.001 }",
+        "model: { preset: level, sensor: level, q: 0.000001, anomaly: { window: 10, false_alarm: 0.001 } }",
+    );
+    let topo = topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
+    let m2 = Model::build(&topo, OutputMask::all(), false).types[0].clone();
+    assert_ne!(m.schema_id, m2.schema_id);
+    let m = m2;
+    let rule = m.rule_index("model:anomaly").expect("the built-in anomaly alert");
+    let mut noise = Gauss(0x2545_f491_4f6c_dd1d);
+    let mut st = TwinState::new(&m);
+    let mut t = 0;
+    // Feeds `n` readings made by `reading(i)`; returns the transitions of the
+    // anomaly alert with the index of the reading that caused them.
+    let mut feed = |st: &mut TwinState, n: usize, reading: &mut dyn FnMut() -> f64| {
+        let mut transitions = Vec::new();
+        for i in 0..n {
+            t += 1000;
+            let mut out = Vec::new();
+            apply(&m, st, Input::Events(&[ev(0, t, reading())]), 0, &mut out);
+            for o in out {
+                if let Output::Alert {
+                    rule: r,
+                    transition,
+                    inputs,
+                    ..
+                } = o
+                {
+                    if r == rule {
+                        transitions.push((i, transition, inputs));
+                    }
+                }
+            }
+        }
+        transitions
+    };
+    // Fault-free: sigma 0.1 around 10.
+    let normal = feed(&mut st, 300, &mut || 10.0 + 0.1 * noise.next());
+    assert!(normal.is_empty(), "false alarms: {normal:?}");
+    // Stuck at a plausible value: the readings vary less than their noise.
+    let stuck = feed(&mut st, 20, &mut || 10.0);
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(stuck[0].1, Transition::Raised);
+    assert!(stuck[0].0 <= 10, "raised within one window: {stuck:?}");
+    assert!(
+        stuck[0].2[0] < 1.27,
+        "nis below the chi-square(10) 0.05% quantile: {:?}",
+        stuck[0].2
+    );
+    // Working again: cleared.
+    let again = feed(&mut st, 40, &mut || 10.0 + 0.1 * noise.next());
+    assert_eq!(
+        again.iter().map(|t| t.1).collect::<Vec<_>>(),
+        [Transition::Cleared],
+        "{again:?}"
+    );
+    // A step bias of five sigma: raised within a few readings, the level's
+    // sensor named as the part.
+    let bias = feed(&mut st, 10, &mut || 10.5 + 0.1 * noise.next());
+    assert_eq!(bias.first().map(|t| t.1), Some(Transition::Raised), "{bias:?}");
+    assert!(bias[0].0 <= 3, "{bias:?}");
+    let names: Vec<_> = m.rules[rule as usize]
+        .inputs
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    assert_eq!(names, ["nis", "nis.level"]);
+    assert_eq!(bias[0].2[0], bias[0].2[1], "one observed sensor carries the whole sum");
+}

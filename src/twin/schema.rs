@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use crate::topology::expr::Cond;
-use crate::topology::{Agg, CommandSpec, JoinSide, OutputKind, Resolve, Severity, Slot, Topology};
+use crate::topology::{Agg, CommandSpec, JoinSide, ModelSlot, OutputKind, Resolve, Severity, Slot, Topology};
 
 /// Names of the built-in alerts (user rules may not take them).
 pub const OFFLINE_ALERT: &str = "offline";
 pub const STALE_PREFIX: &str = "stale:";
 pub const DISCREPANCY_PREFIX: &str = "discrepancy:";
 pub const COMMAND_FAILED_PREFIX: &str = "command-failed:";
+/// The model anomaly alert (`asset_types.<t>.model.anomaly`).
+pub const MODEL_ANOMALY_ALERT: &str = "model:anomaly";
 
 /// Everything the twin model needs to know about one asset type.
 #[derive(Debug)]
@@ -45,6 +47,8 @@ pub struct TypeModel {
     pub rules_by_stale: Vec<Vec<u16>>,
     /// join -> rules that read its pair.
     pub rules_by_join: Vec<Vec<u16>>,
+    /// Rules that read the model's estimates (evaluated after each update).
+    pub rules_by_model: Vec<u16>,
     /// related value -> rules that read it.
     pub rules_by_related: Vec<Vec<u16>>,
     /// The built-in `offline` alert (when some sensor can go stale).
@@ -74,6 +78,8 @@ pub struct TypeModel {
     pub keeps_spread: bool,
     /// Record closed windows for the replay digest.
     pub digest: bool,
+    /// The type's state-space model, compiled for its Kalman filter.
+    pub filter: Option<super::model::FilterModel>,
     /// The names twin records of this type index, and their id.
     pub schema: super::record::Schema,
     pub schema_id: u64,
@@ -179,6 +185,8 @@ pub enum LocalSlot {
         join: u16,
         side: u8,
     },
+    /// What the type's model estimates.
+    Model(ModelSlot),
 }
 
 /// An alert a twin can raise: a rule of the topology or a built-in one.
@@ -404,6 +412,7 @@ impl TypeModel {
         let mut rules_by_sensor = vec![Vec::new(); n_sensors];
         let mut rules_by_stale = vec![Vec::new(); n_sensors];
         let mut rules_by_join = vec![Vec::new(); joins.len()];
+        let mut rules_by_model = Vec::new();
         let mut rules_by_related_pairs: Vec<(u16, u16)> = Vec::new();
         for r in &topo.rules {
             let Some((_, cond)) = r.compiled.iter().find(|(ct, _)| *ct == t) else {
@@ -425,6 +434,7 @@ impl TypeModel {
                     }
                     Slot::Stale { sensor } => LocalSlot::Stale(sensor),
                     Slot::Related { relation, sensor } => LocalSlot::Related(related_index(relation, sensor)),
+                    Slot::Model(m) => LocalSlot::Model(m),
                     Slot::Join { join, side } => LocalSlot::Join {
                         join: join_local[join as usize].expect("validated: join applies to type"),
                         side,
@@ -485,6 +495,19 @@ impl TypeModel {
                                 },
                             };
                             format!("{}.{side_name}", topo.joins[join as usize].name)
+                        }
+                        (Slot::Model(slot), _) => {
+                            push_unique(&mut rules_by_model, ri);
+                            let spec = ty.model.as_ref().expect("validated: model slots need a model");
+                            match slot {
+                                ModelSlot::Est { state } => format!("est.{}", spec.states[state as usize]),
+                                ModelSlot::EstStd { state } => format!("est.{}.std", spec.states[state as usize]),
+                                ModelSlot::Residual { sensor } => {
+                                    format!("residual.{}", ty.sensors[sensor as usize].name)
+                                }
+                                ModelSlot::Nis => "nis".to_string(),
+                                ModelSlot::NisPart { sensor } => format!("nis.{}", ty.sensors[sensor as usize].name),
+                            }
                         }
                         _ => unreachable!("map_slot keeps the kind of slot"),
                     };
@@ -561,6 +584,14 @@ impl TypeModel {
             });
             (rules.len() - 1) as u16
         });
+        // The model anomaly alert: the NIS window sum leaves its interval.
+        if let Some(spec) = ty.model.as_ref().and_then(|m| m.anomaly.as_ref().map(|a| (m, a))) {
+            let (model, anomaly) = spec;
+            let def =
+                super::model::AnomalyDef::new(anomaly.window, anomaly.false_alarm, anomaly.hold.as_millis() as i64);
+            rules_by_model.push(rules.len() as u16);
+            rules.push(super::model::anomaly_rule(&def, anomaly.severity, model, ty));
+        }
         // One "command failed" alert per command.
         let mut commands = Vec::new();
         let mut commands_by_sensor = vec![Vec::new(); n_sensors];
@@ -630,6 +661,7 @@ impl TypeModel {
             rules_by_sensor,
             rules_by_stale,
             rules_by_join,
+            rules_by_model,
             rules_by_related,
             offline_alert,
             joins,
@@ -645,6 +677,7 @@ impl TypeModel {
             emit,
             keeps_spread: false,
             digest,
+            filter: ty.model.as_ref().map(|spec| super::model::FilterModel::build(spec, ty)),
             schema: super::record::Schema::default(),
             schema_id: 0,
         };
@@ -674,6 +707,7 @@ impl TypeModel {
             || !self.joins.is_empty()
             || !self.related.is_empty()
             || !self.commands.is_empty()
+            || self.filter.is_some()
     }
 
     /// Index in the twin's per-source table of `source`'s reading of

@@ -50,7 +50,92 @@ pub struct TwinView {
     pub commands: BTreeMap<String, DesiredView>,
     /// Pending and recent commands, oldest first.
     pub command_log: Vec<CommandView>,
+    /// The type's model: what it estimates (absent: the type has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelView>,
     pub stats: StatsView,
+}
+
+/// The model's estimate of the asset (`asset_types.<t>.model`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelView {
+    /// Hash of the model's declaration (hex): outputs it influenced name it.
+    pub version: String,
+    /// Event time of the estimate (`null`: no reading yet).
+    pub ts: Option<i64>,
+    /// Per state: the estimate and its standard deviation.
+    pub states: BTreeMap<String, EstimateView>,
+    /// Per observed sensor: the estimated value, and the innovation of its
+    /// last reading (reading minus prediction) with its standard deviation.
+    pub sensors: BTreeMap<String, ObservedView>,
+    /// Normalised innovation squared, summed over the anomaly window.
+    pub nis: Option<f64>,
+    /// Readings taken into the estimate.
+    pub updates: u64,
+    /// Readings older than the estimate, not taken into it.
+    pub out_of_order: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EstimateView {
+    pub est: Option<f64>,
+    pub std: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ObservedView {
+    pub est: Option<f64>,
+    pub std: Option<f64>,
+    pub residual: Option<f64>,
+    pub residual_std: Option<f64>,
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// The model part of the view.
+pub fn model(m: &TypeModel, st: &TwinState) -> Option<ModelView> {
+    let (fm, f) = (m.filter.as_ref()?, st.filter()?);
+    let started = f.t != NO_TS;
+    let u = f.update_of(fm);
+    let known = |v: f64| finite(v).filter(|_| started);
+    Some(ModelView {
+        version: format!("{:016x}", fm.version),
+        ts: ts(f.t),
+        states: fm
+            .states
+            .iter()
+            .zip(&u.states)
+            .map(|(n, &(est, std))| {
+                (
+                    n.to_string(),
+                    EstimateView {
+                        est: known(est),
+                        std: known(std),
+                    },
+                )
+            })
+            .collect(),
+        sensors: u
+            .sensors
+            .iter()
+            .map(|o| {
+                (
+                    m.sensors[o.sensor as usize].to_string(),
+                    ObservedView {
+                        est: known(o.estimate),
+                        std: known(o.std),
+                        residual: known(o.residual),
+                        residual_std: known(o.residual_std),
+                    },
+                )
+            })
+            .collect(),
+        nis: finite(u.nis),
+        updates: f.updates,
+        out_of_order: f.out_of_order,
+    })
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -450,6 +535,7 @@ pub fn twin(m: &TypeModel, asset: &str, st: &TwinState, sources: &[std::sync::Ar
         command_log: st
             .commands()
             .map_or_else(Vec::new, |t| t.log.iter().map(|c| command(m, asset, c)).collect()),
+        model: model(m, st),
         stats: StatsView {
             events: st.stats.events,
             late: st.stats.late,

@@ -11,6 +11,8 @@ use std::path::Path;
 use twinstream::topology;
 
 mod error_classes;
+mod model;
+mod model_errors;
 mod semantics_errors;
 
 use error_classes::ERROR_CLASSES;

@@ -126,13 +126,15 @@ pub struct Apply {
 pub struct Tally {
     pub events: u64,
     pub late: u64,
+    /// Readings older than the model's estimate (not taken into it).
+    pub model_out_of_order: u64,
 }
 
 impl Tally {
     /// Adds the tally to the metrics.
     pub fn record(self) {
         if self.events > 0 {
-            telemetry::events_applied(self.events, self.late);
+            telemetry::events_applied(self.events, self.late, self.model_out_of_order);
         }
     }
 }
@@ -416,11 +418,18 @@ impl TwinActor {
         let mut poisoned = Vec::new();
         if !msg.events.is_empty() {
             let late_before = self.state.stats.late;
+            let ooo_before = self.state.filter().map_or(0, |f| f.out_of_order);
             if let Err(first) = self.apply_guarded(Input::Events(&msg.events), now, &mut out) {
                 (poisoned, dead) = self.recover(&msg.events, first, now, &mut out).into_iter().unzip();
             }
             tally.events += (msg.events.len() - poisoned.len()) as u64;
             tally.late += self.state.stats.late - late_before;
+            // After a roll-back the filter holds fewer: never negative.
+            tally.model_out_of_order += self
+                .state
+                .filter()
+                .map_or(0, |f| f.out_of_order)
+                .saturating_sub(ooo_before);
             telemetry::apply_latency(msg.received_at.elapsed().as_secs_f64());
             telemetry::sync_lag(self.state.sync_lag_ms);
         }

@@ -1,11 +1,12 @@
 //! `asset_types:`: each type's sensors (with their sources, linked to the
 //! topology's sources once those are read), relations, watermark and
-//! commands.
+//! commands; its `model:` is read by `model.rs`.
 
 use std::time::Duration;
 
 use marked_yaml::Node;
 
+use super::model::Owner;
 use super::names::{is_identifier, is_name, Naming};
 use super::{hint, Cx};
 use crate::topology::diag::Diagnostics;
@@ -64,7 +65,7 @@ impl<'t> Cx<'t> {
             self.check_name(&key, "asset_types", &ASSET_TYPE, None);
             let Spanned { value: name, pos: kpos } = key;
             let what = format!("asset type `{name}`");
-            const FIELDS: &[&str] = &["sensors", "relations", "watermark", "commands"];
+            const FIELDS: &[&str] = &["sensors", "relations", "watermark", "commands", "model"];
             let Some(f) = Fields::new(def, &what, FIELDS, &mut self.diags) else {
                 continue;
             };
@@ -76,6 +77,18 @@ impl<'t> Cx<'t> {
                 Some(c) => self.commands(c, &what, &sensors),
                 None => Vec::new(),
             };
+            let model = f.get("model").and_then(|m| {
+                let owner = Owner {
+                    what: &what,
+                    sensors: &sensors,
+                    commands: &commands,
+                };
+                let model = self.model(m, &owner);
+                if model.is_none() {
+                    self.rejected_models.push(out.len());
+                }
+                model
+            });
             let mut ooo = Duration::from_secs(1);
             let mut idle_timeout = None;
             if let Some(wm) = f.get("watermark") {
@@ -103,6 +116,7 @@ impl<'t> Cx<'t> {
                 out_of_orderness: ooo,
                 idle_timeout,
                 commands,
+                model,
             });
         }
         for (idx, rel) in pending_relations {
@@ -245,6 +259,7 @@ impl<'t> Cx<'t> {
                 "expected_every",
                 "stale_after",
                 "deadband",
+                "noise",
                 "sources",
                 "resolve",
                 "tolerance",
@@ -309,6 +324,22 @@ impl<'t> Cx<'t> {
                     );
                 }
             }
+            // A rejected `noise` is kept as NaN (the topology is invalid
+            // already): a model observing the sensor then does not report it
+            // as missing too.
+            let noise = f.get("noise").map(|node| {
+                let n = self.number(node, &format!("{swhat}.noise")).unwrap_or(f64::NAN);
+                if n > 0.0 {
+                    return n;
+                }
+                if !n.is_nan() {
+                    self.err(
+                        yaml::pos(node),
+                        format!("{swhat}.noise: must be a finite number above zero (the standard deviation of the measurement noise)"),
+                    );
+                }
+                f64::NAN
+            });
             let sources = self.sensor_sources(&f, &swhat);
             let resolve_at = f.choice("resolve", &Resolve::ALL.map(|(n, _)| n), false, &mut self.diags);
             let resolve = resolve_at
@@ -352,6 +383,7 @@ impl<'t> Cx<'t> {
                 expected_every: expected_every.map(|d| d.value),
                 stale_after: stale_after.map(|d| d.value),
                 deadband: deadband.map_or(0.0, |d| d.value),
+                noise,
                 sources,
                 resolve: resolve.unwrap_or(Resolve::Latest),
                 tolerance,

@@ -5,6 +5,9 @@
 //! * `node.rs` - `node:` (name, state, snapshots, HTTP, cluster, role).
 //! * `asset_types.rs` - `asset_types:`: sensors and their sources, relations,
 //!   watermark, commands.
+//! * `model.rs` - an asset type's `model:` (presets, matrices, `anomaly:`)
+//!   and the rule names that read it; `model_math.rs` - the checks of its
+//!   matrices and its version.
 //! * `assets.rs` - `assets:` (ids, patterns, relations) and [`resolve_asset`].
 //! * `windows.rs`, `joins.rs` - `windows:`, `joins:`.
 //! * `rules.rs` - `rules:`, their commands, and compiling their expressions
@@ -23,6 +26,8 @@ mod asset_types;
 mod assets;
 mod connections;
 mod joins;
+mod model;
+mod model_math;
 mod names;
 mod node;
 mod rules;
@@ -87,6 +92,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Topology, Diagnostics> {
     let mut cx = Cx {
         diags,
         lines: text.lines().collect(),
+        rejected_models: Vec::new(),
     };
     let topo = cx.topology(path, &root);
     match topo {
@@ -124,6 +130,9 @@ fn yaml_error(e: &YamlError) -> (Pos, String) {
 struct Cx<'t> {
     diags: Diagnostics,
     lines: Vec<&'t str>,
+    /// The asset types (indices) whose `model:` was rejected: rules do not
+    /// report their model names again as "no model".
+    rejected_models: Vec<usize>,
 }
 
 const TOP_FIELDS: &[&str] = &[

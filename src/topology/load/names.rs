@@ -1,8 +1,9 @@
 //! Names of items: every section that names its items (windows, joins,
 //! rules, sources, sinks, asset types, sensors and their sources, relations,
-//! commands, assets) checks each name through [`Cx::check_name`], by the
-//! [`Naming`] it declares next to its code; the sections written as a list or
-//! a mapping of named items read each one with [`Cx::named_item`].
+//! commands, model states, assets) checks each name through
+//! [`Cx::check_name`], by the [`Naming`] it declares next to its code; the
+//! sections written as a list or a mapping of named items read each one with
+//! [`Cx::named_item`].
 //!
 //! A name is checked when its item is read, so its problems are reported in
 //! the same order as the item's other problems, and a duplicate is one of an

@@ -1,5 +1,6 @@
 //! `rules:`: conditions, severities and commands, and compiling their
-//! expressions against each asset type they apply to.
+//! expressions against each asset type they apply to (with the names that
+//! read an asset type's model: `est.<state>`, `residual.<sensor>`, `nis`).
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use marked_yaml::Node;
 
 use super::names::{is_name, Naming};
 use super::{hint, Cx};
-use crate::topology::diag::{one_of, Pos};
+use crate::topology::diag::{one_of, Diagnostics, Pos};
 use crate::topology::expr::{compile_condition, Cond, Resolver, Unresolved};
 use crate::topology::spec::*;
 use crate::topology::yaml::{Fields, Spanned};
@@ -31,6 +32,14 @@ const COMMAND: Naming = Naming {
     ..Naming::ANY
 };
 
+/// `severity:` of a rule or of a model's anomaly alert: `info`, `warning`
+/// (the default) or `critical`.
+pub(super) fn severity(f: &Fields<'_>, d: &mut Diagnostics) -> Severity {
+    f.choice("severity", &Severity::NAMES, false, d)
+        .and_then(|s| Severity::parse(&s.value))
+        .unwrap_or(Severity::Warning)
+}
+
 impl<'t> Cx<'t> {
     pub(super) fn rules(
         &mut self,
@@ -40,6 +49,7 @@ impl<'t> Cx<'t> {
         joins: &[JoinSpec],
     ) -> Vec<RuleSpec> {
         let mut out: Vec<RuleSpec> = Vec::new();
+        let rejected_models = self.rejected_models.clone();
         for entry in self.named_entries(node, "rules") {
             const FIELDS: &[&str] = &[
                 "name",
@@ -56,10 +66,7 @@ impl<'t> Cx<'t> {
                 continue;
             };
             let what = f.what().to_string();
-            let severity = f
-                .choice("severity", &Severity::NAMES, false, &mut self.diags)
-                .and_then(|s| Severity::parse(&s.value))
-                .unwrap_or(Severity::Warning);
+            let severity = severity(&f, &mut self.diags);
             let message = f.str("message", false, &mut self.diags).map(|m| m.value);
             let selected = self.type_selector(&f, types);
             let hold = f
@@ -71,7 +78,12 @@ impl<'t> Cx<'t> {
             let Some(when) = f.str("when", true, &mut self.diags) else {
                 continue;
             };
-            let cx = ExprScope { types, windows, joins };
+            let cx = ExprScope {
+                types,
+                windows,
+                joins,
+                rejected_models: &rejected_models,
+            };
             let compiled = self.compile_rule_expr(&what, "when", &when, &selected, &cx);
             let clear_compiled = match &clear_when {
                 Some(c) => self.compile_rule_expr(&what, "clear_when", c, &selected, &cx),
@@ -129,6 +141,7 @@ impl<'t> Cx<'t> {
                 asset_type: t,
                 windows: scope.windows,
                 joins: scope.joins,
+                model_rejected: scope.rejected_models.contains(&t),
             };
             match compile_condition(&expr.value, &resolver) {
                 Ok(c) => compiled.push((t, c)),
@@ -168,6 +181,8 @@ struct ExprScope<'a> {
     types: &'a [AssetType],
     windows: &'a [WindowSpec],
     joins: &'a [JoinSpec],
+    /// Asset types whose `model:` was rejected (see [`Cx::rejected_models`]).
+    rejected_models: &'a [usize],
 }
 
 /// Resolves rule-expression names for one asset type.
@@ -176,6 +191,9 @@ struct TypeResolver<'a> {
     asset_type: usize,
     windows: &'a [WindowSpec],
     joins: &'a [JoinSpec],
+    /// The type declares a model that was rejected (and reported): its model
+    /// names resolve to a stand-in, as the topology is invalid already.
+    model_rejected: bool,
 }
 
 impl Resolver for TypeResolver<'_> {
@@ -184,6 +202,25 @@ impl Resolver for TypeResolver<'_> {
     fn resolve(&self, path: &[&str]) -> Result<Slot, Unresolved> {
         let ty = &self.types[self.asset_type];
         let first = path[0];
+        // `est`, `residual` and `nis` read the type's model. A sensor,
+        // relation, window or join of that name keeps it in a type without a
+        // model (as before models existed); in a type with one, the name
+        // would mean two things, so it is refused.
+        if MODEL_NAMES.contains(&first) {
+            match (self.user_name(first), ty.model.is_some()) {
+                (Some(other), true) => {
+                    return Err(format!(
+                        "`{first}` is both {other} and the model's `{first}` in asset type `{}`; rename the {}",
+                        ty.name,
+                        other.split(' ').next().unwrap_or("other")
+                    )
+                    .into())
+                }
+                (None, _) if self.model_rejected => return Ok(Slot::Model(ModelSlot::Nis)),
+                (None, _) => return resolve_model_name(ty, path),
+                (Some(_), false) => {}
+            }
+        }
         if let Some(s) = ty.sensor_index(first) {
             return match path {
                 [_] | [_, "value"] => Ok(Slot::Latest { sensor: s as u16 }),
@@ -293,18 +330,143 @@ impl Resolver for TypeResolver<'_> {
                 .into()),
             };
         }
+        let model_names = if ty.model.is_some() { &MODEL_NAMES[..] } else { &[] };
         let candidates = ty
             .sensors
             .iter()
             .map(|s| s.name.as_str())
             .chain(self.windows.iter().map(|w| w.name.as_str()))
             .chain(ty.relations.iter().map(|r| r.name.as_str()))
-            .chain(self.joins.iter().map(|j| j.name.as_str()));
+            .chain(self.joins.iter().map(|j| j.name.as_str()))
+            .chain(model_names.iter().copied());
         let h = hint(first, candidates);
-        Err(format!(
-            "unknown name `{first}`: not a sensor, relation, window or join of asset type `{}`{h}",
+        let kinds = if ty.model.is_some() {
+            "sensor, relation, window, join or model name (`est`, `residual`, `nis`)"
+        } else {
+            "sensor, relation, window or join"
+        };
+        Err(format!("unknown name `{first}`: not a {kinds} of asset type `{}`{h}", ty.name).into())
+    }
+}
+
+impl TypeResolver<'_> {
+    /// What else `name` names for this asset type: ``sensor `nis` ``, ...
+    fn user_name(&self, name: &str) -> Option<String> {
+        let ty = &self.types[self.asset_type];
+        let kind = if ty.sensor_index(name).is_some() {
+            "sensor"
+        } else if ty.relations.iter().any(|r| r.name == name) {
+            "relation"
+        } else if self.windows.iter().any(|w| w.name == name) {
+            "window"
+        } else if self.joins.iter().any(|j| j.name == name) {
+            "join"
+        } else {
+            return None;
+        };
+        Some(format!("{kind} `{name}`"))
+    }
+}
+
+/// The rule names that read an asset type's model.
+const MODEL_NAMES: [&str; 3] = ["est", "residual", "nis"];
+
+/// Resolves a rule name that starts with `est`, `residual` or `nis` for the
+/// asset type `ty`: `est.<state>`, `est.<state>.std`, `residual.<sensor>`
+/// (a sensor the model observes) and `nis` (needs the model's `anomaly:`,
+/// whose window it sums over).
+fn resolve_model_name(ty: &AssetType, path: &[&str]) -> Result<Slot, Unresolved> {
+    let first = path[0];
+    let Some(model) = &ty.model else {
+        return Err(format!(
+            "`{}`: asset type `{}` has no `model:`; `est`, `residual` and `nis` read a model's estimates",
+            path.join("."),
             ty.name
         )
-        .into())
-    }
+        .into());
+    };
+    let states = || {
+        let names: Vec<&str> = model.states.iter().map(String::as_str).collect();
+        one_of(&names)
+    };
+    let slot = match (first, path) {
+        ("est", [_, state, rest @ ..]) => {
+            let Some(i) = model.states.iter().position(|s| s == state) else {
+                let h = hint(state, model.states.iter().map(String::as_str));
+                return Err(Unresolved::at(
+                    1,
+                    format!(
+                        "no state `{state}` in the model of asset type `{}`{h}; its states: {}",
+                        ty.name,
+                        states()
+                    ),
+                ));
+            };
+            match rest {
+                [] => ModelSlot::Est { state: i as u16 },
+                ["std"] => ModelSlot::EstStd { state: i as u16 },
+                _ => {
+                    return Err(Unresolved::at(
+                        2,
+                        format!(
+                            "`{}`: a state has its estimate `est.{state}` and its standard deviation `est.{state}.std`",
+                            path.join(".")
+                        ),
+                    ))
+                }
+            }
+        }
+        ("est", _) => {
+            return Err(format!(
+                "`est`: write a state's estimate as `est.<state>` (states: {})",
+                states()
+            )
+            .into());
+        }
+        ("residual", [_, sensor]) => {
+            let observed: Vec<&str> = model
+                .observe
+                .iter()
+                .map(|o| ty.sensors[o.sensor].name.as_str())
+                .collect();
+            match ty.sensor_index(sensor) {
+                Some(s) if model.observe.iter().any(|o| o.sensor == s) => ModelSlot::Residual { sensor: s as u16 },
+                Some(_) => {
+                    return Err(Unresolved::at(
+                        1,
+                        format!(
+                            "the model of asset type `{}` does not observe `{sensor}`; it observes {}",
+                            ty.name,
+                            one_of(&observed)
+                        ),
+                    ))
+                }
+                None => {
+                    let h = hint(sensor, observed.iter().copied());
+                    return Err(Unresolved::at(
+                        1,
+                        format!("unknown sensor `{sensor}` for asset type `{}`{h}", ty.name),
+                    ));
+                }
+            }
+        }
+        ("residual", _) => {
+            return Err(format!(
+                "`{}`: write a sensor's residual as `residual.<sensor>`, e.g. `residual.{}`",
+                path.join("."),
+                ty.sensors[model.observe[0].sensor].name
+            )
+            .into());
+        }
+        (_, [_]) if model.anomaly.is_some() => ModelSlot::Nis,
+        (_, [_]) => {
+            return Err(format!(
+                "`nis` is summed over the window of the model's `anomaly:`, and the model of asset type `{}` declares none (`anomaly: {{}}` takes the defaults)",
+                ty.name
+            )
+            .into());
+        }
+        _ => return Err(Unresolved::at(1, format!("`{}`: `nis` has no fields", path.join(".")))),
+    };
+    Ok(Slot::Model(slot))
 }

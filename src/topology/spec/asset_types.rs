@@ -19,6 +19,8 @@ pub struct AssetType {
     pub idle_timeout: Option<Duration>,
     /// Actuation commands the type accepts, with how each is confirmed.
     pub commands: Vec<CommandDef>,
+    /// The state-space model the twin filters its readings with.
+    pub model: Option<super::ModelSpec>,
 }
 
 /// An actuation command of an asset type: what acknowledges it, how long
@@ -63,6 +65,9 @@ pub struct SensorSpec {
     /// The twin's estimate moves only when a reading differs from it by more
     /// than this (state reconciliation); zero follows every reading.
     pub deadband: f64,
+    /// Standard deviation of the sensor's measurement noise: a model that
+    /// observes the sensor takes its variance as the measurement noise.
+    pub noise: Option<f64>,
     /// Sources that report this sensor, in priority order; empty: any source,
     /// the latest reading wins.
     pub sources: Vec<SensorSource>,

@@ -7,6 +7,7 @@
 mod asset_types;
 mod assets;
 mod connections;
+mod model;
 mod node;
 mod rules;
 mod sinks;
@@ -16,6 +17,7 @@ mod windows;
 pub use asset_types::*;
 pub use assets::*;
 pub use connections::*;
+pub use model::{AnomalySpec, ModelSpec, Observation, Preset, Transition as ModelTransition};
 pub use node::*;
 pub use rules::*;
 pub use sinks::*;

@@ -71,6 +71,25 @@ pub enum Slot {
     Related { relation: u16, sensor: u16 },
     /// A side (0 = left, 1 = right) of a join's latest joined pair.
     Join { join: u16, side: u8 },
+    /// What the asset type's model estimates.
+    Model(ModelSlot),
+}
+
+/// What rules read of the model: `est.<state>`, `est.<state>.std`,
+/// `residual.<sensor>`, `nis`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelSlot {
+    /// The estimate of a state (index into the model's states).
+    Est { state: u16 },
+    /// Its standard deviation.
+    EstStd { state: u16 },
+    /// The innovation of a sensor's latest reading (sensor index of the type).
+    Residual { sensor: u16 },
+    /// The normalised innovation squared, summed over the anomaly window.
+    Nis,
+    /// A sensor's part of that sum (reported with the anomaly alert; rules
+    /// cannot name it).
+    NisPart { sensor: u16 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -56,6 +56,7 @@ macro_rules! ext_mut {
     };
 }
 
+mod filter;
 mod joins;
 mod rules;
 mod sensors;
@@ -63,6 +64,10 @@ mod state;
 mod timers;
 mod windows;
 
+pub use filter::{
+    anomaly_rule, expm, AnomalyDef, Dynamics, FilterModel, FilterRecord, FilterState, ModelUpdate, ObservationDef,
+    ObservationState, ObservedUpdate, Step,
+};
 pub use joins::{JoinPair, Relayed};
 pub(super) use rules::set_alert;
 pub use rules::AlertState;
@@ -152,6 +157,8 @@ pub enum Output {
         version: u64,
         changed: Vec<(u16, SensorUpdate)>,
         health: Health,
+        /// The model's estimate, when the readings moved it.
+        model: Option<Box<ModelUpdate>>,
     },
     /// An event for windows that had closed (it still counts everywhere
     /// else: latest value, joins, rules).
@@ -221,6 +228,7 @@ fn apply_input(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i
         Input::Events(events) => {
             let track = m.emit.has(OutputKind::TwinUpdates);
             let mut changed: Vec<(u16, SensorUpdate)> = Vec::new();
+            let updates_before = state.filter().map_or(0, |f| f.updates);
             for e in events {
                 let quality = state.sensors[e.sensor as usize].quality;
                 let became_latest = on_event(m, state, e, now_ms, out);
@@ -239,11 +247,16 @@ fn apply_input(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i
                     }
                 }
             }
-            if track && !changed.is_empty() {
+            let model = match (&m.filter, state.filter()) {
+                (Some(fm), Some(f)) if track && f.updates != updates_before => Some(Box::new(f.update_of(fm))),
+                _ => None,
+            };
+            if track && (!changed.is_empty() || model.is_some()) {
                 out.push(Output::TwinUpdate {
                     version: state.version,
                     changed,
                     health: state.health(m),
+                    model,
                 });
             }
         }
@@ -273,6 +286,33 @@ fn apply_input(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i
         }
         Input::EndOfInput => close_windows(m, state, i64::MAX, out),
     }
+}
+
+/// Takes a reading into the model's filter; returns whether the estimate
+/// moved.
+fn on_model_reading(m: &TypeModel, st: &mut TwinState, e: &Event) -> bool {
+    let fm = m.filter.as_ref().expect("called with a model");
+    if fm.by_sensor[e.sensor as usize].is_none() {
+        return false;
+    }
+    let x = ext_mut!(st);
+    let mut inputs = [f64::NAN; 4];
+    let mut owned = Vec::new();
+    let inputs: &[f64] = if fm.inputs.len() <= inputs.len() {
+        for (slot, &c) in inputs.iter_mut().zip(&fm.inputs) {
+            *slot = x.commands.as_deref().map_or(f64::NAN, |cs| cs.desired[c as usize]);
+        }
+        &inputs[..fm.inputs.len()]
+    } else {
+        owned.extend(
+            fm.inputs
+                .iter()
+                .map(|&c| x.commands.as_deref().map_or(f64::NAN, |cs| cs.desired[c as usize])),
+        );
+        &owned
+    };
+    let filter = x.filter.as_deref_mut().expect("a model gives its twins a filter");
+    filter.on_reading(fm, e.sensor, e.ts, e.value, inputs) == Step::Updated
 }
 
 /// Applies one event; returns whether it changed the sensor's value.
@@ -339,6 +379,9 @@ fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Ve
     if became_latest {
         reconcile(m, st, s, now);
     }
+    // (b') the model takes the reading into its estimate (every reading of
+    // an observed sensor: the filter fuses its sources)
+    let estimated = m.filter.is_some() && on_model_reading(m, st, e);
 
     // (c) windows, judged against the watermark before this event
     let wm = st.watermark(m);
@@ -397,6 +440,12 @@ fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Ve
             });
         }
         for &r in &m.rules_by_sensor[s] {
+            evaluate_rule(m, st, r, e.ts, out);
+        }
+    }
+
+    if estimated {
+        for &r in &m.rules_by_model {
             evaluate_rule(m, st, r, e.ts, out);
         }
     }

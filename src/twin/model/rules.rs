@@ -72,6 +72,7 @@ impl Env<LocalSlot> for TwinEnv<'_> {
                     f64::NAN
                 }
             }
+            LocalSlot::Model(slot) => st.model_value(m, slot),
             LocalSlot::Join { join, side } => {
                 let p = st.joins()[join as usize];
                 match (p.ts == NO_TS, side) {

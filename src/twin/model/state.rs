@@ -3,9 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::filter::FilterState;
 use super::{
     Acc, AlertState, ClosedDigest, Estimate, JoinPair, Latest, OpenWindow, Quality, SensorState, SourceReading, NO_TS,
 };
+use crate::topology::ModelSlot;
 use crate::twin::commands::Commands;
 use crate::twin::schema::TypeModel;
 
@@ -90,6 +92,8 @@ pub struct TwinExt {
     /// Desired values and commands ([`super::commands`](crate::twin::commands)),
     /// when the type declares commands (boxed: 8 bytes for every other twin).
     pub commands: Option<Box<Commands>>,
+    /// The Kalman filter of the type's model, when it declares one.
+    pub filter: Option<Box<FilterState>>,
 }
 
 impl Clone for TwinState {
@@ -157,6 +161,10 @@ impl TwinState {
                     a.digest.clone_from(&b.digest);
                 }
                 a.commands.clone_from(&b.commands);
+                match (&mut a.filter, &b.filter) {
+                    (Some(fa), Some(fb)) => fa.copy_from(fb),
+                    (fa, fb) => fa.clone_from(fb),
+                }
             }
             (a, b) => a.clone_from(b),
         }
@@ -184,6 +192,7 @@ impl TwinState {
                     related: vec![Latest::NONE; m.related.len()].into_boxed_slice(),
                     digest: Vec::new(),
                     commands: (!m.commands.is_empty()).then(|| Box::new(Commands::new(m))),
+                    filter: m.filter.as_ref().map(|f| Box::new(FilterState::new(f))),
                 })
             }),
         }
@@ -208,6 +217,38 @@ impl TwinState {
 
     pub fn related(&self) -> &[Latest] {
         self.ext.as_ref().map_or(&[], |x| &x.related)
+    }
+
+    /// The twin's filter (types that declare a model).
+    pub fn filter(&self) -> Option<&FilterState> {
+        self.ext.as_deref()?.filter.as_deref()
+    }
+
+    /// What rules read of the model (`NaN`: no model or nothing yet).
+    pub fn model_value(&self, m: &TypeModel, slot: ModelSlot) -> f64 {
+        let (Some(fm), Some(f)) = (&m.filter, self.filter()) else {
+            return f64::NAN;
+        };
+        if f.t == NO_TS {
+            return f64::NAN;
+        }
+        match slot {
+            ModelSlot::Est { state } => f.state(state as usize).0,
+            ModelSlot::EstStd { state } => f.state(state as usize).1,
+            ModelSlot::Residual { sensor } => fm
+                .by_sensor
+                .get(sensor as usize)
+                .copied()
+                .flatten()
+                .map_or(f64::NAN, |k| f.observations[k as usize].residual),
+            ModelSlot::Nis => f.nis_sum(),
+            ModelSlot::NisPart { sensor } => fm
+                .by_sensor
+                .get(sensor as usize)
+                .copied()
+                .flatten()
+                .map_or(f64::NAN, |k| f.nis_part(k)),
+        }
     }
 
     /// The twin's commands (types that declare commands).

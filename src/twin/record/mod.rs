@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{AlertState, Latest, Quality, TwinState, TwinStats, NO_TS};
+use super::model::{AlertState, FilterRecord, Latest, Quality, TwinState, TwinStats, NO_TS};
 use super::schema::TypeModel;
 use crate::store::envelope::{self, EnvelopeError};
 
@@ -36,10 +36,11 @@ pub use restore::RestoreNotes;
 pub use schema::{Schema, SCHEMA_FORMAT};
 
 /// Format version of [`TwinRecord`] payloads written by this build: the
-/// record, then a [`CommandsRecord`]. Version 3 (the record alone, before
-/// commands) and version 2 (before staleness, sources, joins and relations)
-/// are migrated on read.
-pub const TWIN_FORMAT: u16 = 4;
+/// record, then a [`CommandsRecord`], then the model's filter (an optional
+/// [`FilterRecord`]). Version 4 (before models), version 3 (the record
+/// alone, before commands) and version 2 (before staleness, sources, joins
+/// and relations) are migrated on read.
+pub const TWIN_FORMAT: u16 = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TwinRecord {
@@ -70,6 +71,9 @@ pub struct TwinRecord {
     /// payloads decode with this same struct.
     #[serde(skip)]
     pub commands: CommandsRecord,
+    /// The model's filter (format 5), after the commands.
+    #[serde(skip)]
+    pub filter: Option<FilterRecord>,
 }
 
 impl TwinRecord {
@@ -197,6 +201,12 @@ impl TwinRecord {
                 },
                 None => CommandsRecord::default(),
             },
+            filter: m
+                .filter
+                .as_ref()
+                .zip(st.filter())
+                .filter(|(_, f)| f.t != NO_TS)
+                .map(|(fm, f)| FilterRecord::of(fm, f)),
         }
     }
 
@@ -347,6 +357,7 @@ mod v2 {
                     .collect(),
                 stats: self.stats,
                 commands: CommandsRecord::default(),
+                filter: None,
             }
         }
     }
@@ -370,6 +381,7 @@ pub fn encode_into(m: &TypeModel, st: &TwinState, buf: &mut Vec<u8>) {
     envelope::put_header(TWIN_FORMAT, buf);
     bincode::serde::encode_into_std_write(&rec, buf, config()).expect("writing to a Vec cannot fail");
     bincode::serde::encode_into_std_write(&rec.commands, buf, config()).expect("writing to a Vec cannot fail");
+    bincode::serde::encode_into_std_write(&rec.filter, buf, config()).expect("writing to a Vec cannot fail");
 }
 
 /// Decodes a twin envelope; an unknown format version is an error, never a
@@ -392,11 +404,16 @@ pub fn decode(bytes: &[u8]) -> Result<TwinRecord, EnvelopeError> {
         Err(EnvelopeError::UnknownVersion { .. }) => {}
         Err(e) => return Err(e),
     }
-    let payload = envelope::open(bytes, TWIN_FORMAT, "twin")?;
+    let (format, payload) = envelope::open_any(bytes, &[4, TWIN_FORMAT], "twin")?;
     let (mut rec, n) = bincode::serde::decode_from_slice::<TwinRecord, _>(payload, config()).map_err(corrupt)?;
-    let (commands, _) =
+    let (commands, k) =
         bincode::serde::decode_from_slice::<CommandsRecord, _>(&payload[n..], config()).map_err(corrupt)?;
     rec.commands = commands;
+    if format >= 5 {
+        let (filter, _) = bincode::serde::decode_from_slice::<Option<FilterRecord>, _>(&payload[n + k..], config())
+            .map_err(corrupt)?;
+        rec.filter = filter;
+    }
     Ok(rec)
 }
 

@@ -184,6 +184,15 @@ impl TwinRecord {
         } else if !self.commands.entries.is_empty() {
             notes.dropped.push("every command (the type declares none)".into());
         }
+        if let Some(rec) = &self.filter {
+            let restored = m.filter.as_ref().and_then(|fm| rec.restore(fm));
+            match (ext.as_deref_mut(), restored) {
+                (Some(x), Some(f)) => x.filter = Some(Box::new(f)),
+                _ => notes
+                    .dropped
+                    .push("the model's estimate (the model changed: its filter starts again)".into()),
+            }
+        }
         st.ext = ext;
         (st, notes)
     }
