@@ -585,12 +585,11 @@ impl TypeModel {
             (rules.len() - 1) as u16
         });
         // The model anomaly alert: the NIS window sum leaves its interval.
-        if let Some(spec) = ty.model.as_ref().and_then(|m| m.anomaly.as_ref().map(|a| (m, a))) {
-            let (model, anomaly) = spec;
-            let def =
-                super::model::AnomalyDef::new(anomaly.window, anomaly.false_alarm, anomaly.hold.as_millis() as i64);
+        let filter = ty.model.as_ref().map(|spec| super::model::FilterModel::build(spec, ty));
+        if let (Some(spec), Some(def)) = (&ty.model, filter.as_ref().and_then(|f| f.anomaly.as_ref())) {
+            let severity = spec.anomaly.as_ref().expect("compiled from it").severity;
             rules_by_model.push(rules.len() as u16);
-            rules.push(super::model::anomaly_rule(&def, anomaly.severity, model, ty));
+            rules.push(super::model::anomaly_rule(def, severity, spec, ty));
         }
         // One "command failed" alert per command.
         let mut commands = Vec::new();
@@ -677,7 +676,7 @@ impl TypeModel {
             emit,
             keeps_spread: false,
             digest,
-            filter: ty.model.as_ref().map(|spec| super::model::FilterModel::build(spec, ty)),
+            filter,
             schema: super::record::Schema::default(),
             schema_id: 0,
         };

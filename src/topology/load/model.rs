@@ -334,36 +334,16 @@ impl<'t> Cx<'t> {
             (Some(node), m) => self.matrix(node, &format!("{what}.B"), n, m, "one per input"),
         };
         let observe = self.observe(f, n, owner);
-        let q = f.require("Q", &mut self.diags).and_then(|node| {
-            let qw = format!("{what}.Q");
-            let q = self.matrix(node, &qw, n, n, "one per state")?;
-            self.check_symmetric(&q, &qw, pos(node))?;
-            if !semidefinite(&q) {
-                self.err(
-                    pos(node),
-                    format!("{qw}: must be positive semi-definite (a covariance: no combination of the states may have a negative variance)"),
-                );
-                return None;
-            }
-            Some(q)
-        });
+        let q = f
+            .require("Q", &mut self.diags)
+            .and_then(|node| self.covariance(node, &format!("{what}.Q"), n, false));
         let rs = self.variances(f);
         let x0 = f
             .get("x0")
             .map(|node| self.vector(node, &format!("{what}.x0"), n, "one per state"));
-        let p0 = f.get("P0").map(|node| {
-            let pw = format!("{what}.P0");
-            let p = self.matrix(node, &pw, n, n, "one per state")?;
-            self.check_symmetric(&p, &pw, pos(node))?;
-            if !positive_definite(&p) {
-                self.err(
-                    pos(node),
-                    format!("{pw}: must be positive definite (a covariance in which every state, and every combination of them, has a variance above zero)"),
-                );
-                return None;
-            }
-            Some(p)
-        });
+        let p0 = f
+            .get("P0")
+            .map(|node| self.covariance(node, &format!("{what}.P0"), n, true));
         let ((observe, observe_ok), (rs, rs_ok)) = (observe?, rs);
         let n_observed = observe.len();
         let mut obs = Vec::new();
@@ -713,6 +693,29 @@ impl<'t> Cx<'t> {
     }
 
     /// Reports the first pair of entries that break symmetry.
+    /// An `n x n` covariance: symmetric, and positive definite (`definite`,
+    /// an initial covariance) or semi-definite (process noise).
+    fn covariance(&mut self, node: &Node, what: &str, n: usize, definite: bool) -> Option<Vec<Vec<f64>>> {
+        let m = self.matrix(node, what, n, n, "one per state")?;
+        self.check_symmetric(&m, what, pos(node))?;
+        let (ok, why) = if definite {
+            (
+                positive_definite(&m),
+                "must be positive definite (a covariance in which every state, and every combination of them, has a variance above zero)",
+            )
+        } else {
+            (
+                semidefinite(&m),
+                "must be positive semi-definite (a covariance: no combination of the states may have a negative variance)",
+            )
+        };
+        if !ok {
+            self.err(pos(node), format!("{what}: {why}"));
+            return None;
+        }
+        Some(m)
+    }
+
     fn check_symmetric(&mut self, m: &[Vec<f64>], what: &str, at: Pos) -> Option<()> {
         match symmetric(m) {
             Ok(()) => Some(()),
