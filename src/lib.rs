@@ -18,7 +18,8 @@
 //!   hooks), checkpoints (epochs + the store writer), start and shutdown,
 //!   and the questions the API asks ([`engine::query`]).
 //! * [`twin`] - the twin as a pure model (no IO): `apply` (values, sources,
-//!   estimates, staleness, windows, joins, rules and alerts), its compiled
+//!   estimates, the model's Kalman filter, staleness, windows, joins, rules
+//!   and alerts), forecasts and what-if runs on a copy, its compiled
 //!   per-type schema, the stored record format (indexing a stored per-type
 //!   name schema) and the read-only views the API shows.
 //! * [`sink`] - outputs: stdout and JSON-lines file sinks, MQTT and Kafka
@@ -38,8 +39,8 @@
 //!   shard owners (where the API forwards), and where relayed values go.
 //! * [`telemetry`] - every metric name, the Prometheus recorder,
 //!   readiness, and log setup.
-//! * [`api`] - the HTTP API (actix-web): twins, alerts, health, metrics,
-//!   OpenAPI; bearer-token auth; in a cluster, forwarding to the owner of
+//! * [`api`] - the HTTP API (actix-web): twins, forecasts and what-if,
+//!   alerts, health, metrics, OpenAPI; bearer-token auth; in a cluster, forwarding to the owner of
 //!   another node's twin. It asks the engine through [`engine::query`].
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the

@@ -185,3 +185,170 @@ fn a_crashed_replay_resumes_the_filter_where_its_durable_state_ends() {
         assert_eq!(crashed[asset]["model"], c["model"], "{asset}");
     }
 }
+
+/// Ovens whose temperature lags towards the set point (tau 60 s); lamps
+/// have no model. A rule on the estimate sends a command.
+const OVENS: &str = r#"asset_types:
+  oven:
+    sensors: { temp: { unit: degC, noise: 0.5 } }
+    commands: { setpoint: { reported: temp, min: 0, max: 300 } }
+    model: { preset: lag, sensor: temp, command: setpoint, tau: 60s, q: 0.01 }
+  lamp:
+    sensors: { on: { unit: bool } }
+assets: [{ id: oven-1, type: oven }, { id: lamp-1, type: lamp }]
+rules:
+  - name: hot
+    when: "est.value > 80"
+    for: 30s
+    severity: critical
+    asset_types: [oven]
+    command: { name: setpoint, value: 50 }
+"#;
+
+fn post_json(url: &str, body: serde_json::Value) -> Result<serde_json::Value, (u16, String)> {
+    match ureq::post(url).send_json(body) {
+        Ok(r) => Ok(r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => Err((code, r.into_string().unwrap())),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
+fn get_json(url: &str) -> Result<serde_json::Value, (u16, String)> {
+    match ureq::get(url).call() {
+        Ok(r) => Ok(r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => Err((code, r.into_string().unwrap())),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
+#[test]
+fn forecast_and_what_if_look_ahead_without_touching_the_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_000_000i64;
+    let mut text = String::new();
+    for i in 0..60 {
+        let ts = t0 + i * 1000;
+        text.push_str(&format!(
+            "{{\"asset\":\"oven-1\",\"sensor\":\"temp\",\"ts\":{ts},\"value\":20}}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "{{\"asset\":\"lamp-1\",\"sensor\":\"on\",\"ts\":{t0},\"value\":1}}\n"
+    ));
+    let data = dir.path().join("ovens.jsonl");
+    std::fs::write(&data, text).unwrap();
+    let commands = dir.path().join("commands.jsonl");
+    let alerts = dir.path().join("alerts.jsonl");
+    let topo = Topo::new("ovens")
+        .model(OVENS)
+        .file_source("ovens", &data)
+        .file_sink("commands", &commands, "commands")
+        .file_sink("alerts", &alerts, "alerts")
+        .write(&dir.path().join("ovens.yaml"));
+    let mut run = spawn(
+        twinstream()
+            .arg("run")
+            .arg(&topo)
+            .arg("--state-dir")
+            .arg(dir.path().join("state")),
+    );
+    let base = run.http_base();
+    let before = poll_until(Duration::from_secs(60), || {
+        let v = get_json(&format!("{base}/twins/oven-1?fresh=true")).ok()?;
+        (v["version"] == 60).then_some(v)
+    })
+    .expect("oven-1 applies every reading within a minute");
+
+    // Nothing commanded: the lag holds its value, and grows uncertain.
+    let f = get_json(&format!("{base}/twins/oven-1/forecast?horizon=10m&step=10s")).unwrap();
+    let points = f["points"].as_array().unwrap();
+    assert_eq!(points.len(), 61, "{f}");
+    assert_eq!(f["from"], t0 + 59_000);
+    assert_eq!(f["step_ms"], 10_000);
+    assert_eq!(f["model"], before["model"]["version"]);
+    let mean = |p: &serde_json::Value| p["states"]["value"]["mean"].as_f64().unwrap();
+    let std = |p: &serde_json::Value| p["states"]["value"]["std"].as_f64().unwrap();
+    assert!(points.iter().all(|p| (mean(p) - 20.0).abs() < 0.1), "{f}");
+    assert!(std(&points[60]) > std(&points[0]), "{f}");
+    assert_eq!(points[60]["ts"], t0 + 59_000 + 600_000);
+    assert_eq!(
+        points[3]["sensors"]["temp"]["mean"],
+        points[3]["states"]["value"]["mean"]
+    );
+
+    // Set to 200 after 25 s: the estimate passes 80 at ~49 s, the rule holds
+    // 30 s and fires at the 80 s step, sending its command.
+    let body = serde_json::json!({
+        "horizon": "10m", "step": "10s",
+        "commands": [{ "command": "setpoint", "value": 200, "at": "25s" }]
+    });
+    let w = post_json(&format!("{base}/twins/oven-1/whatif"), body).unwrap();
+    assert_eq!(w["points"].as_array().unwrap().len(), 61);
+    let x0 = mean(&w["points"][0]);
+    let at30 = 200.0 + (x0 - 200.0) * (-5.0f64 / 60.0).exp();
+    assert!((mean(&w["points"][3]) - at30).abs() < 1e-6, "{w}");
+    assert_eq!(w["alerts"][0]["rule"], "hot", "{w}");
+    assert_eq!(w["alerts"][0]["transition"], "raised");
+    assert_eq!(w["alerts"][0]["severity"], "critical");
+    assert_eq!(w["alerts"][0]["ts"], t0 + 59_000 + 80_000);
+    assert_eq!(w["commands"][0]["command"], "setpoint");
+    assert_eq!(w["commands"][0]["value"], 50.0);
+
+    // Wrong calls say what is wrong.
+    let cases: &[(&str, Option<serde_json::Value>, u16, &str)] = &[
+        ("/twins/oven-1/forecast?step=0s", None, 400, "step"),
+        ("/twins/oven-1/forecast?horizon=soon", None, 400, "horizon: `soon`"),
+        (
+            "/twins/oven-1/forecast?horizon=1000h&step=1s",
+            None,
+            400,
+            "at most 10000",
+        ),
+        ("/twins/oven-1/forecast?when=now", None, 400, "unknown field"),
+        ("/twins/lamp-1/forecast", None, 404, "declares no model"),
+        ("/twins/nope/forecast", None, 404, "no twin `nope`"),
+        (
+            "/twins/oven-1/whatif",
+            Some(serde_json::json!({ "commands": [{ "command": "heat", "value": 1 }] })),
+            400,
+            "no command `heat` (it has: setpoint)",
+        ),
+        (
+            "/twins/oven-1/whatif",
+            Some(serde_json::json!({ "commands": [{ "command": "setpoint", "value": 999 }] })),
+            400,
+            "outside [0, 300]",
+        ),
+        (
+            "/twins/oven-1/whatif",
+            Some(serde_json::json!({ "commands": [{ "command": "setpoint", "value": 1, "at": "11m" }] })),
+            400,
+            "outside the horizon",
+        ),
+        (
+            "/twins/oven-1/whatif",
+            Some(serde_json::json!({ "horizon": 5 })),
+            400,
+            "body:",
+        ),
+    ];
+    for (path, body, code, says) in cases {
+        let url = format!("{base}{path}");
+        let (got, text) = match body {
+            Some(b) => post_json(&url, b.clone()).unwrap_err(),
+            None => get_json(&url).unwrap_err(),
+        };
+        assert_eq!(got, *code, "{path}: {text}");
+        assert!(text.contains(says), "{path}: {text}");
+    }
+
+    // The live twin is as it was: nothing applied, nothing sent.
+    let after = get_json(&format!("{base}/twins/oven-1?fresh=true")).unwrap();
+    assert_eq!(after["version"], before["version"]);
+    assert_eq!(after["model"], before["model"]);
+    assert_eq!(after["command_log"], serde_json::json!([]));
+    assert_eq!(after["alerts"], before["alerts"]);
+    stop_cleanly(run);
+    assert!(jsonl(&commands).is_empty(), "a what-if sends nothing");
+    assert!(jsonl(&alerts).is_empty(), "a what-if raises nothing");
+}

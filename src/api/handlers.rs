@@ -42,14 +42,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    fn catalog(&self) -> Result<&Catalog, ApiError> {
+    pub(super) fn catalog(&self) -> Result<&Catalog, ApiError> {
         self.engine
             .catalog
             .get()
             .ok_or_else(|| ApiError::Unavailable("the engine is starting; try again shortly".into()))
     }
 
-    fn send(&self, r: Request) -> Result<(), ApiError> {
+    pub(super) fn send(&self, r: Request) -> Result<(), ApiError> {
         self.engine
             .requests
             .send(r)
@@ -59,7 +59,7 @@ impl AppState {
 
 /// Awaits an engine answer: a dropped reply means the engine stopped or the
 /// asset is not there (`gone`).
-async fn answer<T>(rx: oneshot::Receiver<T>, gone: impl FnOnce() -> ApiError) -> Result<T, ApiError> {
+pub(super) async fn answer<T>(rx: oneshot::Receiver<T>, gone: impl FnOnce() -> ApiError) -> Result<T, ApiError> {
     match actix_web::rt::time::timeout(ANSWER_TIMEOUT, rx).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(_)) => Err(gone()),
@@ -74,7 +74,7 @@ async fn answer<T>(rx: oneshot::Receiver<T>, gone: impl FnOnce() -> ApiError) ->
 /// the router may start its twin when it is not in memory: the topology
 /// names it, or the store holds it. (A pattern alone does not: a request for
 /// any id a pattern matches must not create a twin.)
-fn locate(c: &Catalog, asset: &str) -> Result<bool, ApiError> {
+pub(super) fn locate(c: &Catalog, asset: &str) -> Result<bool, ApiError> {
     if c.index.resolve(asset).is_none() {
         return Err(ApiError::NotFound(format!("no twin `{asset}`")));
     }
@@ -632,7 +632,11 @@ pub struct CommandBody {
 }
 
 /// Reads a JSON body of at most `limit` bytes, unparsed.
-async fn raw_json_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+pub(super) async fn raw_json_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
     use futures_core::Stream as _;
     let json = req
         .headers()

@@ -4,6 +4,8 @@
 //! * [`server`] - start and stop, the routes, the metrics middleware.
 //! * [`handlers`] - what each route does; reads ask the twin actors through
 //!   the router ([`crate::engine::query`]), never the store's write path.
+//! * [`foresight`] - the model's forecast and what-if runs: the twin sends
+//!   a copy of its state, the prediction runs off its thread.
 //! * [`auth`] - bearer tokens (from the environment or a file, compared in
 //!   constant time).
 //! * [`error`] - the one error shape: `{"error": {"code", "message"}}`.
@@ -13,6 +15,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod foresight;
 pub mod handlers;
 pub mod openapi;
 pub mod peers;

@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::handlers;
+use super::{foresight, handlers};
 use crate::twin::view;
 
 #[derive(OpenApi)]
@@ -17,6 +17,8 @@ use crate::twin::view;
         handlers::list_twins,
         handlers::get_twin,
         handlers::send_command,
+        foresight::forecast,
+        foresight::what_if,
         handlers::list_alerts,
         handlers::ack_alert,
     ),
@@ -43,6 +45,14 @@ use crate::twin::view;
         view::EstimateView,
         view::ObservedView,
         handlers::CommandBody,
+        foresight::WhatIfBody,
+        foresight::HypotheticalBody,
+        foresight::MeanStd,
+        foresight::PointView,
+        foresight::ForecastView,
+        foresight::FiredView,
+        foresight::RuleCommandView,
+        foresight::WhatIfView,
     )),
     modifiers(&Bearer),
     tags(
@@ -82,6 +92,8 @@ mod tests {
             "/twins",
             "/twins/{id}",
             "/twins/{id}/commands",
+            "/twins/{id}/forecast",
+            "/twins/{id}/whatif",
             "/alerts",
             "/alerts/{id}/ack",
         ] {

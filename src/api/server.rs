@@ -8,6 +8,7 @@ use actix_web::dev::{ServerHandle, Service};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use super::auth::Tokens;
+use super::foresight;
 use super::handlers::{self, AppState};
 use super::ApiError;
 use crate::engine::query::EngineLink;
@@ -91,6 +92,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/twins").route(web::get().to(handlers::list_twins)))
         .service(resource("/twins/{id}").route(web::get().to(handlers::get_twin)))
         .service(resource("/twins/{id}/commands").route(web::post().to(handlers::send_command)))
+        .service(resource("/twins/{id}/forecast").route(web::get().to(foresight::forecast)))
+        .service(resource("/twins/{id}/whatif").route(web::post().to(foresight::what_if)))
         .service(resource("/alerts").route(web::get().to(handlers::list_alerts)))
         .service(resource("/alerts/{id:.+}/ack").route(web::post().to(handlers::ack_alert)));
 }

@@ -28,6 +28,13 @@ pub enum Request {
         start: bool,
         reply: oneshot::Sender<TwinView>,
     },
+    /// A copy of one twin's state and its type model, to look ahead with
+    /// ([`crate::twin::foresight`]) off the twin's thread.
+    Copy {
+        asset: String,
+        start: bool,
+        reply: oneshot::Sender<TwinCopy>,
+    },
     /// The summary and alerts of every twin in memory.
     Survey { reply: oneshot::Sender<Vec<Surveyed>> },
     /// Acknowledge alert `seq` of rule `rule`.
@@ -50,6 +57,13 @@ pub enum Request {
         reply: oneshot::Sender<Result<(CommandView, bool), CommandError>>,
         durable: oneshot::Sender<()>,
     },
+}
+
+/// A twin's state as of the question, with the type model it runs on.
+#[derive(Debug)]
+pub struct TwinCopy {
+    pub model: Arc<TypeModel>,
+    pub state: Box<crate::twin::model::TwinState>,
 }
 
 /// Why a command was refused.

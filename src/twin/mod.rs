@@ -3,6 +3,8 @@
 //! (`engine::host`).
 //!
 //! * [`model`] - the pure state machine `apply(state, input, now)`.
+//! * [`foresight`] - the model's forecast, and what-if runs of
+//!   hypothetical commands on a copy of the twin.
 //! * [`commands`] - actuation commands in that model: desired state,
 //!   pending until acknowledged, failure, rollback.
 //! * [`schema`] - the per-asset-type tables the model runs on.
@@ -11,6 +13,7 @@
 //! * [`view`] - read-only views of a twin for the HTTP API.
 
 pub mod commands;
+pub mod foresight;
 pub mod model;
 pub mod record;
 pub mod schema;

@@ -1,10 +1,11 @@
 //! The HTTP API's questions to a twin, answered from its own state: views,
-//! the fleet survey, acknowledging an alert, issuing a command.
+//! the fleet survey, a copy of the state, acknowledging an alert, issuing a
+//! command.
 
 use std::sync::Arc;
 
 use super::TwinActor;
-use crate::engine::query::{AckError, CommandError, Gather};
+use crate::engine::query::{AckError, CommandError, Gather, TwinCopy};
 use crate::pipeline::now_ms;
 use crate::telemetry;
 use crate::twin::model::Input;
@@ -13,6 +14,7 @@ use crate::twin::view::{self, AlertView, CommandView, Surveyed, TwinView};
 /// A question from the HTTP API, answered from the twin's own state.
 pub enum Question {
     View(tokio::sync::oneshot::Sender<TwinView>),
+    Copy(tokio::sync::oneshot::Sender<TwinCopy>),
     Survey(Arc<Gather<Surveyed>>),
     /// Acknowledge alert `seq` of rule `rule`.
     Ack {
@@ -131,6 +133,12 @@ impl TwinActor {
         match msg {
             Question::View(reply) => {
                 let _ = reply.send(view::twin(m, &self.asset, &self.state, &self.tcx.cx.source_names));
+            }
+            Question::Copy(reply) => {
+                let _ = reply.send(TwinCopy {
+                    model: self.tcx.model.clone(),
+                    state: Box::new(self.state.clone()),
+                });
             }
             Question::Survey(gather) => gather.add(view::survey(m, &self.asset, &self.state)),
             Question::Ack { rule, seq, reply } => {

@@ -36,6 +36,9 @@ impl Router {
             Request::Twin { asset, start, reply } => {
                 ask(self, &asset, start, false, Question::View(reply));
             }
+            Request::Copy { asset, start, reply } => {
+                ask(self, &asset, start, false, Question::Copy(reply));
+            }
             Request::Survey { reply } => {
                 let gather = Gather::new(reply);
                 for worker in &self.workers {

@@ -261,6 +261,9 @@ pub struct FilterState {
     pub updates: u64,
     /// Readings older than the estimate, not taken into it.
     pub out_of_order: u64,
+    /// A what-if copy ([`crate::twin::foresight`]): readings only move the
+    /// estimate forward in time, they are not taken in. Never stored.
+    pub open_loop: bool,
     /// The discretisation of the matrix form for the last step.
     cache: Cache,
 }
@@ -408,6 +411,7 @@ impl FilterState {
             nis_filled: 0,
             updates: 0,
             out_of_order: 0,
+            open_loop: false,
             cache: Cache::default(),
         }
     }
@@ -431,6 +435,7 @@ impl FilterState {
         self.nis_filled = src.nis_filled;
         self.updates = src.updates;
         self.out_of_order = src.out_of_order;
+        self.open_loop = src.open_loop;
         // The cache is a pure function of dt: keeping ours is as good.
     }
 
@@ -443,6 +448,13 @@ impl FilterState {
         };
         if !value.is_finite() {
             return Step::Ignored;
+        }
+        if self.open_loop {
+            if self.t == NO_TS {
+                return Step::Ignored;
+            }
+            self.advance(fm, ts, inputs);
+            return Step::Updated;
         }
         let obs = &fm.observations[k as usize];
         if self.t == NO_TS {
@@ -482,6 +494,15 @@ impl FilterState {
         let hh = obs.h.dot(&obs.h);
         if hh > 0.0 {
             self.x = &obs.h * (value / hh);
+        }
+    }
+
+    /// Predicts the estimate forward to event time `t` (nothing when it is
+    /// not later than the estimate's).
+    pub fn advance(&mut self, fm: &FilterModel, t: i64, inputs: &[f64]) {
+        if t > self.t {
+            self.predict(fm, t - self.t, inputs);
+            self.t = t;
         }
     }
 

@@ -224,6 +224,10 @@ impl TwinState {
         self.ext.as_deref()?.filter.as_deref()
     }
 
+    pub fn filter_mut(&mut self) -> Option<&mut FilterState> {
+        self.ext.as_deref_mut()?.filter.as_deref_mut()
+    }
+
     /// What rules read of the model (`NaN`: no model or nothing yet).
     pub fn model_value(&self, m: &TypeModel, slot: ModelSlot) -> f64 {
         let (Some(fm), Some(f)) = (&m.filter, self.filter()) else {
