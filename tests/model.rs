@@ -20,6 +20,9 @@ rules:
   - name: jump
     when: "residual.level > 1"
     severity: warning
+    command: { name: inspect, value: 1 }
+  - name: high
+    when: "level > 14"
 "#;
 
 /// A deterministic noise in [-1, 1) (xorshift).
@@ -62,7 +65,7 @@ fn topology(dir: &Path, data: &Path, updates: &Path, alerts: &Path) -> PathBuf {
         .model(TANKS)
         .file_source("levels", data)
         .file_sink("updates", updates, "twin_updates")
-        .file_sink("alerts", alerts, "alerts")
+        .file_sink("alerts", alerts, "alerts,commands")
         .write(&dir.join("tanks.yaml"))
 }
 
@@ -127,7 +130,8 @@ fn a_level_model_estimates_a_noisy_sensor_in_updates_alerts_and_the_api() {
     }
     // The spike (5 sigma of the noise... 50 here) raised the residual rule
     // once, on tank-0, and the next reading cleared it.
-    let alerts = jsonl(&alerts);
+    let (alerts, commands): (Vec<_>, Vec<_>) = jsonl(&alerts).into_iter().partition(|o| o["kind"] == "alert");
+    let (alerts, high): (Vec<_>, Vec<_>) = alerts.into_iter().partition(|a| a["rule"] == "jump");
     let raised: Vec<_> = alerts.iter().filter(|a| a["transition"] == "raised").collect();
     assert_eq!(raised.len(), 1, "{alerts:?}");
     assert_eq!(raised[0]["asset"], "tank-0");
@@ -138,6 +142,15 @@ fn a_level_model_estimates_a_noisy_sensor_in_updates_alerts_and_the_api() {
         raised[0]
     );
     assert!(alerts.iter().any(|a| a["transition"] == "cleared"), "{alerts:?}");
+    // The rule reads the model: its alerts and its command name the model's
+    // version, so the action traces back to it.
+    assert!(alerts.iter().all(|a| a["model"] == version.as_str()), "{alerts:?}");
+    // A rule on the raw reading does not.
+    assert_eq!(high.len(), 2, "the spike raised and cleared it: {high:?}");
+    assert!(high.iter().all(|a| a.get("model").is_none()), "{high:?}");
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    assert_eq!(commands[0]["command"], "inspect");
+    assert_eq!(commands[0]["model"], version.as_str(), "{commands:?}");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use crate::pipeline::{DeadLetter, DeadReason, Origin, OutputBatch};
 use crate::topology::Severity;
 use crate::twin::commands::Origin as CommandOrigin;
 use crate::twin::model::{Acc, Event, Health, Output, Quality, Transition};
+use crate::twin::schema::TypeModel;
 
 #[derive(Serialize)]
 struct WindowLine<'a> {
@@ -50,6 +51,9 @@ struct AlertLine<'a> {
     inputs: BTreeMap<&'a str, f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<&'a str>,
+    /// The version of the model the rule reads (hex), when it reads one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -93,6 +97,9 @@ struct CommandLine<'a> {
     ts: i64,
     /// Processing time it was emitted.
     at: i64,
+    /// The version of the model the rule reads (hex), when it reads one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
 }
 
 /// A tracked command ([`crate::twin::commands`]).
@@ -117,6 +124,10 @@ struct ActuateLine<'a> {
     rollback_of: Option<u32>,
     /// Processing time it was emitted.
     at: i64,
+    /// The version of the model the sending rule reads (hex), when it reads
+    /// one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -283,6 +294,7 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                     at: batch.at_ms,
                     inputs: r.inputs.iter().zip(inputs).map(|((n, _), v)| (&**n, *v)).collect(),
                     message: r.message.as_deref(),
+                    model: model_of(m, *rule),
                 },
             );
         }
@@ -384,6 +396,7 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                     rule: &r.name,
                     ts: *ts,
                     at: batch.at_ms,
+                    model: model_of(m, *rule),
                 },
             );
         }
@@ -394,10 +407,12 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
             origin,
         } => {
             let c = &m.commands[*def as usize];
-            let (origin_name, rule, rollback_of) = match origin {
-                CommandOrigin::Api => ("api", None, None),
-                CommandOrigin::Rule { rule, .. } => ("rule", Some(&*m.rules[*rule as usize].name), None),
-                CommandOrigin::Rollback { of } => ("rollback", None, Some(*of)),
+            let (origin_name, rule, rollback_of, model) = match origin {
+                CommandOrigin::Api => ("api", None, None, None),
+                CommandOrigin::Rule { rule, .. } => {
+                    ("rule", Some(&*m.rules[*rule as usize].name), None, model_of(m, *rule))
+                }
+                CommandOrigin::Rollback { of } => ("rollback", None, Some(*of), None),
             };
             finish(
                 buf,
@@ -413,11 +428,17 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                     rule,
                     rollback_of,
                     at: batch.at_ms,
+                    model,
                 },
             );
         }
         Output::Relay { .. } => {}
     }
+}
+
+/// The version of the model rule `rule` reads, as outputs name it.
+fn model_of(m: &TypeModel, rule: u16) -> Option<String> {
+    m.model_version_of(rule).map(|v| format!("{v:016x}"))
 }
 
 /// What an output's topic calls `{name}`: the command, rule, window, join

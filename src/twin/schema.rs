@@ -726,6 +726,13 @@ impl TypeModel {
         self.windows.iter().position(|w| &*w.name == name).map(|i| i as u16)
     }
 
+    /// The version of the model rule `rule` reads, if it reads one: its
+    /// alerts and commands name it, so an action traces back to the model.
+    pub fn model_version_of(&self, rule: u16) -> Option<u64> {
+        let fm = self.filter.as_ref()?;
+        self.rules_by_model.contains(&rule).then_some(fm.version)
+    }
+
     pub fn rule_index(&self, name: &str) -> Option<u16> {
         self.rules.iter().position(|r| &*r.name == name).map(|i| i as u16)
     }
