@@ -365,3 +365,89 @@ fn forecast_and_what_if_look_ahead_without_touching_the_twin() {
     assert!(jsonl(&commands).is_empty(), "a what-if sends nothing");
     assert!(jsonl(&alerts).is_empty(), "a what-if raises nothing");
 }
+
+#[test]
+fn the_simulator_reads_a_true_state_that_moves_by_the_model_and_writes_it_alongside() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.jsonl");
+    let updates = dir.path().join("updates.jsonl");
+    let topo = Topo::new("sim-model")
+        .model(
+            r#"asset_types:
+  tank:
+    sensors: { level: { unit: m, noise: 0.1, range: [0, 20] } }
+    model: { preset: level, sensor: level, q: 0.0001 }
+assets: [{ id: "tank-*", type: tank }]
+"#,
+        )
+        .source(&format!(
+            r#"{{ name: sim, type: simulator, asset_type: tank, count: 2, every: 20ms, seed: 3,
+               model: {{ faults: [bias], fault_every: 1s, fault_for: 500ms, fault_size: 50, truth: "{}" }} }}"#,
+            truth.display()
+        ))
+        .file_sink("updates", &updates, "twin_updates")
+        .write(&dir.path().join("sim.yaml"));
+    let mut run = spawn(
+        twinstream()
+            .arg("run")
+            .arg(&topo)
+            .arg("--state-dir")
+            .arg(dir.path().join("state")),
+    );
+    let base = run.http_base();
+    poll_until(Duration::from_secs(60), || {
+        let v = ureq::get(&format!("{base}/twins/tank-00001?fresh=true"))
+            .call()
+            .ok()?
+            .into_json::<serde_json::Value>()
+            .ok()?;
+        (v["model"]["updates"].as_u64()? >= 300).then_some(())
+    })
+    .expect("the simulated tank's model takes 300 readings within a minute");
+    stop_cleanly(run);
+
+    let lines = jsonl(&truth);
+    assert!(lines.len() >= 600, "{}", lines.len());
+    let (mut faulty, mut clean) = (Vec::new(), Vec::new());
+    for l in &lines {
+        assert_eq!(l["sensor"], "level", "{l}");
+        assert_eq!(
+            l["truth"], l["states"]["level"],
+            "the level preset observes its state: {l}"
+        );
+        let error = (l["value"].as_f64().unwrap() - l["truth"].as_f64().unwrap()).abs();
+        match l["fault"].as_str() {
+            Some("bias") => faulty.push(error),
+            None => clean.push(error),
+            other => panic!("{other:?}: {l}"),
+        }
+    }
+    // Clean readings carry the noise (sigma 0.1); biased ones 50 sigma more.
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(!faulty.is_empty() && !clean.is_empty());
+    assert!(mean(&clean) < 0.2, "{}", mean(&clean));
+    assert!(faulty.iter().all(|e| (*e - 5.0).abs() < 1.0), "{faulty:?}");
+    // Every reading the twin took is a line of the truth, at its time.
+    let written: std::collections::HashSet<(String, i64, u64)> = lines
+        .iter()
+        .map(|l| {
+            let value = l["value"].as_f64().unwrap();
+            (
+                l["asset"].as_str().unwrap().to_string(),
+                l["ts"].as_i64().unwrap(),
+                value.to_bits(),
+            )
+        })
+        .collect();
+    let taken = jsonl(&updates);
+    assert!(!taken.is_empty());
+    for u in &taken {
+        let level = &u["sensors"]["level"];
+        let key = (
+            u["asset"].as_str().unwrap().to_string(),
+            level["ts"].as_i64().unwrap(),
+            level["value"].as_f64().unwrap().to_bits(),
+        );
+        assert!(written.contains(&key), "{u}");
+    }
+}

@@ -130,7 +130,7 @@ pub fn build(spec: &SourceSpec, mut run: SourceRun, cx: &SourceContext<'_>) -> R
     let thread = format!("source-{}", spec.name);
     let run: Box<dyn FnOnce() + Send> = match (&spec.kind, run.file.take()) {
         (SourceKind::Simulator(sim), _) => {
-            let sim = Simulator::new(cx.topo, i as u16, sim, cx.index);
+            let sim = Simulator::new(cx.topo, i as u16, sim, cx.index)?;
             let out = cx.chunks.clone();
             Box::new(move || sim.run(&flow, &out, &stop))
         }

@@ -507,6 +507,7 @@ impl TypeModel {
                                 }
                                 ModelSlot::Nis => "nis".to_string(),
                                 ModelSlot::NisPart { sensor } => format!("nis.{}", ty.sensors[sensor as usize].name),
+                                ModelSlot::Bias => "bias".to_string(),
                             }
                         }
                         _ => unreachable!("map_slot keeps the kind of slot"),

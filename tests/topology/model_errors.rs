@@ -385,4 +385,32 @@ rules:
             "t.yaml:4:47: asset type `tank`.model.q: must be zero or above (a variance per second)",
         ],
     },
+    Case {
+        name: "a simulator's model: a type without one, unknown faults, zero durations, a size not above zero",
+        yaml: r#"
+asset_types:
+  tank:
+    sensors: { level: { unit: m, noise: 0.05 } }
+    model: { preset: level, sensor: level, q: 0.01 }
+  pump:
+    sensors: { speed: { unit: rpm } }
+assets: [{ id: "t-*", type: tank }, { id: "p-*", type: pump }]
+sources:
+  - { name: a, type: simulator, asset_type: pump, prefix: p-, every: 1s, model: { faults: [bias] } }
+  - name: b
+    type: simulator
+    asset_type: tank
+    prefix: t-
+    every: 1s
+    model: { faults: [stuk, drift], fault_every: 0s, fault_for: 0s, fault_size: -1, truthh: x }
+"#,
+        want: &[
+            "t.yaml:9:81: source `a`.model: asset type `pump` declares no model to simulate",
+            "t.yaml:15:23: source `b`.model.faults: one of stuck, bias, drift, not `stuk`",
+            "t.yaml:15:50: source `b`.model.fault_every: must be above zero",
+            "t.yaml:15:65: source `b`.model.fault_for: must be above zero",
+            "t.yaml:15:81: source `b`.model.fault_size: a number above zero (standard deviations)",
+            "t.yaml:15:85: source `b`.model: unknown field `truthh` (did you mean `truth`?)",
+        ],
+    },
 ];

@@ -42,6 +42,7 @@ impl<'t> Cx<'t> {
                 "gap_prob",
                 "drift_frac",
                 "sensors",
+                "model",
                 "host",
                 "port",
                 "client_id",
@@ -113,6 +114,7 @@ impl<'t> Cx<'t> {
                     "gap_prob",
                     "drift_frac",
                     "sensors",
+                    "model",
                 ],
             };
             for k in FIELDS {
@@ -178,6 +180,62 @@ impl<'t> Cx<'t> {
         out
     }
 
+    /// `model:` of a simulator: readings from the type's model, with faults.
+    fn sim_model(d: &mut Diagnostics, node: &Node, what: &str, ty: &AssetType) -> Option<SimModelSpec> {
+        const FIELDS: &[&str] = &["faults", "fault_every", "fault_for", "fault_size", "truth"];
+        let what = format!("{what}.model");
+        let f = Fields::new(node, &what, FIELDS, d)?;
+        if ty.model.is_none() {
+            d.error(
+                pos(node),
+                format!("{what}: asset type `{}` declares no model to simulate", ty.name),
+            );
+            return None;
+        }
+        let mut faults = Vec::new();
+        for k in f.str_list("faults", d).unwrap_or_default() {
+            match SimFault::parse(&k.value) {
+                Some(kind) => faults.push(kind),
+                None => d.error(
+                    k.pos,
+                    format!(
+                        "{what}.faults: one of {}, not `{}`",
+                        SimFault::NAMES.join(", "),
+                        k.value
+                    ),
+                ),
+            }
+        }
+        let positive = |field: &str, default: Duration, d: &mut Diagnostics| match f.duration(field, false, d) {
+            Some(v) if v.value.is_zero() => {
+                d.error(v.pos, format!("{what}.{field}: must be above zero"));
+                default
+            }
+            Some(v) => v.value,
+            None => default,
+        };
+        let fault_every = positive("fault_every", Duration::from_secs(600), d);
+        let fault_for = positive("fault_for", Duration::from_secs(120), d);
+        let fault_size = match f.f64("fault_size", false, d) {
+            Some(v) if !(v.value.is_finite() && v.value > 0.0) => {
+                d.error(
+                    v.pos,
+                    format!("{what}.fault_size: a number above zero (standard deviations)"),
+                );
+                6.0
+            }
+            Some(v) => v.value,
+            None => 6.0,
+        };
+        Some(SimModelSpec {
+            faults,
+            fault_every,
+            fault_for,
+            fault_size,
+            truth: f.str("truth", false, d).map(|p| PathBuf::from(p.value)),
+        })
+    }
+
     fn simulator(
         &mut self,
         f: &Fields<'_>,
@@ -233,6 +291,7 @@ impl<'t> Cx<'t> {
             gap_prob: prob("gap_prob", 0.0005, d),
             drift_frac: prob("drift_frac", 0.1, d),
             sensors: Vec::new(),
+            model: None,
         };
         let mut spec = spec;
         if let Some(names) = f.str_list("sensors", d) {
@@ -248,6 +307,9 @@ impl<'t> Cx<'t> {
                     }
                 }
             }
+        }
+        if let Some(node) = f.get("model") {
+            spec.model = Self::sim_model(d, node, what, &types[t]);
         }
         // Every simulated asset must be declared, with the simulated type.
         for probe in [0, spec.count.saturating_sub(1)] {

@@ -148,6 +148,54 @@ pub struct SimulatorSpec {
     /// the same seed and a subset plays a second source of those sensors:
     /// same baselines, its own noise, spikes and gaps.
     pub sensors: Vec<usize>,
+    /// Readings of the sensors the type's model observes come from the
+    /// model (`source::simulator::truth`).
+    pub model: Option<SimModelSpec>,
+}
+
+/// `model:` of a simulator source: the true state moves by the asset
+/// type's model, sensors read it with their noise, and faults are injected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimModelSpec {
+    /// The kinds injected, in turn (empty: none).
+    pub faults: Vec<SimFault>,
+    /// Mean time between the faults of one asset.
+    pub fault_every: Duration,
+    /// How long a fault lasts.
+    pub fault_for: Duration,
+    /// Bias step, or the drift reached at the fault's end, in standard
+    /// deviations of the sensor's noise.
+    pub fault_size: f64,
+    /// Where to write the true state alongside each reading (JSON lines).
+    pub truth: Option<std::path::PathBuf>,
+}
+
+/// A sensor fault the simulator injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimFault {
+    /// The sensor repeats one reading.
+    Stuck,
+    /// A step offset.
+    Bias,
+    /// An offset growing linearly.
+    Drift,
+}
+
+impl SimFault {
+    pub const NAMES: [&'static str; 3] = ["stuck", "bias", "drift"];
+
+    pub fn parse(s: &str) -> Option<SimFault> {
+        match s {
+            "stuck" => Some(SimFault::Stuck),
+            "bias" => Some(SimFault::Bias),
+            "drift" => Some(SimFault::Drift),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 #[derive(Debug, Clone)]

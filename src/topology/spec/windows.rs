@@ -90,6 +90,11 @@ pub enum ModelSlot {
     /// A sensor's part of that sum (reported with the anomaly alert; rules
     /// cannot name it).
     NisPart { sensor: u16 },
+    /// The bias test: the largest over observed sensors of the window's
+    /// normalised innovations summed, over the square root of their count
+    /// (a standard normal while the model fits; the anomaly alert reads it,
+    /// rules cannot name it).
+    Bias,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -28,7 +28,7 @@
 use std::sync::Arc;
 
 use ndarray::{s, Array1, Array2};
-use statrs::distribution::{ChiSquared, ContinuousCDF};
+use statrs::distribution::{ChiSquared, ContinuousCDF, Normal};
 
 use super::NO_TS;
 use crate::topology::expr::Cond;
@@ -36,13 +36,17 @@ use crate::topology::{AssetType, ModelSlot, ModelSpec, ModelTransition, Preset, 
 use crate::twin::schema::{LocalSlot, RuleDef, RuleKind, MODEL_ANOMALY_ALERT};
 
 /// The built-in `model:anomaly` alert as a rule: raised when the NIS
-/// window sum leaves the chi-square interval, cleared (hysteresis) once it is
-/// back inside the narrower interval of a ten times larger false-alarm rate.
+/// window sum leaves its chi-square interval or the bias test its normal
+/// bound, cleared (hysteresis) once both are back inside the narrower bounds
+/// of a ten times larger false-alarm rate.
 pub fn anomaly_rule(def: &AnomalyDef, severity: Severity, model: &ModelSpec, ty: &AssetType) -> RuleDef {
     use crate::topology::expr::{CmpOp, Num};
-    let nis = || Num::Var(LocalSlot::Model(ModelSlot::Nis));
-    let cmp = |op, v: f64| Box::new(Cond::Cmp(op, nis(), Num::Const(v)));
-    let mut inputs: Vec<(Arc<str>, LocalSlot)> = vec![("nis".into(), LocalSlot::Model(ModelSlot::Nis))];
+    let var = |slot| Num::Var(LocalSlot::Model(slot));
+    let cmp = |slot, op, v: f64| Box::new(Cond::Cmp(op, var(slot), Num::Const(v)));
+    let mut inputs: Vec<(Arc<str>, LocalSlot)> = vec![
+        ("nis".into(), LocalSlot::Model(ModelSlot::Nis)),
+        ("bias".into(), LocalSlot::Model(ModelSlot::Bias)),
+    ];
     for o in &model.observe {
         inputs.push((
             format!("nis.{}", ty.sensors[o.sensor].name).into(),
@@ -51,20 +55,31 @@ pub fn anomaly_rule(def: &AnomalyDef, severity: Severity, model: &ModelSpec, ty:
             }),
         ));
     }
+    let nis_out = Cond::Or(
+        cmp(ModelSlot::Nis, CmpOp::Lt, def.low),
+        cmp(ModelSlot::Nis, CmpOp::Gt, def.high),
+    );
+    let nis_in = Cond::And(
+        cmp(ModelSlot::Nis, CmpOp::Ge, def.clear_low),
+        cmp(ModelSlot::Nis, CmpOp::Le, def.clear_high),
+    );
     RuleDef {
         name: MODEL_ANOMALY_ALERT.into(),
         severity,
         message: Some(
             format!(
-                "the readings do not fit the model (nis over {} readings outside [{:.3}, {:.3}]): \
+                "the readings do not fit the model (over {} readings: nis outside [{:.3}, {:.3}], or bias above {:.3}): \
                  nis.<sensor> is each sensor's part",
-                def.window, def.low, def.high
+                def.window, def.low, def.high, def.bias_high
             )
             .into(),
         ),
         kind: RuleKind::Expr {
-            cond: Cond::Or(cmp(CmpOp::Lt, def.low), cmp(CmpOp::Gt, def.high)),
-            clear: Some(Cond::And(cmp(CmpOp::Ge, def.clear_low), cmp(CmpOp::Le, def.clear_high))),
+            cond: Cond::Or(Box::new(nis_out), cmp(ModelSlot::Bias, CmpOp::Gt, def.bias_high)),
+            clear: Some(Cond::And(
+                Box::new(nis_in),
+                cmp(ModelSlot::Bias, CmpOp::Le, def.clear_bias),
+            )),
             hold_ms: def.hold_ms,
         },
         inputs,
@@ -124,33 +139,44 @@ pub struct ObservationDef {
     pub r: f64,
 }
 
-/// The model anomaly test, compiled.
+/// The model anomaly test, compiled: two tests over the window, each at
+/// half the declared false-alarm rate.
 #[derive(Debug, Clone)]
 pub struct AnomalyDef {
     /// Readings per test window (the chi-square's degrees of freedom).
     pub window: u32,
-    /// The two-sided chi-square interval at the declared false-alarm rate.
+    /// The spread test: the two-sided chi-square interval of the window's
+    /// normalised innovations squared, summed.
     pub low: f64,
     pub high: f64,
-    /// The alert clears inside this narrower interval (ten times the
+    /// The bias test: the bound of a standard normal ([`FilterState::bias_z`]),
+    /// two-sided. A sensor drifting slower than the filter follows moves
+    /// the innovations' mean long before it moves their spread.
+    pub bias_high: f64,
+    /// The alert clears inside these narrower bounds (ten times the
     /// false-alarm rate, at most the quartiles): hysteresis.
     pub clear_low: f64,
     pub clear_high: f64,
+    pub clear_bias: f64,
     pub hold_ms: i64,
 }
 
 impl AnomalyDef {
-    /// The interval a window sum of `window` normalised innovations squared
-    /// stays in with probability `1 - false_alarm`.
+    /// The bounds a fault-free window stays inside with probability
+    /// `1 - false_alarm` (both tests together).
     pub fn new(window: u32, false_alarm: f64, hold_ms: i64) -> AnomalyDef {
         let chi = ChiSquared::new(window as f64).expect("validated: window >= 1");
-        let clear = (false_alarm * 10.0).min(0.5);
+        let normal = Normal::standard();
+        let each = false_alarm / 2.0;
+        let clear = (each * 10.0).min(0.5);
         AnomalyDef {
             window,
-            low: chi.inverse_cdf(false_alarm / 2.0),
-            high: chi.inverse_cdf(1.0 - false_alarm / 2.0),
+            low: chi.inverse_cdf(each / 2.0),
+            high: chi.inverse_cdf(1.0 - each / 2.0),
+            bias_high: normal.inverse_cdf(1.0 - each / 2.0),
             clear_low: chi.inverse_cdf(clear / 2.0),
             clear_high: chi.inverse_cdf(1.0 - clear / 2.0),
+            clear_bias: normal.inverse_cdf(1.0 - clear / 2.0),
             hold_ms,
         }
     }
@@ -251,8 +277,9 @@ pub struct FilterState {
     pub x: Array1<f64>,
     pub p: Array2<f64>,
     pub observations: Box<[ObservationState]>,
-    /// Normalised innovations squared of the last readings (a ring of the
-    /// anomaly window's length), with the sensor each came from.
+    /// Normalised innovations (`residual / its standard deviation`) of the
+    /// last readings (a ring of the anomaly window's length), with the
+    /// observation each came from; squared, they are the NIS.
     pub nis: Box<[(f64, u16)]>,
     /// Next slot of the ring, and how many are filled.
     pub nis_next: u32,
@@ -325,6 +352,8 @@ pub struct FilterRecord {
     pub p: Vec<f64>,
     /// Per observation: event time, residual, its variance.
     pub observations: Vec<(i64, f64, f64)>,
+    /// The anomaly window: normalised innovations (signed) and their
+    /// observation.
     pub nis: Vec<(f64, u16)>,
     pub nis_next: u32,
     pub nis_filled: u32,
@@ -482,7 +511,7 @@ impl FilterState {
             return Step::Updated;
         }
         let slot = self.nis_next as usize;
-        self.nis[slot] = (residual * residual / var, k);
+        self.nis[slot] = (residual / var.sqrt(), k);
         self.nis_next = ((slot + 1) % self.nis.len()) as u32;
         self.nis_filled = (self.nis_filled + 1).min(self.nis.len() as u32);
         Step::Updated
@@ -599,7 +628,29 @@ impl FilterState {
         if !self.window_full() {
             return f64::NAN;
         }
-        self.nis[..self.nis_filled as usize].iter().map(|(v, _)| v).sum()
+        self.nis[..self.nis_filled as usize].iter().map(|(z, _)| z * z).sum()
+    }
+
+    /// The bias test: per observation, the window's normalised innovations
+    /// summed over the square root of their count (a standard normal while
+    /// the model fits); the largest in magnitude (`NaN` until the window is
+    /// full).
+    pub fn bias_z(&self) -> f64 {
+        if !self.window_full() {
+            return f64::NAN;
+        }
+        let mut worst = 0.0f64;
+        for k in 0..self.observations.len() as u16 {
+            let (sum, n) = self
+                .nis
+                .iter()
+                .filter(|(_, o)| *o == k)
+                .fold((0.0, 0u32), |(s, n), (z, _)| (s + z, n + 1));
+            if n > 0 {
+                worst = worst.max(sum.abs() / f64::from(n).sqrt());
+            }
+        }
+        worst
     }
 
     /// Observation `k`'s part of [`FilterState::nis_sum`].
@@ -607,7 +658,7 @@ impl FilterState {
         if !self.window_full() {
             return f64::NAN;
         }
-        self.nis.iter().filter(|(_, o)| *o == k).map(|(v, _)| v).sum()
+        self.nis.iter().filter(|(_, o)| *o == k).map(|(z, _)| z * z).sum()
     }
 
     /// The estimate as a twin update shows it.

@@ -61,7 +61,8 @@ fn a_level_follows_hand_computed_steps() {
     assert_close("residual2", f.observations[0].residual, 3.0);
     // The first reading (one state) is the start: only the second is tested;
     // the window (4) is not full, so there is no sum yet.
-    assert_eq!((f.nis_filled, f.nis[0]), (1, (9.0 / 2.0, 0)));
+    // The ring holds the normalised innovation, y / sqrt(s).
+    assert_eq!((f.nis_filled, f.nis[0]), (1, (3.0 / 2f64.sqrt(), 0)));
     assert!(f.nis_sum().is_nan());
 }
 
@@ -226,15 +227,20 @@ fn the_presets_equal_their_matrix_form() {
 }
 
 #[test]
-fn the_anomaly_bounds_are_the_chi_square_quantiles() {
-    // chi2(1): the 0.5% and 99.5% quantiles.
-    let a = AnomalyDef::new(1, 0.01, 0);
+fn the_anomaly_bounds_are_the_chi_square_and_normal_quantiles() {
+    // Two tests, each at half the rate. chi2(1) at 1% each: the 0.5% and
+    // 99.5% quantiles; the normal's two-sided 1% bound, 2.5758.
+    let a = AnomalyDef::new(1, 0.02, 0);
     assert!((a.low - 3.927e-5).abs() < 1e-7, "{}", a.low);
     assert!((a.high - 7.879).abs() < 1e-3, "{}", a.high);
-    // chi2(10) at 0.1%: the 0.05% and 99.95% quantiles, 1.265 and 31.42.
-    let a = AnomalyDef::new(10, 0.001, 0);
+    assert!((a.bias_high - 2.5758).abs() < 1e-4, "{}", a.bias_high);
+    // chi2(10) at 0.1% each: the 0.05% and 99.95% quantiles, 1.265 and 31.42.
+    let a = AnomalyDef::new(10, 0.002, 0);
     assert!((a.low - 1.265).abs() < 1e-3, "{}", a.low);
     assert!((a.high - 31.420).abs() < 1e-3, "{}", a.high);
+    assert!((a.bias_high - 3.2905).abs() < 1e-4, "{}", a.bias_high);
+    // Hysteresis: the clear bounds are inside the raise bounds.
+    assert!(a.low < a.clear_low && a.clear_high < a.high && a.clear_bias < a.bias_high);
 }
 
 fn symmetric_psd(p: &Array2<f64>) -> Result<(), String> {

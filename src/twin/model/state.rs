@@ -246,6 +246,7 @@ impl TwinState {
                 .flatten()
                 .map_or(f64::NAN, |k| f.observations[k as usize].residual),
             ModelSlot::Nis => f.nis_sum(),
+            ModelSlot::Bias => f.bias_z(),
             ModelSlot::NisPart { sensor } => fm
                 .by_sensor
                 .get(sensor as usize)
