@@ -451,3 +451,85 @@ assets: [{ id: "tank-*", type: tank }]
         assert!(written.contains(&key), "{u}");
     }
 }
+
+#[test]
+fn derived_sensors_are_computed_by_the_twin_and_never_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_000_000i64;
+    let mut text = String::new();
+    let mut line = |sensor: &str, ts: i64, value: f64| {
+        text.push_str(&format!(
+            "{{\"asset\":\"pump-1\",\"sensor\":\"{sensor}\",\"ts\":{ts},\"value\":{value}}}\n"
+        ));
+    };
+    line("head", t0, 4.0);
+    line("power", t0, 36.0);
+    line("flow", t0, 10.0);
+    line("power", t0 + 10_000, 36.0);
+    line("flow", t0 + 10_000, 20.0);
+    // A source cannot report what the twin computes.
+    line("efficiency", t0 + 10_000, 99.0);
+    let data = dir.path().join("pumps.jsonl");
+    std::fs::write(&data, text).unwrap();
+    let (updates, dead) = (dir.path().join("updates.jsonl"), dir.path().join("dead.jsonl"));
+    let topo = Topo::new("derived")
+        .model(
+            r#"asset_types:
+  pump:
+    sensors:
+      flow: { unit: m3/h }
+      head: { unit: m }
+      power: { unit: kW }
+      efficiency: { unit: "1", expr: "flow * head / power" }
+      energy: { unit: kWh, integral: power, per: 1h }
+      surge: { unit: m3/h/s, rate: flow }
+assets: [{ id: pump-1, type: pump }]
+"#,
+        )
+        .file_source("pumps", &data)
+        .file_sink("updates", &updates, "twin_updates")
+        .file_sink("dead", &dead, "dead_letters")
+        .write(&dir.path().join("pumps.yaml"));
+    let mut run = spawn(
+        twinstream()
+            .arg("run")
+            .arg(&topo)
+            .arg("--state-dir")
+            .arg(dir.path().join("state")),
+    );
+    let base = run.http_base();
+    let twin = poll_until(Duration::from_secs(60), || {
+        let v: serde_json::Value = ureq::get(&format!("{base}/twins/pump-1?fresh=true"))
+            .call()
+            .ok()?
+            .into_json()
+            .ok()?;
+        (v["sensors"]["surge"]["value"].is_number()).then_some(v)
+    })
+    .expect("the derived sensors have values within a minute");
+    stop_cleanly(run);
+    let s = &twin["sensors"];
+    // 20 * 4 / 36; 36 kW for 10 s = 0.1 kWh; (20 - 10) / 10 s.
+    assert!(
+        (s["efficiency"]["value"].as_f64().unwrap() - 80.0 / 36.0).abs() < 1e-9,
+        "{s}"
+    );
+    assert!((s["energy"]["value"].as_f64().unwrap() - 0.1).abs() < 1e-9, "{s}");
+    assert_eq!(s["surge"]["value"], 1.0, "{s}");
+    assert_eq!(s["surge"]["ts"], t0 + 10_000, "{s}");
+    let updated: Vec<String> = jsonl(&updates)
+        .iter()
+        .flat_map(|u| u["sensors"].as_object().unwrap().keys().cloned().collect::<Vec<_>>())
+        .collect();
+    for name in ["efficiency", "energy", "surge"] {
+        assert!(updated.iter().any(|n| n == name), "{name} in twin updates: {updated:?}");
+    }
+    let dead = jsonl(&dead);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["reason"], "unknown_sensor", "{}", dead[0]);
+    assert_eq!(
+        dead[0]["message"], "sensor `efficiency` is derived: the twin computes it, no source reports it",
+        "{}",
+        dead[0]
+    );
+}

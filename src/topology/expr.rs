@@ -120,6 +120,17 @@ pub enum Cond<S> {
 }
 
 impl<S: Copy> Num<S> {
+    /// The same expression over other slots.
+    pub fn map<T>(&self, f: &mut impl FnMut(S) -> T) -> Num<T> {
+        match self {
+            Num::Const(v) => Num::Const(*v),
+            Num::Var(s) => Num::Var(f(*s)),
+            Num::Neg(a) => Num::Neg(Box::new(a.map(f))),
+            Num::Arith(op, a, b) => Num::Arith(*op, Box::new(a.map(f)), Box::new(b.map(f))),
+            Num::Call(func, args) => Num::Call(*func, args.iter().map(|a| a.map(f)).collect()),
+        }
+    }
+
     #[inline]
     pub fn eval<E: Env<S>>(&self, env: &E) -> f64 {
         match self {
@@ -157,7 +168,7 @@ impl<S: Copy> Num<S> {
         }
     }
 
-    fn visit_slots(&self, f: &mut impl FnMut(S)) {
+    pub fn visit_slots(&self, f: &mut impl FnMut(S)) {
         match self {
             Num::Const(_) => {}
             Num::Var(s) => f(*s),
@@ -207,6 +218,29 @@ impl<S: Copy> Cond<S> {
             }
             Cond::Not(a) => a.visit_slots(f),
         }
+    }
+}
+
+/// Parses and resolves a numeric expression (a derived sensor's `expr`).
+pub fn compile_number<R: Resolver>(text: &str, resolver: &R) -> Result<Num<R::Slot>, Vec<ExprError>> {
+    let tokens = lex(text).map_err(|e| vec![e])?;
+    let mut p = Parser {
+        tokens,
+        at: 0,
+        end: text.chars().count(),
+    };
+    let ast = p.expr().map_err(|e| vec![e])?;
+    if let Some(t) = p.peek() {
+        return Err(vec![ExprError {
+            offset: t.offset,
+            message: format!("unexpected {} after the end of the expression", t.kind),
+        }]);
+    }
+    let mut errors = Vec::new();
+    let num = to_num(&ast, resolver, &mut errors);
+    match num {
+        Some(n) if errors.is_empty() => Ok(n),
+        _ => Err(errors),
     }
 }
 

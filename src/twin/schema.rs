@@ -80,6 +80,12 @@ pub struct TypeModel {
     pub digest: bool,
     /// The type's state-space model, compiled for its Kalman filter.
     pub filter: Option<super::model::FilterModel>,
+    /// Derived sensors (`expr`, `integral`, `rate`).
+    pub derived: Vec<super::model::DerivedDef>,
+    /// sensor -> derived sensors its readings trigger.
+    pub derived_by_sensor: Vec<Vec<u16>>,
+    /// Derived sensors that keep state between readings (`integral`, `rate`).
+    pub n_derived_state: usize,
     /// The names twin records of this type index, and their id.
     pub schema: super::record::Schema,
     pub schema_id: u64,
@@ -641,6 +647,12 @@ impl TypeModel {
                 }
             }
         }
+        let observed: Vec<usize> = ty
+            .model
+            .iter()
+            .flat_map(|m| m.observe.iter().map(|o| o.sensor))
+            .collect();
+        let (derived, derived_by_sensor, n_derived_state) = super::model::derived_sensors(ty, &observed);
         let mut m = TypeModel {
             index: t,
             name: ty.name.as_str().into(),
@@ -678,6 +690,9 @@ impl TypeModel {
             keeps_spread: false,
             digest,
             filter,
+            derived,
+            derived_by_sensor,
+            n_derived_state,
             schema: super::record::Schema::default(),
             schema_id: 0,
         };
@@ -708,6 +723,7 @@ impl TypeModel {
             || !self.related.is_empty()
             || !self.commands.is_empty()
             || self.filter.is_some()
+            || self.n_derived_state > 0
     }
 
     /// Index in the twin's per-source table of `source`'s reading of
@@ -781,19 +797,9 @@ fn push_unique(v: &mut Vec<u16>, x: u16) {
 }
 
 fn map_cond(c: &Cond<Slot>, f: &mut impl FnMut(Slot) -> LocalSlot) -> Cond<LocalSlot> {
-    use crate::topology::expr::Num;
-    fn num(n: &Num<Slot>, f: &mut impl FnMut(Slot) -> LocalSlot) -> Num<LocalSlot> {
-        match n {
-            Num::Const(v) => Num::Const(*v),
-            Num::Var(s) => Num::Var(f(*s)),
-            Num::Neg(a) => Num::Neg(Box::new(num(a, f))),
-            Num::Arith(op, a, b) => Num::Arith(*op, Box::new(num(a, f)), Box::new(num(b, f))),
-            Num::Call(func, args) => Num::Call(*func, args.iter().map(|a| num(a, f)).collect()),
-        }
-    }
     match c {
         Cond::Const(b) => Cond::Const(*b),
-        Cond::Cmp(op, a, b) => Cond::Cmp(*op, num(a, f), num(b, f)),
+        Cond::Cmp(op, a, b) => Cond::Cmp(*op, a.map(f), b.map(f)),
         Cond::And(a, b) => Cond::And(Box::new(map_cond(a, f)), Box::new(map_cond(b, f))),
         Cond::Or(a, b) => Cond::Or(Box::new(map_cond(a, f)), Box::new(map_cond(b, f))),
         Cond::Not(a) => Cond::Not(Box::new(map_cond(a, f))),

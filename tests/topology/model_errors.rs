@@ -413,4 +413,33 @@ sources:
             "t.yaml:15:85: source `b`.model: unknown field `truthh` (did you mean `truth`?)",
         ],
     },
+    Case {
+        name: "derived sensors: two kinds, per without integral, fields no source gives, names declared after or unknown, a bad expression, a model observing one",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors:
+      flow: { unit: m3/h, noise: 0.1 }
+      a: { unit: x, expr: "flow * 2", rate: flow }
+      b: { unit: x, rate: flow, per: 1h, range: [0, 1] }
+      c: { unit: x, integral: power }
+      d: { unit: x, expr: "later + flow.stale + nope" }
+      e: { unit: x, expr: "flow +" }
+      later: { unit: x, rate: flow }
+    model: { preset: level, sensor: later, q: 0.01, r: 1 }
+assets: [{ id: p-1, type: pump }]
+sources: [{ name: in, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]
+"#,
+        want: &[
+            "t.yaml:5:45: sensor `a`: a derived sensor has one of `expr`, `integral` or `rate`",
+            "t.yaml:6:38: sensor `b`.per: only an `integral` has a time unit",
+            "t.yaml:6:49: sensor `b`: `range` does not apply to a derived sensor (no source reports it)",
+            "t.yaml:7:31: asset type `pump`: sensor `c`.integral: no sensor `power`",
+            "t.yaml:8:28: asset type `pump`: sensor `d`.expr: `later` is declared after this sensor; a derived sensor reads sensors declared before it",
+            "t.yaml:8:41: asset type `pump`: sensor `d`.expr: `flow.stale`: a derived sensor reads `flow` (its value)",
+            "t.yaml:8:49: asset type `pump`: sensor `d`.expr: unknown name `nope`: a derived sensor reads the sensors declared before it and the model's `est`, `residual` and `nis`",
+            "t.yaml:9:34: asset type `pump`: sensor `e`.expr: expected a value, found the end of the expression",
+            "t.yaml:11:12: asset type `pump`: the model observes `later`, a derived sensor; a model observes measured sensors",
+        ],
+    },
 ];

@@ -156,6 +156,8 @@ struct TypeTable {
     wide: Vec<Option<u16>>,
     /// Per sensor: this source is not among the sensor's declared sources.
     foreign: Vec<bool>,
+    /// Per sensor: the twin computes it (`expr`, `integral`, `rate`).
+    derived: Vec<bool>,
 }
 
 impl TypeTable {
@@ -242,6 +244,7 @@ impl Decoder {
                     .iter()
                     .map(|s| !s.sources.is_empty() && !s.sources.iter().any(|x| x.source == source as usize))
                     .collect(),
+                derived: t.sensors.iter().map(|s| s.derive.is_some()).collect(),
             })
             .collect();
         Decoder {
@@ -440,6 +443,15 @@ impl Decoder {
         let ty = self.assets.entry_type[out.groups[group].entry as usize] as usize;
         let table = &self.types[ty];
         let push = |sensor: u16, raw: f64, out: &mut DecodedChunk| -> Result<(), (DeadReason, String)> {
+            if table.derived[sensor as usize] {
+                return Err((
+                    DeadReason::UnknownSensor,
+                    format!(
+                        "sensor `{}` is derived: the twin computes it, no source reports it",
+                        table.sensors[sensor as usize]
+                    ),
+                ));
+            }
             if table.foreign[sensor as usize] {
                 return Err((
                     DeadReason::UnknownSource,

@@ -48,6 +48,8 @@ struct SensorSim {
     next_due: i64,
     silent_until: i64,
     spike_left: u32,
+    /// The twin computes it: never simulated.
+    derived: bool,
 }
 
 struct AssetSim {
@@ -146,6 +148,7 @@ impl Simulator {
                             next_due: start + rng.i64(0..every),
                             silent_until: 0,
                             spike_left: 0,
+                            derived: s.derive.is_some(),
                         }
                     })
                     .collect();
@@ -201,7 +204,7 @@ impl Simulator {
         for a in &mut self.assets {
             let mut events = Vec::new();
             for (si, s) in a.sensors.iter_mut().enumerate() {
-                if !self.spec.sensors.is_empty() && !self.spec.sensors.contains(&si) {
+                if s.derived || (!self.spec.sensors.is_empty() && !self.spec.sensors.contains(&si)) {
                     continue;
                 }
                 if let (Some(mode), Some(_)) = (&mut self.model, &a.model) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use marked_yaml::Node;
 
+use super::derived::Pending;
 use super::model::Owner;
 use super::names::{is_identifier, is_name, Naming};
 use super::{hint, Cx};
@@ -69,9 +70,9 @@ impl<'t> Cx<'t> {
             let Some(f) = Fields::new(def, &what, FIELDS, &mut self.diags) else {
                 continue;
             };
-            let mut sensors = Vec::new();
+            let (mut sensors, mut derived) = (Vec::new(), Vec::new());
             if let Some(sn) = f.require("sensors", &mut self.diags) {
-                sensors = self.sensors(sn, &what);
+                (sensors, derived) = self.sensors(sn, &what);
             }
             let commands = match f.get("commands") {
                 Some(c) => self.commands(c, &what, &sensors),
@@ -108,7 +109,7 @@ impl<'t> Cx<'t> {
             if let Some(rel) = f.get("relations") {
                 pending_relations.push((out.len(), rel));
             }
-            out.push(AssetType {
+            let mut ty = AssetType {
                 name,
                 pos: kpos,
                 sensors,
@@ -117,7 +118,10 @@ impl<'t> Cx<'t> {
                 idle_timeout,
                 commands,
                 model,
-            });
+            };
+            let rejected = self.rejected_models.contains(&out.len());
+            self.link_derived(&mut ty, derived, rejected);
+            out.push(ty);
         }
         for (idx, rel) in pending_relations {
             let what = format!("asset type `{}`.relations", out[idx].name);
@@ -236,18 +240,21 @@ impl<'t> Cx<'t> {
         out
     }
 
-    fn sensors(&mut self, node: &Node, what: &str) -> Vec<SensorSpec> {
+    /// The sensors, and the derivations of the derived ones (by index), to
+    /// resolve once the type's model is read.
+    fn sensors(&mut self, node: &Node, what: &str) -> (Vec<SensorSpec>, Vec<(usize, Pending)>) {
         let Some(map) = node.as_mapping() else {
             self.err(
                 pos(node),
                 format!("{what}.sensors: expected a mapping of sensor name to definition, like `temperature: {{unit: degC}}`"),
             );
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         if map.is_empty() {
             self.err(pos(node), format!("{what}.sensors: declare at least one sensor"));
         }
         let mut out = Vec::new();
+        let mut pending = Vec::new();
         for (key, def) in map.iter() {
             let name = spanned_scalar(key);
             self.check_name(&name, what, &SENSOR, None);
@@ -264,10 +271,17 @@ impl<'t> Cx<'t> {
                 "resolve",
                 "tolerance",
                 "clear_tolerance",
+                "expr",
+                "integral",
+                "rate",
+                "per",
             ];
             let Some(f) = Fields::new(def, &swhat, FIELDS, &mut self.diags) else {
                 continue;
             };
+            if let Some(p) = self.derivation(&f, &swhat) {
+                pending.push((out.len(), p));
+            }
             let unit = f
                 .str("unit", true, &mut self.diags)
                 .map(|u| u.value)
@@ -390,9 +404,10 @@ impl<'t> Cx<'t> {
                 // Hysteresis: sources flapping around the tolerance do not
                 // raise and clear the alert on every reading.
                 clear_tolerance: clear_tolerance.map_or(tolerance.unwrap_or(0.0) * 0.8, |c| c.value),
+                derive: None,
             });
         }
-        out
+        (out, pending)
     }
 
     /// A sensor's `sources`: a mapping of source name to `{trust, kind}`

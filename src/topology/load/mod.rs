@@ -25,6 +25,7 @@
 mod asset_types;
 mod assets;
 mod connections;
+mod derived;
 mod joins;
 mod model;
 mod model_math;

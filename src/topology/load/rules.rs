@@ -165,7 +165,7 @@ impl<'t> Cx<'t> {
 
     /// The position of the first character of a single-line scalar's content
     /// (after an opening quote), or `None` when the scalar spans lines.
-    fn expression_start(&self, p: Pos, text: &str) -> Option<Pos> {
+    pub(super) fn expression_start(&self, p: Pos, text: &str) -> Option<Pos> {
         let line = self.lines.get(p.line.checked_sub(1)?)?;
         let rest: String = line.chars().skip(p.col.checked_sub(1)?).collect();
         let (quote, body) = match rest.chars().next() {
@@ -369,13 +369,13 @@ impl TypeResolver<'_> {
 }
 
 /// The rule names that read an asset type's model.
-const MODEL_NAMES: [&str; 3] = ["est", "residual", "nis"];
+pub(super) const MODEL_NAMES: [&str; 3] = ["est", "residual", "nis"];
 
 /// Resolves a rule name that starts with `est`, `residual` or `nis` for the
 /// asset type `ty`: `est.<state>`, `est.<state>.std`, `residual.<sensor>`
 /// (a sensor the model observes) and `nis` (needs the model's `anomaly:`,
 /// whose window it sums over).
-fn resolve_model_name(ty: &AssetType, path: &[&str]) -> Result<Slot, Unresolved> {
+pub(super) fn resolve_model_name(ty: &AssetType, path: &[&str]) -> Result<Slot, Unresolved> {
     let first = path[0];
     let Some(model) = &ty.model else {
         return Err(format!(

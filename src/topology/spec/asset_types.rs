@@ -76,6 +76,21 @@ pub struct SensorSpec {
     /// alert, cleared once they agree within `clear_tolerance`.
     pub tolerance: Option<f64>,
     pub clear_tolerance: f64,
+    /// A derived sensor: computed by the twin, never reported by a source.
+    pub derive: Option<Derive>,
+}
+
+/// How a derived sensor is computed from the twin's other values (sensors
+/// declared before it, and the model's estimates).
+#[derive(Debug, Clone)]
+pub enum Derive {
+    /// `expr:`, recomputed whenever a value it reads changes.
+    Expr(crate::topology::expr::Num<super::Slot>),
+    /// `integral:` of a sensor over event time, per `per` (each reading's
+    /// value held until the next).
+    Integral { sensor: usize, per: Duration },
+    /// `rate:` of change of a sensor per second, between its readings.
+    Rate { sensor: usize },
 }
 
 /// One source of a multi-source sensor.

@@ -33,6 +33,9 @@
 //!   ([`Relayed`]).
 //! * `timers.rs` - what processing time drives: staleness, `offline`, the
 //!   idle timeout ([`next_deadline`], [`Input::Tick`]).
+//! * `derived.rs` - derived sensors (`expr`, `integral`, `rate`), applied
+//!   as readings of their own.
+//! * `filter.rs` - the Kalman filter of the type's model.
 //! * `rules.rs` - rule evaluation (`for:`, `clear_when`), the alert lifecycle
 //!   ([`AlertState`]) and the commands rules send.
 
@@ -56,6 +59,7 @@ macro_rules! ext_mut {
     };
 }
 
+mod derived;
 mod filter;
 mod joins;
 mod rules;
@@ -64,6 +68,7 @@ mod state;
 mod timers;
 mod windows;
 
+pub use derived::{build as derived_sensors, DerivedDef, DerivedKind, DerivedState};
 pub use filter::{
     anomaly_rule, expm, AnomalyDef, Dynamics, FilterModel, FilterRecord, FilterState, ModelUpdate, ObservationDef,
     ObservationState, ObservedUpdate, Step,
@@ -229,21 +234,33 @@ fn apply_input(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i
             let track = m.emit.has(OutputKind::TwinUpdates);
             let mut changed: Vec<(u16, SensorUpdate)> = Vec::new();
             let updates_before = state.filter().map_or(0, |f| f.updates);
+            let mut applied = Vec::new();
             for e in events {
                 let quality = state.sensors[e.sensor as usize].quality;
                 let became_latest = on_event(m, state, e, now_ms, out);
-                // A reading may change the quality without the value (a
-                // discrepancy between sources, a stale sensor reporting).
-                if track && (became_latest || state.sensors[e.sensor as usize].quality != quality) {
-                    let s = e.sensor as usize;
-                    let update = SensorUpdate {
-                        latest: state.sensors[s].latest(),
-                        quality: state.sensors[s].quality,
-                        estimate: state.believed(m, s).unwrap_or(f64::NAN),
-                    };
-                    match changed.iter_mut().find(|(s, _)| *s == e.sensor) {
-                        Some(c) => c.1 = update,
-                        None => changed.push((e.sensor, update)),
+                if track {
+                    applied.push((e.sensor, quality, became_latest));
+                }
+                if !m.derived_by_sensor[e.sensor as usize].is_empty() {
+                    derived::follow(m, state, e, became_latest, now_ms, out, &mut applied);
+                    if !track {
+                        applied.clear();
+                    }
+                }
+                for (sensor, quality, became_latest) in applied.drain(..) {
+                    // A reading may change the quality without the value (a
+                    // discrepancy between sources, a stale sensor reporting).
+                    let s = sensor as usize;
+                    if became_latest || state.sensors[s].quality != quality {
+                        let update = SensorUpdate {
+                            latest: state.sensors[s].latest(),
+                            quality: state.sensors[s].quality,
+                            estimate: state.believed(m, s).unwrap_or(f64::NAN),
+                        };
+                        match changed.iter_mut().find(|(c, _)| *c == sensor) {
+                            Some(c) => c.1 = update,
+                            None => changed.push((sensor, update)),
+                        }
                     }
                 }
             }

@@ -48,7 +48,7 @@ impl Default for AlertState {
     }
 }
 
-struct TwinEnv<'a>(&'a TypeModel, &'a TwinState);
+pub(super) struct TwinEnv<'a>(pub &'a TypeModel, pub &'a TwinState);
 
 impl Env<LocalSlot> for TwinEnv<'_> {
     #[inline]

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::derived::DerivedState;
 use super::filter::FilterState;
 use super::{
     Acc, AlertState, ClosedDigest, Estimate, JoinPair, Latest, OpenWindow, Quality, SensorState, SourceReading, NO_TS,
@@ -94,6 +95,8 @@ pub struct TwinExt {
     pub commands: Option<Box<Commands>>,
     /// The Kalman filter of the type's model, when it declares one.
     pub filter: Option<Box<FilterState>>,
+    /// What the derived `integral` and `rate` sensors keep between readings.
+    pub derived: Box<[DerivedState]>,
 }
 
 impl Clone for TwinState {
@@ -161,6 +164,7 @@ impl TwinState {
                     a.digest.clone_from(&b.digest);
                 }
                 a.commands.clone_from(&b.commands);
+                a.derived.clone_from(&b.derived);
                 match (&mut a.filter, &b.filter) {
                     (Some(fa), Some(fb)) => fa.copy_from(fb),
                     (fa, fb) => fa.clone_from(fb),
@@ -193,6 +197,7 @@ impl TwinState {
                     digest: Vec::new(),
                     commands: (!m.commands.is_empty()).then(|| Box::new(Commands::new(m))),
                     filter: m.filter.as_ref().map(|f| Box::new(FilterState::new(f))),
+                    derived: vec![DerivedState::NONE; m.n_derived_state].into_boxed_slice(),
                 })
             }),
         }

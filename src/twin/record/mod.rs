@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{AlertState, FilterRecord, Latest, Quality, TwinState, TwinStats, NO_TS};
+use super::model::{AlertState, DerivedKind, DerivedState, FilterRecord, Latest, Quality, TwinState, TwinStats, NO_TS};
 use super::schema::TypeModel;
 use crate::store::envelope::{self, EnvelopeError};
 
@@ -74,6 +74,17 @@ pub struct TwinRecord {
     /// The model's filter (format 5), after the commands.
     #[serde(skip)]
     pub filter: Option<FilterRecord>,
+    /// What derived `integral` and `rate` sensors keep (format 5, after the
+    /// filter; absent from the first format 5 records, which had none).
+    #[serde(skip)]
+    pub derived: Vec<DerivedRecord>,
+}
+
+/// A derived sensor's state, by the sensor's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DerivedRecord {
+    pub sensor: String,
+    pub state: DerivedState,
 }
 
 impl TwinRecord {
@@ -207,6 +218,21 @@ impl TwinRecord {
                 .zip(st.filter())
                 .filter(|(_, f)| f.t != NO_TS)
                 .map(|(fm, f)| FilterRecord::of(fm, f)),
+            derived: m
+                .derived
+                .iter()
+                .filter_map(|d| match d.kind {
+                    DerivedKind::Integral { state, .. } | DerivedKind::Rate { state, .. } => {
+                        let x = st.ext.as_deref()?;
+                        Some(DerivedRecord {
+                            sensor: m.sensors[d.sensor as usize].to_string(),
+                            state: x.derived[state as usize],
+                        })
+                    }
+                    DerivedKind::Expr { .. } => None,
+                })
+                .filter(|r| r.state.ts != NO_TS)
+                .collect(),
         }
     }
 
@@ -358,6 +384,7 @@ mod v2 {
                 stats: self.stats,
                 commands: CommandsRecord::default(),
                 filter: None,
+                derived: Vec::new(),
             }
         }
     }
@@ -382,6 +409,7 @@ pub fn encode_into(m: &TypeModel, st: &TwinState, buf: &mut Vec<u8>) {
     bincode::serde::encode_into_std_write(&rec, buf, config()).expect("writing to a Vec cannot fail");
     bincode::serde::encode_into_std_write(&rec.commands, buf, config()).expect("writing to a Vec cannot fail");
     bincode::serde::encode_into_std_write(&rec.filter, buf, config()).expect("writing to a Vec cannot fail");
+    bincode::serde::encode_into_std_write(&rec.derived, buf, config()).expect("writing to a Vec cannot fail");
 }
 
 /// Decodes a twin envelope; an unknown format version is an error, never a
@@ -410,9 +438,15 @@ pub fn decode(bytes: &[u8]) -> Result<TwinRecord, EnvelopeError> {
         bincode::serde::decode_from_slice::<CommandsRecord, _>(&payload[n..], config()).map_err(corrupt)?;
     rec.commands = commands;
     if format >= 5 {
-        let (filter, _) = bincode::serde::decode_from_slice::<Option<FilterRecord>, _>(&payload[n + k..], config())
+        let (filter, f) = bincode::serde::decode_from_slice::<Option<FilterRecord>, _>(&payload[n + k..], config())
             .map_err(corrupt)?;
         rec.filter = filter;
+        let rest = &payload[n + k + f..];
+        if !rest.is_empty() {
+            let (derived, _) =
+                bincode::serde::decode_from_slice::<Vec<DerivedRecord>, _>(rest, config()).map_err(corrupt)?;
+            rec.derived = derived;
+        }
     }
     Ok(rec)
 }

@@ -4,7 +4,9 @@
 
 use super::{Schema, TwinRecord};
 use crate::twin::commands::Command;
-use crate::twin::model::{Estimate, JoinPair, Latest, OpenWindow, SensorState, SourceReading, TwinState, NO_TS};
+use crate::twin::model::{
+    DerivedKind, Estimate, JoinPair, Latest, OpenWindow, SensorState, SourceReading, TwinState, NO_TS,
+};
 use crate::twin::schema::TypeModel;
 
 /// What was dropped while restoring a record into the current model.
@@ -191,6 +193,23 @@ impl TwinRecord {
                 _ => notes
                     .dropped
                     .push("the model's estimate (the model changed: its filter starts again)".into()),
+            }
+        }
+        for r in &self.derived {
+            let state = m.derived.iter().find_map(|d| match d.kind {
+                DerivedKind::Integral { state, .. } | DerivedKind::Rate { state, .. }
+                    if *m.sensors[d.sensor as usize] == *r.sensor =>
+                {
+                    Some(state)
+                }
+                _ => None,
+            });
+            match (ext.as_deref_mut(), state) {
+                (Some(x), Some(i)) => x.derived[i as usize] = r.state,
+                _ => notes.dropped.push(format!(
+                    "derived sensor `{}` (no longer an integral or a rate)",
+                    r.sensor
+                )),
             }
         }
         st.ext = ext;
