@@ -59,12 +59,18 @@ struct Args {
     /// Seconds of load before latencies count (twins are created and
     /// checkpointed for the first time then).
     warmup: f64,
+    /// The request path, `{id}` replaced by a twin id (default
+    /// `/twins/{id}`; e.g. `/twins/{id}/forecast?horizon=10m&step=10s`).
+    path: String,
+    /// POST this JSON body instead of a GET (e.g. a what-if).
+    body: Option<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench http -- --data FILE [--topology T] [--rps 2000] [--connections 16] \
-         [--ids 1000] [--seed 7] [--warmup 2] [--rate EVENTS_PER_S [--only-paced]]"
+         [--ids 1000] [--seed 7] [--warmup 2] [--rate EVENTS_PER_S [--only-paced]] \
+         [--path '/twins/{{id}}/forecast?horizon=10m&step=10s'] [--post JSON]"
     );
     std::process::exit(2)
 }
@@ -80,6 +86,8 @@ fn parse_args() -> Args {
         rate: None,
         only_paced: false,
         warmup: 2.0,
+        path: "/twins/{id}".into(),
+        body: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -94,6 +102,8 @@ fn parse_args() -> Args {
             "--rate" => a.rate = Some(value().parse().unwrap_or_else(|_| usage())),
             "--only-paced" => a.only_paced = true,
             "--warmup" => a.warmup = value().parse().unwrap_or_else(|_| usage()),
+            "--path" => a.path = value(),
+            "--post" => a.body = Some(value()),
             // `cargo bench` passes this to every bench target.
             "--bench" => {}
             "--help" | "-h" => usage(),
@@ -146,8 +156,19 @@ fn free_port() -> u16 {
 
 /// One keep-alive HTTP/1.1 GET; returns the status.
 fn get(conn: &mut BufReader<TcpStream>, path: &str) -> std::io::Result<u16> {
-    conn.get_mut()
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())?;
+    request(conn, path, None)
+}
+
+/// One keep-alive HTTP/1.1 request: a GET, or a POST of a JSON `body`.
+fn request(conn: &mut BufReader<TcpStream>, path: &str, body: Option<&str>) -> std::io::Result<u16> {
+    let head = match body {
+        None => format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n"),
+        Some(b) => format!(
+            "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ),
+    };
+    conn.get_mut().write_all(head.as_bytes())?;
     let mut status = 0;
     let mut length = 0usize;
     let mut line = String::new();
@@ -224,7 +245,7 @@ fn load(a: &Args, port: u16, ids: &[String], stop: &AtomicBool) -> Load {
                             std::thread::sleep(wait);
                         }
                         let id = &ids[rng.usize(..ids.len())];
-                        match get(&mut conn, &format!("/twins/{id}")) {
+                        match request(&mut conn, &a.path.replace("{id}", id), a.body.as_deref()) {
                             Ok(200) if due >= counted => {
                                 ok += 1;
                                 h.saturating_record(due.elapsed().as_micros() as u64);
@@ -354,7 +375,9 @@ fn main() {
     let bin = binary();
     let ids = asset_ids(&a.data, a.ids);
     println!(
-        "# GET /twins/{{id}} at {} req/s over {} connections, {} ids; {}",
+        "# {} {} at {} req/s over {} connections, {} ids; {}",
+        if a.body.is_some() { "POST" } else { "GET" },
+        a.path,
         a.rps,
         a.connections,
         ids.len(),

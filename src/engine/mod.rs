@@ -374,6 +374,7 @@ pub fn run(
         chunks: &chunk_tx,
         jobs: &job_tx,
         progress: &progress,
+        state_dir: &opts.state_dir,
     };
     for (i, file, position) in plans {
         let src = &topo.sources[i];

@@ -34,6 +34,8 @@ pub struct SourceContext<'a> {
     pub jobs: &'a Sender<DecodeJob>,
     /// The byte offset a replayed file has reached (the progress bar).
     pub progress: &'a Arc<AtomicU64>,
+    /// The node's state directory (`{state_dir}` in paths).
+    pub state_dir: &'a std::path::Path,
 }
 
 /// How this run uses one source.
@@ -130,7 +132,7 @@ pub fn build(spec: &SourceSpec, mut run: SourceRun, cx: &SourceContext<'_>) -> R
     let thread = format!("source-{}", spec.name);
     let run: Box<dyn FnOnce() + Send> = match (&spec.kind, run.file.take()) {
         (SourceKind::Simulator(sim), _) => {
-            let sim = Simulator::new(cx.topo, i as u16, sim, cx.index)?;
+            let sim = Simulator::new(cx.topo, i as u16, sim, cx.index, cx.state_dir)?;
             let out = cx.chunks.clone();
             Box::new(move || sim.run(&flow, &out, &stop))
         }

@@ -82,6 +82,18 @@ impl Topology {
                 if let Some(n) = x.noise {
                     notes.push(format!("noise {n}"));
                 }
+                match &x.derive {
+                    Some(Derive::Expr(_)) => notes.push("derived: an expression".into()),
+                    Some(Derive::Integral { sensor, per }) => notes.push(format!(
+                        "derived: the integral of {} per {}",
+                        t.sensors[*sensor].name,
+                        humantime::format_duration(*per)
+                    )),
+                    Some(Derive::Rate { sensor }) => {
+                        notes.push(format!("derived: the rate of {} per second", t.sensors[*sensor].name))
+                    }
+                    None => {}
+                }
                 if !x.sources.is_empty() {
                     let names: Vec<&str> = x.sources.iter().map(|s| s.name.as_str()).collect();
                     let policy = Resolve::ALL
@@ -134,7 +146,26 @@ impl Topology {
                     }
                 ),
                 SourceKind::Simulator(sim) => {
-                    format!("simulator {} x {}{:0w$}..", sim.count, sim.prefix, 0, w = sim.digits)
+                    let model = match &sim.model {
+                        Some(m) if m.faults.is_empty() => ", readings from the model".to_string(),
+                        Some(m) => {
+                            let kinds: Vec<&str> = m.faults.iter().map(|f| f.name()).collect();
+                            format!(
+                                ", readings from the model with {} faults every ~{} for {}",
+                                kinds.join("/"),
+                                humantime::format_duration(m.fault_every),
+                                humantime::format_duration(m.fault_for)
+                            )
+                        }
+                        None => String::new(),
+                    };
+                    format!(
+                        "simulator {} x {}{:0w$}..{model}",
+                        sim.count,
+                        sim.prefix,
+                        0,
+                        w = sim.digits
+                    )
                 }
                 SourceKind::Kafka(k) => format!(
                     "kafka {} {}{}",

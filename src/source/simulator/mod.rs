@@ -85,19 +85,21 @@ pub struct Simulator {
 }
 
 impl Simulator {
+    /// `state_dir` replaces `{state_dir}` in the truth file's path.
     pub fn new(
         topo: &Topology,
         source: u16,
         spec: &SimulatorSpec,
         index: &AssetIndex,
+        state_dir: &std::path::Path,
     ) -> Result<Simulator, SourceError> {
         let mut rng = fastrand::Rng::with_seed(spec.seed);
         let ty = &topo.asset_types[spec.asset_type];
         let start = now_ms();
         let mut model = match (&spec.model, &ty.model) {
             (Some(m), Some(declared)) => {
-                let truth = match &m.truth {
-                    Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| {
+                let truth = match m.truth.as_deref().map(|p| crate::sink::expand_path(p, state_dir)) {
+                    Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| {
                         SourceError::Config {
                             source_name: topo.sources[source as usize].name.clone(),
                             problem: format!("model.truth: cannot create {}: {e}", path.display()),
@@ -282,6 +284,13 @@ impl Simulator {
                 Err(AcquireError::Closed) => break,
             };
             let (groups, n) = self.tick(now_ms());
+            // The truth is readable as it goes (a demo tails it).
+            if let Some(mode) = self.model.as_mut() {
+                if let Some(Err(e)) = mode.truth.as_mut().map(|w| w.flush()) {
+                    tracing::warn!(error = %e, "simulator: writing the true state failed; it is no longer written");
+                    mode.truth = None;
+                }
+            }
             if n > 0 {
                 let mut chunk = DecodedChunk::empty(self.source, seq, 0, 0);
                 chunk.records = n;
