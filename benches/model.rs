@@ -9,6 +9,9 @@
 //!   one twin fed its own event stream in batches of B events.
 //! * `apply/sliding-10s-1s/B`: the same with a 10 s window sliding every 1 s
 //!   (every event lands in 10 windows).
+//! * `apply/tumbling-1s+level-rate/B`: the tumbling case with a 2-state
+//!   model (`level_rate`) filtering vibration; `+matrix-2` the same
+//!   dynamics in matrix form (`A`, `Q`), discretised per step.
 //! * `record/*`: encode a typical twin into its snapshot envelope, decode it,
 //!   and decode + restore it into a `TwinState`. The id carries the size.
 //!
@@ -36,18 +39,19 @@ const PERIOD_MS: i64 = 100;
 const TICKS: i64 = 1600;
 const SPAN_MS: i64 = TICKS * PERIOD_MS;
 
-fn topology_text(windows: &str, rule: &str) -> String {
+fn topology_text(windows: &str, rule: &str, model: &str) -> String {
     format!(
         r#"version: 1
 asset_types:
   pump:
     sensors:
-      vibration:   {{ unit: mm/s }}
+      vibration:   {{ unit: mm/s, noise: 0.5 }}
       temperature: {{ unit: degC }}
       pressure:    {{ unit: bar }}
       current:     {{ unit: A }}
     watermark:
       out_of_orderness: 200ms
+{model}
 assets:
   - id: pump-*
     type: pump
@@ -66,7 +70,12 @@ rules:
 }
 
 fn type_model(windows: &str, rule: &str) -> Arc<TypeModel> {
-    let text = topology_text(windows, rule);
+    with_model(windows, rule, "")
+}
+
+/// The same with `model` under the asset type (e.g. `    model: {...}`).
+fn with_model(windows: &str, rule: &str, model: &str) -> Arc<TypeModel> {
+    let text = topology_text(windows, rule, model);
     let topo = topology::parse(Path::new("bench.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
     let mask = OutputMask::default().with(OutputKind::Alerts);
     Model::build(&topo, mask, true).types[0].clone()
@@ -174,8 +183,25 @@ fn bench_apply(c: &mut Criterion) {
         "  - { name: w10s, type: sliding, size: 10s, slide: 1s }",
         "w10s.vibration.avg > 7.0",
     );
+    // A 2-state model filtering vibration: the closed-form preset, and the
+    // same dynamics as matrices (a matrix exponential per distinct step).
+    let preset = with_model(
+        "  - { name: w1s, type: tumbling, size: 1s }",
+        "w1s.vibration.avg > 7.0",
+        "    model: { preset: level_rate, sensor: vibration, q: 0.01 }",
+    );
+    let matrix = with_model(
+        "  - { name: w1s, type: tumbling, size: 1s }",
+        "w1s.vibration.avg > 7.0",
+        "    model: { states: [level, rate], A: [[0, 1], [0, 0]], observe: { vibration: [1, 0] }, Q: [[0, 0], [0, 0.01]] }",
+    );
     let mut g = c.benchmark_group("apply");
-    for (name, m) in [("tumbling-1s", &tumbling), ("sliding-10s-1s", &sliding)] {
+    for (name, m) in [
+        ("tumbling-1s", &tumbling),
+        ("sliding-10s-1s", &sliding),
+        ("tumbling-1s+level-rate", &preset),
+        ("tumbling-1s+matrix-2", &matrix),
+    ] {
         // sanity: the stream closes windows and raises alerts
         let mut f = Feeder::new(m);
         let mut alerts = 0;

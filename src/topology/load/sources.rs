@@ -262,7 +262,12 @@ impl<'t> Cx<'t> {
         }
         let digits = f.u64("digits", false, d).map_or(5, |c| c.value as usize);
         let every = f.duration("every", false, d).map(|e| e.value);
-        if every.is_none() && types[t].sensors.iter().any(|s| s.expected_every.is_none() && s.derive.is_none()) {
+        if every.is_none()
+            && types[t]
+                .sensors
+                .iter()
+                .any(|s| s.expected_every.is_none() && s.derive.is_none())
+        {
             d.error(
                 f.pos(),
                 format!(

@@ -17,8 +17,8 @@
 //!
 //! Discretising `dx/dt = A x + B u + w` over a step `dt`: the presets have
 //! closed forms; the matrix form takes `F = exp(A dt)`, the input gain and
-//! `Q_d` from one matrix exponential (Van Loan), kept per twin for the last
-//! `dt` (readings mostly arrive at a steady period).
+//! `Q_d` from one matrix exponential (Van Loan), memoised per worker thread
+//! by model and step (readings arrive at a few distinct steps).
 //!
 //! A non-linear model would add a variant to [`Dynamics`] with its own
 //! predict (an extended filter: the Jacobian of f at the estimate in place
@@ -291,26 +291,60 @@ pub struct FilterState {
     /// A what-if copy ([`crate::twin::foresight`]): readings only move the
     /// estimate forward in time, they are not taken in. Never stored.
     pub open_loop: bool,
-    /// The discretisation of the matrix form for the last step.
-    cache: Cache,
 }
 
-/// A pure function of the step: not part of the state's value.
-#[derive(Debug, Clone, Default)]
-struct Cache(Option<Box<Discretised>>);
-
-impl PartialEq for Cache {
-    fn eq(&self, _: &Cache) -> bool {
-        true
-    }
-}
-
+/// The matrix form discretised over one step: `F`, the input gain `G` and
+/// the noise covariance `Q_d`.
 #[derive(Debug, Clone, PartialEq)]
 struct Discretised {
-    dt_ms: i64,
     f: Array2<f64>,
     g: Array2<f64>,
     q: Array2<f64>,
+}
+
+/// A memoised discretisation and the matrices it was made from (checked
+/// on every hit: a hash is not a proof).
+struct Memo {
+    of: (Array2<f64>, Array2<f64>, Array2<f64>),
+    d: std::rc::Rc<Discretised>,
+}
+
+/// Entries a worker thread keeps in [`DISCRETISED`] before starting over.
+const DISCRETISED_MAX: usize = 4096;
+
+thread_local! {
+    /// Discretisations by (model version, step in ms), per worker thread: a
+    /// memo of a pure function (the same step of the same model gives the
+    /// same matrices, bit for bit), so a twin's result never depends on it.
+    /// Readings at a jittered period take a few hundred distinct steps;
+    /// every twin of the type shares them.
+    static DISCRETISED: std::cell::RefCell<std::collections::HashMap<(u64, i64), Memo>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The discretisation of `fm`'s matrix form over `dt_ms`.
+fn discretised(
+    fm: &FilterModel,
+    a: &Array2<f64>,
+    b: &Array2<f64>,
+    q: &Array2<f64>,
+    dt_ms: i64,
+) -> std::rc::Rc<Discretised> {
+    DISCRETISED.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if let Some(m) = memo.get(&(fm.version, dt_ms)) {
+            if m.of.0 == *a && m.of.1 == *b && m.of.2 == *q {
+                return m.d.clone();
+            }
+        }
+        if memo.len() >= DISCRETISED_MAX {
+            memo.clear();
+        }
+        let d = std::rc::Rc::new(discretise(a, b, q, dt_ms as f64 / 1000.0));
+        let of = (a.clone(), b.clone(), q.clone());
+        memo.insert((fm.version, dt_ms), Memo { of, d: d.clone() });
+        d
+    })
 }
 
 /// The model's part of a twin update and of the twin's view: the estimate
@@ -441,7 +475,6 @@ impl FilterState {
             updates: 0,
             out_of_order: 0,
             open_loop: false,
-            cache: Cache::default(),
         }
     }
 
@@ -465,7 +498,6 @@ impl FilterState {
         self.updates = src.updates;
         self.out_of_order = src.out_of_order;
         self.open_loop = src.open_loop;
-        // The cache is a pure function of dt: keeping ours is as good.
     }
 
     /// Takes a reading of sensor `sensor` at event time `ts` into the
@@ -572,11 +604,8 @@ impl FilterState {
                 }
             }
             Dynamics::Continuous { a, b, q } => {
-                let cache = match &mut self.cache.0 {
-                    Some(c) if c.dt_ms == dt_ms => c,
-                    slot => slot.insert(Box::new(discretise(a, b, q, dt, dt_ms))),
-                };
-                step(&mut self.x, &mut self.p, &cache.f, &cache.g, &cache.q, inputs);
+                let d = discretised(fm, a, b, q, dt_ms);
+                step(&mut self.x, &mut self.p, &d.f, &d.g, &d.q, inputs);
             }
             Dynamics::Discrete { f, b, q } => step(&mut self.x, &mut self.p, f, b, q, inputs),
         }
@@ -584,28 +613,47 @@ impl FilterState {
     }
 
     /// Updates with one reading: returns the innovation and its variance.
+    ///
+    /// Joseph form without forming `A = I - k h`: `M = A P = P - k (P h)'`
+    /// (P is symmetric), then `P' = M A' + k r k' = M - (M h) k' + r k k'`,
+    /// in place, on scratch vectors kept on the stack (a reading allocates
+    /// nothing for models of up to 8 states).
     fn update(&mut self, obs: &ObservationDef, value: f64) -> (f64, f64) {
-        let ph = self.p.dot(&obs.h);
-        let s = obs.h.dot(&ph) + obs.r;
-        let y = value - obs.h.dot(&self.x);
-        let k = &ph / s;
-        self.x.scaled_add(y, &k);
-        // Joseph form: (I - k h) P (I - k h)' + k r k'.
         let n = self.x.len();
-        let mut ikh = Array2::<f64>::eye(n);
+        let mut stack = [0.0f64; 24];
+        let mut heap = Vec::new();
+        let scratch: &mut [f64] = if n <= 8 {
+            &mut stack[..3 * n]
+        } else {
+            heap.resize(3 * n, 0.0);
+            &mut heap
+        };
+        let (ph, rest) = scratch.split_at_mut(n);
+        let (k, mh) = rest.split_at_mut(n);
+        let (p, h, r) = (&mut self.p, &obs.h, obs.r);
+        for i in 0..n {
+            ph[i] = (0..n).map(|j| p[[i, j]] * h[j]).sum();
+        }
+        let s = (0..n).map(|i| h[i] * ph[i]).sum::<f64>() + r;
+        let y = value - h.dot(&self.x);
+        for i in 0..n {
+            k[i] = ph[i] / s;
+            self.x[i] += y * k[i];
+        }
         for i in 0..n {
             for j in 0..n {
-                ikh[[i, j]] -= k[i] * obs.h[j];
+                p[[i, j]] -= k[i] * ph[j];
             }
         }
-        let mut p = ikh.dot(&self.p).dot(&ikh.t());
+        for i in 0..n {
+            mh[i] = (0..n).map(|j| p[[i, j]] * h[j]).sum();
+        }
         for i in 0..n {
             for j in 0..n {
-                p[[i, j]] += k[i] * obs.r * k[j];
+                p[[i, j]] += r * k[i] * k[j] - mh[i] * k[j];
             }
         }
-        self.p = p;
-        symmetrise(&mut self.p);
+        symmetrise(p);
         (y, s)
     }
 
@@ -710,7 +758,7 @@ fn step(x: &mut Array1<f64>, p: &mut Array2<f64>, f: &Array2<f64>, g: &Array2<f6
 /// doublings (`Q(2h) = F Q F' + Q`, `G(2h) = F G + G`, `F(2h) = F F`). A
 /// single exponential over a long step would hold `exp(-A dt)`, which
 /// overflows for a stable system.
-fn discretise(a: &Array2<f64>, b: &Array2<f64>, q: &Array2<f64>, dt: f64, dt_ms: i64) -> Discretised {
+fn discretise(a: &Array2<f64>, b: &Array2<f64>, q: &Array2<f64>, dt: f64) -> Discretised {
     let n = a.nrows();
     let m = b.ncols();
     let norm = a
@@ -742,7 +790,7 @@ fn discretise(a: &Array2<f64>, b: &Array2<f64>, q: &Array2<f64>, dt: f64, dt_ms:
         f = f.dot(&f);
     }
     symmetrise(&mut qd);
-    Discretised { dt_ms, f, g, q: qd }
+    Discretised { f, g, q: qd }
 }
 
 /// The matrix exponential by scaling and squaring with a Taylor series:
