@@ -12,6 +12,9 @@
 //! * `apply/tumbling-1s+level-rate/B`: the tumbling case with a 2-state
 //!   model (`level_rate`) filtering vibration; `+matrix-2` the same
 //!   dynamics in matrix form (`A`, `Q`), discretised per step.
+//! * `foresight/forecast-60`, `foresight/whatif-60`: the model looking 60
+//!   steps ahead from a fed twin (what `GET /twins/{id}/forecast` and
+//!   `POST /twins/{id}/whatif` compute, without the HTTP).
 //! * `record/*`: encode a typical twin into its snapshot envelope, decode it,
 //!   and decode + restore it into a `TwinState`. The id carries the size.
 //!
@@ -264,5 +267,31 @@ fn bench_record(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_apply, bench_record);
+/// The model looking ahead from a fed twin: a forecast and a what-if
+/// (a copy of the twin run over the horizon, rules and windows included)
+/// of 60 steps (10 minutes at 10 s), without the HTTP around them.
+fn bench_foresight(c: &mut Criterion) {
+    use twinstream::twin::foresight::{forecast, what_if, Horizon};
+    let m = with_model(
+        "  - { name: w1s, type: tumbling, size: 1s }",
+        "w1s.vibration.avg > 7.0",
+        "    model: { preset: level_rate, sensor: vibration, q: 0.01 }",
+    );
+    let mut f = Feeder::new(&m);
+    for _ in 0..(30 * 40) {
+        f.step(1);
+    }
+    let st = f.st;
+    let h = Horizon::new(600_000, 10_000).expect("a valid horizon");
+    let mut g = c.benchmark_group("foresight");
+    g.bench_function("forecast-60", |b| {
+        b.iter(|| forecast(&m, black_box(&st), h).expect("an estimate"))
+    });
+    g.bench_function("whatif-60", |b| {
+        b.iter(|| what_if(&m, black_box(&st), h, &[], BASE_TS).expect("an estimate"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_apply, bench_record, bench_foresight);
 criterion_main!(benches);

@@ -39,9 +39,10 @@ with open(sys.argv[2], "w") as f:
         f.write("".join("{\"asset\":\"pump-%07d\",\"sensor\":\"%s\",\"ts\":1700000000123,\"value\":%s}\n" % (i, s, v) for s, v in rows))' "$1" "$2"
 }
 
-# Writes to $3 topologies/workload-v1.yaml (in repo $1) with its file source
+# Writes to $3 topologies/workload-v1.yaml (in repo $1; $WORKLOAD_TOPOLOGY
+# instead when set) with its file source
 # reading $2.
 workload_topology() {
-    sed -e "s|^    type: file .*|    type: file\n    path: \"$2\"|" "$1/topologies/workload-v1.yaml" >"$3"
+    sed -e "s|^    type: file .*|    type: file\n    path: \"$2\"|" "${WORKLOAD_TOPOLOGY:-$1/topologies/workload-v1.yaml}" >"$3"
     grep -q "path: \"$2\"" "$3" || { echo "could not set the source path in $3" >&2; return 2; }
 }

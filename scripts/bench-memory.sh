@@ -14,7 +14,8 @@
 # and the peak (VmHWM), then the cost per twin: (RSS2 - RSS1) / (N2 - N1), and
 # the same for the peak.
 #
-# Environment: N1, N2 (asset counts), DEADLINE (seconds to wait for the
+# Environment: WORKLOAD_TOPOLOGY (default topologies/workload-v1.yaml; e.g.
+# topologies/workload-v1-model.yaml for twins with a model), N1, N2 (asset counts), DEADLINE (seconds to wait for the
 # checkpoint, default 600), CARGO_TARGET_DIR (honoured by the release build).
 set -euo pipefail
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end replay benchmark on workload v1 (tests/workload/WORKLOAD.md).
 #
-#   scripts/bench-replay.sh [--semantics] [SIZE...]   SIZE: small | 2m | 10m   (default: 2m 10m)
+#   scripts/bench-replay.sh [--semantics] [--model] [SIZE...]   SIZE: small | 2m | 10m   (default: 2m 10m)
 #
 # Per size: generates the workload with gen_workload.py, computes the reference
 # outputs with reference.py (once), replays it with the release binary and
@@ -25,6 +25,11 @@
 # their lines (result `n/a`: they close more windows than reference.py knows)
 # and each one's throughput ratio to the conformance run, side by side.
 #
+# --model: after each conformance replay, replays the same file with
+# topologies/workload-v1-model.yaml (a 2-state model filtering vibration on
+# every asset; the outputs are the workload's, so it must MATCH too) and
+# prints its line and its throughput ratio to the conformance run.
+#
 # Environment:
 #   BENCH_KEEP_DATA    a directory to keep generated workloads and reference
 #                      results in between runs (keyed by size); without it
@@ -42,10 +47,15 @@ TOPO=$REPO/topologies/workload-v1.yaml
 
 
 SEMANTICS=0
-if [ "${1:-}" = --semantics ]; then
-    SEMANTICS=1
+MODEL=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --semantics) SEMANTICS=1 ;;
+        --model) MODEL=1 ;;
+        *) break ;;
+    esac
     shift
-fi
+done
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(2m 10m)
 for s in "${SIZES[@]}"; do
@@ -190,6 +200,22 @@ EOF2
             awk -v s="$size" -v v="$variant" -v a="$base_wall" -v b="$WALL" \
                 'BEGIN{printf "# %s: %s/conformance throughput = %.2f (wall %.2f s vs %.2f s)\n", s, v, a/b, b, a}'
         done
+    fi
+    if [ $MODEL = 1 ]; then
+        mreport=$TMP/report-$size-model.json
+        rm -rf "$state"
+        if measure "$BIN" replay "$REPO/topologies/workload-v1-model.yaml" "$data" --report "$mreport" \
+            --state-dir "$state" 2>"$TMP/replay-$size-model.err"; then
+            mverdict=$(python3 "$WL/compare.py" "$ref" "$mreport" | tail -n1 | cut -d: -f1) || true
+            [ "$mverdict" = MATCH ] || failed=1
+            print_line "$mreport" "$size+model" "$mverdict"
+            awk -v s="$size" -v a="$base_wall" -v b="$WALL" \
+                'BEGIN{printf "# %s: model/conformance throughput = %.2f (wall %.2f s vs %.2f s)\n", s, a/b, b, a}'
+        else
+            echo "$size: model replay failed:" >&2
+            tail -n 20 "$TMP/replay-$size-model.err" >&2
+            failed=1
+        fi
     fi
     rm -rf "$state"
 done

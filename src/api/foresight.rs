@@ -1,11 +1,15 @@
 //! `GET /twins/{id}/forecast` and `POST /twins/{id}/whatif`: the twin's
 //! model looking ahead ([`crate::twin::foresight`]).
 //!
-//! The twin answers with a copy of its state (a question like any other on
-//! its mailbox); the prediction runs on the API's blocking pool, off the
-//! twin's thread, so a long horizon never holds up ingestion. A what-if is
-//! a read: it runs on the copy and never touches the live twin (no state
-//! change, no output, nothing written), so it needs only read access.
+//! Like `GET /twins/{id}`, both start from the twin as the last durable
+//! checkpoint stored it (read from RocksDB on the HTTP thread: no message to
+//! the engine, so ingestion never delays the answer; at most
+//! `snapshot.interval` old), or with `fresh=true` from a copy the twin
+//! itself sends (a question on its mailbox, answered after the work queued
+//! before it); a twin no checkpoint holds yet is asked too. The prediction
+//! runs on the API's blocking pool, off the twins' threads. A what-if is a
+//! read: it runs on a copy and never touches the live twin (no state change,
+//! no output, nothing written), so it needs only read access.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +20,7 @@ use tokio::sync::oneshot;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Access;
-use super::handlers::{answer, locate, raw_json_body, AppState};
+use super::handlers::{answer, checkpointed_state, locate, raw_json_body, AppState};
 use super::{peers, ApiError};
 use crate::engine::query::{Request, TwinCopy};
 use crate::twin::foresight::{self, ForesightError, Horizon, Hypothetical, Trajectory};
@@ -34,6 +38,9 @@ pub struct ForecastQuery {
     pub horizon: Option<String>,
     /// Time between points (default `10s`); at most 10000 steps.
     pub step: Option<String>,
+    /// `true`: from the twin itself, including events not durable yet.
+    /// Default: from the last durable checkpoint.
+    pub fresh: Option<bool>,
 }
 
 /// `POST /twins/{id}/whatif`.
@@ -47,6 +54,9 @@ pub struct WhatIfBody {
     /// Commands to apply, each at its time.
     #[serde(default)]
     pub commands: Vec<HypotheticalBody>,
+    /// `true`: from the twin itself, including events not durable yet.
+    /// Default: from the last durable checkpoint.
+    pub fresh: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -152,9 +162,21 @@ fn refused(e: ForesightError) -> ApiError {
     }
 }
 
-/// The twin's state, from the twin itself.
-async fn copy_of(state: &web::Data<AppState>, asset: &str) -> Result<TwinCopy, ApiError> {
+/// The twin's state: as the last durable checkpoint stored it, or (`fresh`,
+/// or no checkpoint yet) from the twin itself.
+async fn copy_of(state: &web::Data<AppState>, asset: &str, fresh: bool) -> Result<TwinCopy, ApiError> {
     let c = state.catalog()?;
+    if c.index.resolve(asset).is_none() {
+        return Err(ApiError::NotFound(format!("no twin `{asset}`")));
+    }
+    if !fresh {
+        if let Some((model, st)) = checkpointed_state(c, asset)? {
+            return Ok(TwinCopy {
+                model,
+                state: Box::new(st),
+            });
+        }
+    }
     let start = locate(c, asset)?;
     let (tx, rx) = oneshot::channel();
     state.send(Request::Copy {
@@ -215,7 +237,7 @@ pub async fn forecast(
     if let Some(answer) = peers::to_owner(&state.peers, state.catalog()?, &req, &asset, None).await? {
         return Ok(answer);
     }
-    let TwinCopy { model, state: twin } = copy_of(&state, &asset).await?;
+    let TwinCopy { model, state: twin } = copy_of(&state, &asset, q.fresh.unwrap_or(false)).await?;
     let view = off_thread(move || {
         let t = foresight::forecast(&model, &twin, h).map_err(refused)?;
         Ok(ForecastView {
@@ -255,7 +277,7 @@ pub async fn what_if(
     }
     let body: WhatIfBody = serde_json::from_slice(&raw).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
     let h = horizon(body.horizon.as_deref(), body.step.as_deref())?;
-    let TwinCopy { model, state: twin } = copy_of(&state, &asset).await?;
+    let TwinCopy { model, state: twin } = copy_of(&state, &asset, body.fresh.unwrap_or(false)).await?;
     let mut plan = Vec::with_capacity(body.commands.len());
     for (i, c) in body.commands.iter().enumerate() {
         let Some(def) = model.commands.iter().position(|d| *d.name == c.command) else {

@@ -431,6 +431,16 @@ pub const READ_HEADER: &str = "X-Twinstream-Read";
 /// The twin as stored by the last durable checkpoint, if it has one: read
 /// on this thread from RocksDB, without a message to the engine.
 fn checkpointed(c: &Catalog, asset: &str) -> Result<Option<TwinView>, ApiError> {
+    Ok(checkpointed_state(c, asset)?.map(|(m, st)| view::twin(&m, asset, &st, &c.source_names)))
+}
+
+/// The state of the twin as the last durable checkpoint stored it, with its
+/// type model: read on this thread from RocksDB (a read never blocks the
+/// writer), without a message to the engine.
+pub(super) fn checkpointed_state(
+    c: &Catalog,
+    asset: &str,
+) -> Result<Option<(std::sync::Arc<crate::twin::schema::TypeModel>, TwinState)>, ApiError> {
     let store = stopped(c.store())?;
     let Some(bytes) = store
         .get_twin(owned_shard(c, asset)?, asset)
@@ -440,7 +450,7 @@ fn checkpointed(c: &Catalog, asset: &str) -> Result<Option<TwinView>, ApiError> 
     };
     let Some(m) = c.type_of(asset) else { return Ok(None) };
     match stored::restore(&store, m, &bytes) {
-        Ok(Restored::State(st, _)) => Ok(Some(view::twin(m, asset, &st, &c.source_names))),
+        Ok(Restored::State(st, _)) => Ok(Some((m.clone(), st))),
         // Written as another type: the twin itself knows what it is now.
         Ok(Restored::OtherType { .. }) => Ok(None),
         Err(e) => Err(ApiError::Internal(format!("stored twin `{asset}` is unreadable: {e}"))),
