@@ -100,15 +100,7 @@ enum Cmd {
     Close,
 }
 
-/// Replaces `{state_dir}` in a sink path.
-pub fn expand_path(path: &Path, state_dir: &Path) -> PathBuf {
-    let text = path.to_string_lossy();
-    if text.contains("{state_dir}") {
-        PathBuf::from(text.replace("{state_dir}", &state_dir.to_string_lossy()))
-    } else {
-        path.to_path_buf()
-    }
-}
+pub use crate::topology::expand_path;
 
 /// A running sink.
 #[derive(Clone)]

@@ -349,3 +349,14 @@ fn model_summary(t: &AssetType, m: &ModelSpec) -> String {
 fn significant(v: f64) -> f64 {
     format!("{v:.6e}").parse().unwrap_or(v)
 }
+
+/// Replaces `{state_dir}` in a path of the topology (a sink's file, the
+/// simulator's truth) with the state directory in use.
+pub fn expand_path(path: &std::path::Path, state_dir: &std::path::Path) -> std::path::PathBuf {
+    let text = path.to_string_lossy();
+    if text.contains("{state_dir}") {
+        std::path::PathBuf::from(text.replace("{state_dir}", &state_dir.to_string_lossy()))
+    } else {
+        path.to_path_buf()
+    }
+}

@@ -98,7 +98,7 @@ impl Simulator {
         let start = now_ms();
         let mut model = match (&spec.model, &ty.model) {
             (Some(m), Some(declared)) => {
-                let truth = match m.truth.as_deref().map(|p| crate::sink::expand_path(p, state_dir)) {
+                let truth = match m.truth.as_deref().map(|p| crate::topology::expand_path(p, state_dir)) {
                     Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| {
                         SourceError::Config {
                             source_name: topo.sources[source as usize].name.clone(),
