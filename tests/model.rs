@@ -37,6 +37,20 @@ impl Noise {
     }
 }
 
+/// `twinstream run TOPO` with its state in `dir/state`, and its API's base
+/// URL.
+fn run_node(topo: &Path, dir: &Path) -> (Running, String) {
+    let mut run = spawn(
+        twinstream()
+            .arg("run")
+            .arg(topo)
+            .arg("--state-dir")
+            .arg(dir.join("state")),
+    );
+    let base = run.http_base();
+    (run, base)
+}
+
 /// `n` readings per tank, 1 s apart: level `10 + tank` plus uniform noise of
 /// standard deviation 0.1 (half-width 0.1 * sqrt 3); reading `spike` of
 /// tank-0 is 5 too high.
@@ -83,20 +97,9 @@ fn a_level_model_estimates_a_noisy_sensor_in_updates_alerts_and_the_api() {
     let data = readings(dir.path(), 2, 300, Some(200));
     let (updates, alerts) = (dir.path().join("updates.jsonl"), dir.path().join("alerts.jsonl"));
     let topo = topology(dir.path(), &data, &updates, &alerts);
-    let mut run = spawn(
-        twinstream()
-            .arg("run")
-            .arg(&topo)
-            .arg("--state-dir")
-            .arg(dir.path().join("state")),
-    );
-    let base = run.http_base();
+    let (run, base) = run_node(&topo, dir.path());
     let twin = poll_until(Duration::from_secs(60), || {
-        let v: serde_json::Value = ureq::get(&format!("{base}/twins/tank-0"))
-            .call()
-            .ok()?
-            .into_json()
-            .ok()?;
+        let v = get_json(&format!("{base}/twins/tank-0")).ok()?;
         (v["version"] == 300).then_some(v)
     })
     .expect("tank-0 applies every reading within a minute");
@@ -258,14 +261,7 @@ fn forecast_and_what_if_look_ahead_without_touching_the_twin() {
         .file_sink("commands", &commands, "commands")
         .file_sink("alerts", &alerts, "alerts")
         .write(&dir.path().join("ovens.yaml"));
-    let mut run = spawn(
-        twinstream()
-            .arg("run")
-            .arg(&topo)
-            .arg("--state-dir")
-            .arg(dir.path().join("state")),
-    );
-    let base = run.http_base();
+    let (run, base) = run_node(&topo, dir.path());
     // Forecasts read the last durable checkpoint (like GET /twins/{id}):
     // wait until it holds every reading.
     let before = poll_until(Duration::from_secs(60), || {
@@ -390,20 +386,9 @@ assets: [{ id: "tank-*", type: tank }]
         ))
         .file_sink("updates", &updates, "twin_updates")
         .write(&dir.path().join("sim.yaml"));
-    let mut run = spawn(
-        twinstream()
-            .arg("run")
-            .arg(&topo)
-            .arg("--state-dir")
-            .arg(dir.path().join("state")),
-    );
-    let base = run.http_base();
+    let (run, base) = run_node(&topo, dir.path());
     poll_until(Duration::from_secs(60), || {
-        let v = ureq::get(&format!("{base}/twins/tank-00001?fresh=true"))
-            .call()
-            .ok()?
-            .into_json::<serde_json::Value>()
-            .ok()?;
+        let v = get_json(&format!("{base}/twins/tank-00001?fresh=true")).ok()?;
         (v["model"]["updates"].as_u64()? >= 300).then_some(())
     })
     .expect("the simulated tank's model takes 300 readings within a minute");
@@ -493,20 +478,9 @@ assets: [{ id: pump-1, type: pump }]
         .file_sink("updates", &updates, "twin_updates")
         .file_sink("dead", &dead, "dead_letters")
         .write(&dir.path().join("pumps.yaml"));
-    let mut run = spawn(
-        twinstream()
-            .arg("run")
-            .arg(&topo)
-            .arg("--state-dir")
-            .arg(dir.path().join("state")),
-    );
-    let base = run.http_base();
+    let (run, base) = run_node(&topo, dir.path());
     let twin = poll_until(Duration::from_secs(60), || {
-        let v: serde_json::Value = ureq::get(&format!("{base}/twins/pump-1?fresh=true"))
-            .call()
-            .ok()?
-            .into_json()
-            .ok()?;
+        let v = get_json(&format!("{base}/twins/pump-1?fresh=true")).ok()?;
         (v["sensors"]["surge"]["value"].is_number()).then_some(v)
     })
     .expect("the derived sensors have values within a minute");

@@ -223,22 +223,9 @@ impl<S: Copy> Cond<S> {
 
 /// Parses and resolves a numeric expression (a derived sensor's `expr`).
 pub fn compile_number<R: Resolver>(text: &str, resolver: &R) -> Result<Num<R::Slot>, Vec<ExprError>> {
-    let tokens = lex(text).map_err(|e| vec![e])?;
-    let mut p = Parser {
-        tokens,
-        at: 0,
-        end: text.chars().count(),
-    };
-    let ast = p.expr().map_err(|e| vec![e])?;
-    if let Some(t) = p.peek() {
-        return Err(vec![ExprError {
-            offset: t.offset,
-            message: format!("unexpected {} after the end of the expression", t.kind),
-        }]);
-    }
+    let ast = parse(text)?;
     let mut errors = Vec::new();
-    let num = to_num(&ast, resolver, &mut errors);
-    match num {
+    match to_num(&ast, resolver, &mut errors) {
         Some(n) if errors.is_empty() => Ok(n),
         _ => Err(errors),
     }
@@ -246,6 +233,16 @@ pub fn compile_number<R: Resolver>(text: &str, resolver: &R) -> Result<Num<R::Sl
 
 /// Parses and resolves a condition (an expression that must be boolean).
 pub fn compile_condition<R: Resolver>(text: &str, resolver: &R) -> Result<Cond<R::Slot>, Vec<ExprError>> {
+    let ast = parse(text)?;
+    let mut errors = Vec::new();
+    match to_cond(&ast, resolver, &mut errors) {
+        Some(c) if errors.is_empty() => Ok(c),
+        _ => Err(errors),
+    }
+}
+
+/// The syntax tree of a whole expression.
+fn parse(text: &str) -> Result<(Ast, usize), Vec<ExprError>> {
     let tokens = lex(text).map_err(|e| vec![e])?;
     let mut p = Parser {
         tokens,
@@ -259,12 +256,7 @@ pub fn compile_condition<R: Resolver>(text: &str, resolver: &R) -> Result<Cond<R
             message: format!("unexpected {} after the end of the expression", t.kind),
         }]);
     }
-    let mut errors = Vec::new();
-    let cond = to_cond(&ast, resolver, &mut errors);
-    match cond {
-        Some(c) if errors.is_empty() => Ok(c),
-        _ => Err(errors),
-    }
+    Ok(ast)
 }
 
 // ---------------------------------------------------------------- lexer

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::topology;
+use crate::twin::model_tests::ev;
 use crate::twin::schema::{Model, OutputMask};
 
 const OVEN: &str = r#"
@@ -26,17 +27,6 @@ fn build(text: &str, emit: OutputMask) -> Arc<TypeModel> {
 
 fn oven(rules: &str) -> Arc<TypeModel> {
     build(&format!("{OVEN}{rules}"), OutputMask::all())
-}
-
-fn ev(sensor: u16, ts: i64, value: f64) -> Event {
-    Event {
-        ts,
-        value,
-        sensor,
-        source: 0,
-        origin: 0,
-        redelivered: false,
-    }
 }
 
 /// A twin that read `temp` = 20 every second for a minute.

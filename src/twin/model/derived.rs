@@ -129,26 +129,32 @@ pub fn build(ty: &AssetType, observed: &[usize]) -> (Vec<DerivedDef>, Vec<Vec<u1
 /// A reading applied: (sensor, its quality before, it became the latest).
 pub(super) type Applied = (u16, Quality, bool);
 
-/// After reading `e` was applied (`latest`: it became the sensor's value;
-/// `estimated`: the model took it in), computes the derived sensors it
-/// triggers and applies each as a reading, then theirs; appends what it
-/// applied to `applied`.
+/// What a reading did: it became its sensor's value; the model took it in.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Took {
+    pub latest: bool,
+    pub estimated: bool,
+}
+
+/// After reading `e` was applied, computes the derived sensors it triggers
+/// and applies each as a reading, then theirs; appends what it applied to
+/// `applied`.
 pub(super) fn follow(
     m: &TypeModel,
     st: &mut TwinState,
     e: &Event,
-    latest: bool,
+    took: Took,
     now: i64,
     out: &mut Vec<Output>,
     applied: &mut Vec<Applied>,
 ) {
-    let mut work = vec![(e.sensor, e.value, latest)];
-    while let Some((s, v, latest)) = work.pop() {
+    let mut work = vec![(e.sensor, e.value, took)];
+    while let Some((s, v, took)) = work.pop() {
         for &d in &m.derived_by_sensor[s as usize] {
             let def = &m.derived[d as usize];
             let value = match &def.kind {
                 DerivedKind::Expr { num, reads_model } => {
-                    if !latest && !reads_model {
+                    if !(took.latest || *reads_model && took.estimated) {
                         continue;
                     }
                     num.eval(&TwinEnv(m, st))
@@ -192,7 +198,12 @@ pub(super) fn follow(
             let quality = st.sensors[def.sensor as usize].quality;
             let became = on_event(m, st, &derived, now, out);
             applied.push((def.sensor, quality, became));
-            work.push((def.sensor, value, became));
+            // A derived sensor is never observed by the model.
+            let took = Took {
+                latest: became,
+                estimated: false,
+            };
+            work.push((def.sensor, value, took));
         }
     }
 }

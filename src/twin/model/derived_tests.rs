@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::topology;
 use crate::twin::model::{apply, Input, Output, TwinState};
+use crate::twin::model_tests::ev;
 use crate::twin::record;
 use crate::twin::schema::{Model, OutputMask, TypeModel};
 
@@ -31,17 +32,6 @@ sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v 
 fn pump() -> Arc<TypeModel> {
     let topo = topology::parse(Path::new("t.yaml"), PUMP).unwrap_or_else(|d| panic!("{d}"));
     Model::build(&topo, OutputMask::all(), false).types[0].clone()
-}
-
-fn ev(sensor: u16, ts: i64, value: f64) -> Event {
-    Event {
-        ts,
-        value,
-        sensor,
-        source: 0,
-        origin: 0,
-        redelivered: false,
-    }
 }
 
 const FLOW: u16 = 0;
@@ -159,4 +149,30 @@ fn integrals_and_rates_survive_a_snapshot() {
     assert!((back.sensors[ENERGY].value - 0.2).abs() < 1e-12);
     assert_eq!(back.sensors[SURGE].value, 1.0);
     assert_eq!(format!("{:?}", back.ext), format!("{:?}", st.ext));
+}
+
+#[test]
+fn an_expression_over_the_estimate_follows_the_readings_the_model_takes() {
+    let text = r#"
+asset_types:
+  tank:
+    sensors:
+      level: { unit: m, noise: 0.1 }
+      off: { unit: m, expr: "level - est.level" }
+    model: { preset: level, sensor: level, q: 0.001 }
+assets: [{ id: "t-*", type: tank }]
+sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]
+"#;
+    let topo = topology::parse(Path::new("t.yaml"), text).unwrap_or_else(|d| panic!("{d}"));
+    let m = Model::build(&topo, OutputMask::all(), false).types[0].clone();
+    let mut st = TwinState::new(&m);
+    feed(&m, &mut st, &[ev(0, 1000, 10.0), ev(0, 2000, 11.0)]);
+    let est = st.filter().unwrap().state(0).0;
+    assert_eq!((st.sensors[1].ts, st.sensors[1].value), (2000, 11.0 - est));
+    // Older than the estimate: the model does not take it, the value stays:
+    // nothing to recompute (one event applied, no derived one).
+    let events = st.stats.events;
+    feed(&m, &mut st, &[ev(0, 1500, 50.0)]);
+    assert_eq!(st.stats.events, events + 1);
+    assert_eq!(st.sensors[1].value, 11.0 - est);
 }

@@ -237,12 +237,18 @@ fn apply_input(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i
             let mut applied = Vec::new();
             for e in events {
                 let quality = state.sensors[e.sensor as usize].quality;
+                let updates = state.filter().map_or(0, |f| f.updates);
                 let became_latest = on_event(m, state, e, now_ms, out);
                 if track {
                     applied.push((e.sensor, quality, became_latest));
                 }
                 if !m.derived_by_sensor[e.sensor as usize].is_empty() {
-                    derived::follow(m, state, e, became_latest, now_ms, out, &mut applied);
+                    let estimated = state.filter().is_some_and(|f| f.updates != updates);
+                    let took = derived::Took {
+                        latest: became_latest,
+                        estimated,
+                    };
+                    derived::follow(m, state, e, took, now_ms, out, &mut applied);
                     if !track {
                         applied.clear();
                     }
