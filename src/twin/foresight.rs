@@ -157,8 +157,8 @@ pub fn what_if(
         fired: Vec::new(),
         commands: Vec::new(),
         out: Vec::new(),
-        events: Vec::with_capacity(fm.observations.len()),
     };
+    let mut events = Vec::with_capacity(fm.observations.len());
     let mut points = Vec::with_capacity(h.steps() as usize + 1);
     points.push(point(fm, sim.filter().expect("a filter")));
     let mut next = 0;
@@ -184,10 +184,10 @@ pub fn what_if(
         let u = inputs(fm, &sim);
         sim.filter_mut().expect("a filter").advance(fm, t, &u);
         let f = sim.filter().expect("a filter");
-        run.events.clear();
+        events.clear();
         for (k, o) in fm.observations.iter().enumerate() {
             let sensor = o.sensor as usize;
-            run.events.push(Event {
+            events.push(Event {
                 ts: t,
                 value: f.observed(fm, k).0,
                 sensor: o.sensor,
@@ -199,9 +199,7 @@ pub fn what_if(
                 redelivered: false,
             });
         }
-        let events = std::mem::take(&mut run.events);
         run.apply(m, &mut sim, Input::Events(&events), t, now_ms + (t - t0));
-        run.events = events;
         points.push(point(fm, sim.filter().expect("a filter")));
     }
     let active_at_end = (0..m.rules.len() as u16)
@@ -224,7 +222,6 @@ struct Run {
     commands: Vec<RuleCommand>,
     /// Outputs of the copy: dropped (it sends nothing).
     out: Vec<Output>,
-    events: Vec<Event>,
 }
 
 impl Run {
@@ -279,7 +276,7 @@ fn started<'a>(m: &'a TypeModel, st: &'a TwinState) -> Result<(&'a FilterModel, 
 
 fn check(m: &TypeModel, h: Horizon, c: &Hypothetical) -> Result<(), ForesightError> {
     let def = &m.commands[c.def as usize];
-    if !c.value.is_finite() || def.min.is_some_and(|lo| c.value < lo) || def.max.is_some_and(|hi| c.value > hi) {
+    if !c.value.is_finite() || !def.admits(c.value) {
         return Err(ForesightError::BadCommand(format!(
             "command `{}`: {} is outside [{}, {}]",
             def.name,
@@ -299,10 +296,9 @@ fn check(m: &TypeModel, h: Horizon, c: &Hypothetical) -> Result<(), ForesightErr
 
 /// The model's inputs: the desired values of its commands (`NaN`: none).
 fn inputs(fm: &FilterModel, st: &TwinState) -> Vec<f64> {
-    fm.inputs
-        .iter()
-        .map(|&c| st.commands().map_or(f64::NAN, |cs| cs.desired[c as usize]))
-        .collect()
+    let mut u = vec![f64::NAN; fm.inputs.len()];
+    st.model_inputs(fm, &mut u);
+    u
 }
 
 fn point(fm: &FilterModel, f: &FilterState) -> Point {

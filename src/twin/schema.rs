@@ -228,6 +228,13 @@ pub struct CommandModel {
     pub failed_alert: u16,
 }
 
+impl CommandModel {
+    /// `value` is within the command's inclusive bounds.
+    pub fn admits(&self, value: f64) -> bool {
+        !(self.min.is_some_and(|lo| value < lo) || self.max.is_some_and(|hi| value > hi))
+    }
+}
+
 #[derive(Debug)]
 pub enum RuleKind {
     Expr {

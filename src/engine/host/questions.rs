@@ -83,7 +83,7 @@ impl TwinActor {
             });
         };
         let c = &model.commands[def];
-        if c.min.is_some_and(|lo| value < lo) || c.max.is_some_and(|hi| value > hi) {
+        if !c.admits(value) {
             return Err(CommandError::OutOfRange {
                 command: name.to_string(),
                 value,

@@ -70,6 +70,28 @@ impl DerivedState {
         value: f64::NAN,
         acc: 0.0,
     };
+
+    /// Takes reading `(ts, v)` of sensor `s` if it is the `input` and later
+    /// than the last reading taken; returns the state before it (`ts`
+    /// `NO_TS`: this is the first), or `None` when it is not taken.
+    fn take(&mut self, input: u16, s: u16, ts: i64, v: f64) -> Option<DerivedState> {
+        if input != s || (self.ts != NO_TS && ts <= self.ts) {
+            return None;
+        }
+        let before = *self;
+        (self.ts, self.value) = (ts, v);
+        Some(before)
+    }
+}
+
+impl DerivedDef {
+    /// Index of its [`DerivedState`] (`integral` and `rate`).
+    pub fn state(&self) -> Option<u16> {
+        match self.kind {
+            DerivedKind::Integral { state, .. } | DerivedKind::Rate { state, .. } => Some(state),
+            DerivedKind::Expr { .. } => None,
+        }
+    }
 }
 
 /// The derived sensors of `ty`, the ones each sensor's readings trigger,
@@ -161,27 +183,24 @@ pub(super) fn follow(
                 }
                 DerivedKind::Integral { input, per_ms, state } => {
                     let ds = &mut ext_mut!(st).derived[*state as usize];
-                    if *input != s || (ds.ts != NO_TS && e.ts <= ds.ts) {
+                    let Some(prev) = ds.take(*input, s, e.ts, v) else {
                         continue;
+                    };
+                    if prev.ts != NO_TS && prev.value.is_finite() {
+                        ds.acc += prev.value * (e.ts - prev.ts) as f64 / per_ms;
                     }
-                    if ds.ts != NO_TS && ds.value.is_finite() {
-                        ds.acc += ds.value * (e.ts - ds.ts) as f64 / per_ms;
-                    }
-                    (ds.ts, ds.value) = (e.ts, v);
                     ds.acc
                 }
                 DerivedKind::Rate { input, state } => {
                     let ds = &mut ext_mut!(st).derived[*state as usize];
-                    if *input != s || (ds.ts != NO_TS && e.ts <= ds.ts) {
+                    let Some(prev) = ds.take(*input, s, e.ts, v) else {
                         continue;
-                    }
-                    let rate = if ds.ts == NO_TS {
+                    };
+                    if prev.ts == NO_TS {
                         f64::NAN
                     } else {
-                        (v - ds.value) / ((e.ts - ds.ts) as f64 / 1000.0)
-                    };
-                    (ds.ts, ds.value) = (e.ts, v);
-                    rate
+                        (v - prev.value) / ((e.ts - prev.ts) as f64 / 1000.0)
+                    }
                 }
             };
             if !value.is_finite() {

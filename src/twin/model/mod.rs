@@ -237,12 +237,13 @@ fn apply_input(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i
             let mut applied = Vec::new();
             for e in events {
                 let quality = state.sensors[e.sensor as usize].quality;
-                let updates = state.filter().map_or(0, |f| f.updates);
+                let derives = !m.derived_by_sensor[e.sensor as usize].is_empty();
+                let updates = derives.then(|| state.filter().map_or(0, |f| f.updates));
                 let became_latest = on_event(m, state, e, now_ms, out);
                 if track {
                     applied.push((e.sensor, quality, became_latest));
                 }
-                if !m.derived_by_sensor[e.sensor as usize].is_empty() {
+                if let Some(updates) = updates {
                     let estimated = state.filter().is_some_and(|f| f.updates != updates);
                     let took = derived::Took {
                         latest: became_latest,
@@ -318,23 +319,17 @@ fn on_model_reading(m: &TypeModel, st: &mut TwinState, e: &Event) -> bool {
     if fm.by_sensor[e.sensor as usize].is_none() {
         return false;
     }
-    let x = ext_mut!(st);
-    let mut inputs = [f64::NAN; 4];
-    let mut owned = Vec::new();
-    let inputs: &[f64] = if fm.inputs.len() <= inputs.len() {
-        for (slot, &c) in inputs.iter_mut().zip(&fm.inputs) {
-            *slot = x.commands.as_deref().map_or(f64::NAN, |cs| cs.desired[c as usize]);
-        }
-        &inputs[..fm.inputs.len()]
+    // The inputs on the stack for up to 4 of them (a reading allocates nothing).
+    let mut stack = [f64::NAN; 4];
+    let mut heap = Vec::new();
+    let inputs: &mut [f64] = if fm.inputs.len() <= stack.len() {
+        &mut stack[..fm.inputs.len()]
     } else {
-        owned.extend(
-            fm.inputs
-                .iter()
-                .map(|&c| x.commands.as_deref().map_or(f64::NAN, |cs| cs.desired[c as usize])),
-        );
-        &owned
+        heap.resize(fm.inputs.len(), f64::NAN);
+        &mut heap
     };
-    let filter = x.filter.as_deref_mut().expect("a model gives its twins a filter");
+    st.model_inputs(fm, inputs);
+    let filter = st.filter_mut().expect("a model gives its twins a filter");
     filter.on_reading(fm, e.sensor, e.ts, e.value, inputs) == Step::Updated
 }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::derived::DerivedState;
-use super::filter::FilterState;
+use super::filter::{FilterModel, FilterState};
 use super::{
     Acc, AlertState, ClosedDigest, Estimate, JoinPair, Latest, OpenWindow, Quality, SensorState, SourceReading, NO_TS,
 };
@@ -231,6 +231,14 @@ impl TwinState {
 
     pub fn filter_mut(&mut self) -> Option<&mut FilterState> {
         self.ext.as_deref_mut()?.filter.as_deref_mut()
+    }
+
+    /// The inputs `u` of model `fm`: the desired values of its commands
+    /// (`NaN`: not commanded yet), into `u` (one per input).
+    pub fn model_inputs(&self, fm: &FilterModel, u: &mut [f64]) {
+        for (slot, &c) in u.iter_mut().zip(&fm.inputs) {
+            *slot = self.commands().map_or(f64::NAN, |cs| cs.desired[c as usize]);
+        }
     }
 
     /// What rules read of the model (`NaN`: no model or nothing yet).

@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{AlertState, DerivedKind, DerivedState, FilterRecord, Latest, Quality, TwinState, TwinStats, NO_TS};
+use super::model::{AlertState, DerivedState, FilterRecord, Latest, Quality, TwinState, TwinStats, NO_TS};
 use super::schema::TypeModel;
 use crate::store::envelope::{self, EnvelopeError};
 
@@ -221,15 +221,11 @@ impl TwinRecord {
             derived: m
                 .derived
                 .iter()
-                .filter_map(|d| match d.kind {
-                    DerivedKind::Integral { state, .. } | DerivedKind::Rate { state, .. } => {
-                        let x = st.ext.as_deref()?;
-                        Some(DerivedRecord {
-                            sensor: m.sensors[d.sensor as usize].to_string(),
-                            state: x.derived[state as usize],
-                        })
-                    }
-                    DerivedKind::Expr { .. } => None,
+                .filter_map(|d| {
+                    Some(DerivedRecord {
+                        sensor: m.sensors[d.sensor as usize].to_string(),
+                        state: st.ext.as_deref()?.derived[d.state()? as usize],
+                    })
                 })
                 .filter(|r| r.state.ts != NO_TS)
                 .collect(),

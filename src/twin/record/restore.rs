@@ -4,9 +4,7 @@
 
 use super::{Schema, TwinRecord};
 use crate::twin::commands::Command;
-use crate::twin::model::{
-    DerivedKind, Estimate, JoinPair, Latest, OpenWindow, SensorState, SourceReading, TwinState, NO_TS,
-};
+use crate::twin::model::{Estimate, JoinPair, Latest, OpenWindow, SensorState, SourceReading, TwinState, NO_TS};
 use crate::twin::schema::TypeModel;
 
 /// What was dropped while restoring a record into the current model.
@@ -196,14 +194,11 @@ impl TwinRecord {
             }
         }
         for r in &self.derived {
-            let state = m.derived.iter().find_map(|d| match d.kind {
-                DerivedKind::Integral { state, .. } | DerivedKind::Rate { state, .. }
-                    if *m.sensors[d.sensor as usize] == *r.sensor =>
-                {
-                    Some(state)
-                }
-                _ => None,
-            });
+            let state = m
+                .derived
+                .iter()
+                .find(|d| *m.sensors[d.sensor as usize] == *r.sensor)
+                .and_then(|d| d.state());
             match (ext.as_deref_mut(), state) {
                 (Some(x), Some(i)) => x.derived[i as usize] = r.state,
                 _ => notes.dropped.push(format!(
