@@ -13,6 +13,8 @@ pub struct Checkpoint {
     pub(super) batch: WriteBatch,
     pub(super) twins: usize,
     pub(super) bytes: usize,
+    /// The history clock this checkpoint moves to (see [`super::history`]).
+    pub(super) clock: Option<i64>,
 }
 
 impl Checkpoint {
@@ -44,7 +46,11 @@ impl Store {
     pub fn commit(&self, ckpt: Checkpoint, sync: bool) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
-        self.db.write_opt(ckpt.batch, &wo).map_err(StoreError::Write)
+        self.db.write_opt(ckpt.batch, &wo).map_err(StoreError::Write)?;
+        if let Some(at) = ckpt.clock {
+            self.clock.advance(at);
+        }
+        Ok(())
     }
 }
 

@@ -18,7 +18,11 @@
 //! reflect in **one** `WriteBatch`, so after a crash the state and the
 //! positions always agree.
 //!
-//! A shard's three column families are its unit: created when the node takes
+//! * one history column family per shard (`history-0000`, ...): each
+//!   twin's sensor history in pages, its alert transitions and commands,
+//!   staged with its record (see [`history`]).
+//!
+//! A shard's four column families are its unit: created when the node takes
 //! the shard ([`Store::ensure_shard`]), dropped when another node has it
 //! ([`Store::drop_shard`]), found again on open (issue 8, shards =
 //! partitions). Hence RocksDB's multi-threaded column family mode.
@@ -32,6 +36,7 @@
 
 mod checkpoint;
 pub mod envelope;
+pub mod history;
 mod migrate;
 mod outbox;
 mod timers;
@@ -74,8 +79,13 @@ pub fn deadline_cf(shard: u32) -> String {
 }
 
 /// The column families that make up a shard.
-fn shard_cfs(shard: u32) -> [String; 3] {
-    [shard_cf(shard), timer_cf(shard), deadline_cf(shard)]
+fn shard_cfs(shard: u32) -> [String; 4] {
+    [
+        shard_cf(shard),
+        timer_cf(shard),
+        deadline_cf(shard),
+        history::history_cf(shard),
+    ]
 }
 
 /// Every variant's message already names its cause, so none declares a
@@ -94,6 +104,8 @@ pub enum StoreError {
     Read(rocksdb::Error),
     #[error("store write failed (state stays at the previous checkpoint): {0}")]
     Write(rocksdb::Error),
+    #[error("stored history is unreadable: {0}")]
+    History(String),
     #[error("stored value {key:?} is unreadable: {cause}")]
     Envelope {
         key: String,
@@ -106,6 +118,8 @@ pub struct Store {
     path: PathBuf,
     /// Shards whose column families exist.
     shards: Mutex<BTreeSet<u32>>,
+    /// What history retention is measured against ([`history::Clock`]).
+    clock: history::Clock,
 }
 
 /// Options of every column family.
@@ -116,11 +130,21 @@ fn cf_options() -> Options {
     o
 }
 
-/// The shard a twin, timer or deadline column family belongs to.
+/// The options of column family `name` (history families have their own).
+fn options_of(name: &str, clock: &history::Clock) -> Options {
+    if name.starts_with("history-") {
+        history::history_options(clock)
+    } else {
+        cf_options()
+    }
+}
+
+/// The shard a twin, timer, deadline or history column family belongs to.
 fn shard_of(cf: &str) -> Option<u32> {
     cf.strip_prefix("twins-")
         .or_else(|| cf.strip_prefix("timers-"))
         .or_else(|| cf.strip_prefix("deadlines-"))
+        .or_else(|| cf.strip_prefix("history-"))
         .and_then(|n| n.parse().ok())
 }
 
@@ -167,7 +191,10 @@ impl Store {
             }
         }
         let fresh = existing.is_empty();
-        let descriptors = cfs.iter().map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
+        let clock = history::Clock::new();
+        let descriptors = cfs
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, options_of(name, &clock)));
         let db = Db::open_cf_descriptors(&opts, dir, descriptors).map_err(|source| {
             if source.to_string().contains("lock") {
                 StoreError::Locked {
@@ -184,8 +211,10 @@ impl Store {
             db,
             path: dir.to_path_buf(),
             shards: Mutex::new(present),
+            clock,
         };
         store.check_format(fresh)?;
+        store.load_history_clock()?;
         Ok(store)
     }
 
@@ -224,7 +253,9 @@ impl Store {
         }
         for cf in shard_cfs(shard) {
             if self.db.cf_handle(&cf).is_none() {
-                self.db.create_cf(&cf, &cf_options()).map_err(StoreError::Write)?;
+                self.db
+                    .create_cf(&cf, &options_of(&cf, &self.clock))
+                    .map_err(StoreError::Write)?;
             }
         }
         shards.insert(shard);
