@@ -86,6 +86,11 @@ enum Command {
         /// Where to write the JSON report.
         #[arg(long)]
         report: PathBuf,
+        /// Also write every history bucket within retention as CSV
+        /// (`asset,series,width,start,count,sum,min,max,first_ts,first,last_ts,last`,
+        /// values times 64), sorted, for a row-by-row diff with the reference.
+        #[arg(long)]
+        history_out: Option<PathBuf>,
         /// State directory of the replay (default: `<node.state_dir>/replay`).
         #[arg(long, env = "TWINSTREAM_STATE_DIR")]
         state_dir: Option<PathBuf>,
@@ -155,6 +160,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             topology,
             file,
             report,
+            history_out,
             state_dir,
             fresh,
             rate,
@@ -170,6 +176,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                 source,
                 http,
                 stop_timeout,
+                history_out,
             };
             replay(&topo, &file, &report, state_dir, &flags)
         }
@@ -382,6 +389,7 @@ struct ReplayFlags {
     source: Option<String>,
     http: Option<std::net::SocketAddr>,
     stop_timeout: Duration,
+    history_out: Option<PathBuf>,
 }
 
 fn replay(
@@ -397,6 +405,7 @@ fn replay(
         ref source,
         http,
         stop_timeout,
+        ref history_out,
     } = *flags;
     let source = pick_source(topo, source.as_deref())?;
     if rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
@@ -459,6 +468,21 @@ fn replay(
     report.resumed_from_line = summary.started_at.first().map_or(0, |(_, p)| p.line);
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(report_path, json + "\n").with_context(|| format!("writing {}", report_path.display()))?;
+    if let Some(path) = history_out {
+        let mut rows = Vec::new();
+        twinstream::report::history(&store, 0, Some(&mut rows))?;
+        rows.sort();
+        let mut csv = String::new();
+        for r in rows {
+            use std::fmt::Write;
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
+                r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11
+            );
+        }
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
     if !summary.finished {
         say!(
             std::io::stderr(),

@@ -83,6 +83,99 @@ pub struct Report {
     pub events_per_second: f64,
     /// Line this process started from (0 = the beginning; more = resumed).
     pub resumed_from_line: u64,
+    /// What durable history holds (types with `history:`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryReport>,
+}
+
+/// Durable history within retention, summed over every twin, series and
+/// tier: downsampled buckets, and the raw tier's readings. Values are
+/// multiples of 1/64 in workload v1, so `*_x64` sums are exact integers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HistoryReport {
+    pub history_buckets: u64,
+    pub history_count: u64,
+    pub history_sum_x64: i64,
+    pub history_min_x64: i64,
+    pub history_max_x64: i64,
+    pub history_first_x64: i64,
+    pub history_last_x64: i64,
+    pub history_first_ts_sum: i64,
+    pub history_last_ts_sum: i64,
+    pub history_raw: u64,
+    pub history_raw_x64: i64,
+    pub history_raw_ts_sum: i64,
+}
+
+/// One row of `--history-out`: `asset,series,width,start,count,sum,min,max,
+/// first_ts,first,last_ts,last`, values times 64 (a raw reading is a
+/// bucket of width 0 holding one).
+pub type HistoryRow = (String, String, i64, i64, u64, i64, i64, i64, i64, i64, i64, i64);
+
+fn x64(v: f64) -> i64 {
+    (v * 64.0) as i64
+}
+
+/// Durable history of `shard` within retention (as the API shows it), and
+/// its rows when `rows` is given.
+pub fn history(
+    store: &Store,
+    shard: u32,
+    mut rows: Option<&mut Vec<HistoryRow>>,
+) -> Result<Option<HistoryReport>, StoreError> {
+    use crate::store::history::page::span;
+    let clock = store.history_clock().get();
+    let mut h = HistoryReport::default();
+    let mut any = false;
+    store.for_each_page(shard, |asset, series, width, start, page| {
+        any = true;
+        let keep = page.expires - start - span(width);
+        let visible_from = clock.saturating_sub(keep);
+        for (ts, v) in &page.readings {
+            if *ts > visible_from {
+                h.history_raw += 1;
+                h.history_raw_x64 += x64(*v);
+                h.history_raw_ts_sum += ts;
+                if let Some(rows) = rows.as_deref_mut() {
+                    let v = x64(*v);
+                    rows.push((asset.into(), series.into(), 0, *ts, 1, v, v, v, *ts, v, *ts, v));
+                }
+            }
+        }
+        for (i, b) in &page.buckets {
+            let t = start + i64::from(*i) * width;
+            if t + width <= visible_from {
+                continue;
+            }
+            h.history_buckets += 1;
+            h.history_count += b.count;
+            h.history_sum_x64 += x64(b.sum);
+            h.history_min_x64 += x64(b.min);
+            h.history_max_x64 += x64(b.max);
+            h.history_first_x64 += x64(b.first);
+            h.history_last_x64 += x64(b.last);
+            h.history_first_ts_sum += b.first_ts;
+            h.history_last_ts_sum += b.last_ts;
+            if let Some(rows) = rows.as_deref_mut() {
+                rows.push((
+                    asset.into(),
+                    series.into(),
+                    width,
+                    t,
+                    b.count,
+                    x64(b.sum),
+                    x64(b.min),
+                    x64(b.max),
+                    b.first_ts,
+                    x64(b.first),
+                    b.last_ts,
+                    x64(b.last),
+                ));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(any.then_some(h))
 }
 
 /// Folds every twin of `shard` and the position of `source` into a report.
@@ -107,6 +200,7 @@ pub fn build(store: &Store, shard: u32, source: &str) -> Result<Report, StoreErr
         run_seconds: 0.0,
         events_per_second: 0.0,
         resumed_from_line: 0,
+        history: history(store, shard, None)?,
     };
     store.for_each_twin(shard, |key, bytes| {
         let rec = record::decode(bytes).map_err(|source| StoreError::Envelope {

@@ -6,6 +6,8 @@
 //!   the router ([`crate::engine::query`]), never the store's write path.
 //! * [`foresight`] - the model's forecast and what-if runs: the twin sends
 //!   a copy of its state, the prediction runs off its thread.
+//! * [`history`] - a twin's past (sensor buckets, alert transitions,
+//!   commands), read from the store's history column families.
 //! * [`auth`] - bearer tokens (from the environment or a file, compared in
 //!   constant time).
 //! * [`error`] - the one error shape: `{"error": {"code", "message"}}`.
@@ -17,6 +19,7 @@ pub mod auth;
 pub mod error;
 pub mod foresight;
 pub mod handlers;
+pub mod history;
 pub mod openapi;
 pub mod peers;
 pub mod server;

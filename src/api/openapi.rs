@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{foresight, handlers};
+use super::{foresight, handlers, history};
 use crate::twin::view;
 
 #[derive(OpenApi)]
@@ -19,6 +19,9 @@ use crate::twin::view;
         handlers::send_command,
         foresight::forecast,
         foresight::what_if,
+        history::history,
+        history::alerts,
+        history::commands,
         handlers::list_alerts,
         handlers::ack_alert,
     ),
@@ -53,6 +56,13 @@ use crate::twin::view;
         foresight::FiredView,
         foresight::RuleCommandView,
         foresight::WhatIfView,
+        history::PointView,
+        history::ReadingPoint,
+        history::SeriesView,
+        history::HistoryView,
+        history::AlertHistoryView,
+        history::CommandHistoryView,
+        view::AlertTransitionView,
     )),
     modifiers(&Bearer),
     tags(

@@ -8,9 +8,9 @@ use actix_web::dev::{ServerHandle, Service};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use super::auth::Tokens;
-use super::foresight;
 use super::handlers::{self, AppState};
 use super::ApiError;
+use super::{foresight, history};
 use crate::engine::query::EngineLink;
 use crate::telemetry;
 
@@ -94,6 +94,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/twins/{id}/commands").route(web::post().to(handlers::send_command)))
         .service(resource("/twins/{id}/forecast").route(web::get().to(foresight::forecast)))
         .service(resource("/twins/{id}/whatif").route(web::post().to(foresight::what_if)))
+        .service(resource("/twins/{id}/history").route(web::get().to(history::history)))
+        .service(resource("/twins/{id}/alerts/history").route(web::get().to(history::alerts)))
+        .service(resource("/twins/{id}/commands/history").route(web::get().to(history::commands)))
         .service(resource("/alerts").route(web::get().to(handlers::list_alerts)))
         .service(resource("/alerts/{id:.+}/ack").route(web::post().to(handlers::ack_alert)));
 }

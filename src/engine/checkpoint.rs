@@ -11,12 +11,13 @@
 //! state is durable) and commits. Epochs commit in order.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::host::history;
 use super::EngineError;
 use crate::cluster::changelog::{self, Entry};
 use crate::cluster::ShardMeta;
@@ -24,7 +25,7 @@ use crate::pipeline::{Fatal, FatalTx};
 use crate::sink::SinkHub;
 use crate::store::{Checkpoint, Store, TimerChange};
 use crate::telemetry;
-use crate::twin::model::ClosedDigest;
+use crate::twin::model::{ClosedDigest, NO_TS};
 
 /// A shard whose changelog gets a marker in this checkpoint (cluster).
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +48,8 @@ pub struct Epoch {
     /// Closed windows of the replay digest, stored under `digest_key`.
     digest: Mutex<Vec<ClosedDigest>>,
     digest_key: String,
+    /// The greatest reading time in the history staged (`NO_TS`: none).
+    history_max: AtomicI64,
     store: Arc<Store>,
     started: Instant,
     done: Sender<Arc<Epoch>>,
@@ -77,6 +80,7 @@ impl Epoch {
             staged: Mutex::new(staged),
             digest: Mutex::new(Vec::new()),
             digest_key,
+            history_max: AtomicI64::new(NO_TS),
             store,
             started: Instant::now(),
             done,
@@ -84,14 +88,26 @@ impl Epoch {
     }
 
     /// A twin's snapshot and, for types with timers, its deadline: what
-    /// the store holds and what it should (its `new` is the changelog's).
-    pub fn add(self: &Arc<Self>, shard: u32, asset: &str, record: &[u8], timer: Option<TimerChange>) {
+    /// the store holds and what it should (its `new` is the changelog's);
+    /// and what it logged for history.
+    pub fn add(
+        self: &Arc<Self>,
+        shard: u32,
+        asset: &str,
+        record: &[u8],
+        timer: Option<TimerChange>,
+        history: &history::Part,
+    ) {
         let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
         self.store.put_twin(&mut staged, shard, asset, record);
         if let Some(change) = timer {
             self.store.put_timer(&mut staged, shard, asset, change);
         }
+        self.store.stage_history(&mut staged, shard, &history.ops);
         drop(staged);
+        if history.max_ts != NO_TS {
+            self.history_max.fetch_max(history.max_ts, Ordering::AcqRel);
+        }
         if let Some((entries, _)) = &self.changelog {
             entries.lock().unwrap_or_else(|e| e.into_inner()).push(Entry {
                 shard,
@@ -135,6 +151,10 @@ impl Epoch {
         if !digest.is_empty() {
             self.store
                 .put_position(&mut ckpt, &self.digest_key, &crate::report::encode_digest(&digest));
+        }
+        let history_max = self.history_max.load(Ordering::Acquire);
+        if history_max != NO_TS {
+            self.store.stage_history_clock(&mut ckpt, history_max);
         }
         ckpt
     }

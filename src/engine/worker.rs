@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::checkpoint::Epoch;
-use super::host::{Apply, Question, Tally, TwinActor, TwinContext, TypeContext, Unrestored};
+use super::host::{history, Apply, Question, Tally, TwinActor, TwinContext, TypeContext, Unrestored};
 use super::query::Gather;
 use crate::pipeline::flow::Permit;
 use crate::twin::model::{Event, Relayed};
@@ -46,17 +46,21 @@ pub const SNAPSHOT_PATIENCE: Duration = Duration::from_millis(250);
 thread_local! {
     /// The buffer twins encode their records into (one per worker thread).
     static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The history part of a twin's snapshot (one per worker thread).
+    static HISTORY: RefCell<history::Part> = RefCell::new(history::Part::default());
 }
 
 /// The snapshot hook: asks `twin` for its part of `epoch` and adds it. A
 /// twin with no state to give aborts the epoch (the node is stopping).
 pub(crate) fn take_part(twin: &mut TwinActor, epoch: &Arc<Epoch>) {
     RECORD.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        match twin.snapshot(&mut buf, |d| epoch.add_digest(d)) {
-            Ok(timer) => epoch.add(twin.shard(), twin.asset(), &buf, timer),
-            Err(Unrestored) => epoch.abort(),
-        }
+        HISTORY.with(|hist| {
+            let (mut buf, mut hist) = (buf.borrow_mut(), hist.borrow_mut());
+            match twin.snapshot(&mut buf, |d| epoch.add_digest(d), &mut hist) {
+                Ok(timer) => epoch.add(twin.shard(), twin.asset(), &buf, timer, &hist),
+                Err(Unrestored) => epoch.abort(),
+            }
+        })
     });
 }
 

@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{set_alert, Output, TwinState, NO_TS};
+use super::model::{history, set_alert, Output, TwinState, NO_TS};
 use super::schema::TypeModel;
 use crate::topology::OutputKind;
 
@@ -119,6 +119,11 @@ impl Commands {
     }
 }
 
+/// Whether the type keeps its commands in history.
+fn logs_history(m: &TypeModel) -> bool {
+    m.history.as_ref().is_some_and(|h| h.events_keep_ms.is_some())
+}
+
 fn table(st: &mut TwinState) -> &mut Commands {
     st.ext
         .as_deref_mut()
@@ -145,15 +150,20 @@ pub fn issue(m: &TypeModel, st: &mut TwinState, order: Order<'_>, now: i64, out:
         origin,
     } = order;
     let timeout = m.commands[def as usize].timeout_ms;
+    let logs = logs_history(m);
     let t = table(st);
+    let mut superseded = Vec::new();
     for c in t.log.iter_mut().filter(|c| c.def == def && c.phase == Phase::Pending) {
         c.phase = Phase::Superseded;
         c.finished_ms = now;
+        if logs {
+            superseded.push(c.clone());
+        }
     }
     t.seq[def as usize] += 1;
     let seq = t.seq[def as usize];
     t.desired[def as usize] = value;
-    t.log.push(Command {
+    let command = Command {
         def,
         seq,
         value,
@@ -163,7 +173,11 @@ pub fn issue(m: &TypeModel, st: &mut TwinState, order: Order<'_>, now: i64, out:
         deadline_ms: now.saturating_add(timeout),
         phase: Phase::Pending,
         finished_ms: NO_TS,
-    });
+    };
+    if logs {
+        superseded.push(command.clone());
+    }
+    t.log.push(command);
     // Forget the oldest finished commands beyond the bound.
     let finished = t.log.iter().filter(|c| c.phase != Phase::Pending).count();
     let mut excess = finished.saturating_sub(KEEP_FINISHED);
@@ -175,6 +189,9 @@ pub fn issue(m: &TypeModel, st: &mut TwinState, order: Order<'_>, now: i64, out:
             true
         }
     });
+    for c in &superseded {
+        history::on_command(st, c);
+    }
     if m.emit.has(OutputKind::Commands) {
         out.push(Output::Actuate {
             def,
@@ -219,6 +236,10 @@ fn finish(m: &TypeModel, st: &mut TwinState, def: u16, seq: u32, phase: Phase, n
     c.phase = phase;
     c.finished_ms = now;
     let origin = c.origin;
+    if logs_history(m) {
+        let c = c.clone();
+        history::on_command(st, &c);
+    }
     let alert = m.commands[def as usize].failed_alert;
     match phase {
         Phase::Acked => set_alert(m, st, alert, false, now, out),

@@ -393,11 +393,11 @@ fn arb_events() -> impl Strategy<Value = Vec<Event>> {
 
 proptest! {
     /// The supervision backup: whatever a batch did to a twin (windows
-    /// closed into the replay digest included), rolling back restores the
-    /// state before it exactly.
+    /// closed into the replay digest and readings logged for history
+    /// included), rolling back restores the state before it exactly.
     #[test]
     fn rolling_back_a_batch_restores_the_state_before_it(before in arb_events(), batch in arb_events()) {
-        let text = format!("{BASE}{W1S}");
+        let text = format!("{BASE}{W1S}").replace("    watermark:", "    history: on\n    watermark:");
         let topo = topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
         let m = Model::build(&topo, OutputMask::all(), true).types[0].clone();
         let mut st = TwinState::new(&m);
@@ -408,11 +408,12 @@ proptest! {
         let mut backup = saved.clone();
         apply(&m, &mut backup, Input::Events(&batch), 0, &mut out);
         apply(&m, &mut backup, Input::EndOfInput, 0, &mut out);
-        let digest_len = st.back_up(&mut backup);
+        let marks = st.back_up(&mut backup);
         apply(&m, &mut st, Input::Events(&batch), 7, &mut out);
         apply(&m, &mut st, Input::EndOfInput, 7, &mut out);
-        prop_assume!(st.digest().len() > digest_len, "the batch closes windows");
-        st.roll_back(&mut backup, digest_len);
+        prop_assume!(st.digest().len() > saved.digest().len(), "the batch closes windows");
+        prop_assert!(st.ext.as_ref().unwrap().history.len() > saved.ext.as_ref().unwrap().history.len());
+        st.roll_back(&mut backup, marks);
         prop_assert_eq!(&st, &saved);
     }
 

@@ -86,6 +86,8 @@ pub struct TypeModel {
     pub derived_by_sensor: Vec<Vec<u16>>,
     /// Derived sensors that keep state between readings (`integral`, `rate`).
     pub n_derived_state: usize,
+    /// What the twin keeps of its past (`history:`).
+    pub history: Option<super::model::HistoryModel>,
     /// The names twin records of this type index, and their id.
     pub schema: super::record::Schema,
     pub schema_id: u64,
@@ -700,6 +702,10 @@ impl TypeModel {
             derived,
             derived_by_sensor,
             n_derived_state,
+            history: ty
+                .history
+                .as_ref()
+                .map(|h| super::model::HistoryModel::of(h, ty.sensors.len())),
             schema: super::record::Schema::default(),
             schema_id: 0,
         };
@@ -731,6 +737,7 @@ impl TypeModel {
             || !self.commands.is_empty()
             || self.filter.is_some()
             || self.n_derived_state > 0
+            || self.history.is_some()
     }
 
     /// Index in the twin's per-source table of `source`'s reading of

@@ -275,6 +275,28 @@ pub struct AlertView {
     pub message: Option<String>,
 }
 
+/// One alert transition, as history keeps it (`GET /twins/{id}/alerts/history`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AlertTransitionView {
+    /// `asset/rule/seq/transition`: the `event_id` the alert sink's records carry.
+    pub event_id: String,
+    pub rule: String,
+    #[schema(value_type = String, example = "critical")]
+    pub severity: Severity,
+    /// `raised`, `acknowledged` or `cleared`.
+    #[schema(example = "raised")]
+    pub transition: String,
+    pub seq: u32,
+    /// Time of the evaluation that caused it (event time; processing time
+    /// for staleness and acknowledgements).
+    pub ts: i64,
+    /// The alert's inputs at that moment.
+    #[schema(value_type = Object)]
+    pub inputs: std::collections::BTreeMap<String, Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 /// A twin in a list (`GET /twins`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TwinSummary {

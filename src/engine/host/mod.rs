@@ -32,6 +32,7 @@
 //!   answered from the twin's own state.
 
 mod account;
+pub mod history;
 pub mod questions;
 pub mod stored;
 #[cfg(test)]
@@ -221,7 +222,7 @@ impl TwinActor {
         let mut backup = SCRATCH
             .with(|s| s.borrow_mut().take())
             .unwrap_or_else(|| TwinState::new(&self.tcx.model));
-        let digest_len = self.state.back_up(&mut backup);
+        let marks = self.state.back_up(&mut backup);
         let mark = out.len();
         let (model, state) = (&self.tcx.model, &mut self.state);
         #[cfg(test)]
@@ -239,7 +240,7 @@ impl TwinActor {
                 Ok(())
             }
             Err(panic) => {
-                self.state.roll_back(&mut backup, digest_len);
+                self.state.roll_back(&mut backup, marks);
                 out.truncate(mark);
                 Err(panic_message(&panic))
             }
@@ -483,12 +484,19 @@ impl TwinActor {
         &mut self,
         record: &mut Vec<u8>,
         digest: impl FnOnce(&[ClosedDigest]),
+        history: &mut history::Part,
     ) -> Result<Option<TimerChange>, Unrestored> {
         if self.failed {
             return Err(Unrestored);
         }
-        // Windows closed since the last snapshot go into the same checkpoint.
+        // Windows closed since the last snapshot go into the same checkpoint,
+        // and so does what it logged for history.
         self.state.take_digest(digest);
+        history.ops.clear();
+        history.max_ts = NO_TS;
+        let (m, asset, latest) = (&self.tcx.model, &self.asset, self.state.max_ts);
+        self.state
+            .take_history(|log| history::fold(m, asset, log, latest, history));
         // The timer goes with the record when it changed (into the store's
         // deadline index), so a restarted node wakes the twin when it is due
         // without reading every record. A cluster node's changelog record

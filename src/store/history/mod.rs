@@ -150,6 +150,23 @@ pub fn command_key(asset: &str, issued: i64, command: &str, seq: u32) -> Vec<u8>
     k
 }
 
+/// `(asset, series, width, page start)` of a page key; `None` for other
+/// kinds of keys.
+pub fn parse_page_key(k: &[u8]) -> Option<(&str, &str, i64, i64)> {
+    let n = u16::from_be_bytes(k.get(..2)?.try_into().ok()?) as usize;
+    let asset = std::str::from_utf8(k.get(2..2 + n)?).ok()?;
+    let rest = k.get(2 + n..)?;
+    if *rest.first()? != SERIES {
+        return None;
+    }
+    let m = *rest.get(1)? as usize;
+    let series = std::str::from_utf8(rest.get(2..2 + m)?).ok()?;
+    let rest = rest.get(2 + m..)?;
+    let width = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) as i64;
+    let start = get_time(rest.get(8..)?)?;
+    Some((asset, series, width, start))
+}
+
 /// One staged history write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HistoryOp {
@@ -275,6 +292,27 @@ impl Store {
             if !f(at, &k, body) {
                 break;
             }
+        }
+        Ok(())
+    }
+
+    /// Calls `f(asset, series, width, page start, page)` for every page of
+    /// `shard`, in key order (reports and tools).
+    pub fn for_each_page(
+        &self,
+        shard: u32,
+        mut f: impl FnMut(&str, &str, i64, i64, Page) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let Some(cf) = self.db.cf_handle(&history_cf(shard)) else {
+            return Ok(());
+        };
+        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+            let (k, v) = item.map_err(StoreError::Read)?;
+            let Some((asset, series, width, start)) = parse_page_key(&k) else {
+                continue;
+            };
+            let page = Page::decode(&v).map_err(|e| StoreError::History(e.to_string()))?;
+            f(asset, series, width, start, page)?;
         }
         Ok(())
     }
@@ -420,5 +458,7 @@ mod tests {
         let d = page_key(&series_prefix("b", "t", 1000), -100);
         assert!(a < b && b < c && c < d);
         assert!(alert_key("a", 5, "r", 1, true) < alert_key("a", 6, "a", 0, false));
+        assert_eq!(parse_page_key(&a), Some(("a", "t", 1000, -5)));
+        assert_eq!(parse_page_key(&alert_key("a", 5, "r", 1, true)), None);
     }
 }

@@ -66,7 +66,7 @@ impl<'t> Cx<'t> {
             self.check_name(&key, "asset_types", &ASSET_TYPE, None);
             let Spanned { value: name, pos: kpos } = key;
             let what = format!("asset type `{name}`");
-            const FIELDS: &[&str] = &["sensors", "relations", "watermark", "commands", "model"];
+            const FIELDS: &[&str] = &["sensors", "relations", "watermark", "commands", "model", "history"];
             let Some(f) = Fields::new(def, &what, FIELDS, &mut self.diags) else {
                 continue;
             };
@@ -90,6 +90,9 @@ impl<'t> Cx<'t> {
                 }
                 model
             });
+            let history = f
+                .get("history")
+                .and_then(|h| self.history(h, &what, &sensors, model.as_ref()));
             let mut ooo = Duration::from_secs(1);
             let mut idle_timeout = None;
             if let Some(wm) = f.get("watermark") {
@@ -118,6 +121,7 @@ impl<'t> Cx<'t> {
                 idle_timeout,
                 commands,
                 model,
+                history,
             };
             let rejected = self.rejected_models.contains(&out.len());
             self.link_derived(&mut ty, derived, rejected);

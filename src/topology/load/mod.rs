@@ -26,6 +26,7 @@ mod asset_types;
 mod assets;
 mod connections;
 mod derived;
+mod history;
 mod joins;
 mod model;
 mod model_math;

@@ -21,6 +21,8 @@ pub struct AssetType {
     pub commands: Vec<CommandDef>,
     /// The state-space model the twin filters its readings with.
     pub model: Option<super::ModelSpec>,
+    /// The past the twin keeps (`history:`).
+    pub history: Option<super::HistorySpec>,
 }
 
 /// An actuation command of an asset type: what acknowledges it, how long

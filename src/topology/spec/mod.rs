@@ -7,6 +7,7 @@
 mod asset_types;
 mod assets;
 mod connections;
+mod history;
 mod model;
 mod node;
 mod rules;
@@ -17,6 +18,7 @@ mod windows;
 pub use asset_types::*;
 pub use assets::*;
 pub use connections::*;
+pub use history::*;
 pub use model::{AnomalySpec, ModelSpec, Observation, Preset, Transition as ModelTransition};
 pub use node::*;
 pub use rules::*;

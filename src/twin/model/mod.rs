@@ -61,6 +61,7 @@ macro_rules! ext_mut {
 
 mod derived;
 mod filter;
+pub mod history;
 mod joins;
 mod rules;
 mod sensors;
@@ -73,11 +74,12 @@ pub use filter::{
     anomaly_rule, expm, AnomalyDef, Dynamics, FilterModel, FilterRecord, FilterState, ModelUpdate, ObservationDef,
     ObservationState, ObservedUpdate, Step,
 };
+pub use history::{HistoryModel, Logged};
 pub use joins::{JoinPair, Relayed};
 pub(super) use rules::set_alert;
 pub use rules::AlertState;
 pub use sensors::{Estimate, Event, Latest, Quality, SensorState, SourceReading};
-pub use state::{Health, TwinExt, TwinState, TwinStats};
+pub use state::{Health, LogMarks, TwinExt, TwinState, TwinStats};
 pub use timers::next_deadline;
 pub use windows::{Acc, ClosedDigest, OpenWindow};
 
@@ -295,6 +297,9 @@ fn apply_input(m: &TypeModel, state: &mut TwinState, input: Input<'_>, now_ms: i
                 if a.active && a.seq == seq && !a.acked {
                     a.acked = true;
                     let inputs = alert_inputs(m, state, rule);
+                    if m.history.as_ref().is_some_and(|h| h.events_keep_ms.is_some()) {
+                        history::on_alert(state, rule, Transition::Acknowledged, now_ms, &inputs);
+                    }
                     emit_alert(m, state, rule, Transition::Acknowledged, now_ms, inputs, out);
                 }
             }
@@ -343,6 +348,9 @@ fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Ve
     st.stats.events += 1;
     let s = e.sensor as usize;
     let def = &m.sensor_defs[s];
+    if let Some(series) = m.history.as_ref().and_then(|h| h.by_sensor[s]) {
+        history::on_reading(st, series, e.ts, e.value);
+    }
 
     // (a) the sensor is heard from: fresh again (only timers read when)
     if m.timers {
@@ -400,6 +408,11 @@ fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Ve
     // (b') the model takes the reading into its estimate (every reading of
     // an observed sensor: the filter fuses its sources)
     let estimated = m.filter.is_some() && on_model_reading(m, st, e);
+    if estimated {
+        if let Some(h) = m.history.as_ref().filter(|h| !h.estimates.is_empty()) {
+            history::on_estimate(h, st, e.ts);
+        }
+    }
 
     // (c) windows, judged against the watermark before this event
     let wm = st.watermark(m);

@@ -162,6 +162,9 @@ pub(in crate::twin) fn set_alert(m: &TypeModel, st: &mut TwinState, r: u16, on: 
     } else {
         Transition::Cleared
     };
+    if m.history.as_ref().is_some_and(|h| h.events_keep_ms.is_some()) {
+        super::history::on_alert(st, r, transition, ts, &inputs);
+    }
     emit_alert(m, st, r, transition, ts, inputs, out);
     // A tracked command is issued whether or not a sink sends commands (it
     // sets the desired state): see `issue_rule_commands`.
@@ -173,6 +176,9 @@ pub(in crate::twin) fn set_alert(m: &TypeModel, st: &mut TwinState, r: u16, on: 
     {
         let value = if on { Some(c.value) } else { c.on_clear };
         if let Some(value) = value {
+            if rule.tracked.is_none() && m.history.as_ref().is_some_and(|h| h.events_keep_ms.is_some()) {
+                super::history::on_rule_command(st, r, transition, ts, value);
+            }
             out.push(Output::Command {
                 rule: r,
                 seq: st.alerts[r as usize].seq,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::derived::DerivedState;
 use super::filter::{FilterModel, FilterState};
+use super::history::Logged;
 use super::{
     Acc, AlertState, ClosedDigest, Estimate, JoinPair, Latest, OpenWindow, Quality, SensorState, SourceReading, NO_TS,
 };
@@ -97,6 +98,18 @@ pub struct TwinExt {
     pub filter: Option<Box<FilterState>>,
     /// What the derived `integral` and `rate` sensors keep between readings.
     pub derived: Box<[DerivedState]>,
+    /// Readings, alert transitions and commands logged for history since
+    /// the last snapshot (types with `history:`); the snapshot moves them
+    /// into the checkpoint.
+    pub history: Vec<Logged>,
+}
+
+/// The lengths of a twin's append-only logs (the replay digest and the
+/// history log) when it was backed up: rolling back truncates them to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogMarks {
+    digest: usize,
+    history: usize,
 }
 
 impl Clone for TwinState {
@@ -124,22 +137,30 @@ impl Clone for TwinState {
 impl TwinState {
     /// Copies `self` into `backup` for [`TwinState::roll_back`], reusing the
     /// backup's allocations (the actor does this before every batch, so it
-    /// must not allocate). The replay digest is not copied: applying only
-    /// appends to it, so its length is the backup.
-    pub fn back_up(&self, backup: &mut TwinState) -> usize {
+    /// must not allocate). The replay digest and the history log are not
+    /// copied: applying only appends to them, so their lengths are the backup.
+    pub fn back_up(&self, backup: &mut TwinState) -> LogMarks {
         backup.copy_from(self, false);
-        self.digest().len()
+        LogMarks {
+            digest: self.digest().len(),
+            history: self.ext.as_ref().map_or(0, |x| x.history.len()),
+        }
     }
 
-    /// Puts the state [`TwinState::back_up`] saved (and returned
-    /// `digest_len` for) back, in place of a possibly half-applied one;
-    /// `backup` is left holding the discarded state.
-    pub fn roll_back(&mut self, backup: &mut TwinState, digest_len: usize) {
-        let mut digest = self.ext.as_deref_mut().map(|x| std::mem::take(&mut x.digest));
+    /// Puts the state [`TwinState::back_up`] saved (and returned `marks`
+    /// for) back, in place of a possibly half-applied one; `backup` is left
+    /// holding the discarded state.
+    pub fn roll_back(&mut self, backup: &mut TwinState, marks: LogMarks) {
+        let logs = self
+            .ext
+            .as_deref_mut()
+            .map(|x| (std::mem::take(&mut x.digest), std::mem::take(&mut x.history)));
         std::mem::swap(self, backup);
-        if let (Some(x), Some(mut d)) = (self.ext.as_deref_mut(), digest.take()) {
-            d.truncate(digest_len);
+        if let (Some(x), Some((mut d, mut h))) = (self.ext.as_deref_mut(), logs) {
+            d.truncate(marks.digest);
+            h.truncate(marks.history);
             x.digest = d;
+            x.history = h;
         }
     }
 
@@ -162,6 +183,7 @@ impl TwinState {
                 a.related.clone_from(&b.related);
                 if digest {
                     a.digest.clone_from(&b.digest);
+                    a.history.clone_from(&b.history);
                 }
                 a.commands.clone_from(&b.commands);
                 a.derived.clone_from(&b.derived);
@@ -198,6 +220,7 @@ impl TwinState {
                     commands: (!m.commands.is_empty()).then(|| Box::new(Commands::new(m))),
                     filter: m.filter.as_ref().map(|f| Box::new(FilterState::new(f))),
                     derived: vec![DerivedState::NONE; m.n_derived_state].into_boxed_slice(),
+                    history: Vec::new(),
                 })
             }),
         }
@@ -276,6 +299,16 @@ impl TwinState {
 
     pub fn digest(&self) -> &[ClosedDigest] {
         self.ext.as_ref().map_or(&[], |x| &x.digest)
+    }
+
+    /// Takes what was logged for history since the last snapshot.
+    pub fn take_history(&mut self, into: impl FnOnce(&[Logged])) {
+        if let Some(x) = self.ext.as_deref_mut() {
+            if !x.history.is_empty() {
+                into(&x.history);
+                x.history.clear();
+            }
+        }
     }
 
     /// Takes the windows closed since the last snapshot (replay digest).

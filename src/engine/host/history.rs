@@ -1,0 +1,170 @@
+//! A twin's part of history in a checkpoint: what it logged since its last
+//! snapshot ([`Logged`]), folded into one page operand per series, tier and
+//! page, and an entry per alert transition and command.
+//!
+//! A reading goes into a tier only while its bucket is within retention by
+//! the twin's own latest event time; the history clock (the node's latest)
+//! is never behind that, so what is skipped here would be hidden anyway.
+
+use std::collections::BTreeMap;
+
+use crate::store::history::page::{encode_entry, expiry, page_start, span, Bucket, Page};
+use crate::store::history::{alert_key, command_key, page_key, series_prefix, HistoryOp};
+use crate::twin::model::{HistoryModel, Logged, NO_TS};
+use crate::twin::schema::TypeModel;
+use crate::twin::view::{self, AlertTransitionView, CommandView};
+
+/// What a snapshot adds to the checkpoint: the operations, and the
+/// greatest reading time among them (`NO_TS`: none).
+#[derive(Debug, Default)]
+pub struct Part {
+    pub ops: Vec<HistoryOp>,
+    pub max_ts: i64,
+}
+
+/// Folds `log` (in the order it was logged) into `part`; `latest` is the
+/// twin's greatest event time.
+pub fn fold(m: &TypeModel, asset: &str, log: &[Logged], latest: i64, part: &mut Part) {
+    part.ops.clear();
+    part.max_ts = NO_TS;
+    let Some(h) = &m.history else { return };
+    // (series, tier, page start) -> page; tiers index `all_tiers`.
+    let mut pages: BTreeMap<(u16, u8, i64), Page> = BTreeMap::new();
+    let tiers: Vec<(i64, i64)> = h.all_tiers().collect();
+    for item in log {
+        match item {
+            Logged::Reading { series, ts, value } => {
+                part.max_ts = part.max_ts.max(*ts);
+                for (t, &(width, keep)) in tiers.iter().enumerate() {
+                    add(&mut pages, (*series, t as u8), width, keep, *ts, *value, latest);
+                }
+            }
+            other => {
+                if let Some(op) = entry(m, h, asset, other) {
+                    part.ops.push(op);
+                }
+            }
+        }
+    }
+    for ((series, t, start), mut page) in pages {
+        let (width, keep) = tiers[t as usize];
+        page.expires = expiry(start, width, keep);
+        let mut value = Vec::with_capacity(16 + 40 * (page.buckets.len() + page.readings.len()) / 3);
+        page.encode(&mut value);
+        let prefix = series_prefix(asset, &h.series[series as usize], width);
+        part.ops.push(HistoryOp::Merge {
+            key: page_key(&prefix, start),
+            value,
+        });
+    }
+}
+
+fn add(
+    pages: &mut BTreeMap<(u16, u8, i64), Page>,
+    (series, tier): (u16, u8),
+    width: i64,
+    keep: i64,
+    ts: i64,
+    value: f64,
+    latest: i64,
+) {
+    let start = page_start(ts, width);
+    if width == 0 {
+        if ts <= latest.saturating_sub(keep) {
+            return;
+        }
+        let page = pages.entry((series, tier, start)).or_default();
+        // In event-time order (equal times: arrival order), as pages keep them.
+        let at = page.readings.partition_point(|r| r.0 <= ts);
+        page.readings.insert(at, (ts, value));
+        return;
+    }
+    let i = (ts - start) / width;
+    let bucket_end = start + (i + 1) * width;
+    if bucket_end <= latest.saturating_sub(keep) {
+        return;
+    }
+    debug_assert!(start + span(width) > ts);
+    let page = pages.entry((series, tier, start)).or_default();
+    let i = i as u8;
+    match page.buckets.binary_search_by_key(&i, |b| b.0) {
+        Ok(k) => page.buckets[k].1.add(ts, value),
+        Err(k) => page.buckets.insert(k, (i, Bucket::of(ts, value))),
+    }
+}
+
+/// An alert transition or a command, as its history entry.
+fn entry(m: &TypeModel, h: &HistoryModel, asset: &str, item: &Logged) -> Option<HistoryOp> {
+    let keep = h.events_keep_ms?;
+    let (key, at, json) = match item {
+        Logged::Reading { .. } => return None,
+        Logged::Alert {
+            rule,
+            transition,
+            seq,
+            ts,
+            inputs,
+        } => {
+            let r = &m.rules[*rule as usize];
+            let v = AlertTransitionView {
+                event_id: format!("{asset}/{}/{seq}/{}", r.name, transition.name()),
+                rule: r.name.to_string(),
+                severity: r.severity,
+                transition: transition.name().to_string(),
+                seq: *seq,
+                ts: *ts,
+                inputs: r
+                    .inputs
+                    .iter()
+                    .zip(inputs.iter())
+                    .map(|((n, _), v)| (n.to_string(), v.is_finite().then_some(*v)))
+                    .collect(),
+                message: r.message.as_deref().map(str::to_string),
+            };
+            let raised = matches!(transition, crate::twin::model::Transition::Raised);
+            // Acknowledgements get their own key (they share seq with the raise).
+            let mut key = alert_key(asset, *ts, &r.name, *seq, raised);
+            if matches!(transition, crate::twin::model::Transition::Acknowledged) {
+                *key.last_mut().expect("a key ends with its transition") = 2;
+            }
+            (key, *ts, serde_json::to_vec(&v))
+        }
+        Logged::RuleCommand {
+            rule,
+            seq,
+            transition,
+            ts,
+            value,
+        } => {
+            let r = &m.rules[*rule as usize];
+            let name = r.command.as_ref().map_or("", |c| c.name.as_str());
+            let v = CommandView {
+                id: format!("{asset}/{}/{seq}/{}", r.name, transition.name()),
+                asset: asset.to_string(),
+                command: name.to_string(),
+                seq: *seq,
+                value: *value,
+                state: "sent",
+                origin: "rule",
+                rule: Some(r.name.to_string()),
+                rollback_of: None,
+                idempotency_key: None,
+                issued_at: *ts,
+                deadline: *ts,
+                finished_at: None,
+            };
+            let key = command_key(asset, *ts, &v.id, *seq);
+            (key, *ts, serde_json::to_vec(&v))
+        }
+        Logged::Command(c) => {
+            let v = view::command(m, asset, c);
+            let key = command_key(asset, c.issued_ms, &v.command, c.seq);
+            (key, c.issued_ms, serde_json::to_vec(&v))
+        }
+    };
+    let json = json.ok()?;
+    Some(HistoryOp::Put {
+        key,
+        value: encode_entry(at.saturating_add(keep), &json),
+    })
+}
