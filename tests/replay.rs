@@ -8,7 +8,11 @@ use std::time::Duration;
 use common::*;
 
 fn assert_match(dir: &Path, data: &Path, report: &Path) {
-    let reference = reference(dir, data);
+    assert_match_with(dir, data, report, &[]);
+}
+
+fn assert_match_with(dir: &Path, data: &Path, report: &Path, args: &[&std::ffi::OsStr]) {
+    let reference = reference_with(dir, data, args);
     let (matched, text) = compare(&reference, report);
     assert!(
         matched,
@@ -73,12 +77,92 @@ fn other_seeds_jitter_and_lateness_match_the_reference() {
     }
 }
 
+const HISTORY_TOPOLOGY: &str = "topologies/workload-v1-history.yaml";
+
+/// The history fields of the report (see `WORKLOAD.md`, "History").
+const HISTORY_FIELDS: [&str; 12] = [
+    "history_buckets",
+    "history_count",
+    "history_sum_x64",
+    "history_min_x64",
+    "history_max_x64",
+    "history_first_x64",
+    "history_last_x64",
+    "history_first_ts_sum",
+    "history_last_ts_sum",
+    "history_raw",
+    "history_raw_x64",
+    "history_raw_ts_sum",
+];
+
+/// Every bucket of a replayed trace's history, in every tier and within
+/// retention, equals the reference's, row by row, also when the replay took
+/// many checkpoints (each adds a page operand to every bucket it touched,
+/// late readings included).
+#[test]
+fn history_of_a_replay_matches_the_reference_row_by_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = gen_workload(
+        dir.path(),
+        "small.jsonl",
+        &["--assets", "200", "--seconds", "5", "--late-frac", "0.005"],
+    );
+    // A checkpoint every 100 ms of a replay paced to last about a second.
+    let text = std::fs::read_to_string(repo().join(HISTORY_TOPOLOGY)).unwrap();
+    assert!(text.contains("interval: 1s"));
+    let topo = dir.path().join("history.yaml");
+    std::fs::write(&topo, text.replace("interval: 1s", "interval: 100ms")).unwrap();
+    let report = dir.path().join("ours.json");
+    let ours_csv = dir.path().join("ours.csv");
+    let out = replay(
+        &topo,
+        &data,
+        &dir.path().join("state"),
+        &report,
+        &["--history-out", ours_csv.to_str().unwrap(), "--rate", "40000"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.matches("checkpoint durable").count() >= 10, "{stderr}");
+    let ref_csv = dir.path().join("ref.csv");
+    assert_match_with(
+        dir.path(),
+        &data,
+        &report,
+        &["--history-out".as_ref(), ref_csv.as_os_str()],
+    );
+    let r = json(&report);
+    for f in HISTORY_FIELDS {
+        assert!(r[f].as_i64().unwrap() > 0, "{f} must be exercised: {r}");
+    }
+    let (ours, theirs) = (
+        std::fs::read_to_string(&ours_csv).unwrap(),
+        std::fs::read_to_string(&ref_csv).unwrap(),
+    );
+    assert_eq!(ours.lines().count(), theirs.lines().count());
+    for (a, b) in ours.lines().zip(theirs.lines()) {
+        assert_eq!(a, b, "first differing row (ours, reference)");
+    }
+    // Retention: the 1 s tier (kept 3 s) and the raw tier (kept 2 s) hold
+    // only the end of the 5 s trace; the 5 s tier (kept 1 h) all of it.
+    let starts = |width: &str| -> Vec<i64> {
+        ours.lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|c| c[2] == width)
+            .map(|c| c[3].parse().unwrap())
+            .collect()
+    };
+    let span = |v: Vec<i64>| v.iter().max().unwrap() - v.iter().min().unwrap();
+    assert!(span(starts("0")) < 2100, "raw tier kept 2 s");
+    assert!(span(starts("1000")) <= 3000, "1 s tier kept 3 s");
+    assert!(span(starts("5000")) >= 5000, "5 s tier keeps the whole trace");
+}
+
 /// Kills the replay with SIGKILL after `checkpoints` durable checkpoints,
 /// and checks that it was still replaying at that point.
 fn kill_after_checkpoints(data: &Path, state: &Path, report: &Path, checkpoints: usize, rate: &str) {
     let mut run = spawn(
         twinstream()
-            .args(["replay", "topologies/workload-v1.yaml"])
+            .args(["replay", HISTORY_TOPOLOGY])
             .arg(data)
             .arg("--report")
             .arg(report)
@@ -105,15 +189,9 @@ fn a_replay_killed_with_sigkill_resumes_to_the_same_result() {
         "crash.jsonl",
         &["--assets", "500", "--seconds", "8", "--late-frac", "0.005"],
     );
-    // Uninterrupted run.
+    // Uninterrupted run (with history: its buckets must come out the same).
     let clean = dir.path().join("clean.json");
-    replay(
-        "topologies/workload-v1.yaml",
-        &data,
-        &dir.path().join("clean-state"),
-        &clean,
-        &[],
-    );
+    replay(HISTORY_TOPOLOGY, &data, &dir.path().join("clean-state"), &clean, &[]);
 
     // Killed twice mid-stream (rate-limited so the kills land inside the file),
     // then resumed to the end.
@@ -121,7 +199,7 @@ fn a_replay_killed_with_sigkill_resumes_to_the_same_result() {
     let report = dir.path().join("crash.json");
     kill_after_checkpoints(&data, &state, &report, 2, "20000");
     kill_after_checkpoints(&data, &state, &report, 2, "20000");
-    let out = replay("topologies/workload-v1.yaml", &data, &state, &report, &[]);
+    let out = replay(HISTORY_TOPOLOGY, &data, &state, &report, &[]);
     let r = json(&report);
     assert!(
         r["resumed_from_line"].as_u64().unwrap() > 0,
@@ -145,14 +223,18 @@ fn a_replay_killed_with_sigkill_resumes_to_the_same_result() {
         "records",
         "dead_letters",
         "twins",
-    ] {
+    ]
+    .into_iter()
+    .chain(HISTORY_FIELDS)
+    {
+        assert!(!c[field].is_null(), "{field} missing: {c}");
         assert_eq!(r[field], c[field], "field {field}: crashed {r} vs clean {c}");
     }
-    assert_match(dir.path(), &data, &report);
+    assert_match_with(dir.path(), &data, &report, &["--history".as_ref()]);
 
     // A finished replay run again reports the same without re-reading.
     let again = dir.path().join("again.json");
-    replay("topologies/workload-v1.yaml", &data, &state, &again, &[]);
+    replay(HISTORY_TOPOLOGY, &data, &state, &again, &[]);
     let a = json(&again);
     assert_eq!(a["run_events"], 0);
     assert_eq!(a["windows"], c["windows"]);

@@ -95,10 +95,16 @@ pub fn gen_workload(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
 
 /// `reference.py FILE --json` into `dir/ref.json`.
 pub fn reference(dir: &Path, data: &Path) -> PathBuf {
+    reference_with(dir, data, &[])
+}
+
+/// `reference.py DATA --json ARGS...` (e.g. `--history-out H.csv`).
+pub fn reference_with(dir: &Path, data: &Path, args: &[&std::ffi::OsStr]) -> PathBuf {
     let out = ok(Command::new(python())
         .arg(workload_dir().join("reference.py"))
         .arg(data)
-        .arg("--json"));
+        .arg("--json")
+        .args(args));
     let path = dir.join(format!("ref-{}.json", data.file_stem().unwrap().to_string_lossy()));
     std::fs::write(&path, out.stdout).unwrap();
     path

@@ -8,6 +8,7 @@ mod common;
 
 mod auth;
 mod commands;
+mod history;
 mod lifecycle;
 mod observability;
 mod twins;
