@@ -50,6 +50,7 @@ const MODEL: &str = r#"asset_types:
   pump:
     sensors: { temperature: { unit: degC }, current: { unit: A } }
     commands: { set_limit: { reported: current, tolerance: 0.5, timeout: 1h } }
+    history: { raw: off, tiers: [{ every: 1s, keep: 7d }, { every: 2s, keep: 7d }] }
 assets: [{ id: "pump-*", type: pump }]
 windows: [{ name: w1s, size: 1s }]
 rules:
@@ -171,6 +172,56 @@ fn changelog_digest(brokers: &str) -> Digest {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// One history bucket: `asset,series,width,start,count,sum,min,max,...`
+/// as the replay's `--history-out` writes it.
+type Rows = Vec<twinstream::report::HistoryRow>;
+
+/// The downsampled history the cluster's history topic holds, as far as
+/// the changelog's markers commit it.
+fn changelog_history(brokers: &str) -> Rows {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers).set("group.id", "history-reader");
+    let reader = changelog::reader(&c, "twins-changelog").unwrap();
+    let stop = AtomicBool::new(false);
+    let dir = tempfile::tempdir().unwrap();
+    let store = twinstream::store::Store::open(dir.path(), 1).unwrap();
+    let mut rows = Vec::new();
+    for shard in 0..PARTITIONS {
+        let (lo, hi) = changelog::watermarks(&reader, "twins-changelog", shard).unwrap();
+        let mut fold = Fold::default();
+        changelog::read(&reader, "twins-changelog", shard, lo, hi, &mut fold, &stop).unwrap();
+        let mut h = changelog::HistoryFold::new(fold.finish().committed);
+        changelog::read_history(&reader, "twins-changelog.history", shard, &mut h, &stop).unwrap();
+        assert!(
+            h.kept.len() > 1000,
+            "shard {shard}: {} history records kept",
+            h.kept.len()
+        );
+        store.ensure_shard(shard).unwrap();
+        store
+            .replace_shard(shard, std::iter::empty(), h.kept.into_iter(), "test/meta", b"")
+            .unwrap();
+        twinstream::report::history(&store, shard, Some(&mut rows)).unwrap();
+    }
+    rows.sort();
+    rows
+}
+
+/// The downsampled history in the stores at `states`, over the shards
+/// each owns (`None`: every shard it holds).
+fn store_history(states: &[(PathBuf, Option<Vec<u32>>)]) -> Rows {
+    let mut rows = Vec::new();
+    for (state, owned) in states {
+        let store = twinstream::store::Store::open(state, 1).unwrap();
+        for shard in owned.clone().unwrap_or_else(|| store.shards()) {
+            twinstream::report::history(&store, shard, Some(&mut rows)).unwrap();
+        }
+    }
+    rows.retain(|r| r.2 > 0);
+    rows.sort();
+    rows
 }
 
 /// Every update line of every node, by (asset, version): a version written
@@ -326,6 +377,23 @@ fn any_node_answers_for_any_asset(apis: &[(&str, String, Vec<u32>)]) {
         assert_eq!(twin["asset"], asset.as_str());
         assert_eq!(twin["version"], READINGS);
     }
+    // History too: forwarded to the owner, which restored what moved.
+    let path = format!("/twins/{asset}/history?sensor=temperature,current&step=1s&from=1700000000000&to=1700000010000");
+    let (status, owner, history) = get(&format!("{first_api}{path}"), &[]);
+    assert_eq!((status, owner.as_deref()), (200, Some(*other)), "{history}");
+    let count = |s: usize| -> u64 {
+        history["series"][s]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        (count(0), count(1)),
+        ((READINGS / 2) as u64, (READINGS / 2) as u64),
+        "{history}"
+    );
     // A forwarded request is never forwarded again.
     let (status, _, err) = get(
         &format!("{first_api}/twins/{asset}"),
@@ -549,6 +617,29 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
     assert_eq!(
         got, want,
         "cluster state (changelog) == one node's run of the same events"
+    );
+    // History moved with the shards: the history topic, and the stores of
+    // the nodes that own the shards now, hold every bucket one node holds.
+    let single_history = store_history(&[(state.clone(), None)]);
+    assert_eq!(
+        single_history.iter().map(|r| r.4).sum::<u64>(),
+        2 * (ASSETS * READINGS) as u64,
+        "every reading once in each of the two tiers"
+    );
+    let cluster_history = store_history(&[
+        (nodes[0].1.clone(), Some(owned[0].clone())),
+        (nodes[2].1.clone(), Some(owned[1].clone())),
+        (nodes[3].1.clone(), Some(owned[2].clone())),
+    ]);
+    assert!(
+        cluster_history == single_history,
+        "the owners' history == one node's: {} vs {} buckets",
+        cluster_history.len(),
+        single_history.len()
+    );
+    assert!(
+        changelog_history(&brokers) == single_history,
+        "the history topic == one node's history"
     );
     let alerts = alert_histories(dir.path());
     assert!(alerts.values().map(Vec::len).sum::<usize>() > 100, "the rules fire");

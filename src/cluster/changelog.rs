@@ -16,6 +16,19 @@
 //!   `NUL claim/<inc>`, kind 2. Anything an older incarnation writes after a
 //!   claim (a node that lost the shard without knowing it yet) is ignored.
 //!
+//! History (see [`crate::store::history`]) has a topic of its own,
+//! `<changelog>.history`, one partition per shard, compacted *and* deleted
+//! by age (its retention: the longest a type keeps history): a **bucket**
+//! record per downsampled bucket a checkpoint changed, keyed by the
+//! bucket's key, carrying the whole bucket as it is after the checkpoint
+//! (kind 3, `[inc][epoch]` like a twin record), and a record per alert
+//! transition and command. Written (and acknowledged) before the
+//! checkpoint's twin records and markers; a restore keeps, per key, the
+//! last version whose `(inc, epoch)` a marker of the changelog committed
+//! ([`HistoryFold`]). The raw tier is not in it: a shard restored from the
+//! changelog has its downsampled history and alert and command history,
+//! and its raw tier starts again.
+//!
 //! Changelogs of earlier builds carried the same fields in record headers
 //! (`tw-inc`, `tw-epoch`, `tw-timer`, `tw-kind`); they are still read.
 //!
@@ -27,7 +40,7 @@
 //! the committed one) is reported so the new owner writes the committed
 //! record again ([`Restored::rewrite`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -108,6 +121,9 @@ pub struct Restored {
     pub records: u64,
     /// Twin records ignored (unfinished checkpoints, fenced writers).
     pub ignored: u64,
+    /// Per incarnation, the last checkpoint a marker committed (what
+    /// history records count).
+    pub committed: BTreeMap<u64, u64>,
 }
 
 struct Pending {
@@ -149,6 +165,8 @@ impl Fold {
             return;
         }
         self.out.max_incarnation = inc;
+        let last = self.out.committed.entry(inc).or_insert(epoch);
+        *last = (*last).max(epoch);
         for p in std::mem::take(&mut self.pending) {
             if p.inc < inc {
                 self.discard(p.asset);
@@ -247,6 +265,50 @@ const FRAME: u8 = 0xC1;
 const KIND_RECORD: u8 = 0;
 const KIND_MARKER: u8 = 1;
 const KIND_CLAIM: u8 = 2;
+const KIND_HISTORY: u8 = 3;
+
+/// The history topic of changelog `topic`.
+pub fn history_topic(topic: &str) -> String {
+    format!("{topic}.history")
+}
+
+/// One history record of a checkpoint: a whole bucket, an alert
+/// transition or a command, under its store key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub shard: u32,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// Keeps, per key, the last history record that a marker committed.
+/// Pure: the IO is in [`read_history`].
+#[derive(Debug, Default)]
+pub struct HistoryFold {
+    committed: BTreeMap<u64, u64>,
+    pub kept: HashMap<Vec<u8>, Vec<u8>>,
+    pub records: u64,
+    pub ignored: u64,
+}
+
+impl HistoryFold {
+    /// A fold counting what `committed` (from the changelog's [`Fold`]) commits.
+    pub fn new(committed: BTreeMap<u64, u64>) -> HistoryFold {
+        HistoryFold {
+            committed,
+            ..HistoryFold::default()
+        }
+    }
+
+    pub fn record(&mut self, inc: u64, epoch: u64, key: &[u8], value: &[u8]) {
+        self.records += 1;
+        if self.committed.get(&inc).is_some_and(|last| epoch <= *last) {
+            self.kept.insert(key.to_vec(), value.to_vec());
+        } else {
+            self.ignored += 1;
+        }
+    }
+}
 
 /// A changelog value: `[FRAME][kind][inc][epoch]` then `tail`. The fields
 /// are in the value, not in headers: a broker stores a header as data of
@@ -338,6 +400,31 @@ impl Writer {
             .enumerate()
             .map(|(i, (shard, _, _))| (*shard, offsets[first_marker + i] + 1))
             .collect())
+    }
+
+    /// Writes the history records of checkpoint `epoch` to `topic` (the
+    /// [`history_topic`]) and waits until every one is acknowledged: before
+    /// the checkpoint's markers, so a committed checkpoint's history is
+    /// always there.
+    pub fn history(
+        &self,
+        topic: &str,
+        epoch: u64,
+        entries: &[HistoryEntry],
+        incarnation_of: impl Fn(u32) -> u64,
+    ) -> Result<(), ChangelogError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let out = entries
+            .iter()
+            .map(|e| Out {
+                partition: e.shard,
+                key: &e.key,
+                value: frame(KIND_HISTORY, incarnation_of(e.shard), epoch, &[&e.value]),
+            })
+            .collect();
+        self.send_to(topic, out).map(|_| ())
     }
 
     /// Writes a claim per `(shard, incarnation)`; returns the offset of each.
@@ -542,6 +629,40 @@ pub fn read(
     fold: &mut Fold,
     stop: &AtomicBool,
 ) -> Result<(), ChangelogError> {
+    read_with(consumer, topic, shard, from, to, stop, |m| {
+        apply(fold, m.key(), m.payload().unwrap_or_default(), |name| header(m, name))
+    })
+}
+
+/// Folds history partition `shard` of `topic` (the [`history_topic`]) from
+/// its start to its end.
+pub fn read_history(
+    consumer: &BaseConsumer,
+    topic: &str,
+    shard: u32,
+    fold: &mut HistoryFold,
+    stop: &AtomicBool,
+) -> Result<(), ChangelogError> {
+    let (from, to) = watermarks(consumer, topic, shard)?;
+    read_with(consumer, topic, shard, from, to, stop, |m| {
+        let (kind, inc, epoch, value) = unframe(m.payload().unwrap_or_default())?;
+        if kind != KIND_HISTORY {
+            return Err("not a history record");
+        }
+        fold.record(inc, epoch, m.key().ok_or("a history record without a key")?, value);
+        Ok(())
+    })
+}
+
+fn read_with(
+    consumer: &BaseConsumer,
+    topic: &str,
+    shard: u32,
+    from: i64,
+    to: i64,
+    stop: &AtomicBool,
+    mut apply: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<(), &'static str>,
+) -> Result<(), ChangelogError> {
     if from >= to {
         return Ok(());
     }
@@ -585,8 +706,7 @@ pub fn read(
         if offset >= to {
             break;
         }
-        apply(fold, m.key(), m.payload().unwrap_or_default(), |name| header(&m, name))
-            .map_err(|reason| corrupt(offset, reason))?;
+        apply(&m).map_err(|reason| corrupt(offset, reason))?;
     }
     let _ = consumer.unassign();
     Ok(())
@@ -682,6 +802,24 @@ mod tests {
             record: vec![v],
             timer: None,
         }
+    }
+
+    #[test]
+    fn history_counts_the_last_version_a_marker_commits() {
+        let mut f = Fold::default();
+        f.marker(1, 3, 10);
+        f.claim(2);
+        f.marker(1, 4, 12); // a fenced writer's marker commits nothing
+        f.marker(2, 1, 20);
+        let mut h = HistoryFold::new(f.finish().committed);
+        h.record(1, 2, b"b", b"v1");
+        h.record(1, 3, b"b", b"v2");
+        h.record(1, 4, b"b", b"zombie"); // epoch 4 of incarnation 1: no marker
+        h.record(2, 1, b"c", b"w1");
+        h.record(2, 2, b"c", b"w2"); // not committed yet
+        assert_eq!(h.kept.get(&b"b"[..]).map(Vec::as_slice), Some(&b"v2"[..]));
+        assert_eq!(h.kept.get(&b"c"[..]).map(Vec::as_slice), Some(&b"w1"[..]));
+        assert_eq!((h.records, h.ignored), (5, 2));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
-use super::changelog::{self, ChangelogError, Fold};
+use super::changelog::{self, ChangelogError, Fold, HistoryFold};
 use super::directory::{self, Owner};
 use super::{incarnation, ShardMeta, Sharding};
 use crate::pipeline::{Acquired, DecodedChunk, ShardControl};
@@ -59,6 +59,9 @@ pub struct Membership {
     pub changelog: String,
     pub session_timeout: Duration,
     pub stop: Arc<AtomicBool>,
+    /// The longest any type keeps history (`None`: no type keeps any): the
+    /// retention of the changelog's history topic.
+    pub history_keep: Option<Duration>,
 }
 
 /// What the cluster source needs to hand shards over.
@@ -80,6 +83,7 @@ pub struct Member {
     /// and the group's revoke at close needs no handshake.
     pub stopping: AtomicBool,
     pub stop: Arc<AtomicBool>,
+    pub history_keep: Option<Duration>,
     writer: Mutex<Option<changelog::Writer>>,
 }
 
@@ -103,6 +107,7 @@ impl Member {
             owned: Mutex::new(BTreeSet::new()),
             stopping: AtomicBool::new(false),
             stop: m.stop.clone(),
+            history_keep: m.history_keep,
             writer: Mutex::new(None),
         }
     }
@@ -129,29 +134,45 @@ impl Member {
         let owners = directory::topic(&self.changelog_topic);
         match partitions_of(consumer, &owners) {
             Some(_) => {}
-            None => self.create_topic(&owners, 1)?,
+            None => self.create_topic(&owners, 1, None)?,
         }
-        let topic = &self.changelog_topic;
-        match partitions_of(consumer, topic) {
-            Some(n) if n == shards as usize => Ok(()),
-            Some(n) => Err(MemberError::Partitions {
-                topic: topic.clone(),
-                found: n,
-                want: shards,
-            }),
-            None => self.create_topic(topic, shards),
+        let mut topics = vec![(self.changelog_topic.clone(), None)];
+        if let Some(keep) = self.history_keep {
+            // Compacted, and deleted by age: a bucket older than the longest
+            // retention is of no use to a restore.
+            let ms = (keep + Duration::from_secs(86_400)).as_millis().min(i64::MAX as u128);
+            topics.push((changelog::history_topic(&self.changelog_topic), Some(ms.to_string())));
         }
+        for (topic, retention) in topics {
+            match partitions_of(consumer, &topic) {
+                Some(n) if n == shards as usize => {}
+                Some(n) => {
+                    return Err(MemberError::Partitions {
+                        topic,
+                        found: n,
+                        want: shards,
+                    })
+                }
+                None => self.create_topic(&topic, shards, retention.as_deref())?,
+            }
+        }
+        Ok(())
     }
 
     /// Creates compacted `topic` with `partitions` (one that exists by now
-    /// is fine: another node created it).
-    fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), MemberError> {
+    /// is fine: another node created it); with `retention_ms`, also deleted
+    /// by age.
+    fn create_topic(&self, topic: &str, partitions: u32, retention_ms: Option<&str>) -> Result<(), MemberError> {
         let fail = |reason: String| MemberError::CreateTopic {
             topic: topic.to_string(),
             reason,
         };
         let admin: AdminClient<DefaultClientContext> = self.config.create().map_err(|e| fail(e.to_string()))?;
-        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
+        let new = match retention_ms {
+            Some(ms) => new.set("cleanup.policy", "compact,delete").set("retention.ms", ms),
+            None => new.set("cleanup.policy", "compact"),
+        };
         let results = block_on(admin.create_topics(&[new], &AdminOptions::new())).map_err(|e| fail(e.to_string()))?;
         for r in results {
             match r {
@@ -248,12 +269,32 @@ impl Member {
                         changelog_end: claim + 1,
                         incarnation: inc,
                     };
+                    // The history the committed checkpoints hold.
+                    let history = match self.history_keep {
+                        Some(_) => {
+                            let mut h = HistoryFold::new(restored.committed.clone());
+                            let topic = changelog::history_topic(topic);
+                            changelog::read_history(&reader, &topic, shard, &mut h, &self.stop)?;
+                            Some(h)
+                        }
+                        None => None,
+                    };
+                    if let Some(h) = &history {
+                        tracing::info!(
+                            shard,
+                            kept = h.kept.len(),
+                            records = h.records,
+                            ignored = h.ignored,
+                            "shard history read from the changelog"
+                        );
+                    }
                     self.store.replace_shard(
                         shard,
                         restored
                             .twins
                             .iter()
                             .map(|(a, t)| (a.as_str(), t.record.as_slice(), t.timer)),
+                        history.into_iter().flat_map(|h| h.kept),
                         &key,
                         &meta.encode(),
                     )?;

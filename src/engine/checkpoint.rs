@@ -19,11 +19,13 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::host::history;
 use super::EngineError;
-use crate::cluster::changelog::{self, Entry};
+use crate::cluster::changelog::{self, Entry, HistoryEntry};
 use crate::cluster::ShardMeta;
 use crate::pipeline::{Fatal, FatalTx};
 use crate::sink::SinkHub;
-use crate::store::{Checkpoint, Store, TimerChange};
+use crate::store::history::page::PageError;
+use crate::store::history::{bucket_key, parse_page_key, HistoryOp, Page};
+use crate::store::{Checkpoint, Store, StoreError, TimerChange};
 use crate::telemetry;
 use crate::twin::model::{ClosedDigest, NO_TS};
 
@@ -50,6 +52,11 @@ pub struct Epoch {
     digest_key: String,
     /// The greatest reading time in the history staged (`NO_TS`: none).
     history_max: AtomicI64,
+    /// Cluster: the history staged, for the changelog's history topic.
+    history_log: Option<Mutex<Vec<(u32, HistoryOp)>>>,
+    /// History writes staged and their bytes (for the metrics).
+    history_ops: AtomicUsize,
+    history_bytes: AtomicUsize,
     store: Arc<Store>,
     started: Instant,
     done: Sender<Arc<Epoch>>,
@@ -74,6 +81,7 @@ impl Epoch {
         }
         Arc::new(Epoch {
             id,
+            history_log: marks.is_some().then(|| Mutex::new(Vec::new())),
             changelog: marks.map(|m| (Mutex::new(Vec::with_capacity(parts)), m)),
             remaining: AtomicUsize::new(parts + 1),
             aborted: AtomicBool::new(false),
@@ -81,6 +89,8 @@ impl Epoch {
             digest: Mutex::new(Vec::new()),
             digest_key,
             history_max: AtomicI64::new(NO_TS),
+            history_ops: AtomicUsize::new(0),
+            history_bytes: AtomicUsize::new(0),
             store,
             started: Instant::now(),
             done,
@@ -107,6 +117,14 @@ impl Epoch {
         drop(staged);
         if history.max_ts != NO_TS {
             self.history_max.fetch_max(history.max_ts, Ordering::AcqRel);
+        }
+        if !history.ops.is_empty() {
+            self.history_ops.fetch_add(history.ops.len(), Ordering::Relaxed);
+            self.history_bytes.fetch_add(history.bytes(), Ordering::Relaxed);
+        }
+        if let (Some(log), false) = (&self.history_log, history.ops.is_empty()) {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            log.extend(history.ops.iter().map(|op| (shard, op.clone())));
         }
         if let Some((entries, _)) = &self.changelog {
             entries.lock().unwrap_or_else(|e| e.into_inner()).push(Entry {
@@ -155,6 +173,10 @@ impl Epoch {
         let history_max = self.history_max.load(Ordering::Acquire);
         if history_max != NO_TS {
             self.store.stage_history_clock(&mut ckpt, history_max);
+            telemetry::history_written(
+                self.history_ops.load(Ordering::Relaxed),
+                self.history_bytes.load(Ordering::Relaxed),
+            );
         }
         ckpt
     }
@@ -231,6 +253,22 @@ pub fn writer_loop(
                 let markers: Vec<(u32, u64, i64)> =
                     marks.iter().map(|m| (m.shard, m.incarnation, m.next_offset)).collect();
                 let incarnation_of = |shard: u32| marks.iter().find(|m| m.shard == shard).map_or(0, |m| m.incarnation);
+                // History first: a marker commits it.
+                let history = ep.history_log.as_ref().map_or_else(Vec::new, |log| {
+                    std::mem::take(&mut *log.lock().unwrap_or_else(|e| e.into_inner()))
+                });
+                let written = whole_buckets(&store, &history).and_then(|h| {
+                    let topic = changelog::history_topic(writer.topic());
+                    writer
+                        .history(&topic, ep.id, &h, incarnation_of)
+                        .map_err(EngineError::from)?;
+                    telemetry::changelog_history_written(h.len(), h.iter().map(|e| e.key.len() + e.value.len()).sum());
+                    Ok(())
+                });
+                if let Err(e) = written {
+                    let _ = fatal.send(Fatal::new(e));
+                    return;
+                }
                 match writer.checkpoint(ep.id, &entries, incarnation_of, &markers) {
                     Ok(ends) => {
                         telemetry::changelog_written(entries.len() + markers.len());
@@ -261,6 +299,10 @@ pub fn writer_loop(
                 return;
             }
             telemetry::snapshot_written(t.elapsed().as_secs_f64(), twins, bytes);
+            if ep.history_max.load(Ordering::Relaxed) != NO_TS {
+                let disk = store.shards().into_iter().map(|s| store.history_disk_bytes(s)).sum();
+                telemetry::history_state(disk, store.history_clock().get());
+            }
             let _ = durable.send(Durable {
                 epoch: ep.id,
                 twins,
@@ -269,6 +311,57 @@ pub fn writer_loop(
             });
         }
     }
+}
+
+/// The changelog's history records of a checkpoint's history writes: each
+/// downsampled bucket a page operand touches, whole (the stored bucket,
+/// which holds every earlier checkpoint, combined with the operand's), and
+/// each alert or command entry as it is. Raw pages stay local.
+fn whole_buckets(store: &Store, ops: &[(u32, HistoryOp)]) -> Result<Vec<HistoryEntry>, EngineError> {
+    let mut out = Vec::with_capacity(ops.len());
+    for (shard, op) in ops {
+        match op {
+            HistoryOp::Put { key, value } => out.push(HistoryEntry {
+                shard: *shard,
+                key: key.clone(),
+                value: value.clone(),
+            }),
+            HistoryOp::Merge { key, value } => {
+                if parse_page_key(key).is_none_or(|(_, _, width, _)| width == 0) {
+                    continue;
+                }
+                let corrupt = |e: PageError| EngineError::from(StoreError::History(e.to_string()));
+                let operand = Page::decode(value).map_err(corrupt)?;
+                let stored = match store.get_history(*shard, key)? {
+                    Some(v) => Page::decode(&v).map_err(corrupt)?,
+                    None => Page::default(),
+                };
+                for (i, b) in operand.buckets {
+                    let whole = match stored.buckets.binary_search_by_key(&i, |s| s.0) {
+                        Ok(k) => {
+                            let mut w = stored.buckets[k].1;
+                            w.combine(&b);
+                            w
+                        }
+                        Err(_) => b,
+                    };
+                    let page = Page {
+                        expires: operand.expires.max(stored.expires),
+                        buckets: vec![(i, whole)],
+                        readings: Vec::new(),
+                    };
+                    let mut v = Vec::with_capacity(64);
+                    page.encode(&mut v);
+                    out.push(HistoryEntry {
+                        shard: *shard,
+                        key: bucket_key(key, i),
+                        value: v,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

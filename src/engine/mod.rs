@@ -396,6 +396,7 @@ pub fn run(
                 changelog: c.changelog.clone(),
                 session_timeout: c.session_timeout,
                 stop: stop.clone(),
+                history_keep: topo.history_keep(),
             }),
         };
         let built = source::build::build(src, run, &source_cx)?;

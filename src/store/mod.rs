@@ -294,13 +294,15 @@ impl Store {
         self.db.get_cf(&cf, asset.as_bytes()).map_err(StoreError::Read)
     }
 
-    /// Replaces `shard` with restored twins `(asset, record, timer)` and its
-    /// meta value (`meta_key`), written last: a crash part-way leaves a
-    /// shard without meta, which the next restore replaces again.
+    /// Replaces `shard` with restored twins `(asset, record, timer)`, their
+    /// history (`(key, value)` as the changelog keeps it) and its meta value
+    /// (`meta_key`), written last: a crash part-way leaves a shard without
+    /// meta, which the next restore replaces again.
     pub fn replace_shard<'a>(
         &self,
         shard: u32,
         twins: impl Iterator<Item = (&'a str, &'a [u8], Option<i64>)>,
+        history: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
         meta_key: &str,
         meta: &[u8],
     ) -> Result<(), StoreError> {
@@ -319,6 +321,7 @@ impl Store {
                 self.commit(std::mem::take(&mut ckpt), false)?;
             }
         }
+        self.stage_restored_history(&mut ckpt, shard, history)?;
         self.put_position(&mut ckpt, meta_key, meta);
         self.commit(ckpt, true)
     }

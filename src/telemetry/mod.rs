@@ -62,6 +62,20 @@ pub const SHARD_RESTORE_DURATION: &str = "twinstream_shard_restore_duration_seco
 pub const SHARD_RESTORE_RECORDS: &str = "twinstream_shard_restore_records_total";
 pub const REBALANCES: &str = "twinstream_rebalances_total";
 pub const CHANGELOG_RECORDS: &str = "twinstream_changelog_records_total";
+/// History records (whole buckets, alert and command entries) written to
+/// the changelog's history topic, and their bytes.
+pub const CHANGELOG_HISTORY_RECORDS: &str = "twinstream_changelog_history_records_total";
+pub const CHANGELOG_HISTORY_BYTES: &str = "twinstream_changelog_history_bytes_total";
+/// History staged in checkpoints: page operands and entries, and their bytes.
+pub const HISTORY_WRITES: &str = "twinstream_history_writes_total";
+pub const HISTORY_WRITE_BYTES: &str = "twinstream_history_write_bytes_total";
+/// What a sensor's history is expected to take on disk per day, per asset
+/// type, from its declaration (`check` prints the same).
+pub const HISTORY_SENSOR_DAY_BYTES: &str = "twinstream_history_sensor_day_bytes";
+/// History on disk (table files), bytes, summed over the node's shards.
+pub const HISTORY_DISK_BYTES: &str = "twinstream_history_disk_bytes";
+/// The history clock: the latest reading time in durable history, epoch seconds.
+pub const HISTORY_CLOCK: &str = "twinstream_history_clock_seconds";
 
 /// Every metric name above (dashboards and alert rules may name only these).
 pub const ALL: &[&str] = &[
@@ -115,6 +129,13 @@ pub const ALL: &[&str] = &[
     SHARD_RESTORE_RECORDS,
     REBALANCES,
     CHANGELOG_RECORDS,
+    CHANGELOG_HISTORY_RECORDS,
+    CHANGELOG_HISTORY_BYTES,
+    HISTORY_WRITES,
+    HISTORY_WRITE_BYTES,
+    HISTORY_SENSOR_DAY_BYTES,
+    HISTORY_DISK_BYTES,
+    HISTORY_CLOCK,
 ];
 
 pub const LABEL_SOURCE: &str = "source";
@@ -136,6 +157,8 @@ pub const LABEL_OUTCOME: &str = "outcome";
 pub const LABEL_FROM: &str = "from";
 /// What a rebalance did to this node: `assign`, `revoke`, `lost`.
 pub const LABEL_KIND: &str = "kind";
+/// An asset type's name (bounded by the topology).
+pub const LABEL_TYPE: &str = "type";
 
 /// Bucket bounds (seconds) of every `_seconds` histogram: 100 µs to 5 min.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -219,6 +242,30 @@ pub fn rebalanced(kind: &'static str) {
 /// Twin records and markers written to the changelog.
 pub fn changelog_written(n: usize) {
     counter!(CHANGELOG_RECORDS).increment(n as u64);
+}
+
+pub fn changelog_history_written(records: usize, bytes: usize) {
+    counter!(CHANGELOG_HISTORY_RECORDS).increment(records as u64);
+    counter!(CHANGELOG_HISTORY_BYTES).increment(bytes as u64);
+}
+
+/// History a checkpoint staged.
+pub fn history_written(writes: usize, bytes: usize) {
+    counter!(HISTORY_WRITES).increment(writes as u64);
+    counter!(HISTORY_WRITE_BYTES).increment(bytes as u64);
+}
+
+/// The expected disk use of a sensor's history of `asset_type`, per day.
+pub fn history_sensor_day(asset_type: &str, bytes: f64) {
+    gauge!(HISTORY_SENSOR_DAY_BYTES, LABEL_TYPE => asset_type.to_string()).set(bytes);
+}
+
+/// History on disk and the history clock (ms), after a checkpoint.
+pub fn history_state(disk_bytes: u64, clock_ms: i64) {
+    gauge!(HISTORY_DISK_BYTES).set(disk_bytes as f64);
+    if clock_ms != i64::MIN {
+        gauge!(HISTORY_CLOCK).set(clock_ms as f64 / 1000.0);
+    }
 }
 
 /// Twins in memory (the rest of the node's twins are in the store only).

@@ -22,6 +22,18 @@ pub struct Part {
     pub max_ts: i64,
 }
 
+impl Part {
+    /// The bytes of its keys and values.
+    pub fn bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                HistoryOp::Merge { key, value } | HistoryOp::Put { key, value } => key.len() + value.len(),
+            })
+            .sum()
+    }
+}
+
 /// Folds `log` (in the order it was logged) into `part`; `latest` is the
 /// twin's greatest event time.
 pub fn fold(m: &TypeModel, asset: &str, log: &[Logged], latest: i64, part: &mut Part) {

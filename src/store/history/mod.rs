@@ -162,9 +162,21 @@ pub fn parse_page_key(k: &[u8]) -> Option<(&str, &str, i64, i64)> {
     let m = *rest.get(1)? as usize;
     let series = std::str::from_utf8(rest.get(2..2 + m)?).ok()?;
     let rest = rest.get(2 + m..)?;
-    let width = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) as i64;
-    let start = get_time(rest.get(8..)?)?;
+    if rest.len() != 16 {
+        return None;
+    }
+    let width = u64::from_be_bytes(rest[..8].try_into().ok()?) as i64;
+    let start = get_time(&rest[8..])?;
     Some((asset, series, width, start))
+}
+
+/// The key of bucket `index` of the page at `page_key` (the changelog
+/// keeps buckets one by one).
+pub fn bucket_key(page_key: &[u8], index: u8) -> Vec<u8> {
+    let mut k = Vec::with_capacity(page_key.len() + 1);
+    k.extend_from_slice(page_key);
+    k.push(index);
+    k
 }
 
 /// One staged history write.
@@ -313,6 +325,50 @@ impl Store {
             };
             let page = Page::decode(&v).map_err(|e| StoreError::History(e.to_string()))?;
             f(asset, series, width, start, page)?;
+        }
+        Ok(())
+    }
+
+    /// The stored value (merged) of history key `key` of `shard`.
+    pub fn get_history(&self, shard: u32, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(cf) = self.db.cf_handle(&history_cf(shard)) else {
+            return Ok(None);
+        };
+        self.db.get_cf(&cf, key).map_err(StoreError::Read)
+    }
+
+    /// Stages history restored from the changelog into `shard` (emptied by
+    /// [`Store::replace_shard`]): whole buckets under their bucket key
+    /// ([`bucket_key`]) and alert and command entries under their own. Moves
+    /// the history clock to the latest reading among them. Commits along
+    /// the way when the batch grows large.
+    pub(crate) fn stage_restored_history(
+        &self,
+        ckpt: &mut Checkpoint,
+        shard: u32,
+        items: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let mut latest = i64::MIN;
+        for (key, value) in items {
+            let op = match key.split_last().and_then(|(_, k)| parse_page_key(k).map(|_| k)) {
+                Some(page_key) => {
+                    if let Ok(p) = Page::decode(&value) {
+                        latest = p.buckets.iter().map(|b| b.1.last_ts).fold(latest, i64::max);
+                    }
+                    HistoryOp::Merge {
+                        key: page_key.to_vec(),
+                        value,
+                    }
+                }
+                None => HistoryOp::Put { key, value },
+            };
+            self.stage_history(ckpt, shard, std::slice::from_ref(&op));
+            if ckpt.bytes >= 16 << 20 {
+                self.commit(std::mem::take(ckpt), false)?;
+            }
+        }
+        if latest != i64::MIN {
+            self.stage_history_clock(ckpt, latest);
         }
         Ok(())
     }

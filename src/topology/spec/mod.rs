@@ -52,3 +52,15 @@ pub struct Topology {
     pub rules_elsewhere: Vec<String>,
     pub sinks: Vec<SinkSpec>,
 }
+
+impl Topology {
+    /// The longest any asset type keeps downsampled history or alert and
+    /// command history (`None`: no type keeps any).
+    pub fn history_keep(&self) -> Option<Duration> {
+        self.asset_types
+            .iter()
+            .filter_map(|t| t.history.as_ref())
+            .flat_map(|h| h.tiers.iter().map(|t| t.keep).chain(h.events))
+            .max()
+    }
+}
