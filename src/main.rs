@@ -91,6 +91,10 @@ enum Command {
         /// values times 64), sorted, for a row-by-row diff with the reference.
         #[arg(long)]
         history_out: Option<PathBuf>,
+        /// Compact the store's history before the report, so its
+        /// `history_disk_bytes` is the size after compaction (benchmarks).
+        #[arg(long)]
+        compact: bool,
         /// State directory of the replay (default: `<node.state_dir>/replay`).
         #[arg(long, env = "TWINSTREAM_STATE_DIR")]
         state_dir: Option<PathBuf>,
@@ -161,6 +165,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             file,
             report,
             history_out,
+            compact,
             state_dir,
             fresh,
             rate,
@@ -177,6 +182,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                 http,
                 stop_timeout,
                 history_out,
+                compact,
             };
             replay(&topo, &file, &report, state_dir, &flags)
         }
@@ -390,6 +396,7 @@ struct ReplayFlags {
     http: Option<std::net::SocketAddr>,
     stop_timeout: Duration,
     history_out: Option<PathBuf>,
+    compact: bool,
 }
 
 fn replay(
@@ -406,6 +413,7 @@ fn replay(
         http,
         stop_timeout,
         ref history_out,
+        compact,
     } = *flags;
     let source = pick_source(topo, source.as_deref())?;
     if rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
@@ -457,6 +465,9 @@ fn replay(
     let summary = summary?;
     let store = twinstream::store::Store::open(&state_dir, 1)?;
     let name = &topo.sources[source].name;
+    if compact {
+        store.compact_history(0);
+    }
     let mut report = twinstream::report::build(&store, 0, name)?;
     report.run_events = summary.events;
     report.run_seconds = summary.elapsed.as_secs_f64();

@@ -105,6 +105,10 @@ pub struct HistoryReport {
     pub history_raw: u64,
     pub history_raw_x64: i64,
     pub history_raw_ts_sum: i64,
+    /// The history column families' table files, bytes (not a conformance
+    /// field: it depends on flushes and compactions; `replay --compact`
+    /// measures it after a full compaction).
+    pub history_disk_bytes: u64,
 }
 
 /// One row of `--history-out`: `asset,series,width,start,count,sum,min,max,
@@ -175,6 +179,7 @@ pub fn history(
         }
         Ok(())
     })?;
+    h.history_disk_bytes = store.history_disk_bytes(shard);
     Ok(any.then_some(h))
 }
 
