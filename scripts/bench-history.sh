@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # History benchmarks (issue 25), each measured side by side in one run:
 #
-#   scripts/bench-history.sh [--pairs N] [--sensors N] [--rps N]
+#   scripts/bench-history.sh [--pairs N] [--sensors N] [--rps N] [--parts 123]
 #
 # 1. Disk: a day of one reading per second for --sensors sensors (default
 #    50; a slow sine, a fast one and noise, 0.001 resolution), replayed
@@ -15,9 +15,12 @@
 # 3. Query: that day of history for the first 10 sensors followed by the
 #    10M workload, replayed with the 1-minute topology at half the plain
 #    replay rate of (2) while `GET /twins/{id}/history?step=1m` over the
-#    24 hours (1,440 points) runs at --rps requests/s (default 50;
+#    24 hours (1,440 points) runs at --rps requests/s (default 100;
 #    benches/http.rs: open loop, latency from the scheduled send, HDR
-#    histogram).
+#    histogram; counted after 3 s, once the day is checkpointed).
+#
+# --parts picks which to run (default 123; 3 without 2 paces at
+# $HALF_RATE, default 1,500,000 events/s).
 #
 # Environment: BENCH_KEEP_DATA keeps generated data between runs;
 # CARGO_TARGET_DIR as for the build.
@@ -27,12 +30,14 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WL=$REPO/tests/workload
 PAIRS=3
 SENSORS=50
-RPS=50
+RPS=100
+PARTS=123
 while [ $# -gt 0 ]; do
     case $1 in
         --pairs) PAIRS=$2; shift ;;
         --sensors) SENSORS=$2; shift ;;
         --rps) RPS=$2; shift ;;
+        --parts) PARTS=$2; shift ;;
         *) echo "unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
@@ -86,6 +91,7 @@ sources:
 EOF
 }
 
+if [[ $PARTS == *1* ]]; then
 echo "## 1. disk: $SENSORS sensors x 1 day at 1 Hz ($((SENSORS * 86400)) readings)"
 for variant in "1m" "raw"; do
     case $variant in
@@ -110,8 +116,8 @@ else:
           % (b, r["history_raw"], b / r["history_raw"], b / n / 1000, r["events_per_second"]))
 EOF
 done
+fi
 
-echo "## 2. replay of workload v1 10M: plain vs a 1-minute tier on every sensor"
 data=$DATA/workload-10m.jsonl
 ref=$DATA/ref-10m.json
 if [ ! -s "$data" ] || [ ! -s "$data.meta.json" ]; then
@@ -119,6 +125,9 @@ if [ ! -s "$data" ] || [ ! -s "$data.meta.json" ]; then
     rm -f "$ref"
 fi
 [ -s "$ref" ] || python3 "$WL/reference.py" "$data" --json >"$ref"
+plain_rates=("$((${HALF_RATE:-1500000} * 2))")
+if [[ $PARTS == *2* ]]; then
+echo "## 2. replay of workload v1 10M: plain vs a 1-minute tier on every sensor"
 plain_rates=()
 for p in $(seq 1 "$PAIRS"); do
     for topo in workload-v1 workload-v1-history-1m; do
@@ -143,7 +152,9 @@ ratios = [v["workload-v1-history-1m"] / v["workload-v1"] for v in pairs.values()
 print("history/plain per pair: %s; geometric mean %.2f" % (" ".join("%.2f" % r for r in ratios),
       math.exp(sum(map(math.log, ratios)) / len(ratios))))
 EOF
+fi
 
+[[ $PARTS == *3* ]] || exit 0
 echo "## 3. a 24-hour query at 1-minute steps while ingesting at half the plain replay rate"
 half=$(printf '%s\n' "${plain_rates[@]}" | sort -n | awk '{a[NR]=$1} END {print int(a[int((NR+1)/2)] / 2)}')
 combined=$DATA/history-day10-workload-10m.jsonl
@@ -154,5 +165,5 @@ if [ ! -s "$combined" ]; then
 fi
 path="/twins/{id}/history?sensor=temperature&step=1m&from=$DAY_START&to=$((DAY_START + 86400000))"
 cargo bench --quiet --bench http -- --data "$combined" --topology topologies/workload-v1-history-1m.yaml \
-    --ids 10 --rps "$RPS" --connections 4 --warmup 10 --rate "$half" --only-paced --path "$path" |
+    --ids 10 --rps "$RPS" --connections 4 --warmup 3 --rate "$half" --only-paced --path "$path" |
     sed -e "s|^|  |"

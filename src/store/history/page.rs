@@ -16,7 +16,8 @@
 //! compaction filter's test). Doubles are XOR-ed with the same field of the
 //! previous entry and written without their zero bytes at either end (the
 //! Gorilla idea, at byte granularity): neighbouring values share sign,
-//! exponent and the top of the mantissa, which then cost nothing.
+//! exponent and the top of the mantissa, which then cost nothing. Times are
+//! deltas of deltas, so regular ones cost a byte.
 
 /// Buckets per page of a downsampled tier.
 pub const PAGE_BUCKETS: i64 = 64;
@@ -167,21 +168,21 @@ impl Page {
         if !self.buckets.is_empty() {
             out.push(b'B');
             let mut prev = [0u64; 5];
+            let (mut first, mut span) = (Times::default(), Times::default());
             for (i, b) in &self.buckets {
                 out.push(*i);
                 put_varint(out, b.count);
-                put_varint(out, zigzag(b.first_ts));
-                put_varint(out, zigzag(b.last_ts - b.first_ts));
+                put_varint(out, zigzag(first.next(b.first_ts)));
+                put_varint(out, zigzag(span.next(b.last_ts - b.first_ts)));
                 for (k, v) in [b.first, b.min, b.max, b.sum, b.last].into_iter().enumerate() {
                     put_xor(out, v.to_bits(), &mut prev[k]);
                 }
             }
         } else {
             out.push(b'R');
-            let (mut pt, mut pv) = (0i64, 0u64);
+            let (mut t, mut pv) = (Times::default(), 0u64);
             for (ts, v) in &self.readings {
-                put_varint(out, zigzag(ts - pt));
-                pt = *ts;
+                put_varint(out, zigzag(t.next(*ts)));
                 put_xor(out, v.to_bits(), &mut pv);
             }
         }
@@ -197,10 +198,11 @@ impl Page {
         match r.byte() {
             Some(b'B') => {
                 let mut prev = [0u64; 5];
+                let (mut first, mut span) = (Times::default(), Times::default());
                 while let Some(i) = r.byte() {
                     let count = r.varint()?;
-                    let first_ts = unzigzag(r.varint()?);
-                    let last_ts = first_ts + unzigzag(r.varint()?);
+                    let first_ts = first.back(unzigzag(r.varint()?));
+                    let last_ts = first_ts + span.back(unzigzag(r.varint()?));
                     let mut v = [0f64; 5];
                     for (k, x) in v.iter_mut().enumerate() {
                         *x = f64::from_bits(r.xor(&mut prev[k])?);
@@ -221,10 +223,10 @@ impl Page {
                 }
             }
             Some(b'R') => {
-                let (mut pt, mut pv) = (0i64, 0u64);
+                let (mut t, mut pv) = (Times::default(), 0u64);
                 while !r.0.is_empty() {
-                    pt += unzigzag(r.varint()?);
-                    page.readings.push((pt, f64::from_bits(r.xor(&mut pv)?)));
+                    let ts = t.back(unzigzag(r.varint()?));
+                    page.readings.push((ts, f64::from_bits(r.xor(&mut pv)?)));
                 }
             }
             _ => return Err(PageError("unknown page kind")),
@@ -273,6 +275,32 @@ pub fn merge(existing: Option<&[u8]>, operands: impl Iterator<Item = impl AsRef<
     let mut out = Vec::new();
     page.encode(&mut out);
     Some(out)
+}
+
+/// A sequence of times written as deltas of deltas (Gorilla): regular
+/// times (a reading every second, a bucket's first reading every minute)
+/// cost one byte each.
+#[derive(Default)]
+struct Times {
+    prev: i64,
+    delta: i64,
+}
+
+impl Times {
+    /// What to write for `t`.
+    fn next(&mut self, t: i64) -> i64 {
+        let delta = t.wrapping_sub(self.prev);
+        let dod = delta.wrapping_sub(self.delta);
+        (self.prev, self.delta) = (t, delta);
+        dod
+    }
+
+    /// The time `dod` (read back) stands for.
+    fn back(&mut self, dod: i64) -> i64 {
+        self.delta = self.delta.wrapping_add(dod);
+        self.prev = self.prev.wrapping_add(self.delta);
+        self.prev
+    }
 }
 
 fn zigzag(v: i64) -> u64 {
