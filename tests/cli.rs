@@ -202,6 +202,38 @@ fn check_summarises_a_model_and_positions_its_problems() {
     assert_eq!(got, want, "stderr:\n{}", done.stderr);
 }
 
+/// `check` prints what a type keeps of its history and what it costs:
+/// from the measured size of a bucket and of a raw reading, at the
+/// sensors' nominal period.
+#[test]
+fn check_summarises_history_with_its_expected_disk_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.yaml");
+    let text = MODELLED.replace(
+        "    model:",
+        "    history: { sensors: [level, est.level], raw: 1h, tiers: [{ every: 1m, keep: 7d }] }\n    model:",
+    );
+    assert_ne!(text, MODELLED);
+    std::fs::write(&path, &text).unwrap();
+    let done = run_to_end(twinstream().arg("check").arg(&path));
+    assert!(done.status.success(), "{}{}", done.stdout, done.stderr);
+    let line = done
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("history "))
+        .unwrap_or_else(|| panic!("no history line in:\n{}", done.stdout));
+    // A reading a second: 86,400 raw readings and 1,440 buckets a day.
+    let day = 86_400.0 * twinstream::topology::RAW_READING_BYTES + 1_440.0 * twinstream::topology::BUCKET_BYTES;
+    assert!(
+        line.contains("history of level, est.level: raw 1h, 1m for 7days; events 30days; writes ~")
+            && line.contains(&format!(
+                "{} per sensor-day (a reading every 1s)",
+                bytesize::ByteSize::b(day as u64)
+            )),
+        "{line}"
+    );
+}
+
 #[test]
 fn check_of_a_missing_file_fails_naming_the_file() {
     let done = run_to_end(twinstream().args(["check", "topologies/no-such-topology.yaml"]));

@@ -246,6 +246,11 @@ pub fn run(
     };
     let flow = Flow::new(topo.node.max_inflight_chunks);
     crate::telemetry::flow_limit(topo.node.max_inflight_chunks);
+    for t in &topo.asset_types {
+        if let Some((_, f)) = t.history_footprint() {
+            crate::telemetry::history_sensor_day(&t.name, f.per_day);
+        }
+    }
 
     let system = System::new();
     let sink_arbiter = Arbiter::new();

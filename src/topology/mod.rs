@@ -119,6 +119,9 @@ impl Topology {
             if let Some(m) = &t.model {
                 let _ = writeln!(s, "  {:<12} {}", "", model_summary(t, m));
             }
+            if let (Some(h), Some((every, f))) = (&t.history, t.history_footprint()) {
+                let _ = writeln!(s, "  {:<12} {}", "", history_summary(h, every, f));
+            }
         }
         let exact = self
             .assets
@@ -302,6 +305,34 @@ impl Topology {
         }
         s
     }
+}
+
+/// `history of temperature, flow: raw 1h, 1m for 7d, 1h for 1year; events
+/// 30d; ~60 KB per sensor-day (a reading every 1s), ~25 MB per sensor
+/// retained`.
+fn history_summary(h: &HistorySpec, every: std::time::Duration, f: Footprint) -> String {
+    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    let mut tiers: Vec<String> = h.raw.map(|k| format!("raw {}", d(k))).into_iter().collect();
+    tiers.extend(h.tiers.iter().map(|x| format!("{} for {}", d(x.every), d(x.keep))));
+    let names: Vec<&str> = h.series.iter().map(|x| x.name.as_str()).collect();
+    let events = h.events.map_or("no events".to_string(), |k| format!("events {}", d(k)));
+    let size = |b: f64| bytesize::ByteSize::b(b as u64).to_string();
+    format!(
+        "history of {}: {}; {events}; writes ~{} per sensor-day (a reading every {}), holds ~{} per sensor",
+        if names.is_empty() {
+            "no sensors".to_string()
+        } else {
+            names.join(", ")
+        },
+        if tiers.is_empty() {
+            "no tiers".to_string()
+        } else {
+            tiers.join(", ")
+        },
+        size(f.per_day),
+        d(every),
+        size(f.retained),
+    )
 }
 
 /// `model level_rate [level, rate] continuous; observes level (R 0.0025);

@@ -442,4 +442,47 @@ sources: [{ name: in, type: file, decode: { asset: a, sensor: s, ts: t, value: v
             "t.yaml:11:12: asset type `pump`: the model observes `later`, a derived sensor; a model observes measured sensors",
         ],
     },
+    Case {
+        name: "history: a bad switch, unknown sensors and states, twice, tiers out of order or too short, bad retentions, keeping nothing",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { flow: { unit: m3/h, noise: 0.1 }, temp: { unit: degC } }
+    model: { preset: level, sensor: flow, q: 0.01 }
+    history:
+      sensors: [flow, flw, est.levl, flow]
+      raw: soon
+      tiers:
+        - { every: 1h, keep: 1d }
+        - { every: 1m, keep: 7d }
+        - { every: 1s, keep: 100ms }
+        - { every: 1500us, keep: 1h }
+      events: 0s
+  tank:
+    sensors: { level: { unit: m } }
+    history: maybe
+  valve:
+    sensors: { pos: { unit: pct } }
+    history: { sensors: [est.x], events: off, colour: red }
+  pit:
+    sensors: { level: { unit: m } }
+    history: { sensors: [], events: off }
+assets: [{ id: p-1, type: pump }]
+sources: [{ name: in, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]
+"#,
+        want: &[
+            "t.yaml:6:23: asset type `pump`.history.sensors: unknown sensor `flw` (did you mean `flow`?)",
+            "t.yaml:6:28: asset type `pump`.history.sensors: the model has no state `levl` (did you mean `level`?)",
+            "t.yaml:6:38: asset type `pump`.history.sensors: `flow` listed twice",
+            "t.yaml:7:12: asset type `pump`.history.raw: expected a duration like `200ms`, `10s` or `5m`, found `soon` (expected number at 0), or `off`",
+            "t.yaml:10:20: asset type `pump`.history.tiers.every: tiers go from finest to coarsest; 1m follows 1h",
+            "t.yaml:11:30: asset type `pump`.history.tiers.keep: shorter than `every` (1s): no bucket would be kept whole",
+            "t.yaml:12:20: asset type `pump`.history.tiers.every: must be a whole number of milliseconds, at least 1ms",
+            "t.yaml:13:15: asset type `pump`.history.events: must be at least 1ms",
+            "t.yaml:16:14: asset type `tank`.history: expected `on`, `off` or a mapping with `sensors`, `raw`, `tiers`, `events`, found `maybe`",
+            "t.yaml:19:26: asset type `valve`.history.sensors: `est.x` reads the model, and the type declares none",
+            "t.yaml:19:47: asset type `valve`.history: unknown field `colour`; expected one of `sensors`, `raw`, `tiers` or `events`",
+            "t.yaml:22:14: asset type `pit`.history: keeps nothing (no sensors and `events: off`); write `history: off`",
+        ],
+    },
 ];

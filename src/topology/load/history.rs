@@ -182,8 +182,8 @@ impl Cx<'_> {
                 self.err(
                     keep.pos,
                     format!(
-                        "{what}.keep: shorter than `every` ({:?}): no bucket would be kept whole",
-                        every.value
+                        "{what}.keep: shorter than `every` ({}): no bucket would be kept whole",
+                        humantime::format_duration(every.value)
                     ),
                 );
                 continue;
@@ -193,8 +193,9 @@ impl Cx<'_> {
                     self.err(
                         every.pos,
                         format!(
-                            "{what}.every: tiers go from finest to coarsest; {:?} follows {:?}",
-                            every.value, prev.every
+                            "{what}.every: tiers go from finest to coarsest; {} follows {}",
+                            humantime::format_duration(every.value),
+                            humantime::format_duration(prev.every)
                         ),
                     );
                     continue;
