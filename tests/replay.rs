@@ -157,6 +157,57 @@ fn history_of_a_replay_matches_the_reference_row_by_row() {
     assert!(span(starts("5000")) >= 5000, "5 s tier keeps the whole trace");
 }
 
+/// Retention frees disk: a trace of 200 s, checkpointed every 100 ms of a
+/// replay paced to 4 s (so its raw pages are written while within
+/// retention), with the raw tier kept 2 s, takes a fraction of the disk it
+/// takes kept 1 h once RocksDB has compacted (`--compact`: the compaction
+/// filter drops the pages past retention), and shows only the readings
+/// within 2 s of the last.
+#[test]
+fn retention_frees_the_disk_of_what_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = gen_workload(dir.path(), "r.jsonl", &["--assets", "100", "--seconds", "200"]);
+    let text = std::fs::read_to_string(repo().join(HISTORY_TOPOLOGY)).unwrap();
+    let mut disk = Vec::new();
+    for (name, raw) in [("short", "raw: 2s"), ("long", "raw: 1h")] {
+        let topo = dir.path().join(format!("{name}.yaml"));
+        let t = text
+            .replace("raw: 2s", raw)
+            .replace("- { every: 1s, keep: 3s }\n", "")
+            .replace("- { every: 5s, keep: 1h }", "- { every: 1h, keep: 1h }")
+            .replace("interval: 1s", "interval: 100ms");
+        assert!(
+            t.contains(raw) && !t.contains("every: 1s") && t.contains("100ms"),
+            "{t}"
+        );
+        std::fs::write(&topo, t).unwrap();
+        let report = dir.path().join(format!("{name}.json"));
+        let out = replay(
+            &topo,
+            &data,
+            &dir.path().join(name),
+            &report,
+            &["--compact", "--rate", "200000"],
+        );
+        let checkpoints = String::from_utf8_lossy(&out.stderr)
+            .matches("checkpoint durable")
+            .count();
+        assert!(checkpoints >= 20, "{checkpoints} checkpoints");
+        let r = json(&report);
+        disk.push((
+            r["history_raw"].as_u64().unwrap(),
+            r["history_disk_bytes"].as_u64().unwrap(),
+        ));
+    }
+    let ((short_n, short_b), (long_n, long_b)) = (disk[0], disk[1]);
+    assert_eq!(long_n, 100 * 4 * 10 * 200, "1 h keeps every reading");
+    assert!(short_n * 50 < long_n, "2 s of 200 shown: {short_n} of {long_n}");
+    assert!(
+        short_b * 4 < long_b,
+        "retention freed the disk: {short_b} vs {long_b} bytes"
+    );
+}
+
 /// Kills the replay with SIGKILL after `checkpoints` durable checkpoints,
 /// and checks that it was still replaying at that point.
 fn kill_after_checkpoints(data: &Path, state: &Path, report: &Path, checkpoints: usize, rate: &str) {
