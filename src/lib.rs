@@ -19,7 +19,8 @@
 //!   and the questions the API asks ([`engine::query`]).
 //! * [`twin`] - the twin as a pure model (no IO): `apply` (values, sources,
 //!   estimates, the model's Kalman filter, staleness, windows, joins, rules
-//!   and alerts), forecasts and what-if runs on a copy, its compiled
+//!   and alerts, the log of what history keeps), forecasts and what-if runs
+//!   on a copy, its compiled
 //!   per-type schema, the stored record format (indexing a stored per-type
 //!   name schema) and the read-only views the API shows.
 //! * [`sink`] - outputs: stdout and JSON-lines file sinks, MQTT and Kafka
@@ -30,17 +31,19 @@
 //! * [`kafka`] - Kafka plumbing the source and the sink share: client
 //!   configuration with secrets from the environment, librdkafka's logs.
 //! * [`store`] - RocksDB: twin records, their timers (and the deadline index
-//!   over them) and source positions in versioned envelopes, written
-//!   atomically per checkpoint.
+//!   over them), history (pages of buckets merged by an operator, retention
+//!   by a compaction filter) and source positions in versioned envelopes,
+//!   written atomically per checkpoint.
 //! * [`report`] - the replay report (workload v1 outputs) from durable state.
 //! * [`cluster`] - shards = partitions of the ingest topic: the
 //!   partitioner, what the node owns, per-shard meta, the changelog
-//!   (publish with consistency markers, fold on restore), the directory of
+//!   (publish with consistency markers, fold on restore; history in a topic
+//!   of its own), the directory of
 //!   shard owners (where the API forwards), and where relayed values go.
 //! * [`telemetry`] - every metric name, the Prometheus recorder,
 //!   readiness, and log setup.
 //! * [`api`] - the HTTP API (actix-web): twins, forecasts and what-if,
-//!   alerts, health, metrics, OpenAPI; bearer-token auth; in a cluster, forwarding to the owner of
+//!   history, alerts, health, metrics, OpenAPI; bearer-token auth; in a cluster, forwarding to the owner of
 //!   another node's twin. It asks the engine through [`engine::query`].
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the

@@ -225,7 +225,7 @@ fn check_summarises_history_with_its_expected_disk_use() {
     // A reading a second: 86,400 raw readings and 1,440 buckets a day.
     let day = 86_400.0 * twinstream::topology::RAW_READING_BYTES + 1_440.0 * twinstream::topology::BUCKET_BYTES;
     assert!(
-        line.contains("history of level, est.level: raw 1h, 1m for 7days; events 30days; writes ~")
+        line.contains("history of level, est.level: raw 1h, 1m for 7d; events 30d; writes ~")
             && line.contains(&format!(
                 "{} per sensor-day (a reading every 1s)",
                 bytesize::ByteSize::b(day as u64)

@@ -21,6 +21,7 @@ use super::{peers, ApiError};
 use crate::engine::query::Catalog;
 use crate::store::history::{series_prefix, Bucket, ALERT, COMMAND};
 use crate::store::Store;
+use crate::topology::span_text;
 use crate::twin::model::HistoryModel;
 
 const DEFAULT_RANGE_MS: i64 = 3_600_000;
@@ -179,12 +180,9 @@ fn tier_for(h: &HistoryModel, step: Option<&str>, from: i64, clock: i64) -> Resu
                 let w = if *w == 0 {
                     "raw".to_string()
                 } else {
-                    humantime::format_duration(Duration::from_millis(*w as u64)).to_string()
+                    span_text(Duration::from_millis(*w as u64))
                 };
-                format!(
-                    "{w} (kept {})",
-                    humantime::format_duration(Duration::from_millis(*k as u64))
-                )
+                format!("{w} (kept {})", span_text(Duration::from_millis(*k as u64)))
             })
             .collect::<Vec<_>>()
             .join(", ")

@@ -311,7 +311,7 @@ impl Topology {
 /// 30d; ~60 KB per sensor-day (a reading every 1s), ~25 MB per sensor
 /// retained`.
 fn history_summary(h: &HistorySpec, every: std::time::Duration, f: Footprint) -> String {
-    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    let d = span_text;
     let mut tiers: Vec<String> = h.raw.map(|k| format!("raw {}", d(k))).into_iter().collect();
     tiers.extend(h.tiers.iter().map(|x| format!("{} for {}", d(x.every), d(x.keep))));
     let names: Vec<&str> = h.series.iter().map(|x| x.name.as_str()).collect();

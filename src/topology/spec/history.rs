@@ -24,6 +24,18 @@ pub const RAW_READING_BYTES: f64 = 8.75;
 
 const DAY_MS: f64 = 86_400_000.0;
 
+/// A retention or width as written: in the largest of `d`, `h`, `m`, `s`
+/// that divides it (`365d`, `90m`), else milliseconds.
+pub fn span_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, name) in [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")] {
+        if ms >= unit && ms % unit == 0 {
+            return format!("{}{name}", ms / unit);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// What one series is expected to take on disk.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Footprint {
