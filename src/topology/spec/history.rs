@@ -29,7 +29,7 @@ const DAY_MS: f64 = 86_400_000.0;
 pub fn span_text(d: Duration) -> String {
     let ms = d.as_millis();
     for (unit, name) in [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")] {
-        if ms >= unit && ms % unit == 0 {
+        if ms >= unit && ms.is_multiple_of(unit) {
             return format!("{}{name}", ms / unit);
         }
     }
