@@ -15,6 +15,11 @@
 //!    this includes the group forming (three joins, eager rebalances).
 //! 5. Repeats N1 and N3 ROUNDS times (default 2), alternating, so a noisy
 //!    neighbour hits both, and prints every figure and N3/N1.
+//! 6. With `--history`, each round also runs **N1+H**: one node whose pumps
+//!    keep a 1-minute tier of both sensors (and their alert history), and
+//!    prints its rate against N1's and what its changelog carried: twin
+//!    records and history records (whole buckets) per applied record, and
+//!    the history records' bytes (the cost of moving history with a shard).
 //!
 //! Every process shares the machine's cores: the broker and one or three
 //! nodes. Each phase also reports the CPU time the nodes (together) and the
@@ -48,6 +53,7 @@ fn main() {
     let records: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(300_000);
     let assets: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let rounds: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(2);
+    let with_history = std::env::args().any(|a| a == "--history");
     let bin = PathBuf::from(std::env::var("TWINSTREAM_BIN").expect("TWINSTREAM_BIN: the twinstream binary"));
 
     let broker = broker::Broker::start();
@@ -70,20 +76,43 @@ fn main() {
     let per_record = |cpu: f64| cpu * 1e6 / records as f64;
     for round in 1..=rounds {
         let b0 = proc_cpu(tansu);
-        let (r1, n1) = cluster_rate(&bin, dir.path(), &brokers, &format!("one-{round}"), 1, records);
+        let (r1, n1, _) = cluster_rate(&bin, dir.path(), &brokers, &format!("one-{round}"), 1, records, None);
         let b1 = proc_cpu(tansu);
         println!(
             "N1 one node     : {r1:>9.0} records/s  (round {round}; node {:.1} us/record, broker {:.1})",
             per_record(n1),
             per_record(b1 - b0)
         );
-        let (r3, n3) = cluster_rate(&bin, dir.path(), &brokers, &format!("three-{round}"), 3, records);
+        let (r3, n3, _) = cluster_rate(&bin, dir.path(), &brokers, &format!("three-{round}"), 3, records, None);
         println!(
             "N3 three nodes  : {r3:>9.0} records/s  (round {round}, N3/N1 {:.2}; nodes {:.1} us/record, broker {:.1})",
             r3 / r1,
             per_record(n3),
             per_record(proc_cpu(tansu) - b1)
         );
+        if with_history {
+            let b2 = proc_cpu(tansu);
+            let history = "{ raw: off, tiers: [{ every: 1m, keep: 7d }] }";
+            let (rh, nh, log) = cluster_rate(
+                &bin,
+                dir.path(),
+                &brokers,
+                &format!("hist-{round}"),
+                1,
+                records,
+                Some(history),
+            );
+            println!(
+                "N1+H history    : {rh:>9.0} records/s  (round {round}, N1+H/N1 {:.2}; node {:.1} us/record, broker {:.1}; \
+                 changelog per record: {:.3} twin records, {:.3} history records of {:.1} bytes)",
+                rh / r1,
+                per_record(nh),
+                per_record(proc_cpu(tansu) - b2),
+                log.twins / records as f64,
+                log.history / records as f64,
+                log.history_bytes / log.history.max(1.0)
+            );
+        }
         one.push(r1);
         three.push(r3);
     }
@@ -141,10 +170,27 @@ fn bare_rate(brokers: &str, records: usize) -> f64 {
     records as f64 / started.elapsed().as_secs_f64()
 }
 
+/// What the nodes wrote to their changelog (summed over them).
+#[derive(Default)]
+struct Logged {
+    twins: f64,
+    history: f64,
+    history_bytes: f64,
+}
+
 /// Records per second `nodes` nodes of a fresh cluster `name` apply every
-/// record at, from their start, and the CPU seconds the nodes used.
-fn cluster_rate(bin: &Path, dir: &Path, brokers: &str, name: &str, nodes: usize, records: usize) -> (f64, f64) {
-    let topo = topology(dir, brokers, name);
+/// record at, from their start, the CPU seconds the nodes used, and what
+/// they wrote to the changelog. `history`: the pumps' `history:`.
+fn cluster_rate(
+    bin: &Path,
+    dir: &Path,
+    brokers: &str,
+    name: &str,
+    nodes: usize,
+    records: usize,
+    history: Option<&str>,
+) -> (f64, f64, Logged) {
+    let topo = topology(dir, brokers, name, history);
     let started = Instant::now();
     let mut running: Vec<Node> = (0..nodes)
         .map(|i| Node::start(bin, &topo, &dir.join(format!("{name}-{i}"))))
@@ -152,7 +198,10 @@ fn cluster_rate(bin: &Path, dir: &Path, brokers: &str, name: &str, nodes: usize,
     let apis: Vec<String> = running.iter_mut().map(Node::api).collect();
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
     loop {
-        let applied: f64 = apis.iter().filter_map(|api| applied(&agent, api)).sum();
+        let applied: f64 = apis
+            .iter()
+            .filter_map(|api| metric(&agent, api, "twinstream_events_applied_total"))
+            .sum();
         if applied >= records as f64 {
             break;
         }
@@ -161,22 +210,31 @@ fn cluster_rate(bin: &Path, dir: &Path, brokers: &str, name: &str, nodes: usize,
     }
     let rate = records as f64 / started.elapsed().as_secs_f64();
     let cpu = running.iter().map(|n| proc_cpu(n.child.id())).sum();
+    // The checkpoint of the last records: one more interval.
+    std::thread::sleep(Duration::from_millis(1500));
+    let sum = |name: &str| -> f64 { apis.iter().filter_map(|api| metric(&agent, api, name)).sum() };
+    let log = Logged {
+        twins: sum("twinstream_changelog_records_total"),
+        history: sum("twinstream_changelog_history_records_total"),
+        history_bytes: sum("twinstream_changelog_history_bytes_total"),
+    };
     for n in &mut running {
         n.kill();
     }
-    (rate, cpu)
+    (rate, cpu, log)
 }
 
-/// `twinstream_events_applied_total` of a node.
-fn applied(agent: &ureq::Agent, api: &str) -> Option<f64> {
+/// The value of metric `name` (no labels) of a node.
+fn metric(agent: &ureq::Agent, api: &str, name: &str) -> Option<f64> {
     let body = agent.get(&format!("{api}/metrics")).call().ok()?.into_string().ok()?;
     body.lines()
-        .find(|l| l.starts_with("twinstream_events_applied_total"))
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
 
-fn topology(dir: &Path, brokers: &str, name: &str) -> PathBuf {
+fn topology(dir: &Path, brokers: &str, name: &str, history: Option<&str>) -> PathBuf {
+    let history = history.map_or(String::new(), |h| format!("    history: {h}\n"));
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(
         &path,
@@ -191,7 +249,7 @@ asset_types:
     sensors:
       temperature: {{ unit: degC }}
       current: {{ unit: A }}
-assets: [{{ id: "pump-*", type: pump }}]
+{history}assets: [{{ id: "pump-*", type: pump }}]
 windows: [{{ name: w10s, size: 10s }}]
 rules:
   - {{ name: hot, when: "temperature > 100", clear_when: "temperature < 90" }}
