@@ -1,16 +1,13 @@
 //! A twin's part of history in a checkpoint: what it logged since its last
-//! snapshot ([`Logged`]), folded into one page operand per series, tier and
-//! page, and an entry per alert transition and command.
-//!
-//! A reading goes into a tier only while its bucket is within retention by
-//! the twin's own latest event time; the history clock (the node's latest)
-//! is never behind that, so what is skipped here would be hidden anyway.
+//! snapshot ([`HistoryLog`]: partial buckets, raw readings, alert
+//! transitions and commands), folded into one page operand per series, tier
+//! and page, and an entry per alert transition and command.
 
 use std::collections::BTreeMap;
 
-use crate::store::history::page::{encode_entry, expiry, page_start, span, Bucket, Page};
+use crate::store::history::page::{encode_entry, expiry, page_start, Bucket, Page};
 use crate::store::history::{alert_key, command_key, page_key, series_prefix, HistoryOp};
-use crate::twin::model::{HistoryModel, Logged, NO_TS};
+use crate::twin::model::{HistoryLog, HistoryModel, Logged, NO_TS};
 use crate::twin::schema::TypeModel;
 use crate::twin::view::{self, AlertTransitionView, CommandView};
 
@@ -34,34 +31,54 @@ impl Part {
     }
 }
 
-/// Folds `log` (in the order it was logged) into `part`; `latest` is the
-/// twin's greatest event time.
-pub fn fold(m: &TypeModel, asset: &str, log: &[Logged], latest: i64, part: &mut Part) {
+/// Folds `log` (in the order it was logged) into `part`.
+pub fn fold(m: &TypeModel, asset: &str, log: &HistoryLog, part: &mut Part) {
     part.ops.clear();
     part.max_ts = NO_TS;
     let Some(h) = &m.history else { return };
-    // (series, tier, page start) -> page; tiers index `all_tiers`.
+    // (series, tier, page start) -> page; tier 0 is the raw tier, the
+    // downsampled ones follow.
     let mut pages: BTreeMap<(u16, u8, i64), Page> = BTreeMap::new();
-    let tiers: Vec<(i64, i64)> = h.all_tiers().collect();
-    for item in log {
-        match item {
-            Logged::Reading { series, ts, value } => {
-                part.max_ts = part.max_ts.max(*ts);
-                for (t, &(width, keep)) in tiers.iter().enumerate() {
-                    add(&mut pages, (*series, t as u8), width, keep, *ts, *value, latest);
-                }
-            }
-            other => {
-                if let Some(op) = entry(m, h, asset, other) {
-                    part.ops.push(op);
-                }
-            }
+    for p in &log.partials {
+        let width = h.tiers[p.tier as usize].0;
+        let start = page_start(p.start, width);
+        let page = pages.entry((p.series, p.tier + 1, start)).or_default();
+        let i = ((p.start - start) / width) as u8;
+        let b = Bucket {
+            count: p.count,
+            sum: p.sum,
+            min: p.min,
+            max: p.max,
+            first_ts: p.first_ts,
+            first: p.first,
+            last_ts: p.last_ts,
+            last: p.last,
+        };
+        part.max_ts = part.max_ts.max(p.last_ts);
+        match page.buckets.binary_search_by_key(&i, |b| b.0) {
+            Ok(k) => page.buckets[k].1.combine(&b),
+            Err(k) => page.buckets.insert(k, (i, b)),
+        }
+    }
+    for r in &log.raw {
+        part.max_ts = part.max_ts.max(r.ts);
+        let page = pages.entry((r.series, 0, page_start(r.ts, 0))).or_default();
+        // In event-time order (equal times: arrival order), as pages keep them.
+        let at = page.readings.partition_point(|x| x.0 <= r.ts);
+        page.readings.insert(at, (r.ts, r.value));
+    }
+    for e in &log.events {
+        if let Some(op) = entry(m, h, asset, e) {
+            part.ops.push(op);
         }
     }
     for ((series, t, start), mut page) in pages {
-        let (width, keep) = tiers[t as usize];
+        let (width, keep) = match t {
+            0 => (0, h.raw_keep_ms.unwrap_or(0)),
+            t => h.tiers[t as usize - 1],
+        };
         page.expires = expiry(start, width, keep);
-        let mut value = Vec::with_capacity(16 + 40 * (page.buckets.len() + page.readings.len()) / 3);
+        let mut value = Vec::with_capacity(16 + 40 * (page.buckets.len() + page.readings.len()));
         page.encode(&mut value);
         let prefix = series_prefix(asset, &h.series[series as usize], width);
         part.ops.push(HistoryOp::Merge {
@@ -71,45 +88,10 @@ pub fn fold(m: &TypeModel, asset: &str, log: &[Logged], latest: i64, part: &mut 
     }
 }
 
-fn add(
-    pages: &mut BTreeMap<(u16, u8, i64), Page>,
-    (series, tier): (u16, u8),
-    width: i64,
-    keep: i64,
-    ts: i64,
-    value: f64,
-    latest: i64,
-) {
-    let start = page_start(ts, width);
-    if width == 0 {
-        if ts <= latest.saturating_sub(keep) {
-            return;
-        }
-        let page = pages.entry((series, tier, start)).or_default();
-        // In event-time order (equal times: arrival order), as pages keep them.
-        let at = page.readings.partition_point(|r| r.0 <= ts);
-        page.readings.insert(at, (ts, value));
-        return;
-    }
-    let i = (ts - start) / width;
-    let bucket_end = start + (i + 1) * width;
-    if bucket_end <= latest.saturating_sub(keep) {
-        return;
-    }
-    debug_assert!(start + span(width) > ts);
-    let page = pages.entry((series, tier, start)).or_default();
-    let i = i as u8;
-    match page.buckets.binary_search_by_key(&i, |b| b.0) {
-        Ok(k) => page.buckets[k].1.add(ts, value),
-        Err(k) => page.buckets.insert(k, (i, Bucket::of(ts, value))),
-    }
-}
-
 /// An alert transition or a command, as its history entry.
 fn entry(m: &TypeModel, h: &HistoryModel, asset: &str, item: &Logged) -> Option<HistoryOp> {
     let keep = h.events_keep_ms?;
     let (key, at, json) = match item {
-        Logged::Reading { .. } => return None,
         Logged::Alert {
             rule,
             transition,

@@ -494,9 +494,8 @@ impl TwinActor {
         self.state.take_digest(digest);
         history.ops.clear();
         history.max_ts = NO_TS;
-        let (m, asset, latest) = (&self.tcx.model, &self.asset, self.state.max_ts);
-        self.state
-            .take_history(|log| history::fold(m, asset, log, latest, history));
+        let (m, asset) = (&self.tcx.model, &self.asset);
+        self.state.take_history(|log| history::fold(m, asset, log, history));
         // The timer goes with the record when it changed (into the store's
         // deadline index), so a restarted node wakes the twin when it is due
         // without reading every record. A cluster node's changelog record

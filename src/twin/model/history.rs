@@ -1,8 +1,15 @@
-//! What a twin logs for its history: each reading of a kept series (and
-//! the model's estimate after each reading it takes), each alert
-//! transition and each command. Pure: the log is part of the state, rolled
-//! back with it, and the twin's snapshot hands it to the checkpoint (where
-//! the engine folds it into pages), like the replay digest.
+//! What a twin logs for its history ([`HistoryLog`]): each reading of a
+//! kept series (and the model's estimate after each reading it takes),
+//! folded at once into a partial bucket per downsampled tier (the bucket
+//! being filled: its last partial of that series and tier) and kept as it
+//! is for the raw tier; each alert transition and each command. Pure: the
+//! log is part of the state, rolled back with it, and the twin's snapshot
+//! hands it to the checkpoint (where the engine folds it into pages), like
+//! the replay digest.
+//!
+//! A reading goes into a tier only while its bucket is within retention by
+//! the twin's own latest event time; the history clock (the node's latest)
+//! is never behind that, so what is skipped here would be hidden anyway.
 
 use crate::topology::spec::{HistorySpec, SeriesOf};
 
@@ -61,14 +68,101 @@ impl HistoryModel {
     }
 }
 
-/// One logged item.
+/// What a twin logged for history since its last snapshot.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistoryLog {
+    /// Partial buckets of the downsampled tiers, in the order they were
+    /// started: a reading folds into the last one of its series and tier
+    /// when that is its bucket, else starts another (a late reading, a new
+    /// bucket). Mutated in place: the supervision backup copies it.
+    pub partials: Vec<Partial>,
+    /// Readings for the raw tier, in arrival order (append-only).
+    pub raw: Vec<RawReading>,
+    /// Alert transitions and commands, in order (append-only).
+    pub events: Vec<Logged>,
+}
+
+impl HistoryLog {
+    pub fn is_empty(&self) -> bool {
+        self.partials.is_empty() && self.raw.is_empty() && self.events.is_empty()
+    }
+
+    /// Empties it; a log that grew large gives its memory back (an idle
+    /// twin holds none).
+    pub fn clear(&mut self) {
+        fn reset<T>(v: &mut Vec<T>) {
+            v.clear();
+            if v.capacity() > 16 {
+                *v = Vec::new();
+            }
+        }
+        reset(&mut self.partials);
+        reset(&mut self.raw);
+        reset(&mut self.events);
+    }
+}
+
+/// The readings of one series in one bucket of a downsampled tier (the
+/// same fold as the store's `page::Bucket`, which the checkpoint turns it
+/// into: ties of `first` go to the earlier reading, of `last` to the later).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Partial {
+    pub series: u16,
+    /// Index into [`HistoryModel::tiers`].
+    pub tier: u8,
+    pub start: i64,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub first_ts: i64,
+    pub first: f64,
+    pub last_ts: i64,
+    pub last: f64,
+}
+
+impl Partial {
+    fn new(series: u16, tier: u8, start: i64, ts: i64, value: f64) -> Partial {
+        Partial {
+            series,
+            tier,
+            start,
+            count: 1,
+            sum: value,
+            min: value,
+            max: value,
+            first_ts: ts,
+            first: value,
+            last_ts: ts,
+            last: value,
+        }
+    }
+
+    fn add(&mut self, ts: i64, value: f64) {
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        if ts < self.first_ts {
+            (self.first_ts, self.first) = (ts, value);
+        }
+        if ts >= self.last_ts {
+            (self.last_ts, self.last) = (ts, value);
+        }
+    }
+}
+
+/// A reading for the raw tier.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawReading {
+    pub series: u16,
+    pub ts: i64,
+    pub value: f64,
+}
+
+/// One logged alert transition or command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Logged {
-    Reading {
-        series: u16,
-        ts: i64,
-        value: f64,
-    },
     Alert {
         rule: u16,
         transition: Transition,
@@ -90,14 +184,35 @@ pub enum Logged {
 
 fn log(st: &mut TwinState, item: Logged) {
     if let Some(x) = st.ext.as_deref_mut() {
-        x.history.push(item);
+        x.history.events.push(item);
     }
 }
 
-/// A reading of sensor `s` was applied.
+/// A reading of a kept series was applied.
 #[inline]
-pub(super) fn on_reading(st: &mut TwinState, series: u16, ts: i64, value: f64) {
-    log(st, Logged::Reading { series, ts, value });
+pub(super) fn on_reading(h: &HistoryModel, st: &mut TwinState, series: u16, ts: i64, value: f64) {
+    let latest = st.max_ts.max(ts);
+    let Some(x) = st.ext.as_deref_mut() else { return };
+    let log = &mut x.history;
+    for (t, &(width, keep)) in h.tiers.iter().enumerate() {
+        let start = ts.div_euclid(width) * width;
+        if start.saturating_add(width) <= latest.saturating_sub(keep) {
+            continue;
+        }
+        let t = t as u8;
+        match log
+            .partials
+            .iter_mut()
+            .rev()
+            .find(|p| p.series == series && p.tier == t)
+        {
+            Some(p) if p.start == start => p.add(ts, value),
+            _ => log.partials.push(Partial::new(series, t, start, ts, value)),
+        }
+    }
+    if h.raw_keep_ms.is_some_and(|keep| ts > latest.saturating_sub(keep)) {
+        log.raw.push(RawReading { series, ts, value });
+    }
 }
 
 /// The model took a reading at `ts`: its estimates of the kept states.
@@ -106,7 +221,7 @@ pub(super) fn on_estimate(h: &HistoryModel, st: &mut TwinState, ts: i64) {
         let Some(value) = st.filter().map(|f| f.x[state as usize]) else {
             return;
         };
-        log(st, Logged::Reading { series, ts, value });
+        on_reading(h, st, series, ts, value);
     }
 }
 

@@ -74,7 +74,7 @@ pub use filter::{
     anomaly_rule, expm, AnomalyDef, Dynamics, FilterModel, FilterRecord, FilterState, ModelUpdate, ObservationDef,
     ObservationState, ObservedUpdate, Step,
 };
-pub use history::{HistoryModel, Logged};
+pub use history::{HistoryLog, HistoryModel, Logged, Partial, RawReading};
 pub use joins::{JoinPair, Relayed};
 pub(super) use rules::set_alert;
 pub use rules::AlertState;
@@ -348,8 +348,10 @@ fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Ve
     st.stats.events += 1;
     let s = e.sensor as usize;
     let def = &m.sensor_defs[s];
-    if let Some(series) = m.history.as_ref().and_then(|h| h.by_sensor[s]) {
-        history::on_reading(st, series, e.ts, e.value);
+    if let Some(h) = &m.history {
+        if let Some(series) = h.by_sensor[s] {
+            history::on_reading(h, st, series, e.ts, e.value);
+        }
     }
 
     // (a) the sensor is heard from: fresh again (only timers read when)

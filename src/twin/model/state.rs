@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::derived::DerivedState;
 use super::filter::{FilterModel, FilterState};
-use super::history::Logged;
+use super::history::HistoryLog;
 use super::{
     Acc, AlertState, ClosedDigest, Estimate, JoinPair, Latest, OpenWindow, Quality, SensorState, SourceReading, NO_TS,
 };
@@ -98,18 +98,19 @@ pub struct TwinExt {
     pub filter: Option<Box<FilterState>>,
     /// What the derived `integral` and `rate` sensors keep between readings.
     pub derived: Box<[DerivedState]>,
-    /// Readings, alert transitions and commands logged for history since
-    /// the last snapshot (types with `history:`); the snapshot moves them
-    /// into the checkpoint.
-    pub history: Vec<Logged>,
+    /// What history keeps of the inputs since the last snapshot (types
+    /// with `history:`); the snapshot moves it into the checkpoint.
+    pub history: HistoryLog,
 }
 
-/// The lengths of a twin's append-only logs (the replay digest and the
-/// history log) when it was backed up: rolling back truncates them to it.
+/// The lengths of a twin's append-only logs (the replay digest, history's
+/// raw readings and events) when it was backed up: rolling back truncates
+/// them to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogMarks {
     digest: usize,
-    history: usize,
+    raw: usize,
+    events: usize,
 }
 
 impl Clone for TwinState {
@@ -137,13 +138,16 @@ impl Clone for TwinState {
 impl TwinState {
     /// Copies `self` into `backup` for [`TwinState::roll_back`], reusing the
     /// backup's allocations (the actor does this before every batch, so it
-    /// must not allocate). The replay digest and the history log are not
-    /// copied: applying only appends to them, so their lengths are the backup.
+    /// must not allocate). The replay digest and history's raw readings and
+    /// events are not copied: applying only appends to them, so their
+    /// lengths are the backup (history's partial buckets, a few, are).
     pub fn back_up(&self, backup: &mut TwinState) -> LogMarks {
         backup.copy_from(self, false);
+        let h = self.ext.as_ref().map(|x| &x.history);
         LogMarks {
             digest: self.digest().len(),
-            history: self.ext.as_ref().map_or(0, |x| x.history.len()),
+            raw: h.map_or(0, |h| h.raw.len()),
+            events: h.map_or(0, |h| h.events.len()),
         }
     }
 
@@ -151,16 +155,21 @@ impl TwinState {
     /// for) back, in place of a possibly half-applied one; `backup` is left
     /// holding the discarded state.
     pub fn roll_back(&mut self, backup: &mut TwinState, marks: LogMarks) {
-        let logs = self
-            .ext
-            .as_deref_mut()
-            .map(|x| (std::mem::take(&mut x.digest), std::mem::take(&mut x.history)));
+        let logs = self.ext.as_deref_mut().map(|x| {
+            (
+                std::mem::take(&mut x.digest),
+                std::mem::take(&mut x.history.raw),
+                std::mem::take(&mut x.history.events),
+            )
+        });
         std::mem::swap(self, backup);
-        if let (Some(x), Some((mut d, mut h))) = (self.ext.as_deref_mut(), logs) {
+        if let (Some(x), Some((mut d, mut raw, mut events))) = (self.ext.as_deref_mut(), logs) {
             d.truncate(marks.digest);
-            h.truncate(marks.history);
+            raw.truncate(marks.raw);
+            events.truncate(marks.events);
             x.digest = d;
-            x.history = h;
+            x.history.raw = raw;
+            x.history.events = events;
         }
     }
 
@@ -183,8 +192,10 @@ impl TwinState {
                 a.related.clone_from(&b.related);
                 if digest {
                     a.digest.clone_from(&b.digest);
-                    a.history.clone_from(&b.history);
+                    a.history.raw.clone_from(&b.history.raw);
+                    a.history.events.clone_from(&b.history.events);
                 }
+                a.history.partials.clone_from(&b.history.partials);
                 a.commands.clone_from(&b.commands);
                 a.derived.clone_from(&b.derived);
                 match (&mut a.filter, &b.filter) {
@@ -220,7 +231,7 @@ impl TwinState {
                     commands: (!m.commands.is_empty()).then(|| Box::new(Commands::new(m))),
                     filter: m.filter.as_ref().map(|f| Box::new(FilterState::new(f))),
                     derived: vec![DerivedState::NONE; m.n_derived_state].into_boxed_slice(),
-                    history: Vec::new(),
+                    history: HistoryLog::default(),
                 })
             }),
         }
@@ -302,7 +313,7 @@ impl TwinState {
     }
 
     /// Takes what was logged for history since the last snapshot.
-    pub fn take_history(&mut self, into: impl FnOnce(&[Logged])) {
+    pub fn take_history(&mut self, into: impl FnOnce(&HistoryLog)) {
         if let Some(x) = self.ext.as_deref_mut() {
             if !x.history.is_empty() {
                 into(&x.history);
