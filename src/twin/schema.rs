@@ -737,7 +737,6 @@ impl TypeModel {
             || !self.commands.is_empty()
             || self.filter.is_some()
             || self.n_derived_state > 0
-            || self.history.is_some()
     }
 
     /// Index in the twin's per-source table of `source`'s reading of

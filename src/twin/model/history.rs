@@ -86,20 +86,6 @@ impl HistoryLog {
     pub fn is_empty(&self) -> bool {
         self.partials.is_empty() && self.raw.is_empty() && self.events.is_empty()
     }
-
-    /// Empties it; a log that grew large gives its memory back (an idle
-    /// twin holds none).
-    pub fn clear(&mut self) {
-        fn reset<T>(v: &mut Vec<T>) {
-            v.clear();
-            if v.capacity() > 16 {
-                *v = Vec::new();
-            }
-        }
-        reset(&mut self.partials);
-        reset(&mut self.raw);
-        reset(&mut self.events);
-    }
 }
 
 /// The readings of one series in one bucket of a downsampled tier (the
@@ -183,17 +169,14 @@ pub enum Logged {
 }
 
 fn log(st: &mut TwinState, item: Logged) {
-    if let Some(x) = st.ext.as_deref_mut() {
-        x.history.events.push(item);
-    }
+    st.history.get_or_insert_with(Default::default).events.push(item);
 }
 
 /// A reading of a kept series was applied.
 #[inline]
 pub(super) fn on_reading(h: &HistoryModel, st: &mut TwinState, series: u16, ts: i64, value: f64) {
     let latest = st.max_ts.max(ts);
-    let Some(x) = st.ext.as_deref_mut() else { return };
-    let log = &mut x.history;
+    let log = st.history.get_or_insert_with(Default::default);
     for (t, &(width, keep)) in h.tiers.iter().enumerate() {
         let start = ts.div_euclid(width) * width;
         if start.saturating_add(width) <= latest.saturating_sub(keep) {

@@ -70,6 +70,11 @@ pub struct TwinState {
     pub offline: bool,
     /// What only some types use; `None` when the type uses none of it.
     pub ext: Option<Box<TwinExt>>,
+    /// What history keeps of the inputs since the last snapshot (types
+    /// with `history:`): allocated by the first input that logs something,
+    /// dropped by the snapshot that moves it into the checkpoint, so an
+    /// idle twin holds none of it.
+    pub history: Option<Box<HistoryLog>>,
 }
 
 /// The parts of a twin that only some asset types use: allocated when the
@@ -98,9 +103,6 @@ pub struct TwinExt {
     pub filter: Option<Box<FilterState>>,
     /// What the derived `integral` and `rate` sensors keep between readings.
     pub derived: Box<[DerivedState]>,
-    /// What history keeps of the inputs since the last snapshot (types
-    /// with `history:`); the snapshot moves it into the checkpoint.
-    pub history: HistoryLog,
 }
 
 /// The lengths of a twin's append-only logs (the replay digest, history's
@@ -126,6 +128,7 @@ impl Clone for TwinState {
             sync_lag_ms: self.sync_lag_ms,
             offline: self.offline,
             ext: self.ext.clone(),
+            history: self.history.clone(),
         }
     }
 
@@ -143,7 +146,7 @@ impl TwinState {
     /// lengths are the backup (history's partial buckets, a few, are).
     pub fn back_up(&self, backup: &mut TwinState) -> LogMarks {
         backup.copy_from(self, false);
-        let h = self.ext.as_ref().map(|x| &x.history);
+        let h = self.history.as_deref();
         LogMarks {
             digest: self.digest().len(),
             raw: h.map_or(0, |h| h.raw.len()),
@@ -155,21 +158,33 @@ impl TwinState {
     /// for) back, in place of a possibly half-applied one; `backup` is left
     /// holding the discarded state.
     pub fn roll_back(&mut self, backup: &mut TwinState, marks: LogMarks) {
-        let logs = self.ext.as_deref_mut().map(|x| {
-            (
-                std::mem::take(&mut x.digest),
-                std::mem::take(&mut x.history.raw),
-                std::mem::take(&mut x.history.events),
-            )
-        });
+        let digest = self.ext.as_deref_mut().map(|x| std::mem::take(&mut x.digest));
+        let logs = self
+            .history
+            .as_deref_mut()
+            .map(|h| (std::mem::take(&mut h.raw), std::mem::take(&mut h.events)));
         std::mem::swap(self, backup);
-        if let (Some(x), Some((mut d, mut raw, mut events))) = (self.ext.as_deref_mut(), logs) {
+        if let (Some(x), Some(mut d)) = (self.ext.as_deref_mut(), digest) {
             d.truncate(marks.digest);
+            x.digest = d;
+        }
+        // The backup's raw readings and events are not the twin's (only its
+        // partials were copied): the twin's are the ones taken above.
+        if let Some(h) = self.history.as_deref_mut() {
+            h.raw.clear();
+            h.events.clear();
+        }
+        if let Some((mut raw, mut events)) = logs {
             raw.truncate(marks.raw);
             events.truncate(marks.events);
-            x.digest = d;
-            x.history.raw = raw;
-            x.history.events = events;
+            if !raw.is_empty() || !events.is_empty() {
+                let h = self.history.get_or_insert_with(Default::default);
+                (h.raw, h.events) = (raw, events);
+            }
+        }
+        // The backup keeps an emptied log for its allocation: none is none.
+        if self.history.as_ref().is_some_and(|h| h.is_empty()) {
+            self.history = None;
         }
     }
 
@@ -192,10 +207,7 @@ impl TwinState {
                 a.related.clone_from(&b.related);
                 if digest {
                     a.digest.clone_from(&b.digest);
-                    a.history.raw.clone_from(&b.history.raw);
-                    a.history.events.clone_from(&b.history.events);
                 }
-                a.history.partials.clone_from(&b.history.partials);
                 a.commands.clone_from(&b.commands);
                 a.derived.clone_from(&b.derived);
                 match (&mut a.filter, &b.filter) {
@@ -204,6 +216,34 @@ impl TwinState {
                 }
             }
             (a, b) => a.clone_from(b),
+        }
+        // History's partial buckets change in place: copied (a few); its
+        // raw readings and events only grow: copied only for a clone. A
+        // backup that held a log keeps it, emptied, for its allocation.
+        match (&mut self.history, &src.history) {
+            (Some(a), Some(b)) => {
+                a.partials.clone_from(&b.partials);
+                if digest {
+                    a.raw.clone_from(&b.raw);
+                    a.events.clone_from(&b.events);
+                } else {
+                    a.raw.clear();
+                    a.events.clear();
+                }
+            }
+            (Some(a), None) if !digest => {
+                a.partials.clear();
+                a.raw.clear();
+                a.events.clear();
+            }
+            (a, b) if digest => a.clone_from(b),
+            (a, Some(b)) => {
+                *a = Some(Box::new(HistoryLog {
+                    partials: b.partials.clone(),
+                    ..HistoryLog::default()
+                }))
+            }
+            (_, None) => {}
         }
     }
 }
@@ -231,9 +271,9 @@ impl TwinState {
                     commands: (!m.commands.is_empty()).then(|| Box::new(Commands::new(m))),
                     filter: m.filter.as_ref().map(|f| Box::new(FilterState::new(f))),
                     derived: vec![DerivedState::NONE; m.n_derived_state].into_boxed_slice(),
-                    history: HistoryLog::default(),
                 })
             }),
+            history: None,
         }
     }
 
@@ -314,10 +354,9 @@ impl TwinState {
 
     /// Takes what was logged for history since the last snapshot.
     pub fn take_history(&mut self, into: impl FnOnce(&HistoryLog)) {
-        if let Some(x) = self.ext.as_deref_mut() {
-            if !x.history.is_empty() {
-                into(&x.history);
-                x.history.clear();
+        if let Some(log) = self.history.take() {
+            if !log.is_empty() {
+                into(&log);
             }
         }
     }
