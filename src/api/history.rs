@@ -59,7 +59,9 @@ pub struct EventsQuery {
     pub from: Option<String>,
     /// End (exclusive). Default: the end.
     pub to: Option<String>,
-    /// Entries at most (default 1000, at most 100000); `next` continues.
+    /// Entries per page (default 1000, at most 100000; entries of one
+    /// millisecond stay on one page, which may then hold a few more);
+    /// `next` continues.
     pub limit: Option<usize>,
 }
 
@@ -426,22 +428,27 @@ pub async fn history(
     Ok(HttpResponse::Ok().content_type("application/json").body(body))
 }
 
-/// Reads entries of `kind`, at most `limit` (plus where to go on).
+/// `GET /twins/{id}/<route>` for entries of `kind`, answered as
+/// `{"asset", field: [...], "next"}`. A page never ends inside a
+/// millisecond (entries of one time stay together), so `from=next` always
+/// goes on from where it ended.
 async fn entries(
-    state: &web::Data<AppState>,
-    req: &HttpRequest,
-    asset: &str,
-    kind: u8,
-    q: &EventsQuery,
-) -> Result<Result<(Vec<serde_json::Value>, Option<i64>), HttpResponse>, ApiError> {
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    q: web::Query<EventsQuery>,
+    (kind, route, field): (u8, &str, &str),
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Access::Read, route)?;
+    let asset = id.into_inner();
     let c = state.catalog()?;
-    if c.index.resolve(asset).is_none() {
+    if c.index.resolve(&asset).is_none() {
         return Err(ApiError::NotFound(format!("no twin `{asset}`")));
     }
-    if let Some(answer) = peers::to_owner(&state.peers, c, req, asset, None).await? {
-        return Ok(Err(answer));
+    if let Some(answer) = peers::to_owner(&state.peers, c, &req, &asset, None).await? {
+        return Ok(answer);
     }
-    let (h, store, shard) = locate(c, asset)?;
+    let (h, store, shard) = locate(c, &asset)?;
     if h.events_keep_ms.is_none() {
         return Err(ApiError::NotFound(format!(
             "twin `{asset}` keeps no alert or command history (`history.events: off`)"
@@ -458,17 +465,18 @@ async fn entries(
     if limit == 0 || limit > MAX_MAX_POINTS {
         return Err(ApiError::BadRequest(format!("limit: between 1 and {MAX_MAX_POINTS}")));
     }
-    let asset = asset.to_string();
-    let read = web::block(move || {
-        let mut out = Vec::new();
-        let mut next = None;
+    let reading = asset.clone();
+    let (items, next) = web::block(move || {
+        let mut out: Vec<serde_json::Value> = Vec::new();
+        let (mut next, mut last) = (None, None);
         let mut bad = None;
         store
-            .history_entries(shard, &asset, kind, from, to, |at, _, body| {
-                if out.len() == limit {
+            .history_entries(shard, &reading, kind, from, to, |at, _, body| {
+                if out.len() >= limit && last != Some(at) {
                     next = Some(at);
                     return false;
                 }
+                last = Some(at);
                 match serde_json::from_slice(body) {
                     Ok(v) => out.push(v),
                     Err(e) => bad = Some(e.to_string()),
@@ -483,7 +491,7 @@ async fn entries(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(Ok(read))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "asset": asset, field: items, "next": next })))
 }
 
 /// Every alert transition of the twin (raised, acknowledged, cleared), in
@@ -499,14 +507,7 @@ pub async fn alerts(
     id: web::Path<String>,
     q: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    state.tokens.check(&req, Access::Read, "/twins/{id}/alerts/history")?;
-    let asset = id.into_inner();
-    match entries(&state, &req, &asset, ALERT, &q).await? {
-        Err(forwarded) => Ok(forwarded),
-        Ok((items, next)) => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "asset": asset, "transitions": items, "next": next,
-        }))),
-    }
+    entries(state, req, id, q, (ALERT, "/twins/{id}/alerts/history", "transitions")).await
 }
 
 /// Every command of the twin (API, rule and rollback commands) with its
@@ -522,14 +523,7 @@ pub async fn commands(
     id: web::Path<String>,
     q: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    state.tokens.check(&req, Access::Read, "/twins/{id}/commands/history")?;
-    let asset = id.into_inner();
-    match entries(&state, &req, &asset, COMMAND, &q).await? {
-        Err(forwarded) => Ok(forwarded),
-        Ok((items, next)) => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "asset": asset, "commands": items, "next": next,
-        }))),
-    }
+    entries(state, req, id, q, (COMMAND, "/twins/{id}/commands/history", "commands")).await
 }
 
 #[cfg(test)]
