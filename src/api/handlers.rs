@@ -88,7 +88,7 @@ pub(super) fn locate(c: &Catalog, asset: &str) -> Result<bool, ApiError> {
 
 /// The shard of `asset`, if this node owns it (421 otherwise: another node
 /// of the cluster does).
-fn owned_shard(c: &Catalog, asset: &str) -> Result<u32, ApiError> {
+pub(super) fn owned_shard(c: &Catalog, asset: &str) -> Result<u32, ApiError> {
     let shard = c.sharding.shard_of(asset);
     if c.sharding.owns(shard) {
         return Ok(shard);
@@ -99,7 +99,7 @@ fn owned_shard(c: &Catalog, asset: &str) -> Result<u32, ApiError> {
 }
 
 /// The store, or 503 once the engine has stopped.
-fn stopped(
+pub(super) fn stopped(
     store: Option<std::sync::Arc<crate::store::Store>>,
 ) -> Result<std::sync::Arc<crate::store::Store>, ApiError> {
     store.ok_or_else(|| ApiError::Unavailable("the engine has stopped".into()))

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Access;
-use super::handlers::AppState;
+use super::handlers::{owned_shard, stopped, AppState};
 use super::{peers, ApiError};
 use crate::engine::query::Catalog;
 use crate::store::history::{series_prefix, Bucket, ALERT, COMMAND};
@@ -160,16 +160,7 @@ fn locate<'c>(c: &'c Catalog, asset: &str) -> Result<(&'c HistoryModel, std::syn
             m.name
         ))
     })?;
-    let store = c
-        .store()
-        .ok_or_else(|| ApiError::Unavailable("the engine has stopped".into()))?;
-    let shard = c.sharding.shard_of(asset);
-    if !c.sharding.owns(shard) {
-        return Err(ApiError::Misdirected(format!(
-            "twin `{asset}` belongs to shard {shard}, which another node of the cluster owns"
-        )));
-    }
-    Ok((h, store, shard))
+    Ok((h, stopped(c.store())?, owned_shard(c, asset)?))
 }
 
 /// The tier `(width, keep)` that serves `step` (`None`: the default).

@@ -284,7 +284,7 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                 &AlertLine {
                     kind: "alert",
                     id: format!("{asset}/{}/{seq}", r.name),
-                    event_id: format!("{asset}/{}/{seq}/{}", r.name, transition.name()),
+                    event_id: transition.event_id(asset, &r.name, *seq),
                     asset,
                     asset_type: &m.name,
                     rule: &r.name,
@@ -388,7 +388,7 @@ pub(super) fn render_output(buf: &mut Vec<u8>, batch: &OutputBatch, o: &Output) 
                 buf,
                 &CommandLine {
                     kind: "command",
-                    id: format!("{asset}/{}/{seq}/{}", r.name, transition.name()),
+                    id: transition.event_id(asset, &r.name, *seq),
                     asset,
                     asset_type: &m.name,
                     command: &c.name,

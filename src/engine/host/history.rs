@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::store::history::page::{encode_entry, expiry, page_start, Bucket, Page};
 use crate::store::history::{alert_key, command_key, page_key, series_prefix, HistoryOp};
-use crate::twin::model::{HistoryLog, HistoryModel, Logged, NO_TS};
+use crate::twin::model::{HistoryLog, HistoryModel, Logged, Transition};
 use crate::twin::schema::TypeModel;
 use crate::twin::view::{self, AlertTransitionView, CommandView};
 
@@ -31,10 +31,9 @@ impl Part {
     }
 }
 
-/// Folds `log` (in the order it was logged) into `part`.
+/// Folds `log` (in the order it was logged) into `part` (emptied by the
+/// snapshot that calls it).
 pub fn fold(m: &TypeModel, asset: &str, log: &HistoryLog, part: &mut Part) {
-    part.ops.clear();
-    part.max_ts = NO_TS;
     let Some(h) = &m.history else { return };
     // (series, tier, page start) -> page; tier 0 is the raw tier, the
     // downsampled ones follow.
@@ -101,7 +100,7 @@ fn entry(m: &TypeModel, h: &HistoryModel, asset: &str, item: &Logged) -> Option<
         } => {
             let r = &m.rules[*rule as usize];
             let v = AlertTransitionView {
-                event_id: format!("{asset}/{}/{seq}/{}", r.name, transition.name()),
+                event_id: transition.event_id(asset, &r.name, *seq),
                 rule: r.name.to_string(),
                 severity: r.severity,
                 transition: transition.name().to_string(),
@@ -115,13 +114,13 @@ fn entry(m: &TypeModel, h: &HistoryModel, asset: &str, item: &Logged) -> Option<
                     .collect(),
                 message: r.message.as_deref().map(str::to_string),
             };
-            let raised = matches!(transition, crate::twin::model::Transition::Raised);
-            // Acknowledgements get their own key (they share seq with the raise).
-            let mut key = alert_key(asset, *ts, &r.name, *seq, raised);
-            if matches!(transition, crate::twin::model::Transition::Acknowledged) {
-                *key.last_mut().expect("a key ends with its transition") = 2;
-            }
-            (key, *ts, serde_json::to_vec(&v))
+            // The codes stored keys use (what stores hold keeps its meaning).
+            let code = match transition {
+                Transition::Cleared => 0,
+                Transition::Raised => 1,
+                Transition::Acknowledged => 2,
+            };
+            (alert_key(asset, *ts, &r.name, *seq, code), *ts, serde_json::to_vec(&v))
         }
         Logged::RuleCommand {
             rule,
@@ -133,7 +132,7 @@ fn entry(m: &TypeModel, h: &HistoryModel, asset: &str, item: &Logged) -> Option<
             let r = &m.rules[*rule as usize];
             let name = r.command.as_ref().map_or("", |c| c.name.as_str());
             let v = CommandView {
-                id: format!("{asset}/{}/{seq}/{}", r.name, transition.name()),
+                id: transition.event_id(asset, &r.name, *seq),
                 asset: asset.to_string(),
                 command: name.to_string(),
                 seq: *seq,

@@ -134,13 +134,14 @@ pub fn page_key(prefix: &[u8], page_start: i64) -> Vec<u8> {
     k
 }
 
-/// The key of an alert transition.
-pub fn alert_key(asset: &str, at: i64, rule: &str, seq: u32, raised: bool) -> Vec<u8> {
+/// The key of an alert transition; `transition` tells the raise, the
+/// acknowledgement and the clearing of one alert (one `seq`) apart.
+pub fn alert_key(asset: &str, at: i64, rule: &str, seq: u32, transition: u8) -> Vec<u8> {
     let mut k = asset_prefix(asset, ALERT);
     put_time(&mut k, at);
     put_name(&mut k, rule);
     k.extend_from_slice(&seq.to_be_bytes());
-    k.push(u8::from(raised));
+    k.push(transition);
     k
 }
 
@@ -523,8 +524,8 @@ mod tests {
         let c = page_key(&series_prefix("a", "t", 60_000), -100);
         let d = page_key(&series_prefix("b", "t", 1000), -100);
         assert!(a < b && b < c && c < d);
-        assert!(alert_key("a", 5, "r", 1, true) < alert_key("a", 6, "a", 0, false));
+        assert!(alert_key("a", 5, "r", 1, 1) < alert_key("a", 6, "a", 0, 0));
         assert_eq!(parse_page_key(&a), Some(("a", "t", 1000, -5)));
-        assert_eq!(parse_page_key(&alert_key("a", 5, "r", 1, true)), None);
+        assert_eq!(parse_page_key(&alert_key("a", 5, "r", 1, 1)), None);
     }
 }

@@ -138,6 +138,12 @@ impl Transition {
             Transition::Cleared => "cleared",
         }
     }
+
+    /// `asset/rule/seq/transition`: the id of this transition of alert
+    /// `seq` of `rule` (alert sinks, rule commands, history).
+    pub fn event_id(self, asset: &str, rule: &str, seq: u32) -> String {
+        format!("{asset}/{rule}/{seq}/{}", self.name())
+    }
 }
 
 /// What applying an input produced.
