@@ -43,18 +43,12 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-bench-history.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-if [ -n "${BENCH_KEEP_DATA:-}" ]; then
-    mkdir -p "$BENCH_KEEP_DATA"
-    DATA=$(cd "$BENCH_KEEP_DATA" && pwd)
-else
-    DATA=$TMP
-fi
-
 cd "$REPO"
 # shellcheck source=scripts/bench-lib.sh
 . "$REPO/scripts/bench-lib.sh"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-bench-history.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+DATA=$(bench_data_dir "$TMP")
 BIN=$(bench_binary) || exit 2
 bench_header "$REPO" "$BIN"
 
@@ -120,11 +114,8 @@ fi
 
 data=$DATA/workload-10m.jsonl
 ref=$DATA/ref-10m.json
-if [ ! -s "$data" ] || [ ! -s "$data.meta.json" ]; then
-    python3 "$WL/gen_workload.py" --out "$data" >/dev/null
-    rm -f "$ref"
-fi
-[ -s "$ref" ] || python3 "$WL/reference.py" "$data" --json >"$ref"
+[[ $PARTS == *[23]* ]] || exit 0
+bench_workload 10m "$DATA" "$([[ $PARTS == *2* ]] && echo ref)" || exit 2
 plain_rates=("$((${HALF_RATE:-1500000} * 2))")
 if [[ $PARTS == *2* ]]; then
 echo "## 2. replay of workload v1 10M: plain vs a 1-minute tier on every sensor"

@@ -21,37 +21,20 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WL=$REPO/tests/workload
 
 SIZE=10m
 if [ $# -gt 0 ] && [[ $1 != -* ]]; then
     SIZE=$1
     shift
 fi
-case $SIZE in
-    small) GEN="--assets 200 --seconds 5 --late-frac 0.005" ;;
-    2m) GEN="--assets 2000" ;;
-    10m) GEN="" ;;
-    *) echo "unknown size '$SIZE' (small, 2m, 10m)" >&2; exit 2 ;;
-esac
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-bench-http.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-DATA=$TMP
-if [ -n "${BENCH_KEEP_DATA:-}" ]; then
-    mkdir -p "$BENCH_KEEP_DATA"
-    DATA=$(cd "$BENCH_KEEP_DATA" && pwd)
-fi
-FILE=$DATA/workload-$SIZE.jsonl
-# a file is complete once the generator wrote its sidecar
-if [ ! -s "$FILE" ] || [ ! -s "$FILE.meta.json" ]; then
-    # shellcheck disable=SC2086
-    python3 "$WL/gen_workload.py" $GEN --out "$FILE" >/dev/null
-fi
-
 cd "$REPO"
 # shellcheck source=scripts/bench-lib.sh
 . "$REPO/scripts/bench-lib.sh"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-bench-http.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+DATA=$(bench_data_dir "$TMP")
+bench_workload "$SIZE" "$DATA" || exit 2
+FILE=$DATA/workload-$SIZE.jsonl
 BIN=$(bench_binary) || exit 2
 bench_header "$REPO" "$BIN"
 TWINSTREAM_BIN=$BIN exec cargo bench --quiet --bench http -- --data "$FILE" "$@"

@@ -46,3 +46,45 @@ workload_topology() {
     sed -e "s|^    type: file .*|    type: file\n    path: \"$2\"|" "${WORKLOAD_TOPOLOGY:-$1/topologies/workload-v1.yaml}" >"$3"
     grep -q "path: \"$2\"" "$3" || { echo "could not set the source path in $3" >&2; return 2; }
 }
+
+# Prints the directory generated workloads live in: $BENCH_KEEP_DATA
+# (created, absolute) when set, so they are paid for once, else $1 (the
+# caller's temporary directory).
+bench_data_dir() {
+    if [ -n "${BENCH_KEEP_DATA:-}" ]; then
+        mkdir -p "$BENCH_KEEP_DATA"
+        (cd "$BENCH_KEEP_DATA" && pwd)
+    else
+        echo "$1"
+    fi
+}
+
+# Makes sure $2/workload-$1.jsonl holds workload v1 of size $1 (small, 2m,
+# 10m), generating it unless a complete one is there (the generator writes
+# its sidecar last); with a third argument `ref`, also $2/ref-$1.json,
+# reference.py's outputs for it (computed again when older than the file).
+bench_workload() {
+    local size=$1 dir=$2 gen wl
+    wl=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/workload" && pwd)
+    case $size in
+        small) gen="--assets 200 --seconds 5 --late-frac 0.005" ;;
+        2m) gen="--assets 2000" ;;
+        10m) gen="" ;;
+        *) echo "unknown size '$size' (small, 2m, 10m)" >&2; return 2 ;;
+    esac
+    local data=$dir/workload-$size.jsonl ref=$dir/ref-$size.json err
+    # What the tools print goes to the terminal only when they fail.
+    err=$(mktemp)
+    if [ ! -s "$data" ] || [ ! -s "$data.meta.json" ]; then
+        # shellcheck disable=SC2086
+        python3 "$wl/gen_workload.py" $gen --out "$data" >/dev/null 2>"$err" ||
+            { cat "$err" >&2; rm -f "$err"; return 2; }
+        rm -f "$ref"
+    fi
+    if [ "${3:-}" = ref ] && { [ ! -s "$ref" ] || [ "$ref" -ot "$data" ]; }; then
+        python3 "$wl/reference.py" "$data" --json >"$ref.tmp" 2>"$err" ||
+            { cat "$err" >&2; rm -f "$err" "$ref.tmp"; return 2; }
+        mv "$ref.tmp" "$ref"
+    fi
+    rm -f "$err"
+}

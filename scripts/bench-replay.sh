@@ -62,26 +62,12 @@ for s in "${SIZES[@]}"; do
     case $s in small | 2m | 10m) ;; *) echo "unknown size '$s' (small, 2m, 10m)" >&2; exit 2 ;; esac
 done
 
-gen_args() {
-    case $1 in
-        small) echo "--assets 200 --seconds 5 --late-frac 0.005" ;;
-        2m) echo "--assets 2000" ;;
-        10m) echo "" ;;
-    esac
-}
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-bench-replay.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-if [ -n "${BENCH_KEEP_DATA:-}" ]; then
-    mkdir -p "$BENCH_KEEP_DATA"
-    DATA=$(cd "$BENCH_KEEP_DATA" && pwd)
-else
-    DATA=$TMP
-fi
-
 cd "$REPO"
 # shellcheck source=scripts/bench-lib.sh
 . "$REPO/scripts/bench-lib.sh"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-bench-replay.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+DATA=$(bench_data_dir "$TMP")
 BIN=$(bench_binary) || exit 2
 
 bench_header "$REPO" "$BIN"
@@ -145,18 +131,7 @@ failed=0
 for size in "${SIZES[@]}"; do
     data=$DATA/workload-$size.jsonl
     ref=$DATA/ref-$size.json
-    # a file is complete once the generator wrote its sidecar
-    if [ ! -s "$data" ] || [ ! -s "$data.meta.json" ]; then
-        # shellcheck disable=SC2046
-        python3 "$WL/gen_workload.py" $(gen_args "$size") --out "$data" >/dev/null 2>"$TMP/gen.err" ||
-            { cat "$TMP/gen.err" >&2; exit 2; }
-        rm -f "$ref"
-    fi
-    if [ ! -s "$ref" ] || [ "$ref" -ot "$data" ]; then
-        python3 "$WL/reference.py" "$data" --json >"$ref.tmp" 2>"$TMP/ref.err" ||
-            { cat "$TMP/ref.err" >&2; rm -f "$ref.tmp"; exit 2; }
-        mv "$ref.tmp" "$ref"
-    fi
+    bench_workload "$size" "$DATA" ref || exit 2
 
     state=$TMP/state-$size
     report=$TMP/report-$size.json
