@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::commands::{Origin, Phase, KEEP_FINISHED};
 use super::model::*;
-use super::model_tests::ev;
+use super::model_tests::{ev, type_model};
 use super::record;
 use super::schema::{Model, OutputMask, TypeModel};
 use crate::topology;
@@ -30,8 +30,7 @@ rules:
 "#;
 
 fn model() -> Arc<TypeModel> {
-    let topo = topology::parse(Path::new("t.yaml"), TOPO).unwrap_or_else(|d| panic!("{d}"));
-    Model::build(&topo, OutputMask::all(), false).types[0].clone()
+    type_model(TOPO)
 }
 
 /// `(seq, value, origin)` of every command sent in `out`.

@@ -21,10 +21,15 @@ assets: [{ id: "p-*", type: pump }]
 sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]
 "#;
 
+/// The first asset type of topology `text`, compiled with every output.
+pub(crate) fn type_model(text: &str) -> Arc<TypeModel> {
+    let topo = topology::parse(Path::new("t.yaml"), text).unwrap_or_else(|d| panic!("{d}"));
+    Model::build(&topo, OutputMask::all(), false).types[0].clone()
+}
+
 fn model(extra: &str) -> Arc<TypeModel> {
     let text = format!("{BASE}{extra}");
-    let topo = topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
-    Model::build(&topo, OutputMask::all(), false).types[0].clone()
+    type_model(&text)
 }
 
 const W1S: &str = "windows: [{ name: w1s, size: 1s }]\n";
@@ -516,8 +521,7 @@ sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v 
 
 fn tank(extra: &str) -> Arc<TypeModel> {
     let text = format!("{TANK}{extra}");
-    let topo = topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
-    Model::build(&topo, OutputMask::all(), false).types[0].clone()
+    type_model(&text)
 }
 
 #[test]
@@ -631,8 +635,7 @@ fn the_model_anomaly_alert_catches_a_stuck_sensor_and_a_bias_and_clears_between(
         "model: { preset: level_rate, sensor: level, q: 0.001 }",
         "model: { preset: level, sensor: level, q: 0.000001, anomaly: { window: 10, false_alarm: 0.001 } }",
     );
-    let topo = topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
-    let m2 = Model::build(&topo, OutputMask::all(), false).types[0].clone();
+    let m2 = type_model(&text);
     assert_ne!(m.schema_id, m2.schema_id);
     let m = m2;
     let rule = m.rule_index("model:anomaly").expect("the built-in anomaly alert");
@@ -703,8 +706,7 @@ fn the_model_anomaly_alert_catches_a_slow_drift_by_the_innovations_bias() {
         "model: { preset: level_rate, sensor: level, q: 0.001 }",
         "model: { preset: level, sensor: level, q: 0.00001, anomaly: { window: 120, false_alarm: 0.000001 } }",
     );
-    let topo = topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
-    let m = Model::build(&topo, OutputMask::all(), false).types[0].clone();
+    let m = type_model(&text);
     let rule = m.rule_index("model:anomaly").unwrap();
     let def = m.filter.as_ref().unwrap().anomaly.clone().unwrap();
     let mut noise = Gauss(0x9e37_79b9_7f4a_7c15);

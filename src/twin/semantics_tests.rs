@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::model::*;
+use super::model_tests::type_model;
 use super::record;
 use super::schema::{Model, OutputMask, TypeModel};
 use crate::topology;
@@ -46,8 +47,7 @@ const LAB: u16 = 2;
 
 fn pump(resolve: &str, extra: &str) -> Arc<TypeModel> {
     let text = format!("{}{extra}", PUMP.replace("RESOLVE", resolve));
-    let topo = topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
-    Model::build(&topo, OutputMask::all(), false).types[0].clone()
+    type_model(&text)
 }
 
 fn ev(sensor: u16, ts: i64, value: f64) -> Event {
@@ -371,8 +371,7 @@ fn priority_falls_back_when_the_preferred_source_goes_stale() {
         "        tolerance: 1.0\n",
         "        tolerance: 1.0\n        stale_after: 5s\n",
     );
-    let topo = topology::parse(Path::new("t.yaml"), &stale).unwrap_or_else(|d| panic!("{d}"));
-    let m = Model::build(&topo, OutputMask::all(), false).types[0].clone();
+    let m = type_model(&stale);
     let mut t = Twin::new(m.clone());
     t.at(0, &[from(PLC, 1_000, 5.0), from(SCADA, 1_000, 5.5)]);
     assert_eq!(t.st.sensors[PRESSURE as usize].value, 5.0);

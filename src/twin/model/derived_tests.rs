@@ -1,14 +1,12 @@
 //! Derived sensors against hand-computed values.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
-use crate::topology;
 use crate::twin::model::{apply, Input, Output, TwinState};
-use crate::twin::model_tests::ev;
+use crate::twin::model_tests::{ev, type_model};
 use crate::twin::record;
-use crate::twin::schema::{Model, OutputMask, TypeModel};
+use crate::twin::schema::TypeModel;
 
 const PUMP: &str = r#"
 asset_types:
@@ -30,8 +28,7 @@ sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v 
 "#;
 
 fn pump() -> Arc<TypeModel> {
-    let topo = topology::parse(Path::new("t.yaml"), PUMP).unwrap_or_else(|d| panic!("{d}"));
-    Model::build(&topo, OutputMask::all(), false).types[0].clone()
+    type_model(PUMP)
 }
 
 const FLOW: u16 = 0;
@@ -163,8 +160,7 @@ asset_types:
 assets: [{ id: "t-*", type: tank }]
 sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]
 "#;
-    let topo = topology::parse(Path::new("t.yaml"), text).unwrap_or_else(|d| panic!("{d}"));
-    let m = Model::build(&topo, OutputMask::all(), false).types[0].clone();
+    let m = type_model(text);
     let mut st = TwinState::new(&m);
     feed(&m, &mut st, &[ev(0, 1000, 10.0), ev(0, 2000, 11.0)]);
     let est = st.filter().unwrap().state(0).0;
