@@ -197,6 +197,7 @@ fn request(conn: &mut BufReader<TcpStream>, path: &str, body: Option<&str>) -> s
 /// A keep-alive connection; `None` once the server is gone and `stop` is set
 /// (the replay ended while the load ran).
 fn connect(port: u16, stop: &AtomicBool) -> Option<BufReader<TcpStream>> {
+    let mut said = false;
     loop {
         match TcpStream::connect(("127.0.0.1", port)) {
             Ok(s) => {
@@ -205,7 +206,9 @@ fn connect(port: u16, stop: &AtomicBool) -> Option<BufReader<TcpStream>> {
             }
             Err(_) if stop.load(Ordering::Relaxed) => return None,
             Err(e) => {
-                eprintln!("connecting to the API: {e}; retrying");
+                if !std::mem::replace(&mut said, true) {
+                    eprintln!("connecting to the API: {e}; retrying until it listens");
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
         }

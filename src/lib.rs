@@ -40,6 +40,8 @@
 //!   (publish with consistency markers, fold on restore; history in a topic
 //!   of its own), the directory of
 //!   shard owners (where the API forwards), and where relayed values go.
+//! * [`priority`] - CPU priorities where threads compete for cores: the
+//!   store writer yields to ingestion, the API's threads answer first.
 //! * [`telemetry`] - every metric name, the Prometheus recorder,
 //!   readiness, and log setup.
 //! * [`api`] - the HTTP API (actix-web): twins, forecasts and what-if,
@@ -55,6 +57,7 @@ pub mod engine;
 pub mod kafka;
 pub mod mqtt;
 pub mod pipeline;
+pub mod priority;
 pub mod report;
 pub mod sink;
 pub mod source;

@@ -4,8 +4,8 @@
 //!
 //! Layers, lowest first (a module may import only modules of lower layers):
 //!
-//! 0. `telemetry`, `store`, `topology` - names and recorder, RocksDB, the
-//!    validated topology
+//! 0. `telemetry`, `store`, `topology`, `priority` - names and recorder,
+//!    RocksDB, the validated topology, threads' CPU priorities
 //! 1. `twin` - the pure twin model
 //! 2. `pipeline`, `kafka`, `mqtt` - what passes between stages; broker
 //!    client plumbing
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const LAYERS: &[&[&str]] = &[
-    &["telemetry", "store", "topology"],
+    &["telemetry", "store", "topology", "priority"],
     &["twin"],
     &["pipeline", "kafka", "mqtt"],
     &["cluster"],

@@ -214,7 +214,9 @@ fn points(m: &TypeModel, t: Trajectory) -> Vec<PointView> {
 async fn off_thread<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    web::block(f).await.map_err(|e| ApiError::Internal(e.to_string()))?
+    super::server::blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// The predicted states and sensors (mean and standard deviation per step)

@@ -270,7 +270,7 @@ async fn census(state: &web::Data<AppState>) -> Result<Vec<Surveyed>, ApiError> 
     state.send(Request::Survey { reply: tx })?;
     let live = answer(rx, || ApiError::Unavailable("the engine has stopped".into())).await?;
     let state = state.clone();
-    web::block(move || {
+    super::server::blocking(move || {
         let c = state.catalog()?;
         let mut all: BTreeMap<String, Surveyed> = live.into_iter().map(|s| (s.summary.asset.clone(), s)).collect();
         let in_memory: HashSet<String> = all.keys().cloned().collect();

@@ -383,7 +383,7 @@ pub async fn history(
     }
     let ((width, keep), step) = tier_for(h, q.step.as_deref(), from, clock)?;
     // Read and rendered on the blocking pool: the HTTP workers only send.
-    let body = web::block(move || -> Result<Vec<u8>, ApiError> {
+    let body = super::server::blocking(move || -> Result<Vec<u8>, ApiError> {
         let mut series = names
             .iter()
             .map(|n| read_series(&store, shard, &asset, n, (width, keep), step, (from, to), max))
@@ -457,7 +457,7 @@ async fn entries(
         return Err(ApiError::BadRequest(format!("limit: between 1 and {MAX_MAX_POINTS}")));
     }
     let reading = asset.clone();
-    let (items, next) = web::block(move || {
+    let (items, next) = super::server::blocking(move || {
         let mut out: Vec<serde_json::Value> = Vec::new();
         let (mut next, mut last) = (None, None);
         let mut bad = None;

@@ -181,7 +181,7 @@ async fn forward(
     let (method, path, headers, by) = (req.method().to_string(), path_of(req), kept(req), sender(c));
     let agent = agent.clone();
     let to = http.clone();
-    let answer = web::block(move || call(&agent, &to, &method, &path, &headers, body.as_deref(), &by))
+    let answer = super::server::blocking(move || call(&agent, &to, &method, &path, &headers, body.as_deref(), &by))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| {
@@ -218,7 +218,7 @@ pub async fn gather(
     let peers = c.sharding.directory.peers();
     let (path, headers, by) = (path_of(req), kept(req), sender(c));
     let agent = agent.clone();
-    let answers = web::block(move || {
+    let answers = super::server::blocking(move || {
         std::thread::scope(|s| {
             let calls: Vec<_> = peers
                 .iter()

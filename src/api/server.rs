@@ -101,6 +101,19 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/alerts/{id:.+}/ack").route(web::post().to(handlers::ack_alert)));
 }
 
+/// Runs `f` on the API's blocking pool (reads and renders that would hold
+/// an HTTP worker), on a thread that [answers first](crate::priority::answer_first)
+/// like the workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, actix_web::error::BlockingError> {
+    web::block(move || {
+        crate::priority::answer_first();
+        f()
+    })
+    .await
+}
+
 /// Query strings that do not parse are a 400 in the stable shape.
 fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(format!("query: {e}")).into())
@@ -131,6 +144,7 @@ pub fn start(cfg: ApiConfig, engine: EngineLink) -> Result<Server, StartError> {
                         .app_data(query_config())
                         .app_data(path_config())
                         .wrap_fn(|req, srv| {
+                            crate::priority::answer_first();
                             let started = Instant::now();
                             let fut = srv.call(req);
                             async move {

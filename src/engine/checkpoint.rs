@@ -192,26 +192,6 @@ pub struct Durable {
     pub elapsed: Duration,
 }
 
-/// Lowers the calling thread's CPU priority to nice [`WRITER_NICE`] (or
-/// leaves a lower one): the store writer yields to ingestion when both want
-/// a core. Only one epoch is in flight at a time, so a writer that runs
-/// later makes checkpoints less frequent, never a queue of them. Best
-/// effort: where it fails the priority stays as it was.
-pub fn lower_cpu_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: get/setpriority on this thread's own id touch no memory.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        if now < WRITER_NICE {
-            libc::setpriority(libc::PRIO_PROCESS, tid, WRITER_NICE);
-        }
-    }
-}
-
-/// The store writer's nice value (0 is the default, 19 the lowest).
-pub const WRITER_NICE: libc::c_int = 10;
-
 /// The writer thread: commits completed epochs in order.
 pub fn writer_loop(
     epochs: Receiver<Arc<Epoch>>,
@@ -362,22 +342,4 @@ fn whole_buckets(store: &Store, ops: &[(u32, HistoryOp)]) -> Result<Vec<HistoryE
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_writer_priority_is_lowered_for_its_own_thread_only() {
-        // SAFETY (both calls): getpriority reads a thread's nice value.
-        let nice = |tid: libc::pid_t| unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
-        let caller = unsafe { libc::gettid() };
-        let before = nice(caller);
-        let writer = std::thread::spawn(move || {
-            super::lower_cpu_priority();
-            nice(unsafe { libc::gettid() })
-        });
-        assert_eq!(writer.join().unwrap(), super::WRITER_NICE.max(before));
-        assert_eq!(nice(caller), before, "the calling thread keeps its priority");
-    }
 }

@@ -346,7 +346,7 @@ pub fn run(
         threads.push(spawn(
             "store-writer",
             Box::new(move || {
-                checkpoint::lower_cpu_priority();
+                crate::priority::yield_to_ingestion();
                 checkpoint::writer_loop(epoch_rx, changelog, store, sinks, sync, durable_tx, fatal)
             }),
         ));

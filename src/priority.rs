@@ -1,0 +1,169 @@
+//! CPU priorities of the node's threads, for when they compete for cores.
+//!
+//! Ingestion runs at the default priority. Two kinds of thread differ:
+//!
+//! * the store writer [yields](yield_to_ingestion): a checkpoint that runs
+//!   later only makes checkpoints less frequent (one epoch is in flight at
+//!   a time), so ingestion goes first;
+//! * the HTTP API's threads [answer first](answer_first): a query does
+//!   about a millisecond of work, and on a node whose cores are busy with
+//!   ingestion and a checkpoint it would otherwise wait out other threads'
+//!   time slices. The API's share of the CPU stays what its requests cost.
+//!
+//! RocksDB's flush and compaction threads keep the default: lowered, they
+//! starve on a saturated node (BENCHMARKS.md "Latency while checkpointing").
+//! Every change is best effort: where the kernel refuses one (a raised
+//! priority needs `CAP_SYS_NICE` or `RLIMIT_NICE`; a requested time slice
+//! needs Linux 6.12's EEVDF), the thread keeps what it had.
+
+/// The store writer's nice value (0 is the default, 19 the lowest).
+pub const WRITER_NICE: i32 = 10;
+
+/// The API threads' nice value: a weight about three times the default's.
+pub const API_NICE: i32 = -5;
+
+/// The time slice the API threads ask for: the kernel's shortest, 0.1 ms.
+/// EEVDF gives a waking thread with a short slice an early deadline, so it
+/// preempts a thread in the middle of a long one.
+pub const API_SLICE_NS: u64 = 100_000;
+
+/// Lowers the calling thread's priority to nice [`WRITER_NICE`] (or leaves
+/// a lower one).
+pub fn yield_to_ingestion() {
+    #[cfg(target_os = "linux")]
+    if nice() < WRITER_NICE {
+        set_nice(WRITER_NICE);
+    }
+}
+
+/// Raises the calling thread's priority to nice [`API_NICE`] and asks for
+/// [`API_SLICE_NS`] slices, once per thread (later calls return at once,
+/// so a request path may call it every time).
+pub fn answer_first() {
+    thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if DONE.with(|d| d.replace(true)) {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        if nice() > API_NICE {
+            set_nice(API_NICE);
+        }
+        set_slice(API_SLICE_NS);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn nice() -> i32 {
+    // SAFETY: getpriority reads this thread's nice value.
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+}
+
+#[cfg(target_os = "linux")]
+fn set_nice(nice: i32) {
+    // SAFETY: setpriority changes this thread's nice value and touches no
+    // memory.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
+    }
+}
+
+/// Asks for `ns` long time slices, keeping the policy (normal) and nice.
+#[cfg(target_os = "linux")]
+fn set_slice(ns: u64) {
+    /// `struct sched_attr` (include/uapi/linux/sched/types.h), version 1;
+    /// libc does not declare it.
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+        util_min: u32,
+        util_max: u32,
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: libc::SCHED_OTHER as u32,
+        flags: 0,
+        nice: nice(),
+        priority: 0,
+        // For the normal policy the kernel reads `runtime` as the slice.
+        runtime: ns,
+        deadline: 0,
+        period: 0,
+        util_min: 0,
+        util_max: 0,
+    };
+    // SAFETY: sched_setattr reads `attr`, which lives across the call and
+    // states its own size; tid 0 is the calling thread.
+    unsafe {
+        libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0u32);
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The calling thread's requested slice, where the kernel shows one.
+    fn slice() -> Option<u64> {
+        let sched = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
+        let line = sched.lines().find(|l| l.starts_with("se.slice"))?;
+        line.split(':').nth(1)?.trim().parse().ok()
+    }
+
+    fn kernel() -> (u32, u32) {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut parts = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
+    /// Whether this process may raise a thread's priority to `to`.
+    fn may_raise_to(to: i32) -> bool {
+        std::thread::spawn(move || {
+            set_nice(to);
+            nice() == to
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn the_writer_yields_on_its_own_thread_only() {
+        let before = nice();
+        let writer = std::thread::spawn(|| {
+            yield_to_ingestion();
+            nice()
+        });
+        assert_eq!(writer.join().unwrap(), WRITER_NICE.max(before));
+        assert_eq!(nice(), before, "the calling thread keeps its priority");
+    }
+
+    #[test]
+    fn api_threads_get_a_short_slice_and_a_higher_priority_where_allowed() {
+        let before = (nice(), slice());
+        let api = std::thread::spawn(|| {
+            answer_first();
+            answer_first();
+            (nice(), slice())
+        });
+        let (after, sliced) = api.join().unwrap();
+        if may_raise_to(API_NICE) {
+            assert_eq!(after, API_NICE);
+        } else {
+            assert_eq!(after, before.0, "a refused raise leaves the priority");
+        }
+        // Linux 6.12+ accepts a requested slice and shows it.
+        if kernel() >= (6, 12) {
+            assert_eq!(sliced, Some(API_SLICE_NS));
+        }
+        assert_eq!((nice(), slice()), before, "the calling thread keeps its own");
+    }
+}
