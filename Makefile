@@ -60,7 +60,7 @@ TWINSTREAM_WRITE_TOKEN ?= demo-token
 export TWINSTREAM_WRITE_TOKEN
 
 demo: build ## Run the demo topology with the HTTP API on 127.0.0.1:8080 (Ctrl-C stops it cleanly)
-	@echo "demo: HTTP API on http://127.0.0.1:8080 (try /twins, /alerts, /metrics); write token: $$TWINSTREAM_WRITE_TOKEN"
+	@echo "demo: the operator's view on http://127.0.0.1:8080/ ; the HTTP API beside it (try /twins, /alerts, /metrics); write token: $$TWINSTREAM_WRITE_TOKEN"
 	$(BIN) run topologies/demo.yaml
 
 demo-mqtt: ## Run the MQTT demo: local Mosquitto, pumps publishing, commands back

@@ -6,7 +6,8 @@
 #   build      compilers and libclang: enough for `make build` and `make demo`
 #   demo-mqtt  build + Mosquitto, its clients and python3 (`make demo-mqtt`)
 #   test       everything the test suite starts: Mosquitto, Prometheus,
-#              openssl, python3, rustfmt and clippy, and the Kafka-compatible
+#              openssl, python3, headless Chromium with its WebDriver,
+#              rustfmt and clippy, and the Kafka-compatible
 #              test broker (tansu), built from source once (12-17 min on 2
 #              cores, then cached under $CARGO_TOOLS_DIR)
 #
@@ -43,6 +44,8 @@ TEST_PACKAGES=(
     openssl:openssl     # tests make a throwaway CA for MQTT over TLS
     prometheus:prometheus # tests scrape /metrics with a real Prometheus (issue 7)
     patch:patch         # applies scripts/tansu/*.patch
+    chromium:chromium   # the web view's tests open it in a real headless browser (issue 26)
+    chromium-driver:chromedriver # ...driven through WebDriver
 )
 
 case $PROFILE in

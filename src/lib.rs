@@ -10,7 +10,8 @@
 //!   record scanner first, `serde_json` as the fallback).
 //! * [`pipeline`] - what passes between the stages: flow permits, decoded
 //!   chunks, dead letters, output batches, shard controls and relayed values,
-//!   the `Fatal` error components send, the clock.
+//!   the `Fatal` error components send, the clock, the live feed of changes
+//!   the operator's view watches.
 //! * [`engine`] - the dataflow: the router (with the node's timer heap fed
 //!   from the store's deadline index, passivation of idle twins, and the
 //!   relay of related values), worker threads hosting their twins as
@@ -45,8 +46,9 @@
 //! * [`telemetry`] - every metric name, the Prometheus recorder,
 //!   readiness, and log setup.
 //! * [`api`] - the HTTP API (actix-web): twins, forecasts and what-if,
-//!   history, alerts, health, metrics, OpenAPI; bearer-token auth; in a cluster, forwarding to the owner of
-//!   another node's twin. It asks the engine through [`engine::query`].
+//!   history, alerts, health, metrics, OpenAPI; the operator's web view (an
+//!   embedded page and its event stream); bearer-token auth; in a cluster,
+//!   forwarding to the owner of another node's twin. It asks the engine through [`engine::query`].
 //!
 //! `ARCHITECTURE.md` at the repository root has the code map and the
 //! invariants each layer keeps.

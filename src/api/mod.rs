@@ -12,6 +12,8 @@
 //!   constant time).
 //! * [`error`] - the one error shape: `{"error": {"code", "message"}}`.
 //! * [`openapi`] - the OpenAPI document served at `/openapi.json`.
+//! * [`view`] - the operator's web page at `/` (embedded) and the stream
+//!   of changes it listens to (`/events`).
 //! * [`peers`] - a cluster node forwards requests about other nodes' shards
 //!   to their owners and gathers lists from every owner.
 
@@ -23,6 +25,7 @@ pub mod history;
 pub mod openapi;
 pub mod peers;
 pub mod server;
+pub mod view;
 
 pub use error::ApiError;
 pub use server::{start, ApiConfig, Server, StartError};

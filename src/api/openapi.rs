@@ -4,8 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{foresight, handlers, history};
-use crate::twin::view;
+use super::{foresight, handlers, history, view};
+use crate::twin::view as twin_view;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,8 @@ use crate::twin::view;
         history::commands,
         handlers::list_alerts,
         handlers::ack_alert,
+        view::types,
+        view::events,
     ),
     components(schemas(
         ErrorBody,
@@ -32,21 +34,21 @@ use crate::twin::view;
         handlers::ReadyBody,
         handlers::TwinPage,
         handlers::AlertPage,
-        view::TwinView,
-        view::TwinSummary,
-        view::SensorView,
-        view::SourceView,
-        view::ReadingView,
-        view::WindowView,
-        view::JoinView,
-        view::RelationView,
-        view::StatsView,
-        view::AlertView,
-        view::DesiredView,
-        view::CommandView,
-        view::ModelView,
-        view::EstimateView,
-        view::ObservedView,
+        twin_view::TwinView,
+        twin_view::TwinSummary,
+        twin_view::SensorView,
+        twin_view::SourceView,
+        twin_view::ReadingView,
+        twin_view::WindowView,
+        twin_view::JoinView,
+        twin_view::RelationView,
+        twin_view::StatsView,
+        twin_view::AlertView,
+        twin_view::DesiredView,
+        twin_view::CommandView,
+        twin_view::ModelView,
+        twin_view::EstimateView,
+        twin_view::ObservedView,
         handlers::CommandBody,
         foresight::WhatIfBody,
         foresight::HypotheticalBody,
@@ -62,13 +64,20 @@ use crate::twin::view;
         history::HistoryView,
         history::AlertHistoryView,
         history::CommandHistoryView,
-        view::AlertTransitionView,
+        twin_view::AlertTransitionView,
+        twin_view::AlertEvent,
+        twin_view::TypeView,
+        twin_view::SensorTypeView,
+        twin_view::CommandTypeView,
+        twin_view::HistoryTypeView,
+        twin_view::TierView,
     )),
     modifiers(&Bearer),
     tags(
         (name = "twins", description = "Twin state"),
         (name = "alerts", description = "Alert lifecycle"),
         (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "view", description = "What the operator's web page at `/` reads: asset types and the live stream of changes"),
     )
 )]
 pub struct ApiDoc;

@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use super::auth::Tokens;
 use super::handlers::{self, AppState};
 use super::ApiError;
-use super::{foresight, history};
+use super::{foresight, history, view};
 use crate::engine::query::EngineLink;
 use crate::telemetry;
 
@@ -37,6 +37,9 @@ pub struct Server {
     pub addr: SocketAddr,
     handle: ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Closed first on stop: open event streams end instead of holding
+    /// the graceful stop.
+    feed: std::sync::Arc<crate::pipeline::watch::Feed>,
 }
 
 impl Server {
@@ -47,6 +50,7 @@ impl Server {
 
     fn shutdown(&mut self) {
         if let Some(t) = self.thread.take() {
+            self.feed.close();
             let handle = self.handle.clone();
             // `stop` returns a future that completes once the server has stopped.
             let _ = std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(true))).join();
@@ -98,6 +102,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/twins/{id}/alerts/history").route(web::get().to(history::alerts)))
         .service(resource("/twins/{id}/commands/history").route(web::get().to(history::commands)))
         .service(resource("/alerts").route(web::get().to(handlers::list_alerts)))
+        .service(resource("/").route(web::get().to(view::page)))
+        .service(resource("/view/{file}").route(web::get().to(view::file)))
+        .service(resource("/events").route(web::get().to(view::events)))
+        .service(resource("/types").route(web::get().to(view::types)))
         .service(resource("/alerts/{id:.+}/ack").route(web::post().to(handlers::ack_alert)));
 }
 
@@ -125,6 +133,7 @@ fn path_config() -> web::PathConfig {
 
 /// Starts the server on its own thread; returns once it listens.
 pub fn start(cfg: ApiConfig, engine: EngineLink) -> Result<Server, StartError> {
+    let feed = engine.feed.clone();
     let state = web::Data::new(AppState {
         engine,
         tokens: cfg.tokens,
@@ -177,10 +186,12 @@ pub fn start(cfg: ApiConfig, engine: EngineLink) -> Result<Server, StartError> {
     match rx.recv() {
         Ok(Ok((addr, handle))) => {
             tracing::info!(%addr, "HTTP API listening");
+            tracing::info!("the operator's view: http://{addr}/");
             Ok(Server {
                 addr,
                 handle,
                 thread: Some(thread),
+                feed,
             })
         }
         Ok(Err(e)) => {

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::cluster::member::Membership;
+use crate::pipeline::watch::Feed;
 use crate::pipeline::{Fatal, Flow};
 use crate::sink::{SinkContext, SinkError, SinkHub};
 use crate::source::decode::AssetIndex;
@@ -277,7 +278,13 @@ pub fn run(
             relays: relays.clone(),
         },
     )?;
-    let model = Arc::new(Model::build(topo, sinks.wanted(), replay));
+    // With an API, twins emit their alert transitions for watchers
+    // (`GET /events`) whether or not a sink takes them.
+    let emit = match &opts.api {
+        Some(_) => sinks.wanted().with(crate::topology::OutputKind::Alerts),
+        None => sinks.wanted(),
+    };
+    let model = Arc::new(Model::build(topo, emit, replay));
     // Before any twin record that refers to them.
     for ty in &model.types {
         host::stored::ensure_schema_stored(&store, &ty.schema)?;
@@ -291,11 +298,14 @@ pub fn run(
                 store: Arc::downgrade(&store),
                 sharding: sharding.clone(),
                 source_names: source_names.clone(),
+                types: topo.asset_types.iter().map(crate::twin::view::asset_type).collect(),
             });
             api.requests.clone()
         }
         None => crossbeam_channel::never(),
     };
+    // Without an API nobody can watch: a feed of its own that never records.
+    let feed = opts.api.as_ref().map_or_else(Feed::new, |a| a.feed.clone());
     let cx = Arc::new(TwinContext {
         store: store.clone(),
         changelog: cluster.is_some(),
@@ -305,6 +315,7 @@ pub fn run(
         forward_events: sinks.wanted().has(crate::topology::OutputKind::Events),
         remote_relays: relays.is_some(),
         feedback: feedback_tx,
+        feed,
         #[cfg(test)]
         panic_hook: None,
     });

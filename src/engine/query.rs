@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use crate::pipeline::watch::Feed;
 use crate::source::decode::AssetIndex;
 use crate::store::Store;
 use crate::twin::schema::{Model, TypeModel};
@@ -115,6 +116,8 @@ pub struct Catalog {
     pub sharding: Arc<crate::cluster::Sharding>,
     /// Source index -> name.
     pub source_names: Vec<Arc<str>>,
+    /// The asset types as the view shows them (`GET /types`).
+    pub types: Arc<[crate::twin::view::TypeView]>,
 }
 
 /// The API's end of the link to a running engine.
@@ -122,6 +125,8 @@ pub struct Catalog {
 pub struct EngineLink {
     pub requests: crossbeam_channel::Sender<Request>,
     pub catalog: Arc<std::sync::OnceLock<Catalog>>,
+    /// What the twins publish for watchers (`GET /events`).
+    pub feed: Arc<Feed>,
 }
 
 /// The engine's end.
@@ -130,21 +135,25 @@ pub struct ApiLink {
     pub catalog: Arc<std::sync::OnceLock<Catalog>>,
     /// Where the API listens (a cluster node announces it).
     pub addr: Option<std::net::SocketAddr>,
+    pub feed: Arc<Feed>,
 }
 
 /// A pair of connected ends.
 pub fn link() -> (EngineLink, ApiLink) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let catalog = Arc::new(std::sync::OnceLock::new());
+    let feed = Feed::new();
     (
         EngineLink {
             requests: tx,
             catalog: catalog.clone(),
+            feed: feed.clone(),
         },
         ApiLink {
             requests: rx,
             catalog,
             addr: None,
+            feed,
         },
     )
 }

@@ -9,6 +9,8 @@
 //! * [`shards`]: a cluster's shard controls and relayed values.
 //! * [`fatal`]: the error a running component sends to stop the node.
 //! * [`clock`]: processing time.
+//! * [`watch`]: the live feed of changes operators watch (health, alerts,
+//!   commands), recorded only while someone watches.
 //!
 //! Events themselves are the twin model's input type
 //! ([`crate::twin::model::Event`]); chunks carry them in groups.
@@ -20,6 +22,7 @@ pub mod fatal;
 pub mod flow;
 pub mod output;
 pub mod shards;
+pub mod watch;
 
 pub use chunk::{DecodedChunk, Group};
 pub use clock::now_ms;

@@ -25,3 +25,5 @@ mod commands_tests;
 mod model_tests;
 #[cfg(test)]
 mod semantics_tests;
+#[cfg(test)]
+mod view_tests;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::commands::{Command, Origin, Phase};
-use super::model::{Health, Latest, Quality, TwinState, NO_TS};
+use super::model::{Health, Latest, Output, Quality, TwinState, NO_TS};
 use super::schema::TypeModel;
 use crate::topology::Severity;
 
@@ -306,6 +306,9 @@ pub struct TwinSummary {
     pub version: u64,
     #[schema(value_type = String, example = "green")]
     pub health: Health,
+    /// No reading for longer than the type's idle timeout (its health is
+    /// then `red`).
+    pub offline: bool,
     pub max_ts: Option<i64>,
     /// Quality per sensor.
     #[schema(value_type = BTreeMap<String, String>)]
@@ -331,31 +334,33 @@ fn ts(t: i64) -> Option<i64> {
 
 /// The alert state of every rule that has raised one.
 pub fn alerts(m: &TypeModel, asset: &str, st: &TwinState) -> Vec<AlertView> {
-    st.alerts
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| a.seq > 0)
-        .map(|(r, a)| {
-            let rule = &m.rules[r];
-            AlertView {
-                id: format!("{asset}/{}/{}", rule.name, a.seq),
-                asset: asset.to_string(),
-                asset_type: m.name.to_string(),
-                rule: rule.name.to_string(),
-                severity: rule.severity,
-                state: match (a.active, a.acked) {
-                    (true, false) => "raised",
-                    (true, true) => "acknowledged",
-                    (false, _) => "cleared",
-                },
-                since_ts: a.since_ts,
-                last_ts: a.last_ts,
-                last_value: a.last_value,
-                firings: a.firings,
-                message: rule.message.as_deref().map(str::to_string),
-            }
-        })
-        .collect()
+    (0..st.alerts.len()).filter_map(|r| alert(m, asset, st, r)).collect()
+}
+
+/// The alert of rule `r` (rules, then built-ins), if it was ever raised.
+fn alert(m: &TypeModel, asset: &str, st: &TwinState, r: usize) -> Option<AlertView> {
+    let a = &st.alerts[r];
+    if a.seq == 0 {
+        return None;
+    }
+    let rule = &m.rules[r];
+    Some(AlertView {
+        id: format!("{asset}/{}/{}", rule.name, a.seq),
+        asset: asset.to_string(),
+        asset_type: m.name.to_string(),
+        rule: rule.name.to_string(),
+        severity: rule.severity,
+        state: match (a.active, a.acked) {
+            (true, false) => "raised",
+            (true, true) => "acknowledged",
+            (false, _) => "cleared",
+        },
+        since_ts: a.since_ts,
+        last_ts: a.last_ts,
+        last_value: a.last_value,
+        firings: a.firings,
+        message: rule.message.as_deref().map(str::to_string),
+    })
 }
 
 pub fn summary(m: &TypeModel, asset: &str, st: &TwinState) -> TwinSummary {
@@ -365,6 +370,7 @@ pub fn summary(m: &TypeModel, asset: &str, st: &TwinState) -> TwinSummary {
         asset_type: m.name.to_string(),
         version: st.version,
         health: st.health(m),
+        offline: st.offline,
         max_ts: ts(st.max_ts),
         quality: m
             .sensors
@@ -564,5 +570,242 @@ pub fn twin(m: &TypeModel, asset: &str, st: &TwinState, sources: &[std::sync::Ar
             windows: st.stats.windows,
             firings: st.stats.firings,
         },
+    }
+}
+
+/// What a watcher sees of a twin at a glance, to tell what one input
+/// changed: its summary's figures and each logged command's phase. (Alert
+/// transitions come from the input's outputs: several can happen in one.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct Glance {
+    /// No event applied yet: a watcher may not know the twin.
+    fresh: bool,
+    health: Health,
+    offline: bool,
+    active: u32,
+    unacknowledged: u32,
+    pending: u32,
+    /// Per logged command: `(def, seq, phase)`.
+    commands: Vec<(u16, u32, Phase)>,
+}
+
+pub fn glance(m: &TypeModel, st: &TwinState) -> Glance {
+    Glance {
+        fresh: st.version == 0,
+        health: st.health(m),
+        offline: st.offline,
+        active: st.alerts.iter().filter(|a| a.active).count() as u32,
+        unacknowledged: st.alerts.iter().filter(|a| a.active && !a.acked).count() as u32,
+        pending: st.commands().map_or(0, |c| c.count(Phase::Pending) as u32),
+        commands: st
+            .commands()
+            .map_or_else(Vec::new, |c| c.log.iter().map(|c| (c.def, c.seq, c.phase)).collect()),
+    }
+}
+
+/// A change a watcher is told about.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Change {
+    /// The twin's first event, or its health, offline flag or counts
+    /// changed (`relations` empty).
+    Twin(TwinSummary),
+    /// An alert was raised, acknowledged or cleared.
+    Alert(AlertEvent),
+    /// A command was issued or left `pending`.
+    Command(CommandView),
+}
+
+impl Change {
+    /// The name of the change's kind (the event stream's event name).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Twin(_) => "twin",
+            Change::Alert(_) => "alert",
+            Change::Command(_) => "command",
+        }
+    }
+}
+
+/// One alert transition for watchers: the transition, and the alert as it
+/// stands after it (`null` when a later transition in the same input
+/// replaced that alert).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AlertEvent {
+    pub asset: String,
+    #[serde(rename = "type")]
+    pub asset_type: String,
+    pub transition: AlertTransitionView,
+    pub alert: Option<AlertView>,
+}
+
+/// What one input changed, from the twin's look `before` it, its state
+/// `st` after it and the input's outputs `out`: the twin's summary when its
+/// figures moved, each alert transition, and each command that is new or
+/// changed phase.
+pub fn changes(m: &TypeModel, asset: &str, before: &Glance, st: &TwinState, out: &[Output]) -> Vec<Change> {
+    let now = glance(m, st);
+    let mut changes = Vec::new();
+    let figures = |g: &Glance| (g.fresh, g.health, g.offline, g.active, g.unacknowledged, g.pending);
+    if figures(&now) != figures(before) {
+        changes.push(Change::Twin(summary(m, asset, st)));
+    }
+    for o in out {
+        if let Output::Alert {
+            rule,
+            transition,
+            seq,
+            ts,
+            inputs,
+        } = o
+        {
+            let r = *rule as usize;
+            let def = &m.rules[r];
+            let current = st.alerts[r].seq == *seq && !later_transition(out, o);
+            changes.push(Change::Alert(AlertEvent {
+                asset: asset.to_string(),
+                asset_type: m.name.to_string(),
+                transition: AlertTransitionView {
+                    event_id: transition.event_id(asset, &def.name, *seq),
+                    rule: def.name.to_string(),
+                    severity: def.severity,
+                    transition: transition.name().to_string(),
+                    seq: *seq,
+                    ts: *ts,
+                    inputs: def
+                        .inputs
+                        .iter()
+                        .zip(inputs)
+                        .map(|((n, _), v)| (n.to_string(), finite(*v)))
+                        .collect(),
+                    message: def.message.as_deref().map(str::to_string),
+                },
+                alert: if current { alert(m, asset, st, r) } else { None },
+            }));
+        }
+    }
+    if now.commands != before.commands {
+        if let Some(c) = st.commands() {
+            for (i, cmd) in c.log.iter().enumerate() {
+                if !before.commands.contains(&now.commands[i]) {
+                    changes.push(Change::Command(command(m, asset, cmd)));
+                }
+            }
+        }
+    }
+    changes
+}
+
+/// Whether another transition of the same rule follows `o` in `out`.
+fn later_transition(out: &[Output], o: &Output) -> bool {
+    let Output::Alert { rule, .. } = o else { return false };
+    let at = out.iter().position(|x| std::ptr::eq(x, o)).unwrap_or(out.len());
+    out[at + 1..]
+        .iter()
+        .any(|x| matches!(x, Output::Alert { rule: r, .. } if r == rule))
+}
+
+/// An asset type as the view shows it (`GET /types`): its sensors with
+/// their units, its commands with their bounds, what history keeps.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TypeView {
+    pub name: String,
+    pub sensors: Vec<SensorTypeView>,
+    /// Relation names (`feeds`).
+    pub relations: Vec<String>,
+    pub commands: Vec<CommandTypeView>,
+    /// The model's states (`est.<state>`; empty: no model).
+    pub states: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryTypeView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SensorTypeView {
+    pub name: String,
+    pub unit: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub stale_after_ms: Option<i64>,
+    /// Computed by the twin from other values.
+    pub derived: bool,
+    /// Its sources, for a sensor with several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CommandTypeView {
+    pub name: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// The sensor that reports the commanded value back.
+    pub reported: Option<String>,
+    pub timeout_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HistoryTypeView {
+    /// Series kept: sensors and `est.<state>`.
+    pub series: Vec<String>,
+    /// Retention of the raw tier (absent: none).
+    pub raw_keep_ms: Option<i64>,
+    /// Downsampled tiers, finest first.
+    pub tiers: Vec<TierView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TierView {
+    pub every_ms: i64,
+    pub keep_ms: i64,
+}
+
+/// The view of asset type `t`.
+pub fn asset_type(t: &crate::topology::AssetType) -> TypeView {
+    let ms = |d: std::time::Duration| d.as_millis() as i64;
+    TypeView {
+        name: t.name.clone(),
+        sensors: t
+            .sensors
+            .iter()
+            .map(|s| SensorTypeView {
+                name: s.name.clone(),
+                unit: s.unit.clone(),
+                min: s.min,
+                max: s.max,
+                stale_after_ms: s.stale_after.map(ms),
+                derived: s.derive.is_some(),
+                sources: if s.sources.len() > 1 {
+                    s.sources.iter().map(|x| x.name.clone()).collect()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect(),
+        relations: t.relations.iter().map(|r| r.name.clone()).collect(),
+        commands: t
+            .commands
+            .iter()
+            .map(|c| CommandTypeView {
+                name: c.name.clone(),
+                min: c.min,
+                max: c.max,
+                reported: c.reported.map(|s| t.sensors[s].name.clone()),
+                timeout_ms: ms(c.timeout),
+            })
+            .collect(),
+        states: t.model.as_ref().map_or_else(Vec::new, |m| m.states.clone()),
+        history: t.history.as_ref().map(|h| HistoryTypeView {
+            series: h.series.iter().map(|s| s.name.clone()).collect(),
+            raw_keep_ms: h.raw.map(ms),
+            tiers: h
+                .tiers
+                .iter()
+                .map(|x| TierView {
+                    every_ms: ms(x.every),
+                    keep_ms: ms(x.keep),
+                })
+                .collect(),
+        }),
     }
 }

@@ -49,6 +49,7 @@ use super::router::Feedback;
 use super::EngineError;
 use crate::pipeline::flow::Permit;
 use crate::pipeline::now_ms;
+use crate::pipeline::watch::Feed;
 use crate::pipeline::{DeadLetter, DeadReason, Origin, OutputBatch};
 use crate::sink::SinkHub;
 use crate::store::{Store, TimerChange};
@@ -56,6 +57,7 @@ use crate::telemetry;
 use crate::twin::model::{apply, next_deadline, ClosedDigest, Event, Input, Output, Relayed, TwinState, NO_TS};
 use crate::twin::record;
 use crate::twin::schema::TypeModel;
+use crate::twin::view::{self, Glance};
 
 /// Attempts at one event before it is dead-lettered.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -77,6 +79,8 @@ pub struct TwinContext {
     pub remote_relays: bool,
     /// To the router: timer deadlines and values to relay to related twins.
     pub feedback: crossbeam_channel::Sender<Feedback>,
+    /// Where twins tell watchers what changed (while anyone watches).
+    pub feed: Arc<Feed>,
     /// Test hook: the model panics on an event with this value.
     #[cfg(test)]
     pub panic_hook: Option<tests::PanicHook>,
@@ -284,19 +288,31 @@ impl TwinActor {
         }
     }
 
-    fn deliver(&self, outputs: Vec<Output>, dead_letters: Vec<DeadLetter>, permit: Option<&Permit>) {
-        self.deliver_with_events(outputs, dead_letters, Vec::new(), permit);
+    fn deliver(
+        &self,
+        outputs: Vec<Output>,
+        dead_letters: Vec<DeadLetter>,
+        permit: Option<&Permit>,
+        seen: Option<Glance>,
+    ) {
+        self.deliver_with_events(outputs, dead_letters, Vec::new(), permit, seen);
     }
 
     /// Sends the outputs, dead letters and (for sinks that take `events`)
-    /// the applied events of one input to the sinks.
+    /// the applied events of one input to the sinks, and tells watchers what
+    /// the input changed since the twin looked as `seen` (from
+    /// [`Self::glance`], taken before the input).
     fn deliver_with_events(
         &self,
         mut outputs: Vec<Output>,
         dead_letters: Vec<DeadLetter>,
         events: Vec<Event>,
         permit: Option<&Permit>,
+        seen: Option<Glance>,
     ) {
+        if let Some(before) = seen {
+            self.tell_watchers(&before, &outputs);
+        }
         // Relays are for the router (this node's followers) and, in a
         // cluster, for the relay sink (other nodes' followers).
         if self.tcx.model.relayed.iter().any(|r| *r) {
@@ -413,6 +429,7 @@ impl TwinActor {
         if self.failed {
             return;
         }
+        let before = self.glance();
         let now = now_ms();
         let mut out = Vec::new();
         let mut dead = Vec::new();
@@ -454,7 +471,29 @@ impl TwinActor {
         } else {
             Vec::new()
         };
-        self.deliver_with_events(out, dead, events, Some(permit));
+        self.deliver_with_events(out, dead, events, Some(permit), before);
+    }
+
+    /// While anyone watches: how the twin looks before an input.
+    pub(crate) fn glance(&self) -> Option<Glance> {
+        self.tcx
+            .cx
+            .feed
+            .recording()
+            .then(|| view::glance(&self.tcx.model, &self.state))
+    }
+
+    /// Tells watchers what the input that produced `out` changed since
+    /// `before`.
+    fn tell_watchers(&self, before: &Glance, out: &[Output]) {
+        let changes = view::changes(&self.tcx.model, &self.asset, before, &self.state, out);
+        if changes.is_empty() {
+            return;
+        }
+        self.tcx.cx.feed.publish(changes.into_iter().map(|c| {
+            // Views of plain data: serialising them cannot fail.
+            (c.kind(), serde_json::to_string(&c).unwrap_or_default())
+        }));
     }
 
     /// The source has no more data: every open window closes.
@@ -462,6 +501,7 @@ impl TwinActor {
         if self.failed {
             return;
         }
+        let before = self.glance();
         let mut out = Vec::new();
         self.apply_retrying(
             Input::EndOfInput,
@@ -469,7 +509,7 @@ impl TwinActor {
             &mut out,
             "closing its windows at end of input",
         );
-        self.deliver(out, Vec::new(), Some(permit));
+        self.deliver(out, Vec::new(), Some(permit), before);
     }
 }
 

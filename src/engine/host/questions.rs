@@ -57,10 +57,11 @@ impl TwinActor {
             return Err(AckError::NotActive { id, current });
         }
         if !a.acked {
+            let seen = self.glance();
             let mut out = Vec::new();
             let input = Input::Ack { rule: r as u16, seq };
             self.apply_retrying(input, now_ms(), &mut out, "acknowledging an alert");
-            self.deliver(out, Vec::new(), None);
+            self.deliver(out, Vec::new(), None, seen);
         }
         view::alerts(&model, &self.asset, &self.state)
             .into_iter()
@@ -103,6 +104,7 @@ impl TwinActor {
                 })
             };
         }
+        let seen = self.glance();
         let mut out = Vec::new();
         let input = Input::Command {
             def: def as u16,
@@ -115,7 +117,7 @@ impl TwinActor {
             return Err(CommandError::Failed(msg));
         }
         self.rearm(false);
-        self.deliver(out, Vec::new(), None);
+        self.deliver(out, Vec::new(), None, seen);
         let table = self.state.commands().expect("checked above");
         let issued = table.by_key(key).expect("the command just issued");
         Ok((view::command(&model, &self.asset, issued), true))

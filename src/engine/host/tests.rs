@@ -87,6 +87,7 @@ fn run_twin(events: Vec<Event>, panics: u32) -> (record::TwinRecord, Vec<serde_j
             forward_events: false,
             remote_relays: false,
             feedback: crossbeam_channel::unbounded().0,
+            feed: crate::pipeline::watch::Feed::new(),
             panic_hook: Some(hook),
         });
         let mut twin = TwinActor::start("p1".into(), Arc::new(TypeContext { model, cx: cx.clone() }), 0);
