@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use common::sse::Events;
 use common::*;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
@@ -766,4 +767,104 @@ rules:
     for run in [a, b] {
         stop_cleanly(run);
     }
+}
+
+/// The operator's view talks to one node: its event stream merges every
+/// owner's changes, resumes from the merged cursor, and its page shows the
+/// whole fleet.
+#[test]
+fn any_node_streams_every_owners_changes_and_shows_the_whole_fleet() {
+    const PARTS: u32 = 4;
+    let broker = Tansu::start();
+    let brokers = broker.brokers();
+    create_topic(&brokers, "telemetry", PARTS as i32);
+    let dir = tempfile::tempdir().unwrap();
+    let source = kafka_source(&brokers, "view-test");
+    let mut a = start(&topology(dir.path(), "a", &source, true), &dir.path().join("state-a"));
+    let mut b = start(&topology(dir.path(), "b", &source, true), &dir.path().join("state-b"));
+    let mut shards = (Vec::new(), Vec::new());
+    let (owned_a, _) = poll_until(WAIT, || {
+        shards = (owned_from_log(&mut a), owned_from_log(&mut b));
+        let (oa, ob) = &shards;
+        (oa.len() + ob.len() == PARTS as usize && !oa.is_empty() && !ob.is_empty()).then(|| shards.clone())
+    })
+    .unwrap_or_else(|| panic!("shards: {shards:?}"));
+    let on_a = |asset: &str| owned_a.contains(&twinstream::cluster::partition_for(asset.as_bytes(), PARTS));
+    let all: Vec<String> = (0..200).map(|i| format!("pump-{i:04}")).collect();
+    let here: Vec<String> = all.iter().filter(|p| on_a(p)).take(3).cloned().collect();
+    let there: Vec<String> = all.iter().filter(|p| !on_a(p)).take(3).cloned().collect();
+    assert_eq!((here.len(), there.len()), (3, 3));
+    let base = a.http_base();
+    // Node a knows where b's API is (lists name no missing shard), as a
+    // page opened now would find it.
+    poll_until(WAIT, || {
+        let (status, _, page) = get(&format!("{base}/twins?limit=1"), &[]);
+        (status == 200 && page.get("missing_shards").is_none()).then_some(())
+    })
+    .expect("node a knows every owner");
+
+    let mut stream = Events::open(&base, None);
+    assert_eq!(stream.next().1, "hello");
+    let reading = |p: &String, ts: i64, t: f64| {
+        (
+            p.clone(),
+            format!(r#"{{"sensor":"temperature","ts":{ts},"value":{t}}}"#),
+        )
+    };
+    let hot: Vec<_> = here.iter().chain(&there).map(|p| reading(p, 1_000, 120.0)).collect();
+    produce(&brokers, &hot);
+    let raised = stream.until("alert", 6);
+    let mut assets: Vec<&str> = raised
+        .iter()
+        .filter(|(_, e, _)| e == "alert")
+        .map(|(_, _, d)| d["asset"].as_str().unwrap())
+        .collect();
+    assets.sort_unstable();
+    let mut want: Vec<&str> = here.iter().chain(&there).map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(assets, want, "node a streams both nodes' alerts");
+    let cursor = raised.last().unwrap().0.clone().unwrap();
+    assert_eq!(cursor.split(',').count(), 2, "one entry per node: {cursor}");
+    drop(stream);
+
+    // Missed while disconnected: b's pumps cool down.
+    let cool: Vec<_> = there.iter().map(|p| reading(p, 2_000, 50.0)).collect();
+    produce(&brokers, &cool);
+    let mut resumed = Events::open(&base, Some(&cursor));
+    assert_eq!(resumed.next().1, "hello");
+    let cleared: Vec<String> = resumed
+        .until("alert", 3)
+        .iter()
+        .filter(|(_, e, _)| e == "alert")
+        .map(|(_, _, d)| d["transition"]["event_id"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = there.iter().map(|p| format!("{p}/hot/1/cleared")).collect();
+    let mut got = cleared.clone();
+    got.sort();
+    assert_eq!(got, want, "resumed from the merged cursor: {cleared:?}");
+    drop(resumed);
+
+    // The page on node a counts both nodes' twins.
+    let browser = common::browser::Browser::start();
+    browser.goto(&format!("{base}/"));
+    browser.wait(
+        "every twin's tile on node a's page",
+        WAIT,
+        "return document.querySelectorAll('.tile').length === 6 || null;",
+        serde_json::json!([]),
+    );
+    let counts = browser.wait(
+        "the counts after the pushed changes",
+        WAIT,
+        "const n = h => document.querySelector(`[data-count=${h}] b`).textContent; return n('yellow') === '3' ? [n('green'), n('yellow')] : null;",
+        serde_json::json!([]),
+    );
+    assert_eq!(
+        counts,
+        serde_json::json!(["3", "3"]),
+        "a's own pumps still warn, b's cooled down"
+    );
+    drop(browser);
+    stop_cleanly(a);
+    stop_cleanly(b);
 }

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::browser::{output_dir, Browser};
+use common::sse::{entry, Events};
 use common::*;
 use serde_json::{json, Value};
 
@@ -487,70 +488,6 @@ fn the_demo_view_counts_what_the_api_counts() {
     stop_cleanly(run);
 }
 
-/// The event stream over plain HTTP: `(id, event, data)` of each event.
-struct Events {
-    reader: BufReader<TcpStream>,
-}
-
-impl Events {
-    fn open(base: &str, last_id: Option<u64>) -> Events {
-        let addr = base.trim_start_matches("http://");
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        let resume = last_id.map_or_else(String::new, |i| format!("Last-Event-ID: {i}\r\n"));
-        write!(
-            s,
-            "GET /events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{resume}\r\n"
-        )
-        .unwrap();
-        let mut reader = BufReader::new(s);
-        let mut status = String::new();
-        reader.read_line(&mut status).unwrap();
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-        }
-        Events { reader }
-    }
-
-    /// The next event (chunked transfer framing skipped).
-    fn next(&mut self) -> (Option<u64>, String, Value) {
-        let (mut id, mut event, mut data) = (None, String::new(), Value::Null);
-        loop {
-            let mut line = String::new();
-            assert!(self.reader.read_line(&mut line).unwrap() > 0, "the stream ended");
-            let line = line.trim_end_matches(['\r', '\n']);
-            if let Some(v) = line.strip_prefix("id: ") {
-                id = Some(v.parse().unwrap());
-            } else if let Some(v) = line.strip_prefix("event: ") {
-                event = v.to_string();
-            } else if let Some(v) = line.strip_prefix("data: ") {
-                data = serde_json::from_str(v).unwrap();
-            } else if line.is_empty() && !event.is_empty() {
-                return (id, event, data);
-            }
-        }
-    }
-
-    /// Events until `n` of kind `kind` were seen; returns those.
-    fn until(&mut self, kind: &str, n: usize) -> Vec<(Option<u64>, String, Value)> {
-        let mut got = Vec::new();
-        while got
-            .iter()
-            .filter(|(_, e, _): &&(Option<u64>, String, Value)| e == kind)
-            .count()
-            < n
-        {
-            got.push(self.next());
-        }
-        got
-    }
-}
-
 #[test]
 fn the_event_stream_resumes_after_a_reconnect_without_missing_a_transition() {
     let broker = Mosquitto::start();
@@ -558,8 +495,10 @@ fn the_event_stream_resumes_after_a_reconnect_without_missing_a_transition() {
     let topo = plant(dir.path(), broker.port, "{ write_token_env: VIEW_WRITE }");
     let (run, base) = start(&topo, &dir.path().join("state"), &[("VIEW_WRITE", "w")]);
     let mut stream = Events::open(&base, None);
-    let (_, hello, after) = stream.next();
-    assert_eq!((hello.as_str(), after), ("hello", json!({"after": null})));
+    let (hello_id, hello, cursor) = stream.next();
+    assert_eq!(hello, "hello");
+    let (incarnation, start) = entry(hello_id.as_deref().unwrap());
+    assert_eq!(cursor, json!({ "cursor": hello_id.clone().unwrap() }));
     publish(broker.port, &[reading("pump-1", "temperature", 1_000, 90.0)]);
     let first = stream.until("alert", 1);
     let kinds: Vec<&str> = first.iter().map(|(_, e, _)| e.as_str()).collect();
@@ -571,7 +510,8 @@ fn the_event_stream_resumes_after_a_reconnect_without_missing_a_transition() {
     assert_eq!(first[0].2["health"], "red");
     assert_eq!(first[1].2["transition"]["event_id"], "pump-1/hot/1/raised");
     assert_eq!(first[1].2["alert"]["state"], "raised");
-    let seen = first.last().unwrap().0.unwrap();
+    let seen = first.last().unwrap().0.clone().unwrap();
+    assert_eq!(entry(&seen), (incarnation.clone(), start + 2));
     drop(stream);
 
     // While nobody is connected: cleared, raised again.
@@ -587,14 +527,15 @@ fn the_event_stream_resumes_after_a_reconnect_without_missing_a_transition() {
         (a["items"][0]["id"] == "pump-1/hot/2").then_some(())
     })
     .expect("the second alert");
-    let mut resumed = Events::open(&base, Some(seen));
-    let (_, hello, after) = resumed.next();
-    assert_eq!((hello.as_str(), after), ("hello", json!({"after": seen})));
+    let mut resumed = Events::open(&base, Some(&seen));
+    let (id, hello, _) = resumed.next();
+    assert_eq!((hello.as_str(), id.as_deref()), ("hello", Some(seen.as_str())));
     let missed = resumed.until("alert", 2);
-    let ids: Vec<u64> = missed.iter().map(|(i, _, _)| i.unwrap()).collect();
+    let nexts: Vec<u64> = missed.iter().map(|(i, _, _)| entry(i.as_deref().unwrap()).1).collect();
+    let from = entry(&seen).1;
     assert_eq!(
-        ids,
-        ((seen + 1)..=(seen + ids.len() as u64)).collect::<Vec<_>>(),
+        nexts,
+        ((from + 1)..=(from + nexts.len() as u64)).collect::<Vec<_>>(),
         "consecutive: {missed:?}"
     );
     let transitions: Vec<&str> = missed
@@ -607,10 +548,14 @@ fn the_event_stream_resumes_after_a_reconnect_without_missing_a_transition() {
     assert_eq!(last["alert"]["id"], "pump-1/hot/2");
     drop(resumed);
 
-    // An id this node never gave: start over.
-    let mut unknown = Events::open(&base, Some(seen + 1_000));
-    unknown.next();
-    assert_eq!(unknown.next().1, "reset");
-    drop(unknown);
+    // Ids this node never gave - another incarnation's, or beyond its
+    // feed: start over.
+    for id in ["0.5".to_string(), format!("{incarnation}.{}", from + 1_000)] {
+        let mut unknown = Events::open(&base, Some(&id));
+        unknown.next();
+        assert_eq!(unknown.next().1, "reset", "{id}");
+    }
+    let (status, body) = get(&base, "/events?after=nonsense", None);
+    assert_eq!(status, 400, "{body}");
     stop_cleanly(run);
 }

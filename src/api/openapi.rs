@@ -25,7 +25,7 @@ use crate::twin::view as twin_view;
         handlers::list_alerts,
         handlers::ack_alert,
         view::types,
-        view::events,
+        view::events::events,
     ),
     components(schemas(
         ErrorBody,

@@ -148,7 +148,7 @@ fn call(
 }
 
 /// The headers of `req` a forwarded request keeps.
-fn kept(req: &HttpRequest) -> Vec<(String, String)> {
+pub(super) fn kept(req: &HttpRequest) -> Vec<(String, String)> {
     KEPT.iter()
         .filter_map(|k| {
             let v = req.headers().get(*k)?.to_str().ok()?;
@@ -164,7 +164,7 @@ fn path_of(req: &HttpRequest) -> String {
 }
 
 /// This node as the sender of a forwarded request.
-fn sender(c: &Catalog) -> String {
+pub(super) fn sender(c: &Catalog) -> String {
     c.sharding.directory.me().unwrap_or_else(|| "a twinstream node".into())
 }
 

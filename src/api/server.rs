@@ -104,7 +104,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/alerts").route(web::get().to(handlers::list_alerts)))
         .service(resource("/").route(web::get().to(view::page)))
         .service(resource("/view/{file}").route(web::get().to(view::file)))
-        .service(resource("/events").route(web::get().to(view::events)))
+        .service(resource("/events").route(web::get().to(view::events::events)))
         .service(resource("/types").route(web::get().to(view::types)))
         .service(resource("/alerts/{id:.+}/ack").route(web::post().to(handlers::ack_alert)));
 }

@@ -9,10 +9,11 @@
 //! first subscriber and stops [`GRACE`] after the last one leaves, so a
 //! page that reconnects within it resumes where it stopped.
 //!
-//! Every item has a sequence number (the stream's event id). The feed
-//! keeps the last [`CAPACITY`] items; a subscriber that resumes from an id
-//! the feed no longer holds, or from before a pause in recording, is told
-//! to start over ([`Since::Gap`]) instead of silently missing changes.
+//! Every item has a sequence number; with the feed's incarnation (random
+//! per process) it makes the stream's event id. The feed keeps the last
+//! [`CAPACITY`] items; a subscriber that resumes from a number the feed no
+//! longer holds, or from before a pause in recording, is told to start over
+//! ([`Since::Gap`]) instead of silently missing changes.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,12 +34,12 @@ pub struct Item {
     pub json: Arc<str>,
 }
 
-/// What a subscriber resuming after an id gets.
+/// What a subscriber resuming from a sequence number gets.
 #[derive(Debug, PartialEq)]
 pub enum Since {
-    /// Every item after the id, in order (possibly none).
+    /// Every item from it on, in order (possibly none).
     Items(Vec<Item>),
-    /// Some items after the id are not held: start over.
+    /// Some of those items are not held: start over.
     Gap,
 }
 
@@ -56,8 +57,11 @@ struct Ring {
 }
 
 /// The node's feed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Feed {
+    /// Tells this feed's sequence numbers from another node's, or from this
+    /// node's before a restart (they start at 0 again).
+    incarnation: u64,
     recording: AtomicBool,
     /// The node is stopping: streams end.
     closed: AtomicBool,
@@ -68,7 +72,20 @@ pub struct Feed {
 
 impl Feed {
     pub fn new() -> Arc<Feed> {
-        Arc::new(Feed::default())
+        use std::hash::{BuildHasher, Hasher};
+        // std's per-process random keys: no clock, no extra crate.
+        let incarnation = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        Arc::new(Feed {
+            incarnation,
+            recording: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            ring: Mutex::new(Ring::default()),
+            arrived: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// Whether publishers should look for changes.
@@ -113,10 +130,10 @@ impl Feed {
         }
     }
 
-    /// A new subscriber: recording starts (or goes on). Returns the id of
-    /// the last item published so far (`None` before the first), the point
-    /// a fresh subscriber reads from. Drop the guard to leave.
-    pub fn subscribe(self: &Arc<Self>) -> (Subscription, Option<u64>) {
+    /// A new subscriber: recording starts (or goes on). Returns the
+    /// sequence number the next item will have: where a subscriber that
+    /// wants only what is new starts. Drop the guard to leave.
+    pub fn subscribe(self: &Arc<Self>) -> (Subscription, u64) {
         let mut ring = self.ring();
         if !self.recording() {
             ring.items.clear();
@@ -125,17 +142,16 @@ impl Feed {
         }
         ring.subscribers += 1;
         ring.left_at = None;
-        let last = ring.next.checked_sub(1);
-        (Subscription { feed: self.clone() }, last)
+        let next = ring.next;
+        (Subscription { feed: self.clone() }, next)
     }
 
-    /// The items after `after` (`None`: from the start of the current
-    /// recording), or [`Since::Gap`] when some are not held.
-    pub fn since(&self, after: Option<u64>) -> Since {
+    /// The items from sequence number `from` on, or [`Since::Gap`] when
+    /// some of them are not held.
+    pub fn since(&self, from: u64) -> Since {
         let ring = self.ring();
-        let from = after.map_or(ring.floor, |a| a + 1);
         if from > ring.next {
-            // An id this feed never gave (another node's, or a restart's).
+            // A number this feed never gave.
             return Since::Gap;
         }
         let oldest = ring.items.front().map_or(ring.next, |i| i.seq);
@@ -146,9 +162,9 @@ impl Feed {
         Since::Items(ring.items.iter().skip(skip).cloned().collect())
     }
 
-    /// The id of the last item published (`None` before the first).
-    pub fn head(&self) -> Option<u64> {
-        self.ring().next.checked_sub(1)
+    /// The sequence number the next item will have.
+    pub fn next(&self) -> u64 {
+        self.ring().next
     }
 
     /// Ends every stream (the node is stopping) and wakes them.
@@ -161,14 +177,13 @@ impl Feed {
         self.closed.load(Ordering::Relaxed)
     }
 
-    /// Waits until an item is published after `after`, the feed closes, or
-    /// `timeout` passes.
-    pub async fn wait(&self, after: Option<u64>, timeout: Duration) {
+    /// Waits until item `from` is published, the feed closes, or `timeout`
+    /// passes.
+    pub async fn wait(&self, from: u64, timeout: Duration) {
         let arrived = self.arrived.notified();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
-        let next = self.ring().next;
-        if after.map_or(next > 0, |a| a + 1 < next) || self.closed() {
+        if self.next() > from || self.closed() {
             return;
         }
         let _ = actix_rt::time::timeout(timeout, arrived).await;
@@ -211,14 +226,15 @@ mod tests {
         let feed = Feed::new();
         feed.publish([item(0)]);
         assert!(!feed.recording());
-        let (_sub, last) = feed.subscribe();
-        assert_eq!(last, None);
-        assert_eq!(seqs(feed.since(None)), Vec::<u64>::new());
+        let (_sub, next) = feed.subscribe();
+        assert_eq!(next, 0);
+        assert_eq!(seqs(feed.since(0)), Vec::<u64>::new());
         feed.publish([item(1), item(2)]);
-        assert_eq!(seqs(feed.since(None)), vec![0, 1]);
-        assert_eq!(seqs(feed.since(Some(0))), vec![1]);
-        assert_eq!(seqs(feed.since(Some(1))), Vec::<u64>::new());
-        assert_eq!(feed.since(Some(7)), Since::Gap, "an id it never gave");
+        assert_eq!(seqs(feed.since(0)), vec![0, 1]);
+        assert_eq!(seqs(feed.since(1)), vec![1]);
+        assert_eq!(seqs(feed.since(2)), Vec::<u64>::new());
+        assert_eq!(feed.since(7), Since::Gap, "a number it never gave");
+        assert_ne!(feed.incarnation(), Feed::new().incarnation());
     }
 
     #[test]
@@ -226,49 +242,43 @@ mod tests {
         let feed = Feed::new();
         let (sub, _) = feed.subscribe();
         feed.publish((0..CAPACITY as u64 + 5).map(item));
-        assert_eq!(feed.since(Some(3)), Since::Gap, "evicted");
-        assert_eq!(seqs(feed.since(Some(4))).len(), CAPACITY);
+        assert_eq!(feed.since(4), Since::Gap, "evicted");
+        assert_eq!(seqs(feed.since(5)).len(), CAPACITY);
         drop(sub);
         // Recording goes on within the grace period...
         feed.publish([item(9)]);
         assert!(feed.recording());
         let last = CAPACITY as u64 + 5;
-        assert_eq!(seqs(feed.since(Some(last - 1))), vec![last]);
+        assert_eq!(seqs(feed.since(last)), vec![last]);
         // ...and stops after it; a later subscriber starts a new recording.
         feed.ring().left_at = Some(Instant::now() - GRACE);
         feed.publish([item(10)]);
         assert!(!feed.recording());
-        let (_sub, resumed_at) = feed.subscribe();
-        assert_eq!(resumed_at, Some(last));
+        let (_sub, next) = feed.subscribe();
+        assert_eq!(next, last + 1);
         feed.publish([item(11)]);
-        assert_eq!(feed.since(Some(last - 1)), Since::Gap, "before the pause");
-        assert_eq!(seqs(feed.since(Some(last))), vec![last + 1]);
+        assert_eq!(feed.since(last), Since::Gap, "before the pause");
+        assert_eq!(seqs(feed.since(last + 1)), vec![last + 1]);
     }
 
     #[test]
     fn a_waiting_stream_wakes_when_an_item_arrives() {
         let feed = Feed::new();
-        let (_sub, last) = feed.subscribe();
+        let (_sub, next) = feed.subscribe();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let publisher = {
             let feed = feed.clone();
-            std::thread::spawn(move || {
-                // Publish until the waiter has seen an item.
-                while feed.ring().next == 0 {
-                    feed.publish([item(1)]);
-                    std::thread::yield_now();
-                }
-            })
+            std::thread::spawn(move || feed.publish([item(1)]))
         };
         rt.block_on(async {
             let started = Instant::now();
-            feed.wait(last, Duration::from_secs(30)).await;
+            feed.wait(next, Duration::from_secs(30)).await;
             assert!(started.elapsed() < Duration::from_secs(30), "woken, not timed out");
         });
         publisher.join().unwrap();
-        assert!(!seqs(feed.since(last)).is_empty());
+        assert_eq!(seqs(feed.since(next)), vec![0]);
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::commands::{Command, Origin, Phase};
-use super::model::{Health, Latest, Output, Quality, TwinState, NO_TS};
+use super::model::{Figures, Health, Latest, Output, Quality, TwinState, NO_TS};
 use super::schema::TypeModel;
 use crate::topology::Severity;
 
@@ -364,12 +364,12 @@ fn alert(m: &TypeModel, asset: &str, st: &TwinState, r: usize) -> Option<AlertVi
 }
 
 pub fn summary(m: &TypeModel, asset: &str, st: &TwinState) -> TwinSummary {
-    let active = st.alerts.iter().filter(|a| a.active).count() as u32;
+    let figures = st.figures(m);
     TwinSummary {
         asset: asset.to_string(),
         asset_type: m.name.to_string(),
         version: st.version,
-        health: st.health(m),
+        health: figures.health,
         offline: st.offline,
         max_ts: ts(st.max_ts),
         quality: m
@@ -378,8 +378,8 @@ pub fn summary(m: &TypeModel, asset: &str, st: &TwinState) -> TwinSummary {
             .zip(st.sensors.iter())
             .map(|(n, s)| (n.to_string(), s.quality))
             .collect(),
-        active_alerts: active,
-        unacknowledged_alerts: st.alerts.iter().filter(|a| a.active && !a.acked).count() as u32,
+        active_alerts: figures.active,
+        unacknowledged_alerts: figures.unacknowledged,
         pending_commands: st.commands().map_or(0, |c| c.count(Phase::Pending) as u32),
         relations: Vec::new(),
     }
@@ -580,26 +580,21 @@ pub fn twin(m: &TypeModel, asset: &str, st: &TwinState, sources: &[std::sync::Ar
 pub struct Glance {
     /// No event applied yet: a watcher may not know the twin.
     fresh: bool,
-    health: Health,
+    figures: Figures,
     offline: bool,
-    active: u32,
-    unacknowledged: u32,
     pending: u32,
     /// Per logged command: `(def, seq, phase)`.
     commands: Vec<(u16, u32, Phase)>,
 }
 
 pub fn glance(m: &TypeModel, st: &TwinState) -> Glance {
+    let commands = st.commands();
     Glance {
         fresh: st.version == 0,
-        health: st.health(m),
+        figures: st.figures(m),
         offline: st.offline,
-        active: st.alerts.iter().filter(|a| a.active).count() as u32,
-        unacknowledged: st.alerts.iter().filter(|a| a.active && !a.acked).count() as u32,
-        pending: st.commands().map_or(0, |c| c.count(Phase::Pending) as u32),
-        commands: st
-            .commands()
-            .map_or_else(Vec::new, |c| c.log.iter().map(|c| (c.def, c.seq, c.phase)).collect()),
+        pending: commands.map_or(0, |c| c.count(Phase::Pending) as u32),
+        commands: commands.map_or_else(Vec::new, |c| c.log.iter().map(|c| (c.def, c.seq, c.phase)).collect()),
     }
 }
 
@@ -646,7 +641,7 @@ pub struct AlertEvent {
 pub fn changes(m: &TypeModel, asset: &str, before: &Glance, st: &TwinState, out: &[Output]) -> Vec<Change> {
     let now = glance(m, st);
     let mut changes = Vec::new();
-    let figures = |g: &Glance| (g.fresh, g.health, g.offline, g.active, g.unacknowledged, g.pending);
+    let figures = |g: &Glance| (g.fresh, g.figures, g.offline, g.pending);
     if figures(&now) != figures(before) {
         changes.push(Change::Twin(summary(m, asset, st)));
     }

@@ -1,6 +1,6 @@
 //! Shared helpers for black-box tests: run the real binary ([`process`]),
 //! real brokers ([`brokers`]), topologies built from shared parts
-//! ([`topo`]), a real headless browser ([`browser`]), the conformance workload's tools, and waiting on a condition
+//! ([`topo`]), a real headless browser ([`browser`]), event streams ([`sse`]), the conformance workload's tools, and waiting on a condition
 //! with a deadline ([`poll_until`]; never a sleep as synchronisation).
 
 // Every test file includes this module and uses a part of it.
@@ -9,6 +9,7 @@
 pub mod brokers;
 pub mod browser;
 pub mod process;
+pub mod sse;
 pub mod topo;
 
 pub use brokers::*;

@@ -79,7 +79,7 @@ pub use joins::{JoinPair, Relayed};
 pub(super) use rules::set_alert;
 pub use rules::AlertState;
 pub use sensors::{Estimate, Event, Latest, Quality, SensorState, SourceReading};
-pub use state::{Health, LogMarks, TwinExt, TwinState, TwinStats};
+pub use state::{Figures, Health, LogMarks, TwinExt, TwinState, TwinStats};
 pub use timers::next_deadline;
 pub use windows::{Acc, ClosedDigest, OpenWindow};
 

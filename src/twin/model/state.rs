@@ -372,21 +372,38 @@ impl TwinState {
     }
 
     pub fn health(&self, m: &TypeModel) -> Health {
-        let mut h = Health::Green;
-        if self.offline {
-            return Health::Red;
-        }
-        if self.sensors.iter().any(|s| s.quality != Quality::Good) {
-            h = Health::Yellow;
-        }
+        self.figures(m).health
+    }
+
+    /// Health and alert counts, in one pass over the alerts.
+    pub fn figures(&self, m: &TypeModel) -> Figures {
+        let (mut active, mut unacknowledged, mut critical) = (0, 0, false);
         for (r, a) in self.alerts.iter().enumerate() {
             if a.active {
-                match m.rules[r].severity {
-                    crate::topology::Severity::Critical => return Health::Red,
-                    _ => h = Health::Yellow,
-                }
+                active += 1;
+                unacknowledged += u32::from(!a.acked);
+                critical |= m.rules[r].severity == crate::topology::Severity::Critical;
             }
         }
-        h
+        let health = if self.offline || critical {
+            Health::Red
+        } else if active > 0 || self.sensors.iter().any(|s| s.quality != Quality::Good) {
+            Health::Yellow
+        } else {
+            Health::Green
+        };
+        Figures {
+            health,
+            active,
+            unacknowledged,
+        }
     }
+}
+
+/// A twin's health and its active and unacknowledged alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Figures {
+    pub health: Health,
+    pub active: u32,
+    pub unacknowledged: u32,
 }
