@@ -131,6 +131,7 @@
 
   // A JSON request to the node; asks for a token on 401 and retries.
   async function api(path, { method = 'GET', body, write = false } = {}) {
+    let unavailable = 0;
     for (;;) {
       const headers = authHeaders(write);
       if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -152,6 +153,13 @@
         if (token === null) throw new ApiError(401, 'No token given: ' + (data && data.error ? data.error.message : 'unauthorized'));
         if (write) state.writeToken = token;
         else state.readToken = token;
+        continue;
+      }
+      if (res.status === 503 && method === 'GET' && unavailable < 120) {
+        // The node is starting (or a shard is moving): ask again shortly.
+        unavailable++;
+        setLive(false, 'node starting');
+        await sleep(1000);
         continue;
       }
       if (!res.ok) throw new ApiError(res.status, data && data.error ? data.error.message : text || res.statusText);

@@ -96,7 +96,6 @@ pub async fn events(
     q: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     state.tokens.check(&req, Access::Read, "/events")?;
-    let c = state.catalog()?;
     let resume_text = match req.headers().get("last-event-id") {
         Some(v) => Some(
             v.to_str()
@@ -118,7 +117,11 @@ pub async fn events(
             None => (now, true),
         },
     };
-    let merged = c.sharding.clustered() && !req.headers().contains_key(FORWARDED_BY);
+    // A node still starting has no catalog yet: it is followed as if
+    // clustered, and finds its peers (if any) once the directory names
+    // them (`owners_changed`).
+    let catalog = state.engine.catalog.clone();
+    let merged = catalog.get().is_none_or(|c| c.sharding.clustered()) && !req.headers().contains_key(FORWARDED_BY);
     let mut stream = Stream {
         feed,
         _subscription: subscription,
@@ -132,10 +135,7 @@ pub async fn events(
     };
     if merged {
         stream.cluster = Some(Follow {
-            catalog_peers: Arc::new({
-                let c = state.engine.catalog.clone();
-                move || c.get().map(|c| c.sharding.directory.peers()).unwrap_or_default()
-            }),
+            catalog: catalog.clone(),
             // No overall timeout: a stream lasts; a silent peer is one that
             // missed two keepalives.
             agent: ureq::AgentBuilder::new()
@@ -143,7 +143,6 @@ pub async fn events(
                 .timeout_read(KEEPALIVE * 2)
                 .build(),
             headers: peers::kept(&req),
-            by: peers::sender(c),
             resume: resume_text.unwrap_or_default(),
         });
         stream.follow();
@@ -154,6 +153,16 @@ pub async fn events(
         // Tells nginx-style proxies not to buffer the stream.
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(futures_util::stream::unfold(stream, Stream::next)))
+}
+
+impl Follow {
+    /// The other owners' API addresses (none before the engine started).
+    fn owners(&self) -> Vec<String> {
+        self.catalog
+            .get()
+            .map(|c| c.sharding.directory.peers().into_iter().map(|(http, _)| http).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// What a follower of a peer hands the stream.
@@ -168,10 +177,9 @@ struct PeerEvent {
 
 /// How a merged stream follows the other owners.
 struct Follow {
-    catalog_peers: Arc<dyn Fn() -> Vec<(String, Vec<u32>)> + Send + Sync>,
+    catalog: Arc<std::sync::OnceLock<crate::engine::query::Catalog>>,
     agent: ureq::Agent,
     headers: Vec<(String, String)>,
-    by: String,
     /// The cursor the client resumed from: each peer picks its own entry.
     resume: String,
 }
@@ -216,13 +224,14 @@ impl Stream {
     /// (Re)starts a follower per peer the directory names.
     fn follow(&mut self) {
         let Some(f) = &self.cluster else { return };
-        let owners: Vec<String> = (f.catalog_peers)().into_iter().map(|(http, _)| http).collect();
+        let owners = f.owners();
         self.rx = None;
         self.peers.clear();
         self.owners = owners.clone();
         if owners.is_empty() {
             return;
         }
+        let by = f.catalog.get().map_or_else(|| "a twinstream node".into(), peers::sender);
         let (tx, rx) = mpsc::unbounded_channel();
         self.peers = owners
             .iter()
@@ -235,7 +244,7 @@ impl Stream {
                     url: format!("{http}/events"),
                     agent: f.agent.clone(),
                     headers: f.headers.clone(),
-                    by: f.by.clone(),
+                    by: by.clone(),
                     resume: f.resume.clone(),
                     tx: tx.clone(),
                     stop: stop.clone(),
@@ -251,10 +260,7 @@ impl Stream {
 
     /// Whether the directory names other peers than the followed ones.
     fn owners_changed(&self) -> bool {
-        self.cluster.as_ref().is_some_and(|f| {
-            let now: Vec<String> = (f.catalog_peers)().into_iter().map(|(http, _)| http).collect();
-            now != self.owners
-        })
+        self.cluster.as_ref().is_some_and(|f| f.owners() != self.owners)
     }
 
     async fn next(mut self) -> Option<(Result<Bytes, ApiError>, Stream)> {
