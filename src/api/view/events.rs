@@ -231,7 +231,10 @@ impl Stream {
         if owners.is_empty() {
             return;
         }
-        let by = f.catalog.get().map_or_else(|| "a twinstream node".into(), peers::sender);
+        let by = f
+            .catalog
+            .get()
+            .map_or_else(|| "a twinstream node".into(), peers::sender);
         let (tx, rx) = mpsc::unbounded_channel();
         self.peers = owners
             .iter()
