@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::commands::{Command, Origin, Phase};
-use super::model::{Figures, Health, Latest, Output, Quality, TwinState, NO_TS};
+use super::model::{Figures, Health, Latest, Output, Quality, Transition, TwinState, NO_TS};
 use super::schema::TypeModel;
 use crate::topology::Severity;
 
@@ -655,26 +655,11 @@ pub fn changes(m: &TypeModel, asset: &str, before: &Glance, st: &TwinState, out:
         } = o
         {
             let r = *rule as usize;
-            let def = &m.rules[r];
             let current = st.alerts[r].seq == *seq && !later_transition(out, o);
             changes.push(Change::Alert(AlertEvent {
                 asset: asset.to_string(),
                 asset_type: m.name.to_string(),
-                transition: AlertTransitionView {
-                    event_id: transition.event_id(asset, &def.name, *seq),
-                    rule: def.name.to_string(),
-                    severity: def.severity,
-                    transition: transition.name().to_string(),
-                    seq: *seq,
-                    ts: *ts,
-                    inputs: def
-                        .inputs
-                        .iter()
-                        .zip(inputs)
-                        .map(|((n, _), v)| (n.to_string(), finite(*v)))
-                        .collect(),
-                    message: def.message.as_deref().map(str::to_string),
-                },
+                transition: alert_transition(m, asset, *rule, *transition, *seq, *ts, inputs),
                 alert: if current { alert(m, asset, st, r) } else { None },
             }));
         }
@@ -689,6 +674,35 @@ pub fn changes(m: &TypeModel, asset: &str, before: &Glance, st: &TwinState, out:
         }
     }
     changes
+}
+
+/// Transition `transition` of alert `seq` of rule `rule` at `ts`, with the
+/// values of the rule's inputs then (history keeps it; watchers are told).
+pub fn alert_transition(
+    m: &TypeModel,
+    asset: &str,
+    rule: u16,
+    transition: Transition,
+    seq: u32,
+    ts: i64,
+    inputs: &[f64],
+) -> AlertTransitionView {
+    let def = &m.rules[rule as usize];
+    AlertTransitionView {
+        event_id: transition.event_id(asset, &def.name, seq),
+        rule: def.name.to_string(),
+        severity: def.severity,
+        transition: transition.name().to_string(),
+        seq,
+        ts,
+        inputs: def
+            .inputs
+            .iter()
+            .zip(inputs)
+            .map(|((n, _), v)| (n.to_string(), finite(*v)))
+            .collect(),
+        message: def.message.as_deref().map(str::to_string),
+    }
 }
 
 /// Whether another transition of the same rule follows `o` in `out`.

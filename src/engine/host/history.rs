@@ -9,7 +9,7 @@ use crate::store::history::page::{encode_entry, expiry, page_start, Bucket, Page
 use crate::store::history::{alert_key, command_key, page_key, series_prefix, HistoryOp};
 use crate::twin::model::{HistoryLog, HistoryModel, Logged, Transition};
 use crate::twin::schema::TypeModel;
-use crate::twin::view::{self, AlertTransitionView, CommandView};
+use crate::twin::view::{self, CommandView};
 
 /// What a snapshot adds to the checkpoint: the operations, and the
 /// greatest reading time among them (`NO_TS`: none).
@@ -99,21 +99,7 @@ fn entry(m: &TypeModel, h: &HistoryModel, asset: &str, item: &Logged) -> Option<
             inputs,
         } => {
             let r = &m.rules[*rule as usize];
-            let v = AlertTransitionView {
-                event_id: transition.event_id(asset, &r.name, *seq),
-                rule: r.name.to_string(),
-                severity: r.severity,
-                transition: transition.name().to_string(),
-                seq: *seq,
-                ts: *ts,
-                inputs: r
-                    .inputs
-                    .iter()
-                    .zip(inputs.iter())
-                    .map(|((n, _), v)| (n.to_string(), v.is_finite().then_some(*v)))
-                    .collect(),
-                message: r.message.as_deref().map(str::to_string),
-            };
+            let v = view::alert_transition(m, asset, *rule, *transition, *seq, *ts, inputs);
             // The codes stored keys use (what stores hold keeps its meaning).
             let code = match transition {
                 Transition::Cleared => 0,
