@@ -291,6 +291,15 @@ else
     fail "run 1: GET /metrics answers" "no twinstream_events_applied_total within 30 s"
 fi
 
+begin "GET /: the operator's view, from the binary"
+view_headers=$(curl -fsS -D - -o /dev/null --max-time 5 "http://127.0.0.1:$PORT/" 2>/dev/null | tr -d '\r')
+if grep -qi "^content-security-policy: default-src 'none'; script-src 'self'" <<<"$view_headers" &&
+    get /view/app.js | grep -q "twinstream's operator view"; then
+    pass "run 1: GET / serves the view" "with its CSP; /view/app.js from the binary"
+else
+    fail "run 1: GET / serves the view" "headers: $(head -c 300 <<<"$view_headers")"
+fi
+
 begin "POST /twins/pump-007/commands: the write token guards writes"
 post_command() { # [TOKEN] -> HTTP status
     curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST -H 'Content-Type: application/json' \

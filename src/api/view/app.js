@@ -950,7 +950,12 @@
     clearInterval(state.assetTimer);
     for (const a of document.querySelectorAll('.bar nav a')) a.removeAttribute('aria-current');
     if (hash.startsWith('#/twin/')) {
-      const asset = decodeURIComponent(hash.slice('#/twin/'.length));
+      let asset;
+      try {
+        asset = decodeURIComponent(hash.slice('#/twin/'.length));
+      } catch (_) {
+        asset = hash.slice('#/twin/'.length); // not percent-encoded: as written
+      }
       state.route = 'twin:' + asset;
       if (state.loaded) renderAsset(asset);
       return;
