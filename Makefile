@@ -2,7 +2,7 @@
 # Every target that builds first installs what it needs and is missing, and
 # only that (scripts/install-deps.sh PROFILE, idempotent and silent when
 # nothing is missing): the demo needs compilers and libclang; the MQTT demo
-# also Mosquitto; the tests also Prometheus, openssl and the Kafka-compatible
+# also Mosquitto; the tests also Prometheus, openssl, headless Chromium and the Kafka-compatible
 # test broker (built from source once, 12-17 min).
 #
 # Everything is built with ONE cargo profile, release: binary, tests, clippy and
