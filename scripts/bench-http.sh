@@ -20,21 +20,6 @@
 #                      /root/.cache/twinstream/target)
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-SIZE=10m
-if [ $# -gt 0 ] && [[ $1 != -* ]]; then
-    SIZE=$1
-    shift
-fi
-cd "$REPO"
 # shellcheck source=scripts/bench-lib.sh
-. "$REPO/scripts/bench-lib.sh"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-bench-http.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-DATA=$(bench_data_dir "$TMP")
-bench_workload "$SIZE" "$DATA" || exit 2
-FILE=$DATA/workload-$SIZE.jsonl
-BIN=$(bench_binary) || exit 2
-bench_header "$REPO" "$BIN"
-TWINSTREAM_BIN=$BIN exec cargo bench --quiet --bench http -- --data "$FILE" "$@"
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+bench_cargo_driver http 10m "$@"

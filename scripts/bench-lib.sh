@@ -88,3 +88,27 @@ bench_workload() {
     fi
     rm -f "$err"
 }
+
+# The whole of a script whose driver is a cargo bench target: workload v1 of
+# the size its first argument names (unless that starts with `-`; else
+# $2), the binary to measure, the header, then `cargo bench --bench $1 --
+# --data FILE REST...` with TWINSTREAM_BIN set. Generated data is removed
+# afterwards unless BENCH_KEEP_DATA keeps it.
+bench_cargo_driver() {
+    local name=$1 size=$2 repo tmp data bin status=0
+    shift 2
+    if [ $# -gt 0 ] && [[ $1 != -* ]]; then
+        size=$1
+        shift
+    fi
+    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    cd "$repo"
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-bench-$name.XXXXXX")
+    data=$(bench_data_dir "$tmp")
+    bench_workload "$size" "$data" || { rm -rf "$tmp"; return 2; }
+    bin=$(bench_binary) || { rm -rf "$tmp"; return 2; }
+    bench_header "$repo" "$bin"
+    TWINSTREAM_BIN=$bin cargo bench --quiet --bench "$name" -- --data "$data/workload-$size.jsonl" "$@" || status=$?
+    rm -rf "$tmp"
+    return "$status"
+}
