@@ -645,7 +645,7 @@ pub fn changes(m: &TypeModel, asset: &str, before: &Glance, st: &TwinState, out:
     if figures(&now) != figures(before) {
         changes.push(Change::Twin(summary(m, asset, st)));
     }
-    for o in out {
+    for (i, o) in out.iter().enumerate() {
         if let Output::Alert {
             rule,
             transition,
@@ -655,7 +655,11 @@ pub fn changes(m: &TypeModel, asset: &str, before: &Glance, st: &TwinState, out:
         } = o
         {
             let r = *rule as usize;
-            let current = st.alerts[r].seq == *seq && !later_transition(out, o);
+            // The alert as it stands belongs to the rule's last transition.
+            let later = out[i + 1..]
+                .iter()
+                .any(|x| matches!(x, Output::Alert { rule: next, .. } if next == rule));
+            let current = st.alerts[r].seq == *seq && !later;
             changes.push(Change::Alert(AlertEvent {
                 asset: asset.to_string(),
                 asset_type: m.name.to_string(),
@@ -703,15 +707,6 @@ pub fn alert_transition(
             .collect(),
         message: def.message.as_deref().map(str::to_string),
     }
-}
-
-/// Whether another transition of the same rule follows `o` in `out`.
-fn later_transition(out: &[Output], o: &Output) -> bool {
-    let Output::Alert { rule, .. } = o else { return false };
-    let at = out.iter().position(|x| std::ptr::eq(x, o)).unwrap_or(out.len());
-    out[at + 1..]
-        .iter()
-        .any(|x| matches!(x, Output::Alert { rule: r, .. } if r == rule))
 }
 
 /// An asset type as the view shows it (`GET /types`): its sensors with

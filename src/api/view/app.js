@@ -178,25 +178,21 @@
     return r ? `${t.type} · ${r.relation} ${r.asset}` : t.type;
   }
 
-  async function loadFleet() {
-    const twins = new Map();
+  // Every item of a keyset-paged list (`items`, `next`), by `key`.
+  async function everyPage(list, key) {
+    const items = new Map();
     let after = null;
     for (;;) {
-      const q = 'twins?limit=1000' + (after === null ? '' : '&after=' + encodeURIComponent(after));
-      const page = await api(q);
-      for (const t of page.items) twins.set(t.asset, t);
-      if (!page.next) break;
+      const page = await api(list + '?limit=1000' + (after === null ? '' : '&after=' + encodeURIComponent(after)));
+      for (const item of page.items) items.set(item[key], item);
+      if (!page.next) return items;
       after = page.next;
     }
-    const alerts = new Map();
-    after = null;
-    for (;;) {
-      const q = 'alerts?limit=1000' + (after === null ? '' : '&after=' + encodeURIComponent(after));
-      const page = await api(q);
-      for (const a of page.items) alerts.set(a.id, a);
-      if (!page.next) break;
-      after = page.next;
-    }
+  }
+
+  async function loadFleet() {
+    const twins = await everyPage('twins', 'asset');
+    const alerts = await everyPage('alerts', 'id');
     state.twins = twins;
     state.alerts = alerts;
   }

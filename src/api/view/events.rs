@@ -269,12 +269,9 @@ impl Stream {
     async fn next(mut self) -> Option<(Result<Bytes, ApiError>, Stream)> {
         if self.hello {
             self.hello = false;
-            let text = format!(
-                "retry: {}\nid: {}\nevent: hello\ndata: {{\"cursor\":\"{}\"}}\n\n",
-                RETRY.as_millis(),
-                self.cursor(),
-                self.cursor()
-            );
+            let cursor = self.cursor();
+            let mut text = format!("retry: {}\n", RETRY.as_millis());
+            event(&mut text, &cursor, "hello", &format!("{{\"cursor\":\"{cursor}\"}}"));
             return Some((Ok(Bytes::from(text)), self));
         }
         loop {
@@ -349,7 +346,9 @@ impl Stream {
     }
 
     fn reset_event(&self) -> Bytes {
-        Bytes::from(format!("id: {}\nevent: reset\ndata: {{}}\n\n", self.cursor()))
+        let mut text = String::new();
+        event(&mut text, &self.cursor(), "reset", "{}");
+        Bytes::from(text)
     }
 
     /// This node's items, each with the cursor after it.
@@ -369,7 +368,7 @@ impl Stream {
         }
         match ev.kind.as_str() {
             "hello" => {}
-            "reset" => out.push_str(&format!("id: {}\nevent: reset\ndata: {{}}\n\n", self.cursor())),
+            // A peer's `reset` goes on as it came (data `{}`).
             kind => event(out, &self.cursor(), kind, &ev.data),
         }
     }
