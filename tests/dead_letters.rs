@@ -170,3 +170,87 @@ fn a_record_of_another_contract_version_is_dead_lettered_with_that_reason() {
     );
     assert_eq!(dead[0]["payload"], lines[1]);
 }
+
+/// A record stamped beyond `node.time_tolerance` of the node's clock is
+/// dead-lettered with the reason and by how much, instead of moving its
+/// twin's watermark (a year-2100 reading would close every window until
+/// then); by default only the future is bounded (an hour), since replays
+/// carry old timestamps.
+#[test]
+fn timestamps_beyond_the_time_tolerance_are_dead_lettered_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let hour = 3_600_000;
+    let line = |asset: &str, ts: i64| format!(r#"{{"asset":"{asset}","sensor":"vibration","ts":{ts},"value":1.5}}"#);
+    let lines = [
+        line("pump-1", now),
+        line("pump-1", 4_102_444_800_000), // 2100-01-01
+        line("pump-1", now + 2 * hour),
+        line("pump-1", now + hour / 2),
+        line("pump-2", 1_000), // 1970
+        line("pump-2", now - 20 * 24 * hour),
+    ];
+    let data = dir.path().join("in.jsonl");
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let run = |name: &str, topo_text: String| {
+        let topo = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&topo, topo_text).unwrap();
+        let state = dir.path().join(name);
+        let report = dir.path().join(format!("{name}.json"));
+        replay(&topo, &data, &state, &report, &[]);
+        let dead: Vec<(u64, String, String)> = jsonl(&state.join("dlq.jsonl"))
+            .iter()
+            .map(|d| {
+                let s = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+                (d["origin"]["line"].as_u64().unwrap(), s(&d["reason"]), s(&d["message"]))
+            })
+            .collect();
+        (json(&report), dead)
+    };
+
+    let (r, dead) = run("default", TOPO.to_string());
+    assert_eq!(
+        (r["events"].as_u64(), r["dead_letters"].as_u64()),
+        (Some(4), Some(2)),
+        "{r}"
+    );
+    let reasons: Vec<(u64, &str)> = dead.iter().map(|(l, r, _)| (*l, r.as_str())).collect();
+    assert_eq!(reasons, [(2, "future_timestamp"), (3, "future_timestamp")]);
+    assert!(
+        dead[0].2.starts_with("timestamp 2100-01-01T00:00:00.000Z is ")
+            && dead[0].2.contains("ahead of this node's clock")
+            && dead[0].2.ends_with("beyond node.time_tolerance.future (1h)"),
+        "{}",
+        dead[0].2
+    );
+
+    let (r, dead) = run(
+        "bounded",
+        format!("node: {{ time_tolerance: {{ future: 3h, past: 7d }} }}\n{TOPO}"),
+    );
+    assert_eq!(
+        (r["events"].as_u64(), r["dead_letters"].as_u64()),
+        (Some(3), Some(3)),
+        "{r}"
+    );
+    let reasons: Vec<(u64, &str)> = dead.iter().map(|(l, r, _)| (*l, r.as_str())).collect();
+    assert_eq!(
+        reasons,
+        [(2, "future_timestamp"), (5, "past_timestamp"), (6, "past_timestamp")]
+    );
+    assert!(
+        dead[2].2.contains("is 20days ") && dead[2].2.ends_with("beyond node.time_tolerance.past (7days)"),
+        "{}",
+        dead[2].2
+    );
+
+    let (r, _) = run("off", format!("node: {{ time_tolerance: {{ future: off }} }}\n{TOPO}"));
+    assert_eq!(
+        (r["events"].as_u64(), r["dead_letters"].as_u64()),
+        (Some(6), Some(0)),
+        "{r}"
+    );
+}

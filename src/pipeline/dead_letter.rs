@@ -14,6 +14,12 @@ pub enum DeadReason {
     MissingField,
     /// The timestamp cannot be read.
     BadTimestamp,
+    /// The timestamp is further ahead of the node's clock than
+    /// `node.time_tolerance.future`.
+    FutureTimestamp,
+    /// The timestamp is further behind the node's clock than
+    /// `node.time_tolerance.past`.
+    PastTimestamp,
     /// No `assets` entry matches the asset id.
     UnknownAsset,
     /// The asset's type has no such sensor.
@@ -38,6 +44,8 @@ impl DeadReason {
             DeadReason::Malformed => "malformed",
             DeadReason::MissingField => "missing_field",
             DeadReason::BadTimestamp => "bad_timestamp",
+            DeadReason::FutureTimestamp => "future_timestamp",
+            DeadReason::PastTimestamp => "past_timestamp",
             DeadReason::UnknownAsset => "unknown_asset",
             DeadReason::UnknownSensor => "unknown_sensor",
             DeadReason::OutOfRange => "out_of_range",

@@ -626,4 +626,24 @@ sinks:
             "t.yaml:16:26: sink `up`.buffer.max_bytes: expected a size like `256MiB`, `1GiB` or a number of bytes, found `lots`",
         ],
     },
+    Case {
+        name: "a time tolerance that is not a duration, too small, or of an unknown direction",
+        yaml: r#"
+node: { time_tolerance: { future: soon, past: 10ms, ahead: 1h } }
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: f
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &[
+            "t.yaml:1:35: node.time_tolerance.future: expected a duration like `1h` or `7d`, or `off`, found `soon`",
+            "t.yaml:1:47: node.time_tolerance.past: at least 1s (or `off`): clocks are never that close",
+            "t.yaml:1:53: node.time_tolerance: unknown field `ahead`; expected one of `future` or `past`",
+        ],
+    },
 ];

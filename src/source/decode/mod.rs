@@ -142,6 +142,9 @@ struct ChunkCx<'de> {
     /// [`UNKNOWN`]. Built per chunk, so it costs nothing per twin.
     groups: AHashMap<GroupKey, u32>,
     events_per_group: usize,
+    /// Processing time when the chunk was decoded, read once per chunk when
+    /// the node bounds timestamps (`node.time_tolerance`).
+    now: i64,
 }
 
 /// Per asset type: how names and values of this source map onto sensors.
@@ -189,6 +192,10 @@ pub struct Decoder {
     value_field: Option<String>,
     /// Try the record scanner first (off only to measure the serde_json path).
     scanner: bool,
+    /// `node.time_tolerance` in milliseconds: how far ahead of and behind
+    /// processing time a timestamp may be.
+    future_ms: Option<i64>,
+    past_ms: Option<i64>,
 }
 
 impl Decoder {
@@ -266,6 +273,8 @@ impl Decoder {
             sensor_field: spec.sensor.as_ref().map(ToString::to_string),
             value_field: spec.value.as_ref().map(ToString::to_string),
             scanner: true,
+            future_ms: topo.node.time_tolerance.future.map(|d| d.as_millis() as i64),
+            past_ms: topo.node.time_tolerance.past.map(|d| d.as_millis() as i64),
         }
     }
 
@@ -291,6 +300,11 @@ impl Decoder {
             ex: Extract::default(),
             groups: AHashMap::with_capacity(scratch.groups),
             events_per_group: scratch.events_per_group,
+            now: if self.future_ms.is_some() || self.past_ms.is_some() {
+                crate::pipeline::now_ms()
+            } else {
+                0
+            },
         };
         // Validate UTF-8 for the whole chunk at once (SIMD); only a chunk with
         // invalid bytes is checked record by record.
@@ -354,6 +368,7 @@ impl Decoder {
             ex,
             groups,
             events_per_group,
+            now,
         } = cx;
         let events_per_group = *events_per_group;
         ex.reset();
@@ -416,6 +431,9 @@ impl Decoder {
                 Err(msg) => return self.dead(out, line, line_no, offset, DeadReason::BadTimestamp, msg),
             },
         };
+        if let Err((reason, msg)) = self.within_tolerance(ts, *now) {
+            return self.dead(out, line, line_no, offset, reason, msg);
+        }
         let key = GroupKey(CompactString::from(&*asset));
         let group = match groups.get(&key) {
             Some(g) => *g,
@@ -558,6 +576,46 @@ impl Decoder {
             Ok(ms.floor() as i64)
         } else {
             Err(bad(&number))
+        }
+    }
+
+    /// Checks `ts` against `node.time_tolerance` around processing time
+    /// `now`: a record stamped years ahead would otherwise move its twin's
+    /// watermark there and close every window until then.
+    #[inline]
+    fn within_tolerance(&self, ts: i64, now: i64) -> Result<(), (DeadReason, String)> {
+        let show = |ms: i64| {
+            u64::try_from(ms)
+                .ok()
+                .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+                .map_or_else(
+                    || format!("{ms} ms"),
+                    |t| humantime::format_rfc3339_millis(t).to_string(),
+                )
+        };
+        let span = |ms: i64| humantime::format_duration(std::time::Duration::from_secs(ms.unsigned_abs() / 1000));
+        match (self.future_ms, self.past_ms) {
+            (Some(limit), _) if ts.saturating_sub(now) > limit => Err((
+                DeadReason::FutureTimestamp,
+                format!(
+                    "timestamp {} is {} ahead of this node's clock ({}), beyond node.time_tolerance.future ({})",
+                    show(ts),
+                    span(ts.saturating_sub(now)),
+                    show(now),
+                    span(limit)
+                ),
+            )),
+            (_, Some(limit)) if now.saturating_sub(ts) > limit => Err((
+                DeadReason::PastTimestamp,
+                format!(
+                    "timestamp {} is {} behind this node's clock ({}), beyond node.time_tolerance.past ({})",
+                    show(ts),
+                    span(now.saturating_sub(ts)),
+                    show(now),
+                    span(limit)
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -1,5 +1,5 @@
 //! `node:`: the node's name, state directory, snapshots, HTTP API (with its
-//! tokens), cluster membership and role.
+//! tokens), cluster membership, role and time tolerance.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use marked_yaml::Node;
 use super::Cx;
 use crate::topology::diag::Diagnostics;
 use crate::topology::spec::*;
-use crate::topology::yaml::{pos, Fields};
+use crate::topology::yaml::{parse_duration, pos, Fields};
 
 impl<'t> Cx<'t> {
     pub(super) fn node(&mut self, node: Option<&Node>) -> Option<NodeSpec> {
@@ -31,6 +31,7 @@ impl<'t> Cx<'t> {
             passivate_after: Some(DEFAULT_PASSIVATE_AFTER),
             cluster: None,
             role: NodeRole::Standalone,
+            time_tolerance: TimeTolerance::default(),
         };
         let Some(node) = node else { return Some(spec) };
         const FIELDS: &[&str] = &[
@@ -44,6 +45,7 @@ impl<'t> Cx<'t> {
             "passivate_after",
             "cluster",
             "role",
+            "time_tolerance",
         ];
         let f = Fields::new(node, "node", FIELDS, &mut self.diags)?;
         let d = &mut self.diags;
@@ -95,6 +97,35 @@ impl<'t> Cx<'t> {
                 }
                 if let Some(b) = s.bool("sync", d) {
                     spec.snapshot.sync = b.value;
+                }
+            }
+        }
+        if let Some(t) = f.get("time_tolerance") {
+            const TOLERANCE: &[&str] = &["future", "past"];
+            if let Some(t) = Fields::new(t, "node.time_tolerance", TOLERANCE, d) {
+                for (field, slot) in [
+                    ("future", &mut spec.time_tolerance.future),
+                    ("past", &mut spec.time_tolerance.past),
+                ] {
+                    let Some(s) = t.str(field, false, d) else { continue };
+                    if s.value == "off" {
+                        *slot = None;
+                        continue;
+                    }
+                    match parse_duration(&s.value) {
+                        Ok(v) if v < Duration::from_secs(1) => d.error(
+                            s.pos,
+                            format!("node.time_tolerance.{field}: at least 1s (or `off`): clocks are never that close"),
+                        ),
+                        Ok(v) => *slot = Some(v),
+                        Err(_) => d.error(
+                            s.pos,
+                            format!(
+                                "node.time_tolerance.{field}: expected a duration like `1h` or `7d`, or `off`, found `{}`",
+                                s.value
+                            ),
+                        ),
+                    }
                 }
             }
         }

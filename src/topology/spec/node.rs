@@ -32,6 +32,30 @@ pub struct NodeSpec {
     /// Member of a cluster: shards are the partitions of a Kafka source.
     pub cluster: Option<ClusterSpec>,
     pub role: NodeRole,
+    /// How far an event's timestamp may be from this node's clock.
+    pub time_tolerance: TimeTolerance,
+}
+
+/// How far ahead of, or behind, the node's processing-time clock an event
+/// may be stamped; beyond it the record is dead-lettered
+/// (`future_timestamp`, `past_timestamp`) instead of moving its twin's
+/// watermark. `None`: no bound that way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeTolerance {
+    pub future: Option<Duration>,
+    pub past: Option<Duration>,
+}
+
+impl Default for TimeTolerance {
+    /// An hour ahead (a device clock that is wrong by more is broken, as
+    /// Kafka 4's `log.message.timestamp.after.max.ms` assumes); any age
+    /// behind, since replays and backfills carry old timestamps.
+    fn default() -> Self {
+        TimeTolerance {
+            future: Some(Duration::from_secs(3600)),
+            past: None,
+        }
+    }
 }
 
 /// What a node is for.
