@@ -868,3 +868,86 @@ fn any_node_streams_every_owners_changes_and_shows_the_whole_fleet() {
     stop_cleanly(a);
     stop_cleanly(b);
 }
+
+/// A cluster node whose local record of a twin is damaged quarantines it
+/// (its bytes to the dead letters) and reads the twin's last committed
+/// checkpoint back from the changelog: the twin carries on from the state
+/// it had, not from empty.
+#[test]
+fn a_damaged_twin_record_is_rebuilt_from_the_changelog() {
+    const PARTS: u32 = 2;
+    let broker = Tansu::start();
+    let brokers = broker.brokers();
+    create_topic(&brokers, "telemetry", PARTS as i32);
+    let dir = tempfile::tempdir().unwrap();
+    let topo = Topo::new("a")
+        .snapshot_every("100ms")
+        .with("cluster: { source: fleet, changelog: damaged-changelog, session_timeout: 6s }")
+        .model(MODEL)
+        .source(&kafka_source(&brokers, "damaged-test"))
+        .file_sink("updates", &dir.path().join("updates-a.jsonl"), "twin_updates")
+        .file_sink("dead", &dir.path().join("dead-a.jsonl"), "dead_letters")
+        .write(&dir.path().join("a.yaml"));
+    let state = dir.path().join("state-a");
+    let pumps: Vec<String> = (0..10).map(|i| format!("pump-{i:04}")).collect();
+    let reading = |i: i64| {
+        format!(
+            r#"{{"sensor":"temperature","ts":{},"value":{}}}"#,
+            1_700_000_000_000 + i * 1000,
+            20 + i
+        )
+    };
+    let records: Vec<(String, String)> = (0..3)
+        .flat_map(|i| pumps.iter().map(move |p| (p.clone(), reading(i))))
+        .collect();
+
+    let mut a = start(&topo, &state);
+    produce(&brokers, &records);
+    wait_all(dir.path(), &mut [&mut a], "first readings", |v| {
+        pumps.iter().all(|p| v.get(p) == Some(&3))
+    });
+    stop_cleanly(a);
+    let before = digest(&state);
+
+    let victim = "pump-0003";
+    let shard = twinstream::cluster::partition_for(victim.as_bytes(), PARTS);
+    let bad = {
+        let store = twinstream::store::Store::open(&state, 1).unwrap();
+        let good = store.get_twin(shard, victim).unwrap().expect("stored");
+        let bad = good[..good.len() / 2].to_vec();
+        store.put_twin_raw(shard, victim, &bad).unwrap();
+        bad
+    };
+
+    let mut a = start(&topo, &state);
+    produce(&brokers, &[(victim.to_string(), reading(3))]);
+    wait_all(dir.path(), &mut [&mut a], "the damaged twin's next reading", |v| {
+        v.get(victim) == Some(&4)
+    });
+    stop_cleanly(a);
+
+    let after = digest(&state);
+    for (b, a) in before.iter().zip(&after) {
+        if b.0 == victim {
+            assert_eq!(a.1, b.1 + 1, "{victim} carried on from its committed state: {a:?}");
+        } else {
+            assert_eq!(a, b, "other twins are untouched");
+        }
+    }
+    let dead = jsonl(&dir.path().join("dead-a.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        (dead[0]["reason"].as_str(), dead[0]["key"].as_str()),
+        (Some("damaged_state"), Some(victim))
+    );
+    use base64::Engine as _;
+    let payload = match dead[0].get("payload_base64") {
+        Some(b) => base64::engine::general_purpose::STANDARD
+            .decode(b.as_str().unwrap())
+            .unwrap(),
+        None => dead[0]["payload"].as_str().unwrap().as_bytes().to_vec(),
+    };
+    assert_eq!(payload, bad);
+    let msg = dead[0]["message"].as_str().unwrap();
+    assert!(msg.ends_with("quarantined here and rebuilt from changelog"), "{msg}");
+}

@@ -634,6 +634,23 @@ pub fn read(
     })
 }
 
+/// The last committed record of `asset` in changelog partition `shard`
+/// (what a restore of the shard would give it), read through the whole
+/// partition: for a twin whose local record is damaged.
+pub fn last_committed(
+    config: &ClientConfig,
+    topic: &str,
+    shard: u32,
+    asset: &str,
+    stop: &AtomicBool,
+) -> Result<Option<Twin>, ChangelogError> {
+    let consumer = reader(config, topic)?;
+    let (lo, hi) = watermarks(&consumer, topic, shard)?;
+    let mut fold = Fold::default();
+    read(&consumer, topic, shard, lo, hi, &mut fold, stop)?;
+    Ok(fold.finish().twins.remove(asset))
+}
+
 /// Folds history partition `shard` of `topic` (the [`history_topic`]) from
 /// its start to its end.
 pub fn read_history(

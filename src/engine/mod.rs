@@ -137,6 +137,31 @@ fn changelog_writer(
     topo: &Topology,
     cluster: &crate::topology::ClusterSpec,
 ) -> Result<crate::cluster::changelog::Writer, EngineError> {
+    let config = cluster_config(topo, cluster)?;
+    Ok(crate::cluster::changelog::Writer::new(&config, &cluster.changelog)?)
+}
+
+/// How a cluster node reads a damaged twin's last committed record back
+/// from the changelog (`node.damaged_twin: changelog`).
+fn changelog_rebuild(
+    topo: &Topology,
+    cluster: &crate::topology::ClusterSpec,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<host::Rebuild, EngineError> {
+    let config = cluster_config(topo, cluster)?;
+    let topic = cluster.changelog.clone();
+    Ok(Arc::new(move |shard, asset| {
+        crate::cluster::changelog::last_committed(&config, &topic, shard, asset, &stop)
+            .map(|t| t.map(|t| (t.record, t.timer)))
+            .map_err(|e| e.to_string())
+    }))
+}
+
+/// The client settings of the cluster's brokers (the cluster source's).
+fn cluster_config(
+    topo: &Topology,
+    cluster: &crate::topology::ClusterSpec,
+) -> Result<rdkafka::ClientConfig, EngineError> {
     let Some(SourceKind::Kafka(spec)) = topo.sources.iter().find(|s| s.name == cluster.source).map(|s| &s.kind) else {
         return Err(EngineError::Config(format!(
             "node.cluster.source `{}` is not a Kafka source",
@@ -150,8 +175,7 @@ fn changelog_writer(
             var,
         })
     })?;
-    let config = crate::kafka::config(&spec.conn, &[], &secrets);
-    Ok(crate::cluster::changelog::Writer::new(&config, &cluster.changelog)?)
+    Ok(crate::kafka::config(&spec.conn, &[], &secrets))
 }
 
 /// Runs `topo` until its sources are done (replay) or `stop` is set.
@@ -316,6 +340,11 @@ pub fn run(
         remote_relays: relays.is_some(),
         feedback: feedback_tx,
         feed,
+        damaged: topo.node.damaged_twin,
+        rebuild: match cluster {
+            Some(c) => Some(changelog_rebuild(topo, c, stop.clone())?),
+            None => None,
+        },
         #[cfg(test)]
         panic_hook: None,
     });

@@ -33,6 +33,9 @@ pub enum DeadReason {
     UnknownSource,
     /// The twin panicked on this event three times.
     Poison,
+    /// A twin's stored record cannot be read (the payload is its bytes):
+    /// the twin was quarantined and rebuilt (`node.damaged_twin`).
+    DamagedState,
     /// Cluster: the record's key belongs to another partition than the one
     /// it arrived on (not produced with Kafka's default partitioner).
     WrongPartition,
@@ -52,6 +55,7 @@ impl DeadReason {
             DeadReason::UnknownContract => "unknown_contract",
             DeadReason::UnknownSource => "unknown_source",
             DeadReason::Poison => "poison",
+            DeadReason::DamagedState => "damaged_state",
             DeadReason::WrongPartition => "wrong_partition",
         }
     }

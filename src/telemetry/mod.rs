@@ -22,6 +22,9 @@ pub const TWINS_ACTIVE: &str = "twinstream_twins_active";
 pub const TWINS_PASSIVATED: &str = "twinstream_twins_passivated_total";
 pub const TWINS_STARTED: &str = "twinstream_twins_started_total";
 pub const TWIN_RESTARTS: &str = "twinstream_twin_restarts_total";
+/// Twins whose stored record could not be read: dead-lettered and rebuilt
+/// (`from`: `changelog` or `empty`).
+pub const TWINS_QUARANTINED: &str = "twinstream_twins_quarantined_total";
 pub const SNAPSHOT_DURATION: &str = "twinstream_snapshot_duration_seconds";
 pub const SNAPSHOT_BYTES: &str = "twinstream_snapshot_bytes_total";
 pub const SNAPSHOT_TWINS: &str = "twinstream_snapshot_twins_total";
@@ -89,6 +92,7 @@ pub const ALL: &[&str] = &[
     TWINS_PASSIVATED,
     TWINS_STARTED,
     TWIN_RESTARTS,
+    TWINS_QUARANTINED,
     SNAPSHOT_DURATION,
     SNAPSHOT_BYTES,
     SNAPSHOT_TWINS,
@@ -284,6 +288,12 @@ pub fn twins_passivated(n: usize) {
 /// passivation or a restart) or `new` (no record yet).
 pub fn twin_started(from: &'static str) {
     counter!(TWINS_STARTED, LABEL_FROM => from).increment(1);
+}
+
+/// A twin's stored record was damaged; it was rebuilt `from` `changelog`
+/// or `empty`.
+pub fn twin_quarantined(from: &'static str) {
+    counter!(TWINS_QUARANTINED, LABEL_FROM => from).increment(1);
 }
 
 pub fn twin_restarted() {

@@ -646,4 +646,22 @@ sources:
             "t.yaml:1:53: node.time_tolerance: unknown field `ahead`; expected one of `future` or `past`",
         ],
     },
+    Case {
+        name: "a damaged twin rebuilt from a changelog a standalone node does not have",
+        yaml: r#"
+node: { damaged_twin: changelog }
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: f
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &[
+            "t.yaml:1:23: node.damaged_twin: `changelog` needs a cluster node (`node.cluster`); a standalone or edge node has no changelog: use `empty` or `stop`",
+        ],
+    },
 ];

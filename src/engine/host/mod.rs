@@ -54,13 +54,22 @@ use crate::pipeline::{DeadLetter, DeadReason, Origin, OutputBatch};
 use crate::sink::SinkHub;
 use crate::store::{Store, TimerChange};
 use crate::telemetry;
+use crate::topology::DamagedTwin;
 use crate::twin::model::{apply, next_deadline, ClosedDigest, Event, Input, Output, Relayed, TwinState, NO_TS};
 use crate::twin::record;
 use crate::twin::schema::TypeModel;
 use crate::twin::view::{self, Glance};
 
+/// The origin `source` of a dead letter that holds a damaged twin record.
+pub const STORE_ORIGIN: &str = "store";
+
 /// Attempts at one event before it is dead-lettered.
 pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Reads the last committed record of twin `asset` of shard `shard` from
+/// outside the node (a cluster's changelog), with its timer: `Ok(None)`
+/// when there is none.
+pub type Rebuild = Arc<dyn Fn(u32, &str) -> Result<Option<(Vec<u8>, Option<i64>)>, String> + Send + Sync>;
 
 /// What every twin of a node shares.
 pub struct TwinContext {
@@ -81,6 +90,10 @@ pub struct TwinContext {
     pub feedback: crossbeam_channel::Sender<Feedback>,
     /// Where twins tell watchers what changed (while anyone watches).
     pub feed: Arc<Feed>,
+    /// What a twin whose stored record is damaged starts from
+    /// (`node.damaged_twin`), and where a cluster node reads it back from.
+    pub damaged: DamagedTwin,
+    pub rebuild: Option<Rebuild>,
     /// Test hook: the model panics on an event with this value.
     #[cfg(test)]
     pub panic_hook: Option<tests::PanicHook>,
@@ -164,8 +177,10 @@ impl TwinActor {
     }
 
     /// `on_start` hook: the twin of `asset`, restored from the store (lazy
-    /// restore: on its first use). A record it cannot restore stops the
-    /// node (the error goes to the engine); the twin then does nothing.
+    /// restore: on its first use). A damaged record is quarantined
+    /// ([`Self::quarantine`]); a store that cannot be read, or a damaged
+    /// record under `node.damaged_twin: stop`, stops the node (the error
+    /// goes to the engine) and the twin then does nothing.
     pub fn start(asset: Arc<str>, tcx: Arc<TypeContext>, shard: u32) -> TwinActor {
         let mut twin = TwinActor::new(asset, tcx, shard);
         if let Err(e) = twin.restore() {
@@ -196,12 +211,10 @@ impl TwinActor {
                 return Ok(());
             }
             Err(stored::RestoreError::Store(e)) => return Err(e.into()),
-            Err(stored::RestoreError::Record(error)) => {
-                return Err(EngineError::Restore {
-                    asset: self.asset.to_string(),
-                    error,
-                })
-            }
+            Err(stored::RestoreError::Record(error)) => match self.quarantine(bytes, error)? {
+                Some(rebuilt) => rebuilt,
+                None => return Ok(()),
+            },
         };
         if !notes.dropped.is_empty() {
             tracing::warn!(asset = %self.asset, dropped = ?notes.dropped, "restored twin: parts the topology no longer declares were dropped");
@@ -216,6 +229,76 @@ impl TwinActor {
             self.armed = self.stored;
         }
         Ok(())
+    }
+
+    /// The twin's stored record `bytes` cannot be read (`error`): unless
+    /// `node.damaged_twin` says `stop`, its bytes go to the dead letters and
+    /// the twin is rebuilt - from the changelog's last committed copy (a
+    /// cluster node: the same state the record held, written back to the
+    /// store), else from empty (`None`). Never misread, never silently
+    /// dropped.
+    fn quarantine(
+        &self,
+        bytes: Vec<u8>,
+        error: crate::store::envelope::EnvelopeError,
+    ) -> Result<Option<(TwinState, record::RestoreNotes)>, EngineError> {
+        let cx = &self.tcx.cx;
+        let (asset, shard) = (self.asset.clone(), self.shard);
+        let stop = |error| EngineError::Restore {
+            asset: asset.to_string(),
+            error,
+        };
+        let mut rebuilt = None;
+        let mut why_empty = String::new();
+        match (cx.damaged, &cx.rebuild) {
+            (DamagedTwin::Stop, _) => return Err(stop(error)),
+            (DamagedTwin::Changelog, Some(rebuild)) => match rebuild(shard, &asset) {
+                Ok(Some((copy, _timer))) => match stored::restore(&cx.store, &self.tcx.model, &copy) {
+                    Ok(stored::Restored::State(state, notes)) => {
+                        cx.store.put_twin_raw(shard, &asset, &copy)?;
+                        rebuilt = Some((state, notes));
+                    }
+                    Ok(stored::Restored::OtherType { stored }) => {
+                        why_empty = format!(" (the changelog's copy is of type `{stored}`)")
+                    }
+                    Err(e) => why_empty = format!(" (the changelog's copy is unreadable too: {e})"),
+                },
+                Ok(None) => why_empty = " (the changelog holds no committed copy)".into(),
+                // Starting from empty while a good copy may exist would
+                // lose state: stop, so a restart tries again.
+                Err(e) => {
+                    return Err(EngineError::Aborted(format!(
+                        "twin `{asset}` (shard {shard}): its stored record is unreadable ({error}) and the changelog to rebuild it from cannot be read: {e}"
+                    )))
+                }
+            },
+            (DamagedTwin::Changelog | DamagedTwin::Empty, _) => {}
+        }
+        let from = if rebuilt.is_some() { "changelog" } else { "empty" };
+        let message = format!(
+            "twin `{asset}` (shard {shard}): its stored record is unreadable ({error}); quarantined here and rebuilt from {from}{why_empty}"
+        );
+        tracing::error!(asset = %asset, shard, from, error = %error, "damaged twin record quarantined (dead-lettered) and rebuilt");
+        telemetry::twin_quarantined(from);
+        telemetry::dead_lettered(STORE_ORIGIN, DeadReason::DamagedState.code(), 1);
+        let letter = DeadLetter {
+            origin: Origin {
+                source: STORE_ORIGIN.into(),
+                file: Some(crate::store::shard_cf(shard).into()),
+                line: 0,
+                offset: None,
+                topic: None,
+                partition: None,
+            },
+            reason: DeadReason::DamagedState,
+            message,
+            payload: bytes,
+            key: Some(asset.as_bytes().to_vec()),
+        };
+        // Ahead of anything the twin does next: flushed before the
+        // checkpoint that replaces the record.
+        self.deliver(Vec::new(), vec![letter], None, None);
+        Ok(rebuilt)
     }
 
     /// Applies `input` in place after backing the state up; if the model

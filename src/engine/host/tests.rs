@@ -88,6 +88,8 @@ fn run_twin(events: Vec<Event>, panics: u32) -> (record::TwinRecord, Vec<serde_j
             remote_relays: false,
             feedback: crossbeam_channel::unbounded().0,
             feed: crate::pipeline::watch::Feed::new(),
+            damaged: crate::topology::DamagedTwin::Stop,
+            rebuild: None,
             panic_hook: Some(hook),
         });
         let mut twin = TwinActor::start("p1".into(), Arc::new(TypeContext { model, cx: cx.clone() }), 0);

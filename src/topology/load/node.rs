@@ -1,5 +1,6 @@
 //! `node:`: the node's name, state directory, snapshots, HTTP API (with its
-//! tokens), cluster membership, role and time tolerance.
+//! tokens), cluster membership, role, time tolerance and what a damaged twin
+//! record starts from.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ impl<'t> Cx<'t> {
             cluster: None,
             role: NodeRole::Standalone,
             time_tolerance: TimeTolerance::default(),
+            damaged_twin: DamagedTwin::Empty,
         };
         let Some(node) = node else { return Some(spec) };
         const FIELDS: &[&str] = &[
@@ -46,6 +48,7 @@ impl<'t> Cx<'t> {
             "cluster",
             "role",
             "time_tolerance",
+            "damaged_twin",
         ];
         let f = Fields::new(node, "node", FIELDS, &mut self.diags)?;
         let d = &mut self.diags;
@@ -187,6 +190,23 @@ impl<'t> Cx<'t> {
                     ),
                 ),
                 _ => spec.role = role,
+            }
+        }
+        // A cluster node has every twin's last checkpoint in its changelog.
+        if spec.role == NodeRole::Cluster {
+            spec.damaged_twin = DamagedTwin::Changelog;
+        }
+        if let Some(c) = f.choice("damaged_twin", &DamagedTwin::NAMES, false, d) {
+            spec.damaged_twin = match c.value.as_str() {
+                "stop" => DamagedTwin::Stop,
+                "changelog" => DamagedTwin::Changelog,
+                _ => DamagedTwin::Empty,
+            };
+            if spec.damaged_twin == DamagedTwin::Changelog && spec.role != NodeRole::Cluster {
+                d.error(
+                    c.pos,
+                    "node.damaged_twin: `changelog` needs a cluster node (`node.cluster`); a standalone or edge node has no changelog: use `empty` or `stop`",
+                );
             }
         }
         if let Some(http) = f.get("http") {

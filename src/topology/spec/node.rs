@@ -34,6 +34,35 @@ pub struct NodeSpec {
     pub role: NodeRole,
     /// How far an event's timestamp may be from this node's clock.
     pub time_tolerance: TimeTolerance,
+    /// What a twin whose stored record cannot be read starts from.
+    pub damaged_twin: DamagedTwin,
+}
+
+/// What happens to a twin whose stored record is damaged (cannot be
+/// decoded): its bytes always go to the dead letters (`damaged_state`), and
+/// then it ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DamagedTwin {
+    /// ... stops the node (nothing starts from a guess).
+    Stop,
+    /// ... starts from empty, as a new twin would.
+    Empty,
+    /// ... is read back from the cluster's changelog (its last committed
+    /// checkpoint, the same state the local record held); from empty when
+    /// the changelog has no readable copy either.
+    Changelog,
+}
+
+impl DamagedTwin {
+    pub const NAMES: [&'static str; 3] = ["stop", "empty", "changelog"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DamagedTwin::Stop => "stop",
+            DamagedTwin::Empty => "empty",
+            DamagedTwin::Changelog => "changelog",
+        }
+    }
 }
 
 /// How far ahead of, or behind, the node's processing-time clock an event

@@ -1,0 +1,156 @@
+//! Damaged state: a twin record that cannot be read is quarantined - its
+//! bytes dead-lettered with the reason, the twin rebuilt as the topology
+//! says - never misread and never silently dropped.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+/// A node reading `data` (a file it follows), its dead letters to
+/// `dlq.jsonl` beside it; `node` adds to the node's settings.
+fn topology(dir: &Path, data: &Path, node: &str) -> PathBuf {
+    let mut topo = Topo::new("damaged").snapshot_every("100ms");
+    if !node.is_empty() {
+        topo = topo.with(node);
+    }
+    topo.model(
+        r#"asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s, range: [0, 50] }
+assets: [{ id: "pump-*", type: pump }]
+windows: [{ name: w1s, size: 1s }]
+"#,
+    )
+    .source(&format!(
+        r#"{{ name: in, type: file, path: "{}", pace: fast, decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }} }}"#,
+        data.display()
+    ))
+    .file_sink("dlq", &dir.join("dlq.jsonl"), "dead_letters")
+    .write(&dir.join("t.yaml"))
+}
+
+/// Appends `n` readings of each asset, a second apart from `from_s`.
+fn append(data: &Path, assets: &[&str], from_s: i64, n: i64) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data)
+        .unwrap();
+    for i in 0..n {
+        for a in assets {
+            let ts = 1_700_000_000_000 + (from_s + i) * 1000;
+            writeln!(
+                f,
+                r#"{{"asset":"{a}","sensor":"vibration","ts":{ts},"value":{}}}"#,
+                1 + i
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// Runs the node until a durable checkpoint covers `lines` lines of the
+/// file, then stops it cleanly.
+fn run_until_line(topo: &Path, state: &Path, lines: u64) {
+    let mut run = spawn(&mut run_cmd(topo, state));
+    let want = lines.to_string();
+    run.wait_stderr(
+        &format!("a durable checkpoint at line {lines}"),
+        Duration::from_secs(60),
+        |l| l.contains("checkpoint durable") && log_field(l, "line").as_deref() == Some(want.as_str()),
+    );
+    stop_cleanly(run);
+}
+
+/// Events per twin in the store.
+fn events(state: &Path) -> Vec<(String, u64)> {
+    digest(state).into_iter().map(|(a, e, ..)| (a, e)).collect()
+}
+
+/// Cuts `asset`'s stored record in half: readable by RocksDB, not as a
+/// twin record. Returns the damaged bytes.
+fn damage(state: &Path, asset: &str) -> Vec<u8> {
+    let store = twinstream::store::Store::open(state, 1).unwrap();
+    let good = store.get_twin(0, asset).unwrap().expect("the twin is stored");
+    let bad = good[..good.len() / 2].to_vec();
+    assert!(
+        twinstream::twin::record::decode(&bad).is_err(),
+        "the cut record must not decode"
+    );
+    store.put_twin_raw(0, asset, &bad).unwrap();
+    bad
+}
+
+#[test]
+fn a_damaged_twin_record_is_dead_lettered_with_its_bytes_and_the_twin_starts_from_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("in.jsonl");
+    let topo = topology(dir.path(), &data, "");
+    let state = dir.path().join("state");
+    append(&data, &["pump-1", "pump-2"], 0, 5);
+    run_until_line(&topo, &state, 10);
+    assert_eq!(events(&state), [("pump-1".into(), 5), ("pump-2".into(), 5)]);
+
+    let bad = damage(&state, "pump-1");
+    append(&data, &["pump-1", "pump-2"], 5, 3);
+    run_until_line(&topo, &state, 16);
+    assert_eq!(
+        events(&state),
+        [("pump-1".into(), 3), ("pump-2".into(), 8)],
+        "pump-1 starts from empty, pump-2 is untouched"
+    );
+    let dead = jsonl(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let d = &dead[0];
+    assert_eq!(d["reason"], "damaged_state");
+    assert_eq!(d["origin"]["source"], "store");
+    assert_eq!(d["key"], "pump-1");
+    use base64::Engine as _;
+    let payload = match d.get("payload_base64") {
+        Some(b) => base64::engine::general_purpose::STANDARD
+            .decode(b.as_str().unwrap())
+            .unwrap(),
+        None => d["payload"].as_str().unwrap().as_bytes().to_vec(),
+    };
+    assert_eq!(payload, bad, "the damaged bytes are kept");
+    let msg = d["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("twin `pump-1` (shard 0): its stored record is unreadable (")
+            && msg.ends_with("quarantined here and rebuilt from empty"),
+        "{msg}"
+    );
+
+    // The rebuilt record replaced the damaged one: nothing more to say.
+    append(&data, &["pump-1"], 8, 1);
+    run_until_line(&topo, &state, 17);
+    assert_eq!(events(&state)[0], ("pump-1".into(), 4));
+    assert_eq!(jsonl(&dir.path().join("dlq.jsonl")).len(), 1, "quarantined once");
+}
+
+#[test]
+fn with_damaged_twin_stop_a_damaged_record_stops_the_node_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("in.jsonl");
+    let topo = topology(dir.path(), &data, "damaged_twin: stop");
+    let state = dir.path().join("state");
+    append(&data, &["pump-1"], 0, 2);
+    run_until_line(&topo, &state, 2);
+    damage(&state, "pump-1");
+    append(&data, &["pump-1"], 2, 1);
+
+    let run = spawn(&mut run_cmd(&topo, &state));
+    let (status, stderr) = run.finish(Duration::from_secs(60));
+    assert!(!status.success());
+    let err = stderr.join("\n");
+    assert!(err.contains("cannot restore twin `pump-1`"), "{err}");
+    // Nothing was replaced or dead-lettered: the record is as it was.
+    let store = twinstream::store::Store::open(&state, 1).unwrap();
+    let kept = store.get_twin(0, "pump-1").unwrap().unwrap();
+    assert!(twinstream::twin::record::decode(&kept).is_err());
+    assert!(!dir.path().join("dlq.jsonl").exists() || jsonl(&dir.path().join("dlq.jsonl")).is_empty());
+}
