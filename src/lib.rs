@@ -36,6 +36,8 @@
 //!   by a compaction filter) and source positions in versioned envelopes,
 //!   written atomically per checkpoint.
 //! * [`report`] - the replay report (workload v1 outputs) from durable state.
+//! * [`state_check`] - `check-state`: a state directory verified offline,
+//!   every value read through its checksum and decoded.
 //! * [`cluster`] - shards = partitions of the ingest topic: the
 //!   partitioner, what the node owns, per-shard meta, the changelog
 //!   (publish with consistency markers, fold on restore; history in a topic
@@ -63,6 +65,7 @@ pub mod priority;
 pub mod report;
 pub mod sink;
 pub mod source;
+pub mod state_check;
 pub mod store;
 pub mod telemetry;
 pub mod topology;

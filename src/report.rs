@@ -25,7 +25,7 @@ pub fn encode_digest(closed: &[ClosedDigest]) -> Vec<u8> {
     buf
 }
 
-fn decode_digest(bytes: &[u8]) -> Result<Vec<ClosedDigest>, EnvelopeError> {
+pub fn decode_digest(bytes: &[u8]) -> Result<Vec<ClosedDigest>, EnvelopeError> {
     let payload = envelope::open(bytes, DIGEST_FORMAT, "window digest")?;
     bincode::serde::decode_from_slice(payload, bincode::config::standard())
         .map(|(v, _)| v)

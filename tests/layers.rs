@@ -12,7 +12,8 @@
 //! 3. `cluster` - shards, membership, changelog, directory
 //! 4. `source`, `sink` - the components at the edges
 //! 5. `report` - the replay report from durable state
-//! 6. `engine` - wiring, routing, hosting twins, checkpoints
+//! 6. `engine` - wiring, routing, hosting twins, checkpoints; `state_check`
+//!    - a state directory verified offline
 //! 7. `api` - the HTTP API
 
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ const LAYERS: &[&[&str]] = &[
     &["cluster"],
     &["source", "sink"],
     &["report"],
-    &["engine"],
+    &["engine", "state_check"],
     &["api"],
 ];
 

@@ -204,6 +204,17 @@ pub fn run(
     // A single node has one shard (0); a cluster node the shards the group
     // assigns it, created as they come.
     let store = Arc::new(Store::open(&opts.state_dir, if cluster.is_some() { 0 } else { 1 })?);
+    // A cluster node's shard that lost its twins or timers is restored
+    // whole from the changelog, as a shard new to this node would be.
+    for (shard, lost) in store.incomplete_shards().to_vec() {
+        tracing::warn!(
+            shard,
+            missing = %lost.join(", "),
+            "the store lost part of a shard (column families missing): its remains are dropped and the shard is restored from the changelog when this node is assigned it"
+        );
+        store.discard_shard(shard)?;
+        store.delete_meta(&crate::cluster::ShardMeta::key(shard))?;
+    }
     let sharding = Arc::new(if cluster.is_some() {
         crate::cluster::Sharding::default()
     } else {

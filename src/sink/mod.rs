@@ -20,6 +20,8 @@ mod lines;
 mod mqtt;
 mod outbox;
 
+pub use outbox::check_value as check_outbox_value;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -98,6 +98,20 @@ pub enum StoreError {
     Locked { path: PathBuf },
     #[error("cannot open the store in {path}: {cause}")]
     Open { path: PathBuf, cause: rocksdb::Error },
+    /// Files of the store are missing or damaged: it cannot be opened as a
+    /// whole, and a node never runs on part of its state.
+    #[error("the store in {path} is damaged: {what} (RocksDB: {cause}). The node does not start on part of its state: restore the directory from a backup, or move it aside and start with an empty one (a cluster node restores its shards from the changelog; a standalone node reads its sources again from where they keep data, and what a broker no longer holds is lost)")]
+    Damaged { path: PathBuf, what: String, cause: String },
+    /// A column family the store had is gone (not created empty again:
+    /// that would silently lose what it held).
+    #[error("the store in {path} is damaged: column family {missing} is missing ({what}). The node does not start without it: restore the directory from a backup, or move it aside and start with an empty one (a cluster node restores its shards from the changelog; a standalone node reads its sources again from where they keep data, and what a broker no longer holds is lost)")]
+    MissingFamily {
+        path: PathBuf,
+        missing: String,
+        what: String,
+    },
+    #[error("{path} is not a state directory (no RocksDB `CURRENT` file in it)")]
+    NotAStore { path: PathBuf },
     #[error("the store in {path} has layout format {found}; this build reads format {supported}")]
     UnsupportedFormat { path: PathBuf, found: u16, supported: u16 },
     #[error("store read failed: {0}")]
@@ -120,6 +134,10 @@ pub struct Store {
     shards: Mutex<BTreeSet<u32>>,
     /// What history retention is measured against ([`history::Clock`]).
     clock: history::Clock,
+    /// Shards found with their twins or timers family missing (a cluster
+    /// node's store opened with no required shards): not in `shards`, left
+    /// for [`Self::discard_shard`] so the shard is restored from elsewhere.
+    incomplete: Vec<(u32, Vec<String>)>,
 }
 
 /// Options of every column family.
@@ -148,9 +166,61 @@ fn shard_of(cf: &str) -> Option<u32> {
         .and_then(|n| n.parse().ok())
 }
 
+/// What a failed open means: held by another process, damaged (files
+/// missing or corrupt), or another failure.
+fn open_error(dir: &Path, e: rocksdb::Error) -> StoreError {
+    let text = e.to_string();
+    let path = dir.to_path_buf();
+    // "IO error: While lock file: DIR/LOCK: Resource temporarily unavailable"
+    // (not any message with "lock" in it: "block checksum mismatch").
+    if text.contains("lock file") || text.contains("/LOCK") {
+        return StoreError::Locked { path };
+    }
+    if e.kind() == rocksdb::ErrorKind::Corruption || text.contains("No such file") {
+        // RocksDB names the file: "... While open a file for random read:
+        // DIR/000009.sst: No such file or directory".
+        let file = text
+            .split([' ', ':'])
+            .find(|w| w.ends_with(".sst") || w.ends_with(".log") || w.contains("MANIFEST-"))
+            .map(|f| {
+                Path::new(f)
+                    .file_name()
+                    .map_or(f.to_string(), |n| n.to_string_lossy().into_owned())
+            });
+        let what = match file {
+            Some(f) if text.contains("No such file") => format!("file {f} is missing"),
+            Some(f) => format!("file {f} is corrupt"),
+            None => "its files are inconsistent".to_string(),
+        };
+        return StoreError::Damaged {
+            path,
+            what,
+            cause: text,
+        };
+    }
+    StoreError::Open { path, cause: e }
+}
+
+/// What RocksDB's log of this open says it dropped while recovering the
+/// write-ahead log (`LOG` in the store's directory, written by the open).
+fn recovery_notes(dir: &Path) -> Vec<String> {
+    let Ok(log) = std::fs::read_to_string(dir.join("LOG")) else {
+        return Vec::new();
+    };
+    log.lines()
+        .filter(|l| l.contains("[WARN]") && l.contains("db_impl_open") && l.contains("dropping"))
+        .filter_map(|l| l.split("] ").nth(2).or_else(|| l.rsplit("] ").next()))
+        .map(str::to_string)
+        .collect()
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `dir` with shards `0..shards`
-    /// (and any other shard it holds).
+    /// (and any other shard it holds). A store that lost a column family
+    /// of a shard in `0..shards`, or its `meta`, is refused
+    /// ([`StoreError::MissingFamily`]); a shard beyond them that lost its
+    /// twins or timers is left out and listed by
+    /// [`Self::incomplete_shards`].
     pub fn open(dir: &Path, shards: u32) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
@@ -179,43 +249,135 @@ impl Store {
                 cfs.push(cf.clone());
             }
         }
-        let present: BTreeSet<u32> = cfs.iter().filter_map(|c| shard_of(c)).collect();
-        // A shard with some of its families but not all (a crash while
-        // creating it, or a format 1 store without the deadline index) gets
-        // the missing ones.
-        for shard in &present {
-            for cf in shard_cfs(*shard) {
+        let fresh = existing.is_empty();
+        if !fresh && !existing.iter().any(|c| c == META_CF) {
+            return Err(StoreError::MissingFamily {
+                path: dir.to_path_buf(),
+                missing: format!("`{META_CF}`"),
+                what: "the store's format, every source's position and the schemas twin records refer to".into(),
+            });
+        }
+        let mut present: BTreeSet<u32> = cfs.iter().filter_map(|c| shard_of(c)).collect();
+        // A shard without its twins or timers family lost state: refused
+        // (a required shard) or left for the caller to restore (a cluster
+        // node's). One without its deadline index or history (a format 1
+        // store, or one from before history) gets them, empty.
+        let mut incomplete = Vec::new();
+        for shard in present.clone() {
+            let lost: Vec<String> = [shard_cf(shard), timer_cf(shard)]
+                .into_iter()
+                .filter(|cf| !existing.contains(cf))
+                .collect();
+            if !fresh && !lost.is_empty() {
+                if shard < shards {
+                    return Err(StoreError::MissingFamily {
+                        path: dir.to_path_buf(),
+                        missing: lost.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" and "),
+                        what: format!("the state of shard {shard}'s twins"),
+                    });
+                }
+                cfs.retain(|c| !lost.contains(c));
+                present.remove(&shard);
+                incomplete.push((shard, lost));
+                continue;
+            }
+            for cf in shard_cfs(shard) {
                 if !cfs.contains(&cf) {
                     cfs.push(cf);
                 }
             }
         }
-        let fresh = existing.is_empty();
         let clock = history::Clock::new();
         let descriptors = cfs
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(name, options_of(name, &clock)));
-        let db = Db::open_cf_descriptors(&opts, dir, descriptors).map_err(|source| {
-            if source.to_string().contains("lock") {
-                StoreError::Locked {
-                    path: dir.to_path_buf(),
-                }
-            } else {
-                StoreError::Open {
-                    path: dir.to_path_buf(),
-                    cause: source,
-                }
-            }
-        })?;
+        let db = Db::open_cf_descriptors(&opts, dir, descriptors).map_err(|e| open_error(dir, e))?;
         let store = Store {
             db,
             path: dir.to_path_buf(),
             shards: Mutex::new(present),
             clock,
+            incomplete,
         };
         store.check_format(fresh)?;
         store.load_history_clock()?;
+        for note in recovery_notes(dir) {
+            tracing::warn!(
+                %note,
+                "the store's write-ahead log ended in an incomplete or damaged record (a crash during a write, or a damaged disk): the store recovered to its last complete checkpoint and every source resumes from there"
+            );
+        }
         Ok(store)
+    }
+
+    /// Opens the store in `dir` read-only, every column family it has, for
+    /// offline checks (`twinstream check-state`): writes nothing, and works
+    /// beside a running node.
+    pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
+        if !dir.join("CURRENT").is_file() {
+            return Err(StoreError::NotAStore {
+                path: dir.to_path_buf(),
+            });
+        }
+        let opts = Options::default();
+        let names = Db::list_cf(&opts, dir).map_err(|e| open_error(dir, e))?;
+        let clock = history::Clock::new();
+        let descriptors = names
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, options_of(name, &clock)));
+        let db = Db::open_cf_descriptors_read_only(&opts, dir, descriptors, false).map_err(|e| open_error(dir, e))?;
+        let store = Store {
+            db,
+            path: dir.to_path_buf(),
+            shards: Mutex::new(names.iter().filter_map(|c| shard_of(c)).collect()),
+            clock,
+            incomplete: Vec::new(),
+        };
+        if names.iter().any(|c| c == META_CF) {
+            store.load_history_clock()?;
+        }
+        Ok(store)
+    }
+
+    /// The names of the store's column families (as RocksDB lists them).
+    pub fn column_families(&self) -> Result<Vec<String>, StoreError> {
+        Db::list_cf(&Options::default(), &self.path).map_err(StoreError::Read)
+    }
+
+    /// Calls `f(key, value)` for every value of column family `cf`, in key
+    /// order, reading every block through its checksum (and not into the
+    /// block cache). Stops at the first error (a damaged block).
+    pub fn scan(&self, cf: &str, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
+        let Some(handle) = self.db.cf_handle(cf) else {
+            return Ok(());
+        };
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_verify_checksums(true);
+        ro.fill_cache(false);
+        for item in self.db.iterator_cf_opt(&handle, ro, IteratorMode::Start) {
+            let (k, v) = item.map_err(StoreError::Read)?;
+            f(&k, &v);
+        }
+        Ok(())
+    }
+
+    /// Shards whose twins or timers family was missing at the open, with
+    /// the missing families (a cluster node's store; see [`Self::open`]).
+    pub fn incomplete_shards(&self) -> &[(u32, Vec<String>)] {
+        &self.incomplete
+    }
+
+    /// Drops whatever families of `shard` exist, held or not: a shard that
+    /// lost part of its state, to be restored whole from elsewhere.
+    pub fn discard_shard(&self, shard: u32) -> Result<(), StoreError> {
+        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        shards.remove(&shard);
+        for cf in shard_cfs(shard) {
+            if self.db.cf_handle(&cf).is_some() {
+                self.db.drop_cf(&cf).map_err(StoreError::Write)?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes every memtable to table files and waits, so the next open
@@ -340,6 +502,13 @@ impl Store {
             .map_err(StoreError::Write)
     }
 
+    /// Deletes one meta value on its own (not part of a checkpoint).
+    pub fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
+        self.db
+            .delete_cf(&self.cf(META_CF), key.as_bytes())
+            .map_err(StoreError::Write)
+    }
+
     /// Calls `f(key, value)` for every meta value whose key starts with `prefix`.
     pub fn for_each_meta(
         &self,
@@ -432,6 +601,115 @@ mod tests {
         })
         .unwrap();
         assert_eq!(timers, 0);
+    }
+
+    /// A checkpoint of one twin record `v` for `asset` in shard 0.
+    fn commit_twin(s: &Store, asset: &str, v: &[u8]) {
+        let mut ckpt = Checkpoint::default();
+        s.put_twin(&mut ckpt, 0, asset, v);
+        s.commit(ckpt, true).unwrap();
+    }
+
+    #[test]
+    fn a_lost_column_family_is_refused_or_left_for_a_restore_never_created_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 1).unwrap();
+            commit_twin(&s, "a", &[1]);
+            s.db.drop_cf(&shard_cf(0)).unwrap();
+        }
+        let err = Store::open(dir.path(), 1).err().expect("must refuse");
+        assert!(matches!(err, StoreError::MissingFamily { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("column family `twins-0000` is missing (the state of shard 0's twins)"),
+            "{msg}"
+        );
+        // A cluster node's store (no shard required): the shard is left out
+        // for a restore from the changelog, and its remains can be dropped.
+        let s = Store::open(dir.path(), 0).unwrap();
+        assert_eq!(s.shards(), Vec::<u32>::new());
+        assert_eq!(s.incomplete_shards(), [(0, vec![shard_cf(0)])]);
+        s.discard_shard(0).unwrap();
+        drop(s);
+        let s = Store::open(dir.path(), 0).unwrap();
+        assert!(s.incomplete_shards().is_empty() && s.shards().is_empty());
+        assert!(s.ensure_shard(0).unwrap(), "created again, whole");
+    }
+
+    #[test]
+    fn a_store_without_its_meta_family_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 1).unwrap();
+            commit_twin(&s, "a", &[1]);
+            s.db.drop_cf(META_CF).unwrap();
+        }
+        let err = Store::open(dir.path(), 1).err().expect("must refuse").to_string();
+        assert!(err.contains("column family `meta` is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_deleted_table_file_is_named_and_the_store_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 1).unwrap();
+            commit_twin(&s, "a", &[1]);
+            s.flush().unwrap();
+        }
+        let sst = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "sst"))
+            .expect("a flush writes a table file");
+        std::fs::remove_file(&sst).unwrap();
+        let name = sst.file_name().unwrap().to_string_lossy().into_owned();
+        for err in [
+            Store::open(dir.path(), 1).err(),
+            Store::open_read_only(dir.path()).err(),
+        ] {
+            let err = err.expect("must refuse");
+            assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("is damaged: file {name} is missing")), "{msg}");
+            assert!(msg.contains("does not start on part of its state"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_log_recovers_to_the_last_complete_checkpoint_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 1).unwrap();
+            commit_twin(&s, "a", &[1; 100]);
+            commit_twin(&s, "b", &[2; 100]);
+        }
+        let log = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+            .expect("the write-ahead log");
+        let len = std::fs::metadata(&log).unwrap().len();
+        // Cut into the last record (the second checkpoint).
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(len - 20)
+            .unwrap();
+        let s = Store::open(dir.path(), 1).unwrap();
+        assert_eq!(
+            s.get_twin(0, "a").unwrap(),
+            Some(vec![1; 100]),
+            "the complete checkpoint"
+        );
+        assert_eq!(s.get_twin(0, "b").unwrap(), None, "the cut one is gone, whole");
+        let notes = recovery_notes(dir.path());
+        assert!(
+            notes.len() == 1 && notes[0].contains("dropping") && notes[0].contains("Corruption"),
+            "{notes:?}"
+        );
     }
 
     #[test]

@@ -65,6 +65,12 @@ pub(super) struct Outbox {
     reported: Instant,
 }
 
+/// Whether a stored outbox value reads as a message (for
+/// `twinstream check-state`).
+pub fn check_value(value: &[u8]) -> Result<(), crate::store::envelope::EnvelopeError> {
+    codec::decode(value).map(|_| ())
+}
+
 impl Outbox {
     fn new(
         name: &str,
