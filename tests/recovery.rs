@@ -16,6 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 struct Setup {
     _dir: tempfile::TempDir,
+    topology: PathBuf,
     data: PathBuf,
     state: PathBuf,
     report: PathBuf,
@@ -33,6 +34,7 @@ fn setup(prepare: impl FnOnce(&Store)) -> Setup {
     let report = dir.path().join("report.json");
     Setup {
         _dir: dir,
+        topology: PathBuf::from(WORKLOAD),
         data,
         state,
         report,
@@ -43,7 +45,8 @@ fn setup(prepare: impl FnOnce(&Store)) -> Setup {
 fn replay_must_fail(s: &Setup) -> String {
     let run = spawn(
         twinstream()
-            .args(["replay", WORKLOAD])
+            .arg("replay")
+            .arg(&s.topology)
             .arg(&s.data)
             .arg("--report")
             .arg(&s.report)
@@ -104,12 +107,20 @@ fn a_twin_record_of_an_unknown_format_version_stops_the_replay_naming_the_asset(
     );
 }
 
+/// (By default a corrupt record is quarantined and the twin rebuilt:
+/// `tests/damaged_state.rs`; `node.damaged_twin: stop` stops instead.)
 #[test]
-fn a_twin_record_with_a_corrupt_payload_stops_the_replay_naming_the_asset() {
+fn with_damaged_twin_stop_a_corrupt_twin_record_stops_the_replay_naming_the_asset() {
     // The current format version, and bytes that are not a twin record.
     let mut bad = twinstream::twin::record::TWIN_FORMAT.to_le_bytes().to_vec();
     bad.extend_from_slice(&[0xff; 9]);
-    let s = setup(|store| store.put_twin_raw(0, "pump-00003", &bad).unwrap());
+    let mut s = setup(|store| store.put_twin_raw(0, "pump-00003", &bad).unwrap());
+    let topo = std::fs::read_to_string(WORKLOAD)
+        .unwrap()
+        .replace("  name: conformance\n", "  name: conformance\n  damaged_twin: stop\n");
+    assert!(topo.contains("damaged_twin: stop"));
+    s.topology = s.data.with_file_name("stop.yaml");
+    std::fs::write(&s.topology, topo).unwrap();
     let stderr = replay_must_fail(&s);
     assert_mentions(&stderr, &["pump-00003", "corrupt"]);
     assert_eq!(stored_twin(&s.state, "pump-00003").as_deref(), Some(&bad[..]));

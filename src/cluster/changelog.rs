@@ -526,6 +526,23 @@ impl Writer {
     }
 }
 
+/// Applies one changelog value as this build writes it (framed, no
+/// headers) to `fold`: what a restore does with each message, for the
+/// `stored` fuzz target.
+pub fn apply_value(fold: &mut Fold, key: Option<&[u8]>, value: &[u8]) -> Result<(), &'static str> {
+    apply(fold, key, value, |_| None)
+}
+
+/// Applies one message of the history topic to `fold`.
+pub fn apply_history_value(fold: &mut HistoryFold, key: Option<&[u8]>, value: &[u8]) -> Result<(), &'static str> {
+    let (kind, inc, epoch, value) = unframe(value)?;
+    if kind != KIND_HISTORY {
+        return Err("not a history record");
+    }
+    fold.record(inc, epoch, key.ok_or("a history record without a key")?, value);
+    Ok(())
+}
+
 /// Applies one changelog message (`key`, `value`, its headers) to `fold`.
 fn apply<'m>(
     fold: &mut Fold,
@@ -662,12 +679,7 @@ pub fn read_history(
 ) -> Result<(), ChangelogError> {
     let (from, to) = watermarks(consumer, topic, shard)?;
     read_with(consumer, topic, shard, from, to, stop, |m| {
-        let (kind, inc, epoch, value) = unframe(m.payload().unwrap_or_default())?;
-        if kind != KIND_HISTORY {
-            return Err("not a history record");
-        }
-        fold.record(inc, epoch, m.key().ok_or("a history record without a key")?, value);
-        Ok(())
+        apply_history_value(fold, m.key(), m.payload().unwrap_or_default())
     })
 }
 

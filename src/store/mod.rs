@@ -258,17 +258,19 @@ impl Store {
             });
         }
         let mut present: BTreeSet<u32> = cfs.iter().filter_map(|c| shard_of(c)).collect();
-        // A shard without its twins or timers family lost state: refused
-        // (a required shard) or left for the caller to restore (a cluster
-        // node's). One without its deadline index or history (a format 1
-        // store, or one from before history) gets them, empty.
+        // A shard the store has some families of, but not its twins or
+        // timers, lost state: refused (a required shard) or left for the
+        // caller to restore (a cluster node's). One without its deadline
+        // index or history (a format 1 store, or one from before history)
+        // gets them, empty; a shard it has none of is new.
+        let had: BTreeSet<u32> = existing.iter().filter_map(|c| shard_of(c)).collect();
         let mut incomplete = Vec::new();
         for shard in present.clone() {
             let lost: Vec<String> = [shard_cf(shard), timer_cf(shard)]
                 .into_iter()
                 .filter(|cf| !existing.contains(cf))
                 .collect();
-            if !fresh && !lost.is_empty() {
+            if had.contains(&shard) && !lost.is_empty() {
                 if shard < shards {
                     return Err(StoreError::MissingFamily {
                         path: dir.to_path_buf(),

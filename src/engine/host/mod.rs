@@ -232,7 +232,9 @@ impl TwinActor {
     }
 
     /// The twin's stored record `bytes` cannot be read (`error`): unless
-    /// `node.damaged_twin` says `stop`, its bytes go to the dead letters and
+    /// `node.damaged_twin` says `stop`, or the record is of a format version
+    /// this build does not know (a newer build wrote it: the node stops and
+    /// leaves it), its bytes go to the dead letters and
     /// the twin is rebuilt - from the changelog's last committed copy (a
     /// cluster node: the same state the record held, written back to the
     /// store), else from empty (`None`). Never misread, never silently
@@ -251,6 +253,11 @@ impl TwinActor {
         let mut rebuilt = None;
         let mut why_empty = String::new();
         match (cx.damaged, &cx.rebuild) {
+            // A record of a format this build does not know was written by
+            // a newer build: not damage, and never replaced.
+            _ if matches!(error, crate::store::envelope::EnvelopeError::UnknownVersion { .. }) => {
+                return Err(stop(error))
+            }
             (DamagedTwin::Stop, _) => return Err(stop(error)),
             (DamagedTwin::Changelog, Some(rebuild)) => match rebuild(shard, &asset) {
                 Ok(Some((copy, _timer))) => match stored::restore(&cx.store, &self.tcx.model, &copy) {

@@ -7,7 +7,8 @@
 //! record - bad JSON, a missing field, an unknown asset or sensor, a value
 //! out of range - becomes a [`DeadLetter`] with the original bytes.
 //!
-//! `fields.rs` holds the mapped fields (the tree both readers walk, and the
+//! `agree.rs` checks the scanner against `serde_json` on one record (the
+//! property tests and the `scanner` fuzz target); `fields.rs` holds the mapped fields (the tree both readers walk, and the
 //! per-record `Extract` they fill); `scan.rs` the fast record scanner;
 //! `seed.rs` the `serde_json` path (the seeds and visitors); this file the
 //! asset index and the decoder: its tables, chunks and records, dead
@@ -26,12 +27,14 @@ use crate::pipeline::{DeadLetter, DeadReason, DecodedChunk, Group, Origin};
 use crate::topology::{AssetPattern, DecodeSpec, Topology, TsFormat};
 use crate::twin::model::Event;
 
+mod agree;
 mod fields;
 mod scan;
 mod seed;
 #[cfg(test)]
 mod tests;
 
+pub use agree::scanner_agrees;
 pub(crate) use fields::short_eq;
 use fields::{Extract, FieldTree, RawTs, Target};
 use seed::TreeSeed;

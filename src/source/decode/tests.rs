@@ -3,62 +3,8 @@
 //! `serde_json` path decides (and words the error of a malformed one).
 
 use proptest::prelude::*;
-use serde::de::DeserializeSeed;
 
-use super::fields::{Extract, FieldTree, Target};
-use super::{scan, seed::TreeSeed};
-use crate::topology::FieldPath;
-
-/// The mapping of the generated records: flat and nested fields.
-fn tree() -> FieldTree {
-    let mut tree = FieldTree::default();
-    for (path, target) in [
-        ("asset", Target::Asset),
-        ("ts", Target::Ts),
-        ("sensor", Target::Sensor),
-        ("value", Target::Value),
-        ("meta.contract", Target::Contract),
-        ("payload.temp", Target::Wide(0)),
-        ("payload.deep.rpm", Target::Wide(1)),
-    ] {
-        tree.insert(&FieldPath::parse(path).unwrap(), target);
-    }
-    tree
-}
-
-/// What the `serde_json` path reads from `text` (`None`: an error).
-fn by_serde<'de>(text: &'de str, tree: &FieldTree) -> Option<Extract<'de>> {
-    let mut out = Extract::default();
-    let mut de = serde_json::Deserializer::from_str(text);
-    TreeSeed { tree, out: &mut out }
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .ok()?;
-    Some(out)
-}
-
-fn by_scan<'de>(text: &'de str, tree: &FieldTree) -> Option<Extract<'de>> {
-    let mut out = Extract::default();
-    scan::record(text, tree, &mut out)?;
-    Some(out)
-}
-
-/// Both readings as comparable text (floats by their bits: `-0.0` and NaN
-/// payloads must agree too).
-fn show(ex: &Extract<'_>) -> String {
-    let ts = match &ex.ts {
-        Some(super::fields::RawTs::Float(f)) => format!("F{:x}", f.to_bits()),
-        other => format!("{other:?}"),
-    };
-    let wide: Vec<_> = ex.wide.iter().map(|(i, v)| (i, v.to_bits())).collect();
-    format!(
-        "{:?} {:?} {:?} {ts} {:?} {wide:?}",
-        ex.contract,
-        ex.asset,
-        ex.sensor,
-        ex.value.map(f64::to_bits)
-    )
-}
+use super::agree::{by_scan, by_serde, scanner_agrees, show, tree};
 
 /// Numbers as sources write them, and the edges of JSON's number grammar.
 fn number() -> impl Strategy<Value = String> {
@@ -170,14 +116,7 @@ fn plain() -> impl Strategy<Value = String> {
 }
 
 fn agree(text: &str) -> Result<bool, TestCaseError> {
-    let tree = tree();
-    let Some(fast) = by_scan(text, &tree) else {
-        return Ok(false);
-    };
-    let slow = by_serde(text, &tree);
-    prop_assert!(slow.is_some(), "the scanner read a record serde_json refuses: {text}");
-    prop_assert_eq!(show(&fast), show(&slow.unwrap()), "on {}", text);
-    Ok(true)
+    scanner_agrees(text).map_err(TestCaseError::fail)
 }
 
 proptest! {
