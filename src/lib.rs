@@ -38,6 +38,8 @@
 //! * [`report`] - the replay report (workload v1 outputs) from durable state.
 //! * [`state_check`] - `check-state`: a state directory verified offline,
 //!   every value read through its checksum and decoded.
+//! * [`fuzzing`] - the fuzz targets (every reader of outside input as a
+//!   function of bytes), run by AFL++ in `fuzz/` and replayed by the tests.
 //! * [`cluster`] - shards = partitions of the ingest topic: the
 //!   partitioner, what the node owns, per-shard meta, the changelog
 //!   (publish with consistency markers, fold on restore; history in a topic
@@ -58,6 +60,8 @@
 pub mod api;
 pub mod cluster;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kafka;
 pub mod mqtt;
 pub mod pipeline;

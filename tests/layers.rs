@@ -13,7 +13,7 @@
 //! 4. `source`, `sink` - the components at the edges
 //! 5. `report` - the replay report from durable state
 //! 6. `engine` - wiring, routing, hosting twins, checkpoints; `state_check`
-//!    - a state directory verified offline
+//!    - a state directory verified offline; `fuzzing` - the fuzz targets
 //! 7. `api` - the HTTP API
 
 use std::collections::BTreeMap;
@@ -26,7 +26,7 @@ const LAYERS: &[&[&str]] = &[
     &["cluster"],
     &["source", "sink"],
     &["report"],
-    &["engine", "state_check"],
+    &["engine", "state_check", "fuzzing"],
     &["api"],
 ];
 

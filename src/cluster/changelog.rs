@@ -526,6 +526,18 @@ impl Writer {
     }
 }
 
+/// A twin record's changelog value, then a marker committing it, a claim
+/// and a history value, as this build writes them (fuzz seeds).
+#[doc(hidden)]
+pub fn example_values(record: &[u8]) -> [Vec<u8>; 4] {
+    [
+        frame(KIND_RECORD, 7, 3, &[&[1], &42i64.to_be_bytes(), record]),
+        frame(KIND_MARKER, 7, 3, &[&1234i64.to_be_bytes()]),
+        frame(KIND_CLAIM, 8, 0, &[]),
+        frame(KIND_HISTORY, 7, 3, &[b"{}"]),
+    ]
+}
+
 /// Applies one changelog value as this build writes it (framed, no
 /// headers) to `fold`: what a restore does with each message, for the
 /// `stored` fuzz target.

@@ -21,6 +21,8 @@ mod mqtt;
 mod outbox;
 
 pub use outbox::check_value as check_outbox_value;
+#[doc(hidden)]
+pub use outbox::example_value as example_outbox_value;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -71,6 +71,20 @@ pub fn check_value(value: &[u8]) -> Result<(), crate::store::envelope::EnvelopeE
     codec::decode(value).map(|_| ())
 }
 
+/// A stored outbox value as this build writes it (fuzz seeds).
+#[doc(hidden)]
+pub fn example_value(topic: &str, key: Option<&[u8]>, headers: &[(&str, &[u8])], payload: &[u8]) -> Vec<u8> {
+    codec::encode(&queue::Msg {
+        seq: 0,
+        topic: topic.into(),
+        key: key.map(<[u8]>::to_vec),
+        headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect(),
+        partition: Some(3),
+        payload: payload.to_vec(),
+        stored: true,
+    })
+}
+
 impl Outbox {
     fn new(
         name: &str,
