@@ -28,7 +28,7 @@ if ! cargo afl --version >/dev/null 2>&1; then
     cargo install --locked cargo-afl@0.18.2
 fi
 # AFL++ itself, built once per cargo-afl version.
-cargo afl config --build >/dev/null 2>&1 || cargo afl config --build --force
+cargo afl config --build >/dev/null 2>&1 || true  # "already built" is fine
 
 export CARGO_TARGET_DIR="$fuzz_dir/target"
 (cd fuzz && cargo afl build --release --bin "$target")

@@ -940,14 +940,7 @@ fn a_damaged_twin_record_is_rebuilt_from_the_changelog() {
         (dead[0]["reason"].as_str(), dead[0]["key"].as_str()),
         (Some("damaged_state"), Some(victim))
     );
-    use base64::Engine as _;
-    let payload = match dead[0].get("payload_base64") {
-        Some(b) => base64::engine::general_purpose::STANDARD
-            .decode(b.as_str().unwrap())
-            .unwrap(),
-        None => dead[0]["payload"].as_str().unwrap().as_bytes().to_vec(),
-    };
-    assert_eq!(payload, bad);
+    assert_eq!(dead_letter_payload(&dead[0]), bad);
     let msg = dead[0]["message"].as_str().unwrap();
     assert!(msg.ends_with("quarantined here and rebuilt from changelog"), "{msg}");
 }

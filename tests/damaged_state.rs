@@ -33,6 +33,16 @@ windows: [{ name: w1s, size: 1s }]
     .write(&dir.join("t.yaml"))
 }
 
+/// A directory of its own for a node: `(dir, the file it follows, its
+/// topology, its state directory)`; `node` adds to its settings.
+fn files(node: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("in.jsonl");
+    let topo = topology(dir.path(), &data, node);
+    let state = dir.path().join("state");
+    (dir, data, topo, state)
+}
+
 /// Appends `n` readings of each asset, a second apart from `from_s`.
 fn append(data: &Path, assets: &[&str], from_s: i64, n: i64) {
     use std::io::Write;
@@ -52,19 +62,6 @@ fn append(data: &Path, assets: &[&str], from_s: i64, n: i64) {
             .unwrap();
         }
     }
-}
-
-/// Runs the node until a durable checkpoint covers `lines` lines of the
-/// file, then stops it cleanly.
-fn run_until_line(topo: &Path, state: &Path, lines: u64) {
-    let mut run = spawn(&mut run_cmd(topo, state));
-    let want = lines.to_string();
-    run.wait_stderr(
-        &format!("a durable checkpoint at line {lines}"),
-        Duration::from_secs(60),
-        |l| l.contains("checkpoint durable") && log_field(l, "line").as_deref() == Some(want.as_str()),
-    );
-    stop_cleanly(run);
 }
 
 /// Events per twin in the store.
@@ -88,10 +85,7 @@ fn damage(state: &Path, asset: &str) -> Vec<u8> {
 
 #[test]
 fn a_damaged_twin_record_is_dead_lettered_with_its_bytes_and_the_twin_starts_from_empty() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("in.jsonl");
-    let topo = topology(dir.path(), &data, "");
-    let state = dir.path().join("state");
+    let (dir, data, topo, state) = files("");
     append(&data, &["pump-1", "pump-2"], 0, 5);
     run_until_line(&topo, &state, 10);
     assert_eq!(events(&state), [("pump-1".into(), 5), ("pump-2".into(), 5)]);
@@ -110,14 +104,7 @@ fn a_damaged_twin_record_is_dead_lettered_with_its_bytes_and_the_twin_starts_fro
     assert_eq!(d["reason"], "damaged_state");
     assert_eq!(d["origin"]["source"], "store");
     assert_eq!(d["key"], "pump-1");
-    use base64::Engine as _;
-    let payload = match d.get("payload_base64") {
-        Some(b) => base64::engine::general_purpose::STANDARD
-            .decode(b.as_str().unwrap())
-            .unwrap(),
-        None => d["payload"].as_str().unwrap().as_bytes().to_vec(),
-    };
-    assert_eq!(payload, bad, "the damaged bytes are kept");
+    assert_eq!(dead_letter_payload(d), bad, "the damaged bytes are kept");
     let msg = d["message"].as_str().unwrap();
     assert!(
         msg.starts_with("twin `pump-1` (shard 0): its stored record is unreadable (")
@@ -134,10 +121,7 @@ fn a_damaged_twin_record_is_dead_lettered_with_its_bytes_and_the_twin_starts_fro
 
 #[test]
 fn with_damaged_twin_stop_a_damaged_record_stops_the_node_and_names_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("in.jsonl");
-    let topo = topology(dir.path(), &data, "damaged_twin: stop");
-    let state = dir.path().join("state");
+    let (dir, data, topo, state) = files("damaged_twin: stop");
     append(&data, &["pump-1"], 0, 2);
     run_until_line(&topo, &state, 2);
     damage(&state, "pump-1");
@@ -162,23 +146,21 @@ fn check_state(state: &Path) -> (i32, String) {
     (out.status.code().unwrap(), text)
 }
 
-/// The table files of a store, largest first.
-fn table_files(state: &Path) -> Vec<PathBuf> {
-    let mut ssts: Vec<PathBuf> = std::fs::read_dir(state)
+/// The store's files with extension `ext` (`sst`: table files, `log`: the
+/// write-ahead log), largest first.
+fn store_files(state: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(state)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sst"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
-    ssts.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
-    ssts
+    files.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
+    files
 }
 
 #[test]
 fn check_state_reads_every_value_and_names_what_is_damaged() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("in.jsonl");
-    let topo = topology(dir.path(), &data, "");
-    let state = dir.path().join("state");
+    let (dir, data, topo, state) = files("");
     append(&data, &["pump-1", "pump-2"], 0, 5);
     run_until_line(&topo, &state, 10);
 
@@ -202,7 +184,7 @@ fn check_state_reads_every_value_and_names_what_is_damaged() {
 
     // A file of the store gone: neither check-state nor the node opens it,
     // and both name the file.
-    let gone = table_files(&state).remove(0);
+    let gone = store_files(&state, "sst").remove(0);
     std::fs::remove_file(&gone).unwrap();
     let name = gone.file_name().unwrap().to_string_lossy().into_owned();
     let (code, out) = check_state(&state);
@@ -227,13 +209,10 @@ fn check_state_reads_every_value_and_names_what_is_damaged() {
 /// open or when the block is read, and nothing is misread.
 #[test]
 fn a_damaged_table_file_is_caught_by_its_checksums() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("in.jsonl");
-    let topo = topology(dir.path(), &data, "");
-    let state = dir.path().join("state");
+    let (_dir, data, topo, state) = files("");
     append(&data, &["pump-1", "pump-2", "pump-3"], 0, 50);
     run_until_line(&topo, &state, 150);
-    let sst = table_files(&state).remove(0);
+    let sst = store_files(&state, "sst").remove(0);
     let mut bytes = std::fs::read(&sst).unwrap();
     // The first data block starts the file.
     for b in &mut bytes[20..40] {
@@ -251,9 +230,7 @@ fn a_damaged_table_file_is_caught_by_its_checksums() {
 /// state ends equal to an uninterrupted run's.
 #[test]
 fn a_truncated_write_ahead_log_recovers_to_a_complete_checkpoint_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("in.jsonl");
-    let topo = topology(dir.path(), &data, "");
+    let (dir, data, topo, _) = files("");
     append(&data, &["pump-1", "pump-2", "pump-3"], 0, 20);
 
     let whole = dir.path().join("whole");
@@ -267,12 +244,7 @@ fn a_truncated_write_ahead_log_recovers_to_a_complete_checkpoint_and_loses_nothi
     });
     run.child.kill().unwrap();
     run.child.wait().unwrap();
-    let log = std::fs::read_dir(&state)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .expect("the write-ahead log");
+    let log = store_files(&state, "log").remove(0);
     let len = std::fs::metadata(&log).unwrap().len();
     assert!(len > 100, "the checkpoints are in the log ({len} bytes)");
     std::fs::OpenOptions::new()

@@ -12,33 +12,6 @@ use common::*;
 use twinstream::store::Store;
 use twinstream::twin::record;
 
-/// `line` without ANSI escape sequences (`ESC [ ... letter`).
-fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The value of a `name=value` field of a human log line.
-fn field(line: &str, name: &str) -> Option<String> {
-    let line = plain(line);
-    let key = format!("{name}=");
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key.as_str()))
-        .map(str::to_string)
-}
-
 /// Every twin of the store in `state`, decoded: `(asset, asset type, events)`.
 fn stored_twins(state: &Path) -> Vec<(String, String, u64)> {
     let store = Store::open(state, 1).unwrap_or_else(|e| panic!("opening {}: {e}", state.display()));
@@ -173,19 +146,6 @@ fn append_events(data: &Path, from: u64, to: u64) {
         )
         .unwrap();
     }
-}
-
-/// Runs the file topology until a durable checkpoint covers `lines` lines,
-/// then stops it with SIGTERM.
-fn run_until_line(topo: &Path, state: &Path, lines: u64) {
-    let mut run = spawn(&mut run_cmd(topo, state));
-    let want = lines.to_string();
-    run.wait_stderr(
-        &format!("a durable checkpoint at line {lines}"),
-        Duration::from_secs(60),
-        |l| l.contains("checkpoint durable") && field(l, "line").as_deref() == Some(want.as_str()),
-    );
-    stop_cleanly(run);
 }
 
 fn events_in_store(state: &Path) -> u64 {

@@ -141,6 +141,18 @@ pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
 }
 
+/// The record bytes a dead-letter line holds (`payload` as text, or
+/// `payload_base64`).
+pub fn dead_letter_payload(d: &serde_json::Value) -> Vec<u8> {
+    use base64::Engine as _;
+    match d.get("payload_base64") {
+        Some(b) => base64::engine::general_purpose::STANDARD
+            .decode(b.as_str().expect("base64 text"))
+            .expect("valid base64"),
+        None => d["payload"].as_str().expect("a payload").as_bytes().to_vec(),
+    }
+}
+
 pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()

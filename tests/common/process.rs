@@ -206,3 +206,16 @@ impl Running {
         format!("http://{addr}")
     }
 }
+
+/// Runs `twinstream run TOPO --state-dir STATE` until a durable checkpoint
+/// covers `lines` lines of its file source, then stops it cleanly.
+pub fn run_until_line(topo: &std::path::Path, state: &std::path::Path, lines: u64) {
+    let mut run = spawn(&mut super::run_cmd(topo, state));
+    let want = lines.to_string();
+    run.wait_stderr(
+        &format!("a durable checkpoint at line {lines}"),
+        Duration::from_secs(60),
+        |l| l.contains("checkpoint durable") && log_field(l, "line").as_deref() == Some(want.as_str()),
+    );
+    stop_cleanly(run);
+}
