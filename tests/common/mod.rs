@@ -1,6 +1,7 @@
 //! Shared helpers for black-box tests: run the real binary ([`process`]),
 //! real brokers ([`brokers`]), topologies built from shared parts
-//! ([`topo`]), a real headless browser ([`browser`]), event streams ([`sse`]), the conformance workload's tools, and waiting on a condition
+//! ([`topo`]), a real headless browser ([`browser`]), event streams ([`sse`]),
+//! network faults between processes ([`proxy`]), the conformance workload's tools, and waiting on a condition
 //! with a deadline ([`poll_until`]; never a sleep as synchronisation).
 
 // Every test file includes this module and uses a part of it.
@@ -9,6 +10,7 @@
 pub mod brokers;
 pub mod browser;
 pub mod process;
+pub mod proxy;
 pub mod sse;
 pub mod topo;
 

@@ -291,7 +291,7 @@ impl TwinActor {
         let letter = DeadLetter {
             origin: Origin {
                 source: STORE_ORIGIN.into(),
-                file: Some(crate::store::shard_cf(shard).into()),
+                file: None,
                 line: 0,
                 offset: None,
                 topic: None,
