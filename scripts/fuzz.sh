@@ -43,6 +43,7 @@ if compgen -G "fuzz/crashes/$target/*" >/dev/null; then
 fi
 rm -f "$seeds/README.md"
 out="$fuzz_dir/out/$target"
+mkdir -p "$fuzz_dir/out"
 rm -rf "$out"
 
 timeout_ms=1000
