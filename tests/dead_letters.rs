@@ -183,6 +183,8 @@ fn timestamps_beyond_the_time_tolerance_are_dead_lettered_with_the_reason() {
         line("pump-1", now + hour / 2),
         line("pump-2", 1_000), // 1970
         line("pump-2", now - 20 * 24 * hour),
+        // Past RFC 3339's year 9999 (found by the `decode` fuzz target).
+        line("pump-3", 1_700_000_000_123_000_123),
     ];
     let data = dir.path().join("in.jsonl");
     std::fs::write(&data, lines.join("\n")).unwrap();
@@ -205,11 +207,25 @@ fn timestamps_beyond_the_time_tolerance_are_dead_lettered_with_the_reason() {
     let (r, dead) = run("default", TOPO.to_string());
     assert_eq!(
         (r["events"].as_u64(), r["dead_letters"].as_u64()),
-        (Some(4), Some(2)),
+        (Some(4), Some(3)),
         "{r}"
     );
     let reasons: Vec<(u64, &str)> = dead.iter().map(|(l, r, _)| (*l, r.as_str())).collect();
-    assert_eq!(reasons, [(2, "future_timestamp"), (3, "future_timestamp")]);
+    assert_eq!(
+        reasons,
+        [
+            (2, "future_timestamp"),
+            (3, "future_timestamp"),
+            (7, "future_timestamp")
+        ]
+    );
+    assert!(
+        dead[2]
+            .2
+            .starts_with("timestamp 1700000000123000123 ms since the epoch is "),
+        "{}",
+        dead[2].2
+    );
     assert!(
         dead[0].2.starts_with("timestamp 2100-01-01T00:00:00.000Z is ")
             && dead[0].2.contains("ahead of this node's clock")
@@ -224,13 +240,18 @@ fn timestamps_beyond_the_time_tolerance_are_dead_lettered_with_the_reason() {
     );
     assert_eq!(
         (r["events"].as_u64(), r["dead_letters"].as_u64()),
-        (Some(3), Some(3)),
+        (Some(3), Some(4)),
         "{r}"
     );
     let reasons: Vec<(u64, &str)> = dead.iter().map(|(l, r, _)| (*l, r.as_str())).collect();
     assert_eq!(
         reasons,
-        [(2, "future_timestamp"), (5, "past_timestamp"), (6, "past_timestamp")]
+        [
+            (2, "future_timestamp"),
+            (5, "past_timestamp"),
+            (6, "past_timestamp"),
+            (7, "future_timestamp")
+        ]
     );
     assert!(
         dead[2].2.contains("is 20days ") && dead[2].2.ends_with("beyond node.time_tolerance.past (7days)"),
@@ -241,7 +262,7 @@ fn timestamps_beyond_the_time_tolerance_are_dead_lettered_with_the_reason() {
     let (r, _) = run("off", format!("node: {{ time_tolerance: {{ future: off }} }}\n{TOPO}"));
     assert_eq!(
         (r["events"].as_u64(), r["dead_letters"].as_u64()),
-        (Some(6), Some(0)),
+        (Some(7), Some(0)),
         "{r}"
     );
 }

@@ -587,14 +587,15 @@ impl Decoder {
     /// watermark there and close every window until then.
     #[inline]
     fn within_tolerance(&self, ts: i64, now: i64) -> Result<(), (DeadReason, String)> {
-        let show = |ms: i64| {
-            u64::try_from(ms)
-                .ok()
-                .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-                .map_or_else(
-                    || format!("{ms} ms"),
-                    |t| humantime::format_rfc3339_millis(t).to_string(),
-                )
+        // RFC 3339 has four-digit years (humantime's formatter fails past
+        // 9999-12-31): beyond them, the number.
+        const MAX_RFC3339_MS: i64 = 253_402_300_799_999;
+        let show = |ms: i64| match u64::try_from(ms) {
+            Ok(u) if ms <= MAX_RFC3339_MS => {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u);
+                humantime::format_rfc3339_millis(t).to_string()
+            }
+            _ => format!("{ms} ms since the epoch"),
         };
         let span = |ms: i64| humantime::format_duration(std::time::Duration::from_secs(ms.unsigned_abs() / 1000));
         match (self.future_ms, self.past_ms) {
