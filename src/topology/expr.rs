@@ -244,10 +244,19 @@ pub fn compile_condition<R: Resolver>(text: &str, resolver: &R) -> Result<Cond<R
 /// The syntax tree of a whole expression.
 fn parse(text: &str) -> Result<(Ast, usize), Vec<ExprError>> {
     let tokens = lex(text).map_err(|e| vec![e])?;
+    // Parsing, typing and evaluation recurse over the tree: bounded, so no
+    // expression can exhaust the stack (found by the `expr` fuzz target).
+    if let Some(t) = tokens.get(MAX_TOKENS) {
+        return Err(vec![ExprError {
+            offset: t.offset,
+            message: format!("expression too long: at most {MAX_TOKENS} tokens"),
+        }]);
+    }
     let mut p = Parser {
         tokens,
         at: 0,
         end: text.chars().count(),
+        depth: 0,
     };
     let ast = p.expr().map_err(|e| vec![e])?;
     if let Some(t) = p.peek() {
@@ -395,10 +404,18 @@ enum Ast {
     Bin(&'static str, Box<(Ast, usize)>, Box<(Ast, usize)>),
 }
 
+/// The most tokens an expression may have (a chain of operators is as
+/// deep as it is long).
+const MAX_TOKENS: usize = 512;
+/// The deepest nesting of parentheses, calls and unary operators.
+const MAX_NESTING: usize = 32;
+
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
     end: usize,
+    /// Nesting of parentheses, calls and unary operators at this point.
+    depth: usize,
 }
 
 type Parsed = Result<(Ast, usize), ExprError>;
@@ -430,7 +447,22 @@ impl Parser {
     }
 
     fn expr(&mut self) -> Parsed {
-        self.or()
+        self.nested(Self::or)
+    }
+
+    /// Parses with `f` one level deeper; refuses nesting past
+    /// [`MAX_NESTING`].
+    fn nested(&mut self, f: impl FnOnce(&mut Self) -> Parsed) -> Parsed {
+        if self.depth >= MAX_NESTING {
+            return Err(ExprError {
+                offset: self.peek().map_or(self.end, |t| t.offset),
+                message: format!("expression nested too deeply: at most {MAX_NESTING} levels"),
+            });
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
     }
 
     fn or(&mut self) -> Parsed {
@@ -456,7 +488,7 @@ impl Parser {
     fn not(&mut self) -> Parsed {
         if self.is_word(&["not", "!"]) {
             let off = self.next().map_or(0, |t| t.offset);
-            let inner = self.not()?;
+            let inner = self.nested(Self::not)?;
             return Ok((Ast::Not(Box::new(inner)), off));
         }
         self.cmp()
@@ -505,7 +537,7 @@ impl Parser {
     fn unary(&mut self) -> Parsed {
         if let Some(Tok::Op("-")) = self.peek().map(|t| &t.kind) {
             let off = self.next().map_or(0, |t| t.offset);
-            let inner = self.unary()?;
+            let inner = self.nested(Self::unary)?;
             return Ok((Ast::Neg(Box::new(inner)), off));
         }
         self.primary()
@@ -799,5 +831,32 @@ mod tests {
         let mut seen = Vec::new();
         c.visit_slots(&mut |s| seen.push(s));
         assert_eq!(seen, vec![0, 10, 2]);
+    }
+
+    /// Nesting and length are bounded, so no expression exhausts the stack
+    /// of the parser, the typing or the evaluation (the `expr` fuzz target
+    /// found deep nesting).
+    #[test]
+    fn nesting_and_length_are_bounded() {
+        let deep = format!("{}a{} > 1", "(".repeat(40), ")".repeat(40));
+        let (off, msg) = err(&deep);
+        assert_eq!(
+            (off, msg.as_str()),
+            (32, "expression nested too deeply: at most 32 levels")
+        );
+        assert!(err(&format!("{}a > 1", "not ".repeat(40)))
+            .1
+            .contains("nested too deeply"));
+        assert!(err(&format!("{}a > 1", "- ".repeat(40)))
+            .1
+            .contains("nested too deeply"));
+        let (_, msg) = err(&format!("abs({}a{}) > 1", "abs(".repeat(40), ")".repeat(40)));
+        assert!(msg.contains("nested too deeply"), "{msg}");
+        let fine = format!("{}a{} > 1", "(".repeat(30), ")".repeat(30));
+        assert!(eval(&fine, &[2.0]));
+        let long = format!("{} > 1", vec!["a"; 300].join(" + "));
+        assert!(err(&long).1.contains("expression too long: at most 512 tokens"));
+        let chain = format!("{} > 1", vec!["a"; 200].join(" + "));
+        assert!(eval(&chain, &[1.0]));
     }
 }
