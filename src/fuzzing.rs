@@ -158,7 +158,13 @@ pub fn topology(data: &[u8]) {
         }
         Err(diags) => {
             assert!(!diags.is_empty(), "refused without a reason");
-            let lines = text.lines().count().max(1);
+            // Lines as YAML counts them: `\r\n`, `\n`, a lone `\r` (and
+            // the Unicode breaks YAML 1.1 knows) each end one.
+            let text_breaks = text.replace("\r\n", "\n");
+            let lines = 1 + text_breaks
+                .chars()
+                .filter(|c| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}'))
+                .count();
             let shown = diags.to_string();
             for line in shown.lines().filter(|l| l.starts_with("fuzz.yaml:")) {
                 let n: usize = line.split(':').nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);

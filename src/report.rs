@@ -27,7 +27,7 @@ pub fn encode_digest(closed: &[ClosedDigest]) -> Vec<u8> {
 
 pub fn decode_digest(bytes: &[u8]) -> Result<Vec<ClosedDigest>, EnvelopeError> {
     let payload = envelope::open(bytes, DIGEST_FORMAT, "window digest")?;
-    bincode::serde::decode_from_slice(payload, bincode::config::standard())
+    bincode::serde::decode_from_slice(payload, crate::store::envelope::bincode_config())
         .map(|(v, _)| v)
         .map_err(|e| EnvelopeError::Corrupt(format!("window digest: {e}")))
 }

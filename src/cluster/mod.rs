@@ -241,7 +241,7 @@ impl ShardMeta {
 
     pub fn decode(bytes: &[u8]) -> Result<ShardMeta, EnvelopeError> {
         let payload = envelope::open(bytes, SHARD_META_FORMAT, "shard meta")?;
-        bincode::serde::decode_from_slice(payload, bincode::config::standard())
+        bincode::serde::decode_from_slice(payload, crate::store::envelope::bincode_config())
             .map(|(m, _)| m)
             .map_err(|e| EnvelopeError::Corrupt(format!("shard meta: {e}")))
     }

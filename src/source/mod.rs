@@ -108,7 +108,7 @@ impl SourcePosition {
         let corrupt = |e: bincode::error::DecodeError| EnvelopeError::Corrupt(format!("source position: {e}"));
         if let Ok(v1) = envelope::open(bytes, 1, "source position") {
             let (p, _): (PositionV1, _) =
-                bincode::serde::decode_from_slice(v1, bincode::config::standard()).map_err(corrupt)?;
+                bincode::serde::decode_from_slice(v1, crate::store::envelope::bincode_config()).map_err(corrupt)?;
             return Ok(SourcePosition {
                 fingerprint: p.fingerprint,
                 offset: p.offset,
@@ -120,7 +120,7 @@ impl SourcePosition {
             });
         }
         let payload = envelope::open(bytes, POSITION_FORMAT, "source position")?;
-        bincode::serde::decode_from_slice(payload, bincode::config::standard())
+        bincode::serde::decode_from_slice(payload, crate::store::envelope::bincode_config())
             .map(|(p, _)| p)
             .map_err(corrupt)
     }

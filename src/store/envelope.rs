@@ -18,6 +18,22 @@ pub enum EnvelopeError {
     Corrupt(String),
 }
 
+/// The most memory decoding one stored value may claim. A length prefix
+/// is read before what it counts, so a damaged one could ask for terabytes
+/// (the `stored` fuzz target found it): over this, the value is corrupt.
+pub const DECODE_LIMIT: usize = 64 << 20;
+
+/// The bincode configuration of every stored value: bincode's standard
+/// encoding (the limit is not part of the format), decoded within
+/// [`DECODE_LIMIT`].
+pub fn bincode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT>,
+> {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
 /// A buffer that starts with the envelope header for `version`.
 pub fn start(version: u16, capacity: usize) -> Vec<u8> {
     let mut buf = Vec::with_capacity(capacity + 2);

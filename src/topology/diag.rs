@@ -16,6 +16,9 @@ pub struct Pos {
 }
 
 impl Pos {
+    /// The start of the file: where a problem of the whole file points.
+    pub const START: Pos = Pos { line: 1, col: 1 };
+
     pub fn of(span: &Span) -> Pos {
         span.start()
             .map(|m| Pos {

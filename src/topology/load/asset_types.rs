@@ -140,11 +140,14 @@ impl<'t> Cx<'t> {
                 let Some(target) = scalar_str(v, &format!("{what}.{rname}"), &mut self.diags) else {
                     continue;
                 };
-                match names.iter().position(|n| *n == target.value) {
+                // An index into the types loaded (a declared type with
+                // errors of its own is not among them: already reported).
+                match out.iter().position(|t| t.name == target.value) {
                     Some(t) => out[idx].relations.push(RelationSpec {
                         name: rname,
                         target_type: t,
                     }),
+                    None if names.contains(&target.value) => {}
                     None => {
                         let hint = hint(&target.value, names.iter().map(String::as_str));
                         self.err(

@@ -81,13 +81,20 @@ impl<'t> Cx<'t> {
                 let want = types[ty].relations[r].target_type;
                 match resolve_asset(&out, &target.value) {
                     Some(e) if out[e].asset_type == want => out[idx].relations.push((r, target.value)),
-                    Some(e) => self.err(
-                        target.pos,
-                        format!(
-                            "{what}.{rname}: `{}` is a `{}`, but `{rname}` relates to a `{}`",
-                            target.value, types[out[e].asset_type].name, types[want].name
-                        ),
-                    ),
+                    // (A type with errors of its own may be missing from
+                    // `types`: the file is refused either way.)
+                    Some(e) => {
+                        let name = |t: usize| types.get(t).map_or("?", |t| t.name.as_str());
+                        self.err(
+                            target.pos,
+                            format!(
+                                "{what}.{rname}: `{}` is a `{}`, but `{rname}` relates to a `{}`",
+                                target.value,
+                                name(out[e].asset_type),
+                                name(want)
+                            ),
+                        )
+                    }
                     None => self.err(target.pos, format!("{what}.{rname}: unknown asset `{}`", target.value)),
                 }
             }

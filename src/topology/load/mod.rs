@@ -125,7 +125,7 @@ fn yaml_error(e: &YamlError) -> (Pos, String) {
         ),
         YamlError::UnexpectedTag(m) => (marker_pos(m), "YAML tags are not supported in topologies".into()),
         YamlError::MappingKeyMustBeScalar(m) => (marker_pos(m), "mapping keys must be plain names".into()),
-        other => (Pos::default(), format!("invalid YAML: {other}")),
+        other => (Pos::START, format!("invalid YAML: {other}")),
     }
 }
 
@@ -205,7 +205,7 @@ impl<'t> Cx<'t> {
                 self.cluster_source(cluster, &sources);
             }
             if node.role == NodeRole::Edge {
-                self.edge_uplink(&sinks);
+                self.edge_uplink(&sinks, top.get("node").map_or(Pos::START, crate::topology::yaml::pos));
             }
             rules.retain(|r| {
                 let here = node.role.evaluates(r.local);
@@ -231,12 +231,12 @@ impl<'t> Cx<'t> {
 
     /// An edge forwards every event to the cluster: it needs a Kafka sink
     /// that takes `events`.
-    fn edge_uplink(&mut self, sinks: &[SinkSpec]) {
+    fn edge_uplink(&mut self, sinks: &[SinkSpec], node: Pos) {
         let uplink = sinks
             .iter()
             .any(|s| matches!(s.kind, SinkKind::Kafka(_)) && s.outputs.contains(&OutputKind::Events));
         if !uplink {
-            let pos = sinks.first().map_or_else(Pos::default, |s| s.pos);
+            let pos = sinks.first().map_or(node, |s| s.pos);
             self.err(
                 pos,
                 "node.role edge: an edge forwards every event to the cluster; add a Kafka sink with `outputs: [events]` and the cluster's ingest topic",

@@ -386,8 +386,8 @@ mod v2 {
     }
 }
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+fn config() -> impl bincode::config::Config {
+    envelope::bincode_config()
 }
 
 /// Encodes a twin into a versioned envelope.
