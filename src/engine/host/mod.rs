@@ -231,14 +231,13 @@ impl TwinActor {
         Ok(())
     }
 
-    /// The twin's stored record `bytes` cannot be read (`error`): unless
-    /// `node.damaged_twin` says `stop`, or the record is of a format version
-    /// this build does not know (a newer build wrote it: the node stops and
-    /// leaves it), its bytes go to the dead letters and
-    /// the twin is rebuilt - from the changelog's last committed copy (a
-    /// cluster node: the same state the record held, written back to the
-    /// store), else from empty (`None`). Never misread, never silently
-    /// dropped.
+    /// The twin's stored record `bytes` cannot be read (`error`): its bytes
+    /// go to the dead letters and the twin is rebuilt - from the changelog's
+    /// last committed copy (a cluster node: the same state the record held,
+    /// written back to the store), else from empty (`None`). Never misread,
+    /// never silently dropped. The node stops instead under
+    /// `node.damaged_twin: stop`, and for a record of a format version this
+    /// build does not know (a newer build wrote it; it is left as it is).
     fn quarantine(
         &self,
         bytes: Vec<u8>,
@@ -279,7 +278,8 @@ impl TwinActor {
                     )))
                 }
             },
-            (DamagedTwin::Changelog | DamagedTwin::Empty, _) => {}
+            (DamagedTwin::Changelog, None) => why_empty = " (no changelog to read: not running as a cluster member)".into(),
+            (DamagedTwin::Empty, _) => {}
         }
         let from = if rebuilt.is_some() { "changelog" } else { "empty" };
         let message = format!(
