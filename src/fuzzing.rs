@@ -251,6 +251,12 @@ pub fn stored(data: &[u8]) {
         }
         5 => {
             if let Ok(p) = crate::store::history::Page::decode(bytes) {
+                for (_, b) in &p.buckets {
+                    assert!(
+                        b.count > 0 && b.first_ts <= b.last_ts,
+                        "an impossible bucket read: {b:?}"
+                    );
+                }
                 let mut buf = Vec::new();
                 p.encode(&mut buf);
                 crate::store::history::Page::decode(&buf).expect("a page reads back");

@@ -202,7 +202,14 @@ impl Page {
                 while let Some(i) = r.byte() {
                     let count = r.varint()?;
                     let first_ts = first.back(unzigzag(r.varint()?));
-                    let last_ts = first_ts + span.back(unzigzag(r.varint()?));
+                    // A bucket holds a reading, and its last is not before
+                    // its first: anything else is damage (found by the
+                    // `stored` fuzz target: the sum overflowed).
+                    let span_ms = span.back(unzigzag(r.varint()?));
+                    let last_ts = match first_ts.checked_add(span_ms) {
+                        Some(t) if span_ms >= 0 && count > 0 => t,
+                        _ => return Err(PageError("a bucket's count or times are impossible")),
+                    };
                     let mut v = [0f64; 5];
                     for (k, x) in v.iter_mut().enumerate() {
                         *x = f64::from_bits(r.xor(&mut prev[k])?);
