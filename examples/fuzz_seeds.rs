@@ -23,6 +23,17 @@ fn stored(kind: u8, bytes: &[u8]) -> Vec<u8> {
     [&[kind][..], bytes].concat()
 }
 
+/// `[kind]` then each value as `[len u16 LE][bytes]`, the `stored`
+/// target's framing of several values (`twinstream::fuzzing::length_prefixed`).
+fn framed(kind: u8, values: &[&[u8]]) -> Vec<u8> {
+    let mut out = vec![kind];
+    for v in values {
+        out.extend_from_slice(&(v.len() as u16).to_le_bytes());
+        out.extend_from_slice(v);
+    }
+    out
+}
+
 fn main() {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus".into()));
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -184,18 +195,10 @@ fn main() {
     let mut raw_bytes = Vec::new();
     raw.encode(&mut raw_bytes);
     write(&dir, "stored", "page-raw", &stored(5, &raw_bytes));
-    let mut merge = vec![6u8];
-    for op in [&downsampled, &downsampled] {
-        merge.push(op.len().min(255) as u8);
-        merge.extend_from_slice(&op[..op.len().min(255)]);
-    }
-    write(&dir, "stored", "page-merge", &merge);
-    let mut log = vec![7u8];
-    for v in twinstream::cluster::changelog::example_values(&records[0]) {
-        log.extend_from_slice(&(v.len() as u16).to_le_bytes());
-        log.extend_from_slice(&v);
-    }
-    write(&dir, "stored", "changelog", &log);
+    write(&dir, "stored", "page-merge", &framed(6, &[&downsampled, &downsampled]));
+    let log = twinstream::cluster::changelog::example_values(&records[0]);
+    let log: Vec<&[u8]> = log.iter().map(Vec::as_slice).collect();
+    write(&dir, "stored", "changelog", &framed(7, &log));
     let history = twinstream::cluster::changelog::example_values(&records[0])[3].clone();
     write(&dir, "stored", "history-topic", &stored(8, &history));
     write(

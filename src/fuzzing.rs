@@ -263,14 +263,8 @@ pub fn stored(data: &[u8]) {
             }
         }
         6 => {
-            // Operands, each `[len u8][bytes]`.
-            let mut ops = Vec::new();
-            let mut rest = bytes;
-            while let Some((&n, tail)) = rest.split_first() {
-                let n = (n as usize).min(tail.len());
-                ops.push(&tail[..n]);
-                rest = &tail[n..];
-            }
+            // Operands, each `[len u16 LE][bytes]`.
+            let ops = length_prefixed(bytes);
             if let Some((first, more)) = ops.split_first() {
                 let _ = crate::store::history::page::merge(Some(first), more.iter());
             }

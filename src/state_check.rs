@@ -56,10 +56,6 @@ impl Checked {
     }
 }
 
-/// Shard families, by prefix; `twins` and `timers` are the state a shard
-/// cannot lose (the others are rebuilt or start empty).
-const FAMILIES: [&str; 4] = ["twins-", "timers-", "deadlines-", "history-"];
-
 /// Checks the store in `dir`. `Err`: it cannot be opened at all (the error
 /// says why: a missing or corrupt file, a lock held by another process).
 pub fn check(dir: &Path) -> Result<Checked, StoreError> {
@@ -75,27 +71,19 @@ pub fn check(dir: &Path) -> Result<Checked, StoreError> {
             "column family `meta` is missing: the store's format, source positions and schemas are gone",
         );
     }
-    let mut shards: BTreeMap<u32, BTreeSet<&str>> = BTreeMap::new();
-    for f in &families {
-        for prefix in FAMILIES {
-            if let Some(n) = f.strip_prefix(prefix).and_then(|n| n.parse().ok()) {
-                shards.entry(n).or_default().insert(prefix);
+    // Every shard the store has a family of (the read-only open lists them):
+    // its twins and timers are the state it cannot lose (the deadline index
+    // and history are rebuilt or start empty).
+    for shard in store.shards() {
+        for (needed, what) in [
+            (crate::store::shard_cf(shard), "twins"),
+            (crate::store::timer_cf(shard), "timers"),
+        ] {
+            if !families.contains(&needed) {
+                out.find(needed, format!("column family missing: shard {shard} lost its {what}"));
             }
         }
-    }
-    for (shard, present) in &shards {
-        for needed in ["twins-", "timers-"] {
-            if !present.contains(needed) {
-                out.find(
-                    format!("{needed}{shard:04}"),
-                    format!(
-                        "column family missing: shard {shard} lost its {}",
-                        needed.trim_end_matches('-')
-                    ),
-                );
-            }
-        }
-        check_shard(&store, *shard, &schemas, &mut out);
+        check_shard(&store, shard, &schemas, &mut out);
     }
     if families.iter().any(|f| f == "outbox") {
         scan(&store, "outbox", &mut out, |out, key, value| {

@@ -374,6 +374,12 @@ impl Store {
     pub fn discard_shard(&self, shard: u32) -> Result<(), StoreError> {
         let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
         shards.remove(&shard);
+        self.drop_families(shard)
+    }
+
+    /// Drops whichever of `shard`'s column families exist (the caller
+    /// holds the `shards` lock).
+    fn drop_families(&self, shard: u32) -> Result<(), StoreError> {
         for cf in shard_cfs(shard) {
             if self.db.cf_handle(&cf).is_some() {
                 self.db.drop_cf(&cf).map_err(StoreError::Write)?;
@@ -433,11 +439,7 @@ impl Store {
         if !shards.remove(&shard) {
             return Ok(false);
         }
-        for cf in shard_cfs(shard) {
-            if self.db.cf_handle(&cf).is_some() {
-                self.db.drop_cf(&cf).map_err(StoreError::Write)?;
-            }
-        }
+        self.drop_families(shard)?;
         Ok(true)
     }
 
