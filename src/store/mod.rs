@@ -220,7 +220,8 @@ impl Store {
     /// of a shard in `0..shards`, or its `meta`, is refused
     /// ([`StoreError::MissingFamily`]); a shard beyond them that lost its
     /// twins or timers is left out and listed by
-    /// [`Self::incomplete_shards`].
+    /// [`Self::incomplete_shards`]. A shard whose creation a crash cut short
+    /// (its twins family there and empty, the later ones not) is completed.
     pub fn open(dir: &Path, shards: u32) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
@@ -264,23 +265,16 @@ impl Store {
         // index or history (a format 1 store, or one from before history)
         // gets them, empty; a shard it has none of is new.
         let had: BTreeSet<u32> = existing.iter().filter_map(|c| shard_of(c)).collect();
-        let mut incomplete = Vec::new();
+        let mut partial = Vec::new();
         for shard in present.clone() {
             let lost: Vec<String> = [shard_cf(shard), timer_cf(shard)]
                 .into_iter()
                 .filter(|cf| !existing.contains(cf))
                 .collect();
             if had.contains(&shard) && !lost.is_empty() {
-                if shard < shards {
-                    return Err(StoreError::MissingFamily {
-                        path: dir.to_path_buf(),
-                        missing: lost.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" and "),
-                        what: format!("the state of shard {shard}'s twins"),
-                    });
-                }
                 cfs.retain(|c| !lost.contains(c));
                 present.remove(&shard);
-                incomplete.push((shard, lost));
+                partial.push((shard, lost));
                 continue;
             }
             for cf in shard_cfs(shard) {
@@ -294,6 +288,34 @@ impl Store {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(name, options_of(name, &clock)));
         let db = Db::open_cf_descriptors(&opts, dir, descriptors).map_err(|e| open_error(dir, e))?;
+        let mut incomplete = Vec::new();
+        for (shard, lost) in partial {
+            // Families are created twins first (`shard_cfs`): a shard whose
+            // twins family is there, empty, and whose later families are
+            // not, is a creation a crash cut short - nothing was ever
+            // written to it - and is completed. Anything else lost state.
+            let twins_empty = db
+                .cf_handle(&shard_cf(shard))
+                .is_some_and(|cf| db.iterator_cf(&cf, IteratorMode::Start).next().is_none());
+            if twins_empty && !lost.contains(&shard_cf(shard)) {
+                for cf in shard_cfs(shard) {
+                    if db.cf_handle(&cf).is_none() {
+                        db.create_cf(&cf, &options_of(&cf, &clock)).map_err(StoreError::Write)?;
+                    }
+                }
+                tracing::info!(shard, families = ?lost, "completed a shard whose creation a crash cut short (it held nothing)");
+                present.insert(shard);
+                continue;
+            }
+            if shard < shards {
+                return Err(StoreError::MissingFamily {
+                    path: dir.to_path_buf(),
+                    missing: lost.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" and "),
+                    what: format!("the state of shard {shard}'s twins"),
+                });
+            }
+            incomplete.push((shard, lost));
+        }
         let store = Store {
             db,
             path: dir.to_path_buf(),
@@ -639,6 +661,32 @@ mod tests {
         let s = Store::open(dir.path(), 0).unwrap();
         assert!(s.incomplete_shards().is_empty() && s.shards().is_empty());
         assert!(s.ensure_shard(0).unwrap(), "created again, whole");
+    }
+
+    #[test]
+    fn a_shard_whose_creation_a_crash_cut_short_is_completed_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // Killed after its twins family was created, before the rest.
+            let s = Store::open(dir.path(), 1).unwrap();
+            for cf in &shard_cfs(0)[1..] {
+                s.db.drop_cf(cf).unwrap();
+            }
+        }
+        let s = Store::open(dir.path(), 1).expect("nothing was written: completed");
+        assert_eq!(s.shards(), vec![0]);
+        assert!(s.incomplete_shards().is_empty());
+        commit_twin(&s, "a", &[1]);
+        assert_eq!(s.get_twin(0, "a").unwrap(), Some(vec![1]));
+        drop(s);
+        // A twins family with records whose timers family is gone lost
+        // state: refused, as before.
+        {
+            let s = Store::open(dir.path(), 1).unwrap();
+            s.db.drop_cf(&timer_cf(0)).unwrap();
+        }
+        let err = Store::open(dir.path(), 1).err().expect("must refuse").to_string();
+        assert!(err.contains("column family `timers-0000` is missing"), "{err}");
     }
 
     #[test]
