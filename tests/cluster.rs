@@ -139,42 +139,6 @@ fn dump_logs(runs: &mut [&mut Running]) {
     }
 }
 
-/// The state of every twin as the changelog holds it (what any node would
-/// restore), in the digest form of a local store.
-fn changelog_digest(brokers: &str) -> Digest {
-    let config = {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", brokers).set("group.id", "digest-reader");
-        c
-    };
-    let reader = changelog::reader(&config, "twins-changelog").unwrap();
-    let stop = AtomicBool::new(false);
-    let mut out = Vec::new();
-    for shard in 0..PARTITIONS {
-        let (lo, hi) = changelog::watermarks(&reader, "twins-changelog", shard).unwrap();
-        let mut fold = Fold::default();
-        changelog::read(&reader, "twins-changelog", shard, lo, hi, &mut fold, &stop).unwrap();
-        for (asset, twin) in fold.finish().twins {
-            assert_eq!(
-                twinstream::cluster::partition_for(asset.as_bytes(), PARTITIONS),
-                shard,
-                "{asset} in the changelog of another shard"
-            );
-            let rec = twinstream::twin::record::decode(&twin.record).unwrap();
-            let s = rec.stats;
-            out.push((
-                asset,
-                s.events,
-                s.windows,
-                s.window_count_sum,
-                rec.latest().map(|(_, l)| l.value).collect(),
-            ));
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 /// One history bucket: `asset,series,width,start,count,sum,min,max,...`
 /// as the replay's `--history-out` writes it.
 type Rows = Vec<twinstream::report::HistoryRow>;
@@ -262,42 +226,16 @@ fn consistent_histories(dir: &Path) {
 }
 
 /// Every alert transition the files named `alerts-*` in `dir` hold, per
-/// asset in the order first emitted, once each (a takeover emits again what
-/// followed the last checkpoint: the same transitions, the same ids).
+/// asset, once each (a takeover emits again what followed the last
+/// checkpoint: the same transitions, the same ids).
 fn alert_histories(dir: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
-    let mut by_asset: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("alerts-"))
         .collect();
-    files.sort();
-    for path in files {
-        for mut a in jsonl(&path) {
-            // The API test acknowledges one in the cluster only.
-            if a["transition"] == "acknowledged" {
-                continue;
-            }
-            // When it was emitted differs between two owners; what is not.
-            a.as_object_mut().unwrap().remove("at");
-            let seen = by_asset.entry(a["asset"].as_str().unwrap().to_string()).or_default();
-            match seen.iter().find(|s| s["event_id"] == a["event_id"]) {
-                Some(prev) => assert_eq!(prev, &a, "two different transitions with one id"),
-                None => seen.push(a),
-            }
-        }
-    }
-    for alerts in by_asset.values_mut() {
-        // Several files interleave; per asset, transitions are numbered.
-        alerts.sort_by_key(|a| {
-            (
-                a["rule"].as_str().unwrap().to_string(),
-                a["ts"].as_i64().unwrap(),
-                a["event_id"].as_str().unwrap().to_string(),
-            )
-        });
-    }
-    by_asset
+    // The API test acknowledges one in the cluster only.
+    outputs_by_id(&files, "event_id", |a| a["transition"] != "acknowledged")
 }
 
 /// The sum of `twinstream_shards_owned` over running nodes' logs is not
@@ -620,7 +558,7 @@ fn a_cluster_survives_kill_and_join_with_the_state_of_one_uninterrupted_run() {
     stop_cleanly(run);
     let want = digest(&state);
     assert_eq!(want.len(), ASSETS);
-    let got = changelog_digest(&brokers);
+    let got = changelog_digest(&brokers, "twins-changelog", PARTITIONS);
     assert!(
         got.iter().all(|t| t.1 == READINGS as u64),
         "every event applied exactly once"

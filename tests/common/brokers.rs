@@ -93,6 +93,11 @@ impl Mosquitto {
         self.child.wait().unwrap();
     }
 
+    /// The broker's process id (to sample its memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts a stopped broker again on its port, with its saved sessions.
     pub fn resume(&mut self) {
         let dir = self.dir.path().to_path_buf();
@@ -128,19 +133,35 @@ pub struct Tansu {
     child: Child,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Where it tells clients to reach it, when not at its own port.
+    advertised: Option<String>,
 }
 
 impl Tansu {
     pub fn start() -> Tansu {
-        let dir = tempfile::tempdir().unwrap();
-        let (child, port) = listening("tansu", None, |port| Self::spawn(dir.path(), port));
-        Tansu { child, port, dir }
+        Self::start_advertising(None)
     }
 
-    /// Runs the broker on `port` (it advertises the same address) with its
-    /// data in `dir`.
-    fn spawn(dir: &Path, port: u16) -> Child {
+    /// A broker that tells clients to reach it at `advertised` (`host:port`
+    /// of a proxy in front of it), or at its own port.
+    pub fn start_advertising(advertised: Option<String>) -> Tansu {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, port) = listening("tansu", None, |port| {
+            Self::spawn(dir.path(), port, advertised.as_deref())
+        });
+        Tansu {
+            child,
+            port,
+            dir,
+            advertised,
+        }
+    }
+
+    /// Runs the broker on `port` with its data in `dir`; it advertises
+    /// `advertised`, or the same address.
+    fn spawn(dir: &Path, port: u16, advertised: Option<&str>) -> Child {
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -148,7 +169,13 @@ impl Tansu {
             .unwrap();
         Command::new(tansu_bin())
             .current_dir(dir)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             .args(["--storage-engine", "sqlite://tansu.db"])
             // Its warnings, or what `TANSU_LOG` asks for, go to `tansu.log`.
             .env("RUST_LOG", std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()))
@@ -173,6 +200,11 @@ impl Tansu {
         self.resume();
     }
 
+    /// The broker's process id (to sample its memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the broker (kill); [`Tansu::resume`] starts it again.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -182,7 +214,10 @@ impl Tansu {
     /// Starts a stopped broker again on its port and data.
     pub fn resume(&mut self) {
         let dir = self.dir.path().to_path_buf();
-        (self.child, _) = listening("tansu", Some(self.port), |port| Self::spawn(&dir, port));
+        let advertised = self.advertised.clone();
+        (self.child, _) = listening("tansu", Some(self.port), |port| {
+            Self::spawn(&dir, port, advertised.as_deref())
+        });
     }
 }
 

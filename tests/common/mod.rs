@@ -172,6 +172,19 @@ pub fn run_cmd(topo: &Path, state: &Path) -> Command {
 /// `(asset, events, windows, window count sum, latest values)` of every twin.
 pub type Digest = Vec<(String, u64, u64, u64, Vec<f64>)>;
 
+/// One twin's entry of a [`Digest`], from its stored record.
+fn digest_entry(asset: &str, record: &[u8]) -> (String, u64, u64, u64, Vec<f64>) {
+    let rec = twinstream::twin::record::decode(record).unwrap();
+    let s = rec.stats;
+    (
+        asset.to_string(),
+        s.events,
+        s.windows,
+        s.window_count_sum,
+        rec.latest().map(|(_, l)| l.value).collect(),
+    )
+}
+
 /// The digest of every twin in the store at `state`, over all its shards.
 pub fn digest(state: &Path) -> Digest {
     let store = twinstream::store::Store::open(state, 1).unwrap();
@@ -179,21 +192,87 @@ pub fn digest(state: &Path) -> Digest {
     for shard in store.shards() {
         store
             .for_each_twin(shard, |asset, bytes| {
-                let rec = twinstream::twin::record::decode(bytes).unwrap();
-                let s = rec.stats;
-                out.push((
-                    asset.to_string(),
-                    s.events,
-                    s.windows,
-                    s.window_count_sum,
-                    rec.latest().map(|(_, l)| l.value).collect(),
-                ));
+                out.push(digest_entry(asset, bytes));
                 Ok(())
             })
             .unwrap();
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// The state of every twin as a cluster's changelog `topic` (of
+/// `partitions` shards) holds it, as far as its markers commit it: what
+/// any node would restore, in the digest form of a local store.
+pub fn changelog_digest(brokers: &str, topic: &str, partitions: u32) -> Digest {
+    use twinstream::cluster::changelog::{self, Fold};
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "digest-reader");
+    let reader = changelog::reader(&config, topic).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut out = Vec::new();
+    for shard in 0..partitions {
+        let (lo, hi) = changelog::watermarks(&reader, topic, shard).unwrap();
+        let mut fold = Fold::default();
+        changelog::read(&reader, topic, shard, lo, hi, &mut fold, &stop).unwrap();
+        for (asset, twin) in fold.finish().twins {
+            assert_eq!(
+                twinstream::cluster::partition_for(asset.as_bytes(), partitions),
+                shard,
+                "{asset} in the changelog of another shard"
+            );
+            out.push(digest_entry(&asset, &twin.record));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The outputs (alert transitions, commands) that JSON-lines sink files
+/// hold and `keep` accepts, per asset, once each by their `id_field`: a
+/// restarted or taken-over twin emits again what followed its last
+/// checkpoint, with the same ids, and must emit the same thing. When it was
+/// emitted (`at`) differs between two emissions and is left out. Per asset,
+/// ordered by (rule, event time, id): several files interleave.
+pub fn outputs_by_id(
+    files: &[PathBuf],
+    id_field: &str,
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> std::collections::BTreeMap<String, Vec<serde_json::Value>> {
+    let mut by_asset: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    let mut files = files.to_vec();
+    files.sort();
+    for path in files.iter().filter(|p| p.exists()) {
+        let text = std::fs::read_to_string(path).unwrap();
+        // A line a `kill -9` cut short is not an output (its whole copy
+        // follows, emitted again).
+        for mut o in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        {
+            if !keep(&o) {
+                continue;
+            }
+            o.as_object_mut().unwrap().remove("at");
+            let seen = by_asset.entry(o["asset"].as_str().unwrap().to_string()).or_default();
+            match seen.iter().find(|s| s[id_field] == o[id_field]) {
+                Some(prev) => assert_eq!(prev, &o, "two different outputs with one {id_field}"),
+                None => seen.push(o),
+            }
+        }
+    }
+    for outputs in by_asset.values_mut() {
+        outputs.sort_by_key(|o| {
+            (
+                o["rule"].as_str().unwrap_or_default().to_string(),
+                o["ts"].as_i64().unwrap_or_default(),
+                o[id_field].as_str().unwrap().to_string(),
+            )
+        });
+    }
+    by_asset
 }
 
 /// The greatest twin version per asset in the twin-update file. A line the

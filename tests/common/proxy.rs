@@ -4,9 +4,10 @@
 //! connection that hangs without closing - so a test can put them between
 //! real processes without touching the host's network.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -26,18 +27,36 @@ pub enum Fault {
 }
 
 struct Shared {
-    upstream: SocketAddr,
+    /// Where connections go; `None` until [`Proxy::retarget`] (new
+    /// connections are closed at once meanwhile).
+    upstream: Mutex<Option<SocketAddr>>,
     fault: Mutex<Fault>,
     changed: Condvar,
-    /// Both ends of every open connection, to cut them.
-    conns: Mutex<Vec<TcpStream>>,
+    /// Both ends of every open connection, by connection, to cut them, and
+    /// how many of its two directions ended.
+    conns: Mutex<HashMap<u64, ([TcpStream; 2], u8)>>,
+    next_conn: AtomicU64,
     stop: AtomicBool,
 }
 
 impl Shared {
     fn cut_all(&self) {
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
+        for (_, (ends, _)) in self.conns.lock().unwrap().drain() {
+            for end in ends {
+                let _ = end.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// One direction of connection `id` ended; both did: it is forgotten (a
+    /// long soak opens thousands).
+    fn ended(&self, id: u64) {
+        let mut conns = self.conns.lock().unwrap();
+        if let Some((_, done)) = conns.get_mut(&id) {
+            *done += 1;
+            if *done == 2 {
+                conns.remove(&id);
+            }
         }
     }
 }
@@ -52,13 +71,23 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy to `upstream`, forwarding.
     pub fn start(upstream: SocketAddr) -> Proxy {
+        let proxy = Proxy::listen();
+        proxy.retarget(upstream);
+        proxy
+    }
+
+    /// A proxy listening, with its upstream to come ([`Proxy::retarget`]):
+    /// for a server that must be told the proxy's address when it starts
+    /// (a Kafka broker advertises where clients reach it).
+    pub fn listen() -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
-            upstream,
+            upstream: Mutex::new(None),
             fault: Mutex::new(Fault::Pass),
             changed: Condvar::new(),
-            conns: Mutex::new(Vec::new()),
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -71,21 +100,29 @@ impl Proxy {
                 if *s.fault.lock().unwrap() == Fault::Partition {
                     continue; // dropped: closed at once
                 }
-                let Ok(server) = TcpStream::connect_timeout(&s.upstream, Duration::from_secs(2)) else {
+                let Some(upstream) = *s.upstream.lock().unwrap() else {
+                    continue;
+                };
+                let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(2)) else {
                     continue;
                 };
                 let _ = (client.set_nodelay(true), server.set_nodelay(true));
                 let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
                     continue;
                 };
-                {
-                    let mut conns = s.conns.lock().unwrap();
-                    conns.extend(client.try_clone().ok());
-                    conns.extend(server.try_clone().ok());
+                let id = s.next_conn.fetch_add(1, Ordering::Relaxed);
+                if let (Ok(c3), Ok(s3)) = (client.try_clone(), server.try_clone()) {
+                    s.conns.lock().unwrap().insert(id, ([c3, s3], 0));
                 }
                 let (a, b) = (s.clone(), s.clone());
-                std::thread::spawn(move || pump(client, s2, &a));
-                std::thread::spawn(move || pump(server, c2, &b));
+                std::thread::spawn(move || {
+                    pump(client, s2, &a);
+                    a.ended(id);
+                });
+                std::thread::spawn(move || {
+                    pump(server, c2, &b);
+                    b.ended(id);
+                });
             }
         });
         Proxy {
@@ -102,6 +139,16 @@ impl Proxy {
             self.shared.cut_all();
         }
         self.shared.changed.notify_all();
+    }
+
+    /// Sends new connections to `upstream` (open ones stay where they are).
+    pub fn retarget(&self, upstream: SocketAddr) {
+        *self.shared.upstream.lock().unwrap() = Some(upstream);
+    }
+
+    /// How many connections are open through the proxy.
+    pub fn open_connections(&self) -> usize {
+        self.shared.conns.lock().unwrap().len()
     }
 
     pub fn fault(&self) -> Fault {
