@@ -81,3 +81,13 @@ impl Node {
         let _ = self.child.wait();
     }
 }
+
+/// A benchmark that fails must not leave its node running (it would hold
+/// the broker's session, a cgroup, the CPU).
+impl Drop for Node {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
+}
