@@ -32,16 +32,7 @@ fn produce(brokers: &str, records: &[(String, String)]) {
         .create()
         .unwrap();
     for (key, value) in records {
-        let mut record = BaseRecord::to("telemetry").key(key).payload(value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = r;
-                }
-            }
-        }
+        send_waiting(&producer, BaseRecord::to("telemetry").key(key).payload(value));
     }
     producer.flush(WAIT).unwrap();
 }

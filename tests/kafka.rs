@@ -87,17 +87,7 @@ fn produce(brokers: &str, topic: &str, records: &[(String, String)]) {
         .create()
         .unwrap();
     for (key, value) in records {
-        let mut record = BaseRecord::to(topic).key(key).payload(value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    // The local queue is full: let deliveries drain it.
-                    producer.poll(Duration::from_millis(10));
-                    record = r;
-                }
-            }
-        }
+        send_waiting(&producer, BaseRecord::to(topic).key(key).payload(value));
     }
     producer.flush(WAIT).unwrap();
 }

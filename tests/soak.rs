@@ -589,16 +589,7 @@ fn kafka_producer(
                 let r = reading(a, i);
                 let asset = kafka_asset(a);
                 let value = format!(r#"{{"sensor":"{}","ts":{},"value":{}}}"#, r.0, r.1, r.2);
-                let mut record = BaseRecord::to("telemetry").key(&asset).payload(&value);
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((_, r)) => {
-                            producer.poll(Duration::from_millis(10));
-                            record = r;
-                        }
-                    }
-                }
+                send_waiting(&producer, BaseRecord::to("telemetry").key(&asset).payload(&value));
                 produced.entry(asset).or_default().push(r);
                 sent += 1;
             }

@@ -455,3 +455,25 @@ pub fn keyed_events(assets: usize, from: usize, to: usize) -> (Vec<(String, Stri
     }
     (records, lines)
 }
+
+/// Hands `record` to `producer`, letting deliveries drain its local queue
+/// while it is full.
+pub fn send_waiting<C, K, P>(
+    producer: &rdkafka::producer::ThreadedProducer<C>,
+    mut record: rdkafka::producer::BaseRecord<'_, K, P, C::DeliveryOpaque>,
+) where
+    C: rdkafka::producer::ProducerContext + 'static,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    use rdkafka::producer::Producer as _;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                producer.poll(Duration::from_millis(10));
+                record = r;
+            }
+        }
+    }
+}
