@@ -327,7 +327,7 @@ impl Node {
         }
     }
 
-    /// The last lines of its log that say what went wrong.
+    /// The last line of its log that says what went wrong.
     fn last_error(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines()
