@@ -146,11 +146,6 @@ impl Proxy {
         *self.shared.upstream.lock().unwrap() = Some(upstream);
     }
 
-    /// How many connections are open through the proxy.
-    pub fn open_connections(&self) -> usize {
-        self.shared.conns.lock().unwrap().len()
-    }
-
     pub fn fault(&self) -> Fault {
         *self.shared.fault.lock().unwrap()
     }
