@@ -117,6 +117,7 @@ impl Settings {
 
 /// The nodes: the edge, then the cluster's three.
 const NODES: [&str; 4] = ["edge", "a", "b", "c"];
+const CLUSTER: &[&str] = NODES.split_at(1).1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
@@ -534,15 +535,20 @@ fn mqtt_publisher(port: u16, rate: f64, stop: Arc<AtomicBool>) -> (std::thread::
                 publisher.publish(topic, QoS::ExactlyOnce, false, payload).unwrap();
                 sent += 1;
             }
-            // Pacing: the rate of the input, not synchronisation.
-            let due = Duration::from_secs_f64(sent as f64 / rate);
-            if let Some(ahead) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(ahead);
-            }
+            pace(started, sent, rate);
         }
         unreachable!()
     });
     (thread, client)
+}
+
+/// Waits until `sent` readings are due at `rate` a second since `started`.
+/// Pacing: the rate of the input, not synchronisation.
+fn pace(started: Instant, sent: usize, rate: f64) {
+    let due = Duration::from_secs_f64(sent as f64 / rate);
+    if let Some(ahead) = due.checked_sub(started.elapsed()) {
+        std::thread::sleep(ahead);
+    }
 }
 
 /// Counts the producer's deliveries that failed for good.
@@ -593,10 +599,7 @@ fn kafka_producer(
                 produced.entry(asset).or_default().push(r);
                 sent += 1;
             }
-            let due = Duration::from_secs_f64(sent as f64 / rate);
-            if let Some(ahead) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(ahead);
-            }
+            pace(started, sent, rate);
         }
         producer
             .flush(SETTLE)
@@ -1052,8 +1055,7 @@ fn run(soak: &mut Soak, plan: &[(Duration, Fault)]) {
     report.events_in = input.values().map(Vec::len).sum();
 
     // The cluster applied all of it.
-    let cluster = ["a", "b", "c"];
-    let mut versions = Versions::new(files(soak.dir.path(), "updates", &cluster));
+    let mut versions = Versions::new(files(soak.dir.path(), "updates", CLUSTER));
     let mut behind = String::new();
     let applied = poll_until(SETTLE, || {
         soak.heal(Instant::now(), false);
@@ -1135,13 +1137,12 @@ fn check(soak: &mut Soak, input: &BTreeMap<String, Vec<Reading>>, report: &mut R
 
     // Alerts: the cluster's rules from the cluster, the local one from the
     // edge (for the assets behind it); commands from the edge.
-    let cluster = ["a", "b", "c"];
     let local = |o: &serde_json::Value| o["rule"] == "trip";
     let behind_edge = |o: &serde_json::Value| o["asset"].as_str().unwrap().starts_with("pump-m");
     let compared = [
         (
             "alerts (cluster rules)",
-            outputs_by_id(&files(dir, "alerts", &cluster), "event_id", |o| !local(o)),
+            outputs_by_id(&files(dir, "alerts", CLUSTER), "event_id", |o| !local(o)),
             outputs_by_id(&[file("alerts")], "event_id", |o| !local(o)),
         ),
         (

@@ -291,13 +291,14 @@ impl Store {
         let mut incomplete = Vec::new();
         for (shard, lost) in partial {
             // Families are created twins first (`shard_cfs`): a shard whose
-            // twins family is there, empty, and whose later families are
-            // not, is a creation a crash cut short - nothing was ever
-            // written to it - and is completed. Anything else lost state.
+            // twins family is there (it was opened: not lost), empty, and
+            // whose later families are not, is a creation a crash cut short
+            // - nothing was ever written to it - and is completed. Anything
+            // else lost state.
             let twins_empty = db
                 .cf_handle(&shard_cf(shard))
                 .is_some_and(|cf| db.iterator_cf(&cf, IteratorMode::Start).next().is_none());
-            if twins_empty && !lost.contains(&shard_cf(shard)) {
+            if twins_empty {
                 for cf in shard_cfs(shard) {
                     if db.cf_handle(&cf).is_none() {
                         db.create_cf(&cf, &options_of(&cf, &clock)).map_err(StoreError::Write)?;
