@@ -5,9 +5,10 @@
 //! each value framed `[0xC1][kind][incarnation u64 BE][epoch u64 BE]...`
 //! (no headers: see [`frame`]):
 //!
-//! * a **twin record**: key = asset id; kind 0, the writer's incarnation
-//!   and checkpoint (epoch), the twin's next deadline when it has one
-//!   (`[1][i64 BE]` or `[0]`), then the twin's stored record;
+//! * a **twin record**: key = asset id, `NUL`, the writer's incarnation
+//!   (u64 BE) and a slot byte (see [`record_key`]); kind 4, the writer's
+//!   incarnation and checkpoint (epoch), the twin's next deadline when it
+//!   has one (`[1][i64 BE]` or `[0]`), then the twin's stored record;
 //! * a **marker** after each checkpoint's records of the shard: key
 //!   `NUL marker/<inc>`, kind 1, then the next offset of the shard's ingest
 //!   partition. Records of incarnation *i* and epoch <= *e* are committed
@@ -34,13 +35,28 @@
 //!
 //! [`Fold`] applies a partition in log order and keeps, per asset, the last
 //! committed record: a restore never mixes records of an unfinished
-//! checkpoint with an older offset. Marker and claim keys are per
-//! incarnation so compaction keeps each incarnation's last marker; a record
-//! an unfinished checkpoint left behind (which compaction would let shadow
-//! the committed one) is reported so the new owner writes the committed
-//! record again ([`Restored::rewrite`]).
+//! checkpoint with an older offset.
+//!
+//! **Compaction never removes a committed record.** Compaction keeps the
+//! last record of each key, so no record that may stay uncommitted may
+//! share a key with a committed one. Twin record keys therefore carry the
+//! writer's incarnation (a fenced writer, still writing after another node
+//! claimed the shard, writes under keys of its own) and one of two slots:
+//! within an incarnation each asset's records alternate slots, and a
+//! checkpoint's records are written only once every earlier marker is
+//! acknowledged, so the slot being written never holds the asset's latest
+//! committed record. (Keys that carried only the asset id, as earlier
+//! builds wrote them, let a fenced writer's record shadow the committed one
+//! once compacted: the twin came back empty while its ingest offset was
+//! kept.) A restore lists the keys the fold found superseded
+//! ([`Restored::stale`]) and writes tombstones for them, so the changelog
+//! keeps about one record per asset: a key superseded in one restore's view
+//! is superseded in every later one (later records of its incarnation are
+//! fenced by that restore's claim), so even a fenced node's tombstones are
+//! safe. Marker and claim keys are per incarnation, so compaction keeps
+//! each incarnation's last marker.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -112,9 +128,9 @@ pub struct Restored {
     /// Where the shard's ingest partition resumes (the last marker's);
     /// `None`: no checkpoint completed, read it from the start.
     pub next_offset: Option<i64>,
-    /// Assets with a record after their committed one that no marker
-    /// commits: write the committed record again.
-    pub rewrite: Vec<String>,
+    /// Keys of twin records that no restore will use again (superseded,
+    /// fenced or never committed): to be removed with tombstones.
+    pub stale: Vec<Vec<u8>>,
     /// The highest incarnation of a marker or claim seen.
     pub max_incarnation: u64,
     /// Records read (twin records, markers and claims).
@@ -130,6 +146,7 @@ struct Pending {
     inc: u64,
     epoch: u64,
     asset: String,
+    key: Vec<u8>,
     twin: Twin,
 }
 
@@ -139,24 +156,37 @@ struct Pending {
 pub struct Fold {
     out: Restored,
     pending: Vec<Pending>,
-    discarded: BTreeSet<String>,
+    /// Every twin record key whose last record is not a tombstone, with its
+    /// asset.
+    keys: HashMap<Vec<u8>, String>,
+    /// The key of each asset's committed record.
+    committed_key: HashMap<String, Vec<u8>>,
 }
 
 impl Fold {
-    pub fn record(&mut self, inc: u64, epoch: u64, asset: &str, twin: Twin) {
+    /// A twin record of `asset` under `key`.
+    pub fn record(&mut self, inc: u64, epoch: u64, asset: &str, key: &[u8], twin: Twin) {
         self.out.records += 1;
+        self.keys.insert(key.to_vec(), asset.to_string());
         if inc < self.out.max_incarnation {
             // A writer that lost the shard: fenced.
             self.out.ignored += 1;
-            self.discarded.insert(asset.to_string());
             return;
         }
         self.pending.push(Pending {
             inc,
             epoch,
             asset: asset.to_string(),
+            key: key.to_vec(),
             twin,
         });
+    }
+
+    /// A tombstone: the records of `key` before it are gone (compacted
+    /// away, or about to be).
+    pub fn tombstone(&mut self, key: &[u8]) {
+        self.out.records += 1;
+        self.keys.remove(key);
     }
 
     pub fn marker(&mut self, inc: u64, epoch: u64, next_offset: i64) {
@@ -169,11 +199,9 @@ impl Fold {
         *last = (*last).max(epoch);
         for p in std::mem::take(&mut self.pending) {
             if p.inc < inc {
-                self.discard(p.asset);
+                self.out.ignored += 1;
             } else if p.inc == inc && p.epoch <= epoch {
-                // Committed after any record of it that was discarded: that
-                // one no longer shadows anything.
-                self.discarded.remove(&p.asset);
+                self.committed_key.insert(p.asset.clone(), p.key);
                 self.out.twins.insert(p.asset, p.twin);
             } else {
                 self.pending.push(p);
@@ -188,18 +216,9 @@ impl Fold {
             return;
         }
         self.out.max_incarnation = inc;
-        for p in std::mem::take(&mut self.pending) {
-            if p.inc < inc {
-                self.discard(p.asset);
-            } else {
-                self.pending.push(p);
-            }
-        }
-    }
-
-    fn discard(&mut self, asset: String) {
-        self.out.ignored += 1;
-        self.discarded.insert(asset);
+        let before = self.pending.len();
+        self.pending.retain(|p| p.inc >= inc);
+        self.out.ignored += (before - self.pending.len()) as u64;
     }
 
     pub fn max_incarnation(&self) -> u64 {
@@ -207,14 +226,16 @@ impl Fold {
     }
 
     pub fn finish(mut self) -> Restored {
-        for p in std::mem::take(&mut self.pending) {
-            self.discard(p.asset);
-        }
-        self.out.rewrite = self
-            .discarded
+        self.out.ignored += self.pending.len() as u64;
+        let committed = &self.committed_key;
+        let mut stale: Vec<Vec<u8>> = self
+            .keys
             .into_iter()
-            .filter(|a| self.out.twins.contains_key(a))
+            .filter(|(key, asset)| committed.get(asset) != Some(key))
+            .map(|(key, _)| key)
             .collect();
+        stale.sort_unstable();
+        self.out.stale = stale;
         self.out
     }
 }
@@ -251,9 +272,156 @@ impl ProducerContext for Reports {
 pub struct Writer {
     producer: BaseProducer<Reports>,
     topic: String,
+    config: ClientConfig,
+    slots: Mutex<Slots>,
+    /// Reads what other writers put between this node's writes.
+    reader: Mutex<Option<BaseConsumer>>,
 }
 
-/// One message to write.
+/// Which key each record of this node goes under (see [`record_key`]):
+/// per shard, the incarnation it writes the shard as, the last slot of each
+/// asset (and of the marker) with the checkpoint that wrote it, and how far
+/// the partition is known to hold nothing but this node's writes.
+///
+/// The rule that keeps compaction from removing a committed record: an
+/// asset's record moves to its other slot only when its last record is
+/// known to be committed for good (its checkpoint's marker **verified**:
+/// no claim of a later owner before it); otherwise it overwrites its last
+/// record (uncommitted, or committed but not yet known to be). So the slot
+/// being written never holds the asset's latest committed record. A marker
+/// is verified when every offset between the previous verified one and it
+/// is this node's own write; when another writer's messages lie between,
+/// they are read ([`Writer::checkpoint`]), and a claim or marker of a later
+/// incarnation among them means this node was fenced off the shard: it
+/// writes nothing more to it.
+#[derive(Debug, Default)]
+pub struct Slots(HashMap<u32, ShardSlots>);
+
+#[derive(Debug, Default)]
+struct ShardSlots {
+    incarnation: u64,
+    /// The offset after this node's last write whose predecessors were all
+    /// verified (`None`: nothing written yet).
+    next: Option<i64>,
+    /// The last checkpoint whose marker is verified.
+    verified: Option<u64>,
+    fenced: bool,
+    /// Per asset (and `None` for the marker): the slot and checkpoint of
+    /// its last record.
+    last: HashMap<Option<String>, (u8, u64)>,
+}
+
+/// What [`Slots::written`] found of a checkpoint's writes to a shard.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Every offset since the last verified write is this node's own.
+    Verified,
+    /// Other writers' messages lie in `from..to` (not `mine`): read them and
+    /// call [`Slots::inspected`].
+    Inspect { from: i64, to: i64 },
+}
+
+impl Slots {
+    fn shard(&mut self, shard: u32, incarnation: u64) -> &mut ShardSlots {
+        let s = self.0.entry(shard).or_default();
+        if s.incarnation != incarnation {
+            *s = ShardSlots {
+                incarnation,
+                ..ShardSlots::default()
+            };
+        }
+        s
+    }
+
+    /// Whether this node learned it was fenced off `shard` as `incarnation`.
+    pub fn fenced(&self, shard: u32, incarnation: u64) -> bool {
+        self.0
+            .get(&shard)
+            .is_some_and(|s| s.incarnation == incarnation && s.fenced)
+    }
+
+    /// The slot of the next record of `asset` (`None`: the marker) in
+    /// `shard`, written by checkpoint `epoch`.
+    pub fn slot(&mut self, shard: u32, incarnation: u64, asset: Option<&str>, epoch: u64) -> u8 {
+        let s = self.shard(shard, incarnation);
+        let verified = s.verified;
+        let key = asset.map(str::to_string);
+        let slot = match s.last.get(&key) {
+            None => 0,
+            // Twice in one checkpoint: the same record.
+            Some(&(slot, e)) if e == epoch => slot,
+            Some(&(slot, e)) if verified.is_some_and(|v| e <= v) => 1 - slot,
+            Some(&(slot, _)) => slot,
+        };
+        s.last.insert(key, (slot, epoch));
+        slot
+    }
+
+    /// This node's writes of checkpoint `epoch` to `shard` landed at
+    /// `offsets` (in order; the marker's last, when `marked`).
+    pub fn written(&mut self, shard: u32, incarnation: u64, epoch: u64, offsets: &[i64], marked: bool) -> Written {
+        let s = self.shard(shard, incarnation);
+        let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+            return Written::Verified;
+        };
+        // Before this node's first marker nothing of its own is committed:
+        // a claim there fences all of it, and nothing committed is lost.
+        let from = s.next.unwrap_or(first);
+        let contiguous = offsets.iter().zip(from..).all(|(o, want)| *o == want);
+        if contiguous {
+            s.next = Some(last + 1);
+            if marked {
+                s.verified = Some(epoch);
+            }
+            Written::Verified
+        } else {
+            Written::Inspect { from, to: last }
+        }
+    }
+
+    /// What the other writers' messages in the range [`Slots::written`]
+    /// named hold: `later_owner` when a claim or marker of an incarnation
+    /// after this node's is among them.
+    pub fn inspected(&mut self, shard: u32, incarnation: u64, epoch: u64, last: i64, marked: bool, later_owner: bool) {
+        let s = self.shard(shard, incarnation);
+        if later_owner {
+            s.fenced = true;
+            return;
+        }
+        s.next = Some(last + 1);
+        if marked {
+            s.verified = Some(epoch);
+        }
+    }
+}
+
+/// The key of a twin record: the asset id, `NUL`, the writer's incarnation
+/// (u64 BE) and a slot, 0 or 1. Keys are the writer's own, so a fenced
+/// writer's record never shadows (in compaction) another writer's, and the
+/// slots alternate so that an unfinished checkpoint's record never shadows
+/// the committed one of its own writer.
+pub fn record_key(asset: &str, incarnation: u64, slot: u8) -> Vec<u8> {
+    let mut k = Vec::with_capacity(asset.len() + 10);
+    k.extend_from_slice(asset.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&incarnation.to_be_bytes());
+    k.push(slot);
+    k
+}
+
+/// The asset id of a [`record_key`].
+fn asset_of_key(key: &[u8]) -> Result<&str, &'static str> {
+    let asset = key
+        .len()
+        .checked_sub(10)
+        .filter(|&n| key[n] == 0 && key[key.len() - 1] <= 1)
+        .map(|n| &key[..n])
+        .ok_or("a twin record key without its incarnation and slot")?;
+    std::str::from_utf8(asset).map_err(|_| "the key is not a UTF-8 asset id")
+}
+
+/// One message to write; an empty value is written as a tombstone (no
+/// value).
 struct Out<'a> {
     partition: u32,
     key: &'a [u8],
@@ -262,10 +430,13 @@ struct Out<'a> {
 
 /// The first byte of a framed changelog value.
 const FRAME: u8 = 0xC1;
+/// A twin record keyed by asset id alone (earlier builds).
 const KIND_RECORD: u8 = 0;
 const KIND_MARKER: u8 = 1;
 const KIND_CLAIM: u8 = 2;
 const KIND_HISTORY: u8 = 3;
+/// A twin record under a [`record_key`].
+const KIND_KEYED_RECORD: u8 = 4;
 
 /// The history topic of changelog `topic`.
 pub fn history_topic(topic: &str) -> String {
@@ -352,6 +523,9 @@ impl Writer {
         Ok(Writer {
             producer,
             topic: topic.to_string(),
+            config: config.clone(),
+            slots: Mutex::new(Slots::default()),
+            reader: Mutex::new(None),
         })
     }
 
@@ -362,7 +536,8 @@ impl Writer {
     /// Writes the twin records of checkpoint `epoch`, then a marker per shard
     /// `(shard, incarnation, next offset of its ingest partition)`, and waits
     /// until every one is acknowledged. Returns the changelog's end after
-    /// each shard's marker.
+    /// each shard's marker; a shard this node learned it was fenced off
+    /// (another node claimed it) is not written and not in the answer.
     pub fn checkpoint(
         &self,
         epoch: u64,
@@ -370,36 +545,111 @@ impl Writer {
         incarnation_of: impl Fn(u32) -> u64,
         markers: &[(u32, u64, i64)],
     ) -> Result<Vec<(u32, i64)>, ChangelogError> {
-        let mut out = Vec::with_capacity(entries.len() + markers.len());
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = Vec::with_capacity(entries.len() + markers.len());
+        let mut values = Vec::with_capacity(entries.len() + markers.len());
+        let mut shards = Vec::with_capacity(entries.len() + markers.len());
         for e in entries {
+            let inc = incarnation_of(e.shard);
+            if slots.fenced(e.shard, inc) {
+                continue;
+            }
             let timer = match e.timer {
                 Some(t) => [&[1u8][..], &t.to_be_bytes()].concat(),
                 None => vec![0],
             };
-            out.push(Out {
-                partition: e.shard,
-                key: e.asset.as_bytes(),
-                value: frame(KIND_RECORD, incarnation_of(e.shard), epoch, &[&timer, &e.record]),
-            });
+            let slot = slots.slot(e.shard, inc, Some(&e.asset), epoch);
+            keys.push(record_key(&e.asset, inc, slot));
+            values.push(frame(KIND_KEYED_RECORD, inc, epoch, &[&timer, &e.record]));
+            shards.push(e.shard);
         }
-        let keys: Vec<Vec<u8>> = markers
+        let first_marker = keys.len();
+        let markers: Vec<_> = markers.iter().filter(|(s, inc, _)| !slots.fenced(*s, *inc)).collect();
+        for (shard, inc, next) in &markers {
+            let slot = slots.slot(*shard, *inc, None, epoch);
+            keys.push(format!("\0marker/{inc}/{slot}").into_bytes());
+            values.push(frame(KIND_MARKER, *inc, epoch, &[&next.to_be_bytes()]));
+            shards.push(*shard);
+        }
+        let out = keys
             .iter()
-            .map(|(_, inc, _)| format!("\0marker/{inc}").into_bytes())
-            .collect();
-        for ((shard, inc, next), key) in markers.iter().zip(&keys) {
-            out.push(Out {
+            .zip(values)
+            .zip(&shards)
+            .map(|((key, value), shard)| Out {
                 partition: *shard,
                 key,
-                value: frame(KIND_MARKER, *inc, epoch, &[&next.to_be_bytes()]),
-            });
-        }
+                value,
+            })
+            .collect();
         let offsets = self.send_all(out)?;
-        let first_marker = entries.len();
+        // Verify what was written, shard by shard.
+        let mut written: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+        for (shard, offset) in shards.iter().zip(&offsets) {
+            written.entry(*shard).or_default().push(*offset);
+        }
+        let marked = |shard: u32| markers.iter().any(|(s, _, _)| *s == shard);
+        for (shard, mine) in written {
+            let inc = incarnation_of(shard);
+            if let Written::Inspect { from, to } = slots.written(shard, inc, epoch, &mine, marked(shard)) {
+                let later = self.later_owner(shard, inc, from, to, &mine)?;
+                if later {
+                    tracing::warn!(
+                        shard,
+                        incarnation = inc,
+                        "another node claimed this shard: this node writes nothing more of it to the changelog (the group moves it on)"
+                    );
+                }
+                slots.inspected(shard, inc, epoch, to, marked(shard), later);
+            }
+        }
         Ok(markers
             .iter()
             .enumerate()
             .map(|(i, (shard, _, _))| (*shard, offsets[first_marker + i] + 1))
             .collect())
+    }
+
+    /// Whether partition `shard` holds, in `from..=to` and not at `mine`,
+    /// a claim or marker of an incarnation after `incarnation`.
+    fn later_owner(
+        &self,
+        shard: u32,
+        incarnation: u64,
+        from: i64,
+        to: i64,
+        mine: &[i64],
+    ) -> Result<bool, ChangelogError> {
+        let mut consumer = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if consumer.is_none() {
+            *consumer = Some(reader(&self.config, &self.topic)?);
+        }
+        let consumer = consumer.as_ref().expect("just set");
+        let mut later = false;
+        let stop = AtomicBool::new(false);
+        read_with(consumer, &self.topic, shard, from, to + 1, &stop, |m| {
+            if mine.binary_search(&m.offset()).is_err() {
+                if let Ok((KIND_CLAIM | KIND_MARKER, inc, _, _)) = unframe(m.payload().unwrap_or_default()) {
+                    later |= inc > incarnation;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(later)
+    }
+
+    /// Writes a tombstone for each of `keys` in changelog partition `shard`
+    /// (keys a restore found stale, [`Restored::stale`]); returns the
+    /// partition's end after them.
+    pub fn tombstones(&self, shard: u32, keys: &[Vec<u8>]) -> Result<Option<i64>, ChangelogError> {
+        let out = keys
+            .iter()
+            .map(|key| Out {
+                partition: shard,
+                key,
+                value: Vec::new(),
+            })
+            .collect();
+        Ok(self.send_all(out)?.last().map(|o| o + 1))
     }
 
     /// Writes the history records of checkpoint `epoch` to `topic` (the
@@ -475,8 +725,10 @@ impl Writer {
         for (i, o) in out.into_iter().enumerate() {
             let mut record = BaseRecord::with_opaque_to(topic, Box::new(i))
                 .partition(o.partition as i32)
-                .key(o.key)
-                .payload(&o.value);
+                .key(o.key);
+            if !o.value.is_empty() {
+                record = record.payload(&o.value);
+            }
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,
@@ -531,7 +783,7 @@ impl Writer {
 #[doc(hidden)]
 pub fn example_values(record: &[u8]) -> [Vec<u8>; 4] {
     [
-        frame(KIND_RECORD, 7, 3, &[&[1], &42i64.to_be_bytes(), record]),
+        frame(KIND_KEYED_RECORD, 7, 3, &[&[1], &42i64.to_be_bytes(), record]),
         frame(KIND_MARKER, 7, 3, &[&1234i64.to_be_bytes()]),
         frame(KIND_CLAIM, 8, 0, &[]),
         frame(KIND_HISTORY, 7, 3, &[b"{}"]),
@@ -567,6 +819,10 @@ fn apply<'m>(
             .ok_or("the key is not a UTF-8 asset id")
     };
     let Some(inc) = u64_of(header(H_INC)) else {
+        if value.is_empty() {
+            fold.tombstone(key.ok_or("a tombstone without a key")?);
+            return Ok(());
+        }
         let (kind, inc, epoch, tail) = unframe(value)?;
         match kind {
             KIND_MARKER => {
@@ -574,7 +830,7 @@ fn apply<'m>(
                 fold.marker(inc, epoch, i64::from_be_bytes(next));
             }
             KIND_CLAIM => fold.claim(inc),
-            KIND_RECORD => {
+            KIND_RECORD | KIND_KEYED_RECORD => {
                 let (timer, record) = match tail {
                     [0, rest @ ..] => (None, rest),
                     [1, t @ ..] if t.len() >= 8 => {
@@ -586,7 +842,13 @@ fn apply<'m>(
                     record: record.to_vec(),
                     timer,
                 };
-                fold.record(inc, epoch, asset()?, twin);
+                let key = key.ok_or("a twin record without a key")?;
+                let asset = if kind == KIND_KEYED_RECORD {
+                    asset_of_key(key)?
+                } else {
+                    asset()?
+                };
+                fold.record(inc, epoch, asset, key, twin);
             }
             _ => return Err("unknown kind"),
         }
@@ -607,7 +869,8 @@ fn apply<'m>(
                 record: value.to_vec(),
                 timer: u64_of(header(H_TIMER)).map(|t| t as i64),
             };
-            fold.record(inc, epoch, asset()?, twin);
+            let asset = asset()?;
+            fold.record(inc, epoch, asset, asset.as_bytes(), twin);
         }
     }
     Ok(())
@@ -845,6 +1108,11 @@ mod tests {
         }
     }
 
+    /// A twin record of `asset` by incarnation `inc`, in slot 0.
+    fn rec(f: &mut Fold, inc: u64, epoch: u64, asset: &str, t: Twin) {
+        f.record(inc, epoch, asset, &record_key(asset, inc, 0), t);
+    }
+
     #[test]
     fn history_counts_the_last_version_a_marker_commits() {
         let mut f = Fold::default();
@@ -866,30 +1134,30 @@ mod tests {
     #[test]
     fn records_count_only_once_their_marker_follows() {
         let mut f = Fold::default();
-        f.record(1, 1, "a", twin(1));
-        f.record(1, 1, "b", twin(1));
+        f.record(1, 1, "a", &record_key("a", 1, 0), twin(1));
+        f.record(1, 1, "b", &record_key("b", 1, 0), twin(1));
         f.marker(1, 1, 10);
-        f.record(1, 2, "a", twin(2));
+        f.record(1, 2, "a", &record_key("a", 1, 1), twin(2));
         // Epoch 2 never finished.
         let r = f.finish();
         assert_eq!(r.twins["a"], twin(1));
         assert_eq!(r.twins["b"], twin(1));
         assert_eq!(r.next_offset, Some(10));
-        assert_eq!(r.rewrite, vec!["a".to_string()]);
+        assert_eq!(r.stale, vec![record_key("a", 1, 1)], "the unfinished record's key");
         assert_eq!(r.ignored, 1);
     }
 
     #[test]
     fn a_later_owner_fences_the_records_of_an_earlier_one() {
         let mut f = Fold::default();
-        f.record(1, 1, "a", twin(1));
+        rec(&mut f, 1, 1, "a", twin(1));
         f.marker(1, 1, 10);
         // Owner 1 is writing epoch 2 when owner 2 claims the shard.
-        f.record(1, 2, "a", twin(2));
+        f.record(1, 2, "a", &record_key("a", 1, 1), twin(2));
         f.claim(2);
-        f.record(2, 1, "b", twin(3));
+        rec(&mut f, 2, 1, "b", twin(3));
         // Owner 1 did not know yet: its epoch 2 finishes after the claim.
-        f.record(1, 2, "c", twin(4));
+        rec(&mut f, 1, 2, "c", twin(4));
         f.marker(1, 2, 20);
         f.marker(2, 1, 12);
         let r = f.finish();
@@ -898,42 +1166,260 @@ mod tests {
         assert_eq!(r.twins.get("c"), None, "a fenced writer's record");
         assert_eq!(r.next_offset, Some(12));
         assert_eq!(r.max_incarnation, 2);
-        assert_eq!(r.rewrite, vec!["a".to_string()]);
+        assert_eq!(r.stale, vec![record_key("a", 1, 1), record_key("c", 1, 0)]);
     }
 
     #[test]
-    fn a_record_committed_after_a_discarded_one_needs_no_rewrite() {
+    fn a_record_committed_by_a_later_owner_supersedes_the_earlier_key() {
         let mut f = Fold::default();
-        f.record(1, 1, "a", twin(1));
+        rec(&mut f, 1, 1, "a", twin(1));
         f.marker(1, 1, 10);
-        f.record(1, 2, "a", twin(2));
+        f.record(1, 2, "a", &record_key("a", 1, 1), twin(2));
         f.claim(2);
-        f.record(2, 1, "a", twin(3));
+        rec(&mut f, 2, 1, "a", twin(3));
         f.marker(2, 1, 11);
         let r = f.finish();
         assert_eq!(r.twins["a"], twin(3));
-        assert!(r.rewrite.is_empty(), "the committed record is the last one");
+        assert_eq!(r.stale, vec![record_key("a", 1, 0), record_key("a", 1, 1)]);
+    }
+
+    #[test]
+    fn a_tombstoned_key_is_not_stale_again() {
+        let mut f = Fold::default();
+        rec(&mut f, 1, 1, "a", twin(1));
+        f.marker(1, 1, 10);
+        f.claim(2);
+        rec(&mut f, 2, 1, "a", twin(2));
+        f.marker(2, 1, 11);
+        f.tombstone(&record_key("a", 1, 0));
+        let r = f.finish();
+        assert_eq!(r.twins["a"], twin(2));
+        assert!(r.stale.is_empty(), "{:?}", r.stale);
+        assert_eq!(r.records, 6);
     }
 
     #[test]
     fn a_claim_without_checkpoints_keeps_the_previous_offset() {
         let mut f = Fold::default();
-        f.record(1, 1, "a", twin(1));
+        rec(&mut f, 1, 1, "a", twin(1));
         f.marker(1, 1, 10);
         f.claim(5);
         let r = f.finish();
         assert_eq!(r.next_offset, Some(10));
         assert_eq!(r.twins.len(), 1);
-        assert!(r.rewrite.is_empty());
+        assert!(r.stale.is_empty());
     }
 
     #[test]
     fn nothing_committed_means_start_from_the_beginning() {
         let mut f = Fold::default();
-        f.record(1, 1, "a", twin(1));
+        rec(&mut f, 1, 1, "a", twin(1));
         let r = f.finish();
         assert!(r.twins.is_empty());
         assert_eq!(r.next_offset, None);
-        assert!(r.rewrite.is_empty(), "no committed record to shadow");
+        assert_eq!(r.stale, vec![record_key("a", 1, 0)], "never committed");
+    }
+
+    #[test]
+    fn keyed_records_tombstones_and_bad_keys_are_read_as_written() {
+        let none = |_: &str| None;
+        let mut f = Fold::default();
+        let key = record_key("p-1", 5, 1);
+        apply(&mut f, Some(&key), &frame(KIND_KEYED_RECORD, 5, 1, &[&[0], b"r"]), none).unwrap();
+        apply(
+            &mut f,
+            Some(b"\0marker/5"),
+            &frame(KIND_MARKER, 5, 1, &[&7i64.to_be_bytes()]),
+            none,
+        )
+        .unwrap();
+        apply(&mut f, Some(&record_key("p-1", 4, 0)), b"", none).unwrap();
+        assert!(apply(&mut f, None, b"", none).is_err(), "a tombstone names its key");
+        for bad in [&b"p-1"[..], b"", &record_key("p-1", 5, 2)] {
+            let v = frame(KIND_KEYED_RECORD, 5, 1, &[&[0], b"r"]);
+            assert!(apply(&mut f, Some(bad), &v, none).is_err(), "{bad:?}");
+        }
+        let r = f.finish();
+        assert_eq!(r.twins["p-1"].record, b"r");
+        assert_eq!(r.next_offset, Some(7));
+        assert!(r.stale.is_empty());
+    }
+
+    #[test]
+    fn an_asset_moves_to_its_other_slot_only_once_its_last_record_is_verified() {
+        let mut s = Slots::default();
+        assert_eq!(s.slot(3, 9, Some("a"), 1), 0);
+        assert_eq!(s.slot(3, 9, None, 1), 0);
+        // Twice in one checkpoint: the same record.
+        assert_eq!(s.slot(3, 9, Some("a"), 1), 0);
+        assert_eq!(s.written(3, 9, 1, &[100, 101], true), Written::Verified);
+        assert_eq!(s.slot(3, 9, Some("a"), 2), 1, "checkpoint 1 is verified");
+        assert_eq!(s.slot(3, 9, None, 2), 1);
+        // Another writer's message at 102: not verified until it is read.
+        assert_eq!(
+            s.written(3, 9, 2, &[103, 104], true),
+            Written::Inspect { from: 102, to: 104 }
+        );
+        assert_eq!(
+            s.slot(3, 9, Some("a"), 3),
+            1,
+            "checkpoint 2 may not be committed: overwrite it"
+        );
+        s.inspected(3, 9, 2, 104, true, false);
+        assert_eq!(s.slot(3, 9, Some("a"), 3), 1, "the same checkpoint, the same record");
+        assert_eq!(s.slot(3, 9, Some("b"), 3), 0);
+        assert_eq!(s.written(3, 9, 3, &[105, 106], false), Written::Verified);
+        assert_eq!(s.slot(3, 9, Some("a"), 4), 1, "checkpoint 3 had no marker");
+        assert_eq!(
+            s.written(3, 9, 4, &[107, 109], true),
+            Written::Inspect { from: 107, to: 109 }
+        );
+        s.inspected(3, 9, 4, 109, true, true);
+        assert!(s.fenced(3, 9), "a later owner's claim at 108");
+        // A new incarnation starts again.
+        assert!(!s.fenced(3, 10));
+        assert_eq!(s.slot(3, 10, Some("a"), 5), 0);
+    }
+
+    /// One step of [`compaction_and_tombstones_never_change_what_a_restore_reads`].
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Writer `w` (modulo the writers) writes a checkpoint of the
+        /// assets in `assets` (a bit set), then its marker unless
+        /// `unmarked` (records a later marker commits); with `crash`, no
+        /// marker follows and the writer never writes again.
+        Checkpoint {
+            w: usize,
+            assets: u8,
+            unmarked: bool,
+            crash: bool,
+        },
+        /// A node claims the shard, folds the log up to its claim and
+        /// becomes a writer; its tombstones wait for a `Tombstones` step.
+        Restore,
+        /// The oldest restore's tombstones land.
+        Tombstones,
+        /// The broker compacts: the last message of each key stays.
+        Compact,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (0usize..4, any::<u8>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.1))
+                .prop_map(|(w, assets, unmarked, crash)| Step::Checkpoint { w, assets, unmarked, crash }),
+            1 => Just(Step::Restore),
+            1 => Just(Step::Tombstones),
+            1 => Just(Step::Compact),
+        ]
+    }
+
+    /// A message of the simulated changelog partition: offset, key, value.
+    type Msg = (i64, Vec<u8>, Vec<u8>);
+
+    fn fold(log: &[Msg]) -> Restored {
+        let mut f = Fold::default();
+        for (_, k, v) in log {
+            apply_value(&mut f, Some(k), v).unwrap();
+        }
+        f.finish()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Writers (live ones, crashed ones, and fenced ones that go on
+        /// writing until they notice), restores that tombstone what they
+        /// found stale, and compaction at any point: a restore of the
+        /// compacted log always equals the restore of everything ever
+        /// written. Keyed by asset id alone, a fenced writer's record
+        /// shadowed the committed one (the soak's seed 20261205).
+        #[test]
+        fn compaction_and_tombstones_never_change_what_a_restore_reads(
+            steps in proptest::collection::vec(step(), 1..80)
+        ) {
+            struct W { inc: u64, epoch: u64, slots: Slots, crashed: bool }
+            let mut log: Vec<Msg> = Vec::new();
+            let mut everything: Vec<Msg> = Vec::new();
+            let mut writers = vec![W { inc: 1, epoch: 0, slots: Slots::default(), crashed: false }];
+            let mut tombstones: Vec<Vec<Vec<u8>>> = Vec::new();
+            let mut end = 0i64;
+            let mut next_offset = 0i64;
+            let mut value = 0u8;
+            let mut append = |log: &mut Vec<Msg>, everything: &mut Vec<Msg>, key: Vec<u8>, v: Vec<u8>| {
+                let offset = end;
+                end += 1;
+                log.push((offset, key.clone(), v.clone()));
+                if !v.is_empty() {
+                    everything.push((offset, key, v));
+                }
+                offset
+            };
+            for s in steps {
+                match s {
+                    Step::Checkpoint { w, assets, unmarked, crash } => {
+                        let n = writers.len();
+                        let w = &mut writers[w % n];
+                        if w.crashed || w.slots.fenced(0, w.inc) {
+                            continue;
+                        }
+                        w.epoch += 1;
+                        let mut mine = Vec::new();
+                        for a in (0..8).filter(|a| assets & (1 << a) != 0) {
+                            value = value.wrapping_add(1);
+                            let asset = format!("a{a}");
+                            let slot = w.slots.slot(0, w.inc, Some(&asset), w.epoch);
+                            let v = frame(KIND_KEYED_RECORD, w.inc, w.epoch, &[&[0], &[value]]);
+                            mine.push(append(&mut log, &mut everything, record_key(&asset, w.inc, slot), v));
+                        }
+                        if crash {
+                            w.crashed = true;
+                            continue;
+                        }
+                        if !unmarked {
+                            next_offset += 1;
+                            let slot = w.slots.slot(0, w.inc, None, w.epoch);
+                            let v = frame(KIND_MARKER, w.inc, w.epoch, &[&next_offset.to_be_bytes()]);
+                            let key = format!("\0marker/{}/{slot}", w.inc).into_bytes();
+                            mine.push(append(&mut log, &mut everything, key, v));
+                        }
+                        if let Written::Inspect { from, to } = w.slots.written(0, w.inc, w.epoch, &mine, !unmarked) {
+                            let later = log.iter().any(|(o, _, v)| {
+                                (from..=to).contains(o)
+                                    && !mine.contains(o)
+                                    && matches!(unframe(v), Ok((KIND_CLAIM | KIND_MARKER, inc, _, _)) if inc > w.inc)
+                            });
+                            w.slots.inspected(0, w.inc, w.epoch, to, !unmarked, later);
+                        }
+                    }
+                    Step::Restore => {
+                        let inc = writers.iter().map(|w| w.inc).max().unwrap_or(0) + 1;
+                        let claim = frame(KIND_CLAIM, inc, 0, &[]);
+                        append(&mut log, &mut everything, format!("\0claim/{inc}").into_bytes(), claim);
+                        let restored = fold(&log);
+                        proptest::prop_assert_eq!(&restored.twins, &fold(&everything).twins);
+                        tombstones.push(restored.stale);
+                        writers.push(W { inc, epoch: 0, slots: Slots::default(), crashed: false });
+                    }
+                    Step::Tombstones => {
+                        if !tombstones.is_empty() {
+                            for k in tombstones.remove(0) {
+                                append(&mut log, &mut everything, k, Vec::new());
+                            }
+                        }
+                    }
+                    Step::Compact => {
+                        let mut last: HashMap<Vec<u8>, i64> = HashMap::new();
+                        for (o, k, _) in &log {
+                            last.insert(k.clone(), *o);
+                        }
+                        log.retain(|(o, k, _)| last[k] == *o);
+                    }
+                }
+                let (now, all) = (fold(&log), fold(&everything));
+                proptest::prop_assert_eq!(&now.twins, &all.twins);
+                proptest::prop_assert_eq!(now.next_offset, all.next_offset);
+                proptest::prop_assert_eq!(now.max_incarnation, all.max_incarnation);
+            }
+        }
     }
 }

@@ -239,7 +239,7 @@ impl Member {
             let t = Instant::now();
             let key = ShardMeta::key(shard);
             let fresh = local.filter(|m| m.changelog_end == hi && claim == hi && self.store.shards().contains(&shard));
-            let (meta, rewrite, from, records) = match fresh {
+            let (meta, from, records) = match fresh {
                 Some(m) => {
                     let meta = ShardMeta {
                         changelog_end: claim + 1,
@@ -247,7 +247,7 @@ impl Member {
                         ..m
                     };
                     self.store.put_meta(&key, &meta.encode())?;
-                    (meta, Vec::new(), "local", 0)
+                    (meta, "local", 0)
                 }
                 None => {
                     let mut fold = Fold::default();
@@ -264,9 +264,18 @@ impl Member {
                         claim = self.with_writer(|w| w.claim(&[(shard, inc)]))?[0];
                     }
                     let restored = fold.finish();
+                    // Records no restore uses again go (see `changelog`'s
+                    // docs: safe even if another node claims the shard now).
+                    let end = match self.with_writer(|w| w.tombstones(shard, &restored.stale)) {
+                        Ok(end) => end.unwrap_or(claim + 1),
+                        Err(error) => {
+                            tracing::warn!(shard, %error, stale = restored.stale.len(), "cannot remove the changelog's stale twin records now; the next restore tries again");
+                            claim + 1
+                        }
+                    };
                     let meta = ShardMeta {
                         next_offset: restored.next_offset.unwrap_or(-1),
-                        changelog_end: claim + 1,
+                        changelog_end: end,
                         incarnation: inc,
                     };
                     // The history the committed checkpoints hold.
@@ -303,11 +312,11 @@ impl Member {
                         twins = restored.twins.len(),
                         records = restored.records,
                         ignored = restored.ignored,
-                        rewrite = restored.rewrite.len(),
+                        stale = restored.stale.len(),
                         ms = t.elapsed().as_millis() as u64,
                         "shard restored from the changelog"
                     );
-                    (meta, restored.rewrite, "changelog", restored.records)
+                    (meta, "changelog", restored.records)
                 }
             };
             telemetry::shard_restored(from, t.elapsed().as_secs_f64(), records);
@@ -315,7 +324,6 @@ impl Member {
                 shard,
                 incarnation: inc,
                 next_offset: meta.next_offset,
-                rewrite,
             });
             offsets.push((shard as i32, meta.next_offset));
         }

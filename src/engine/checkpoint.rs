@@ -252,7 +252,12 @@ pub fn writer_loop(
                 match writer.checkpoint(ep.id, &entries, incarnation_of, &markers) {
                     Ok(ends) => {
                         telemetry::changelog_written(entries.len() + markers.len());
-                        for (m, (_, end)) in marks.iter().zip(ends) {
+                        // A shard this node was fenced off is not written:
+                        // its local copy stays as it was (no longer fresh).
+                        for (shard, end) in ends {
+                            let Some(m) = marks.iter().find(|m| m.shard == shard) else {
+                                continue;
+                            };
                             let meta = ShardMeta {
                                 next_offset: m.next_offset,
                                 changelog_end: end,

@@ -56,6 +56,4 @@ pub struct Acquired {
     pub incarnation: u64,
     /// Where its ingest partition resumes (-1: from the start).
     pub next_offset: i64,
-    /// Assets whose committed record the first checkpoint writes again.
-    pub rewrite: Vec<String>,
 }

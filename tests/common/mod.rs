@@ -235,13 +235,30 @@ pub fn changelog_digest(brokers: &str, topic: &str, partitions: u32) -> Digest {
 /// restarted or taken-over twin emits again what followed its last
 /// checkpoint, with the same ids, and must emit the same thing. When it was
 /// emitted (`at`) differs between two emissions and is left out. Per asset,
-/// ordered by (rule, event time, id): several files interleave.
+/// ordered by (rule, event time, id): several files interleave. Panics on
+/// two different outputs with one id.
 pub fn outputs_by_id(
     files: &[PathBuf],
     id_field: &str,
     keep: impl Fn(&serde_json::Value) -> bool,
 ) -> std::collections::BTreeMap<String, Vec<serde_json::Value>> {
+    let (by_asset, conflicts) = outputs_and_conflicts(files, id_field, keep);
+    assert!(
+        conflicts.is_empty(),
+        "two different outputs with one {id_field}: {conflicts:#?}"
+    );
+    by_asset
+}
+
+/// [`outputs_by_id`], and each pair of different outputs with one id (the
+/// first kept) described, for a checker that reports rather than stops.
+pub fn outputs_and_conflicts(
+    files: &[PathBuf],
+    id_field: &str,
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> (std::collections::BTreeMap<String, Vec<serde_json::Value>>, Vec<String>) {
     let mut by_asset: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    let mut conflicts = Vec::new();
     let mut files = files.to_vec();
     files.sort();
     for path in files.iter().filter(|p| p.exists()) {
@@ -258,7 +275,8 @@ pub fn outputs_by_id(
             o.as_object_mut().unwrap().remove("at");
             let seen = by_asset.entry(o["asset"].as_str().unwrap().to_string()).or_default();
             match seen.iter().find(|s| s[id_field] == o[id_field]) {
-                Some(prev) => assert_eq!(prev, &o, "two different outputs with one {id_field}"),
+                Some(prev) if prev != &o => conflicts.push(format!("{prev} and {o}")),
+                Some(_) => {}
                 None => seen.push(o),
             }
         }
@@ -272,7 +290,7 @@ pub fn outputs_by_id(
             )
         });
     }
-    by_asset
+    (by_asset, conflicts)
 }
 
 /// The greatest twin version per asset in the twin-update file. A line the

@@ -4,13 +4,12 @@
 //! acquired, released and lost in chunk order ([`ShardControl`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
 use super::Router;
 use crate::engine::checkpoint::ShardMark;
-use crate::engine::worker::{Deliver, Leave, TwinBatch};
+use crate::engine::worker::Leave;
 use crate::pipeline::{Acquired, ShardControl};
 
 pub(super) struct Shards {
@@ -117,19 +116,6 @@ impl Router {
         // Its deadlines are read from the shard's index as they come due.
         self.timers.follow(a.shard);
         tracing::info!(shard = a.shard, next_offset = a.next_offset, "shard acquired");
-        // Committed records an unfinished checkpoint of the previous owner
-        // left behind in the changelog: written again.
-        for asset in &a.rewrite {
-            if let Some(entry) = self.index.resolve(asset) {
-                let (worker, local, create) = self.twin(asset, entry);
-                self.workers[worker].do_send(Deliver {
-                    batches: vec![TwinBatch::events(local, create, Vec::new())],
-                    received_at: Instant::now(),
-                    permit: self.flow.extra(),
-                });
-                self.backlog.sent(worker);
-            }
-        }
         self.shards.changed.insert(a.shard);
     }
 
