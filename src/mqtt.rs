@@ -3,11 +3,12 @@
 //! connection, backoff, and which connection errors retrying cannot fix.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-use rumqttc::{ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet};
+use crossbeam_channel::{Receiver, Sender};
+use rumqttc::{Client, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, PubAck, Publish, QoS};
 
 use crate::topology::MqttConn;
 
@@ -138,9 +139,14 @@ pub fn drive(
     events: &Sender<Result<Event, ConnectionError>>,
     driving: &AtomicBool,
     on_error: OnError,
+    acks: Option<&BulkAcks>,
 ) {
     let mut backoff = Backoff::default();
-    for notification in connection.iter() {
+    loop {
+        if let Some(acks) = acks {
+            acks.write(&mut connection);
+        }
+        let Ok(notification) = connection.recv() else { break };
         let failed = notification.is_err();
         if matches!(notification, Ok(Event::Incoming(Packet::ConnAck(_)))) {
             backoff.reset();
@@ -158,6 +164,87 @@ pub fn drive(
             }
         }
     }
+}
+
+/// The QoS 1 acknowledgement of message `pkid`, as a client takes it.
+pub fn ack_of(pkid: u16) -> Publish {
+    let mut p = Publish::new("", QoS::AtLeastOnce, Vec::<u8>::new());
+    p.pkid = pkid;
+    p
+}
+
+/// Acknowledgements handed to the thread that drives a connection in
+/// bulk. rumqttc takes one request per turn of its event loop while it reads
+/// up to ten messages per turn, so under a flood acknowledgements sent one
+/// by one fall behind without bound (and a broker that sends past its
+/// in-flight limit keeps sending). The driving thread writes these straight
+/// into the connection's write buffer between turns, and sends the last one
+/// as a request, which wakes the loop and flushes them all.
+pub struct BulkAcks {
+    rx: Receiver<Vec<u16>>,
+    client: Client,
+    /// Batches taken and queued (the last ack of each as a request).
+    handled: Arc<AtomicU64>,
+}
+
+/// The source's end of [`BulkAcks`].
+pub struct AckSender {
+    tx: Sender<Vec<u16>>,
+    sent: u64,
+    handled: Arc<AtomicU64>,
+}
+
+impl AckSender {
+    pub fn send(&mut self, pkids: Vec<u16>) {
+        if self.tx.send(pkids).is_ok() {
+            self.sent += 1;
+        }
+    }
+
+    /// Whether the connection thread has queued every batch sent: then a
+    /// request made now (a disconnect) comes after all of them.
+    pub fn settled(&self) -> bool {
+        self.handled.load(Ordering::Acquire) >= self.sent
+    }
+}
+
+impl BulkAcks {
+    /// The driving thread's end, and the sender the source hands packet ids to.
+    pub fn new(client: Client) -> (BulkAcks, AckSender) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let handled = Arc::new(AtomicU64::new(0));
+        let sender = AckSender {
+            tx,
+            sent: 0,
+            handled: handled.clone(),
+        };
+        (BulkAcks { rx, client, handled }, sender)
+    }
+
+    fn write(&self, connection: &mut rumqttc::Connection) {
+        let mut last = None;
+        let mut batches = 0;
+        while let Ok(pkids) = self.rx.try_recv() {
+            batches += 1;
+            for pkid in pkids {
+                if let Some(prev) = last.replace(pkid) {
+                    write_ack(connection, prev);
+                }
+            }
+        }
+        if let Some(pkid) = last {
+            // Queue full: the requests waiting flush the buffer anyway.
+            if self.client.try_ack(&ack_of(pkid)).is_err() {
+                write_ack(connection, pkid);
+            }
+        }
+        self.handled.fetch_add(batches, Ordering::Release);
+    }
+}
+
+fn write_ack(connection: &mut rumqttc::Connection, pkid: u16) {
+    // A PUBACK is four bytes into a growable buffer: it cannot fail.
+    let _ = PubAck::new(pkid).write(&mut connection.eventloop.state.write);
 }
 
 /// A refusal that retrying cannot fix - credentials, authorisation, the

@@ -141,7 +141,7 @@ impl Mqtt {
         let d = driving.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("mqtt-sink-{}", self.name))
-            .spawn(move || crate::mqtt::drive(connection, &tx, &d, OnError::Return));
+            .spawn(move || crate::mqtt::drive(connection, &tx, &d, OnError::Return, None));
         match spawned {
             Ok(_) => {
                 self.link = Some(Link {

@@ -12,6 +12,9 @@
 //! * **QoS 1 is acknowledged after durability**: manual acks; a chunk's
 //!   messages are acked only when the router reports that a checkpoint
 //!   holding the chunk is durable. A crash before that means redelivery.
+//!   Until then the source keeps only their packet ids (2 bytes a
+//!   message); many acks due at once go to the connection thread in bulk
+//!   ([`BulkAcks`]), so acknowledging keeps up with a flood.
 //! * A thread of its own drives the rumqttc connection (a poll cut short
 //!   would restart a connect or TLS handshake); connection errors are
 //!   retried there with exponential backoff and jitter (100 ms to 10 s,
@@ -30,7 +33,7 @@ use rumqttc::{Client, Event, Packet, Publish, QoS};
 
 use super::decode::{Decoder, Scratch};
 use super::SourceError;
-use crate::mqtt::{describe, drive, refusal, Credentials, OnError};
+use crate::mqtt::{ack_of, describe, drive, refusal, AckSender, BulkAcks, Credentials, OnError};
 use crate::pipeline::flow::Flow;
 use crate::pipeline::DecodedChunk;
 use crate::topology::{MqttSpec, TOPIC_KEY};
@@ -69,13 +72,14 @@ impl MqttSource {
         };
         let (client, connection) = Client::new(opts, 1024);
         let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
+        let (bulk, mut bulk_tx) = BulkAcks::new(client.clone());
         let driving = Arc::new(AtomicBool::new(true));
         {
             let driving = driving.clone();
             let name = format!("mqtt-{}", self.name);
             let spawned = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || drive(connection, &events_tx, &driving, OnError::Reconnect));
+                .spawn(move || drive(connection, &events_tx, &driving, OnError::Reconnect, Some(&bulk)));
             if let Err(e) = spawned {
                 self.stop_node(SourceError::Thread {
                     source_name: self.name.to_string(),
@@ -89,8 +93,10 @@ impl MqttSource {
         }
         let mut seq = 0u64;
         let mut batch: Vec<Publish> = Vec::new();
-        let mut unacked: VecDeque<(u64, Vec<Publish>)> = VecDeque::new();
-        let mut to_ack: VecDeque<Publish> = VecDeque::new();
+        // Routed QoS 1 messages by chunk, as their packet ids (all an
+        // acknowledgement needs: 2 bytes a message, not the message).
+        let mut unacked: VecDeque<(u64, Vec<u16>)> = VecDeque::new();
+        let mut to_ack: VecDeque<u16> = VecDeque::new();
         let mut scratch = Scratch::default();
         let mut failing = false;
         while !stop.load(Ordering::Relaxed) {
@@ -102,7 +108,7 @@ impl MqttSource {
                 release(&mut unacked, up_to, &mut to_ack);
                 released = true;
             }
-            send_acks(&client, &mut to_ack);
+            send_acks(&client, &mut bulk_tx, &mut to_ack);
             if released {
                 crate::telemetry::mqtt_unacked(&self.name, waiting(&unacked, &to_ack));
             }
@@ -146,7 +152,8 @@ impl MqttSource {
                     return;
                 }
                 if qos == QoS::AtLeastOnce {
-                    unacked.push_back((seq, publishes));
+                    let pkids = publishes.iter().filter(|p| p.qos != QoS::AtMostOnce).map(|p| p.pkid);
+                    unacked.push_back((seq, pkids.collect()));
                 }
                 seq += 1;
                 crate::telemetry::mqtt_unacked(&self.name, waiting(&unacked, &to_ack));
@@ -160,14 +167,16 @@ impl MqttSource {
         last.last = true;
         let _ = out.send(last);
         let deadline = Instant::now() + FINAL_ACKS;
-        while (!unacked.is_empty() || !to_ack.is_empty()) && Instant::now() < deadline {
+        while (!unacked.is_empty() || !to_ack.is_empty() || !bulk_tx.settled()) && Instant::now() < deadline {
             match durable.recv_timeout(Duration::from_millis(5)) {
                 Ok(up_to) => release(&mut unacked, up_to, &mut to_ack),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) if to_ack.is_empty() => break,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) if to_ack.is_empty() && bulk_tx.settled() => {
+                    break
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(1)),
             }
-            send_acks(&client, &mut to_ack);
+            send_acks(&client, &mut bulk_tx, &mut to_ack);
             // Keep the connection thread moving (it blocks while its event
             // queue is full, and then drains no acks). Messages arriving now
             // are not routed: unacknowledged, the broker keeps them.
@@ -332,21 +341,31 @@ pub(crate) fn splice(out: &mut Vec<u8>, fields: &[(&str, &str)], payload: &[u8])
 }
 
 /// Messages routed and not yet acknowledged.
-fn waiting(unacked: &VecDeque<(u64, Vec<Publish>)>, to_ack: &VecDeque<Publish>) -> usize {
+fn waiting(unacked: &VecDeque<(u64, Vec<u16>)>, to_ack: &VecDeque<u16>) -> usize {
     unacked.iter().map(|(_, p)| p.len()).sum::<usize>() + to_ack.len()
 }
 
 /// Moves the messages of chunks up to `up_to` to the ack queue.
-fn release(unacked: &mut VecDeque<(u64, Vec<Publish>)>, up_to: u64, to_ack: &mut VecDeque<Publish>) {
+fn release(unacked: &mut VecDeque<(u64, Vec<u16>)>, up_to: u64, to_ack: &mut VecDeque<u16>) {
     while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
         to_ack.extend(unacked.pop_front().expect("checked").1);
     }
 }
 
-/// Queues as many acks as rumqttc's request queue takes now.
-fn send_acks(client: &Client, to_ack: &mut VecDeque<Publish>) {
-    while let Some(p) = to_ack.front() {
-        if client.try_ack(p).is_err() {
+/// Acknowledgements up to this many go through rumqttc's request queue one
+/// by one; more go to the connection thread in bulk ([`BulkAcks`]).
+const ACKS_ONE_BY_ONE: usize = 16;
+
+/// Hands every acknowledgement due to the connection: a few through
+/// rumqttc's request queue (never blocking on it), more in bulk, followed
+/// by one request that wakes the connection thread.
+fn send_acks(client: &Client, bulk: &mut AckSender, to_ack: &mut VecDeque<u16>) {
+    if to_ack.len() > ACKS_ONE_BY_ONE {
+        let keep = to_ack.len() - 1;
+        bulk.send(to_ack.drain(..keep).collect());
+    }
+    while let Some(&pkid) = to_ack.front() {
+        if client.try_ack(&ack_of(pkid)).is_err() {
             // Full: the connection loop drains it; try again next round.
             return;
         }
