@@ -655,7 +655,13 @@ impl Writer {
     /// Writes the history records of checkpoint `epoch` to `topic` (the
     /// [`history_topic`]) and waits until every one is acknowledged: before
     /// the checkpoint's markers, so a committed checkpoint's history is
-    /// always there.
+    /// always there. Nothing of a shard this node was fenced off.
+    ///
+    /// Unlike twin records, a bucket keeps its key (the store's) across
+    /// writers: a fenced node's first checkpoint after the claim, before it
+    /// learns of the claim, can shadow the committed version of the buckets
+    /// it touches, and compaction then loses them (a gap in the history
+    /// the next owner restores, never in twin state).
     pub fn history(
         &self,
         topic: &str,
@@ -663,17 +669,20 @@ impl Writer {
         entries: &[HistoryEntry],
         incarnation_of: impl Fn(u32) -> u64,
     ) -> Result<(), ChangelogError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let out = entries
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let out: Vec<Out<'_>> = entries
             .iter()
+            .filter(|e| !slots.fenced(e.shard, incarnation_of(e.shard)))
             .map(|e| Out {
                 partition: e.shard,
                 key: &e.key,
                 value: frame(KIND_HISTORY, incarnation_of(e.shard), epoch, &[&e.value]),
             })
             .collect();
+        drop(slots);
+        if out.is_empty() {
+            return Ok(());
+        }
         self.send_to(topic, out).map(|_| ())
     }
 
