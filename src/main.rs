@@ -312,6 +312,45 @@ fn on_signals(stop: Arc<AtomicBool>, stop_timeout: Duration) -> Result<()> {
     Ok(())
 }
 
+/// A fault drill: with `TWINSTREAM_CLOCK_OFFSET_FILE` set, the node's
+/// processing-time clock runs the file's number of milliseconds ahead of
+/// the machine's (behind when negative; no file: 0), read at start and again
+/// on every SIGUSR2 - a clock step on one node while the rest of the machine
+/// keeps its time (the chaos soak, RELIABILITY.md).
+fn clock_drill() -> Result<()> {
+    let Some(file) = std::env::var_os("TWINSTREAM_CLOCK_OFFSET_FILE").map(PathBuf::from) else {
+        return Ok(());
+    };
+    let read = move || match std::fs::read_to_string(&file) {
+        Ok(text) => match text.trim().parse::<i64>() {
+            Ok(ms) => {
+                twinstream::pipeline::clock::set_offset_ms(ms);
+                tracing::warn!(offset_ms = ms, file = %file.display(), "fault drill: the processing-time clock is stepped");
+            }
+            Err(e) => {
+                tracing::error!(file = %file.display(), error = %e, "fault drill: the clock offset file does not hold a number of milliseconds; the clock stays as it was")
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => twinstream::pipeline::clock::set_offset_ms(0),
+        Err(e) => {
+            tracing::error!(file = %file.display(), error = %e, "fault drill: cannot read the clock offset file; the clock stays as it was")
+        }
+    };
+    // The handler first: a step signalled while the file is read is not lost.
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR2])
+        .context("installing the SIGUSR2 handler")?;
+    read();
+    std::thread::Builder::new()
+        .name("clock-drill".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                read();
+            }
+        })
+        .context("starting the clock drill's thread")?;
+    Ok(())
+}
+
 /// Ends the process at once, as `kill -9` would but with `code`: no atexit
 /// handlers or C++ static destructors (RocksDB's) run under threads still
 /// using them, and nothing waits on a stuck output. What is durable stays
@@ -370,6 +409,7 @@ fn run(
 ) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     on_signals(stop.clone(), stop_timeout)?;
+    clock_drill()?;
     tracing::info!(topology = %topo.file.display(), state_dir = %state_dir.display(), "twinstream {} running", env!("CARGO_PKG_VERSION"));
     // The API listens before the engine restores, so `/healthz` answers and
     // `/readyz` says 503 while it starts.

@@ -5,6 +5,8 @@ mod common;
 
 use common::*;
 
+const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 const TOPO: &str = r#"
 asset_types:
   pump:
@@ -265,4 +267,67 @@ fn timestamps_beyond_the_time_tolerance_are_dead_lettered_with_the_reason() {
         (Some(7), Some(0)),
         "{r}"
     );
+}
+
+/// The clock drill (`TWINSTREAM_CLOCK_OFFSET_FILE`, the soak's clock step):
+/// a node started with its clock two hours behind takes a reading stamped
+/// with the machine's time as two hours in the future and dead-letters it;
+/// stepped back to the machine's time (the file, then SIGUSR2) it takes the
+/// next one.
+#[test]
+fn a_node_whose_clock_is_stepped_back_rejects_live_readings_until_it_is_stepped_again() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (updates, dead) = (dir.path().join("updates.jsonl"), dir.path().join("dead.jsonl"));
+    let topo = Topo::new("clock-drill")
+        .model(PUMPS)
+        .mqtt_source_with("plant", broker.port, "clock-drill", "")
+        .file_sink("updates", &updates, "twin_updates")
+        .file_sink("dead", &dead, "dead_letters")
+        .write(&dir.path().join("clock.yaml"));
+    let offset = dir.path().join("clock-offset");
+    std::fs::write(&offset, "-7200000\n").unwrap();
+    let mut cmd = run_cmd(&topo, &dir.path().join("state"));
+    cmd.env("TWINSTREAM_CLOCK_OFFSET_FILE", &offset);
+    let mut run = spawn(&mut cmd);
+    run.wait_stderr("the stepped clock", WAIT, |l| {
+        l.contains("fault drill: the processing-time clock is stepped") && l.contains("offset_ms=-7200000")
+    });
+    run.wait_stderr("the MQTT subscription", WAIT, |l| l.contains("MQTT subscribed"));
+    let reading = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        vec![(
+            "plant/pump-01/temperature".to_string(),
+            format!(r#"{{"ts":{now},"value":20.5}}"#),
+        )]
+    };
+    publish(broker.port, &reading());
+    let rejected = poll_until(WAIT, || jsonl(&dead).into_iter().next());
+    let rejected = rejected.expect("the reading was not dead-lettered");
+    assert_eq!(rejected["reason"], "future_timestamp", "{rejected}");
+    assert!(
+        rejected["message"]
+            .as_str()
+            .unwrap()
+            .contains("ahead of this node's clock"),
+        "{rejected}"
+    );
+
+    std::fs::write(&offset, "0").unwrap();
+    let pid = run.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-USR2", &pid])
+        .status()
+        .unwrap()
+        .success());
+    run.wait_stderr("the clock stepped back", WAIT, |l| {
+        l.contains("fault drill: the processing-time clock is stepped") && l.contains("offset_ms=0")
+    });
+    publish(broker.port, &reading());
+    wait_for(&updates, "pump-01 took the reading", |v| v.get("pump-01") == Some(&1));
+    stop_cleanly(run);
+    assert_eq!(jsonl(&dead).len(), 1, "only the reading of the stepped clock");
 }

@@ -3,7 +3,8 @@
 //! Kafka producer with known content, while a fault injector, at random
 //! times drawn from a seed, kills (`kill -9`) and restarts nodes, restarts
 //! both brokers, cuts, slows or hangs the network between the nodes and
-//! their brokers and fills a node's disk - several at once. At the end the checker compares every twin with one uninterrupted
+//! their brokers, fills a node's disk and steps a node's clock - several at
+//! once. At the end the checker compares every twin with one uninterrupted
 //! single-node run over the same input, every alert and command
 //! (deduplicated by id) with that run's, and every process's peak memory
 //! with its bound.
@@ -146,6 +147,9 @@ enum Fault {
     },
     /// The node's disk filled up for `lasting`.
     DiskFull { node: usize, lasting: Duration },
+    /// The node's processing-time clock stepped by `ms` for `lasting`, then
+    /// back (`TWINSTREAM_CLOCK_OFFSET_FILE` and SIGUSR2).
+    ClockStep { node: usize, ms: i64, lasting: Duration },
 }
 
 impl Fault {
@@ -162,6 +166,7 @@ impl Fault {
                 proxy::Fault::Pass => "network pass",
             },
             Fault::DiskFull { .. } => "disk full",
+            Fault::ClockStep { .. } => "clock step",
         }
     }
 }
@@ -175,6 +180,14 @@ impl fmt::Display for Fault {
             Fault::KafkaBroker { down } => write!(f, "Kafka broker killed for {down:.1?}"),
             Fault::Net { link, fault, lasting } => write!(f, "{fault:?} on the {link:?} link for {lasting:.1?}"),
             Fault::DiskFull { node, lasting } => write!(f, "disk of {} full for {lasting:.1?}", NODES[*node]),
+            Fault::ClockStep { node, ms, lasting } => {
+                write!(
+                    f,
+                    "clock of {} stepped {:+.1} h for {lasting:.1?}",
+                    NODES[*node],
+                    *ms as f64 / 3.6e6
+                )
+            }
         }
     }
 }
@@ -192,7 +205,7 @@ fn schedule(seed: u64, seconds: u64, mean_gap: f64) -> Vec<(Duration, Fault)> {
             return out;
         }
         let node = rng.usize(0..NODES.len());
-        let fault = match rng.u32(0..13) {
+        let fault = match rng.u32(0..14) {
             0..=2 => Fault::Kill {
                 node,
                 down: secs(&mut rng, 0.2, 3.0),
@@ -213,9 +226,15 @@ fn schedule(seed: u64, seconds: u64, mean_gap: f64) -> Vec<(Duration, Fault)> {
                 },
                 lasting: secs(&mut rng, 1.0, 8.0),
             },
-            _ => Fault::DiskFull {
+            11..=12 => Fault::DiskFull {
                 node,
                 lasting: secs(&mut rng, 2.0, 8.0),
+            },
+            _ => Fault::ClockStep {
+                node,
+                // Half an hour to three hours, either way.
+                ms: rng.i64(1_800_000..10_800_000) * if rng.bool() { 1 } else { -1 },
+                lasting: secs(&mut rng, 2.0, 20.0),
             },
         };
         out.push((Duration::from_secs_f64(at), fault));
@@ -269,7 +288,11 @@ struct Node {
     topo: PathBuf,
     disk: Tmpfs,
     log: PathBuf,
+    /// Its clock offset, in ms (`TWINSTREAM_CLOCK_OFFSET_FILE`).
+    clock: PathBuf,
     child: Option<Child>,
+    /// When it was last started.
+    started: Option<Instant>,
     /// Not started again before this.
     held_until: Option<Instant>,
     /// When the soak sent SIGTERM (a clean restart).
@@ -288,7 +311,9 @@ impl Node {
             topo,
             disk: Tmpfs::mount(&dir.join(format!("state-{name}"))),
             log: dir.join(format!("{name}.log")),
+            clock: dir.join(format!("clock-{name}")),
             child: None,
+            started: None,
             held_until: None,
             stopping: None,
             starts: 0,
@@ -300,12 +325,29 @@ impl Node {
     fn start(&mut self) {
         let log = OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut cmd = run_cmd(&self.topo, &self.disk.0.join("state"));
-        cmd.stdout(Stdio::null()).stderr(log);
+        cmd.env("TWINSTREAM_CLOCK_OFFSET_FILE", &self.clock)
+            .stdout(Stdio::null())
+            .stderr(log);
         self.child = Some(
             cmd.spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name)),
         );
+        self.started = Some(Instant::now());
         self.starts += 1;
+    }
+
+    /// Steps its processing-time clock to the machine's plus `ms`. A node
+    /// started in the last second may not have its SIGUSR2 handler yet (the
+    /// signal would end it): it is not signalled, and reads the file at its
+    /// next start.
+    fn step_clock(&mut self, ms: i64) {
+        let tmp = self.clock.with_extension("new");
+        std::fs::write(&tmp, ms.to_string()).unwrap();
+        std::fs::rename(&tmp, &self.clock).unwrap();
+        let settled = self.started.is_some_and(|t| t.elapsed() > Duration::from_secs(1));
+        if let (Some(pid), true) = (self.pid(), settled) {
+            let _ = Command::new("kill").arg("-USR2").arg(pid.to_string()).status();
+        }
     }
 
     fn pid(&self) -> Option<u32> {
@@ -751,6 +793,7 @@ struct Soak {
     kafka_down_until: Option<Instant>,
     link_until: [Option<Instant>; 2],
     disk_until: [Option<Instant>; 4],
+    clock_until: [Option<Instant>; 4],
     peak_rss: BTreeMap<String, u64>,
     /// When the input and the faults began.
     started: Instant,
@@ -808,6 +851,10 @@ impl Soak {
                 self.nodes[node].disk.fill();
                 self.disk_until[node] = self.disk_until[node].max(Some(now + lasting));
             }
+            Fault::ClockStep { node, ms, lasting } => {
+                self.nodes[node].step_clock(ms);
+                self.clock_until[node] = self.clock_until[node].max(Some(now + lasting));
+            }
         }
     }
 
@@ -835,6 +882,9 @@ impl Soak {
         for i in 0..self.nodes.len() {
             if due(&mut self.disk_until[i]) {
                 self.nodes[i].disk.free();
+            }
+            if due(&mut self.clock_until[i]) {
+                self.nodes[i].step_clock(0);
             }
             if all {
                 self.nodes[i].held_until = None;
@@ -916,6 +966,7 @@ fn the_cluster_and_its_edge_lose_nothing_and_apply_nothing_twice_under_many_faul
         kafka_down_until: None,
         link_until: [None; 2],
         disk_until: [None; 4],
+        clock_until: [None; 4],
         peak_rss: BTreeMap::new(),
         started: Instant::now(),
     };

@@ -251,9 +251,7 @@ impl ShardMeta {
 /// by time (microseconds since the Unix epoch). The changelog fold checks
 /// that it is above every incarnation in the log and asks again if not.
 pub fn incarnation(after: u64) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
+    let now = crate::pipeline::clock::now_us().max(0) as u64;
     now.max(after + 1)
 }
 
