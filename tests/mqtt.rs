@@ -25,15 +25,21 @@ fn topology_as(dir: &Path, port: u16, client_id: &str, extra: &str) -> std::path
         .write(&dir.join("mqtt.yaml"))
 }
 
+/// A node on the test topology in `dir`, once subscribed: its state
+/// directory, topology and process.
+fn subscribed(dir: &Path, port: u16) -> (std::path::PathBuf, std::path::PathBuf, Running) {
+    let state = dir.join("state");
+    let topo = topology(dir, port);
+    let mut run = spawn(&mut run_cmd(&topo, &state));
+    run.wait_stderr("the MQTT subscription", WAIT, |l| l.contains("MQTT subscribed"));
+    (state, topo, run)
+}
+
 #[test]
 fn qos1_messages_become_twin_state_and_acked_ones_are_not_redelivered() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let topo = topology(dir.path(), broker.port);
-
-    let mut run = spawn(&mut run_cmd(&topo, &state));
-    run.wait_stderr("the MQTT subscription", WAIT, |l| l.contains("MQTT subscribed"));
+    let (state, topo, run) = subscribed(dir.path(), broker.port);
     // 20 pumps x 2 sensors x 25 readings, then five bad messages.
     let mut messages = Vec::new();
     for i in 0..25 {
@@ -127,10 +133,7 @@ fn qos1_messages_become_twin_state_and_acked_ones_are_not_redelivered() {
 fn every_durable_message_is_acknowledged_at_the_broker_after_a_burst() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let topo = topology(dir.path(), broker.port);
-    let mut run = spawn(&mut run_cmd(&topo, &state));
-    run.wait_stderr("the MQTT subscription", WAIT, |l| l.contains("MQTT subscribed"));
+    let (_, _, run) = subscribed(dir.path(), broker.port);
     let messages: Vec<(String, String)> = (0..500)
         .flat_map(|i| {
             (0..20).map(move |p| {
