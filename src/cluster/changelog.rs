@@ -551,7 +551,9 @@ impl Writer {
         let mut shards = Vec::with_capacity(entries.len() + markers.len());
         for e in entries {
             let inc = incarnation_of(e.shard);
-            if slots.fenced(e.shard, inc) {
+            // A record whose shard has no marker here would never count (a
+            // shard let go of meanwhile); nor one of a shard fenced off.
+            if !markers.iter().any(|(s, _, _)| *s == e.shard) || slots.fenced(e.shard, inc) {
                 continue;
             }
             let timer = match e.timer {
