@@ -160,6 +160,11 @@ pub fn drive(
             }
             let until = Instant::now() + backoff.next_delay();
             while driving.load(Ordering::Relaxed) && Instant::now() < until {
+                // Taken while disconnected too (they go out after the
+                // reconnect), so a stopping source never waits on them.
+                if let Some(acks) = acks {
+                    acks.write(&mut connection);
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
