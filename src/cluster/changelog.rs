@@ -42,10 +42,11 @@
 //! share a key with a committed one. Twin record keys therefore carry the
 //! writer's incarnation (a fenced writer, still writing after another node
 //! claimed the shard, writes under keys of its own) and one of two slots:
-//! within an incarnation each asset's records alternate slots, and a
-//! checkpoint's records are written only once every earlier marker is
-//! acknowledged, so the slot being written never holds the asset's latest
-//! committed record. (Keys that carried only the asset id, as earlier
+//! a writer moves an asset to its other slot only once the marker of its
+//! last record is verified - no later owner's claim before it - so the slot
+//! being written never holds the asset's latest committed record
+//! ([`Slots`]); a writer that finds such a claim writes nothing more of the
+//! shard. (Keys that carried only the asset id, as earlier
 //! builds wrote them, let a fenced writer's record shadow the committed one
 //! once compacted: the twin came back empty while its ingest offset was
 //! kept.) A restore lists the keys the fold found superseded
@@ -306,9 +307,10 @@ struct ShardSlots {
     /// The last checkpoint whose marker is verified.
     verified: Option<u64>,
     fenced: bool,
-    /// Per asset (and `None` for the marker): the slot and checkpoint of
-    /// its last record.
-    last: HashMap<Option<String>, (u8, u64)>,
+    /// Per asset: the slot and checkpoint of its last record.
+    last: HashMap<String, (u8, u64)>,
+    /// The same for the shard's marker.
+    marker: Option<(u8, u64)>,
 }
 
 /// What [`Slots::written`] found of a checkpoint's writes to a shard.
@@ -345,15 +347,22 @@ impl Slots {
     pub fn slot(&mut self, shard: u32, incarnation: u64, asset: Option<&str>, epoch: u64) -> u8 {
         let s = self.shard(shard, incarnation);
         let verified = s.verified;
-        let key = asset.map(str::to_string);
-        let slot = match s.last.get(&key) {
-            None => 0,
-            // Twice in one checkpoint: the same record.
-            Some(&(slot, e)) if e == epoch => slot,
-            Some(&(slot, e)) if verified.is_some_and(|v| e <= v) => 1 - slot,
-            Some(&(slot, _)) => slot,
+        let last = match asset {
+            None => s.marker.get_or_insert((0, epoch)),
+            Some(a) => match s.last.get_mut(a) {
+                Some(last) => last,
+                // An asset's first record in this incarnation: a key of its own.
+                None => return s.last.entry(a.to_string()).or_insert((0, epoch)).0,
+            },
         };
-        s.last.insert(key, (slot, epoch));
+        let (slot, e) = *last;
+        let slot = match e {
+            // Twice in one checkpoint: the same record.
+            e if e == epoch => slot,
+            e if verified.is_some_and(|v| e <= v) => 1 - slot,
+            _ => slot,
+        };
+        *last = (slot, epoch);
         slot
     }
 
@@ -397,9 +406,9 @@ impl Slots {
 
 /// The key of a twin record: the asset id, `NUL`, the writer's incarnation
 /// (u64 BE) and a slot, 0 or 1. Keys are the writer's own, so a fenced
-/// writer's record never shadows (in compaction) another writer's, and the
-/// slots alternate so that an unfinished checkpoint's record never shadows
-/// the committed one of its own writer.
+/// writer's record never shadows (in compaction) another writer's, and
+/// [`Slots`] picks the slot so that a record that may stay uncommitted never
+/// shadows the latest committed one of its own writer.
 pub fn record_key(asset: &str, incarnation: u64, slot: u8) -> Vec<u8> {
     let mut k = Vec::with_capacity(asset.len() + 10);
     k.extend_from_slice(asset.as_bytes());
