@@ -125,6 +125,63 @@ fn qos1_messages_become_twin_state_and_acked_ones_are_not_redelivered() {
     assert_eq!(total, 1001, "no message applied twice: {twins:?}");
 }
 
+/// Acknowledgements leave in bulk once a checkpoint holds their messages
+/// (one at a time, rumqttc's request queue fell behind a flood without
+/// bound): after 10,000 messages and a clean stop, a client that takes
+/// over the node's persistent session at once is sent nothing but what
+/// comes after. (A node that exited before the broker had read its acks
+/// would lose them to the takeover: the stop waits for the broker to close
+/// the connection.)
+#[test]
+fn every_durable_message_is_acknowledged_at_the_broker_after_a_burst() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, run) = subscribed(dir.path(), broker.port);
+    let messages: Vec<(String, String)> = (0..500)
+        .flat_map(|i| {
+            (0..20).map(move |p| {
+                (
+                    format!("plant/pump-{p:02}/temperature"),
+                    format!(r#"{{"ts":{},"value":{i}}}"#, 1_700_000_000_000i64 + i * 1000),
+                )
+            })
+        })
+        .collect();
+    publish(broker.port, &messages);
+    wait_for_versions(&dir.path().join("updates.jsonl"), 20, 500);
+    stop_cleanly(run);
+
+    let mut opts = rumqttc::MqttOptions::new("twinstream-test", "127.0.0.1", broker.port);
+    opts.set_clean_session(false);
+    let (client, mut connection) = rumqttc::Client::new(opts, 16);
+    let mut session_present = None;
+    let mut redelivered = 0;
+    let mut marked = false;
+    let done = poll_until(Duration::from_secs(30), || {
+        match connection.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack)))) => {
+                session_present = Some(ack.session_present);
+                if !marked {
+                    marked = true;
+                    publish(broker.port, &[("plant/marker/temperature".into(), "end".into())]);
+                }
+            }
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
+                if p.topic == "plant/marker/temperature" {
+                    return Some(());
+                }
+                redelivered += 1;
+            }
+            _ => {}
+        }
+        None
+    });
+    let _ = client.disconnect();
+    assert_eq!(session_present, Some(true), "the node's session was kept");
+    assert!(done.is_some(), "the marker never came");
+    assert_eq!(redelivered, 0, "messages the node made durable were not acknowledged");
+}
+
 /// `kill -9` mid-stream and a restart on the same persistent session: the
 /// broker redelivers what was not acknowledged (DUP); what the durable state
 /// already holds is recognised and not applied again, what was lost with

@@ -44,6 +44,9 @@ pub const MAX_BATCH: usize = 2048;
 const EVENT_QUEUE: usize = 4096;
 /// How long a stopping source waits for the final checkpoint's acks.
 const FINAL_ACKS: Duration = Duration::from_secs(30);
+/// How long a stopping source waits for the broker to close the connection
+/// after its DISCONNECT.
+const DISCONNECT_CONFIRMED: Duration = Duration::from_secs(5);
 
 pub struct MqttSource {
     pub source: u16,
@@ -188,15 +191,7 @@ impl MqttSource {
         }
         // Never block on the request queue here either.
         let _ = client.try_disconnect();
-        let until = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < until {
-            match events.recv_timeout(Duration::from_millis(50)) {
-                Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)))
-                | Ok(Err(_))
-                | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-                _ => {}
-            }
-        }
+        disconnected(&self.name, &events);
         // Dropping the client ends the connection thread's iteration.
         driving.store(false, Ordering::Relaxed);
     }
@@ -346,6 +341,32 @@ fn waiting(unacked: &VecDeque<(u64, Vec<u16>)>, to_ack: &VecDeque<u16>) -> usize
 }
 
 /// Moves the messages of chunks up to `up_to` to the ack queue.
+/// Waits, after a DISCONNECT was requested, until the broker closes the
+/// connection. A broker reads a connection's packets in order and closes it
+/// on DISCONNECT, so then it has read every acknowledgement sent before.
+/// Exiting sooner leaves them unread in its socket, and a restart that takes
+/// the session over at once makes the broker drop them and redeliver (the
+/// twins recognise the readings, but a clean stop should not cause that).
+/// Logs a warning when no close comes in time.
+fn disconnected(source: &str, events: &Receiver<Result<Event, rumqttc::ConnectionError>>) {
+    let until = Instant::now() + DISCONNECT_CONFIRMED;
+    let mut sent = false;
+    while Instant::now() < until {
+        match events.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) => sent = true,
+            // The read that fails after the DISCONNECT is the broker's close.
+            Ok(Err(_)) if sent => return,
+            Ok(Err(_)) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            _ => {}
+        }
+    }
+    tracing::warn!(
+        source,
+        "the MQTT broker did not confirm the disconnect; acknowledgements it has not read yet are lost, and it \
+         redelivers those messages (the twins recognise them as applied)"
+    );
+}
+
 fn release(unacked: &mut VecDeque<(u64, Vec<u16>)>, up_to: u64, to_ack: &mut VecDeque<u16>) {
     while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
         to_ack.extend(unacked.pop_front().expect("checked").1);
