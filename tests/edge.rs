@@ -178,14 +178,6 @@ fn deduplicated(got: &BTreeMap<String, Vec<Forwarded>>) -> BTreeMap<String, Vec<
         .collect()
 }
 
-fn metric(base: &str, name: &str) -> Option<f64> {
-    let body = ureq::get(&format!("{base}/metrics")).call().ok()?.into_string().ok()?;
-    body.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Starts the edge (HTTP on a port it picks) and waits until it is ready;
 /// returns it and its API's base URL.
 fn start_ready(cmd: &mut std::process::Command) -> (Running, String) {

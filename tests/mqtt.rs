@@ -591,6 +591,24 @@ rules:
         total(&first_arrivals(g)) == pumps * readings / 2
     });
     assert_eq!(first_arrivals(&got), expected(readings / 2));
+    // What leaves the node is timed (the `output` hop): each line the log
+    // file took, and each message the sink's broker acknowledged (commands
+    // and twin updates).
+    let base = run.http_base();
+    let lines = |sink: &str| metric(&base, &format!("twinstream_sink_lines_total{{sink=\"{sink}\"}}"));
+    let out = || metric(&base, "twinstream_hop_latency_seconds_count{hop=\"output\"}");
+    let timed = poll_until(WAIT, || {
+        let all = lines("log")? + lines("commands")? + lines("state")?;
+        (lines("commands")? == (pumps * readings / 2) as f64 && out()? == all).then_some(())
+    });
+    assert!(
+        timed.is_some(),
+        "output hop {:?}; lines: log {:?}, commands {:?}, state {:?}",
+        out(),
+        lines("log"),
+        lines("commands"),
+        lines("state")
+    );
 
     // Sink broker down: commands are produced and held. Kill the node once
     // it has produced them all.

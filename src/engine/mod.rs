@@ -282,6 +282,13 @@ pub fn run(
     };
     let flow = Flow::new(topo.node.max_inflight_chunks);
     crate::telemetry::flow_limit(topo.node.max_inflight_chunks);
+    let budgets: Vec<_> = topo
+        .node
+        .slo
+        .iter()
+        .map(|b| (b.hop.name(), b.quantile.label(), b.budget))
+        .collect();
+    crate::telemetry::latency_budgets(&budgets);
     for t in &topo.asset_types {
         if let Some((_, f)) = t.history_footprint() {
             crate::telemetry::history_sensor_day(&t.name, f.per_day);

@@ -281,6 +281,8 @@ impl TwinBatch {
 pub struct Deliver {
     pub batches: Vec<TwinBatch>,
     pub received_at: Instant,
+    /// When the router took the chunk.
+    pub routed_at: Instant,
     pub permit: Permit,
 }
 
@@ -339,6 +341,7 @@ impl Handler<Deliver> for Worker {
                 related: b.related,
                 tick: b.tick,
                 received_at: msg.received_at,
+                routed_at: msg.routed_at,
             };
             twin.apply(apply, &msg.permit, &mut tally);
         }

@@ -2,6 +2,7 @@
 //! sinks, one batch per applied input, holding its chunk's flow permit.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::dead_letter::DeadLetter;
 use crate::pipeline::flow::Permit;
@@ -20,6 +21,8 @@ pub struct OutputBatch {
     pub events: Vec<Event>,
     /// Processing time the batch was produced, epoch ms.
     pub at_ms: i64,
+    /// When the batch was produced (the `output` hop starts).
+    pub produced: Instant,
     pub permit: Option<Permit>,
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Timing};
 use super::{json, Cmd, OutboxOp, SinkError};
 use crate::pipeline::{DeadLetter, OutputBatch};
 use crate::pipeline::{Fatal, FatalTx};
@@ -189,12 +189,16 @@ impl<T: Transport> BrokerSink<T> {
             self.mask,
             &self.sources,
             &mut self.line,
-            |kind, name, line, again| {
+            |kind, name, line, again, alert_ms| {
                 transport
                     .topic()
                     .render(topic, asset, asset_type, kind, name, T::TOPIC_CHAR);
                 let (key, headers) = transport.output(asset, kind, again);
-                queue.push(topic.clone(), key, headers, line.to_vec());
+                let timing = Timing {
+                    produced: Some(batch.produced),
+                    alert_ms,
+                };
+                queue.push(topic.clone(), key, headers, line.to_vec(), timing);
             },
         );
         if self.mask.has(OutputKind::Relays) {
@@ -212,7 +216,11 @@ impl<T: Transport> BrokerSink<T> {
                     T::TOPIC_CHAR,
                 );
                 let (key, headers, payload) = self.transport.dead_letter(&batch, d, &mut self.line);
-                self.outbox.push(self.topic.clone(), key, headers, payload);
+                let timing = Timing {
+                    produced: Some(batch.produced),
+                    alert_ms: None,
+                };
+                self.outbox.push(self.topic.clone(), key, headers, payload, timing);
             }
         }
         self.outbox.admit(batch);
@@ -261,17 +269,18 @@ impl<T: Transport> BrokerSink<T> {
     }
 }
 
-/// Calls `f(kind, name, line, redelivered)` for each output of `batch`
-/// that `mask` takes, then each of its events when the mask takes
+/// Calls `f(kind, name, line, redelivered, alert_ms)` for each output of
+/// `batch` that `mask` takes, then each of its events when the mask takes
 /// `events`: its `{kind}` label, its `{name}` (an event's: its sensor), its
-/// JSON line without the newline (rendered into `line`), and whether it is
-/// an event its source may have delivered before.
+/// JSON line without the newline (rendered into `line`), whether it is an
+/// event its source may have delivered before, and for an alert transition
+/// the event time that caused it.
 pub(super) fn each_output(
     batch: &OutputBatch,
     mask: OutputMask,
     sources: &[Arc<str>],
     line: &mut Vec<u8>,
-    mut f: impl FnMut(&'static str, &str, &[u8], bool),
+    mut f: impl FnMut(&'static str, &str, &[u8], bool, Option<i64>),
 ) {
     let trim = |line: &mut Vec<u8>| {
         if line.last() == Some(&b'\n') {
@@ -286,7 +295,17 @@ pub(super) fn each_output(
         json::render_output(line, batch, o);
         trim(line);
         if !line.is_empty() {
-            f(super::kind_label(kind), json::output_name(batch, o), line, false);
+            let alert_ms = match o {
+                crate::twin::model::Output::Alert { ts, .. } => Some(*ts),
+                _ => None,
+            };
+            f(
+                super::kind_label(kind),
+                json::output_name(batch, o),
+                line,
+                false,
+                alert_ms,
+            );
         }
     }
     if !mask.has(OutputKind::Events) {
@@ -302,6 +321,7 @@ pub(super) fn each_output(
             &m.sensors[e.sensor as usize],
             line,
             e.redelivered,
+            None,
         );
     }
 }

@@ -19,7 +19,7 @@ pub(super) type RunBroker = Box<dyn FnOnce(&Receiver<Cmd>) + Send>;
 /// A sink ready to start.
 pub(super) enum Built {
     /// A JSON-lines sink: an actor on the sinks' arbiter.
-    Lines(SinkActor),
+    Lines(Box<SinkActor>),
     /// A broker sink: runs on a thread of its own, fed by [`Cmd`]s.
     Broker(RunBroker),
 }
@@ -83,10 +83,10 @@ pub(super) fn build(spec: &SinkSpec, mask: OutputMask, cx: &SinkContext<'_>) -> 
             return Ok(Built::Broker(Box::new(move |rx| sink.run(rx))));
         }
     };
-    Ok(Built::Lines(SinkActor::new(
+    Ok(Built::Lines(Box::new(SinkActor::new(
         spec.name.clone(),
         mask,
         cx.sources.clone(),
         target,
-    )))
+    ))))
 }

@@ -283,6 +283,7 @@ impl Transport for Kafka {
                     Some(asset.as_bytes().to_vec()),
                     vec![(header::KIND.into(), b"relay".to_vec())],
                     payload.clone(),
+                    Default::default(),
                 );
             }
         }

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -50,6 +50,11 @@ pub struct SinkActor {
     line: Vec<u8>,
     /// A flush is scheduled.
     flush_pending: bool,
+    hops: telemetry::OutputHops,
+    /// Written since the last flush: when each batch's lines were produced
+    /// and how many, and the event times of its alerts.
+    unflushed: Vec<(Instant, u64)>,
+    alerts_unflushed: Vec<i64>,
 }
 
 impl SinkActor {
@@ -62,7 +67,26 @@ impl SinkActor {
             failed: None,
             line: Vec::with_capacity(512),
             flush_pending: false,
+            hops: telemetry::OutputHops::default(),
+            unflushed: Vec::new(),
+            alerts_unflushed: Vec::new(),
         }
+    }
+
+    /// Flushes what was written to the file or terminal: those outputs are
+    /// out (the `output` and `end_to_end` hops).
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.target.writer().flush()?;
+        for (produced, n) in self.unflushed.drain(..) {
+            self.hops.out(produced, n);
+        }
+        if !self.alerts_unflushed.is_empty() {
+            let now = crate::pipeline::now_ms();
+            for ts in self.alerts_unflushed.drain(..) {
+                self.hops.alert_out(ts, now);
+            }
+        }
+        Ok(())
     }
 
     fn fail(&mut self, e: std::io::Error) {
@@ -94,7 +118,7 @@ impl SinkActor {
         ctx.run_later(Duration::from_millis(1), |act, _| {
             act.flush_pending = false;
             if act.failed.is_none() {
-                if let Err(e) = act.target.writer().flush() {
+                if let Err(e) = act.flush() {
                     act.fail(e);
                 }
             }
@@ -120,6 +144,9 @@ impl Handler<Deliver> for SinkActor {
             if let Err(e) = self.target.writer().write_all(&self.line) {
                 return self.fail(e);
             }
+            if let crate::twin::model::Output::Alert { ts, .. } = o {
+                self.alerts_unflushed.push(*ts);
+            }
             lines += 1;
         }
         if self.mask.has(OutputKind::DeadLetters) {
@@ -144,6 +171,7 @@ impl Handler<Deliver> for SinkActor {
         }
         telemetry::sink_written(&self.name, lines);
         if lines > 0 {
+            self.unflushed.push((batch.produced, lines));
             self.flush_soon(ctx);
         }
     }
@@ -154,7 +182,7 @@ impl Handler<FlushSink> for SinkActor {
 
     fn handle(&mut self, msg: FlushSink, _: &mut Context<Self>) {
         if self.failed.is_none() {
-            let result = self.target.writer().flush().and_then(|()| match &mut self.target {
+            let result = self.flush().and_then(|()| match &mut self.target {
                 Target::File { out, .. } if msg.sync => out.get_ref().sync_data(),
                 _ => Ok(()),
             });

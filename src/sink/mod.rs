@@ -180,7 +180,7 @@ impl SinkHub {
             let mask = spec.outputs.iter().fold(OutputMask::default(), |m, k| m.with(*k));
             match build::build(&spec, mask, cx)? {
                 build::Built::Lines(actor) => {
-                    let addr = SinkActor::start_in_arbiter(cx.arbiter, move |_| actor);
+                    let addr = SinkActor::start_in_arbiter(cx.arbiter, move |_| *actor);
                     hub.wanted = OutputMask(hub.wanted.0 | mask.0);
                     hub.sinks.push((mask, Handle::Actor(addr)));
                 }

@@ -370,6 +370,7 @@ mod tests {
                 key: None,
             }],
             at_ms: 0,
+            produced: std::time::Instant::now(),
             permit: flow.acquire(),
         })
     }

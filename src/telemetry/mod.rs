@@ -79,6 +79,11 @@ pub const HISTORY_SENSOR_DAY_BYTES: &str = "twinstream_history_sensor_day_bytes"
 pub const HISTORY_DISK_BYTES: &str = "twinstream_history_disk_bytes";
 /// The history clock: the latest reading time in durable history, epoch seconds.
 pub const HISTORY_CLOCK: &str = "twinstream_history_clock_seconds";
+/// The latency of each hop of the pipeline (`hop`: [`Hop`]).
+pub const HOP_LATENCY: &str = "twinstream_hop_latency_seconds";
+/// The latency budget the topology declares for a hop at a quantile
+/// (`node.slo`); the alert rules compare the hop's quantile with it.
+pub const LATENCY_BUDGET: &str = "twinstream_latency_budget_seconds";
 
 /// Every metric name above (dashboards and alert rules may name only these).
 pub const ALL: &[&str] = &[
@@ -140,6 +145,8 @@ pub const ALL: &[&str] = &[
     HISTORY_SENSOR_DAY_BYTES,
     HISTORY_DISK_BYTES,
     HISTORY_CLOCK,
+    HOP_LATENCY,
+    LATENCY_BUDGET,
 ];
 
 pub const LABEL_SOURCE: &str = "source";
@@ -163,6 +170,16 @@ pub const LABEL_FROM: &str = "from";
 pub const LABEL_KIND: &str = "kind";
 /// An asset type's name (bounded by the topology).
 pub const LABEL_TYPE: &str = "type";
+/// A hop of the pipeline (one of [`HOPS`]).
+pub const LABEL_HOP: &str = "hop";
+/// A latency budget's quantile (`0.5`, `0.99`, `0.999`: PromQL's).
+pub const LABEL_QUANTILE: &str = "quantile";
+
+/// The hops [`HOP_LATENCY`] times (its `hop` label), in the order a
+/// reading passes them; `topology::Hop` says what each is (the topology
+/// names the same hops in `node.slo`, and a test checks the two agree).
+/// `twinstream_apply_latency_seconds` is `decode` and `apply` together.
+pub const HOPS: [&str; 5] = ["decode", "apply", "output", "durable", "end_to_end"];
 
 /// Bucket bounds (seconds) of every `_seconds` histogram: 100 µs to 5 min.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -215,9 +232,16 @@ pub fn dead_lettered(source: &str, reason: &'static str, n: u64) {
     counter!(DEAD_LETTERS, LABEL_SOURCE => source.to_string(), LABEL_REASON => reason).increment(n);
 }
 
-/// Time from an event batch being received to the twin being updated.
-pub fn apply_latency(seconds: f64) {
-    HOT.with(|h| h.apply_latency.record(seconds));
+/// A twin applied a batch of events its source received at `received`
+/// and the router took at `routed`: the time from receipt to the twin
+/// updated, and the `apply` hop.
+pub fn apply_latency(received: std::time::Instant, routed: std::time::Instant) {
+    let now = std::time::Instant::now();
+    HOT.with(|h| {
+        h.apply_latency
+            .record(now.saturating_duration_since(received).as_secs_f64());
+        h.apply.record(now.saturating_duration_since(routed).as_secs_f64());
+    });
 }
 
 /// Shards (partitions of the cluster's ingest topic) this node owns.
@@ -402,6 +426,57 @@ pub fn relays_delivered(n: usize) {
     }
 }
 
+/// The latency of `hop` (one of [`HOPS`]): `seconds`, observed `n` times.
+pub fn hop(hop: &'static str, seconds: f64, n: u64) {
+    let seconds = seconds.max(0.0);
+    match n {
+        0 => {}
+        1 if hop == HOPS[0] => HOT.with(|hot| hot.decode.record(seconds)),
+        1 => histogram!(HOP_LATENCY, LABEL_HOP => hop).record(seconds),
+        _ => histogram!(HOP_LATENCY, LABEL_HOP => hop).record_many(seconds, n as usize),
+    }
+}
+
+/// The `output` and `end_to_end` hops as a sink observes them when outputs
+/// leave the node (handles registered once per sink).
+pub struct OutputHops {
+    output: metrics::Histogram,
+    end_to_end: metrics::Histogram,
+}
+
+impl Default for OutputHops {
+    fn default() -> OutputHops {
+        OutputHops {
+            output: histogram!(HOP_LATENCY, LABEL_HOP => HOPS[2]),
+            end_to_end: histogram!(HOP_LATENCY, LABEL_HOP => HOPS[4]),
+        }
+    }
+}
+
+impl OutputHops {
+    /// `n` outputs a twin produced at `produced` are out.
+    pub fn out(&self, produced: std::time::Instant, n: u64) {
+        if n > 0 {
+            self.output.record_many(produced.elapsed().as_secs_f64(), n as usize);
+        }
+    }
+
+    /// An alert transition, caused at event time `event_ms`, is out at
+    /// processing time `now_ms`.
+    pub fn alert_out(&self, event_ms: i64, now_ms: i64) {
+        self.end_to_end
+            .record(now_ms.saturating_sub(event_ms).max(0) as f64 / 1000.0);
+    }
+}
+
+/// Exports the latency budgets the topology declares (`node.slo`): per
+/// hop and quantile label (`0.99`), in seconds.
+pub fn latency_budgets(budgets: &[(&'static str, &'static str, std::time::Duration)]) {
+    for &(hop, quantile, budget) in budgets {
+        gauge!(LATENCY_BUDGET, LABEL_HOP => hop, LABEL_QUANTILE => quantile).set(budget.as_secs_f64());
+    }
+}
+
 /// The sync lag of a twin after a batch (processing time minus the event
 /// time of the reading it last reflected).
 pub fn sync_lag(ms: i32) {
@@ -416,12 +491,17 @@ pub fn sync_lag(ms: i32) {
 struct Hot {
     apply_latency: metrics::Histogram,
     sync_lag: metrics::Histogram,
+    /// [`HOP_LATENCY`] of hops `decode` (per chunk) and `apply`.
+    decode: metrics::Histogram,
+    apply: metrics::Histogram,
 }
 
 thread_local! {
     static HOT: Hot = Hot {
         apply_latency: histogram!(APPLY_LATENCY),
         sync_lag: histogram!(SYNC_LAG),
+        decode: histogram!(HOP_LATENCY, LABEL_HOP => HOPS[0]),
+        apply: histogram!(HOP_LATENCY, LABEL_HOP => HOPS[1]),
     };
 }
 

@@ -39,6 +39,15 @@ pub fn workload_dir() -> PathBuf {
     repo().join("tests/workload")
 }
 
+/// The value of the Prometheus series `series` (exact name and labels) on
+/// the node at `base`; `None` when it is not exported (yet).
+pub fn metric(base: &str, series: &str) -> Option<f64> {
+    let text = ureq::get(&format!("{base}/metrics")).call().ok()?.into_string().ok()?;
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+}
+
 /// Calls `probe` every few milliseconds until it returns `Some`, or
 /// `timeout` passes (then `None`). The one way tests wait for a condition
 /// they cannot be told about.

@@ -156,12 +156,7 @@ fn items(r: &Reply, field: &str) -> Vec<String> {
 /// The value of the Prometheus series `series` (exact name and labels), 0
 /// when it is not exported (yet).
 fn metric(base: &str, series: &str) -> f64 {
-    let body = get(base, "/metrics").body;
-    let text = body.as_str().unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .find_map(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    common::metric(base, series).unwrap_or(0.0)
 }
 
 /// Polls the series until `done` holds for its value.

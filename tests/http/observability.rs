@@ -133,6 +133,8 @@ fn a_real_prometheus_scrapes_the_node_and_sees_counters_move() {
         "twinstream_snapshot_duration_seconds_count",
         "twinstream_alerts_active{severity=\"critical\"}",
         "twinstream_alert_latency_seconds_count",
+        // pump-2's critical alert left through the alerts file.
+        "twinstream_hop_latency_seconds_count{hop=\"end_to_end\"}",
         "twinstream_ready",
     ] {
         prom.wait(series, "series missing", |_| true);
@@ -148,5 +150,53 @@ fn a_real_prometheus_scrapes_the_node_and_sees_counters_move() {
     let rules = get(&prom.base, "/api/v1/rules");
     let groups = rules.body["data"]["groups"].as_array().unwrap();
     assert!(!groups.is_empty(), "{rules:?}");
+    stop_cleanly(run);
+}
+
+/// The latency of each hop is exported, the budgets of `node.slo` with it,
+/// and the alert rules compare the two: a budget no node can keep (the
+/// median `apply` hop within a microsecond) is breached, a generous one
+/// (`durable` within five minutes) is not.
+#[test]
+fn a_hop_over_its_latency_budget_raises_the_budget_alert_in_a_real_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = Topo::new("slo-test")
+        .with("slo: { apply: { p50: 1us, p99: 1h }, durable: 5m }")
+        .snapshot_every("200ms")
+        .model("asset_types: { pump: { sensors: { temperature: { unit: degC, range: [0, 100] } } } }\nassets: [{ id: \"pump-*\", type: pump }]\n")
+        .source("{ name: sim, type: simulator, asset_type: pump, count: 5, every: 20ms, seed: 1 }")
+        .file_sink("updates", &dir.path().join("updates.jsonl"), "twin_updates")
+        .write(&dir.path().join("slo.yaml"));
+    let (run, base) = start(&dir.path().join("state"), &topo, &[]);
+    let budget = "twinstream_latency_budget_seconds{hop=\"apply\",quantile=\"0.5\"}";
+    assert_eq!(metric(&base, budget), 1e-6, "the declared budget is exported");
+    let prom = Prometheus::start(base.trim_start_matches("http://"));
+    for hop in ["decode", "apply", "output", "durable"] {
+        prom.wait(
+            &format!("twinstream_hop_latency_seconds_count{{hop=\"{hop}\"}}"),
+            "hop not observed",
+            |v| v > 0.0,
+        );
+    }
+    let breached = |hop: &str, quantile: &str| {
+        let alerts = get(&prom.base, "/api/v1/alerts");
+        alerts.body["data"]["alerts"].as_array().unwrap().iter().any(|a| {
+            a["labels"]["alertname"] == "TwinstreamLatencyBudgetBreached"
+                && a["labels"]["hop"] == hop
+                && a["labels"]["quantile"] == quantile
+        })
+    };
+    poll_until(WAIT, || breached("apply", "0.5").then_some(()))
+        .expect("the apply hop's median is over a 1 us budget, and no alert says so");
+    // The same hop's generous p99 budget, and the durable one, hold (and
+    // are measured).
+    let durable_p99 =
+        "histogram_quantile(0.99, sum by (le) (rate(twinstream_hop_latency_seconds_bucket{hop=\"durable\"}[5m])))";
+    prom.wait(durable_p99, "no durable p99", |v| v > 0.0 && v < 300.0);
+    assert!(!breached("apply", "0.99"), "a p99 within an hour reported as breached");
+    assert!(
+        !breached("durable", "0.99"),
+        "a checkpoint within 5 minutes reported as breached"
+    );
     stop_cleanly(run);
 }

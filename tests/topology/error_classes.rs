@@ -664,4 +664,30 @@ sources:
             "t.yaml:1:23: node.damaged_twin: `changelog` needs a cluster node (`node.cluster`); a standalone or edge node has no changelog: use `empty` or `stop`",
         ],
     },
+    Case {
+        name: "latency budgets: an unknown hop or quantile, a zero or malformed budget",
+        yaml: r#"
+node:
+  slo:
+    aply: 10ms
+    apply: { p95: 10ms }
+    durable: 0s
+    end_to_end: { p99: soon }
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: f
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &[
+            "t.yaml:3:5: node.slo: unknown field `aply` (did you mean `apply`?)",
+            "t.yaml:4:14: node.slo.apply: unknown field `p95` (did you mean `p99`?)",
+            "t.yaml:5:14: node.slo.durable: a budget must be greater than zero",
+            "t.yaml:6:24: node.slo.end_to_end.p99: expected a duration like `200ms`, `10s` or `5m`, found `soon` (expected number at 0)",
+        ],
+    },
 ];

@@ -288,3 +288,32 @@ fn the_readme_topology_example_is_valid() {
 fn twin_semantics_errors_are_positioned() {
     check_cases(SEMANTICS_ERRORS);
 }
+
+/// `node.slo`: a bare duration is a p99 budget; a mapping sets budgets per
+/// quantile; hops without one have none.
+#[test]
+fn latency_budgets_are_per_hop_and_quantile_with_p99_by_default() {
+    use std::time::Duration;
+    use twinstream::topology::{Hop, Quantile};
+    let text = "node: { slo: { apply: 10ms, end_to_end: { p50: 500ms, p999: 2s } } }\n\
+                asset_types: { pump: { sensors: { t: { unit: C } } } }\n\
+                assets: [{ id: pump-1, type: pump }]\n\
+                sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]\n";
+    let t = topology::parse(Path::new("t.yaml"), text).unwrap();
+    let got: Vec<(Hop, Quantile, Duration)> = t.node.slo.iter().map(|b| (b.hop, b.quantile, b.budget)).collect();
+    assert_eq!(
+        got,
+        [
+            (Hop::Apply, Quantile::P99, Duration::from_millis(10)),
+            (Hop::EndToEnd, Quantile::P50, Duration::from_millis(500)),
+            (Hop::EndToEnd, Quantile::P999, Duration::from_secs(2)),
+        ]
+    );
+}
+
+/// The hops the topology sets budgets on are the ones the metrics time.
+#[test]
+fn the_topology_names_the_hops_the_metrics_time() {
+    let names: Vec<&str> = topology::Hop::ALL.iter().map(|h| h.name()).collect();
+    assert_eq!(names, twinstream::telemetry::HOPS);
+}

@@ -136,6 +136,8 @@ pub struct Apply {
     pub related: Vec<Relayed>,
     pub tick: bool,
     pub received_at: Instant,
+    /// When the router took the chunk.
+    pub routed_at: Instant,
 }
 
 /// Events applied (and how many of them were late) over a worker's
@@ -429,6 +431,7 @@ impl TwinActor {
             dead_letters,
             events,
             at_ms: now_ms(),
+            produced: Instant::now(),
             permit: permit.cloned(),
         });
     }
@@ -538,7 +541,7 @@ impl TwinActor {
                 .filter()
                 .map_or(0, |f| f.out_of_order)
                 .saturating_sub(ooo_before);
-            telemetry::apply_latency(msg.received_at.elapsed().as_secs_f64());
+            telemetry::apply_latency(msg.received_at, msg.routed_at);
             telemetry::sync_lag(self.state.sync_lag_ms);
         }
         if !msg.related.is_empty() {

@@ -99,6 +99,7 @@ fn run_twin(events: Vec<Event>, panics: u32) -> (record::TwinRecord, Vec<serde_j
             related: Vec::new(),
             tick: false,
             received_at: Instant::now(),
+            routed_at: Instant::now(),
         };
         let mut tally = Tally::default();
         twin.apply(apply, &flow.acquire().unwrap(), &mut tally);

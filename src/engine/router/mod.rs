@@ -72,6 +72,7 @@ use crate::source::decode::AssetIndex;
 use crate::source::SourcePosition;
 use crate::store::Store;
 use crate::telemetry;
+use crate::topology::Hop;
 use crate::topology::SnapshotSpec;
 use crate::twin::model::Latest;
 use crate::twin::schema::Model;
@@ -295,6 +296,15 @@ impl Router {
     }
 
     fn route(&mut self, c: DecodedChunk) {
+        let routed_at = Instant::now();
+        if c.events > 0 {
+            telemetry::hop(
+                Hop::Decode.name(),
+                routed_at.saturating_duration_since(c.received_at).as_secs_f64(),
+                1,
+            );
+            self.epochs.received.push(c.received_at);
+        }
         let src = &mut self.sources[c.source as usize];
         src.next_seq += 1;
         telemetry::records_received(&src.name, c.records);
@@ -315,6 +325,7 @@ impl Router {
                 dead_letters: c.dead_letters,
                 events: Vec::new(),
                 at_ms: now_ms(),
+                produced: routed_at,
                 permit: c.permit.clone(),
             });
         }
@@ -358,6 +369,7 @@ impl Router {
                 self.workers[w].do_send(Deliver {
                     batches,
                     received_at: c.received_at,
+                    routed_at,
                     permit: permit.clone(),
                 });
             }
@@ -392,6 +404,7 @@ impl Router {
                 addr.do_send(Deliver {
                     batches,
                     received_at: Instant::now(),
+                    routed_at: Instant::now(),
                     permit: permit.clone(),
                 });
             }

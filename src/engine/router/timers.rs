@@ -162,6 +162,7 @@ impl Router {
                 self.workers[w].do_send(Deliver {
                     batches,
                     received_at: Instant::now(),
+                    routed_at: Instant::now(),
                     permit: permit.clone(),
                 });
             }

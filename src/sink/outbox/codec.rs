@@ -75,6 +75,7 @@ pub(super) fn decode(value: &[u8]) -> Result<Msg, envelope::EnvelopeError> {
         partition,
         payload: Vec::new(),
         stored: true,
+        timing: Default::default(),
     };
     if version >= 2 {
         msg.key = match r.u32()? {
@@ -129,6 +130,7 @@ pub(super) mod tests {
             partition: None,
             payload: br#"{"id":"x"}"#.to_vec(),
             stored: true,
+            timing: Default::default(),
         }
     }
 
@@ -175,6 +177,7 @@ pub(super) mod tests {
             partition: Some(7),
             payload: b"{}".to_vec(),
             stored: true,
+            timing: Default::default(),
         };
         let bytes: &[u8] = &[
             3, 0, // envelope: format 3

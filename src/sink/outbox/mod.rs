@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::codec::{encode, read};
-pub(super) use self::queue::Msg;
 use self::queue::Queue;
+pub(super) use self::queue::{Msg, Timing};
 use self::spill::Spill;
 use super::OutboxOp;
 use crate::pipeline::OutputBatch;
@@ -53,6 +53,8 @@ pub(super) struct Outbox {
     held: VecDeque<Arc<OutputBatch>>,
     /// Ranges of stored messages acknowledged since the last flush.
     acked_stored: Vec<std::ops::Range<u64>>,
+    /// Acknowledged messages are out: the `output` and `end_to_end` hops.
+    hops: telemetry::OutputHops,
     next_seq: u64,
     /// Messages before this one were stored by an earlier run: the broker
     /// may have them already.
@@ -82,6 +84,7 @@ pub fn example_value(topic: &str, key: Option<&[u8]>, headers: &[(&str, &[u8])],
         partition: Some(3),
         payload: payload.to_vec(),
         stored: true,
+        timing: Default::default(),
     })
 }
 
@@ -103,6 +106,7 @@ impl Outbox {
             queue: Queue::new(queue),
             held: VecDeque::new(),
             acked_stored: Vec::new(),
+            hops: telemetry::OutputHops::default(),
             next_seq,
             first_new: next_seq,
             spill: None,
@@ -165,8 +169,15 @@ impl Outbox {
     }
 
     /// Queues a message at the end.
-    pub fn push(&mut self, topic: String, key: Option<Vec<u8>>, headers: Vec<(String, Vec<u8>)>, payload: Vec<u8>) {
-        self.push_to(topic, None, key, headers, payload);
+    pub fn push(
+        &mut self,
+        topic: String,
+        key: Option<Vec<u8>>,
+        headers: Vec<(String, Vec<u8>)>,
+        payload: Vec<u8>,
+        timing: Timing,
+    ) {
+        self.push_to(topic, None, key, headers, payload, timing);
     }
 
     /// Queues a message for a given partition at the end.
@@ -177,6 +188,7 @@ impl Outbox {
         key: Option<Vec<u8>>,
         headers: Vec<(String, Vec<u8>)>,
         payload: Vec<u8>,
+        timing: Timing,
     ) {
         let msg = Msg {
             seq: self.next_seq,
@@ -186,6 +198,7 @@ impl Outbox {
             partition,
             payload,
             stored: false,
+            timing,
         };
         self.next_seq += 1;
         match &mut self.spill {
@@ -264,6 +277,12 @@ impl Outbox {
     /// `msg` is acknowledged and leaves the outbox (and the store).
     fn retire(&mut self, msg: &Msg) {
         self.published += 1;
+        if let Some(produced) = msg.timing.produced {
+            self.hops.out(produced, 1);
+        }
+        if let Some(ts) = msg.timing.alert_ms {
+            self.hops.alert_out(ts, crate::pipeline::now_ms());
+        }
         if !msg.stored {
             return;
         }

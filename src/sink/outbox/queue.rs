@@ -4,6 +4,17 @@
 //! outbox's business ([`super::Outbox`]); this is only the order.
 
 use std::collections::VecDeque;
+use std::time::Instant;
+
+/// When a message's output was produced and, for an alert transition, the
+/// event time that caused it: where the `output` and `end_to_end` hops
+/// start. Kept in memory only (none for a message read back from the
+/// store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(in crate::sink) struct Timing {
+    pub produced: Option<Instant>,
+    pub alert_ms: Option<i64>,
+}
 
 /// One message for a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +31,7 @@ pub(in crate::sink) struct Msg {
     pub payload: Vec<u8>,
     /// In the store outbox (staged in a checkpoint, or loaded from it).
     pub stored: bool,
+    pub timing: Timing,
 }
 
 /// A message handed to the client.
@@ -143,7 +155,7 @@ mod tests {
         let store = Store::open(dir.path(), 1).unwrap();
         let mut o = Outbox::restore("k", &store, 100, WhenFull::Block, true).unwrap();
         for n in 0..4u8 {
-            o.push("t".into(), None, Vec::new(), vec![n]);
+            o.push("t".into(), None, Vec::new(), vec![n], Default::default());
         }
         while let Some(m) = o.take() {
             o.sent(m);

@@ -252,6 +252,7 @@ mod tests {
             dead_letters: Vec::new(),
             events: Vec::new(),
             at_ms: 0,
+            produced: std::time::Instant::now(),
             permit: flow.acquire(),
         })
     }
@@ -285,7 +286,7 @@ mod tests {
         // The broker is down: ten messages, more than memory takes before
         // a checkpoint stores them, so the batch waits with its permit.
         for n in 0..10u8 {
-            o.push("t".into(), Some(b"k".to_vec()), Vec::new(), vec![n]);
+            o.push("t".into(), Some(b"k".to_vec()), Vec::new(), vec![n], Default::default());
         }
         o.admit(empty_batch(&flow));
         o.tick();
@@ -302,7 +303,7 @@ mod tests {
         // next checkpoint moves them there too; that checkpoint is not
         // committed yet when the client catches up.
         for n in 10..13u8 {
-            o.push("t".into(), None, Vec::new(), vec![n]);
+            o.push("t".into(), None, Vec::new(), vec![n], Default::default());
         }
         let pending = o.flush();
         assert_eq!(pending.len(), 3);
@@ -353,14 +354,26 @@ mod tests {
         assert_eq!(size as usize, encode(&msg(None, &[])).len());
         let mut o = Outbox::restore_buffered("up", store.clone(), 2, 5 * size).unwrap();
         for n in 0..5u8 {
-            o.push("plant/p-1/commands".into(), None, Vec::new(), vec![n; 10]);
+            o.push(
+                "plant/p-1/commands".into(),
+                None,
+                Vec::new(),
+                vec![n; 10],
+                Default::default(),
+            );
             o.admit(empty_batch(&flow));
             commit(&store, &o.flush());
         }
         o.tick();
         assert_eq!(flow.inflight(), 0);
         // Full: the next batch waits until the broker takes one.
-        o.push("plant/p-1/commands".into(), None, Vec::new(), vec![5; 10]);
+        o.push(
+            "plant/p-1/commands".into(),
+            None,
+            Vec::new(),
+            vec![5; 10],
+            Default::default(),
+        );
         o.admit(empty_batch(&flow));
         commit(&store, &o.flush());
         o.tick();
@@ -380,7 +393,13 @@ mod tests {
         assert_eq!(again.held(), 5);
         assert_eq!(again.queue.queued.len(), 2, "memory keeps `limit`, the store the rest");
         assert!(again.maybe_sent_before(2) && !again.maybe_sent_before(6));
-        again.push("plant/p-1/commands".into(), None, Vec::new(), vec![6; 10]);
+        again.push(
+            "plant/p-1/commands".into(),
+            None,
+            Vec::new(),
+            vec![6; 10],
+            Default::default(),
+        );
         commit(&store, &again.flush());
         assert_eq!(drain(&mut again), [1, 2, 3, 4, 5, 6]);
     }

@@ -11,7 +11,7 @@ use marked_yaml::Node;
 use super::Cx;
 use crate::topology::diag::Diagnostics;
 use crate::topology::spec::*;
-use crate::topology::yaml::{parse_duration, pos, Fields};
+use crate::topology::yaml::{parse_duration, pos, scalar_str, Fields, Spanned};
 
 impl<'t> Cx<'t> {
     pub(super) fn node(&mut self, node: Option<&Node>) -> Option<NodeSpec> {
@@ -34,6 +34,7 @@ impl<'t> Cx<'t> {
             role: NodeRole::Standalone,
             time_tolerance: TimeTolerance::default(),
             damaged_twin: DamagedTwin::Empty,
+            slo: Vec::new(),
         };
         let Some(node) = node else { return Some(spec) };
         const FIELDS: &[&str] = &[
@@ -49,6 +50,7 @@ impl<'t> Cx<'t> {
             "role",
             "time_tolerance",
             "damaged_twin",
+            "slo",
         ];
         let f = Fields::new(node, "node", FIELDS, &mut self.diags)?;
         let d = &mut self.diags;
@@ -209,6 +211,9 @@ impl<'t> Cx<'t> {
                 );
             }
         }
+        if let Some(slo) = f.get("slo") {
+            spec.slo = latency_budgets(slo, d);
+        }
         if let Some(http) = f.get("http") {
             const HTTP: &[&str] = &[
                 "listen",
@@ -264,4 +269,39 @@ fn token(f: &Fields<'_>, name: &str, d: &mut Diagnostics) -> Option<Secret> {
         }
         (None, None) => None,
     }
+}
+
+/// `node.slo`: per hop (`apply: 10ms`, a p99 budget) or per hop and
+/// quantile (`end_to_end: { p50: 500ms, p99: 2s }`).
+fn latency_budgets(slo: &Node, d: &mut Diagnostics) -> Vec<LatencyBudget> {
+    use crate::topology::{Hop, Quantile};
+    let mut out = Vec::new();
+    let Some(f) = Fields::new(slo, "node.slo", &Hop::NAMES, d) else {
+        return out;
+    };
+    for hop in Hop::ALL {
+        let Some(node) = f.get(hop.name()) else { continue };
+        let what = format!("node.slo.{}", hop.name());
+        let mut budget =
+            |what: &str, quantile: Quantile, text: &Spanned<String>, d: &mut Diagnostics| match parse_duration(
+                &text.value,
+            ) {
+                Ok(b) if b.is_zero() => d.error(text.pos, format!("{what}: a budget must be greater than zero")),
+                Ok(budget) => out.push(LatencyBudget { hop, quantile, budget }),
+                Err(msg) => d.error(text.pos, format!("{what}: {msg}")),
+            };
+        if node.as_mapping().is_some() {
+            let Some(q) = Fields::new(node, &what, &Quantile::NAMES, d) else {
+                continue;
+            };
+            for quantile in Quantile::ALL {
+                if let Some(text) = q.str(quantile.name(), false, d) {
+                    budget(&format!("{what}.{}", quantile.name()), quantile, &text, d);
+                }
+            }
+        } else if let Some(text) = scalar_str(node, &what, d) {
+            budget(&what, Quantile::P99, &text, d);
+        }
+    }
+    out
 }

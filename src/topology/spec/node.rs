@@ -36,6 +36,17 @@ pub struct NodeSpec {
     pub time_tolerance: TimeTolerance,
     /// What a twin whose stored record cannot be read starts from.
     pub damaged_twin: DamagedTwin,
+    /// Latency budgets per hop and quantile (`node.slo`), exported for the
+    /// alert rules; sorted, one per hop and quantile.
+    pub slo: Vec<LatencyBudget>,
+}
+
+/// A latency budget: the hop's `quantile` should stay within `budget`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyBudget {
+    pub hop: Hop,
+    pub quantile: Quantile,
+    pub budget: Duration,
 }
 
 /// What happens to a twin whose stored record is damaged (cannot be
@@ -177,5 +188,68 @@ impl Secret {
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|e| e.to_string()),
         }
+    }
+}
+
+/// The hops of the pipeline whose latency `twinstream_hop_latency_seconds`
+/// measures, in the order a reading passes them (`node.slo` sets budgets on
+/// them; `telemetry::HOPS` has the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hop {
+    /// Received by a source (its chunk started) -> decoded and taken by the
+    /// router: decoding and the wait for the router.
+    Decode,
+    /// Taken by the router -> applied by its twin: the wait in a worker's
+    /// mailbox and the twin's work.
+    Apply,
+    /// Produced by a twin -> out of the node: written by a file or stdout
+    /// sink, acknowledged by the broker for an MQTT or Kafka sink.
+    Output,
+    /// Received by a source -> the checkpoint holding its effects durable
+    /// (when MQTT messages are acknowledged and Kafka offsets committed).
+    Durable,
+    /// The event time of the reading that raised or cleared an alert -> the
+    /// alert out of the node (as `output`): what an operator waits.
+    EndToEnd,
+}
+
+impl Hop {
+    pub const ALL: [Hop; 5] = [Hop::Decode, Hop::Apply, Hop::Output, Hop::Durable, Hop::EndToEnd];
+    pub const NAMES: [&'static str; 5] = ["decode", "apply", "output", "durable", "end_to_end"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn from_name(name: &str) -> Option<Hop> {
+        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
+    }
+}
+
+/// The quantiles a latency budget may be set at (the alert rules have one
+/// rule each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Quantile {
+    P50,
+    P99,
+    P999,
+}
+
+impl Quantile {
+    pub const ALL: [Quantile; 3] = [Quantile::P50, Quantile::P99, Quantile::P999];
+    /// As the topology names them.
+    pub const NAMES: [&'static str; 3] = ["p50", "p99", "p999"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// As the `quantile` label (and PromQL's `histogram_quantile`) has it.
+    pub fn label(self) -> &'static str {
+        ["0.5", "0.99", "0.999"][self as usize]
+    }
+
+    pub fn from_name(name: &str) -> Option<Quantile> {
+        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
     }
 }
