@@ -79,7 +79,7 @@ pub const HISTORY_SENSOR_DAY_BYTES: &str = "twinstream_history_sensor_day_bytes"
 pub const HISTORY_DISK_BYTES: &str = "twinstream_history_disk_bytes";
 /// The history clock: the latest reading time in durable history, epoch seconds.
 pub const HISTORY_CLOCK: &str = "twinstream_history_clock_seconds";
-/// The latency of each hop of the pipeline (`hop`: [`Hop`]).
+/// The latency of each hop of the pipeline (`hop`: one of [`HOPS`]).
 pub const HOP_LATENCY: &str = "twinstream_hop_latency_seconds";
 /// The latency budget the topology declares for a hop at a quantile
 /// (`node.slo`); the alert rules compare the hop's quantile with it.
