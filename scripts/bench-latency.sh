@@ -19,7 +19,8 @@
 #   from the log.
 # Besides the quantiles it prints the share of batches applied within 2.5, 5,
 # 25 and 50 ms (bucket bounds: exact), the figure to compare builds by when
-# the node saturates.
+# the node saturates, and (builds that export them) the quantiles of each hop
+# of twinstream_hop_latency_seconds: decode, apply, output, durable.
 #
 # Environment: BENCH_KEEP_DATA (keep generated workloads,
 # shared with bench-replay.sh), BENCH_BIN, CARGO_TARGET_DIR.
@@ -79,16 +80,20 @@ while True:
     time.sleep(0.2)
 if last is None:
     sys.exit(f"{name}: /metrics never answered")
-buckets, count = [], 0
-for line in last.splitlines():
-    m = re.match(r'twinstream_apply_latency_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
-    if m:
-        buckets.append((float(m.group(1)), float(m.group(2))))
-    m = re.match(r"twinstream_apply_latency_seconds_count (\S+)", line)
-    if m:
-        count = float(m.group(1))
-buckets.sort()
-def q(p):
+def histogram(name, labels=""):
+    """The buckets and count of histogram `name` whose labels before `le`
+    are `labels` (e.g. 'hop="apply",')."""
+    buckets, count = [], 0
+    for line in last.splitlines():
+        m = re.match(re.escape(name) + r'_bucket\{' + re.escape(labels) + r'le="([^"]+)"\} (\S+)', line)
+        if m:
+            buckets.append((float(m.group(1)), float(m.group(2))))
+        m = re.match(re.escape(name) + r'_count' + (re.escape("{" + labels.rstrip(",") + "}") if labels else "") + r' (\S+)', line)
+        if m:
+            count = float(m.group(1))
+    return sorted(buckets), count
+buckets, count = histogram("twinstream_apply_latency_seconds")
+def q(p, buckets=buckets, count=count):
     want, lo, below = p * count, 0.0, 0.0
     for le, n in buckets:
         if n >= want:
@@ -119,6 +124,12 @@ print(" ".join(out))
 within = {le: n for le, n in buckets}
 shares = [f"{ms:g}ms={within[ms / 1e3] / count * 100:.1f}%" for ms in (2.5, 5, 25, 50) if ms / 1e3 in within and count]
 print(f"{'':9s} within {' '.join(shares)}")
+# Each hop of the pipeline (builds that export twinstream_hop_latency_seconds).
+for hop in ("decode", "apply", "output", "durable", "end_to_end"):
+    hb, hc = histogram("twinstream_hop_latency_seconds", f'hop="{hop}",')
+    if hc:
+        qs = " ".join(f"p{p * 100:g}_ms={q(p, hb, hc)[0] * 1e3:.2f}" for p in (0.5, 0.99, 0.999))
+        print(f"{'':9s} hop {hop:10s} n={hc:.0f} {qs}")
 if snaps:
     big = max(snaps)
     print(f"{'':9s} snapshots={len(snaps)} largest_twins={big[0]} its_ms={big[1]} all(twins,ms)={snaps[:12]}")
