@@ -101,7 +101,7 @@ impl MqttSource {
         let mut unacked: VecDeque<(u64, Vec<u16>)> = VecDeque::new();
         let mut to_ack: VecDeque<u16> = VecDeque::new();
         let mut scratch = Scratch::default();
-        let mut failing = false;
+        let mut conn = ConnState::default();
         while !stop.load(Ordering::Relaxed) {
             // Acknowledge what is durable. Acks go through rumqttc's bounded
             // request queue, which only the connection thread drains, and
@@ -125,7 +125,7 @@ impl MqttSource {
             };
             let mut refused = false;
             while let Some(event) = next.take() {
-                match self.on_event(event, &client, qos, &mut batch, &mut failing) {
+                match self.on_event(event, &client, qos, &mut batch, &mut conn) {
                     Ok(()) => {}
                     Err(reason) => {
                         // Retrying cannot fix credentials, authorisation or
@@ -204,32 +204,45 @@ impl MqttSource {
         client: &Client,
         qos: QoS,
         batch: &mut Vec<Publish>,
-        failing: &mut bool,
+        conn: &mut ConnState,
     ) -> Result<(), String> {
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => batch.push(p),
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 tracing::info!(source = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
                     session_present = ack.session_present, "MQTT connected");
-                *failing = false;
-                crate::telemetry::mqtt_connected(&self.name, true);
-                if !ack.session_present {
+                conn.failing = false;
+                conn.subacks_due = 0;
+                conn.refused = false;
+                if ack.session_present {
+                    // The session holds the subscriptions: messages flow.
+                    crate::telemetry::mqtt_connected(&self.name, true);
+                } else {
+                    // Ready once the broker confirms every subscription:
+                    // a message published before that is not this
+                    // session's, and a new session would miss it.
                     for t in &self.spec.topics {
-                        if let Err(e) = client.subscribe(t.clone(), qos) {
-                            tracing::error!(source = %self.name, topic = %t, error = %e, "cannot subscribe");
+                        match client.subscribe(t.clone(), qos) {
+                            Ok(()) => conn.subacks_due += 1,
+                            Err(e) => tracing::error!(source = %self.name, topic = %t, error = %e, "cannot subscribe"),
                         }
                     }
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let refused = ack
+                conn.refused |= ack
                     .return_codes
                     .iter()
                     .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
-                if refused {
-                    tracing::error!(source = %self.name, topics = ?self.spec.topics, "the broker refused a subscription");
-                } else {
-                    tracing::info!(source = %self.name, topics = ?self.spec.topics, "MQTT subscribed");
+                conn.subacks_due = conn.subacks_due.saturating_sub(1);
+                if conn.subacks_due == 0 {
+                    if conn.refused {
+                        tracing::error!(source = %self.name, topics = ?self.spec.topics,
+                            "the broker refused a subscription; the source stays not ready");
+                    } else {
+                        tracing::info!(source = %self.name, topics = ?self.spec.topics, "MQTT subscribed");
+                        crate::telemetry::mqtt_connected(&self.name, true);
+                    }
                 }
             }
             Ok(_) => {}
@@ -239,10 +252,10 @@ impl MqttSource {
                 }
                 // The connection thread backs off before it retries.
                 crate::telemetry::mqtt_connected(&self.name, false);
-                if !*failing {
+                if !conn.failing {
                     tracing::warn!(source = %self.name, host = %self.spec.conn.host, port = self.spec.conn.port,
                         error = %describe(&e), "MQTT connection failed; retrying with backoff");
-                    *failing = true;
+                    conn.failing = true;
                 }
             }
         }
@@ -341,6 +354,17 @@ fn waiting(unacked: &VecDeque<(u64, Vec<u16>)>, to_ack: &VecDeque<u16>) -> usize
 }
 
 /// Moves the messages of chunks up to `up_to` to the ack queue.
+/// The source's view of its connection.
+#[derive(Debug, Default)]
+struct ConnState {
+    /// In a streak of connection errors (the first was logged).
+    failing: bool,
+    /// Subscriptions of a new session the broker has not confirmed yet.
+    subacks_due: usize,
+    /// The broker refused one of them.
+    refused: bool,
+}
+
 /// Waits, after a DISCONNECT was requested, until the broker closes the
 /// connection. A broker reads a connection's packets in order and closes it
 /// on DISCONNECT, so then it has read every acknowledgement sent before.

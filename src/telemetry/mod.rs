@@ -347,7 +347,9 @@ pub fn mqtt_unacked(source: &str, n: usize) {
     gauge!(MQTT_UNACKED, LABEL_SOURCE => source.to_string()).set(n as f64);
 }
 
-/// 1 while an MQTT source is connected, else 0 (readiness follows it).
+/// 1 while an MQTT source is connected and its subscriptions are in place
+/// (a session the broker kept, or every SUBACK of a new one), else 0
+/// (readiness follows it).
 pub fn mqtt_connected(source: &str, up: bool) {
     gauge!(MQTT_CONNECTED, LABEL_SOURCE => source.to_string()).set(if up { 1.0 } else { 0.0 });
     health::source_connected(source, up);
