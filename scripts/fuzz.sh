@@ -12,6 +12,8 @@
 # is one. The instrumented build (its own target directory, so the normal
 # build stays as it is) and AFL++'s output are under
 # ~/.cache/twinstream/fuzz (FUZZ_DIR). Installs cargo-afl when missing.
+# FUZZ_RESUME=1 continues the target's last campaign (its queue, and its
+# executions and run time count on) instead of starting from the seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,7 +46,12 @@ fi
 rm -f "$seeds/README.md"
 out="$fuzz_dir/out/$target"
 mkdir -p "$fuzz_dir/out"
-rm -rf "$out"
+input=$seeds
+if [ "${FUZZ_RESUME:-0}" = 1 ] && [ -f "$out/default/fuzzer_stats" ]; then
+    input=-  # AFL++ resumes in place
+else
+    rm -rf "$out"
+fi
 
 timeout_ms=1000
 if [ "$target" = http ]; then
@@ -54,7 +61,7 @@ if [ "$target" = http ]; then
 fi
 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 \
     AFL_SKIP_CRASHES=0 AFL_NO_AFFINITY=${AFL_NO_AFFINITY:-1} \
-    cargo afl fuzz -i "$seeds" -o "$out" -V "$seconds" -t "$timeout_ms" "$harness" >"$fuzz_dir/$target.log" 2>&1 || {
+    cargo afl fuzz -i "$input" -o "$out" -V "$seconds" -t "$timeout_ms" "$harness" >"$fuzz_dir/$target.log" 2>&1 || {
     echo "afl-fuzz failed; its output:" >&2
     tail -40 "$fuzz_dir/$target.log" >&2
     exit 2
