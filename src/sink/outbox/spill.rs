@@ -6,9 +6,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::codec::{read, stored_len};
-use super::{Msg, Queue};
+use super::{Msg, Queue, Timing};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 
@@ -33,7 +34,18 @@ pub(super) struct Spill {
     unstored_bytes: u64,
     /// Above [`BUFFER_WARN_RATIO`] or full, as last said in the log.
     level: BufferLevel,
+    /// When the messages in the store only were produced (the stored form
+    /// has no time), for the `output` hop when they are read back: by
+    /// sequence number, one entry per [`TIMING_GRAIN`] of production and
+    /// one per alert transition (its event time exactly). Memory stays a
+    /// few bytes per second of outage, not per message.
+    timings: VecDeque<(u64, Timing)>,
 }
+
+/// How finely the production times of spilled messages are kept: a
+/// message read back is timed from the first one produced within this
+/// before it (its `output` hop reads at most this much long).
+const TIMING_GRAIN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BufferLevel {
@@ -93,6 +105,7 @@ impl Spill {
             unstored: 0,
             unstored_bytes: 0,
             level: BufferLevel::Normal,
+            timings: VecDeque::new(),
         };
         Ok((spill, queue, next_seq))
     }
@@ -138,11 +151,14 @@ impl Spill {
     /// left, the tail follows.
     pub(super) fn refill(&mut self, name: &str, limit: usize, queue: &mut VecDeque<Msg>) {
         let (mut expect, end) = (self.next, self.end);
+        let timings = &mut self.timings;
         let result = self.store.outbox_from(name, expect, |seq, value| {
             if seq != expect || seq >= end || queue.len() >= limit {
                 return Ok(false);
             }
-            queue.push_back(read(name, seq, value)?);
+            let mut msg = read(name, seq, value)?;
+            msg.timing = timing_of(timings, seq);
+            queue.push_back(msg);
             expect += 1;
             Ok(true)
         });
@@ -154,6 +170,19 @@ impl Spill {
         self.next = expect;
         if self.spilled() == 0 {
             queue.extend(self.tail.drain(..));
+        }
+    }
+
+    /// Keeps the timing of `msg`, which leaves memory for the store.
+    fn keep_timing(&mut self, msg: &Msg) {
+        let Some(produced) = msg.timing.produced else { return };
+        let coarse = self
+            .timings
+            .back()
+            .and_then(|(_, t)| t.produced)
+            .is_some_and(|last| produced.saturating_duration_since(last) < TIMING_GRAIN);
+        if msg.timing.alert_ms.is_some() || !coarse {
+            self.timings.push_back((msg.seq, msg.timing));
         }
     }
 
@@ -215,7 +244,10 @@ impl Spill {
             if let Some(last) = self.tail.back() {
                 debug_assert_eq!(self.tail.front().map(|m| m.seq), Some(self.end));
                 self.end = last.seq + 1;
-                self.tail.clear();
+                let tail = std::mem::take(&mut self.tail);
+                for m in &tail {
+                    self.keep_timing(m);
+                }
             }
             return;
         }
@@ -228,9 +260,29 @@ impl Spill {
             return;
         }
         let evicted = queue.queued.split_off(from);
+        for m in &evicted {
+            self.keep_timing(m);
+        }
         self.next = evicted.front().expect("not empty").seq;
         self.end = evicted.back().expect("not empty").seq + 1;
         debug_assert_eq!(self.spilled(), evicted.len(), "evicted messages follow each other");
+    }
+}
+
+/// The timing of spilled message `seq`, read back in order ([`Spill`]'s
+/// `timings`): produced as the last entry at or before it says, an alert's
+/// event time if it is one. Entries before it are done with.
+fn timing_of(timings: &mut VecDeque<(u64, Timing)>, seq: u64) -> Timing {
+    while timings.get(1).is_some_and(|(s, _)| *s <= seq) {
+        timings.pop_front();
+    }
+    match timings.front() {
+        Some(&(s, t)) if s == seq => t,
+        Some(&(s, t)) if s < seq => Timing {
+            produced: t.produced,
+            alert_ms: None,
+        },
+        _ => Timing::default(),
     }
 }
 
@@ -402,5 +454,48 @@ mod tests {
         );
         commit(&store, &again.flush());
         assert_eq!(drain(&mut again), [1, 2, 3, 4, 5, 6]);
+    }
+
+    /// Messages that leave memory for the store keep when they were
+    /// produced, to the second (an alert to its event time), so the
+    /// `output` hop times them when they are read back.
+    #[test]
+    fn spilled_messages_keep_their_production_time_to_the_grain() {
+        use super::super::Timing;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1).unwrap());
+        let mut o = Outbox::restore_buffered("up", store.clone(), 2, 1 << 20).unwrap();
+        let t0 = std::time::Instant::now();
+        // Eight messages, 400 ms apart; the sixth is an alert.
+        let timing = |n: u64| Timing {
+            produced: Some(t0 + std::time::Duration::from_millis(400 * n)),
+            alert_ms: (n == 5).then_some(1_700_000_000_000),
+        };
+        for n in 0..8u8 {
+            o.push("t".into(), None, Vec::new(), vec![n], timing(n.into()));
+        }
+        commit(&store, &o.flush());
+        assert_eq!(o.queue.queued.len(), 2, "six are in the store only");
+        let mut got = Vec::new();
+        while let Some(m) = o.take() {
+            got.push((m.seq, m.timing));
+            let seq = m.seq;
+            o.sent(m);
+            assert!(o.ack(seq));
+        }
+        assert_eq!(got.len(), 8);
+        // In memory: exact. Read back: as the entry before, within a
+        // second (message 2 starts one; the alert, 5, is kept exactly and
+        // starts the next), and the alert's event time exactly.
+        let first_of_grain = [0, 1, 2, 2, 2, 5, 5, 5];
+        for (seq, t) in got {
+            let want = if seq < 2 {
+                timing(seq)
+            } else {
+                timing(first_of_grain[seq as usize])
+            };
+            assert_eq!(t.produced, want.produced, "message {seq}");
+            assert_eq!(t.alert_ms, timing(seq).alert_ms, "message {seq}");
+        }
     }
 }
