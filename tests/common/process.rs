@@ -106,6 +106,16 @@ impl Running {
     }
 
     /// Waits until a stdout line satisfies `pred`, or panics at the deadline.
+    /// Like [`Running::wait_stderr`], but a line already seen (by an
+    /// earlier wait) counts too: for a line that may come before the one
+    /// waited for first.
+    pub fn wait_stderr_ever(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        match self.seen_err.iter().find(|l| pred(l)) {
+            Some(line) => line.clone(),
+            None => self.wait_stderr(what, timeout, pred),
+        }
+    }
+
     pub fn wait_stdout(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
         match first_line(&self.stdout, &mut self.seen_out, timeout, pred) {
             Some(line) => line,
