@@ -295,16 +295,12 @@ pub(super) fn each_output(
         json::render_output(line, batch, o);
         trim(line);
         if !line.is_empty() {
-            let alert_ms = match o {
-                crate::twin::model::Output::Alert { ts, .. } => Some(*ts),
-                _ => None,
-            };
             f(
                 super::kind_label(kind),
                 json::output_name(batch, o),
                 line,
                 false,
-                alert_ms,
+                o.alert_ts(),
             );
         }
     }

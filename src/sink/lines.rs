@@ -144,9 +144,7 @@ impl Handler<Deliver> for SinkActor {
             if let Err(e) = self.target.writer().write_all(&self.line) {
                 return self.fail(e);
             }
-            if let crate::twin::model::Output::Alert { ts, .. } = o {
-                self.alerts_unflushed.push(*ts);
-            }
+            self.alerts_unflushed.extend(o.alert_ts());
             lines += 1;
         }
         if self.mask.has(OutputKind::DeadLetters) {

@@ -353,7 +353,6 @@ fn waiting(unacked: &VecDeque<(u64, Vec<u16>)>, to_ack: &VecDeque<u16>) -> usize
     unacked.iter().map(|(_, p)| p.len()).sum::<usize>() + to_ack.len()
 }
 
-/// Moves the messages of chunks up to `up_to` to the ack queue.
 /// The source's view of its connection.
 #[derive(Debug, Default)]
 struct ConnState {
@@ -391,6 +390,7 @@ fn disconnected(source: &str, events: &Receiver<Result<Event, rumqttc::Connectio
     );
 }
 
+/// Moves the messages of chunks up to `up_to` to the ack queue.
 fn release(unacked: &mut VecDeque<(u64, Vec<u16>)>, up_to: u64, to_ack: &mut VecDeque<u16>) {
     while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
         to_ack.extend(unacked.pop_front().expect("checked").1);

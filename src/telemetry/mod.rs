@@ -430,13 +430,16 @@ pub fn relays_delivered(n: usize) {
 
 /// The latency of `hop` (one of [`HOPS`]): `seconds`, observed `n` times.
 pub fn hop(hop: &'static str, seconds: f64, n: u64) {
-    let seconds = seconds.max(0.0);
-    match n {
-        0 => {}
-        1 if hop == HOPS[0] => HOT.with(|hot| hot.decode.record(seconds)),
-        1 => histogram!(HOP_LATENCY, LABEL_HOP => hop).record(seconds),
-        _ => histogram!(HOP_LATENCY, LABEL_HOP => hop).record_many(seconds, n as usize),
+    if n > 0 {
+        histogram!(HOP_LATENCY, LABEL_HOP => hop).record_many(seconds.max(0.0), n as usize);
     }
+}
+
+/// The router took a chunk its source received at `received`, at
+/// `routed`: the `decode` hop (once per chunk).
+pub fn decoded(received: std::time::Instant, routed: std::time::Instant) {
+    let seconds = routed.saturating_duration_since(received).as_secs_f64();
+    HOT.with(|h| h.decode.record(seconds));
 }
 
 /// The `output` and `end_to_end` hops as a sink observes them when outputs

@@ -105,7 +105,6 @@ impl Running {
         }
     }
 
-    /// Waits until a stdout line satisfies `pred`, or panics at the deadline.
     /// Like [`Running::wait_stderr`], but a line already seen (by an
     /// earlier wait) counts too: for a line that may come before the one
     /// waited for first.
@@ -116,6 +115,7 @@ impl Running {
         }
     }
 
+    /// Waits until a stdout line satisfies `pred`, or panics at the deadline.
     pub fn wait_stdout(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
         match first_line(&self.stdout, &mut self.seen_out, timeout, pred) {
             Some(line) => line,

@@ -72,7 +72,6 @@ use crate::source::decode::AssetIndex;
 use crate::source::SourcePosition;
 use crate::store::Store;
 use crate::telemetry;
-use crate::topology::Hop;
 use crate::topology::SnapshotSpec;
 use crate::twin::model::Latest;
 use crate::twin::schema::Model;
@@ -298,11 +297,7 @@ impl Router {
     fn route(&mut self, c: DecodedChunk) {
         let routed_at = Instant::now();
         if c.events > 0 {
-            telemetry::hop(
-                Hop::Decode.name(),
-                routed_at.saturating_duration_since(c.received_at).as_secs_f64(),
-                1,
-            );
+            telemetry::decoded(c.received_at, routed_at);
             self.epochs.received.push(c.received_at);
         }
         let src = &mut self.sources[c.source as usize];
@@ -397,14 +392,15 @@ impl Router {
             batches[worker].push(TwinBatch::events(local, create, Vec::new()));
         }
         let permit = self.flow.extra();
+        let now = Instant::now();
         for (w, addr) in self.workers.iter().enumerate() {
             let batches = std::mem::take(&mut batches[w]);
             if !batches.is_empty() {
                 self.backlog.sent(w);
                 addr.do_send(Deliver {
                     batches,
-                    received_at: Instant::now(),
-                    routed_at: Instant::now(),
+                    received_at: now,
+                    routed_at: now,
                     permit: permit.clone(),
                 });
             }

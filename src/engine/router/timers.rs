@@ -156,13 +156,14 @@ impl Router {
             });
         }
         let permit = self.flow.extra();
+        let now = Instant::now();
         for (w, batches) in batches.into_iter().enumerate() {
             if !batches.is_empty() {
                 self.backlog.sent(w);
                 self.workers[w].do_send(Deliver {
                     batches,
-                    received_at: Instant::now(),
-                    routed_at: Instant::now(),
+                    received_at: now,
+                    routed_at: now,
                     permit: permit.clone(),
                 });
             }

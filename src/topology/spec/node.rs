@@ -220,10 +220,6 @@ impl Hop {
     pub fn name(self) -> &'static str {
         Self::NAMES[self as usize]
     }
-
-    pub fn from_name(name: &str) -> Option<Hop> {
-        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
-    }
 }
 
 /// The quantiles a latency budget may be set at (the alert rules have one
@@ -247,9 +243,5 @@ impl Quantile {
     /// As the `quantile` label (and PromQL's `histogram_quantile`) has it.
     pub fn label(self) -> &'static str {
         ["0.5", "0.99", "0.999"][self as usize]
-    }
-
-    pub fn from_name(name: &str) -> Option<Quantile> {
-        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
     }
 }

@@ -224,6 +224,14 @@ impl Output {
             Output::Relay { .. } => Some(OutputKind::Relays),
         }
     }
+
+    /// An alert transition's time (the event time that caused it).
+    pub fn alert_ts(&self) -> Option<i64> {
+        match self {
+            Output::Alert { ts, .. } => Some(*ts),
+            _ => None,
+        }
+    }
 }
 
 /// Applies `input` to `state`, appending outputs to `out`. `now_ms` is the
