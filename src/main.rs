@@ -132,6 +132,32 @@ enum Command {
 /// (~700 B per twin that was dirty in it). A fixed threshold keeps large
 /// blocks in mmap, returned to the OS when freed: steady RSS per twin went
 /// from 2279 B to ~1.6 KB (scripts/bench-memory.sh, docs/decisions.md).
+/// The instructions this build was compiled to use (`.cargo/config.toml`)
+/// that this CPU lacks, asked of CPUID itself: `is_x86_feature_detected!`
+/// answers yes, without asking, for a feature the build enables. Without
+/// the check such a CPU would stop the node with an illegal instruction
+/// somewhere in RocksDB.
+#[cfg(target_arch = "x86_64")]
+fn missing_cpu_features() -> Option<String> {
+    // CPUID leaf 1, ECX: bit 20 SSE 4.2, bit 1 PCLMULQDQ.
+    let ecx = std::arch::x86_64::__cpuid(1).ecx;
+    let wanted = [
+        (cfg!(target_feature = "sse4.2"), 20, "SSE 4.2"),
+        (cfg!(target_feature = "pclmulqdq"), 1, "PCLMULQDQ"),
+    ];
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(built_for, bit, _)| *built_for && ecx & (1 << bit) == 0)
+        .map(|(_, _, name)| *name)
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(" and "))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn missing_cpu_features() -> Option<String> {
+    None
+}
+
 fn return_large_blocks_to_the_os() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called once at start,
@@ -142,6 +168,13 @@ fn return_large_blocks_to_the_os() {
 }
 
 fn main() -> ExitCode {
+    if let Some(missing) = missing_cpu_features() {
+        eprintln!(
+            "error: this CPU lacks {missing}, which this build of twinstream uses (.cargo/config.toml \
+             enables it for RocksDB's hardware CRC32C); build it without those target features to run here"
+        );
+        return ExitCode::FAILURE;
+    }
     return_large_blocks_to_the_os();
     let cli = Cli::parse();
     logging::init(cli.log_format);
