@@ -21,13 +21,18 @@
 //!    resident memory, what it applied, its backpressure (MQTT messages
 //!    received and not yet acknowledged, Kafka partitions paused and lag),
 //!    and what waits in each broker (offered and not yet received).
-//! 3. **Catch-up**: the producers stop; the time until every reading is
-//!    applied.
+//! 3. **Catch-up**: the producers stop; the time until every twin has
+//!    applied every reading, and the rate (the node's fastest: it works
+//!    through a large backlog flat out), against which the flood's factor is
+//!    stated too. With `--catch-up-cpu`, the rate is measured over the first
+//!    `--catch-up-probe` seconds and the quota then raised, so a flood of
+//!    many times a small quota's rate drains in minutes, not hours.
 //!
 //! Verdict: nothing lost and nothing applied twice (every reading the
-//! brokers acknowledged is applied exactly once: the node's applied count
-//! equals what was offered, and each twin's version equals its readings),
-//! no dead letters, resident memory within `--rss-bound-mib` throughout.
+//! brokers acknowledged is applied exactly once: each twin's version equals
+//! its readings; readings redelivered after a reconnect are counted as
+//! applied by the node's counter and recognised by the twins), no dead
+//! letters, resident memory within `--rss-bound-mib` throughout.
 //! The figures are reported; the bench exits non-zero when the verdict
 //! fails or something breaks.
 
@@ -80,6 +85,15 @@ struct Args {
     /// How long the catch-up may take, in seconds.
     #[arg(long, default_value_t = 3600)]
     catch_up_limit: u64,
+    /// Raise the node's quota to this many cores once the catch-up rate on
+    /// the flood's quota is measured (`--catch-up-probe`): a flood of many
+    /// times a small quota's rate otherwise takes hours to drain.
+    #[arg(long)]
+    catch_up_cpu: Option<f64>,
+    /// Seconds of catch-up on the flood's quota that measure its rate, when
+    /// `--catch-up-cpu` raises the quota after them.
+    #[arg(long, default_value_t = 600)]
+    catch_up_probe: u64,
     #[arg(long, hide = true)]
     bench: bool,
 }
@@ -95,7 +109,7 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let topo = topology(dir.path(), mqtt.port, &kafka.brokers())?;
     let state = dir.path().join("state");
-    let quota = Quota::new(args.cpu)?;
+    let mut quota = Quota::new(args.cpu)?;
     println!(
         "- {}; Mosquitto ({}), tansu (SQLite); node confined to {} cores ({})",
         system::machine(),
@@ -230,18 +244,35 @@ fn main() -> Result<()> {
         offered_in_time as f64 / flood_secs / sustainable
     );
 
-    // Catch-up.
+    // Catch-up: until every twin has applied each of its readings (its
+    // version). The applied counter is not the test: it also counts
+    // redelivered readings a twin recognised and skipped (an MQTT
+    // reconnect resends what was not acknowledged), so it passes the
+    // offered total early when there were any.
     let total = total + offered_flood;
+    let expected = expected_versions(args.assets, args.probe, flood_mqtt_sent, flood_kafka_sent);
     let t = Instant::now();
+    let applied_at_flood_end = metric(&api, "twinstream_events_applied_total")?;
     let mut rss_peak = samples.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
-    let caught_up = loop {
+    let mut measured: Option<(f64, f64)> = None;
+    let (caught_up, versions) = loop {
         let applied = metric(&api, "twinstream_events_applied_total")?;
         if let Some(r) = rss_mib(node.child.id()) {
             rss_peak = rss_peak.max(r);
         }
         node.drain();
+        if let (Some(cores), None) = (args.catch_up_cpu, measured) {
+            if t.elapsed() >= Duration::from_secs(args.catch_up_probe) {
+                let rate = (applied - applied_at_flood_end) / t.elapsed().as_secs_f64();
+                measured = Some((t.elapsed().as_secs_f64(), rate));
+                quota.set(cores)?;
+            }
+        }
         if applied >= total as f64 {
-            break t.elapsed();
+            let v = twin_versions(&api)?;
+            if v == expected {
+                break (t.elapsed(), v);
+            }
         }
         if t.elapsed() > Duration::from_secs(args.catch_up_limit) {
             bail!(
@@ -249,19 +280,10 @@ fn main() -> Result<()> {
                 args.catch_up_limit
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(if applied >= total as f64 { 1000 } else { 200 }));
     };
     let applied = metric(&api, "twinstream_events_applied_total")?;
-    let expected = expected_versions(args.assets, args.probe, flood_mqtt_sent, flood_kafka_sent);
-    // The list shows the last checkpoint: the one after the last reading.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let versions = loop {
-        let v = twin_versions(&api)?;
-        if v == expected || Instant::now() > deadline {
-            break v;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let rebalances = metric(&api, "twinstream_rebalances_total").unwrap_or(0.0);
     let dead = metric(&api, "twinstream_dead_letters_total").unwrap_or(0.0);
     node.drain();
     let events = stop_node(&mut node)?;
@@ -289,32 +311,43 @@ fn main() -> Result<()> {
         args.rss_bound_mib
     );
     // S is measured on a small backlog; over a large one the node batches
-    // more and applies faster: the flood's factor against that rate too.
-    let catch_up_rate =
-        samples.last().map_or(0.0, |s| s.backlog_mqtt + s.backlog_kafka) / caught_up.as_secs_f64().max(0.001);
+    // more and applies faster: the flood's factor against that rate too
+    // (with `--catch-up-cpu`, the rate before the quota was raised).
+    let offered_rate = offered_in_time as f64 / flood_secs;
+    let catch_up_rate = match measured {
+        Some((_, rate)) => rate,
+        None => samples.last().map_or(0.0, |s| s.backlog_mqtt + s.backlog_kafka) / caught_up.as_secs_f64().max(0.001),
+    };
+    let quota_note = match (measured, args.catch_up_cpu) {
+        (Some((secs, _)), Some(cores)) => format!(
+            " over its first {secs:.0} s on the flood's quota, which was then raised to {cores} cores to finish"
+        ),
+        _ => " over the backlog".into(),
+    };
     println!(
-        "- catch-up: **{:.1} s** after the flood stopped ({catch_up_rate:.0} readings/s over the backlog, {:.2}x S; the flood offered {:.1}x this rate)",
+        "- catch-up: **{:.1} s** after the flood stopped; {catch_up_rate:.0} readings/s{quota_note} ({:.2}x S): the flood offered **{:.1}x** this rate",
         caught_up.as_secs_f64(),
         catch_up_rate / sustainable,
-        offered_in_time as f64 / flood_secs / catch_up_rate.max(1.0)
+        offered_rate / catch_up_rate.max(1.0)
     );
     let wrong: Vec<String> = expected
         .iter()
         .filter(|(asset, v)| versions.get(*asset) != Some(v))
-        .take(5)
         .map(|(asset, v)| format!("{asset}: version {:?}, {v} readings", versions.get(asset)))
         .collect();
     println!(
-        "- applied {applied:.0} of {total} offered (stopped cleanly with events={events}); {} twins checked, {} with a wrong version; {dead:.0} dead letters",
+        "- applied {applied:.0} readings for {total} offered: {:.0} redelivered and recognised (stopped cleanly with events={events}); Kafka rebalances {rebalances:.0}; {} twins checked, {} with a wrong version; {dead:.0} dead letters",
+        applied - total as f64,
         expected.len(),
         wrong.len()
     );
     let mut failures = Vec::new();
-    if applied as u64 != total {
-        failures.push(format!("applied {applied} != offered {total}"));
-    }
     if !wrong.is_empty() {
-        failures.push(format!("twins with the wrong version: {wrong:?}"));
+        failures.push(format!(
+            "{} twins with the wrong version, e.g. {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(5)]
+        ));
     }
     if dead > 0.0 {
         failures.push(format!("{dead} dead letters"));
@@ -365,30 +398,49 @@ sinks:
 struct Quota {
     dir: PathBuf,
     cores: f64,
+    /// cgroup v1 (`cpu.cfs_quota_us`), else v2 (`cpu.max`).
+    v1: bool,
 }
+
+/// The quota's period, µs (the kernel's default): the quota is whole
+/// milliseconds of it, so the smallest step is 0.01 cores.
+const PERIOD_US: u64 = 100_000;
 
 impl Quota {
     fn new(cores: f64) -> Result<Quota> {
         let name = format!("twinstream-flood-{}", std::process::id());
-        let period = 100_000u64;
-        let quota = (cores * period as f64) as u64;
         let v1 = Path::new("/sys/fs/cgroup/cpu");
         if v1.join("cpu.cfs_quota_us").exists() {
             let dir = v1.join(&name);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {} (needs root)", dir.display()))?;
-            std::fs::write(dir.join("cpu.cfs_period_us"), period.to_string())?;
-            std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
-            return Ok(Quota { dir, cores });
+            std::fs::write(dir.join("cpu.cfs_period_us"), PERIOD_US.to_string())?;
+            let mut quota = Quota { dir, cores, v1: true };
+            quota.set(cores)?;
+            return Ok(quota);
         }
         let v2 = Path::new("/sys/fs/cgroup");
         if v2.join("cgroup.controllers").exists() {
             let _ = std::fs::write(v2.join("cgroup.subtree_control"), "+cpu");
             let dir = v2.join(&name);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {} (needs root)", dir.display()))?;
-            std::fs::write(dir.join("cpu.max"), format!("{quota} {period}"))?;
-            return Ok(Quota { dir, cores });
+            let mut quota = Quota { dir, cores, v1: false };
+            quota.set(cores)?;
+            return Ok(quota);
         }
         bail!("no cgroup CPU controller under /sys/fs/cgroup: the flood needs one to hold the node to a quota")
+    }
+
+    /// Holds the cgroup to `cores` from now on.
+    fn set(&mut self, cores: f64) -> Result<()> {
+        let quota = (cores * PERIOD_US as f64).round() as u64;
+        let (file, value) = match self.v1 {
+            true => ("cpu.cfs_quota_us", quota.to_string()),
+            false => ("cpu.max", format!("{quota} {PERIOD_US}")),
+        };
+        std::fs::write(self.dir.join(file), value)
+            .with_context(|| format!("setting {file} of {}", self.dir.display()))?;
+        self.cores = cores;
+        Ok(())
     }
 
     fn add(&self, pid: u32) -> Result<()> {
@@ -398,9 +450,10 @@ impl Quota {
 
     fn describe(&self) -> String {
         format!(
-            "cgroup {}, {:.0} ms of CPU per 100 ms",
+            "cgroup {}, {:.0} ms of CPU per {} ms",
             self.dir.display(),
-            self.cores * 100.0
+            self.cores * PERIOD_US as f64 / 1000.0,
+            PERIOD_US / 1000
         )
     }
 }

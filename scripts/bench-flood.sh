@@ -7,7 +7,8 @@
 #   scripts/bench-flood.sh [BENCH ARGS...]
 #
 # BENCH ARGS: --seconds (300), --factor (10), --cpu (0.25 cores), --probe,
-# --assets, --rss-bound-mib (512), --catch-up-limit
+# --assets, --rss-bound-mib (512), --catch-up-limit, --catch-up-cpu,
+# --catch-up-probe
 # (`cargo bench --bench flood -- --help`). Needs root (the quota is a
 # cgroup). Exits non-zero when the verdict fails (a reading lost or applied
 # twice, a dead letter, memory over the bound) or something breaks.
