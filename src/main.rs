@@ -125,13 +125,6 @@ enum Command {
     },
 }
 
-/// RocksDB's C++ side allocates with glibc malloc. A checkpoint of many dirty
-/// twins is one WriteBatch, applied to the memtable at once; glibc's dynamic
-/// mmap threshold then serves later multi-MiB arena blocks from its heap and
-/// never returns them, so RSS stayed at the largest checkpoint ever written
-/// (~700 B per twin that was dirty in it). A fixed threshold keeps large
-/// blocks in mmap, returned to the OS when freed: steady RSS per twin went
-/// from 2279 B to ~1.6 KB (scripts/bench-memory.sh, docs/decisions.md).
 /// The instructions this build was compiled to use (`.cargo/config.toml`)
 /// that this CPU lacks, asked of CPUID itself: `is_x86_feature_detected!`
 /// answers yes, without asking, for a feature the build enables. Without
@@ -158,6 +151,13 @@ fn missing_cpu_features() -> Option<String> {
     None
 }
 
+/// RocksDB's C++ side allocates with glibc malloc. A checkpoint of many dirty
+/// twins is one WriteBatch, applied to the memtable at once; glibc's dynamic
+/// mmap threshold then serves later multi-MiB arena blocks from its heap and
+/// never returns them, so RSS stayed at the largest checkpoint ever written
+/// (~700 B per twin that was dirty in it). A fixed threshold keeps large
+/// blocks in mmap, returned to the OS when freed: steady RSS per twin went
+/// from 2279 B to ~1.6 KB (scripts/bench-memory.sh, docs/decisions.md).
 fn return_large_blocks_to_the_os() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called once at start,
@@ -171,7 +171,8 @@ fn main() -> ExitCode {
     if let Some(missing) = missing_cpu_features() {
         eprintln!(
             "error: this CPU lacks {missing}, which this build of twinstream uses (.cargo/config.toml \
-             enables it for RocksDB's hardware CRC32C); build it without those target features to run here"
+             enables it for RocksDB's hardware CRC32C); to run here, build it without: \
+             `RUSTFLAGS= cargo build --release` (an empty RUSTFLAGS overrides the config)"
         );
         return ExitCode::FAILURE;
     }
