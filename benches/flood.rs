@@ -73,6 +73,11 @@ struct Args {
     /// The node's CPU quota, in cores (a cgroup's).
     #[arg(long, default_value_t = 0.25)]
     cpu: f64,
+    /// The quota's period, ms: the quota is whole milliseconds of it (at
+    /// 100, the kernel's default, steps of 0.01 cores). A long period
+    /// freezes the node for most of each one: a harsher starvation.
+    #[arg(long, default_value_t = 100)]
+    quota_period_ms: u64,
     /// Readings per broker that wait for the sustainable-rate probe.
     #[arg(long, default_value_t = 100_000)]
     probe: u64,
@@ -109,7 +114,7 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let topo = topology(dir.path(), mqtt.port, &kafka.brokers())?;
     let state = dir.path().join("state");
-    let mut quota = Quota::new(args.cpu)?;
+    let mut quota = Quota::new(args.cpu, args.quota_period_ms)?;
     println!(
         "- {}; Mosquitto ({}), tansu (SQLite); node confined to {} cores ({})",
         system::machine(),
@@ -400,42 +405,43 @@ struct Quota {
     cores: f64,
     /// cgroup v1 (`cpu.cfs_quota_us`), else v2 (`cpu.max`).
     v1: bool,
+    /// The quota's period, µs.
+    period_us: u64,
 }
 
-/// The quota's period, µs (the kernel's default): the quota is whole
-/// milliseconds of it, so the smallest step is 0.01 cores.
-const PERIOD_US: u64 = 100_000;
-
 impl Quota {
-    fn new(cores: f64) -> Result<Quota> {
+    fn new(cores: f64, period_ms: u64) -> Result<Quota> {
+        let period_us = period_ms * 1000;
         let name = format!("twinstream-flood-{}", std::process::id());
-        let v1 = Path::new("/sys/fs/cgroup/cpu");
-        if v1.join("cpu.cfs_quota_us").exists() {
-            let dir = v1.join(&name);
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {} (needs root)", dir.display()))?;
-            std::fs::write(dir.join("cpu.cfs_period_us"), PERIOD_US.to_string())?;
-            let mut quota = Quota { dir, cores, v1: true };
-            quota.set(cores)?;
-            return Ok(quota);
-        }
-        let v2 = Path::new("/sys/fs/cgroup");
-        if v2.join("cgroup.controllers").exists() {
+        let (v1, v2) = (Path::new("/sys/fs/cgroup/cpu"), Path::new("/sys/fs/cgroup"));
+        let (dir, is_v1) = if v1.join("cpu.cfs_quota_us").exists() {
+            (v1.join(&name), true)
+        } else if v2.join("cgroup.controllers").exists() {
             let _ = std::fs::write(v2.join("cgroup.subtree_control"), "+cpu");
-            let dir = v2.join(&name);
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {} (needs root)", dir.display()))?;
-            let mut quota = Quota { dir, cores, v1: false };
-            quota.set(cores)?;
-            return Ok(quota);
+            (v2.join(&name), false)
+        } else {
+            bail!("no cgroup CPU controller under /sys/fs/cgroup: the flood needs one to hold the node to a quota")
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {} (needs root)", dir.display()))?;
+        if is_v1 {
+            std::fs::write(dir.join("cpu.cfs_period_us"), period_us.to_string())?;
         }
-        bail!("no cgroup CPU controller under /sys/fs/cgroup: the flood needs one to hold the node to a quota")
+        let mut quota = Quota {
+            dir,
+            cores,
+            v1: is_v1,
+            period_us,
+        };
+        quota.set(cores)?;
+        Ok(quota)
     }
 
     /// Holds the cgroup to `cores` from now on.
     fn set(&mut self, cores: f64) -> Result<()> {
-        let quota = (cores * PERIOD_US as f64).round() as u64;
+        let quota = (cores * self.period_us as f64).round() as u64;
         let (file, value) = match self.v1 {
             true => ("cpu.cfs_quota_us", quota.to_string()),
-            false => ("cpu.max", format!("{quota} {PERIOD_US}")),
+            false => ("cpu.max", format!("{quota} {}", self.period_us)),
         };
         std::fs::write(self.dir.join(file), value)
             .with_context(|| format!("setting {file} of {}", self.dir.display()))?;
@@ -452,8 +458,8 @@ impl Quota {
         format!(
             "cgroup {}, {:.0} ms of CPU per {} ms",
             self.dir.display(),
-            self.cores * PERIOD_US as f64 / 1000.0,
-            PERIOD_US / 1000
+            self.cores * self.period_us as f64 / 1000.0,
+            self.period_us / 1000
         )
     }
 }

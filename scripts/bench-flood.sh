@@ -6,7 +6,8 @@
 #
 #   scripts/bench-flood.sh [BENCH ARGS...]
 #
-# BENCH ARGS: --seconds (300), --factor (10), --cpu (0.25 cores), --probe,
+# BENCH ARGS: --seconds (300), --factor (10), --cpu (0.25 cores),
+# --quota-period-ms (100), --probe,
 # --assets, --rss-bound-mib (512), --catch-up-limit, --catch-up-cpu,
 # --catch-up-probe
 # (`cargo bench --bench flood -- --help`). Needs root (the quota is a
