@@ -6,7 +6,7 @@
 //!
 //! * `checkpoint/cpu/10k-dirty`: 10k twins, each fed the next second of its
 //!   own stream (40 readings), then every one snapshotted as the engine
-//!   does: its record encoded (`twin::record::encode_into`) and staged with
+//!   does: its record encoded (`twin::record::Encoder`, one for all) and staged with
 //!   its timer change into one checkpoint, committed without fsync. The
 //!   figure is **CPU time, not wall time**: the whole process's over the
 //!   round (so RocksDB's flushes and compactions, on its own threads, count
@@ -81,13 +81,13 @@ fn bench_checkpoint(c: &mut Criterion) {
     let mut stored: Vec<Option<i64>> = vec![None; TWINS];
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path(), 1).expect("store opens");
-    let mut buf = Vec::with_capacity(512);
+    let mut enc = record::Encoder::default();
     let sizes: Vec<usize> = fleet
         .twins
         .iter()
         .map(|t| {
-            record::encode_into(&m, &t.st, &mut buf);
-            buf.len()
+            enc.encode(&m, &t.st);
+            enc.bytes().len()
         })
         .collect();
     println!(
@@ -144,8 +144,8 @@ fn bench_checkpoint(c: &mut Criterion) {
                 let fed = cpu(libc::CLOCK_THREAD_CPUTIME_ID) - feeding;
                 let mut ckpt = Checkpoint::default();
                 for (i, t) in fleet.twins.iter().enumerate() {
-                    record::encode_into(&m, &t.st, &mut buf);
-                    store.put_twin(&mut ckpt, 0, &assets[i], &buf);
+                    enc.encode(&m, &t.st);
+                    store.put_twin(&mut ckpt, 0, &assets[i], enc.bytes());
                     let new = next_deadline(&m, &t.st);
                     store.put_timer(&mut ckpt, 0, &assets[i], TimerChange { old: stored[i], new });
                     stored[i] = new;

@@ -15,8 +15,10 @@
 //! * `foresight/forecast-60`, `foresight/whatif-60`: the model looking 60
 //!   steps ahead from a fed twin (what `GET /twins/{id}/forecast` and
 //!   `POST /twins/{id}/whatif` compute, without the HTTP).
-//! * `record/*`: encode a typical twin into its snapshot envelope, decode it,
-//!   and decode + restore it into a `TwinState`. The id carries the size.
+//! * `record/*`: encode a typical twin into its snapshot envelope (as a
+//!   worker does, through one `Encoder`; `encode-fresh` allocating every
+//!   list afresh, as each record did before), decode it, and decode +
+//!   restore it into a `TwinState`. The id carries the size.
 //!
 //! The event stream is what one asset of `gen_workload.py` produces: each
 //! sensor every 100 ms at a fixed phase, timestamps jittered by +-50 ms (out of
@@ -101,11 +103,16 @@ fn bench_record(c: &mut Criterion) {
     let mut g = c.benchmark_group("record");
     g.throughput(Throughput::Elements(1));
     g.bench_function(BenchmarkId::new("encode", &size), |b| {
-        let mut buf = Vec::with_capacity(256);
+        let mut enc = record::Encoder::default();
         b.iter(|| {
-            record::encode_into(&m, black_box(&st), &mut buf);
-            black_box(buf.len())
+            enc.encode(&m, black_box(&st));
+            black_box(enc.bytes().len())
         });
+    });
+    // The same with every list and the bytes allocated afresh, as each
+    // record was before the encoder kept them.
+    g.bench_function(BenchmarkId::new("encode-fresh", &size), |b| {
+        b.iter(|| black_box(record::encode(&m, black_box(&st)).len()));
     });
     g.bench_function(BenchmarkId::new("decode", &size), |b| {
         b.iter(|| record::decode(black_box(&bytes)).expect("decodes"));

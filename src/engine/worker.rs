@@ -31,6 +31,7 @@ use super::host::{history, Apply, Question, Tally, TwinActor, TwinContext, TypeC
 use super::query::Gather;
 use crate::pipeline::flow::Permit;
 use crate::twin::model::{Event, Relayed};
+use crate::twin::record;
 use crate::twin::schema::TypeModel;
 use crate::twin::view::Surveyed;
 
@@ -44,8 +45,8 @@ pub const SNAPSHOT_SLICE: usize = 256;
 pub const SNAPSHOT_PATIENCE: Duration = Duration::from_millis(250);
 
 thread_local! {
-    /// The buffer twins encode their records into (one per worker thread).
-    static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// What twins encode their records with (one per worker thread).
+    static RECORD: RefCell<record::Encoder> = RefCell::new(record::Encoder::default());
     /// The history part of a twin's snapshot (one per worker thread).
     static HISTORY: RefCell<history::Part> = RefCell::new(history::Part::default());
 }
@@ -53,11 +54,11 @@ thread_local! {
 /// The snapshot hook: asks `twin` for its part of `epoch` and adds it. A
 /// twin with no state to give aborts the epoch (the node is stopping).
 pub(crate) fn take_part(twin: &mut TwinActor, epoch: &Arc<Epoch>) {
-    RECORD.with(|buf| {
+    RECORD.with(|enc| {
         HISTORY.with(|hist| {
-            let (mut buf, mut hist) = (buf.borrow_mut(), hist.borrow_mut());
-            match twin.snapshot(&mut buf, |d| epoch.add_digest(d), &mut hist) {
-                Ok(timer) => epoch.add(twin.shard(), twin.asset(), &buf, timer, &hist),
+            let (mut enc, mut hist) = (enc.borrow_mut(), hist.borrow_mut());
+            match twin.snapshot(&mut enc, |d| epoch.add_digest(d), &mut hist) {
+                Ok(timer) => epoch.add(twin.shard(), twin.asset(), enc.bytes(), timer, &hist),
                 Err(Unrestored) => epoch.abort(),
             }
         })

@@ -608,14 +608,14 @@ impl TwinActor {
 
 impl TwinActor {
     /// `handle_checkpoint` hook: the twin's part of a checkpoint. Encodes its
-    /// record into `record`, hands the windows closed since its last snapshot
+    /// record with `record`, hands the windows closed since its last snapshot
     /// to `digest`, and says how its timer changed (`None`: unchanged). The
     /// worker adds the part to the epoch. `Err`: the twin has no state to
     /// give (its restore failed and the node is stopping); the epoch must not
     /// commit.
     pub fn snapshot(
         &mut self,
-        record: &mut Vec<u8>,
+        record: &mut record::Encoder,
         digest: impl FnOnce(&[ClosedDigest]),
         history: &mut history::Part,
     ) -> Result<Option<TimerChange>, Unrestored> {
@@ -641,7 +641,7 @@ impl TwinActor {
         let always = self.tcx.cx.changelog && self.tcx.model.timers;
         let timer = (change.old != change.new || always).then_some(change);
         self.stored = self.armed;
-        record::encode_into(&self.tcx.model, &self.state, record);
+        record.encode(&self.tcx.model, &self.state);
         Ok(timer)
     }
 

@@ -42,7 +42,7 @@ pub use schema::{Schema, SCHEMA_FORMAT};
 /// and relations) are migrated on read.
 pub const TWIN_FORMAT: u16 = 5;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TwinRecord {
     /// Id of the [`Schema`] the indices below refer to.
     pub schema: u64,
@@ -91,6 +91,36 @@ impl TwinRecord {
     /// The record of `st`. Digest entries are not part of it: the snapshot
     /// moves them into the checkpoint first.
     pub fn from_state(m: &TypeModel, st: &TwinState) -> TwinRecord {
+        let mut rec = TwinRecord::default();
+        rec.fill(m, st);
+        rec
+    }
+
+    /// Makes `self` the record of `st`, reusing its lists' allocations (a
+    /// checkpoint encodes every dirty twin through one [`Encoder`]).
+    fn fill(&mut self, m: &TypeModel, st: &TwinState) {
+        // Every field by name, so that a field added to the record cannot
+        // be left holding the twin encoded before.
+        let TwinRecord {
+            schema,
+            version,
+            max_ts: rec_max_ts,
+            wm_floor,
+            seen_base: rec_seen_base,
+            sensors,
+            by_source,
+            sync_lag_ms,
+            offline,
+            open,
+            closed,
+            joins,
+            related,
+            alerts,
+            stats,
+            commands,
+            filter,
+            derived,
+        } = self;
         let max_ts = st.max_ts;
         // When a reading was applied matters only to timers.
         let timers = m.timers;
@@ -100,14 +130,14 @@ impl TwinRecord {
             NO_TS
         };
         let seen_back = |seen: i64| (timers && seen != NO_TS).then(|| seen_base.wrapping_sub(seen));
-        TwinRecord {
-            schema: m.schema_id,
-            version: st.version,
-            max_ts,
-            wm_floor: (st.wm_floor() != NO_TS).then(|| st.wm_floor().wrapping_sub(max_ts)),
-            seen_base: (seen_base != NO_TS).then_some(seen_base),
-            sensors: st
-                .sensors
+        *schema = m.schema_id;
+        *version = st.version;
+        *rec_max_ts = max_ts;
+        *wm_floor = (st.wm_floor() != NO_TS).then(|| st.wm_floor().wrapping_sub(max_ts));
+        *rec_seen_base = (seen_base != NO_TS).then_some(seen_base);
+        refill(
+            sensors,
+            st.sensors
                 .iter()
                 .enumerate()
                 .filter(|(_, l)| l.is_set())
@@ -123,10 +153,11 @@ impl TwinRecord {
                         .map(|e| st.estimates()[e as usize])
                         .filter(|e| e.ts != NO_TS)
                         .map(|e| (max_ts.wrapping_sub(e.ts), e.value)),
-                })
-                .collect(),
-            by_source: st
-                .by_source()
+                }),
+        );
+        refill(
+            by_source,
+            st.by_source()
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.ts != NO_TS)
@@ -135,34 +166,32 @@ impl TwinRecord {
                     age_ms: max_ts.wrapping_sub(r.ts),
                     value: r.value,
                     seen_back: seen_back(r.seen),
+                }),
+        );
+        *sync_lag_ms = st.sync_lag_ms;
+        *offline = st.offline;
+        refill(
+            open,
+            st.open.iter().map(|w| WindowRecord {
+                slot: w.slot,
+                end_ms: w.last_ms.wrapping_sub(max_ts),
+                first_origin: w.first_origin,
+                acc: AccRecord::of(m, &w.acc),
+                last_back: w.last_back,
+            }),
+        );
+        refill(
+            closed,
+            m.closed_index.iter().enumerate().filter_map(|(slot, c)| {
+                Some(ClosedRecord {
+                    slot: slot as u16,
+                    acc: AccRecord::of(m, &st.closed[(*c)? as usize]?),
                 })
-                .collect(),
-            sync_lag_ms: st.sync_lag_ms,
-            offline: st.offline,
-            open: st
-                .open
-                .iter()
-                .map(|w| WindowRecord {
-                    slot: w.slot,
-                    end_ms: w.last_ms.wrapping_sub(max_ts),
-                    first_origin: w.first_origin,
-                    acc: AccRecord::of(m, &w.acc),
-                    last_back: w.last_back,
-                })
-                .collect(),
-            closed: m
-                .closed_index
-                .iter()
-                .enumerate()
-                .filter_map(|(slot, c)| {
-                    Some(ClosedRecord {
-                        slot: slot as u16,
-                        acc: AccRecord::of(m, &st.closed[(*c)? as usize]?),
-                    })
-                })
-                .collect(),
-            joins: st
-                .joins()
+            }),
+        );
+        refill(
+            joins,
+            st.joins()
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| p.ts != NO_TS)
@@ -171,10 +200,11 @@ impl TwinRecord {
                     age_ms: max_ts.wrapping_sub(p.ts),
                     left: p.left,
                     right: p.right,
-                })
-                .collect(),
-            related: st
-                .related()
+                }),
+        );
+        refill(
+            related,
+            st.related()
                 .iter()
                 .enumerate()
                 .filter(|(_, l)| l.is_set())
@@ -182,54 +212,56 @@ impl TwinRecord {
                     slot: k as u16,
                     ts: l.ts,
                     value: l.value,
-                })
-                .collect(),
-            alerts: st
-                .alerts
+                }),
+        );
+        refill(
+            alerts,
+            st.alerts
                 .iter()
                 .enumerate()
                 .filter(|(_, a)| **a != AlertState::default())
                 .map(|(r, a)| AlertRecord {
                     rule: r as u16,
                     state: *a,
-                })
-                .collect(),
-            stats: st.stats,
-            commands: match st.commands() {
-                Some(c) => CommandsRecord {
-                    entries: c
-                        .seq
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, seq)| **seq > 0)
-                        .map(|(d, seq)| (m.commands[d].name.to_string(), c.desired[d], *seq))
-                        .collect(),
-                    log: c
-                        .log
-                        .iter()
-                        .map(|cmd| (m.commands[cmd.def as usize].name.to_string(), cmd.clone()))
-                        .collect(),
-                },
-                None => CommandsRecord::default(),
+                }),
+        );
+        *stats = st.stats;
+        // Commands, the filter and derived sensors are what only some types
+        // have; their records are built afresh (names are strings).
+        *commands = match st.commands() {
+            Some(c) => CommandsRecord {
+                entries: c
+                    .seq
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, seq)| **seq > 0)
+                    .map(|(d, seq)| (m.commands[d].name.to_string(), c.desired[d], *seq))
+                    .collect(),
+                log: c
+                    .log
+                    .iter()
+                    .map(|cmd| (m.commands[cmd.def as usize].name.to_string(), cmd.clone()))
+                    .collect(),
             },
-            filter: m
-                .filter
-                .as_ref()
-                .zip(st.filter())
-                .filter(|(_, f)| f.t != NO_TS)
-                .map(|(fm, f)| FilterRecord::of(fm, f)),
-            derived: m
-                .derived
-                .iter()
-                .filter_map(|d| {
-                    Some(DerivedRecord {
-                        sensor: m.sensors[d.sensor as usize].to_string(),
-                        state: st.ext.as_deref()?.derived[d.state()? as usize],
-                    })
+            None => CommandsRecord::default(),
+        };
+        *filter = m
+            .filter
+            .as_ref()
+            .zip(st.filter())
+            .filter(|(_, f)| f.t != NO_TS)
+            .map(|(fm, f)| FilterRecord::of(fm, f));
+        *derived = m
+            .derived
+            .iter()
+            .filter_map(|d| {
+                Some(DerivedRecord {
+                    sensor: m.sensors[d.sensor as usize].to_string(),
+                    state: st.ext.as_deref()?.derived[d.state()? as usize],
                 })
-                .filter(|r| r.state.ts != NO_TS)
-                .collect(),
-        }
+            })
+            .filter(|r| r.state.ts != NO_TS)
+            .collect();
     }
 
     /// Latest values by stored sensor index.
@@ -390,22 +422,61 @@ fn config() -> impl bincode::config::Config {
     envelope::bincode_config()
 }
 
-/// Encodes a twin into a versioned envelope.
-pub fn encode(m: &TypeModel, st: &TwinState) -> Vec<u8> {
-    let mut buf = Vec::new();
-    encode_into(m, st, &mut buf);
-    buf
+/// `list`'s items become `items`, in its allocation.
+fn refill<T>(list: &mut Vec<T>, items: impl Iterator<Item = T>) {
+    list.clear();
+    list.extend(items);
 }
 
-/// Encodes a twin into `buf` (cleared first), reusing its allocation.
-pub fn encode_into(m: &TypeModel, st: &TwinState, buf: &mut Vec<u8>) {
-    let rec = TwinRecord::from_state(m, st);
+/// Encodes a twin into a versioned envelope.
+pub fn encode(m: &TypeModel, st: &TwinState) -> Vec<u8> {
+    let mut enc = Encoder::default();
+    enc.encode(m, st);
+    enc.bytes
+}
+
+/// Encodes twin records keeping the record's lists and the bytes from one
+/// record to the next (a worker keeps one, and a checkpoint encodes each
+/// dirty twin through it; the parts only some types have, commands and
+/// derived sensors, are still built afresh).
+#[derive(Debug, Default)]
+pub struct Encoder {
+    rec: TwinRecord,
+    bytes: Vec<u8>,
+}
+
+impl Encoder {
+    /// Encodes a twin; [`Encoder::bytes`] holds the envelope until the next.
+    pub fn encode(&mut self, m: &TypeModel, st: &TwinState) {
+        self.rec.fill(m, st);
+        put(&self.rec, &mut self.bytes);
+    }
+
+    /// The envelope last encoded.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Appends to a `Vec` directly (bincode's `std::io::Write` adapter goes
+/// through `io::Write` for every field).
+struct Appender<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for Appender<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+fn put(rec: &TwinRecord, buf: &mut Vec<u8>) {
     buf.clear();
     envelope::put_header(TWIN_FORMAT, buf);
-    bincode::serde::encode_into_std_write(&rec, buf, config()).expect("writing to a Vec cannot fail");
-    bincode::serde::encode_into_std_write(&rec.commands, buf, config()).expect("writing to a Vec cannot fail");
-    bincode::serde::encode_into_std_write(&rec.filter, buf, config()).expect("writing to a Vec cannot fail");
-    bincode::serde::encode_into_std_write(&rec.derived, buf, config()).expect("writing to a Vec cannot fail");
+    bincode::serde::encode_into_writer(rec, Appender(buf), config()).expect("writing to a Vec cannot fail");
+    bincode::serde::encode_into_writer(&rec.commands, Appender(buf), config()).expect("writing to a Vec cannot fail");
+    bincode::serde::encode_into_writer(&rec.filter, Appender(buf), config()).expect("writing to a Vec cannot fail");
+    bincode::serde::encode_into_writer(&rec.derived, Appender(buf), config()).expect("writing to a Vec cannot fail");
 }
 
 /// Decodes a twin envelope; an unknown format version is an error, never a
