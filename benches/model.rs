@@ -16,8 +16,8 @@
 //!   steps ahead from a fed twin (what `GET /twins/{id}/forecast` and
 //!   `POST /twins/{id}/whatif` compute, without the HTTP).
 //! * `record/*`: encode a typical twin into its snapshot envelope (as a
-//!   worker does, through one `Encoder`; `encode-fresh` allocating every
-//!   list afresh, as each record did before), decode it, and decode +
+//!   worker does, through one `Encoder`; `encode-fresh` allocating its
+//!   lists and bytes afresh, as `record::encode` does), decode it, and decode +
 //!   restore it into a `TwinState`. The id carries the size.
 //!
 //! The event stream is what one asset of `gen_workload.py` produces: each
@@ -109,8 +109,8 @@ fn bench_record(c: &mut Criterion) {
             black_box(enc.bytes().len())
         });
     });
-    // The same with every list and the bytes allocated afresh, as each
-    // record was before the encoder kept them.
+    // The same with every list and the bytes allocated afresh
+    // (`record::encode`, what a one-off encode costs).
     g.bench_function(BenchmarkId::new("encode-fresh", &size), |b| {
         b.iter(|| black_box(record::encode(&m, black_box(&st)).len()));
     });
