@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use twinstream::topology::{self, OutputKind};
-use twinstream::twin::model::undo::Guard;
 use twinstream::twin::model::{apply, Event, Input, Output, TwinState};
 use twinstream::twin::schema::{Model, OutputMask, TypeModel};
 
@@ -204,18 +203,6 @@ impl<'m> Fleet<'m> {
     /// Applies the next `batch` events of twin `i`'s stream to it.
     #[inline]
     pub fn step(&mut self, i: usize, batch: usize) {
-        self.step_with(i, batch, false);
-    }
-
-    /// [`Fleet::step`] under supervision, as the host applies a batch: a
-    /// guard that saves each part of the twin the batch changes.
-    #[inline]
-    pub fn step_guarded(&mut self, i: usize, batch: usize) {
-        self.step_with(i, batch, true);
-    }
-
-    #[inline]
-    fn step_with(&mut self, i: usize, batch: usize, guarded: bool) {
         let t = &mut self.twins[i];
         let events = &self.streams[t.stream];
         if t.pos + batch > events.len() {
@@ -229,9 +216,7 @@ impl<'m> Fleet<'m> {
                 .iter()
                 .map(|e| Event { ts: e.ts + shift, ..*e }),
         );
-        let guard = guarded.then(|| Guard::arm(&t.st));
         apply(self.m, &mut t.st, Input::Events(&self.batch), 0, &mut self.out);
-        drop(guard);
         t.pos += batch;
         black_box(self.out.len());
         self.out.clear();

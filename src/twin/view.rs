@@ -454,7 +454,7 @@ pub fn twin(m: &TypeModel, asset: &str, st: &TwinState, sources: &[std::sync::Ar
         );
     }
     let mut windows = Vec::new();
-    for w in st.open.iter() {
+    for w in &st.open {
         let slot = m.slots[w.slot as usize];
         let def = &m.windows[slot.window as usize];
         windows.push(WindowView {

@@ -2,8 +2,7 @@
 
 use crate::telemetry;
 use crate::twin::commands::Phase;
-use crate::twin::model::undo::Parts;
-use crate::twin::model::{Quality, Transition};
+use crate::twin::model::{Quality, Transition, TwinState};
 use crate::twin::schema::TypeModel;
 
 /// Reports what changed between `before` and `after` to the node-wide
@@ -11,34 +10,29 @@ use crate::twin::schema::TypeModel;
 /// transitions and the end-to-end latency of raised alerts (a few entries
 /// per twin, compared once per batch). Without `now` (a restore) only the
 /// gauges move.
-pub(super) fn account(m: &TypeModel, before: Parts<'_>, after: Parts<'_>, now: Option<i64>) {
-    // A part the batch did not change is the same slice before and after.
-    if !std::ptr::eq(before.sensors, after.sensors) {
-        let stale = |st: Parts<'_>| st.sensors.iter().filter(|s| s.quality == Quality::Stale).count() as i64;
-        telemetry::sensors_stale(stale(after) - stale(before));
-    }
-    if !std::ptr::eq(before.alerts, after.alerts) {
-        for (r, (a, b)) in before.alerts.iter().zip(after.alerts.iter()).enumerate() {
-            if a == b {
-                continue;
-            }
-            let severity = m.rules[r].severity.name();
-            telemetry::alerts_active(severity, i64::from(b.active) - i64::from(a.active));
-            let Some(now) = now else { continue };
-            if b.seq != a.seq && b.active {
-                telemetry::alert_transition(severity, Transition::Raised.name());
-                telemetry::alert_latency((now - b.since_ts) as f64 / 1000.0);
-            }
-            if b.acked && !a.acked && b.seq == a.seq {
-                telemetry::alert_transition(severity, Transition::Acknowledged.name());
-            }
-            if a.active && (!b.active || b.seq != a.seq) {
-                telemetry::alert_transition(severity, Transition::Cleared.name());
-            }
+pub(super) fn account(m: &TypeModel, before: &TwinState, after: &TwinState, now: Option<i64>) {
+    let stale = |st: &TwinState| st.sensors.iter().filter(|s| s.quality == Quality::Stale).count() as i64;
+    telemetry::sensors_stale(stale(after) - stale(before));
+    for (r, (a, b)) in before.alerts.iter().zip(after.alerts.iter()).enumerate() {
+        if a == b {
+            continue;
+        }
+        let severity = m.rules[r].severity.name();
+        telemetry::alerts_active(severity, i64::from(b.active) - i64::from(a.active));
+        let Some(now) = now else { continue };
+        if b.seq != a.seq && b.active {
+            telemetry::alert_transition(severity, Transition::Raised.name());
+            telemetry::alert_latency((now - b.since_ts) as f64 / 1000.0);
+        }
+        if b.acked && !a.acked && b.seq == a.seq {
+            telemetry::alert_transition(severity, Transition::Acknowledged.name());
+        }
+        if a.active && (!b.active || b.seq != a.seq) {
+            telemetry::alert_transition(severity, Transition::Cleared.name());
         }
     }
-    if let (Some(a), Some(b)) = (before.commands, after.commands) {
-        if !std::ptr::eq(a, b) && a != b {
+    if let (Some(a), Some(b)) = (before.commands(), after.commands()) {
+        if a != b {
             telemetry::commands_pending(b.count(Phase::Pending) as i64 - a.count(Phase::Pending) as i64);
             if now.is_some() {
                 for c in &b.log {

@@ -13,12 +13,11 @@
 //!   from the store ([`stored`]) the first time the asset is seen; a record
 //!   this build cannot read stops the node with a clear error instead of
 //!   being guessed at.
-//! * **Apply** ([`TwinActor::apply`]): each batch is applied in place under
-//!   a [`Guard`] (`twin::model::undo`): every part of the twin the batch
-//!   changes is saved on its first change (into a per-thread scratch, so no
-//!   allocation in steady state; the append-only logs by their lengths). If
-//!   the model panics, the saved parts are put back in place of the
-//!   possibly half-updated ones: the twin restarts from its last good state,
+//! * **Apply** ([`TwinActor::apply`]): the state is backed up (into a
+//!   per-thread scratch, so no allocation in steady state; the replay
+//!   digest, which applying only appends to, by its length) and each batch
+//!   applied in place. If the model panics, the possibly half-updated state
+//!   is replaced by the backup: the twin restarts from its last good state,
 //!   which equals its last snapshot plus the replay of every message since
 //!   (the model is deterministic), and the batch is retried one event at a
 //!   time. An event that panics [`MAX_ATTEMPTS`] times goes to the
@@ -39,6 +38,7 @@ pub mod stored;
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,7 +55,6 @@ use crate::sink::SinkHub;
 use crate::store::{Store, TimerChange};
 use crate::telemetry;
 use crate::topology::DamagedTwin;
-use crate::twin::model::undo::{Guard, Parts};
 use crate::twin::model::{apply, next_deadline, ClosedDigest, Event, Input, Output, Relayed, TwinState, NO_TS};
 use crate::twin::record;
 use crate::twin::schema::TypeModel;
@@ -160,6 +159,11 @@ impl Tally {
     }
 }
 
+thread_local! {
+    /// The backup of the state a batch is applied to (one per worker thread).
+    static SCRATCH: RefCell<Option<TwinState>> = const { RefCell::new(None) };
+}
+
 impl TwinActor {
     fn new(asset: Arc<str>, tcx: Arc<TypeContext>, shard: u32) -> TwinActor {
         TwinActor {
@@ -218,7 +222,7 @@ impl TwinActor {
             tracing::warn!(asset = %self.asset, dropped = ?notes.dropped, "restored twin: parts the topology no longer declares were dropped");
         }
         // Only the gauges: nothing transitioned.
-        account(model, Parts::of(&TwinState::new(model)), Parts::of(&state), None);
+        account(model, &TwinState::new(model), &state, None);
         self.state = state;
         // The node's timer index (the router's heap, or the store's deadline
         // index it reads as deadlines near) holds the stored deadline.
@@ -306,37 +310,39 @@ impl TwinActor {
         Ok(rebuilt)
     }
 
-    /// Applies `input` in place under a [`Guard`]: if the model panics, the
-    /// parts the batch changed are put back as they were (the twin restarts
-    /// from its last good state). The parts are saved into a per-thread
-    /// scratch on their first change, so this does not allocate, and each
-    /// twin keeps its own allocations.
+    /// Applies `input` in place after backing the state up; if the model
+    /// panics, the backup becomes the state again (the twin restarts from its
+    /// last good state). The backup is a per-thread scratch, so this does not
+    /// allocate, and each twin keeps its own allocations.
     fn apply_guarded(&mut self, input: Input<'_>, now: i64, out: &mut Vec<Output>) -> Result<(), String> {
-        let guard = Guard::arm(&self.state);
+        let mut backup = SCRATCH
+            .with(|s| s.borrow_mut().take())
+            .unwrap_or_else(|| TwinState::new(&self.tcx.model));
+        let marks = self.state.back_up(&mut backup);
         let mark = out.len();
         let (model, state) = (&self.tcx.model, &mut self.state);
         #[cfg(test)]
         let hook = self.tcx.cx.panic_hook.as_ref();
         let result = catch_unwind(AssertUnwindSafe(|| {
-            apply(model, state, input, now, out);
-            // After the batch changed the twin: the roll-back undoes it all.
             #[cfg(test)]
             if let (Some(h), Input::Events(evs)) = (hook, input) {
                 h.maybe_panic(evs);
             }
+            apply(model, state, input, now, out);
         }));
-        match result {
+        let outcome = match result {
             Ok(()) => {
-                let (model, state) = (&self.tcx.model, &self.state);
-                guard.before(state, |before| account(model, before, Parts::of(state), Some(now)));
+                account(&self.tcx.model, &backup, &self.state, Some(now));
                 Ok(())
             }
             Err(panic) => {
-                guard.roll_back(&mut self.state);
+                self.state.roll_back(&mut backup, marks);
                 out.truncate(mark);
                 Err(panic_message(&panic))
             }
-        }
+        };
+        SCRATCH.with(|s| *s.borrow_mut() = Some(backup));
+        outcome
     }
 
     /// Applies an input that is not an event batch (no single event to

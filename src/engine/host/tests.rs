@@ -11,8 +11,7 @@ use crate::engine::checkpoint::{writer_loop, Durable, Epoch};
 use crate::pipeline::flow::Flow;
 use crate::twin::schema::{Model, OutputMask};
 
-/// Makes the model panic on events with `value`, `remaining` times, after
-/// it applied their batch (so the twin has changes to roll back).
+/// Makes the model panic on events with `value`, `remaining` times.
 pub struct PanicHook {
     pub value: f64,
     pub remaining: AtomicU32,

@@ -74,8 +74,7 @@ pub struct HistoryLog {
     /// Partial buckets of the downsampled tiers, in the order they were
     /// started: a reading folds into the last one of its series and tier
     /// when that is its bucket, else starts another (a late reading, a new
-    /// bucket). Mutated in place: supervision saves a copy on its first
-    /// change in a batch ([`super::undo`]).
+    /// bucket). Mutated in place: the supervision backup copies it.
     pub partials: Vec<Partial>,
     /// Readings for the raw tier, in arrival order (append-only).
     pub raw: Vec<RawReading>,

@@ -22,11 +22,8 @@
 //! dispatch of an [`Input`], the path of one event through the semantics)
 //! and what they produce ([`Output`]).
 //!
-//! * `state.rs` - [`TwinState`] and [`TwinExt`]: construction, accessors,
-//!   [`Health`], the [`TwinStats`] counters.
-//! * `undo.rs` - supervision by copy-on-write: each part of a twin a
-//!   guarded batch changes is saved on its first change ([`undo::Part`]),
-//!   and [`undo::Guard`] rolls the batch back after a panic.
+//! * `state.rs` - [`TwinState`] and [`TwinExt`]: construction, back-up and
+//!   roll-back, accessors, [`Health`], the [`TwinStats`] counters.
 //! * `sensors.rs` - readings ([`Event`]) and sensor values: redelivery,
 //!   conflict resolution between sources (discrepancy, [`Quality`]), the
 //!   deadband estimate and the sync lag.
@@ -70,7 +67,6 @@ mod rules;
 mod sensors;
 mod state;
 mod timers;
-pub mod undo;
 mod windows;
 
 pub use derived::{build as derived_sensors, DerivedDef, DerivedKind, DerivedState};
@@ -83,7 +79,7 @@ pub use joins::{JoinPair, Relayed};
 pub(super) use rules::set_alert;
 pub use rules::AlertState;
 pub use sensors::{Estimate, Event, Latest, Quality, SensorState, SourceReading};
-pub use state::{Figures, Health, TwinExt, TwinState, TwinStats};
+pub use state::{Figures, Health, LogMarks, TwinExt, TwinState, TwinStats};
 pub use timers::next_deadline;
 pub use windows::{Acc, ClosedDigest, OpenWindow};
 

@@ -101,16 +101,12 @@ pub(super) fn evaluate_rule(m: &TypeModel, st: &mut TwinState, r: u16, ts: i64, 
             None => !holds,
         };
     let first_input = rule.inputs.first().map_or(f64::NAN, |(_, s)| env.get(*s));
-    // Borrowed mutably only to change it: an alert a batch leaves alone is
-    // not saved for supervision (`undo`).
+    let alert = &mut st.alerts[r as usize];
     let transition = if !active {
         if !holds {
-            if st.alerts[r as usize].pending_since != NO_TS {
-                st.alerts[r as usize].pending_since = NO_TS;
-            }
+            alert.pending_since = NO_TS;
             None
         } else {
-            let alert = &mut st.alerts[r as usize];
             if alert.pending_since == NO_TS {
                 alert.pending_since = ts;
             }
@@ -128,7 +124,6 @@ pub(super) fn evaluate_rule(m: &TypeModel, st: &mut TwinState, r: u16, ts: i64, 
     } else {
         if holds {
             // Still firing: the active alert is updated, nothing is emitted.
-            let alert = &mut st.alerts[r as usize];
             alert.firings += 1;
             alert.last_ts = ts;
             alert.last_value = if first_input.is_nan() { 0.0 } else { first_input };

@@ -1,12 +1,11 @@
 //! The state of a twin: [`TwinState`], the optional [`TwinExt`], their
-//! construction, accessors, health and counters.
+//! construction, back-up and roll-back, accessors, health and counters.
 
 use serde::{Deserialize, Serialize};
 
 use super::derived::DerivedState;
 use super::filter::{FilterModel, FilterState};
 use super::history::HistoryLog;
-use super::undo::Part;
 use super::{
     Acc, AlertState, ClosedDigest, Estimate, JoinPair, Latest, OpenWindow, Quality, SensorState, SourceReading, NO_TS,
 };
@@ -41,13 +40,12 @@ pub enum Health {
     Red,
 }
 
-/// The twin of one asset: a few counters, and parts behind pointers that a
-/// guarded batch saves on their first change ([`super::undo`]).
+/// The twin of one asset.
 ///
 /// Every twin actor holds one inline; its size decides the actor's task size
 /// (docs/decisions.md "Memory per twin"), so the parts only some asset types
 /// use live behind one optional pointer ([`TwinExt`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct TwinState {
     /// Incremented by every applied event.
     pub version: u64,
@@ -56,13 +54,13 @@ pub struct TwinState {
     pub max_ts: i64,
     /// Per sensor. Fixed-length parts are boxed slices, not `Vec`s: 8 bytes
     /// less each.
-    pub sensors: Part<Box<[SensorState]>>,
+    pub sensors: Box<[SensorState]>,
     /// Open windows sorted by `(last_ms, slot)`.
-    pub open: Part<Vec<OpenWindow>>,
+    pub open: Vec<OpenWindow>,
     /// Most recently closed window, for slots that rules read.
-    pub closed: Part<Box<[Option<Acc>]>>,
+    pub closed: Box<[Option<Acc>]>,
     /// Rules first, then the built-in alerts ([`TypeModel::rules`]).
-    pub alerts: Part<Box<[AlertState]>>,
+    pub alerts: Box<[AlertState]>,
     pub stats: TwinStats,
     /// Processing time minus event time of the reading the twin last
     /// reflected (the sync lag), ms, saturated to `i32`; `i32::MIN` before
@@ -71,12 +69,12 @@ pub struct TwinState {
     /// Nothing that can go stale is fresh, and something is stale.
     pub offline: bool,
     /// What only some types use; `None` when the type uses none of it.
-    pub ext: Part<Option<Box<TwinExt>>>,
+    pub ext: Option<Box<TwinExt>>,
     /// What history keeps of the inputs since the last snapshot (types
     /// with `history:`): allocated by the first input that logs something,
     /// dropped by the snapshot that moves it into the checkpoint, so an
     /// idle twin holds none of it.
-    pub history: Part<Option<Box<HistoryLog>>>,
+    pub history: Option<Box<HistoryLog>>,
 }
 
 /// The parts of a twin that only some asset types use: allocated when the
@@ -107,59 +105,145 @@ pub struct TwinExt {
     pub derived: Box<[DerivedState]>,
 }
 
-impl TwinExt {
-    /// Copies `src` into `self` but for the replay digest, reusing
-    /// `self`'s allocations where the shapes agree (the supervision's save
-    /// of a changed extension, [`super::undo`]).
-    /// (Every field named: one added later is copied or says why not.)
-    pub(super) fn copy_but_digest(&mut self, src: &TwinExt) {
-        let TwinExt {
-            wm_floor,
-            by_source,
-            estimates,
-            joins,
-            related,
-            digest: _,
-            commands,
-            filter,
-            derived,
-        } = src;
-        self.wm_floor = *wm_floor;
-        self.by_source.clone_from(by_source);
-        self.estimates.clone_from(estimates);
-        self.joins.clone_from(joins);
-        self.related.clone_from(related);
-        self.commands.clone_from(commands);
-        self.derived.clone_from(derived);
-        match (&mut self.filter, filter) {
-            (Some(a), Some(b)) => a.copy_from(b),
-            (a, b) => a.clone_from(b),
+/// The lengths of a twin's append-only logs (the replay digest, history's
+/// raw readings and events) when it was backed up: rolling back truncates
+/// them to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogMarks {
+    digest: usize,
+    raw: usize,
+    events: usize,
+}
+
+impl Clone for TwinState {
+    fn clone(&self) -> Self {
+        TwinState {
+            version: self.version,
+            max_ts: self.max_ts,
+            sensors: self.sensors.clone(),
+            open: self.open.clone(),
+            closed: self.closed.clone(),
+            alerts: self.alerts.clone(),
+            stats: self.stats,
+            sync_lag_ms: self.sync_lag_ms,
+            offline: self.offline,
+            ext: self.ext.clone(),
+            history: self.history.clone(),
         }
     }
 
-    /// A copy of `self` but for the replay digest.
-    pub(super) fn clone_but_digest(&self) -> TwinExt {
-        let TwinExt {
-            wm_floor,
-            by_source,
-            estimates,
-            joins,
-            related,
-            digest: _,
-            commands,
-            filter,
-            derived,
-        } = self;
-        TwinExt {
-            wm_floor: *wm_floor,
-            by_source: by_source.clone(),
-            estimates: estimates.clone(),
-            joins: joins.clone(),
-            related: related.clone(),
-            digest: Vec::new(),
-            commands: commands.clone(),
-            filter: filter.clone(),
-            derived: derived.clone(),
+    /// Reuses `self`'s allocations.
+    fn clone_from(&mut self, src: &Self) {
+        self.copy_from(src, true);
+    }
+}
+
+impl TwinState {
+    /// Copies `self` into `backup` for [`TwinState::roll_back`], reusing the
+    /// backup's allocations (the actor does this before every batch, so it
+    /// must not allocate). The replay digest and history's raw readings and
+    /// events are not copied: applying only appends to them, so their
+    /// lengths are the backup (history's partial buckets, a few, are).
+    pub fn back_up(&self, backup: &mut TwinState) -> LogMarks {
+        backup.copy_from(self, false);
+        let h = self.history.as_deref();
+        LogMarks {
+            digest: self.digest().len(),
+            raw: h.map_or(0, |h| h.raw.len()),
+            events: h.map_or(0, |h| h.events.len()),
+        }
+    }
+
+    /// Puts the state [`TwinState::back_up`] saved (and returned `marks`
+    /// for) back, in place of a possibly half-applied one; `backup` is left
+    /// holding the discarded state.
+    pub fn roll_back(&mut self, backup: &mut TwinState, marks: LogMarks) {
+        let digest = self.ext.as_deref_mut().map(|x| std::mem::take(&mut x.digest));
+        let logs = self
+            .history
+            .as_deref_mut()
+            .map(|h| (std::mem::take(&mut h.raw), std::mem::take(&mut h.events)));
+        std::mem::swap(self, backup);
+        if let (Some(x), Some(mut d)) = (self.ext.as_deref_mut(), digest) {
+            d.truncate(marks.digest);
+            x.digest = d;
+        }
+        // The backup's raw readings and events are not the twin's (only its
+        // partials were copied): the twin's are the ones taken above.
+        if let Some(h) = self.history.as_deref_mut() {
+            h.raw.clear();
+            h.events.clear();
+        }
+        if let Some((mut raw, mut events)) = logs {
+            raw.truncate(marks.raw);
+            events.truncate(marks.events);
+            if !raw.is_empty() || !events.is_empty() {
+                let h = self.history.get_or_insert_with(Default::default);
+                (h.raw, h.events) = (raw, events);
+            }
+        }
+        // The backup keeps an emptied log for its allocation: none is none.
+        if self.history.as_ref().is_some_and(|h| h.is_empty()) {
+            self.history = None;
+        }
+    }
+
+    fn copy_from(&mut self, src: &Self, digest: bool) {
+        self.version = src.version;
+        self.max_ts = src.max_ts;
+        self.sensors.clone_from(&src.sensors);
+        self.open.clone_from(&src.open);
+        self.closed.clone_from(&src.closed);
+        self.alerts.clone_from(&src.alerts);
+        self.stats = src.stats;
+        self.sync_lag_ms = src.sync_lag_ms;
+        self.offline = src.offline;
+        match (&mut self.ext, &src.ext) {
+            (Some(a), Some(b)) => {
+                a.wm_floor = b.wm_floor;
+                a.by_source.clone_from(&b.by_source);
+                a.estimates.clone_from(&b.estimates);
+                a.joins.clone_from(&b.joins);
+                a.related.clone_from(&b.related);
+                if digest {
+                    a.digest.clone_from(&b.digest);
+                }
+                a.commands.clone_from(&b.commands);
+                a.derived.clone_from(&b.derived);
+                match (&mut a.filter, &b.filter) {
+                    (Some(fa), Some(fb)) => fa.copy_from(fb),
+                    (fa, fb) => fa.clone_from(fb),
+                }
+            }
+            (a, b) => a.clone_from(b),
+        }
+        // History's partial buckets change in place: copied (a few); its
+        // raw readings and events only grow: copied only for a clone. A
+        // backup that held a log keeps it, emptied, for its allocation.
+        match (&mut self.history, &src.history) {
+            (Some(a), Some(b)) => {
+                a.partials.clone_from(&b.partials);
+                if digest {
+                    a.raw.clone_from(&b.raw);
+                    a.events.clone_from(&b.events);
+                } else {
+                    a.raw.clear();
+                    a.events.clear();
+                }
+            }
+            (Some(a), None) if !digest => {
+                a.partials.clear();
+                a.raw.clear();
+                a.events.clear();
+            }
+            (a, b) if digest => a.clone_from(b),
+            (a, Some(b)) => {
+                *a = Some(Box::new(HistoryLog {
+                    partials: b.partials.clone(),
+                    ..HistoryLog::default()
+                }))
+            }
+            (_, None) => {}
         }
     }
 }
@@ -169,14 +253,14 @@ impl TwinState {
         TwinState {
             version: 0,
             max_ts: NO_TS,
-            sensors: Part::new(vec![SensorState::NONE; m.sensors.len()].into_boxed_slice()),
-            open: Part::new(Vec::new()),
-            closed: Part::new(vec![None; m.n_closed].into_boxed_slice()),
-            alerts: Part::new(vec![AlertState::default(); m.rules.len()].into_boxed_slice()),
+            sensors: vec![SensorState::NONE; m.sensors.len()].into_boxed_slice(),
+            open: Vec::new(),
+            closed: vec![None; m.n_closed].into_boxed_slice(),
+            alerts: vec![AlertState::default(); m.rules.len()].into_boxed_slice(),
             stats: TwinStats::default(),
             sync_lag_ms: i32::MIN,
             offline: false,
-            ext: Part::new(m.needs_ext().then(|| {
+            ext: m.needs_ext().then(|| {
                 Box::new(TwinExt {
                     wm_floor: NO_TS,
                     by_source: vec![SourceReading::NONE; m.n_source_slots].into_boxed_slice(),
@@ -188,8 +272,8 @@ impl TwinState {
                     filter: m.filter.as_ref().map(|f| Box::new(FilterState::new(f))),
                     derived: vec![DerivedState::NONE; m.n_derived_state].into_boxed_slice(),
                 })
-            })),
-            history: Part::new(None),
+            }),
+            history: None,
         }
     }
 

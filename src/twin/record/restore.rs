@@ -207,7 +207,7 @@ impl TwinRecord {
                 )),
             }
         }
-        *st.ext = ext;
+        st.ext = ext;
         (st, notes)
     }
 }
