@@ -437,8 +437,8 @@ pub fn encode(m: &TypeModel, st: &TwinState) -> Vec<u8> {
 
 /// Encodes twin records keeping the record's lists and the bytes from one
 /// record to the next (a worker keeps one, and a checkpoint encodes each
-/// dirty twin through it; the parts only some types have, commands and
-/// derived sensors, are still built afresh).
+/// dirty twin through it; the parts only some types have, commands, the
+/// filter and derived sensors, are still built afresh).
 #[derive(Debug, Default)]
 pub struct Encoder {
     rec: TwinRecord,
