@@ -23,10 +23,14 @@
 //!   machine deliver to one subscriber that does nothing: the reference for B.
 //!   Then the bare subscriber's latency at half that rate, measured like C
 //!   (payload `ts` -> received): what the publisher and the broker alone add.
-//! * **B, twinstream**: `twinstream run` with an `mqtt` source (QoS 1, acks
-//!   sent only after the checkpoint holding the state is durable, snapshots
-//!   every `--snapshot-interval`, and at least every 20 ms, the source's
-//!   default `ack_interval`) and a stdout sink of `twin_updates`. Every
+//! * **B, twinstream**, once per `--ack-after` setting (`inbox,checkpoint`
+//!   by default, side by side against the same broker and phase A):
+//!   `twinstream run` with an `mqtt` source (QoS 1; `ack_after: inbox`: acks
+//!   sent once the messages are in the node's write-ahead inbox;
+//!   `ack_after: checkpoint`: only after the checkpoint holding their state
+//!   is durable, checkpoints at least every 20 ms, the source's default
+//!   `ack_interval`; snapshots every `--snapshot-interval`) and a stdout sink
+//!   of `twin_updates`. Every
 //!   pump gets one warm-up reading first (the twins exist, so B measures the
 //!   steady state), then the same N messages; rate = N / (first publish ->
 //!   the twin update carrying the last `ts` of every (asset, sensor) read
@@ -106,8 +110,12 @@ struct Args {
     /// Mosquitto `max_inflight_messages` settings to run, in order (0: unlimited).
     #[arg(long, value_delimiter = ',', default_value = "0,20")]
     inflight: Vec<u32>,
-    /// twinstream's `node.snapshot.interval` (acks wait for a checkpoint; the
-    /// MQTT source's `ack_interval`, 20 ms, applies when it is shorter).
+    /// The MQTT source's `ack_after` settings to run B and C with, in order,
+    /// against the same broker and phase A.
+    #[arg(long, value_delimiter = ',', default_value = "inbox,checkpoint")]
+    ack_after: Vec<String>,
+    /// twinstream's `node.snapshot.interval` (with `ack_after: checkpoint`
+    /// the MQTT source's `ack_interval`, 20 ms, applies when it is shorter).
     #[arg(long, default_value = "200ms")]
     snapshot_interval: String,
     /// How long phase C publishes.
@@ -119,6 +127,9 @@ struct Args {
     /// With a limited inflight window, phase B stops after this many seconds.
     #[arg(long, default_value_t = 20.0)]
     throttled_budget: f64,
+    /// twinstream's `node.snapshot.sync`: fsync checkpoints and inbox writes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sync: bool,
     /// Mosquitto's `set_tcp_nodelay` (false: Nagle's algorithm batches its writes).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     tcp_nodelay: bool,
@@ -129,8 +140,15 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if args.messages == 0 || args.assets == 0 || args.inflight.is_empty() {
-        bail!("--messages, --assets and --inflight must not be empty");
+    if args.messages == 0 || args.assets == 0 || args.inflight.is_empty() || args.ack_after.is_empty() {
+        bail!("--messages, --assets, --inflight and --ack-after must not be empty");
+    }
+    if let Some(bad) = args
+        .ack_after
+        .iter()
+        .find(|a| !["inbox", "checkpoint"].contains(&a.as_str()))
+    {
+        bail!("--ack-after: `{bad}` is neither `inbox` nor `checkpoint`");
     }
     let bin = match std::env::var_os("TWINSTREAM_BIN") {
         Some(p) => PathBuf::from(p),
@@ -147,11 +165,14 @@ fn main() -> Result<()> {
     println!("- twinstream: {}", bin.display());
     println!(
         "- workload: N = {} messages per phase, {} assets x {} sensors, QoS 1, payload {{\"ts\": <ms>, \"value\": <f64>}}; \
-         twinstream snapshot.interval {} (the MQTT source checkpoints at least every ack_interval, 20 ms by default), stdout sink of twin_updates",
+         twinstream snapshot.interval {} (sync {}), stdout sink of twin_updates; B and C with ack_after {} (checkpoint: \
+         checkpoints at least every ack_interval, 20 ms by default)",
         args.messages,
         args.assets,
         SENSORS.len(),
-        args.snapshot_interval
+        args.snapshot_interval,
+        args.sync,
+        args.ack_after.join(", then ")
     );
     let mut rows = Vec::new();
     for &inflight in &args.inflight {
@@ -159,12 +180,23 @@ fn main() -> Result<()> {
         println!("## max_inflight_messages {}", describe_inflight(inflight));
         let broker = Broker::start(&mosquitto, inflight, args.tcp_nodelay)?;
         println!("- broker settings: {}", broker.settings);
-        let row = run_config(&args, &bin, &broker).with_context(|| {
+        let mut row = bare(&args, &broker).with_context(|| {
             format!(
                 "with max_inflight_messages {inflight}; mosquitto log:\n{}",
                 broker.log_tail()
             )
         })?;
+        for ack_after in &args.ack_after {
+            println!();
+            println!("### twinstream, ack_after {ack_after}");
+            let figures = twinstream(&args, &bin, &broker, &row, ack_after).with_context(|| {
+                format!(
+                    "with max_inflight_messages {inflight}, ack_after {ack_after}; mosquitto log:\n{}",
+                    broker.log_tail()
+                )
+            })?;
+            row.twinstream.push(figures);
+        }
         rows.push(row);
     }
     summary(&args, &rows);
@@ -174,10 +206,19 @@ fn main() -> Result<()> {
 /// The figures of one broker setting.
 struct Row {
     inflight: u32,
+    /// The epoch ms the workload's timestamps start from (one hour ago).
+    base_ts: i64,
     a_rate: f64,
     a_pub_rate: f64,
     /// The bare subscriber's latency at half its rate (C's pacing).
     a_latency: Latency,
+    /// Phases B and C per `--ack-after`.
+    twinstream: Vec<Figures>,
+}
+
+/// Phases B and C of one `ack_after` setting.
+struct Figures {
+    ack_after: String,
     b_rate: f64,
     b_pub_rate: f64,
     /// Phase B did not finish within the budget (throttled).
@@ -185,7 +226,8 @@ struct Row {
     c: Option<Latency>,
 }
 
-fn run_config(args: &Args, bin: &Path, broker: &Broker) -> Result<Row> {
+/// Phase A: the bare subscriber's rate, then its latency at half that rate.
+fn bare(args: &Args, broker: &Broker) -> Result<Row> {
     let timeout = Duration::from_secs_f64(args.timeout);
     let base_ts = epoch_ms() - 3_600_000;
     let n = args.messages as u64;
@@ -245,10 +287,26 @@ fn run_config(args: &Args, bin: &Path, broker: &Broker) -> Result<Row> {
     sub.wait("the bare unsubscription", START, |s| s.unsubacks > 0)?;
     sub.close()?;
     publisher.close()?;
+    Ok(Row {
+        inflight: broker.inflight,
+        base_ts,
+        a_rate,
+        a_pub_rate,
+        a_latency,
+        twinstream: Vec::new(),
+    })
+}
+
+/// Phases B and C: twinstream with `ack_after`, against phase A's figures.
+fn twinstream(args: &Args, bin: &Path, broker: &Broker, a: &Row, ack_after: &str) -> Result<Figures> {
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let n = args.messages as u64;
+    let (a_rate, base_ts) = (a.a_rate, a.base_ts);
+    let target_rate = a_rate / 2.0;
 
     // --- B: twinstream ---------------------------------------------------
     let dir = tempfile::Builder::new().prefix("twinstream-bench-mqtt").tempdir()?;
-    let topo = write_topology(dir.path(), broker.port, &args.snapshot_interval)?;
+    let topo = write_topology(dir.path(), broker.port, &args.snapshot_interval, args.sync, ack_after)?;
     let state = dir.path().join("state");
     let mut ts = Twinstream::start(bin, &topo, &state)?;
     ts.wait_stderr("MQTT subscribed", START)?;
@@ -379,11 +437,13 @@ fn run_config(args: &Args, bin: &Path, broker: &Broker) -> Result<Row> {
         bail!("twinstream dead-lettered {dead} records (see its dead_letters.jsonl)");
     }
     println!("- twinstream stopped cleanly ({events} events applied in this run)");
-    Ok(Row {
-        inflight: broker.inflight,
-        a_rate,
-        a_pub_rate,
-        a_latency,
+    // End its persistent session, so the broker queues nothing for it while
+    // the next setting runs.
+    let ended = MqttClient::connect(&client_id(ack_after), broker.port, true, 10)?;
+    ended.wait("the session's end", START, |s| s.connected)?;
+    ended.close()?;
+    Ok(Figures {
+        ack_after: ack_after.to_string(),
         b_rate,
         b_pub_rate,
         b_partial,
@@ -401,34 +461,38 @@ fn summary(args: &Args, rows: &[Row]) {
     );
     println!();
     println!(
-        "| max_inflight_messages | A bare msg/s | B twinstream msg/s | B/A | publisher A / B msg/s | paced msg/s | \
-         bare latency | twinstream latency |"
+        "| max_inflight_messages | ack_after | A bare msg/s | B twinstream msg/s | B/A | publisher A / B msg/s | \
+         paced msg/s | bare latency | twinstream latency |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in rows {
-        println!(
-            "| {} | {:.0} | {:.0}{} | {:.2} | {:.0} / {:.0} | {:.0} | {} | {} |",
-            describe_inflight(r.inflight),
-            r.a_rate,
-            r.b_rate,
-            if r.b_partial { " (throttled)" } else { "" },
-            r.b_rate / r.a_rate,
-            r.a_pub_rate,
-            r.b_pub_rate,
-            r.a_latency.target_rate,
-            r.a_latency.cells(),
-            r.c.as_ref().map_or("skipped".into(), Latency::cells),
-        );
+        for f in &r.twinstream {
+            println!(
+                "| {} | {} | {:.0} | {:.0}{} | {:.2} | {:.0} / {:.0} | {:.0} | {} | {} |",
+                describe_inflight(r.inflight),
+                f.ack_after,
+                r.a_rate,
+                f.b_rate,
+                if f.b_partial { " (throttled)" } else { "" },
+                f.b_rate / r.a_rate,
+                r.a_pub_rate,
+                f.b_pub_rate,
+                r.a_latency.target_rate,
+                r.a_latency.cells(),
+                f.c.as_ref().map_or("skipped".into(), Latency::cells),
+            );
+        }
     }
     println!();
-    for r in rows {
-        let ratio = r.b_rate / r.a_rate;
+    for (r, f) in rows.iter().flat_map(|r| r.twinstream.iter().map(move |f| (r, f))) {
+        let ratio = f.b_rate / r.a_rate;
         let mut line = format!(
-            "- targets with max_inflight_messages {}: ingest B/A >= 0.90: {} ({ratio:.2})",
+            "- targets with max_inflight_messages {}, ack_after {}: ingest B/A >= 0.90: {} ({ratio:.2})",
             describe_inflight(r.inflight),
+            f.ack_after,
             verdict(ratio >= 0.9)
         );
-        match &r.c {
+        match &f.c {
             Some(c) => {
                 let _ = write!(
                     line,
@@ -532,7 +596,13 @@ fn paced(client: &Client, assets: usize, rate: f64, secs: f64, start_ms: i64) ->
     })
 }
 
-fn write_topology(dir: &Path, port: u16, snapshot: &str) -> Result<PathBuf> {
+/// twinstream's client id with `ack_after` (one session per setting).
+fn client_id(ack_after: &str) -> String {
+    format!("twinstream-bench-mqtt-{ack_after}")
+}
+
+fn write_topology(dir: &Path, port: u16, snapshot: &str, sync: bool, ack_after: &str) -> Result<PathBuf> {
+    let client_id = client_id(ack_after);
     let sensors: String = SENSORS
         .iter()
         .zip(["degC", "mm/s", "bar", "A"])
@@ -547,6 +617,7 @@ node:
   name: bench-mqtt
   snapshot:
     interval: {snapshot}
+    sync: {sync}
 asset_types:
   pump:
     sensors:
@@ -558,9 +629,10 @@ sources:
     type: mqtt
     host: 127.0.0.1
     port: {port}
-    client_id: twinstream-bench-mqtt
+    client_id: {client_id}
     topics: ["{TOPIC_FILTER}"]
     qos: 1
+    ack_after: {ack_after}
     topic_fields: "plant/{{asset}}/{{sensor}}"
     decode: {{ ts: ts, value: value }}
 sinks:

@@ -12,11 +12,12 @@
 # port and prints:
 #
 #   A  the bare subscriber's rate (QoS 1, acks at once)
-#   B  twinstream's ingest rate (QoS 1, acks after a durable checkpoint) and B/A
+#   B  twinstream's ingest rate (QoS 1, acks once in the inbox, then once a
+#      checkpoint is durable: `--ack-after inbox,checkpoint`) and B/A
 #   C  latency publish -> twin update at half of A's rate: p50/p99/max
 #
 # then a summary table and the targets (B/A >= 0.90, p99 < 10 ms), reported,
-# never asserted. Other BENCH ARGS: --assets, --inflight, --snapshot-interval,
+# never asserted. Other BENCH ARGS: --assets, --inflight, --ack-after, --sync, --snapshot-interval,
 # --latency-secs, --throttled-budget, --timeout (`cargo bench --bench mqtt --
 # --help`). Exits non-zero only on a real failure (a timeout, a broker or
 # twinstream error), never on a missed target.

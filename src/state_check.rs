@@ -5,7 +5,8 @@
 //! decodes each by what its family holds: the meta values (format, source
 //! positions, schemas, shard metas, the history clock, replay digests),
 //! each shard's twin records (and that the schema each names is stored),
-//! timers, deadline index and history, and the sinks' outbox. Whatever does
+//! timers, deadline index and history, the sinks' outbox and the MQTT
+//! sources' inbox. Whatever does
 //! not read is a [`Finding`] naming where it is; nothing is written.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,6 +91,14 @@ pub fn check(dir: &Path) -> Result<Checked, StoreError> {
             out.count("outbox: messages", value);
             if let Err(e) = crate::sink::check_outbox_value(value) {
                 out.find(format!("outbox {}", show_key(key)), e.to_string());
+            }
+        });
+    }
+    if families.iter().any(|f| f == "inbox") {
+        scan(&store, "inbox", &mut out, |out, key, value| {
+            out.count("inbox: messages", value);
+            if let Err(e) = crate::store::check_inbox_value(value) {
+                out.find(format!("inbox {}", show_key(key)), e.to_string());
             }
         });
     }

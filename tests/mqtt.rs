@@ -239,6 +239,97 @@ fn a_kill_mid_stream_loses_nothing_and_applies_nothing_twice() {
     );
 }
 
+/// `ack_after: inbox` (the default) with the broker's default inflight
+/// window of 20: acks leave once messages are in the node's inbox, so all
+/// 2,000 messages arrive although no checkpoint is taken (the snapshot
+/// interval is an hour; acks waiting for one would stall at 20). `kill -9`
+/// then loses the whole twin state, and the broker is replaced by an empty
+/// one, so nothing can be redelivered: the restarted node rebuilds every
+/// twin from its inbox, exactly once, dead-letters a damaged entry with its
+/// bytes, and a clean stop leaves the inbox empty.
+#[test]
+fn acks_do_not_wait_for_checkpoints_and_a_crash_replays_the_inbox() {
+    let mut broker = Mosquitto::with_default_inflight();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let topo_on = |port: u16| {
+        Topo::new("mqtt-inbox")
+            .model(PUMPS)
+            .snapshot_every("1h")
+            .mqtt_source_with("plant", port, "node-inbox", "")
+            .file_sink("updates", &dir.path().join("updates.jsonl"), "twin_updates")
+            .file_sink("dead", &dir.path().join("dead.jsonl"), "dead_letters")
+            .write(&dir.path().join("mqtt.yaml"))
+    };
+    let mut run = spawn(&mut run_cmd(&topo_on(broker.port), &state));
+    run.wait_stderr("the subscription", WAIT, |l| l.contains("MQTT subscribed"));
+    let (pumps, readings) = (20, 100);
+    let mut messages = Vec::new();
+    for i in 0..readings {
+        for p in 0..pumps {
+            messages.push((
+                format!("plant/pump-{p:02}/temperature"),
+                format!(
+                    r#"{{"ts":{},"value":{}}}"#,
+                    1_700_000_000_000i64 + i as i64 * 1000,
+                    (p * 1000 + i) as f64
+                ),
+            ));
+        }
+    }
+    publish(broker.port, &messages);
+    wait_for_versions(&dir.path().join("updates.jsonl"), pumps, readings as u64);
+    run.child.kill().unwrap();
+    let (_, stderr) = run.finish(WAIT);
+    let checkpoints = stderr.iter().filter(|l| l.contains("checkpoint durable")).count();
+    assert_eq!(checkpoints, 0, "every ack left without a checkpoint");
+
+    // Nothing of the twins is durable, and the new broker has no session.
+    broker.stop();
+    let broker = Mosquitto::with_default_inflight();
+    {
+        let store = twinstream::store::Store::open(&state, 1).unwrap();
+        assert_eq!(
+            store.inbox_bounds("plant").unwrap(),
+            0..(pumps * readings) as u64,
+            "every acknowledged message is in the inbox"
+        );
+        // A damaged entry after them (a torn value: its topic cut short):
+        // dead-lettered, not lost.
+        store
+            .put_inbox_raw("plant", 5_000, b"\x01\x00\x09\x00\x00\x00plant")
+            .unwrap();
+    }
+    assert!(digest(&state).is_empty(), "no twin was checkpointed");
+    let mut run = spawn(&mut run_cmd(&topo_on(broker.port), &state));
+    run.wait_stderr("the inbox replay", WAIT, |l| {
+        l.contains("routed the messages the MQTT inbox held") && l.contains("messages=2000")
+    });
+    run.wait_stderr("the subscription", WAIT, |l| l.contains("MQTT subscribed"));
+    stop_cleanly(run);
+
+    let twins = digest(&state);
+    assert_eq!(twins.len(), pumps, "{twins:?}");
+    for (asset, events, _, _, latest) in &twins {
+        let p: usize = asset[5..].parse().unwrap();
+        assert_eq!(*events, readings as u64, "{asset}: every reading applied exactly once");
+        assert_eq!(latest, &vec![(p * 1000 + readings - 1) as f64], "{asset}");
+    }
+    let dead = jsonl(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0]["reason"], "damaged_state");
+    assert!(
+        dead[0]["message"].as_str().unwrap().contains("inbox plant/5000"),
+        "{dead:#?}"
+    );
+    let store = twinstream::store::Store::open(&state, 1).unwrap();
+    assert_eq!(
+        store.inbox_bounds("plant").unwrap(),
+        0..0,
+        "the final checkpoint holds everything: the inbox is empty"
+    );
+}
+
 /// The broker restarts mid-stream: the node reconnects with backoff, the
 /// broker (which kept the session) redelivers what was not acknowledged,
 /// and every reading is applied exactly once.

@@ -438,6 +438,8 @@ pub fn run(
         jobs: &job_tx,
         progress: &progress,
         state_dir: &opts.state_dir,
+        store: &store,
+        sync: topo.node.snapshot.sync,
     };
     for (i, file, position) in plans {
         let src = &topo.sources[i];

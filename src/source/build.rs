@@ -11,14 +11,15 @@ use crossbeam_channel::{Receiver, Sender};
 use super::decode::{AssetIndex, Decoder};
 use super::file::{chunk_bytes, FileReader};
 use super::kafka::KafkaSource;
-use super::mqtt::MqttSource;
+use super::mqtt::{Inbox, MqttSource};
 use super::simulator::Simulator;
 use super::{DecodeJob, SourceError, SourcePosition};
 use crate::cluster::member::Membership;
 use crate::mqtt::Credentials;
 use crate::pipeline::{DecodedChunk, FatalTx, Flow};
+use crate::store::Store;
 use crate::telemetry;
-use crate::topology::{DecodeSpec, Pace, SourceKind, SourceSpec, Topology};
+use crate::topology::{AckAfter, DecodeSpec, Pace, SourceKind, SourceSpec, Topology};
 
 /// What every source of a run shares.
 pub struct SourceContext<'a> {
@@ -36,6 +37,10 @@ pub struct SourceContext<'a> {
     pub progress: &'a Arc<AtomicU64>,
     /// The node's state directory (`{state_dir}` in paths).
     pub state_dir: &'a std::path::Path,
+    /// The node's store (the MQTT sources' inbox).
+    pub store: &'a Arc<Store>,
+    /// Whether writes to the store fsync (`node.snapshot.sync`).
+    pub sync: bool,
 }
 
 /// How this run uses one source.
@@ -88,9 +93,16 @@ pub fn pace_of(spec: &SourceSpec) -> Pace {
 }
 
 /// Whether source `spec` resumes from a position stored with the
-/// checkpoints: a file (byte offset, line) and Kafka (offsets).
+/// checkpoints: a file (byte offset, line), Kafka (offsets) and MQTT with
+/// an inbox (the first inbox entry the state does not hold).
 pub fn is_positioned(spec: &SourceSpec, reads_file: bool) -> bool {
-    reads_file || matches!(spec.kind, SourceKind::Kafka(_))
+    reads_file || matches!(spec.kind, SourceKind::Kafka(_)) || has_inbox(spec)
+}
+
+/// Whether source `spec` acknowledges from the write-ahead inbox (MQTT QoS
+/// 1 with `ack_after: inbox`).
+pub fn has_inbox(spec: &SourceSpec) -> bool {
+    matches!(&spec.kind, SourceKind::Mqtt(m) if m.qos == 1 && m.ack_after == AckAfter::Inbox)
 }
 
 /// Whether source `spec` is told what is durable (MQTT acknowledges QoS 1
@@ -99,11 +111,12 @@ pub fn acknowledges(spec: &SourceSpec) -> bool {
     matches!(spec.kind, SourceKind::Mqtt(_) | SourceKind::Kafka(_))
 }
 
-/// How often source `spec` needs a checkpoint at least (MQTT QoS 1: its
-/// messages are acknowledged by checkpoints), if it needs one.
+/// How often source `spec` needs a checkpoint at least (MQTT QoS 1 with
+/// `ack_after: checkpoint`: its messages are acknowledged by checkpoints),
+/// if it needs one.
 pub fn checkpoint_every(spec: &SourceSpec) -> Option<std::time::Duration> {
     match &spec.kind {
-        SourceKind::Mqtt(m) if m.qos == 1 => Some(m.ack_interval),
+        SourceKind::Mqtt(m) if m.qos == 1 && m.ack_after == AckAfter::Checkpoint => Some(m.ack_interval),
         _ => None,
     }
 }
@@ -179,7 +192,13 @@ pub fn build(spec: &SourceSpec, mut run: SourceRun, cx: &SourceContext<'_>) -> R
                 source_name: spec.name.clone(),
                 error,
             })?;
+            let inbox = has_inbox(spec).then(|| Inbox {
+                store: cx.store.clone(),
+                sync: cx.sync,
+                durable: run.position.offset,
+            });
             let source = MqttSource {
+                inbox,
                 credentials,
                 source: i as u16,
                 name,

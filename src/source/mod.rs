@@ -185,6 +185,11 @@ pub enum SourceError {
         property: String,
         var: String,
     },
+    #[error("source `{source_name}`: cannot read or write its inbox in the store: {error}")]
+    Inbox {
+        source_name: String,
+        error: crate::store::StoreError,
+    },
     #[error("source `{source_name}`: {error}")]
     Credentials {
         source_name: String,

@@ -2,6 +2,10 @@
 //!
 //! * column family `meta`: the store format version and every source's
 //!   position (`source/<name>`);
+//! * column family `outbox`: QoS 1 sink messages not yet acknowledged by
+//!   their broker, staged with checkpoints;
+//! * column family `inbox`: MQTT QoS 1 messages acknowledged to their
+//!   broker and not yet in a durable checkpoint (written by the source);
 //! * one column family per shard (`twins-0000`, ...): key = asset id, value =
 //!   a twin record in a versioned [`envelope`];
 //! * one timer column family per shard (`timers-0000`, ...): key = asset id,
@@ -29,7 +33,8 @@
 //!
 //! Where each part lives: `checkpoint.rs` stages a checkpoint's batch and
 //! commits it; `timers.rs` holds the timers and the deadline index;
-//! `outbox.rs` the outbox column family; `migrate.rs` the layout format and
+//! `outbox.rs` the outbox column family; `inbox.rs` the MQTT sources'
+//! write-ahead inbox; `migrate.rs` the layout format and
 //! its migration; this file opens and flushes the store, names the column
 //! families, creates and drops shards, and reads and writes twin records
 //! and meta values.
@@ -37,6 +42,7 @@
 mod checkpoint;
 pub mod envelope;
 pub mod history;
+mod inbox;
 mod migrate;
 mod outbox;
 mod timers;
@@ -49,6 +55,8 @@ use std::sync::{Arc, Mutex};
 use rocksdb::{BoundColumnFamily, ColumnFamilyDescriptor, IteratorMode, MultiThreaded, Options};
 
 pub use checkpoint::Checkpoint;
+use inbox::INBOX_CF;
+pub use inbox::{check_inbox_value, InboxMessage};
 pub use migrate::{format_key, STORE_FORMAT};
 use outbox::OUTBOX_CF;
 pub use timers::{DeadlineCursor, TimerChange};
@@ -240,7 +248,7 @@ impl Store {
         // restart after a crash stays quick too (families holding the oldest
         // log are flushed when it grows past this).
         opts.set_max_total_wal_size(MAX_WAL_BYTES);
-        let mut cfs: Vec<String> = vec![META_CF.to_string(), OUTBOX_CF.to_string()];
+        let mut cfs: Vec<String> = vec![META_CF.to_string(), OUTBOX_CF.to_string(), INBOX_CF.to_string()];
         let existing: Vec<String> = Db::list_cf(&opts, dir).unwrap_or_default();
         for shard in 0..shards {
             cfs.extend(shard_cfs(shard));
@@ -414,7 +422,7 @@ impl Store {
     /// Writes every memtable to table files and waits, so the next open
     /// has no log to replay (what the log holds is durable either way).
     pub fn flush(&self) -> Result<(), StoreError> {
-        let mut names = vec![META_CF.to_string(), OUTBOX_CF.to_string()];
+        let mut names = vec![META_CF.to_string(), OUTBOX_CF.to_string(), INBOX_CF.to_string()];
         names.extend(self.shards().into_iter().flat_map(shard_cfs));
         let cfs: Vec<_> = names.iter().filter_map(|n| self.db.cf_handle(n)).collect();
         let refs: Vec<&Arc<BoundColumnFamily<'_>>> = cfs.iter().collect();

@@ -12,7 +12,7 @@ pub(super) const OUTBOX_CF: &str = "outbox";
 impl Store {
     /// Stages an outbox message (`Some`) or its removal (`None`).
     pub fn stage_outbox(&self, ckpt: &mut Checkpoint, sink: &str, seq: u64, value: Option<&[u8]>) {
-        let key = outbox_key(sink, seq);
+        let key = named_seq_key(sink, seq);
         match value {
             Some(v) => ckpt.batch.put_cf(&self.cf(OUTBOX_CF), key, v),
             None => ckpt.batch.delete_cf(&self.cf(OUTBOX_CF), key),
@@ -27,8 +27,8 @@ impl Store {
             1 => self.stage_outbox(ckpt, sink, seqs.start, None),
             _ => ckpt.batch.delete_range_cf(
                 &self.cf(OUTBOX_CF),
-                outbox_key(sink, seqs.start),
-                outbox_key(sink, seqs.end),
+                named_seq_key(sink, seqs.start),
+                named_seq_key(sink, seqs.end),
             ),
         }
     }
@@ -50,7 +50,7 @@ impl Store {
         from: u64,
         mut f: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        let start = outbox_key(sink, from);
+        let start = named_seq_key(sink, from);
         let prefix = &start[..start.len() - 8];
         let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
         for item in self.db.iterator_cf(&self.cf(OUTBOX_CF), mode) {
@@ -80,9 +80,11 @@ impl Store {
     }
 }
 
-fn outbox_key(sink: &str, seq: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(sink.len() + 9);
-    key.extend_from_slice(sink.as_bytes());
+/// `name`, NUL, `seq` big-endian: the key of the outbox and the inbox, in
+/// sequence order per name (no name runs into another: the NUL ends it).
+pub(super) fn named_seq_key(name: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 9);
+    key.extend_from_slice(name.as_bytes());
     key.push(0);
     key.extend_from_slice(&seq.to_be_bytes());
     key

@@ -36,6 +36,14 @@ pub const RELAYS_DELIVERED: &str = "twinstream_relays_delivered_total";
 pub const SYNC_LAG: &str = "twinstream_twin_sync_lag_seconds";
 pub const MQTT_UNACKED: &str = "twinstream_mqtt_unacked_messages";
 pub const MQTT_CONNECTED: &str = "twinstream_mqtt_connected";
+/// MQTT QoS 1 messages acknowledged from the source's inbox and not yet in
+/// a durable checkpoint (`ack_after: inbox`).
+pub const MQTT_INBOX: &str = "twinstream_mqtt_inbox_messages";
+/// How long writing a group of messages into the inbox took: what an
+/// acknowledgement waits for (`ack_after: inbox`).
+pub const MQTT_INBOX_WRITE: &str = "twinstream_mqtt_inbox_write_seconds";
+/// Inbox writes that failed (their messages wait for a checkpoint instead).
+pub const MQTT_INBOX_FAILURES: &str = "twinstream_mqtt_inbox_write_failures_total";
 pub const FLOW_LIMIT: &str = "twinstream_flow_limit_chunks";
 pub const SINK_QUEUE: &str = "twinstream_sink_queue_messages";
 pub const SINK_QUEUE_LIMIT: &str = "twinstream_sink_queue_limit_messages";
@@ -109,6 +117,9 @@ pub const ALL: &[&str] = &[
     SYNC_LAG,
     MQTT_UNACKED,
     MQTT_CONNECTED,
+    MQTT_INBOX,
+    MQTT_INBOX_WRITE,
+    MQTT_INBOX_FAILURES,
     FLOW_LIMIT,
     SINK_QUEUE,
     SINK_QUEUE_LIMIT,
@@ -341,10 +352,26 @@ pub fn flow_inflight(n: usize) {
 }
 
 /// QoS 1 messages of an MQTT source routed but not yet acknowledged (they
-/// wait for a durable checkpoint): with the broker's inflight limit, what
-/// bounds the stream.
+/// wait for the inbox, or a durable checkpoint): with the broker's inflight
+/// limit, what bounds the stream.
 pub fn mqtt_unacked(source: &str, n: usize) {
     gauge!(MQTT_UNACKED, LABEL_SOURCE => source.to_string()).set(n as f64);
+}
+
+/// Messages an MQTT source holds in its inbox (acknowledged, waiting for a
+/// durable checkpoint).
+pub fn mqtt_inbox(source: &str, n: u64) {
+    gauge!(MQTT_INBOX, LABEL_SOURCE => source.to_string()).set(n as f64);
+}
+
+/// One write of messages into an MQTT source's inbox took `seconds`.
+pub fn mqtt_inbox_write(source: &str, seconds: f64) {
+    histogram!(MQTT_INBOX_WRITE, LABEL_SOURCE => source.to_string()).record(seconds);
+}
+
+/// A write into an MQTT source's inbox failed.
+pub fn mqtt_inbox_failed(source: &str) {
+    counter!(MQTT_INBOX_FAILURES, LABEL_SOURCE => source.to_string()).increment(1);
 }
 
 /// 1 while an MQTT source is connected and its subscriptions are in place

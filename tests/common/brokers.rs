@@ -27,6 +27,12 @@ impl Mosquitto {
         Self::start_conf(None, "")
     }
 
+    /// A broker with Mosquitto's default inflight window (20 unacknowledged
+    /// QoS 1 messages per client: it sends no more until acks come).
+    pub fn with_default_inflight() -> Mosquitto {
+        Self::start_conf(None, "max_inflight_messages 20\n")
+    }
+
     /// A broker that admits only `user` with `password`.
     pub fn with_user(user: &str, password: &str) -> Mosquitto {
         Self::start_conf(Some((user, password)), "")
@@ -57,8 +63,8 @@ impl Mosquitto {
             std::fs::write(
                 dir.path().join("mosquitto.conf"),
                 format!(
-                    "listener {port} 127.0.0.1\n{listener_lines}{auth}persistence true\npersistence_location {}/\n\
-                     max_queued_messages 0\nmax_inflight_messages 0\nuser root\nlog_dest stderr\n",
+                    "max_inflight_messages 0\nlistener {port} 127.0.0.1\n{listener_lines}{auth}persistence true\n\
+                     persistence_location {}/\nmax_queued_messages 0\nuser root\nlog_dest stderr\n",
                     dir.path().display()
                 ),
             )

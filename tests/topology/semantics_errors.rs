@@ -128,6 +128,25 @@ sources:
         ],
     },
     Case {
+        name: "an MQTT source's acks: ack_after and ack_interval",
+        yaml: r#"
+asset_types:
+  pump:
+    sensors: { temperature: { unit: degC } }
+assets: [{ id: "pump-*", type: pump }]
+sources:
+  - { name: a, type: mqtt, topics: [a/+/+], topic_fields: "a/{asset}/{sensor}", decode: { ts: ts, value: value }, ack_after: disk }
+  - { name: b, type: mqtt, topics: [b/+/+], topic_fields: "b/{asset}/{sensor}", decode: { ts: ts, value: value }, ack_interval: 50ms }
+  - { name: c, type: mqtt, topics: [c/+/+], topic_fields: "c/{asset}/{sensor}", decode: { ts: ts, value: value }, ack_after: checkpoint, ack_interval: 0s }
+  - { name: d, type: mqtt, topics: [d/+/+], topic_fields: "d/{asset}/{sensor}", decode: { ts: ts, value: value }, ack_after: checkpoint, ack_interval: 50ms }
+"#,
+        want: &[
+            "t.yaml:6:126: source `a`.ack_after: expected `inbox` or `checkpoint`, found `disk`",
+            "t.yaml:7:129: source `b`.ack_interval: applies to `ack_after: checkpoint`; with `ack_after: inbox` (the default) a message is acknowledged once it is in the node's inbox, without waiting for a checkpoint",
+            "t.yaml:8:152: source `c`.ack_interval: must be greater than zero",
+        ],
+    },
+    Case {
         name: "an MQTT password written in the topology",
         yaml: r#"
 asset_types:

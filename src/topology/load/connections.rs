@@ -41,7 +41,20 @@ impl<'t> Cx<'t> {
         }
         let qos = mqtt_qos(f, what, d);
         let clean_session = f.bool("clean_session", d).is_some_and(|b| b.value);
+        let ack_after = match f.choice("ack_after", &["inbox", "checkpoint"], false, d) {
+            Some(a) if a.value == "checkpoint" => AckAfter::Checkpoint,
+            _ => AckAfter::Inbox,
+        };
         let ack_interval = match f.duration("ack_interval", false, d) {
+            Some(a) if ack_after == AckAfter::Inbox => {
+                d.error(
+                    a.pos,
+                    format!(
+                        "{what}.ack_interval: applies to `ack_after: checkpoint`; with `ack_after: inbox` (the default) a message is acknowledged once it is in the node's inbox, without waiting for a checkpoint"
+                    ),
+                );
+                DEFAULT_ACK_INTERVAL
+            }
             Some(a) if a.value.is_zero() => {
                 d.error(a.pos, format!("{what}.ack_interval: must be greater than zero"));
                 DEFAULT_ACK_INTERVAL
@@ -63,6 +76,7 @@ impl<'t> Cx<'t> {
             conn,
             topics: topics.into_iter().map(|t| t.value).collect(),
             qos,
+            ack_after,
             ack_interval,
             clean_session,
             topic_fields,

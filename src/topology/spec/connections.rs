@@ -50,16 +50,30 @@ pub struct MqttSpec {
     pub conn: MqttConn,
     /// Topic filters (`+` and `#` wildcards).
     pub topics: Vec<String>,
-    /// 0 or 1. With 1, a message is acknowledged only once the state it
-    /// produced is durable.
+    /// 0 or 1. With 1, a message is acknowledged only once it, or the
+    /// state it produced, is durable ([`AckAfter`]).
     pub qos: u8,
-    /// With QoS 1, checkpoints are taken at least this often while messages
-    /// wait for their ack (the broker holds back, and slowly searches, a
-    /// long list of unacknowledged messages).
+    /// With QoS 1: what a message's acknowledgement waits for.
+    pub ack_after: AckAfter,
+    /// With QoS 1 and [`AckAfter::Checkpoint`], checkpoints are taken at
+    /// least this often while messages wait for their ack (the broker holds
+    /// back, and slowly searches, a long list of unacknowledged messages).
     pub ack_interval: Duration,
     pub clean_session: bool,
     /// How topic levels name fields, e.g. `plant/{asset}/{sensor}`.
     pub topic_fields: Option<TopicTemplate>,
+}
+
+/// What acknowledging an MQTT QoS 1 message waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckAfter {
+    /// The message is in the node's write-ahead inbox (RocksDB, as durable
+    /// as a checkpoint): acks do not wait for a checkpoint, and a crash
+    /// replays the inbox at the next start (the default).
+    Inbox,
+    /// A checkpoint holding the state the message produced is durable
+    /// (checkpoints at least every `ack_interval`).
+    Checkpoint,
 }
 
 /// How often an MQTT QoS 1 source's messages are acknowledged (checkpoints

@@ -9,12 +9,15 @@
 //! * Topic levels named by `topic_fields` (`plant/{asset}/{sensor}`) are
 //!   handed to the decoder inside the record (under [`TOPIC_KEY`]), so the
 //!   decode mapping reads them like payload fields.
-//! * **QoS 1 is acknowledged after durability**: manual acks; a chunk's
-//!   messages are acked only when the router reports that a checkpoint
-//!   holding the chunk is durable. A crash before that means redelivery.
-//!   Until then the source keeps only their packet ids (2 bytes a
-//!   message); many acks due at once go to the connection thread in bulk
-//!   ([`BulkAcks`]), so acknowledging keeps up with a flood.
+//! * **QoS 1 is acknowledged after durability**: manual acks. With
+//!   `ack_after: inbox` (the default) a chunk's messages are acked once the
+//!   source has written them into the store's inbox ([`inbox`]), which a
+//!   start after a crash replays; with `ack_after: checkpoint` only when the
+//!   router reports that a checkpoint holding the chunk is durable. A crash
+//!   before either means redelivery. Until then the source keeps only their
+//!   packet ids (2 bytes a message); many acks due at once go to the
+//!   connection thread in bulk ([`BulkAcks`]), so acknowledging keeps up
+//!   with a flood.
 //! * A thread of its own drives the rumqttc connection (a poll cut short
 //!   would restart a connect or TLS handshake); connection errors are
 //!   retried there with exponential backoff and jitter (100 ms to 10 s,
@@ -23,7 +26,6 @@
 //!   cannot fix (credentials, authorisation, an untrusted certificate) stops
 //!   the node with one error.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +33,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use rumqttc::{Client, Event, Packet, Publish, QoS};
 
+mod acks;
+mod inbox;
+
+use acks::Acks;
+pub use inbox::Inbox;
+use inbox::InboxLog;
+
 use super::decode::{Decoder, Scratch};
 use super::SourceError;
-use crate::mqtt::{ack_of, describe, drive, refusal, AckSender, BulkAcks, Credentials, OnError};
+use crate::mqtt::{describe, drive, refusal, BulkAcks, Credentials, OnError};
 use crate::pipeline::flow::Flow;
 use crate::pipeline::DecodedChunk;
 use crate::topology::{MqttSpec, TOPIC_KEY};
@@ -42,6 +51,9 @@ use crate::topology::{MqttSpec, TOPIC_KEY};
 pub const MAX_BATCH: usize = 2048;
 /// Connection events waiting for the source thread at most.
 const EVENT_QUEUE: usize = 4096;
+/// How often the gauges of messages waiting for acks are updated at most
+/// (the source loop turns once per connection event).
+const GAUGES_EVERY: Duration = Duration::from_millis(100);
 /// How long a stopping source waits for the final checkpoint's acks.
 const FINAL_ACKS: Duration = Duration::from_secs(30);
 /// How long a stopping source waits for the broker to close the connection
@@ -59,12 +71,46 @@ pub struct MqttSource {
     pub credentials: Credentials,
     /// Errors that stop the node (a refused connection).
     pub fatal: crate::pipeline::FatalTx,
+    /// Where QoS 1 messages are acknowledged from (`ack_after: inbox`);
+    /// `None`: they wait for a checkpoint.
+    pub inbox: Option<Inbox>,
 }
 
 impl MqttSource {
     /// Subscribes and routes messages until `stop` or a closed flow.
     /// `durable` receives the sequence number up to which chunks are durable.
-    pub fn run(self, flow: &Flow, out: &Sender<DecodedChunk>, durable: &Receiver<u64>, stop: &AtomicBool) {
+    pub fn run(mut self, flow: &Flow, out: &Sender<DecodedChunk>, durable: &Receiver<u64>, stop: &AtomicBool) {
+        let mut seq = 0u64;
+        let mut scratch = Scratch::default();
+        // The last chunk carries the position of what was routed (with an
+        // inbox: checkpoints store it, and it never goes back).
+        let stored = self.inbox.as_ref().map_or(0, |i| i.durable);
+        // What a crash left in the inbox goes first: those messages were
+        // acknowledged, the broker does not send them again.
+        let mut inbox = match self.inbox.take().map(|i| InboxLog::open(i, self.name.clone())) {
+            None => None,
+            Some(Ok(log)) => Some(log),
+            Some(Err(e)) => {
+                self.stop_node(SourceError::Inbox {
+                    source_name: self.name.to_string(),
+                    error: e,
+                });
+                return self.end(out, seq, stored);
+            }
+        };
+        let position = |inbox: &Option<InboxLog>| inbox.as_ref().map_or(stored, InboxLog::position);
+        if let Some(log) = &mut inbox {
+            let routed = self.route_left(log, flow, out, stop, &mut seq, &mut scratch);
+            if !matches!(routed, Ok(true)) {
+                if let Err(e) = routed {
+                    self.stop_node(SourceError::Inbox {
+                        source_name: self.name.to_string(),
+                        error: e,
+                    });
+                }
+                return self.end(out, seq, log.position());
+            }
+        }
         let mut opts = crate::mqtt::options(&self.spec.conn, &self.default_client_id, &self.credentials);
         opts.set_clean_session(self.spec.clean_session);
         opts.set_manual_acks(true);
@@ -75,7 +121,7 @@ impl MqttSource {
         };
         let (client, connection) = Client::new(opts, 1024);
         let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
-        let (bulk, mut bulk_tx) = BulkAcks::new(client.clone());
+        let (bulk, bulk_tx) = BulkAcks::new(client.clone());
         let driving = Arc::new(AtomicBool::new(true));
         {
             let driving = driving.clone();
@@ -88,40 +134,49 @@ impl MqttSource {
                     source_name: self.name.to_string(),
                     error: e.to_string(),
                 });
-                let mut last = DecodedChunk::empty(self.source, 0, 0, 0);
-                last.last = true;
-                let _ = out.send(last);
-                return;
+                return self.end(out, seq, position(&inbox));
             }
         }
-        let mut seq = 0u64;
+        let end_at = position(&inbox);
+        let inbox = match inbox.map(|log| log.writer().map(|w| (log, w))) {
+            None => None,
+            Some(Ok(pair)) => Some(pair),
+            Some(Err(e)) => {
+                self.stop_node(SourceError::Thread {
+                    source_name: self.name.to_string(),
+                    error: e.to_string(),
+                });
+                return self.end(out, seq, end_at);
+            }
+        };
+        let mut acks = Acks::new(client.clone(), bulk_tx, inbox);
         let mut batch: Vec<Publish> = Vec::new();
-        // Routed QoS 1 messages by chunk, as their packet ids (all an
-        // acknowledgement needs: 2 bytes a message, not the message).
-        let mut unacked: VecDeque<(u64, Vec<u16>)> = VecDeque::new();
-        let mut to_ack: VecDeque<u16> = VecDeque::new();
-        let mut scratch = Scratch::default();
         let mut conn = ConnState::default();
         while !stop.load(Ordering::Relaxed) {
-            // Acknowledge what is durable. Acks go through rumqttc's bounded
-            // request queue, which only the connection thread drains, and
-            // only while it can hand events over: never block on it.
-            let mut released = false;
+            // Acknowledge what is durable, in the inbox or a checkpoint.
+            // Acks go through rumqttc's bounded request queue, which only
+            // the connection thread drains, and only while it can hand
+            // events over: never block on it.
             while let Ok(up_to) = durable.try_recv() {
-                release(&mut unacked, up_to, &mut to_ack);
-                released = true;
+                acks.durable(up_to);
             }
-            send_acks(&client, &mut bulk_tx, &mut to_ack);
-            if released {
-                crate::telemetry::mqtt_unacked(&self.name, waiting(&unacked, &to_ack));
-            }
+            acks.take_written();
+            acks.send();
+            acks.gauges(&self.name, Instant::now());
             // Take what the connection has ready (up to a chunk), then route
             // it at once: no lingering at low rates, and chunks grow by
             // themselves while the engine is busy and messages queue up.
-            let mut next = match events.recv_timeout(Duration::from_millis(2)) {
+            // The inbox writer's report wakes the wait too (acks are due).
+            let mut ready = crossbeam_channel::Select::new();
+            ready.recv(&events);
+            if let Some(reports) = acks.reports() {
+                ready.recv(reports);
+            }
+            let _ = ready.ready_timeout(Duration::from_millis(2));
+            let mut next = match events.try_recv() {
                 Ok(event) => Some(event),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                Err(crossbeam_channel::TryRecvError::Empty) => None,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
             };
             let mut refused = false;
             while let Some(event) = next.take() {
@@ -151,44 +206,46 @@ impl MqttSource {
                 let publishes = std::mem::take(&mut batch);
                 let mut chunk = self.chunk(seq, &publishes, &mut scratch);
                 chunk.permit = Some(permit);
+                // The twins apply the chunk while its messages are written
+                // into the inbox (acknowledged then), or wait for a checkpoint.
+                if qos == QoS::AtLeastOnce {
+                    acks.routed(seq, publishes, &mut chunk);
+                } else {
+                    chunk.end_offset = acks.position();
+                }
                 if out.send(chunk).is_err() {
                     return;
                 }
-                if qos == QoS::AtLeastOnce {
-                    let pkids = publishes.iter().filter(|p| p.qos != QoS::AtMostOnce).map(|p| p.pkid);
-                    unacked.push_back((seq, pkids.collect()));
-                }
                 seq += 1;
-                crate::telemetry::mqtt_unacked(&self.name, waiting(&unacked, &to_ack));
             }
         }
         // Messages not yet routed stay with the broker (persistent session)
-        // and come again after the restart. The ones routed are made durable
-        // by the router's final checkpoint: wait for it and acknowledge them,
-        // so a clean stop does not cause redelivery.
-        let mut last = DecodedChunk::empty(self.source, seq, 0, 0);
-        last.last = true;
-        let _ = out.send(last);
+        // and come again after the restart. The ones routed are written into
+        // the inbox or made durable by the router's final checkpoint: wait
+        // for both and acknowledge them, so a clean stop does not cause
+        // redelivery.
+        self.end(out, seq, acks.position());
         let deadline = Instant::now() + FINAL_ACKS;
-        while (!unacked.is_empty() || !to_ack.is_empty() || !bulk_tx.settled()) && Instant::now() < deadline {
+        while !acks.settled() && Instant::now() < deadline {
             match durable.recv_timeout(Duration::from_millis(5)) {
-                Ok(up_to) => release(&mut unacked, up_to, &mut to_ack),
+                Ok(up_to) => acks.durable(up_to),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) if to_ack.is_empty() && bulk_tx.settled() => {
-                    break
-                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) if acks.only_checkpoints_left() => break,
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(1)),
             }
-            send_acks(&client, &mut bulk_tx, &mut to_ack);
+            acks.take_written();
+            acks.send();
             // Keep the connection thread moving (it blocks while its event
             // queue is full, and then drains no acks). Messages arriving now
             // are not routed: unacknowledged, the broker keeps them.
             while events.try_recv().is_ok() {}
         }
-        if !unacked.is_empty() {
-            tracing::warn!(source = %self.name, chunks = unacked.len(),
+        if acks.unacked_chunks() > 0 {
+            tracing::warn!(source = %self.name, chunks = acks.unacked_chunks(),
                 "stopped before the final checkpoint acknowledged every routed message; the broker redelivers them");
         }
+        acks.gauges(&self.name, Instant::now() + GAUGES_EVERY);
+        acks.close();
         // Never block on the request queue here either.
         let _ = client.try_disconnect();
         disconnected(&self.name, &events);
@@ -264,6 +321,61 @@ impl MqttSource {
 
     fn stop_node(&self, error: SourceError) {
         let _ = self.fatal.send(crate::pipeline::Fatal::new(error));
+    }
+
+    /// Sends the source's last chunk (chunk `seq`, at `position`): the
+    /// router then takes its final checkpoint.
+    fn end(&self, out: &Sender<DecodedChunk>, seq: u64, position: u64) {
+        let mut last = DecodedChunk::empty(self.source, seq, position, 0);
+        last.last = true;
+        let _ = out.send(last);
+    }
+
+    /// Routes what a crash left in the inbox, in chunks, before anything
+    /// new; `Ok(false)`: the node stopped meanwhile.
+    fn route_left(
+        &self,
+        log: &mut InboxLog,
+        flow: &Flow,
+        out: &Sender<DecodedChunk>,
+        stop: &AtomicBool,
+        seq: &mut u64,
+        scratch: &mut Scratch,
+    ) -> Result<bool, crate::store::StoreError> {
+        let mut from = log.first_left();
+        let mut routed = 0usize;
+        loop {
+            let (left, end) = log.left(from, MAX_BATCH)?;
+            if end == from {
+                break;
+            }
+            let Some(permit) = flow.acquire_until(stop) else {
+                return Ok(false);
+            };
+            let mut chunk = self.chunk(*seq, &left.publishes, scratch);
+            if !left.damaged.is_empty() {
+                tracing::error!(source = %self.name, entries = left.damaged.len(),
+                    "unreadable entries in the MQTT inbox; they go to the dead-letter sink with their stored bytes");
+                chunk.records += left.damaged.len() as u64;
+                chunk.dead_letters.extend(left.damaged);
+            }
+            chunk.permit = Some(permit);
+            chunk.end_offset = end;
+            routed += left.publishes.len();
+            if out.send(chunk).is_err() {
+                return Ok(false);
+            }
+            log.routed_left(*seq, end);
+            *seq += 1;
+            from = end;
+        }
+        log.left_routed();
+        if routed > 0 {
+            tracing::info!(source = %self.name, messages = routed,
+                "routed the messages the MQTT inbox held from before the stop (acknowledged, not yet checkpointed)");
+        }
+        crate::telemetry::mqtt_inbox(&self.name, log.held());
+        Ok(true)
     }
 
     /// Decodes `publishes` into a chunk: each message one record, with the
@@ -348,11 +460,6 @@ pub(crate) fn splice(out: &mut Vec<u8>, fields: &[(&str, &str)], payload: &[u8])
     out.extend_from_slice(rest);
 }
 
-/// Messages routed and not yet acknowledged.
-fn waiting(unacked: &VecDeque<(u64, Vec<u16>)>, to_ack: &VecDeque<u16>) -> usize {
-    unacked.iter().map(|(_, p)| p.len()).sum::<usize>() + to_ack.len()
-}
-
 /// The source's view of its connection.
 #[derive(Debug, Default)]
 struct ConnState {
@@ -388,34 +495,6 @@ fn disconnected(source: &str, events: &Receiver<Result<Event, rumqttc::Connectio
         "the MQTT broker did not confirm the disconnect; acknowledgements it has not read yet are lost, and it \
          redelivers those messages (the twins recognise them as applied)"
     );
-}
-
-/// Moves the messages of chunks up to `up_to` to the ack queue.
-fn release(unacked: &mut VecDeque<(u64, Vec<u16>)>, up_to: u64, to_ack: &mut VecDeque<u16>) {
-    while unacked.front().is_some_and(|(s, _)| *s <= up_to) {
-        to_ack.extend(unacked.pop_front().expect("checked").1);
-    }
-}
-
-/// Acknowledgements up to this many go through rumqttc's request queue one
-/// by one; more go to the connection thread in bulk ([`BulkAcks`]).
-const ACKS_ONE_BY_ONE: usize = 16;
-
-/// Hands every acknowledgement due to the connection: a few through
-/// rumqttc's request queue (never blocking on it), more in bulk, followed
-/// by one request that wakes the connection thread.
-fn send_acks(client: &Client, bulk: &mut AckSender, to_ack: &mut VecDeque<u16>) {
-    if to_ack.len() > ACKS_ONE_BY_ONE {
-        let keep = to_ack.len() - 1;
-        bulk.send(to_ack.drain(..keep).collect());
-    }
-    while let Some(&pkid) = to_ack.front() {
-        if client.try_ack(&ack_of(pkid)).is_err() {
-            // Full: the connection loop drains it; try again next round.
-            return;
-        }
-        to_ack.pop_front();
-    }
 }
 
 #[cfg(test)]
