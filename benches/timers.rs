@@ -56,6 +56,7 @@ fn bench(c: &mut Criterion) {
                     source: 0,
                     origin: 0,
                     redelivered: false,
+                    replayed: false,
                 })
                 .collect();
             apply(&m, &mut st, Input::Events(&events), i as i64, &mut Vec::new());

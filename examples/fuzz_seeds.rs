@@ -126,6 +126,7 @@ fn main() {
                 source: 0,
                 origin: i as u64,
                 redelivered: false,
+                replayed: false,
             })
             .collect();
         let mut out = Vec::new();

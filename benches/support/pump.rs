@@ -110,6 +110,7 @@ pub fn twin_events(seed: u64) -> Vec<Event> {
                 source: 0,
                 origin: events.len() as u64 + 1,
                 redelivered: false,
+                replayed: false,
             });
         }
     }

@@ -155,6 +155,7 @@ pub fn score(s: &Scenario<'_>) -> Score {
                 source: 0,
                 origin: 0,
                 redelivered: false,
+                replayed: false,
             };
             apply(&m, &mut twin, Input::Events(&[e]), t, &mut out);
             for o in &out {

@@ -42,7 +42,8 @@ pub const MQTT_INBOX: &str = "twinstream_mqtt_inbox_messages";
 /// How long writing a group of messages into the inbox took: what an
 /// acknowledgement waits for (`ack_after: inbox`).
 pub const MQTT_INBOX_WRITE: &str = "twinstream_mqtt_inbox_write_seconds";
-/// Inbox writes that failed (their messages wait for a checkpoint instead).
+/// Inbox writes that failed (each is tried again; its messages stay
+/// unacknowledged until one succeeds).
 pub const MQTT_INBOX_FAILURES: &str = "twinstream_mqtt_inbox_write_failures_total";
 pub const FLOW_LIMIT: &str = "twinstream_flow_limit_chunks";
 pub const SINK_QUEUE: &str = "twinstream_sink_queue_messages";

@@ -197,6 +197,7 @@ pub fn what_if(
                     .map_or(sim.sensors[sensor].source, |set| set.sources[0].source),
                 origin: 0,
                 redelivered: false,
+                replayed: false,
             });
         }
         run.apply(m, &mut sim, Input::Events(&events), t, now_ms + (t - t0));

@@ -42,6 +42,7 @@ pub(super) fn ev(sensor: u16, ts: i64, value: f64) -> Event {
         source: 0,
         origin: 0,
         redelivered: false,
+        replayed: false,
     }
 }
 

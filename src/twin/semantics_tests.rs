@@ -58,6 +58,7 @@ fn ev(sensor: u16, ts: i64, value: f64) -> Event {
         source: PLC,
         origin: 0,
         redelivered: false,
+        replayed: false,
     }
 }
 
@@ -629,6 +630,17 @@ fn redelivered_readings_the_twin_already_reflects_are_dropped() {
     t.at(0, &[again(ev(TEMP, 3_000, 7.0))]);
     assert_eq!(t.st.stats.events, 3);
     assert_eq!(t.st.sensors[TEMP as usize].value, 7.0);
+    // One replayed from the inbox is applied even when older (the broker
+    // delivered it out of order): the source knows the state lacks it.
+    let replayed = |e: Event| Event {
+        redelivered: true,
+        replayed: true,
+        ..e
+    };
+    t.at(0, &[replayed(ev(TEMP, 2_500, 6.5))]);
+    assert_eq!(t.st.stats.events, 4, "a replayed reading is applied whatever its time");
+    t.at(0, &[again(ev(TEMP, 2_500, 6.5))]);
+    assert_eq!(t.st.stats.events, 4, "its redelivered copy is not");
     // Per source for a multi-source sensor: scada's first reading is new
     // even though plc's is newer.
     let mut t = Twin::new(m);

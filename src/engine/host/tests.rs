@@ -38,6 +38,7 @@ fn ev(ts: i64, value: f64, origin: u64) -> Event {
         source: 0,
         origin,
         redelivered: false,
+        replayed: false,
     }
 }
 

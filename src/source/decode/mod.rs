@@ -501,6 +501,7 @@ impl Decoder {
                 source: self.source,
                 origin: line_no,
                 redelivered: false,
+                replayed: false,
             });
             out.events += 1;
             Ok(())

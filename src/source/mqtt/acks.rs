@@ -3,8 +3,7 @@
 //!
 //! A routed chunk's messages go to the inbox writer (`ack_after: inbox`),
 //! whose report makes them due at once, or wait for the router to report a
-//! checkpoint holding the chunk durable (`ack_after: checkpoint`, or an
-//! inbox write that failed). Only packet ids are kept (2 bytes a message).
+//! checkpoint holding the chunk durable (`ack_after: checkpoint`). Only packet ids are kept (2 bytes a message).
 //! Acks due go out through rumqttc's request queue, a few one by one and
 //! many in bulk ([`BulkAcks`](crate::mqtt::BulkAcks)), never blocking.
 
@@ -79,10 +78,9 @@ impl Acks {
         let mut any = false;
         while let Ok(w) = writer.done.try_recv() {
             writer.reported(&w);
-            InboxLog::written(w, &mut self.due, &mut self.unacked);
+            InboxLog::written(w, &mut self.due);
             any = true;
         }
-        // A checkpoint may hold chunks before the writer reported them.
         if any {
             self.release();
         }
@@ -152,10 +150,21 @@ impl Acks {
                 .is_none_or(|(log, w)| w.pending() == 0 && !log.waiting())
     }
 
-    /// Only a checkpoint can settle what is owed now (the router stopped:
-    /// none will come).
+    /// Only a checkpoint, or an inbox write that fails, can settle what is
+    /// owed now (the router stopped: no checkpoint will come; the broker
+    /// keeps what is not acknowledged).
     pub(super) fn only_checkpoints_left(&self) -> bool {
-        self.due.is_empty() && self.bulk.settled() && self.inbox.as_ref().is_none_or(|(_, w)| w.pending() == 0)
+        self.due.is_empty()
+            && self.bulk.settled()
+            && self.inbox.as_ref().is_none_or(|(_, w)| w.pending() == 0 || w.failing())
+    }
+
+    /// Too many chunks wait for the inbox writer (a failing disk): read no
+    /// more messages until it catches up.
+    pub(super) fn backlogged(&self) -> bool {
+        self.inbox
+            .as_ref()
+            .is_some_and(|(_, w)| w.pending() >= super::inbox::MAX_WAITING)
     }
 
     /// Chunks still waiting for a checkpoint for their acks.

@@ -15,8 +15,10 @@
 //!   queue up while one write runs go together in the next (group commit).
 //!   The source never waits for it: the twins apply a chunk while its
 //!   messages are written, and they are acknowledged when the writer
-//!   reports. A write that fails (a full disk) loses nothing: its messages
-//!   stay unacknowledged and wait for a checkpoint instead.
+//!   reports. A write that fails (a full disk) loses nothing: it is tried
+//!   again, in order, and its messages (and the later ones) stay
+//!   unacknowledged until then; the source stops reading when
+//!   [`MAX_WAITING`] chunks wait for the writer.
 //! * Entries a durable checkpoint holds are removed (one range tombstone,
 //!   not synced).
 //! * A start routes the entries from the stored position on, before the
@@ -26,6 +28,7 @@
 //!   Entries before the position are removed unread.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -168,10 +171,16 @@ impl InboxLog {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let (done_tx, done) = crossbeam_channel::unbounded();
         let (store, sync, source) = (self.inbox.store.clone(), self.inbox.sync, self.source.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("mqtt-inbox-{}", self.source))
-            .spawn(move || write_loop(&store, sync, &source, &rx, &done_tx))?;
+        let (closing, failing) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let thread = {
+            let (closing, failing) = (closing.clone(), failing.clone());
+            std::thread::Builder::new()
+                .name(format!("mqtt-inbox-{}", self.source))
+                .spawn(move || write_loop(&store, sync, &source, &rx, &done_tx, &closing, &failing))?
+        };
         Ok(Writer {
+            closing,
+            failing,
             tx: Some(tx),
             done,
             thread: Some(thread),
@@ -179,16 +188,10 @@ impl InboxLog {
         })
     }
 
-    /// Takes in what the writer reports: the packet ids to acknowledge now
-    /// go to `due`; those of chunks it could not write go to `unacked`
-    /// (they wait for a checkpoint).
-    pub(super) fn written(w: Written, due: &mut VecDeque<u16>, unacked: &mut VecDeque<(u64, Vec<u16>)>) {
-        for (seq, pkids) in w.chunks {
-            if w.ok {
-                due.extend(pkids);
-            } else {
-                unacked.push_back((seq, pkids));
-            }
+    /// Takes in what the writer reports: its packet ids are due now.
+    pub(super) fn written(w: Written, due: &mut VecDeque<u16>) {
+        for (_, pkids) in w.chunks {
+            due.extend(pkids);
         }
     }
 
@@ -220,6 +223,10 @@ impl InboxLog {
     }
 }
 
+/// Chunks handed to the writer and not reported yet past which the source
+/// stops reading (a failing disk: the broker keeps the messages).
+pub(super) const MAX_WAITING: usize = 256;
+
 /// What the writer thread does, in order.
 enum Job {
     Write(Numbered),
@@ -240,12 +247,14 @@ struct Numbered {
 pub(super) struct Written {
     /// `(chunk, its QoS 1 packet ids)`, in order.
     chunks: Vec<(u64, Vec<u16>)>,
-    /// Written and durable; else they wait for a checkpoint.
-    ok: bool,
 }
 
 /// The thread that writes an MQTT source's numbered chunks into the inbox.
 pub(super) struct Writer {
+    /// Set when the source stops: a write failing again is given up.
+    closing: Arc<AtomicBool>,
+    /// Set while a write fails and is tried again.
+    failing: Arc<AtomicBool>,
     tx: Option<Sender<Job>>,
     /// What it wrote, in chunk order.
     pub done: Receiver<Written>,
@@ -281,12 +290,18 @@ impl Writer {
     pub(super) fn pending(&self) -> usize {
         self.pending
     }
+
+    /// A write fails and is being tried again.
+    pub(super) fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
         // Closing the channel ends the thread after the writes in hand.
         self.tx = None;
+        self.closing.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -301,15 +316,22 @@ fn kept(p: &&Publish) -> bool {
 /// The writer thread: the chunks waiting are written together, in one
 /// batch (their entries are numbered consecutively); removals in between
 /// keep their place.
-fn write_loop(store: &Store, sync: bool, source: &str, rx: &Receiver<Job>, done: &Sender<Written>) {
-    let mut failing = false;
+fn write_loop(
+    store: &Store,
+    sync: bool,
+    source: &str,
+    rx: &Receiver<Job>,
+    done: &Sender<Written>,
+    closing: &AtomicBool,
+    failing: &AtomicBool,
+) {
     let mut group = Vec::new();
     while let Ok(job) = rx.recv() {
         for job in std::iter::once(job).chain(rx.try_iter()) {
             match job {
                 Job::Write(chunk) => group.push(chunk),
                 Job::Remove(range) => {
-                    if !write(store, sync, source, &mut group, &mut failing, done) {
+                    if !write(store, sync, source, &mut group, done, closing, failing) {
                         return;
                     }
                     if let Err(e) = store.inbox_remove(source, range) {
@@ -319,7 +341,7 @@ fn write_loop(store: &Store, sync: bool, source: &str, rx: &Receiver<Job>, done:
                 }
             }
         }
-        if !write(store, sync, source, &mut group, &mut failing, done) {
+        if !write(store, sync, source, &mut group, done, closing, failing) {
             return;
         }
     }
@@ -327,50 +349,67 @@ fn write_loop(store: &Store, sync: bool, source: &str, rx: &Receiver<Job>, done:
 
 /// Writes `group` (taking it) in one batch and reports it; `false` when
 /// no one takes reports any more.
+///
+/// A write that fails (a full disk) is tried again, with backoff, until it
+/// succeeds: its messages and every later one stay unacknowledged (the
+/// broker keeps them; the source stops reading when too many chunks wait),
+/// and they are written in order, so a replay never puts a later message
+/// before an earlier one the broker would redeliver.
 fn write(
     store: &Store,
     sync: bool,
     source: &str,
     group: &mut Vec<Numbered>,
-    failing: &mut bool,
     done: &Sender<Written>,
+    closing: &AtomicBool,
+    failing: &AtomicBool,
 ) -> bool {
     let Some(first) = group.first().map(|c| c.first) else {
         return true;
     };
-    let messages = group
-        .iter()
-        .flat_map(|c| c.publishes.iter().filter(kept))
-        .map(|p| InboxMessage {
-            topic: &p.topic,
-            payload: &p.payload,
-        });
-    let started = std::time::Instant::now();
-    let ok = match store.inbox_append(source, first, messages, sync) {
-        Ok(_) => {
-            crate::telemetry::mqtt_inbox_write(source, started.elapsed().as_secs_f64());
-            if *failing {
-                tracing::info!(
-                    source,
-                    "the MQTT inbox is written again; acks no longer wait for checkpoints"
-                );
-                *failing = false;
+    let mut backoff = crate::mqtt::Backoff::default();
+    let mut failed = false;
+    loop {
+        let messages = group
+            .iter()
+            .flat_map(|c| c.publishes.iter().filter(kept))
+            .map(|p| InboxMessage {
+                topic: &p.topic,
+                payload: &p.payload,
+            });
+        let started = std::time::Instant::now();
+        match store.inbox_append(source, first, messages, sync) {
+            Ok(_) => {
+                crate::telemetry::mqtt_inbox_write(source, started.elapsed().as_secs_f64());
+                if failed {
+                    tracing::info!(source, "the MQTT inbox is written again; its messages are acknowledged");
+                    failing.store(false, Ordering::Relaxed);
+                }
+                break;
             }
-            true
-        }
-        Err(e) => {
-            crate::telemetry::mqtt_inbox_failed(source);
-            if !*failing {
-                tracing::warn!(source, error = %e,
-                    "cannot write the MQTT inbox; the messages are acknowledged after the next checkpoint instead");
-                *failing = true;
+            Err(e) => {
+                crate::telemetry::mqtt_inbox_failed(source);
+                if !failed {
+                    tracing::warn!(source, error = %e,
+                        "cannot write the MQTT inbox; its messages stay unacknowledged (the broker keeps them) and the write is tried again");
+                    failed = true;
+                }
+                // The source stopped: what is not written stays
+                // unacknowledged, and the broker keeps it.
+                failing.store(true, Ordering::Relaxed);
+                let until = std::time::Instant::now() + backoff.next_delay();
+                while std::time::Instant::now() < until {
+                    if closing.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
             }
-            false
         }
-    };
+    }
     let chunks = group
         .drain(..)
         .map(|c| (c.seq, c.publishes.iter().filter(kept).map(|p| p.pkid).collect()))
         .collect();
-    done.send(Written { chunks, ok }).is_ok()
+    done.send(Written { chunks }).is_ok()
 }

@@ -168,11 +168,18 @@ impl MqttSource {
             // themselves while the engine is busy and messages queue up.
             // The inbox writer's report wakes the wait too (acks are due).
             let mut ready = crossbeam_channel::Select::new();
-            ready.recv(&events);
+            if !acks.backlogged() {
+                ready.recv(&events);
+            }
             if let Some(reports) = acks.reports() {
                 ready.recv(reports);
             }
             let _ = ready.ready_timeout(Duration::from_millis(2));
+            if acks.backlogged() {
+                // The inbox writer is behind (a failing disk): read nothing
+                // new until it catches up; the broker keeps the messages.
+                continue;
+            }
             let mut next = match events.try_recv() {
                 Ok(event) => Some(event),
                 Err(crossbeam_channel::TryRecvError::Empty) => None,
@@ -353,6 +360,13 @@ impl MqttSource {
                 return Ok(false);
             };
             let mut chunk = self.chunk(*seq, &left.publishes, scratch);
+            // New to the durable state (by position), so applied whatever
+            // its time; perhaps forwarded before the crash, so outputs mark
+            // it redelivered.
+            for e in chunk.groups.iter_mut().flat_map(|g| g.events.iter_mut()) {
+                e.redelivered = true;
+                e.replayed = true;
+            }
             if !left.damaged.is_empty() {
                 tracing::error!(source = %self.name, entries = left.damaged.len(),
                     "unreadable entries in the MQTT inbox; they go to the dead-letter sink with their stored bytes");

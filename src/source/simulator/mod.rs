@@ -252,6 +252,7 @@ impl Simulator {
                         source: self.source,
                         origin: 0,
                         redelivered: false,
+                        replayed: false,
                     });
                 }
             }
@@ -364,6 +365,7 @@ fn read_model(
             source,
             origin: 0,
             redelivered: false,
+            replayed: false,
         });
         if let Some(w) = mode.truth.as_mut() {
             let line = TruthLine {

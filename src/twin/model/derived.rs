@@ -213,6 +213,7 @@ pub(super) fn follow(
                 source: e.source,
                 origin: e.origin,
                 redelivered: false,
+                replayed: false,
             };
             let quality = st.sensors[def.sensor as usize].quality;
             let became = on_event(m, st, &derived, now, out);

@@ -355,7 +355,7 @@ fn on_model_reading(m: &TypeModel, st: &mut TwinState, e: &Event) -> bool {
 /// Applies one event; returns whether it changed the sensor's value.
 #[inline]
 fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Vec<Output>) -> bool {
-    if e.redelivered && already_applied(m, st, e) {
+    if e.redelivered && !e.replayed && already_applied(m, st, e) {
         return false;
     }
     st.version += 1;

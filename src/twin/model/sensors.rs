@@ -26,8 +26,14 @@ pub struct Event {
     pub origin: u64,
     /// The source says it may have delivered this reading before (MQTT
     /// DUP): applied only if it is newer than what the twin holds from that
-    /// source for the sensor.
+    /// source for the sensor. Outputs carry the mark (an edge's forwarded
+    /// events: the cluster recognises them the same way).
     pub redelivered: bool,
+    /// Replayed from the source's inbox after a crash: the durable state
+    /// does not hold it (the source knows by position), so it is applied
+    /// whatever its time; it may have left the node before the crash, so it
+    /// is also `redelivered` for the outputs.
+    pub replayed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
