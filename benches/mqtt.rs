@@ -28,9 +28,9 @@
 //!   `twinstream run` with an `mqtt` source (QoS 1; `ack_after: inbox`: acks
 //!   sent once the messages are in the node's write-ahead inbox;
 //!   `ack_after: checkpoint`: only after the checkpoint holding their state
-//!   is durable, checkpoints at least every 20 ms, the source's default
-//!   `ack_interval`; snapshots every `--snapshot-interval`) and a stdout sink
-//!   of `twin_updates`. Every
+//!   is durable; either way checkpoints at least every 20 ms, the source's
+//!   default `ack_interval`, and snapshots every `--snapshot-interval`) and
+//!   a stdout sink of `twin_updates`. Every
 //!   pump gets one warm-up reading first (the twins exist, so B measures the
 //!   steady state), then the same N messages; rate = N / (first publish ->
 //!   the twin update carrying the last `ts` of every (asset, sensor) read
@@ -114,8 +114,8 @@ struct Args {
     /// against the same broker and phase A.
     #[arg(long, value_delimiter = ',', default_value = "inbox,checkpoint")]
     ack_after: Vec<String>,
-    /// twinstream's `node.snapshot.interval` (with `ack_after: checkpoint`
-    /// the MQTT source's `ack_interval`, 20 ms, applies when it is shorter).
+    /// twinstream's `node.snapshot.interval` (the MQTT source's
+    /// `ack_interval`, 20 ms, applies when it is shorter).
     #[arg(long, default_value = "200ms")]
     snapshot_interval: String,
     /// How long phase C publishes.
@@ -165,7 +165,7 @@ fn main() -> Result<()> {
     println!("- twinstream: {}", bin.display());
     println!(
         "- workload: N = {} messages per phase, {} assets x {} sensors, QoS 1, payload {{\"ts\": <ms>, \"value\": <f64>}}; \
-         twinstream snapshot.interval {} (sync {}), stdout sink of twin_updates; B and C with ack_after {} (checkpoint: \
+         twinstream snapshot.interval {} (sync {}), stdout sink of twin_updates; B and C with ack_after {} (either way \
          checkpoints at least every ack_interval, 20 ms by default)",
         args.messages,
         args.assets,

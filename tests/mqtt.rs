@@ -242,7 +242,8 @@ fn a_kill_mid_stream_loses_nothing_and_applies_nothing_twice() {
 /// `ack_after: inbox` (the default) with the broker's default inflight
 /// window of 20: acks leave once messages are in the node's inbox, so all
 /// 2,000 messages arrive although no checkpoint is taken (the snapshot
-/// interval is an hour; acks waiting for one would stall at 20). `kill -9`
+/// interval and `ack_interval` are an hour; acks waiting for a checkpoint
+/// would stall at 20). `kill -9`
 /// then loses the whole twin state, and the broker is replaced by an empty
 /// one, so nothing can be redelivered: the restarted node rebuilds every
 /// twin from its inbox, exactly once, dead-letters a damaged entry with its
@@ -256,7 +257,7 @@ fn acks_do_not_wait_for_checkpoints_and_a_crash_replays_the_inbox() {
         Topo::new("mqtt-inbox")
             .model(PUMPS)
             .snapshot_every("1h")
-            .mqtt_source_with("plant", port, "node-inbox", "")
+            .mqtt_source_with("plant", port, "node-inbox", ", ack_interval: 1h")
             .file_sink("updates", &dir.path().join("updates.jsonl"), "twin_updates")
             .file_sink("dead", &dir.path().join("dead.jsonl"), "dead_letters")
             .write(&dir.path().join("mqtt.yaml"))

@@ -111,12 +111,13 @@ pub fn acknowledges(spec: &SourceSpec) -> bool {
     matches!(spec.kind, SourceKind::Mqtt(_) | SourceKind::Kafka(_))
 }
 
-/// How often source `spec` needs a checkpoint at least (MQTT QoS 1 with
-/// `ack_after: checkpoint`: its messages are acknowledged by checkpoints),
-/// if it needs one.
+/// How often source `spec` needs a checkpoint at least, if it needs one:
+/// MQTT QoS 1, every `ack_interval` (with `ack_after: checkpoint` its
+/// messages are acknowledged by checkpoints; with the inbox, small frequent
+/// checkpoints keep the latency tail down: BENCHMARKS.md "MQTT acks").
 pub fn checkpoint_every(spec: &SourceSpec) -> Option<std::time::Duration> {
     match &spec.kind {
-        SourceKind::Mqtt(m) if m.qos == 1 && m.ack_after == AckAfter::Checkpoint => Some(m.ack_interval),
+        SourceKind::Mqtt(m) if m.qos == 1 => Some(m.ack_interval),
         _ => None,
     }
 }

@@ -46,15 +46,6 @@ impl<'t> Cx<'t> {
             _ => AckAfter::Inbox,
         };
         let ack_interval = match f.duration("ack_interval", false, d) {
-            Some(a) if ack_after == AckAfter::Inbox => {
-                d.error(
-                    a.pos,
-                    format!(
-                        "{what}.ack_interval: applies to `ack_after: checkpoint`; with `ack_after: inbox` (the default) a message is acknowledged once it is in the node's inbox, without waiting for a checkpoint"
-                    ),
-                );
-                DEFAULT_ACK_INTERVAL
-            }
             Some(a) if a.value.is_zero() => {
                 d.error(a.pos, format!("{what}.ack_interval: must be greater than zero"));
                 DEFAULT_ACK_INTERVAL

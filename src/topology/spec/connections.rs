@@ -55,9 +55,11 @@ pub struct MqttSpec {
     pub qos: u8,
     /// With QoS 1: what a message's acknowledgement waits for.
     pub ack_after: AckAfter,
-    /// With QoS 1 and [`AckAfter::Checkpoint`], checkpoints are taken at
-    /// least this often while messages wait for their ack (the broker holds
-    /// back, and slowly searches, a long list of unacknowledged messages).
+    /// With QoS 1, checkpoints are taken at least this often while messages
+    /// flow: with [`AckAfter::Checkpoint`] the acks wait for them (the
+    /// broker holds back, and slowly searches, a long list of
+    /// unacknowledged messages); with the inbox, small frequent checkpoints
+    /// keep the latency tail down.
     pub ack_interval: Duration,
     pub clean_session: bool,
     /// How topic levels name fields, e.g. `plant/{asset}/{sensor}`.
