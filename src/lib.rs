@@ -5,9 +5,10 @@
 //!
 //! * [`topology`] - the topology YAML: schema, validation (every error with
 //!   `file:line:col`), the rule expression language, the `check` summary.
-//! * [`source`] - where events come from: JSON-lines files, MQTT, Kafka and the
-//!   simulator; decoding records into events by the topology's mapping (a
-//!   record scanner first, `serde_json` as the fallback).
+//! * [`source`] - where events come from: JSON-lines files, MQTT (acked from
+//!   a write-ahead inbox), Kafka and the simulator; decoding records into
+//!   events by the topology's mapping (a record scanner first, `serde_json`
+//!   as the fallback).
 //! * [`pipeline`] - what passes between the stages: flow permits, decoded
 //!   chunks, dead letters, output batches, shard controls and relayed values,
 //!   the `Fatal` error components send, the clock, the live feed of changes
@@ -34,7 +35,8 @@
 //! * [`store`] - RocksDB: twin records, their timers (and the deadline index
 //!   over them), history (pages of buckets merged by an operator, retention
 //!   by a compaction filter) and source positions in versioned envelopes,
-//!   written atomically per checkpoint.
+//!   written atomically per checkpoint; the sinks' outbox and the MQTT
+//!   sources' inbox.
 //! * [`report`] - the replay report (workload v1 outputs) from durable state.
 //! * [`state_check`] - `check-state`: a state directory verified offline,
 //!   every value read through its checksum and decoded.
