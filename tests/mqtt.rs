@@ -280,6 +280,14 @@ fn acks_do_not_wait_for_checkpoints_and_a_crash_replays_the_inbox() {
     }
     publish(broker.port, &messages);
     wait_for_versions(&dir.path().join("updates.jsonl"), pumps, readings as u64);
+    // The twins apply a chunk while its messages are written into the
+    // inbox: wait until the last write is there (read beside the node).
+    let all = (pumps * readings) as u64;
+    let inboxed = poll_until(WAIT, || {
+        let store = twinstream::store::Store::open_read_only(&state).ok()?;
+        (store.inbox_bounds("plant").ok()? == (0..all)).then_some(())
+    });
+    assert!(inboxed.is_some(), "the inbox never held all {all} messages");
     run.child.kill().unwrap();
     let (_, stderr) = run.finish(WAIT);
     let checkpoints = stderr.iter().filter(|l| l.contains("checkpoint durable")).count();
