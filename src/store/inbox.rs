@@ -15,7 +15,7 @@
 
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 
-use super::outbox::named_seq_key;
+use super::outbox::{named_seq, named_seq_key};
 use super::{envelope, Store, StoreError};
 
 pub(super) const INBOX_CF: &str = "inbox";
@@ -82,29 +82,23 @@ impl Store {
     /// The sequence numbers of the first and after the last inbox entry of
     /// `source` (equal when it has none: `0..0`).
     pub fn inbox_bounds(&self, source: &str) -> Result<std::ops::Range<u64>, StoreError> {
-        let start = named_seq_key(source, 0);
-        let end = named_seq_key(source, u64::MAX);
-        let seq_of = |k: &[u8]| {
-            k.strip_prefix(&start[..start.len() - 8])
-                .and_then(|s| <[u8; 8]>::try_from(s).ok())
-                .map(u64::from_be_bytes)
-        };
-        let cf = self.cf(INBOX_CF);
-        let first = self
-            .db
-            .iterator_cf(&cf, IteratorMode::From(&start, rocksdb::Direction::Forward))
-            .next()
-            .transpose()
-            .map_err(StoreError::Read)?
-            .and_then(|(k, _)| seq_of(&k));
+        let mut first = None;
+        self.named_from(INBOX_CF, source, 0, |seq, _| {
+            first = Some(seq);
+            Ok(false)
+        })?;
         let Some(first) = first else { return Ok(0..0) };
+        let end = named_seq_key(source, u64::MAX);
         let last = self
             .db
-            .iterator_cf(&cf, IteratorMode::From(&end, rocksdb::Direction::Reverse))
+            .iterator_cf(
+                &self.cf(INBOX_CF),
+                IteratorMode::From(&end, rocksdb::Direction::Reverse),
+            )
             .next()
             .transpose()
             .map_err(StoreError::Read)?
-            .and_then(|(k, _)| seq_of(&k))
+            .and_then(|(k, _)| named_seq(&k, source))
             .unwrap_or(first);
         Ok(first..last + 1)
     }
@@ -127,24 +121,13 @@ impl Store {
         from: u64,
         mut f: impl FnMut(u64, Result<InboxMessage<'_>, (StoreError, &[u8])>) -> bool,
     ) -> Result<(), StoreError> {
-        let start = named_seq_key(source, from);
-        let prefix = &start[..start.len() - 8];
-        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(&self.cf(INBOX_CF), mode) {
-            let (k, v) = item.map_err(StoreError::Read)?;
-            let Some(seq) = k.strip_prefix(prefix).and_then(|s| <[u8; 8]>::try_from(s).ok()) else {
-                break;
-            };
-            let seq = u64::from_be_bytes(seq);
-            let message = decode(&v).map_err(|cause| {
+        self.named_from(INBOX_CF, source, from, |seq, v| {
+            let message = decode(v).map_err(|cause| {
                 let key = format!("inbox {source}/{seq}");
-                (StoreError::Envelope { key, cause }, &v[..])
+                (StoreError::Envelope { key, cause }, v)
             });
-            if !f(seq, message) {
-                break;
-            }
-        }
-        Ok(())
+            Ok(f(seq, message))
+        })
     }
 }
 

@@ -48,17 +48,26 @@ impl Store {
         &self,
         sink: &str,
         from: u64,
+        f: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.named_from(OUTBOX_CF, sink, from, f)
+    }
+
+    /// Calls `f(seq, value)` for the [`named_seq_key`] entries of `name` in
+    /// column family `cf` from `from` on, in order, while it answers `true`.
+    pub(super) fn named_from(
+        &self,
+        cf: &str,
+        name: &str,
+        from: u64,
         mut f: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        let start = named_seq_key(sink, from);
-        let prefix = &start[..start.len() - 8];
+        let start = named_seq_key(name, from);
         let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(&self.cf(OUTBOX_CF), mode) {
+        for item in self.db.iterator_cf(&self.cf(cf), mode) {
             let (k, v) = item.map_err(StoreError::Read)?;
-            let Some(seq) = k.strip_prefix(prefix).and_then(|s| <[u8; 8]>::try_from(s).ok()) else {
-                break;
-            };
-            if !f(u64::from_be_bytes(seq), &v)? {
+            let Some(seq) = named_seq(&k, name) else { break };
+            if !f(seq, &v)? {
                 break;
             }
         }
@@ -88,6 +97,12 @@ pub(super) fn named_seq_key(name: &str, seq: u64) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// The sequence number of `key` if it is a [`named_seq_key`] of `name`.
+pub(super) fn named_seq(key: &[u8], name: &str) -> Option<u64> {
+    let rest = key.strip_prefix(name.as_bytes())?.strip_prefix(&[0])?;
+    <[u8; 8]>::try_from(rest).ok().map(u64::from_be_bytes)
 }
 
 #[cfg(test)]
