@@ -56,7 +56,7 @@ impl Acks {
                 let n = publishes.iter().filter(|p| p.qos != QoS::AtMostOnce).count();
                 let (first, end) = log.number(seq, n as u64);
                 chunk.end_offset = end;
-                writer.write(seq, first, publishes);
+                writer.write(first, publishes);
             }
             None => {
                 let pkids = publishes.iter().filter(|p| p.qos != QoS::AtMostOnce).map(|p| p.pkid);
@@ -75,14 +75,9 @@ impl Acks {
     /// Takes the inbox writer's reports: what it wrote is due.
     pub(super) fn take_written(&mut self) {
         let Some((_, writer)) = &mut self.inbox else { return };
-        let mut any = false;
         while let Ok(w) = writer.done.try_recv() {
             writer.reported(&w);
-            InboxLog::written(w, &mut self.due);
-            any = true;
-        }
-        if any {
-            self.release();
+            self.due.extend(w.pkids);
         }
     }
 

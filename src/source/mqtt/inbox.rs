@@ -188,13 +188,6 @@ impl InboxLog {
         })
     }
 
-    /// Takes in what the writer reports: its packet ids are due now.
-    pub(super) fn written(w: Written, due: &mut VecDeque<u16>) {
-        for (_, pkids) in w.chunks {
-            due.extend(pkids);
-        }
-    }
-
     /// A durable checkpoint holds the chunks up to `up_to`: `writer`
     /// removes their entries, after the writes it has in hand (which
     /// include theirs: a chunk is handed over before it is routed).
@@ -238,15 +231,16 @@ enum Job {
 
 /// A chunk's QoS 1 messages, numbered from `first`, for the writer.
 struct Numbered {
-    seq: u64,
     first: u64,
     publishes: Vec<Publish>,
 }
 
 /// What the writer did with a group of chunks.
 pub(super) struct Written {
-    /// `(chunk, its QoS 1 packet ids)`, in order.
-    chunks: Vec<(u64, Vec<u16>)>,
+    /// How many chunks the group held.
+    pub chunks: usize,
+    /// Their QoS 1 packet ids, in order: due now.
+    pub pkids: Vec<u16>,
 }
 
 /// The thread that writes an MQTT source's numbered chunks into the inbox.
@@ -264,11 +258,11 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Hands the messages of chunk `seq`, numbered from `first`, over for
+    /// Hands the messages of a chunk, numbered from `first`, over for
     /// writing.
-    pub(super) fn write(&mut self, seq: u64, first: u64, publishes: Vec<Publish>) {
+    pub(super) fn write(&mut self, first: u64, publishes: Vec<Publish>) {
         if let Some(tx) = &self.tx {
-            if tx.send(Job::Write(Numbered { seq, first, publishes })).is_ok() {
+            if tx.send(Job::Write(Numbered { first, publishes })).is_ok() {
                 self.pending += 1;
             }
         }
@@ -283,7 +277,7 @@ impl Writer {
 
     /// Takes a report off the count of chunks waiting for one.
     pub(super) fn reported(&mut self, w: &Written) {
-        self.pending -= w.chunks.len();
+        self.pending -= w.chunks;
     }
 
     /// Chunks handed over and not reported yet.
@@ -407,9 +401,11 @@ fn write(
             }
         }
     }
-    let chunks = group
+    let chunks = group.len();
+    let pkids = group
         .drain(..)
-        .map(|c| (c.seq, c.publishes.iter().filter(kept).map(|p| p.pkid).collect()))
-        .collect();
-    done.send(Written { chunks }).is_ok()
+        .flat_map(|c| c.publishes)
+        .filter(|p| p.qos != QoS::AtMostOnce);
+    let pkids = pkids.map(|p| p.pkid).collect();
+    done.send(Written { chunks, pkids }).is_ok()
 }
