@@ -29,8 +29,9 @@
 //!   sent once the messages are in the node's write-ahead inbox;
 //!   `ack_after: checkpoint`: only after the checkpoint holding their state
 //!   is durable; either way checkpoints at least every 20 ms, the source's
-//!   default `ack_interval`, and snapshots every `--snapshot-interval`) and
-//!   a stdout sink of `twin_updates`. Every
+//!   default `ack_interval`, and snapshots every `--snapshot-interval`), the
+//!   rule `vibration > 95` on raw readings, and a stdout sink of
+//!   `twin_updates` and `alerts`. Every
 //!   pump gets one warm-up reading first (the twins exist, so B measures the
 //!   steady state), then the same N messages; rate = N / (first publish ->
 //!   the twin update carrying the last `ts` of every (asset, sensor) read
@@ -45,8 +46,14 @@
 //! * **C, latency**: publishing paced at half of A's rate for
 //!   `--latency-secs`, payload `ts` = wall-clock epoch ms at publish; for every
 //!   sensor value in a twin update, latency = wall time the line was read -
-//!   `ts`. Twin updates coalesce the readings of one batch, so fewer values
-//!   are seen than published. Skipped when B did not reach half of A's rate.
+//!   `ts`; for every alert transition of the rule (the values cycle through
+//!   0-99.99, so about one vibration reading in ten makes one), latency =
+//!   the alert line read - the `ts` of the reading that made it: publish ->
+//!   alert out. Twin updates coalesce the readings of one batch, so fewer
+//!   values are seen than published. p50 / p90 / p99 / p99.9 / max of each.
+//!   Skipped when B did not reach half of A's rate. (B sustains A's rate or
+//!   nearly, B/A 0.84-1.11 in the runs of BENCHMARKS.md, so half of A is
+//!   about half of the node's sustainable rate through this broker.)
 //!
 //! Reading the report: "publisher" rates are N / (first publish -> last
 //! PUBACK); when one is close to its phase's rate, the publisher (or the
@@ -71,7 +78,6 @@
 //! (`mosquitto.rs`), the `twinstream run` process (`twinstream.rs`), latency
 //! percentiles (`latency.rs`), CPU use and the clocks (`system.rs`).
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -79,7 +85,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use rumqttc::{Client, QoS};
-use serde::Deserialize;
 
 #[path = "support/latency.rs"]
 mod latency;
@@ -89,13 +94,15 @@ mod mosquitto;
 mod system;
 #[path = "support/twinstream.rs"]
 mod twinstream;
+#[path = "support/updates.rs"]
+mod updates;
 
-use latency::{Latency, Paced};
+use latency::{paced, Latency, Paced};
 use mosquitto::{mosquitto_version, Broker, MqttClient, START};
 use system::{epoch_ms, load_average, machine, CpuMeter};
-use twinstream::{Line, Tracks, Twinstream};
+use twinstream::Twinstream;
+use updates::{sensors_yaml, Tracker, SENSORS, SPIKE_RULE};
 
-const SENSORS: [&str; 4] = ["temperature", "vibration", "pressure", "current"];
 const TOPIC_FILTER: &str = "plant/+/+";
 
 #[derive(Parser, Debug)]
@@ -223,7 +230,8 @@ struct Figures {
     b_pub_rate: f64,
     /// Phase B did not finish within the budget (throttled).
     b_partial: bool,
-    c: Option<Latency>,
+    /// Phase C: publish -> twin update, publish -> alert out.
+    c: Option<(Latency, Latency)>,
 }
 
 /// Phase A: the bare subscriber's rate, then its latency at half that rate.
@@ -269,14 +277,14 @@ fn bare(args: &Args, broker: &Broker) -> Result<Row> {
     let start_ms = epoch_ms();
     sub.state.lock().unwrap().latency_from = Some(start_ms);
     let cpu = CpuMeter::start(&[("broker", broker.child.id()), ("bench", std::process::id())]);
-    let run = paced(&publisher.client, args.assets, target_rate, args.latency_secs, start_ms)?;
+    let run = paced_mqtt(&publisher.client, args.assets, target_rate, args.latency_secs, start_ms)?;
     let cpu = cpu.stop();
     sub.wait("the bare subscriber to receive the paced messages", timeout, |s| {
         s.received >= n + run.published
     })?;
     publisher.wait("every PUBACK", timeout, |s| s.pubacks >= n + run.published)?;
     let latencies = std::mem::take(&mut sub.state.lock().unwrap().latencies);
-    let a_latency = Latency::new(latencies, target_rate, &run, publisher.snapshot().last_puback.unwrap())?;
+    let a_latency = Latency::new(latencies, target_rate, &run, publisher.snapshot().last_puback)?;
     println!(
         "- A latency at half the bare rate (bare subscriber, C's pacing): {}",
         a_latency.describe("messages received, publish -> received")
@@ -403,7 +411,7 @@ fn twinstream(args: &Args, bin: &Path, broker: &Broker, a: &Row, ack_after: &str
             ("twinstream", ts.child.id()),
             ("bench", std::process::id()),
         ]);
-        let paced = std::thread::spawn(move || paced(&client, assets, target_rate, secs, start_ms));
+        let paced = std::thread::spawn(move || paced_mqtt(&client, assets, target_rate, secs, start_ms));
         let deadline = Instant::now() + Duration::from_secs_f64(secs) + timeout;
         while !paced.is_finished() {
             ts.pump_for(&mut tracker, Duration::from_millis(20))?;
@@ -421,14 +429,28 @@ fn twinstream(args: &Args, bin: &Path, broker: &Broker, a: &Row, ack_after: &str
             );
         }
         publisher.wait("every PUBACK", timeout, |s| s.pubacks >= pubacks_before + run.published)?;
+        let last_puback = publisher.snapshot().last_puback;
         let latencies = std::mem::take(&mut tracker.latencies);
-        let l = Latency::new(latencies, target_rate, &run, publisher.snapshot().last_puback.unwrap())?;
+        let updates = Latency::new(latencies, target_rate, &run, last_puback)?;
         println!(
             "- C latency at half the bare rate (twinstream): {}",
-            l.describe("sensor values in twin updates, publish -> update line read")
+            updates.describe("sensor values in twin updates, publish -> update line read")
+        );
+        let stalls = updates::stalls(&std::mem::take(&mut tracker.slow));
+        if !stalls.is_empty() {
+            println!(
+                "  - twin updates later than {} ms: {}",
+                updates::SLOW_MS,
+                stalls.join(", ")
+            );
+        }
+        let alerts = Latency::new(tracker.take_alerts("vibration-spike"), target_rate, &run, last_puback)?;
+        println!(
+            "- C alerts: {}",
+            alerts.describe("alert transitions of `vibration > 95`, publish of the reading -> alert line read")
         );
         println!("  - {cpu}");
-        Some(l)
+        Some((updates, alerts))
     };
 
     publisher.close()?;
@@ -454,7 +476,7 @@ fn twinstream(args: &Args, bin: &Path, broker: &Broker, a: &Row, ack_after: &str
 fn summary(args: &Args, rows: &[Row]) {
     println!();
     println!(
-        "## Summary (N = {}, {} assets x {} sensors; latencies p50 / p99 / max in ms at half the bare rate)",
+        "## Summary (N = {}, {} assets x {} sensors; latencies p50 / p99 / p99.9 / max in ms at half the bare rate)",
         args.messages,
         args.assets,
         SENSORS.len()
@@ -462,13 +484,13 @@ fn summary(args: &Args, rows: &[Row]) {
     println!();
     println!(
         "| max_inflight_messages | ack_after | A bare msg/s | B twinstream msg/s | B/A | publisher A / B msg/s | \
-         paced msg/s | bare latency | twinstream latency |"
+         paced msg/s | bare latency | twinstream latency | alert latency |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         for f in &r.twinstream {
             println!(
-                "| {} | {} | {:.0} | {:.0}{} | {:.2} | {:.0} / {:.0} | {:.0} | {} | {} |",
+                "| {} | {} | {:.0} | {:.0}{} | {:.2} | {:.0} / {:.0} | {:.0} | {} | {} | {} |",
                 describe_inflight(r.inflight),
                 f.ack_after,
                 r.a_rate,
@@ -479,7 +501,8 @@ fn summary(args: &Args, rows: &[Row]) {
                 f.b_pub_rate,
                 r.a_latency.target_rate,
                 r.a_latency.cells(),
-                f.c.as_ref().map_or("skipped".into(), Latency::cells),
+                f.c.as_ref().map_or("skipped".into(), |c| c.0.cells()),
+                f.c.as_ref().map_or("skipped".into(), |c| c.1.cells()),
             );
         }
     }
@@ -493,7 +516,7 @@ fn summary(args: &Args, rows: &[Row]) {
             verdict(ratio >= 0.9)
         );
         match &f.c {
-            Some(c) => {
+            Some((c, _)) => {
                 let _ = write!(
                     line,
                     "; p99 < 10 ms at half the bare rate: {} ({:.2} ms)",
@@ -556,43 +579,17 @@ fn last_ts(messages: &[(String, Vec<u8>)], assets: usize, base_ts: i64) -> Vec<i
     last
 }
 
-/// Publishes round-robin at `rate` messages/s for `secs`, `ts` = wall-clock
-/// ms at the publish call (strictly increasing per pair, never below
-/// `start_ms`).
-fn paced(client: &Client, assets: usize, rate: f64, secs: f64, start_ms: i64) -> Result<Paced> {
-    let pairs = assets * SENSORS.len();
-    let mut last = vec![i64::MIN; pairs];
-    let t0 = Instant::now();
-    let end = t0 + Duration::from_secs_f64(secs);
-    let mut k = 0u64;
-    loop {
-        let due = t0 + Duration::from_secs_f64(k as f64 / rate);
-        if due >= end {
-            break;
-        }
-        let now = Instant::now();
-        // Pacing, not synchronisation: at most 1 ms ahead of schedule.
-        if due > now + Duration::from_millis(1) {
-            std::thread::sleep(due - now);
-        }
-        let pair = (k % pairs as u64) as usize;
-        let ts = epoch_ms().max(last[pair] + 1).max(start_ms);
-        last[pair] = ts;
-        let value = (k % 10_000) as f64 / 100.0;
+/// Publishes the pumps' readings round-robin at `rate` messages/s for `secs`
+/// ([`latency::paced`]).
+fn paced_mqtt(client: &Client, assets: usize, rate: f64, secs: f64, start_ms: i64) -> Result<Paced> {
+    paced(assets * SENSORS.len(), rate, secs, start_ms, |pair, ts, value| {
         client.publish(
             topic(pair / SENSORS.len(), pair % SENSORS.len()),
             QoS::AtLeastOnce,
             false,
             format!(r#"{{"ts": {ts}, "value": {value}}}"#).into_bytes(),
         )?;
-        k += 1;
-    }
-    let last_publish = Instant::now();
-    Ok(Paced {
-        published: k,
-        last,
-        elapsed: last_publish - t0,
-        last_publish,
+        Ok(())
     })
 }
 
@@ -603,11 +600,7 @@ fn client_id(ack_after: &str) -> String {
 
 fn write_topology(dir: &Path, port: u16, snapshot: &str, sync: bool, ack_after: &str) -> Result<PathBuf> {
     let client_id = client_id(ack_after);
-    let sensors: String = SENSORS
-        .iter()
-        .zip(["degC", "mm/s", "bar", "A"])
-        .map(|(s, unit)| format!("      {s}: {{ unit: {unit} }}\n"))
-        .collect();
+    let sensors = sensors_yaml();
     let path = dir.join("bench-mqtt.yaml");
     std::fs::write(
         &path,
@@ -635,116 +628,13 @@ sources:
     ack_after: {ack_after}
     topic_fields: "plant/{{asset}}/{{sensor}}"
     decode: {{ ts: ts, value: value }}
-sinks:
+rules:
+{SPIKE_RULE}sinks:
   - name: updates
     type: stdout
-    outputs: [twin_updates]
+    outputs: [twin_updates, alerts]
 "#
         ),
     )?;
     Ok(path)
-}
-
-// --- twin updates ----------------------------------------------------------
-
-#[derive(Deserialize)]
-struct UpdateLine {
-    kind: String,
-    asset: String,
-    version: u64,
-    sensors: HashMap<String, Reading>,
-}
-
-#[derive(Deserialize)]
-struct Reading {
-    ts: i64,
-}
-
-/// What the twin updates have shown so far.
-struct Tracker {
-    /// Newest `ts` seen per (asset, sensor).
-    seen: Vec<i64>,
-    /// The `ts` each pair must reach (`i64::MIN`: nothing expected).
-    target: Vec<i64>,
-    /// Pairs whose newest `ts` is still below their target.
-    missing: usize,
-    /// When the last missing pair arrived.
-    completed_at: Option<Instant>,
-    /// Newest version per asset (a twin's version counts its applied events).
-    versions: Vec<u64>,
-    /// Latencies are recorded for readings with `ts` at or after this.
-    latency_from: i64,
-    latencies: Vec<f64>,
-}
-
-impl Tracker {
-    fn new(assets: usize) -> Tracker {
-        let pairs = assets * SENSORS.len();
-        Tracker {
-            seen: vec![i64::MIN; pairs],
-            target: vec![i64::MIN; pairs],
-            missing: 0,
-            completed_at: None,
-            versions: vec![0; assets],
-            latency_from: i64::MAX,
-            latencies: Vec::new(),
-        }
-    }
-
-    fn pairs(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Events applied so far, over all twins.
-    fn events(&self) -> u64 {
-        self.versions.iter().sum()
-    }
-
-    fn expect(&mut self, target: Vec<i64>) {
-        self.missing = self.seen.iter().zip(&target).filter(|(s, t)| s < t).count();
-        self.target = target;
-        self.completed_at = None;
-    }
-}
-
-impl Tracks for Tracker {
-    fn missing(&self) -> usize {
-        self.missing
-    }
-
-    fn take(&mut self, line: &Line) -> Result<()> {
-        let u: UpdateLine =
-            serde_json::from_str(&line.text).with_context(|| format!("not a twin update: {}", line.text))?;
-        if u.kind != "twin_update" {
-            bail!("unexpected output line: {}", line.text);
-        }
-        let asset: usize = u
-            .asset
-            .strip_prefix("pump-")
-            .and_then(|n| n.parse().ok())
-            .filter(|a| *a < self.versions.len())
-            .ok_or_else(|| anyhow!("unexpected asset in {}", line.text))?;
-        self.versions[asset] = self.versions[asset].max(u.version);
-        for (name, r) in &u.sensors {
-            let s = SENSORS
-                .iter()
-                .position(|x| x == name)
-                .ok_or_else(|| anyhow!("unexpected sensor in {}", line.text))?;
-            let pair = asset * SENSORS.len() + s;
-            if r.ts >= self.latency_from {
-                self.latencies.push(line.wall_ms - r.ts as f64);
-            }
-            let (old, target) = (self.seen[pair], self.target[pair]);
-            if r.ts > old {
-                self.seen[pair] = r.ts;
-                if old < target && r.ts >= target {
-                    self.missing -= 1;
-                    if self.missing == 0 {
-                        self.completed_at = Some(line.at);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 }

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Kafka ingest benchmark: twinstream next to a bare rdkafka consumer on one
-# real Kafka-compatible broker (tansu, SQLite storage), in the same run. The
-# driver is benches/kafka.rs; its doc comment says what each figure means.
+# real Kafka-compatible broker (tansu, SQLite storage), in the same run, then
+# the latency produce -> twin update and produce -> alert out at half of
+# twinstream's rate (phase C). The driver is benches/kafka.rs; its doc
+# comment says what each figure means.
 #
 #   scripts/bench-kafka.sh [FILE]    FILE: workload v1 JSON lines
 #                                    (default: generate 2M events)
 #
 # Environment: BENCH_BIN (a binary to measure instead of the release build),
-# BENCH_KEEP_DATA (a directory for the generated workload, reused).
+# BENCH_KEEP_DATA (a directory for the generated workload, reused),
+# BENCH_LATENCY_RATE (run phase C alone at this many records/s),
+# BENCH_LATENCY_LINGER_MS and BENCH_LATENCY_FETCH_WAIT_MS (phase C's
+# producer linger.ms, default 1, and consumers' fetch.wait.max.ms, default 10).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/bench-lib.sh

@@ -14,7 +14,8 @@
 #   A  the bare subscriber's rate (QoS 1, acks at once)
 #   B  twinstream's ingest rate (QoS 1, acks once in the inbox, then once a
 #      checkpoint is durable: `--ack-after inbox,checkpoint`) and B/A
-#   C  latency publish -> twin update at half of A's rate: p50/p99/max
+#   C  latency publish -> twin update and publish -> alert out at half of A's
+#      rate: p50/p99/p99.9/max
 #
 # then a summary table and the targets (B/A >= 0.90, p99 < 10 ms), reported,
 # never asserted. Other BENCH ARGS: --assets, --inflight, --ack-after, --sync, --snapshot-interval,
