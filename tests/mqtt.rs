@@ -310,6 +310,23 @@ fn acks_do_not_wait_for_checkpoints_and_a_crash_replays_the_inbox() {
             .unwrap();
     }
     assert!(digest(&state).is_empty(), "no twin was checkpointed");
+    // A start with `ack_after: checkpoint` does not read the inbox: it says so.
+    let without_inbox = Topo::new("mqtt-inbox")
+        .model(PUMPS)
+        .snapshot_every("1h")
+        .mqtt_source_with(
+            "plant",
+            broker.port,
+            "node-inbox",
+            ", ack_interval: 1h, ack_after: checkpoint",
+        )
+        .write(&dir.path().join("mqtt-checkpoint.yaml"));
+    let mut run = spawn(&mut run_cmd(&without_inbox, &state));
+    run.wait_stderr("the unread-inbox warning", WAIT, |l| {
+        l.contains("WARN") && l.contains("MQTT inbox holds messages of this source") && l.contains("messages=2001")
+    });
+    run.child.kill().unwrap();
+    run.finish(WAIT);
     let mut run = spawn(&mut run_cmd(&topo_on(broker.port), &state));
     run.wait_stderr("the inbox replay", WAIT, |l| {
         l.contains("routed the messages the MQTT inbox held") && l.contains("messages=2000")

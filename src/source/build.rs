@@ -105,6 +105,23 @@ pub fn has_inbox(spec: &SourceSpec) -> bool {
     matches!(&spec.kind, SourceKind::Mqtt(m) if m.qos == 1 && m.ack_after == AckAfter::Inbox)
 }
 
+/// Warns when the store's inbox holds messages of MQTT source `name` from
+/// `position` on: a run with `ack_after: inbox` acknowledged them and did
+/// not stop cleanly, and a source without the inbox does not read them.
+fn warn_unread_inbox(store: &Store, name: &str, position: u64) {
+    match store.inbox_count(name, position) {
+        Ok(0) => {}
+        Ok(messages) => tracing::warn!(
+            source = name,
+            messages,
+            "the MQTT inbox holds messages of this source that a run with `ack_after: inbox` acknowledged and did \
+             not checkpoint (it did not stop cleanly); this source, without the inbox, does not read them: start once \
+             with `ack_after: inbox` to apply them, stop cleanly, then switch"
+        ),
+        Err(e) => tracing::warn!(source = name, error = %e, "cannot read the MQTT inbox"),
+    }
+}
+
 /// Whether source `spec` is told what is durable (MQTT acknowledges QoS 1
 /// messages, Kafka stores offsets, only then).
 pub fn acknowledges(spec: &SourceSpec) -> bool {
@@ -193,6 +210,9 @@ pub fn build(spec: &SourceSpec, mut run: SourceRun, cx: &SourceContext<'_>) -> R
                 source_name: spec.name.clone(),
                 error,
             })?;
+            if !has_inbox(spec) {
+                warn_unread_inbox(cx.store, &spec.name, run.position.offset);
+            }
             let inbox = has_inbox(spec).then(|| Inbox {
                 store: cx.store.clone(),
                 sync: cx.sync,

@@ -103,6 +103,16 @@ impl Store {
         Ok(first..last + 1)
     }
 
+    /// How many inbox entries `source` holds from sequence number `from` on.
+    pub fn inbox_count(&self, source: &str, from: u64) -> Result<u64, StoreError> {
+        let mut n = 0;
+        self.named_from(INBOX_CF, source, from, |_, _| {
+            n += 1;
+            Ok(true)
+        })?;
+        Ok(n)
+    }
+
     /// Puts a raw inbox value; for tools and tests that prepare a store.
     pub fn put_inbox_raw(&self, source: &str, seq: u64, value: &[u8]) -> Result<(), StoreError> {
         self.db
