@@ -154,12 +154,10 @@ impl Acks {
             && self.inbox.as_ref().is_none_or(|(_, w)| w.pending() == 0 || w.failing())
     }
 
-    /// Too many chunks wait for the inbox writer (a failing disk): read no
-    /// more messages until it catches up.
+    /// The inbox writer is too far behind (a failing or stalled disk):
+    /// read no more messages until it catches up.
     pub(super) fn backlogged(&self) -> bool {
-        self.inbox
-            .as_ref()
-            .is_some_and(|(_, w)| w.pending() >= super::inbox::MAX_WAITING)
+        self.inbox.as_ref().is_some_and(|(_, w)| w.backlogged())
     }
 
     /// Chunks still waiting for a checkpoint for their acks.

@@ -18,7 +18,8 @@
 //!   reports. A write that fails (a full disk) loses nothing: it is tried
 //!   again, in order, and its messages (and the later ones) stay
 //!   unacknowledged until then; the source stops reading when
-//!   [`MAX_WAITING`] chunks wait for the writer.
+//!   [`MAX_WAITING_FAILING`] chunks wait for a failing writer, or
+//!   [`MAX_WAITING_MESSAGES`] messages for a slow one.
 //! * Entries a durable checkpoint holds are removed (one range tombstone,
 //!   not synced).
 //! * A start routes the entries from the stored position on, before the
@@ -185,6 +186,7 @@ impl InboxLog {
             done,
             thread: Some(thread),
             pending: 0,
+            pending_messages: 0,
         })
     }
 
@@ -217,8 +219,22 @@ impl InboxLog {
 }
 
 /// Chunks handed to the writer and not reported yet past which the source
-/// stops reading (a failing disk: the broker keeps the messages).
-pub(super) const MAX_WAITING: usize = 256;
+/// stops reading while a write fails (a full disk: the broker keeps the
+/// messages).
+pub(super) const MAX_WAITING_FAILING: usize = 256;
+
+/// Messages handed to the writer and not reported yet past which the source
+/// stops reading in any case. A sync that stalls for hundreds of ms (a
+/// shared disk) must not stall the input behind it: the twins apply what is
+/// routed meanwhile and only the acks wait. A few seconds of input at tens of
+/// thousands of messages a second, a few MB held.
+pub(super) const MAX_WAITING_MESSAGES: usize = 65_536;
+
+/// Whether a source should stop reading with `chunks` of `messages` waiting
+/// for its inbox writer, whose write `failing` or not.
+fn backlogged(chunks: usize, messages: usize, failing: bool) -> bool {
+    messages >= MAX_WAITING_MESSAGES || (failing && chunks >= MAX_WAITING_FAILING)
+}
 
 /// What the writer thread does, in order.
 enum Job {
@@ -239,6 +255,8 @@ struct Numbered {
 pub(super) struct Written {
     /// How many chunks the group held.
     pub chunks: usize,
+    /// How many messages they held (QoS 0 ones too).
+    pub messages: usize,
     /// Their QoS 1 packet ids, in order: due now.
     pub pkids: Vec<u16>,
 }
@@ -255,6 +273,8 @@ pub(super) struct Writer {
     thread: Option<std::thread::JoinHandle<()>>,
     /// Chunks handed over and not reported yet.
     pending: usize,
+    /// The messages of those chunks.
+    pending_messages: usize,
 }
 
 impl Writer {
@@ -262,8 +282,10 @@ impl Writer {
     /// writing.
     pub(super) fn write(&mut self, first: u64, publishes: Vec<Publish>) {
         if let Some(tx) = &self.tx {
+            let messages = publishes.len();
             if tx.send(Job::Write(Numbered { first, publishes })).is_ok() {
                 self.pending += 1;
+                self.pending_messages += messages;
             }
         }
     }
@@ -278,6 +300,13 @@ impl Writer {
     /// Takes a report off the count of chunks waiting for one.
     pub(super) fn reported(&mut self, w: &Written) {
         self.pending -= w.chunks;
+        self.pending_messages -= w.messages;
+    }
+
+    /// Whether the source should read no more for now: too many chunks wait
+    /// for a failing writer, or too many messages for a slow one.
+    pub(super) fn backlogged(&self) -> bool {
+        backlogged(self.pending, self.pending_messages, self.failing())
     }
 
     /// Chunks handed over and not reported yet.
@@ -346,7 +375,7 @@ fn write_loop(
 ///
 /// A write that fails (a full disk) is tried again, with backoff, until it
 /// succeeds: its messages and every later one stay unacknowledged (the
-/// broker keeps them; the source stops reading when too many chunks wait),
+/// broker keeps them; the source stops reading when too much waits),
 /// and they are written in order, so a replay never puts a later message
 /// before an earlier one the broker would redeliver.
 fn write(
@@ -402,10 +431,32 @@ fn write(
         }
     }
     let chunks = group.len();
+    let messages = group.iter().map(|c| c.publishes.len()).sum();
     let pkids = group
         .drain(..)
         .flat_map(|c| c.publishes)
         .filter(|p| p.qos != QoS::AtMostOnce);
     let pkids = pkids.map(|p| p.pkid).collect();
-    done.send(Written { chunks, pkids }).is_ok()
+    done.send(Written {
+        chunks,
+        messages,
+        pkids,
+    })
+    .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_writer_holds_seconds_of_input_a_failing_one_256_chunks() {
+        // A sync that stalls: small chunks pile up, reading goes on.
+        assert!(!backlogged(5_000, 20_000, false));
+        assert!(backlogged(5_000, MAX_WAITING_MESSAGES, false));
+        // A write that fails: reading stops soon.
+        assert!(!backlogged(MAX_WAITING_FAILING - 1, 1_000, true));
+        assert!(backlogged(MAX_WAITING_FAILING, 1_000, true));
+        assert!(backlogged(1, MAX_WAITING_MESSAGES, true));
+    }
 }
