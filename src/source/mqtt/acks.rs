@@ -3,7 +3,8 @@
 //!
 //! A routed chunk's messages go to the inbox writer (`ack_after: inbox`),
 //! whose report makes them due at once, or wait for the router to report a
-//! checkpoint holding the chunk durable (`ack_after: checkpoint`). Only packet ids are kept (2 bytes a message).
+//! checkpoint holding the chunk durable (`ack_after: checkpoint`). Only
+//! packet ids are kept (2 bytes a message).
 //! Acks due go out through rumqttc's request queue, a few one by one and
 //! many in bulk ([`BulkAcks`](crate::mqtt::BulkAcks)), never blocking.
 

@@ -176,8 +176,9 @@ impl MqttSource {
             }
             let _ = ready.ready_timeout(Duration::from_millis(2));
             if acks.backlogged() {
-                // The inbox writer is behind (a failing disk): read nothing
-                // new until it catches up; the broker keeps the messages.
+                // The inbox writer is too far behind (a failing disk, or a
+                // slow one 65,536 messages behind): read nothing new until
+                // it catches up; the broker keeps the messages.
                 continue;
             }
             let mut next = match events.try_recv() {
