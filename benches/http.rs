@@ -26,6 +26,8 @@
 //! response (so a stall delays every request behind it and shows; no
 //! coordinated omission), recorded in an HDR histogram (1 µs to 60 s, 3
 //! significant digits); only 200 answers count, others are reported. The
+//! load's threads run in the real-time policy where permitted (a client on
+//! another machine does not wait for the node's cores). The
 //! load starts once `/readyz` answers 200 and the first id is served, counts
 //! after `--warmup` seconds (2: the first twins are created and the first
 //! checkpoint of all of them is written then), and stops when the replay
@@ -64,13 +66,15 @@ struct Args {
     path: String,
     /// POST this JSON body instead of a GET (e.g. a what-if).
     body: Option<String>,
+    /// The p99 the summary line holds H's latency against (ms).
+    target_ms: f64,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench http -- --data FILE [--topology T] [--rps 2000] [--connections 16] \
          [--ids 1000] [--seed 7] [--warmup 2] [--rate EVENTS_PER_S [--only-paced]] \
-         [--path '/twins/{{id}}/forecast?horizon=10m&step=10s'] [--post JSON]"
+         [--path '/twins/{{id}}/forecast?horizon=10m&step=10s'] [--post JSON] [--target-ms 2]"
     );
     std::process::exit(2)
 }
@@ -88,6 +92,7 @@ fn parse_args() -> Args {
         warmup: 2.0,
         path: "/twins/{id}".into(),
         body: None,
+        target_ms: 2.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -104,6 +109,7 @@ fn parse_args() -> Args {
             "--warmup" => a.warmup = value().parse().unwrap_or_else(|_| usage()),
             "--path" => a.path = value(),
             "--post" => a.body = Some(value()),
+            "--target-ms" => a.target_ms = value().parse().unwrap_or_else(|_| usage()),
             // `cargo bench` passes this to every bench target.
             "--bench" => {}
             "--help" | "-h" => usage(),
@@ -222,6 +228,18 @@ struct Load {
     seconds: f64,
 }
 
+/// Puts the calling load thread in the real-time round-robin policy, where
+/// permitted: the client stands for one on another machine, whose wakeups
+/// do not wait for the node's busy cores. At the normal priority they did:
+/// 3-5 ms late by a scheduler tick (4 ms at 250 Hz) for a few percent of
+/// the requests, counted as the node's latency.
+fn client_priority() {
+    let p = libc::sched_param { sched_priority: 1 };
+    // SAFETY: sched_setscheduler reads `p`, which lives across the call;
+    // pid 0 is the calling thread. Refused, the thread keeps its policy.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &p) };
+}
+
 /// Runs the open-loop load until `stop`.
 fn load(a: &Args, port: u16, ids: &[String], stop: &AtomicBool) -> Load {
     let (rps, connections, seed) = (a.rps, a.connections, a.seed);
@@ -233,6 +251,7 @@ fn load(a: &Args, port: u16, ids: &[String], stop: &AtomicBool) -> Load {
             .map(|c| {
                 let ids = ids.to_vec();
                 s.spawn(move || {
+                    client_priority();
                     let Some(mut conn) = connect(port, stop) else {
                         return (Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(), 0, 0);
                     };
@@ -409,7 +428,8 @@ fn main() {
         _ => String::new(),
     };
     println!(
-        "# ingesting at {half:.0} events/s: p99 {p99:.3} ms (target < 2), ingest H/H0 {:.3} (target >= 0.90){full}",
+        "# ingesting at {half:.0} events/s: p99 {p99:.3} ms (target < {}), ingest H/H0 {:.3} (target >= 0.90){full}",
+        a.target_ms,
         h.rate / h0.rate,
     );
 }

@@ -2,6 +2,7 @@
 # History benchmarks (issue 25), each measured side by side in one run:
 #
 #   scripts/bench-history.sh [--pairs N] [--sensors N] [--rps N] [--parts 123]
+#                            [--api-priority realtime|high|normal]
 #
 # 1. Disk: a day of one reading per second for --sensors sensors (default
 #    50; a slow sine, a fast one and noise, 0.001 resolution), replayed
@@ -18,6 +19,8 @@
 #    24 hours (1,440 points) runs at --rps requests/s (default 100;
 #    benches/http.rs: open loop, latency from the scheduled send, HDR
 #    histogram; counted after 3 s, once the day is checkpointed).
+#    --api-priority sets the topology's node.http.priority (default: the
+#    topology's default, realtime).
 #
 # --parts picks which to run (default 123; 3 without 2 paces at
 # $HALF_RATE, default 1,500,000 events/s).
@@ -32,12 +35,14 @@ PAIRS=3
 SENSORS=50
 RPS=100
 PARTS=123
+API_PRIORITY=
 while [ $# -gt 0 ]; do
     case $1 in
         --pairs) PAIRS=$2; shift ;;
         --sensors) SENSORS=$2; shift ;;
         --rps) RPS=$2; shift ;;
         --parts) PARTS=$2; shift ;;
+        --api-priority) API_PRIORITY=$2; shift ;;
         *) echo "unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
@@ -155,6 +160,12 @@ if [ ! -s "$combined" ]; then
     mv "$combined.tmp" "$combined"
 fi
 path="/twins/{id}/history?sensor=temperature&step=1m&from=$DAY_START&to=$((DAY_START + 86400000))"
-cargo bench --quiet --bench http -- --data "$combined" --topology topologies/workload-v1-history-1m.yaml \
-    --ids 10 --rps "$RPS" --connections 4 --warmup 3 --rate "$half" --only-paced --path "$path" |
+query_topology=topologies/workload-v1-history-1m.yaml
+if [ -n "$API_PRIORITY" ]; then
+    query_topology=$TMP/query.yaml
+    sed -e "s|^node:\$|node:\n  http: { priority: $API_PRIORITY }|" topologies/workload-v1-history-1m.yaml >"$query_topology"
+    echo "  # node.http.priority: $API_PRIORITY"
+fi
+cargo bench --quiet --bench http -- --data "$combined" --topology "$query_topology" \
+    --ids 10 --rps "$RPS" --connections 4 --warmup 3 --rate "$half" --only-paced --path "$path" --target-ms 10 |
     sed -e "s|^|  |"

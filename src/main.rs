@@ -426,6 +426,7 @@ fn serve(
         listen,
         tokens,
         metrics: Some(metrics),
+        priority: topo.node.http_priority,
     };
     let server = twinstream::api::start(config, engine_end)?;
     let api_end = query::ApiLink {

@@ -4,9 +4,9 @@
 //!
 //! Layers, lowest first (a module may import only modules of lower layers):
 //!
-//! 0. `telemetry`, `store`, `topology`, `priority` - names and recorder,
-//!    RocksDB, the validated topology, threads' CPU priorities
-//! 1. `twin` - the pure twin model
+//! 0. `telemetry`, `store`, `topology` - names and recorder, RocksDB, the
+//!    validated topology
+//! 1. `twin` - the pure twin model; `priority` - threads' CPU priorities
 //! 2. `pipeline`, `kafka`, `mqtt` - what passes between stages; broker
 //!    client plumbing
 //! 3. `cluster` - shards, membership, changelog, directory
@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const LAYERS: &[&[&str]] = &[
-    &["telemetry", "store", "topology", "priority"],
-    &["twin"],
+    &["telemetry", "store", "topology"],
+    &["twin", "priority"],
     &["pipeline", "kafka", "mqtt"],
     &["cluster"],
     &["source", "sink"],

@@ -20,6 +20,8 @@ pub struct ApiConfig {
     pub tokens: Tokens,
     /// Renders `/metrics` (absent: the route answers 404).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// How the API's threads compete with ingestion for the cores.
+    pub priority: crate::topology::ApiPriority,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +143,7 @@ pub fn start(cfg: ApiConfig, engine: EngineLink) -> Result<Server, StartError> {
         peers: super::peers::agent(),
     });
     let listen = cfg.listen;
+    crate::priority::set_api_priority(cfg.priority);
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("http".into())

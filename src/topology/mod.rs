@@ -43,9 +43,10 @@ impl Topology {
             };
             let _ = writeln!(
                 s,
-                "http      {http}  writes: {}  reads: {}",
+                "http      {http}  writes: {}  reads: {}  priority: {}",
                 auth(&n.http_write_token, "disabled (no token)"),
                 auth(&n.http_read_token, "open"),
+                n.http_priority.name(),
             );
         }
         let _ = writeln!(s, "types     {}", self.asset_types.len());

@@ -141,3 +141,104 @@ fn a_restarted_node_is_ready_before_restoring_and_restores_a_twin_when_asked() {
     assert_eq!(metric(&base, started), 1.0, "only the twin asked for was restored");
     stop_cleanly(run);
 }
+
+/// Each thread of process `pid`: its name, scheduling policy and nice
+/// value (`/proc/PID/task/TID/stat`: fields 19 and 41, counted after the
+/// name, which may hold spaces and parentheses).
+fn threads(pid: u32) -> Vec<(String, i32, i32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue; // the thread ended
+        };
+        let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()].to_string();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        // After the name, field 3 (state) is index 0.
+        out.push((name, fields[41 - 3].parse().unwrap(), fields[19 - 3].parse().unwrap()));
+    }
+    out
+}
+
+/// Whether this process may put a thread in the real-time policy (root
+/// here; a container without CAP_SYS_NICE may not).
+fn may_run_realtime() -> bool {
+    std::thread::spawn(|| {
+        let p = libc::sched_param { sched_priority: 1 };
+        // SAFETY: sched_setscheduler reads `p`; pid 0 is this thread.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &p) == 0 }
+    })
+    .join()
+    .unwrap()
+}
+
+/// `node.http.priority`: by default the threads that answer requests run
+/// in the real-time round-robin policy (where permitted) and nothing else
+/// does; `high` raises them to nice -5 instead; `normal` leaves them as
+/// ingestion.
+#[test]
+fn the_api_threads_take_the_priority_the_topology_sets() {
+    let rt = may_run_realtime();
+    for setting in ["", ", priority: high", ", priority: normal"] {
+        let dir = tempfile::tempdir().unwrap();
+        readings(dir.path());
+        let topo = topology(dir.path(), &format!("{{ listen: \"127.0.0.1:0\"{setting} }}"));
+        let (run, base) = start(&dir.path().join("state"), &topo, &[]);
+        // A read on a worker and one rendered on the blocking pool.
+        wait_get(&base, "/twins/pump-2", "pump-2 is not served", |r| r.status == 200);
+        assert_eq!(get(&base, "/twins").status, 200);
+        let all = threads(run.child.id());
+        let realtime: Vec<&String> = all.iter().filter(|t| t.1 == libc::SCHED_RR).map(|t| &t.0).collect();
+        let raised: Vec<&String> = all.iter().filter(|t| t.2 == -5).map(|t| &t.0).collect();
+        match setting {
+            "" if rt => {
+                assert!(realtime.len() >= 2, "a worker and a blocking thread: {all:?}");
+                assert!(raised.is_empty(), "{all:?}");
+            }
+            "" | ", priority: high" => {
+                assert!(realtime.is_empty(), "{all:?}");
+                assert!(raised.len() >= 2, "a worker and a blocking thread: {all:?}");
+            }
+            _ => assert!(realtime.is_empty() && raised.is_empty(), "{all:?}"),
+        }
+        // Ingestion never does.
+        for (name, policy, nice) in &all {
+            if name.starts_with("decode") || name.starts_with("source") || name == "router" {
+                assert_eq!((*policy, *nice), (libc::SCHED_OTHER, 0), "{name}");
+            }
+        }
+        stop_cleanly(run);
+    }
+}
+
+/// Where the kernel refuses the real-time policy (here the node starts
+/// without `CAP_SYS_NICE`, through util-linux's `setpriv`), the API still
+/// answers, its threads take what `high` can get, and the log says so once.
+#[test]
+fn a_refused_real_time_policy_falls_back_and_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    readings(dir.path());
+    let topo = topology(dir.path(), "{ listen: \"127.0.0.1:0\" }");
+    let node = run_cmd(&topo, &dir.path().join("state"));
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--inh-caps=-sys_nice", "--bounding-set=-sys_nice"])
+        .arg(node.get_program())
+        .args(node.get_args());
+    let mut run = spawn(&mut cmd);
+    let base = run.http_base();
+    wait_get(&base, "/readyz", "the node did not become ready", |r| r.status == 200);
+    wait_get(&base, "/twins/pump-2", "pump-2 is not served", |r| r.status == 200);
+    assert_eq!(get(&base, "/twins").status, 200);
+    let all = threads(run.child.id());
+    assert!(all.iter().all(|t| t.1 == libc::SCHED_OTHER), "{all:?}");
+    let (_, err) = stop_cleanly(run);
+    let said: Vec<&String> = err
+        .iter()
+        .filter(|l| l.contains("refuses the real-time policy"))
+        .collect();
+    assert_eq!(said.len(), 1, "{err:?}");
+    assert!(
+        said[0].contains("run at nice 0 with short time slices instead"),
+        "{}",
+        said[0]
+    );
+}

@@ -647,6 +647,22 @@ sources:
         ],
     },
     Case {
+        name: "an API priority that is not one of the three",
+        yaml: r#"
+node: { http: { listen: "127.0.0.1:0", priority: urgent } }
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: f
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &["t.yaml:1:50: node.http.priority: expected `realtime`, `high` or `normal`, found `urgent`"],
+    },
+    Case {
         name: "a damaged twin rebuilt from a changelog a standalone node does not have",
         yaml: r#"
 node: { damaged_twin: changelog }

@@ -26,6 +26,7 @@ impl<'t> Cx<'t> {
             http_listen: None,
             http_write_token: None,
             http_read_token: None,
+            http_priority: ApiPriority::default(),
             workers: 0,
             decoders: 0,
             max_inflight_chunks: 8,
@@ -223,6 +224,7 @@ impl<'t> Cx<'t> {
                 "read_token",
                 "read_token_env",
                 "read_token_file",
+                "priority",
             ];
             if let Some(h) = Fields::new(http, "node.http", HTTP, d) {
                 if let Some(l) = h.str("listen", false, d) {
@@ -239,6 +241,9 @@ impl<'t> Cx<'t> {
                 }
                 spec.http_write_token = token(&h, "write_token", d);
                 spec.http_read_token = token(&h, "read_token", d);
+                if let Some(c) = h.choice("priority", &ApiPriority::NAMES, false, d) {
+                    spec.http_priority = ApiPriority::from_name(&c.value).unwrap_or_default();
+                }
             }
         }
         Some(spec)

@@ -19,6 +19,8 @@ pub struct NodeSpec {
     pub http_write_token: Option<Secret>,
     /// The bearer token reads need; without one reads are open.
     pub http_read_token: Option<Secret>,
+    /// How the API's threads compete with ingestion for the cores.
+    pub http_priority: ApiPriority,
     /// Actor worker threads; 0 = one per core.
     pub workers: usize,
     /// Decoder threads; 0 = one per core.
@@ -73,6 +75,37 @@ impl DamagedTwin {
             DamagedTwin::Empty => "empty",
             DamagedTwin::Changelog => "changelog",
         }
+    }
+}
+
+/// How the API's threads compete with ingestion for the cores
+/// (`node.http.priority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiPriority {
+    /// The real-time round-robin policy at its lowest priority: a waking
+    /// API thread takes a core from ingestion at once, and is never taken
+    /// off one by it. Where the kernel refuses it, [`High`](Self::High).
+    #[default]
+    Realtime,
+    /// Nice -5 and 0.1 ms time slices: ahead of ingestion in the normal
+    /// policy, which still makes a waking thread wait for the next tick
+    /// now and then.
+    High,
+    /// Like ingestion.
+    Normal,
+}
+
+impl ApiPriority {
+    pub const NAMES: [&'static str; 3] = ["realtime", "high", "normal"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn from_name(name: &str) -> Option<ApiPriority> {
+        [ApiPriority::Realtime, ApiPriority::High, ApiPriority::Normal]
+            .into_iter()
+            .find(|p| p.name() == name)
     }
 }
 
