@@ -234,10 +234,8 @@ struct Load {
 /// 3-5 ms late by a scheduler tick (4 ms at 250 Hz) for a few percent of
 /// the requests, counted as the node's latency.
 fn client_priority() {
-    let p = libc::sched_param { sched_priority: 1 };
-    // SAFETY: sched_setscheduler reads `p`, which lives across the call;
-    // pid 0 is the calling thread. Refused, the thread keeps its policy.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &p) };
+    // Refused, the thread keeps its policy.
+    let _ = twinstream::priority::set_realtime(twinstream::priority::API_RT_PRIORITY);
 }
 
 /// Runs the open-loop load until `stop`.

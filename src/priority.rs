@@ -37,11 +37,7 @@ pub fn set_api_priority(p: ApiPriority) {
 }
 
 fn api_priority() -> ApiPriority {
-    match API_PRIORITY.load(Ordering::Relaxed) {
-        0 => ApiPriority::Realtime,
-        1 => ApiPriority::High,
-        _ => ApiPriority::Normal,
-    }
+    ApiPriority::ALL[API_PRIORITY.load(Ordering::Relaxed) as usize]
 }
 
 /// The store writer's nice value (0 is the default, 19 the lowest).
@@ -104,8 +100,10 @@ pub fn answer_first() {
 /// Moves the calling thread to the real-time round-robin policy at
 /// `priority`. Threads it starts begin in the normal policy (an API thread
 /// that starts one calls [`answer_first`] there if it serves requests).
+/// Also what the HTTP bench's load threads and the tests use to find out
+/// whether the policy is permitted here.
 #[cfg(target_os = "linux")]
-fn set_realtime(priority: i32) -> std::io::Result<()> {
+pub fn set_realtime(priority: i32) -> std::io::Result<()> {
     let param = libc::sched_param {
         sched_priority: priority,
     };

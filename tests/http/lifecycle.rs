@@ -162,13 +162,9 @@ fn threads(pid: u32) -> Vec<(String, i32, i32)> {
 /// Whether this process may put a thread in the real-time policy (root
 /// here; a container without CAP_SYS_NICE may not).
 fn may_run_realtime() -> bool {
-    std::thread::spawn(|| {
-        let p = libc::sched_param { sched_priority: 1 };
-        // SAFETY: sched_setscheduler reads `p`; pid 0 is this thread.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &p) == 0 }
-    })
-    .join()
-    .unwrap()
+    std::thread::spawn(|| twinstream::priority::set_realtime(twinstream::priority::API_RT_PRIORITY).is_ok())
+        .join()
+        .unwrap()
 }
 
 /// `node.http.priority`: by default the threads that answer requests run

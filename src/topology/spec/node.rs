@@ -96,6 +96,9 @@ pub enum ApiPriority {
 }
 
 impl ApiPriority {
+    /// Every setting, in the order of [`NAMES`](Self::NAMES) (and of the
+    /// discriminants).
+    pub const ALL: [ApiPriority; 3] = [ApiPriority::Realtime, ApiPriority::High, ApiPriority::Normal];
     pub const NAMES: [&'static str; 3] = ["realtime", "high", "normal"];
 
     pub fn name(self) -> &'static str {
@@ -103,9 +106,7 @@ impl ApiPriority {
     }
 
     pub fn from_name(name: &str) -> Option<ApiPriority> {
-        [ApiPriority::Realtime, ApiPriority::High, ApiPriority::Normal]
-            .into_iter()
-            .find(|p| p.name() == name)
+        Self::ALL.into_iter().find(|p| p.name() == name)
     }
 }
 
