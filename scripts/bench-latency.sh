@@ -23,7 +23,9 @@
 # of twinstream_hop_latency_seconds: decode, apply, output, durable.
 #
 # Environment: BENCH_KEEP_DATA (keep generated workloads,
-# shared with bench-replay.sh), BENCH_BIN, CARGO_TARGET_DIR.
+# shared with bench-replay.sh), BENCH_BIN, CARGO_TARGET_DIR, BENCH_TOPOLOGY
+# (a variant of topologies/workload-v1.yaml to replay with, e.g. another
+# node.snapshot).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,7 +59,7 @@ run() {
     local port state=$TMP/state-$1 log=$TMP/$1.log
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     rm -rf "$state"
-    "$BIN" --log-format json replay topologies/workload-v1.yaml "$data" --report "$TMP/$name.json" \
+    "$BIN" --log-format json replay "${BENCH_TOPOLOGY:-topologies/workload-v1.yaml}" "$data" --report "$TMP/$name.json" \
         --state-dir "$state" --rate "$rate" --http "127.0.0.1:$port" 2>"$log" &
     local pid=$!
     python3 - "$port" "$pid" "$name" "$TMP/$name.json" "$log" <<'PY'

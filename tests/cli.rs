@@ -92,7 +92,7 @@ fn check_summarises_what_the_demo_declares() {
     let out = &done.stdout;
     for want in [
         "topologies/demo.yaml: OK",
-        "node      demo  state_dir=state  snapshot every 2s or 1000000 events (fsync)",
+        "node      demo  state_dir=state  snapshot every 2s or 1000000 events (fsync), min pause auto",
         "http      127.0.0.1:8080  writes: token from environment variable `TWINSTREAM_WRITE_TOKEN`  reads: open  priority: realtime",
         "types     2",
         "assets    2 entries (1 ids, 1 patterns)",

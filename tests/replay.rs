@@ -107,11 +107,12 @@ fn history_of_a_replay_matches_the_reference_row_by_row() {
         "small.jsonl",
         &["--assets", "200", "--seconds", "5", "--late-frac", "0.005"],
     );
-    // A checkpoint every 100 ms of a replay paced to last about a second.
+    // A checkpoint every 100 ms of a replay paced to last about a second,
+    // however long each takes.
     let text = std::fs::read_to_string(repo().join(HISTORY_TOPOLOGY)).unwrap();
-    assert!(text.contains("interval: 1s"));
+    assert!(text.contains("    interval: 1s\n"));
     let topo = dir.path().join("history.yaml");
-    std::fs::write(&topo, text.replace("interval: 1s", "interval: 100ms")).unwrap();
+    std::fs::write(&topo, text.replace("interval: 1s", EVERY_100MS)).unwrap();
     let report = dir.path().join("ours.json");
     let ours_csv = dir.path().join("ours.csv");
     let out = replay(
@@ -157,6 +158,10 @@ fn history_of_a_replay_matches_the_reference_row_by_row() {
     assert!(span(starts("5000")) >= 5000, "5 s tier keeps the whole trace");
 }
 
+/// A checkpoint every 100 ms, not paced by its cost (for the snapshot of
+/// a topology whose `interval: 1s` line is indented by four spaces).
+const EVERY_100MS: &str = "interval: 100ms\n    min_pause: 0s";
+
 /// Retention frees disk: a trace of 200 s, checkpointed every 100 ms of a
 /// replay paced to 4 s (so its raw pages are written while within
 /// retention), with the raw tier kept 2 s, takes a fraction of the disk it
@@ -175,7 +180,7 @@ fn retention_frees_the_disk_of_what_it_drops() {
             .replace("raw: 2s", raw)
             .replace("- { every: 1s, keep: 3s }\n", "")
             .replace("- { every: 5s, keep: 1h }", "- { every: 1h, keep: 1h }")
-            .replace("interval: 1s", "interval: 100ms");
+            .replace("interval: 1s", EVERY_100MS);
         assert!(
             t.contains(raw) && !t.contains("every: 1s") && t.contains("100ms"),
             "{t}"

@@ -3,7 +3,7 @@
 //!
 //! Like `GET /twins/{id}`, both start from the twin as the last durable
 //! checkpoint stored it (read from RocksDB on the HTTP thread: no message to
-//! the engine, so ingestion never delays the answer; at most
+//! the engine, so ingestion never delays the answer; about
 //! `snapshot.interval` old), or with `fresh=true` from a copy the twin
 //! itself sends (a question on its mailbox, answered after the work queued
 //! before it); a twin no checkpoint holds yet is asked too. The prediction

@@ -460,7 +460,7 @@ pub(super) fn checkpointed_state(
 /// One twin: latest values with time, source and quality, estimates,
 /// windows, joins, alerts, desired/reported state and commands, relations
 /// and version. Read from the last durable checkpoint (committed state: a
-/// crash never takes back what it shows; at most `snapshot.interval` old)
+/// crash never takes back what it shows; about `snapshot.interval` old)
 /// unless `fresh=true`, or the twin has no checkpoint yet.
 #[utoipa::path(get, path = "/twins/{id}", tag = "twins",
     params(("id" = String, Path, description = "Asset id"), TwinRead),

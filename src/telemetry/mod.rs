@@ -28,6 +28,9 @@ pub const TWINS_QUARANTINED: &str = "twinstream_twins_quarantined_total";
 pub const SNAPSHOT_DURATION: &str = "twinstream_snapshot_duration_seconds";
 pub const SNAPSHOT_BYTES: &str = "twinstream_snapshot_bytes_total";
 pub const SNAPSHOT_TWINS: &str = "twinstream_snapshot_twins_total";
+/// The pause after the last durable checkpoint before the next may start
+/// (`node.snapshot.min_pause`; with `auto`, how long the last one took).
+pub const SNAPSHOT_PAUSE: &str = "twinstream_snapshot_pause_seconds";
 pub const SINK_LINES: &str = "twinstream_sink_lines_total";
 pub const FLOW_INFLIGHT: &str = "twinstream_flow_inflight_chunks";
 pub const TIMERS_FIRED: &str = "twinstream_timers_fired_total";
@@ -110,6 +113,7 @@ pub const ALL: &[&str] = &[
     SNAPSHOT_DURATION,
     SNAPSHOT_BYTES,
     SNAPSHOT_TWINS,
+    SNAPSHOT_PAUSE,
     SINK_LINES,
     FLOW_INFLIGHT,
     TIMERS_FIRED,
@@ -340,6 +344,10 @@ pub fn snapshot_written(seconds: f64, twins: usize, bytes: usize) {
     histogram!(SNAPSHOT_DURATION).record(seconds);
     counter!(SNAPSHOT_TWINS).increment(twins as u64);
     counter!(SNAPSHOT_BYTES).increment(bytes as u64);
+}
+
+pub fn snapshot_pause(seconds: f64) {
+    gauge!(SNAPSHOT_PAUSE).set(seconds);
 }
 
 pub fn sink_written(sink: &str, lines: u64) {

@@ -25,7 +25,7 @@ impl Topology {
         let _ = writeln!(s, "{}: OK", self.file.display());
         let _ = writeln!(
             s,
-            "node      {}{}  state_dir={}  snapshot every {} or {} events{}",
+            "node      {}{}  state_dir={}  snapshot every {} or {} events{}, min pause {}",
             n.name,
             match n.role {
                 NodeRole::Standalone => String::new(),
@@ -35,6 +35,7 @@ impl Topology {
             humantime::format_duration(n.snapshot.interval),
             n.snapshot.max_events,
             if n.snapshot.sync { " (fsync)" } else { "" },
+            n.snapshot.min_pause.describe(),
         );
         if let Some(http) = n.http_listen {
             let auth = |t: &Option<Secret>, none: &str| {

@@ -131,6 +131,7 @@ fn a_real_prometheus_scrapes_the_node_and_sees_counters_move() {
         "twinstream_apply_latency_seconds_bucket",
         "twinstream_twins_active",
         "twinstream_snapshot_duration_seconds_count",
+        "twinstream_snapshot_pause_seconds",
         "twinstream_alerts_active{severity=\"critical\"}",
         "twinstream_alert_latency_seconds_count",
         // pump-2's critical alert left through the alerts file.

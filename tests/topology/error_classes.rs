@@ -663,6 +663,22 @@ sources:
         want: &["t.yaml:1:50: node.http.priority: expected `realtime`, `high` or `normal`, found `urgent`"],
     },
     Case {
+        name: "a pause between checkpoints that is neither `auto` nor a duration",
+        yaml: r#"
+node: { snapshot: { min_pause: soon } }
+asset_types:
+  pump:
+    sensors:
+      vibration: { unit: mm/s }
+assets: [{ id: pump-1, type: pump }]
+sources:
+  - name: f
+    type: file
+    decode: { asset: a, sensor: s, ts: t, value: v }
+"#,
+        want: &["t.yaml:1:32: node.snapshot.min_pause: `auto` or a duration like `200ms`, `10s` or `5m`, found `soon` (expected number at 0)"],
+    },
+    Case {
         name: "a damaged twin rebuilt from a changelog a standalone node does not have",
         yaml: r#"
 node: { damaged_twin: changelog }

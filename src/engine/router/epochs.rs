@@ -102,6 +102,9 @@ pub(super) struct Epochs {
     inflight: VecDeque<InflightEpoch>,
     /// When the last epoch started.
     last_checkpoint: Instant,
+    /// The next epoch starts no sooner (`snapshot.min_pause` after the last
+    /// durable), unless an API write waits for it.
+    pause_ends: Instant,
     /// Events routed since the last epoch started.
     pub(super) events_since_checkpoint: u64,
     /// When the chunks routed since the last epoch started were received.
@@ -129,6 +132,7 @@ impl Epochs {
             epoch: 0,
             inflight: VecDeque::new(),
             last_checkpoint: Instant::now(),
+            pause_ends: Instant::now(),
             events_since_checkpoint: 0,
             received: Received::new(Instant::now()),
             writer,
@@ -157,16 +161,32 @@ impl Epochs {
     }
 
     pub(super) fn checkpoint_due(&self) -> bool {
+        self.checkpoint_due_at(Instant::now())
+    }
+
+    fn checkpoint_due_at(&self, now: Instant) -> bool {
         self.inflight.is_empty()
             && (self.n_dirty > 0 || self.positions_changed)
             && (self.urgent
-                || self.last_checkpoint.elapsed() >= self.snapshot.interval
-                || self.events_since_checkpoint >= self.snapshot.max_events)
+                || (now >= self.pause_ends
+                    && (now.saturating_duration_since(self.last_checkpoint) >= self.snapshot.interval
+                        || self.events_since_checkpoint >= self.snapshot.max_events)))
     }
 
-    /// How long until the next checkpoint is due by the interval.
-    pub(super) fn until_interval(&self) -> Duration {
-        self.snapshot.interval.saturating_sub(self.last_checkpoint.elapsed())
+    /// How long until the next checkpoint is due by the interval and the
+    /// pause.
+    pub(super) fn until_due(&self) -> Duration {
+        let now = Instant::now();
+        let interval = (self.last_checkpoint + self.snapshot.interval).saturating_duration_since(now);
+        interval.max(self.pause_ends.saturating_duration_since(now))
+    }
+
+    /// Epoch `took` from start to durable, which was `now`: the next starts
+    /// no sooner than the pause after it.
+    fn paced(&mut self, took: Duration, now: Instant) {
+        let pause = self.snapshot.min_pause.after(took);
+        self.pause_ends = now + pause;
+        telemetry::snapshot_pause(pause.as_secs_f64());
     }
 
     /// An API write to a twin dirty for the next epoch: `durable` is told
@@ -256,6 +276,7 @@ impl Router {
         // where the sources have got to since.
         let mut line = None;
         let now = Instant::now();
+        self.epochs.paced(d.elapsed, now);
         while self.epochs.inflight.front().is_some_and(|e| e.id <= d.epoch) {
             let e = self.epochs.inflight.pop_front().expect("checked");
             e.received.durable(now);
@@ -280,6 +301,62 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topology::MinPause;
+
+    fn epochs(min_pause: MinPause) -> Epochs {
+        let (writer, _) = crossbeam_channel::unbounded();
+        let snapshot = SnapshotSpec {
+            interval: Duration::from_secs(1),
+            max_events: 1000,
+            sync: false,
+            min_pause,
+        };
+        let mut e = Epochs::new(1, writer, snapshot);
+        e.mark(0, 7);
+        e
+    }
+
+    /// With `auto`, a checkpoint that took 3 s holds the next until 3 s
+    /// after it was durable, though the interval (1 s) passed long before,
+    /// and so does `max_events`; an API write still starts one at once. A cheap
+    /// checkpoint leaves the cadence to the interval, and a fixed pause is
+    /// what it says.
+    #[test]
+    fn the_next_checkpoint_waits_as_long_as_the_last_took() {
+        let mut e = epochs(MinPause::Auto);
+        let started = e.last_checkpoint;
+        let durable = started + Duration::from_secs(3);
+        e.paced(Duration::from_secs(3), durable);
+        assert!(!e.checkpoint_due_at(durable + Duration::from_millis(2999)));
+        assert!(e.checkpoint_due_at(durable + Duration::from_secs(3)));
+        e.events_since_checkpoint = 1000;
+        assert!(!e.checkpoint_due_at(durable), "max_events waits for the pause too");
+        assert!(e.checkpoint_due_at(durable + Duration::from_secs(3)));
+        e.events_since_checkpoint = 0;
+        e.urgent = true;
+        assert!(e.checkpoint_due_at(durable), "an API write does not wait for the pause");
+        e.urgent = false;
+
+        e.paced(Duration::from_millis(10), started + Duration::from_millis(10));
+        assert!(
+            !e.checkpoint_due_at(started + Duration::from_millis(999)),
+            "the interval still holds"
+        );
+        assert!(e.checkpoint_due_at(started + Duration::from_secs(1)));
+
+        let mut e = epochs(MinPause::Fixed(Duration::ZERO));
+        let started = e.last_checkpoint;
+        e.paced(Duration::from_secs(3), started + Duration::from_secs(3));
+        assert!(
+            e.checkpoint_due_at(started + Duration::from_secs(3)),
+            "no pause: due at once"
+        );
+        let mut e = epochs(MinPause::Fixed(Duration::from_secs(2)));
+        let started = e.last_checkpoint;
+        e.paced(Duration::from_millis(10), started + Duration::from_millis(10));
+        assert!(!e.checkpoint_due_at(started + Duration::from_millis(2009)));
+        assert!(e.checkpoint_due_at(started + Duration::from_millis(2010)));
+    }
 
     /// 100,000 chunks over 100 s: the grain doubles until at most
     /// `MAX_GRAINS` are in use (1 ms -> 32 ms), and every chunk is counted.

@@ -215,7 +215,7 @@ impl Router {
             }
             let wait = self
                 .epochs
-                .until_interval()
+                .until_due()
                 .clamp(Duration::from_millis(1), Duration::from_millis(100));
             // A channel whose senders are all gone (the sources of a run
             // that read their files to the end) is ready forever: replaced

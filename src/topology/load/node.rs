@@ -22,6 +22,7 @@ impl<'t> Cx<'t> {
                 interval: Duration::from_secs(1),
                 max_events: 1_000_000,
                 sync: true,
+                min_pause: MinPause::Auto,
             },
             http_listen: None,
             http_write_token: None,
@@ -87,7 +88,7 @@ impl<'t> Cx<'t> {
             }
         }
         if let Some(snap) = f.get("snapshot") {
-            const SNAP: &[&str] = &["interval", "max_events", "sync"];
+            const SNAP: &[&str] = &["interval", "max_events", "sync", "min_pause"];
             if let Some(s) = Fields::new(snap, "node.snapshot", SNAP, d) {
                 if let Some(i) = s.duration("interval", false, d) {
                     if i.value.is_zero() {
@@ -103,6 +104,22 @@ impl<'t> Cx<'t> {
                 }
                 if let Some(b) = s.bool("sync", d) {
                     spec.snapshot.sync = b.value;
+                }
+                if let Some(p) = s.str("min_pause", false, d) {
+                    if p.value == "auto" {
+                        spec.snapshot.min_pause = MinPause::Auto;
+                    } else {
+                        match parse_duration(&p.value) {
+                            Ok(pause) => spec.snapshot.min_pause = MinPause::Fixed(pause),
+                            Err(msg) => d.error(
+                                p.pos,
+                                format!(
+                                    "node.snapshot.min_pause: `auto` or {}",
+                                    msg.replacen("expected ", "", 1)
+                                ),
+                            ),
+                        }
+                    }
                 }
             }
         }

@@ -196,6 +196,41 @@ pub struct SnapshotSpec {
     pub max_events: u64,
     /// fsync the RocksDB write-ahead log on every snapshot (survives power loss).
     pub sync: bool,
+    /// How long after a checkpoint is durable the next may start (by
+    /// `interval` or `max_events`), unless an API write waits for one.
+    pub min_pause: MinPause,
+}
+
+/// `node.snapshot.min_pause`: the pause between one checkpoint durable and
+/// the next started, which bounds the share of time the node spends
+/// checkpointing (as Flink's `execution.checkpointing.min-pause`, here also
+/// adaptive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinPause {
+    /// As long as the last checkpoint took, from start to durable: at most
+    /// half of the time goes to checkpoints, however many bytes they write
+    /// and however long they yield to input. A cheap checkpoint leaves the
+    /// cadence to `interval`.
+    Auto,
+    /// A fixed pause; zero for none.
+    Fixed(Duration),
+}
+
+impl MinPause {
+    /// The pause after a checkpoint that took `took`.
+    pub fn after(self, took: Duration) -> Duration {
+        match self {
+            MinPause::Auto => took,
+            MinPause::Fixed(pause) => pause,
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            MinPause::Auto => "auto".into(),
+            MinPause::Fixed(pause) => humantime::format_duration(pause).to_string(),
+        }
+    }
 }
 
 /// Where a secret is read from at start-up.
