@@ -15,6 +15,12 @@
 //!   once: the record sizes, and which parts of a twin (sensors, open and
 //!   closed windows, alerts, counters) changed between two checkpoints, in
 //!   how many twins: what a record of only the changed parts would save.
+//! * `checkpoint/cpu/10k-dirty-64-sensors`: the same for twins of a type
+//!   with 64 sensors of which 4 report in a second (10 readings each), the
+//!   kind of twin an incremental record is for. Printed once: its record
+//!   sizes, and how large a record of only what changed would be: the
+//!   record less its unchanged sensors' entries, each changed entry with its
+//!   times made absolute.
 //! * `supervision/bare/100k` and `supervision/backed-up/100k`: one batch (a
 //!   reading of every sensor) applied to each of 100k twins in turn, so each
 //!   is out of cache as in a busy node; `backed-up` first copies the state
@@ -25,15 +31,18 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use twinstream::store::envelope::bincode_config;
 use twinstream::store::{Checkpoint, Store, TimerChange};
-use twinstream::twin::model::{next_deadline, TwinState};
-use twinstream::twin::record;
-use twinstream::twin::schema::TypeModel;
+use twinstream::topology::{self, OutputKind};
+use twinstream::twin::model::{apply, next_deadline, Event, Input, Output, TwinState};
+use twinstream::twin::record::{self, TwinRecord};
+use twinstream::twin::schema::{Model, OutputMask, TypeModel};
 
 #[path = "support/pump.rs"]
 mod pump;
-use pump::{type_model, Fleet};
+use pump::{type_model, Fleet, Rng, BASE_TS};
 
 const TWINS: usize = 10_000;
 /// Distinct event streams the twins share (each twin from its own place).
@@ -44,6 +53,10 @@ const STREAMS: usize = 64;
 const COLD_TWINS: usize = 100_000;
 /// Readings a twin takes between two checkpoints: a second of its stream.
 const READINGS: usize = 40;
+/// Sensors of the many-sensor type ...
+const MANY: usize = 64;
+/// ... and how many of them report in a second (10 readings each).
+const REPORTING: usize = 4;
 
 /// CPU time of `clock` (a `CLOCK_*_CPUTIME_ID`) so far.
 fn cpu(clock: libc::clockid_t) -> Duration {
@@ -77,10 +90,6 @@ fn fleet(m: &TypeModel, twins: usize) -> Fleet<'_> {
 fn bench_checkpoint(c: &mut Criterion) {
     let m = workload_v1();
     let mut fleet = fleet(&m, TWINS);
-    let assets: Vec<String> = (0..TWINS).map(asset).collect();
-    let mut stored: Vec<Option<i64>> = vec![None; TWINS];
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path(), 1).expect("store opens");
     let mut enc = record::Encoder::default();
     let sizes: Vec<usize> = fleet
         .twins
@@ -131,23 +140,66 @@ fn bench_checkpoint(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("checkpoint");
     g.sample_size(10);
-    g.throughput(Throughput::Elements(TWINS as u64));
-    g.bench_function(BenchmarkId::new("cpu", "10k-dirty"), |b| {
+    checkpoint_cpu(&mut g, "10k-dirty", &m, &mut fleet);
+
+    let m = hall_model();
+    let mut halls = Halls::new(&m, TWINS);
+    for _ in 0..60 {
+        halls.second();
+    }
+    many_sensors_changed(&m, &mut halls);
+    checkpoint_cpu(&mut g, "10k-dirty-64-sensors", &m, &mut halls);
+    g.finish();
+}
+
+/// Twins a checkpoint benchmark makes dirty.
+trait Dirty {
+    fn len(&self) -> usize;
+    /// Every twin takes its next second of readings.
+    fn second(&mut self);
+    fn state(&self, i: usize) -> &TwinState;
+}
+
+impl Dirty for Fleet<'_> {
+    fn len(&self) -> usize {
+        self.twins.len()
+    }
+    fn second(&mut self) {
+        for i in 0..self.twins.len() {
+            self.step(i, READINGS);
+        }
+    }
+    fn state(&self, i: usize) -> &TwinState {
+        &self.twins[i].st
+    }
+}
+
+/// The CPU of a round: every twin of `twins` takes a second of readings
+/// (not counted), then is encoded and staged with its timer change into one
+/// checkpoint, committed without fsync (counted, RocksDB's threads too).
+fn checkpoint_cpu(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, m: &TypeModel, twins: &mut dyn Dirty) {
+    let n = twins.len();
+    let assets: Vec<String> = (0..n).map(asset).collect();
+    let mut stored: Vec<Option<i64>> = vec![None; n];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path(), 1).expect("store opens");
+    let mut enc = record::Encoder::default();
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("cpu", name), |b| {
         b.iter_custom(|rounds| {
             let mut spent = Duration::ZERO;
             for _ in 0..rounds {
                 let process = cpu(libc::CLOCK_PROCESS_CPUTIME_ID);
                 let feeding = cpu(libc::CLOCK_THREAD_CPUTIME_ID);
-                for i in 0..TWINS {
-                    fleet.step(i, READINGS);
-                }
+                twins.second();
                 let fed = cpu(libc::CLOCK_THREAD_CPUTIME_ID) - feeding;
                 let mut ckpt = Checkpoint::default();
-                for (i, t) in fleet.twins.iter().enumerate() {
-                    enc.encode(&m, &t.st);
-                    store.put_twin(&mut ckpt, 0, &assets[i], enc.bytes());
-                    let new = next_deadline(&m, &t.st);
-                    store.put_timer(&mut ckpt, 0, &assets[i], TimerChange { old: stored[i], new });
+                for (i, asset) in assets.iter().enumerate() {
+                    let st = twins.state(i);
+                    enc.encode(m, st);
+                    store.put_twin(&mut ckpt, 0, asset, enc.bytes());
+                    let new = next_deadline(m, st);
+                    store.put_timer(&mut ckpt, 0, asset, TimerChange { old: stored[i], new });
                     stored[i] = new;
                 }
                 store.commit(ckpt, false).expect("commit");
@@ -156,7 +208,158 @@ fn bench_checkpoint(c: &mut Criterion) {
             spent
         });
     });
-    g.finish();
+}
+
+/// A hall of 64 temperature sensors with a 1 s tumbling window on each and
+/// one rule.
+fn hall_model() -> Arc<TypeModel> {
+    let sensors: String = (0..MANY)
+        .map(|i| format!("      s{i:02}: {{ unit: degC }}\n"))
+        .collect();
+    let text = format!(
+        r#"version: 1
+asset_types:
+  hall:
+    sensors:
+{sensors}    watermark:
+      out_of_orderness: 200ms
+assets:
+  - id: hall-*
+    type: hall
+sources:
+  - name: events
+    type: file
+    decode: {{ asset: asset, sensor: sensor, ts: ts, value: value }}
+windows:
+  - {{ name: w1s, type: tumbling, size: 1s }}
+rules:
+  - name: hot
+    when: "w1s.s00.avg > 30.0"
+    severity: warning
+"#
+    );
+    let topo = topology::parse(std::path::Path::new("hall.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
+    Model::build(&topo, OutputMask::default().with(OutputKind::Alerts), true).types[0].clone()
+}
+
+struct Hall {
+    st: TwinState,
+    rng: Rng,
+    second: i64,
+    origin: u64,
+}
+
+/// Twins of [`hall_model`]: in each second, `REPORTING` of the sensors,
+/// picked at random, report 10 readings each.
+struct Halls<'m> {
+    m: &'m TypeModel,
+    twins: Vec<Hall>,
+    batch: Vec<Event>,
+    out: Vec<Output>,
+}
+
+impl<'m> Halls<'m> {
+    fn new(m: &'m TypeModel, n: usize) -> Self {
+        Halls {
+            m,
+            twins: (0..n)
+                .map(|i| Hall {
+                    st: TwinState::new(m),
+                    rng: Rng::new(i as u64 + 1),
+                    second: 0,
+                    origin: 0,
+                })
+                .collect(),
+            batch: Vec::with_capacity(REPORTING * 10),
+            out: Vec::with_capacity(64),
+        }
+    }
+}
+
+impl Dirty for Halls<'_> {
+    fn len(&self) -> usize {
+        self.twins.len()
+    }
+
+    fn second(&mut self) {
+        for t in &mut self.twins {
+            let mut picked = [0u16; REPORTING];
+            let mut k = 0;
+            while k < REPORTING {
+                let s = (t.rng.next() % MANY as u64) as u16;
+                if !picked[..k].contains(&s) {
+                    picked[k] = s;
+                    k += 1;
+                }
+            }
+            self.batch.clear();
+            for j in 0..10 {
+                for (k, &sensor) in picked.iter().enumerate() {
+                    t.origin += 1;
+                    self.batch.push(Event {
+                        ts: BASE_TS + t.second * 1000 + j * 100 + k as i64 * 7,
+                        value: ((20.0 + 5.0 * t.rng.unit()) * 64.0).round() / 64.0,
+                        sensor,
+                        source: 0,
+                        origin: t.origin,
+                        redelivered: false,
+                        replayed: false,
+                    });
+                }
+            }
+            apply(self.m, &mut t.st, Input::Events(&self.batch), 0, &mut self.out);
+            self.out.clear();
+            t.st.take_digest(|d| {
+                black_box(d.len());
+            });
+            t.second += 1;
+        }
+    }
+
+    fn state(&self, i: usize) -> &TwinState {
+        &self.twins[i].st
+    }
+}
+
+/// Prints the many-sensor twins' record sizes and what a record of only the
+/// changed parts would take: the full record less the entries of the
+/// sensors that did not change, each changed entry 9 bytes larger (its
+/// times made absolute, as a part stored apart from the twin's `max_ts`
+/// must be: the record stores every sensor's time relative to it, so every
+/// entry's bytes change with any new reading).
+fn many_sensors_changed(m: &TypeModel, halls: &mut Halls<'_>) {
+    let before: Vec<TwinState> = halls.twins.iter().map(|t| t.st.clone()).collect();
+    halls.second();
+    let (mut full, mut parts, mut changed) = (0usize, 0usize, 0usize);
+    let mut enc = record::Encoder::default();
+    for (a, t) in before.iter().zip(&halls.twins) {
+        enc.encode(m, &t.st);
+        full += enc.bytes().len();
+        let rec = TwinRecord::from_state(m, &t.st);
+        let mut part = enc.bytes().len();
+        for s in &rec.sensors {
+            let i = s.sensor as usize;
+            if a.sensors[i] == t.st.sensors[i] {
+                part -= bincode::serde::encode_to_vec(s, bincode_config())
+                    .expect("encodes")
+                    .len();
+            } else {
+                part += 9;
+                changed += 1;
+            }
+        }
+        parts += part;
+    }
+    let n = halls.twins.len() as f64;
+    println!(
+        "checkpoint: {} twins of {MANY} sensors ({REPORTING} report in a second): records of {:.0} B on average; \
+         a second apart {:.1} sensors changed per twin; a record of the changed parts only: {:.0} B ({:.0}% of the record)",
+        halls.twins.len(),
+        full as f64 / n,
+        changed as f64 / n,
+        parts as f64 / n,
+        100.0 * parts as f64 / full as f64
+    );
 }
 
 fn bench_supervision(c: &mut Criterion) {
