@@ -1,7 +1,8 @@
 //! Epochs: the router remembers which twins it sent events to since the
 //! last checkpoint (the dirty sets) and starts checkpoints ([`Epoch`])
-//! every `snapshot.interval` or `snapshot.max_events` (or at once for an
-//! API write). An epoch stores the twins of its dirty set and every
+//! every `snapshot.interval` or `snapshot.max_events`, no sooner than
+//! `snapshot.min_pause` after the last was durable (or at once for an API
+//! write). An epoch stores the twins of its dirty set and every
 //! source's position as of the chunks routed; once it is durable, what
 //! waited for it goes on: acknowledging sources, API writes, released
 //! shards ([`super::shards`]).
