@@ -161,6 +161,25 @@ impl Epochs {
         self.n_dirty += 1;
     }
 
+    /// Takes the twins in `gone` (worker, local slot) out of the next
+    /// epoch's dirty sets: they left this node.
+    pub(super) fn forget(&mut self, gone: &[(usize, u32)]) {
+        if gone.is_empty() {
+            return;
+        }
+        let mut by_worker = vec![std::collections::HashSet::new(); self.dirty.len()];
+        for &(w, local) in gone {
+            by_worker[w].insert(local);
+        }
+        for (list, gone) in self.dirty.iter_mut().zip(&by_worker) {
+            if !gone.is_empty() {
+                let before = list.len();
+                list.retain(|l| !gone.contains(l));
+                self.n_dirty -= before - list.len();
+            }
+        }
+    }
+
     pub(super) fn checkpoint_due(&self) -> bool {
         self.checkpoint_due_at(Instant::now())
     }
@@ -315,6 +334,28 @@ mod tests {
         let mut e = Epochs::new(1, writer, snapshot);
         e.mark(0, 7);
         e
+    }
+
+    /// Twins that left (their shard went to another node) leave the dirty
+    /// sets, so a new twin in one of their slots is listed once.
+    #[test]
+    fn twins_that_left_are_not_in_the_next_epoch() {
+        let (writer, _) = crossbeam_channel::unbounded();
+        let snapshot = SnapshotSpec {
+            interval: Duration::from_secs(1),
+            max_events: 1000,
+            sync: false,
+            min_pause: MinPause::Auto,
+        };
+        let mut e = Epochs::new(2, writer, snapshot);
+        for (w, local) in [(0, 1), (0, 2), (1, 1), (1, 3)] {
+            e.mark(w, local);
+        }
+        e.forget(&[(0, 2), (1, 1), (1, 9)]);
+        assert_eq!(e.dirty, vec![vec![1], vec![3]]);
+        assert_eq!(e.n_dirty, 2);
+        e.forget(&[]);
+        assert_eq!(e.n_dirty, 2);
     }
 
     /// With `auto`, a checkpoint that took 3 s holds the next until 3 s

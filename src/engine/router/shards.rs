@@ -120,8 +120,19 @@ impl Router {
     }
 
     /// Stops the twins of `shards` (their state is durable, or another node
-    /// owns them now).
+    /// owns them now). Those dirty for the next epoch leave its dirty sets:
+    /// their slots may go to new twins before it starts, which would then
+    /// be listed twice (and another node owns their state now).
     fn evict(&mut self, shards: &[u32]) {
+        let next = self.epochs.next();
+        let dirty: Vec<(usize, u32)> = self
+            .directory
+            .twins
+            .values()
+            .filter(|t| t.dirty_for == next && shards.contains(&t.shard))
+            .map(|t| (t.worker as usize, t.local))
+            .collect();
+        self.epochs.forget(&dirty);
         self.directory
             .drop_twins(&self.workers, Leave::Evict, |t| shards.contains(&t.shard));
     }
