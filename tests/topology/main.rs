@@ -311,6 +311,38 @@ fn latency_budgets_are_per_hop_and_quantile_with_p99_by_default() {
     );
 }
 
+/// `node.snapshot.min_pause` is `auto` unless set; a duration is a fixed
+/// pause, `0s` none.
+#[test]
+fn the_pause_between_checkpoints_is_auto_a_duration_or_none() {
+    use std::time::Duration;
+    use twinstream::topology::MinPause;
+    let pause = |snapshot: &str| {
+        let text = format!(
+            "node: {{ {snapshot} }}\n\
+             asset_types: {{ pump: {{ sensors: {{ t: {{ unit: C }} }} }} }}\n\
+             assets: [{{ id: pump-1, type: pump }}]\n\
+             sources: [{{ name: f, type: file, decode: {{ asset: a, sensor: s, ts: t, value: v }} }}]\n"
+        );
+        topology::parse(Path::new("t.yaml"), &text)
+            .unwrap()
+            .node
+            .snapshot
+            .min_pause
+    };
+    assert_eq!(pause("name: n"), MinPause::Auto);
+    assert_eq!(pause("snapshot: { min_pause: auto }"), MinPause::Auto);
+    assert_eq!(
+        pause("snapshot: { min_pause: 250ms }"),
+        MinPause::Fixed(Duration::from_millis(250))
+    );
+    assert_eq!(pause("snapshot: { min_pause: 0s }"), MinPause::Fixed(Duration::ZERO));
+    assert_eq!(
+        MinPause::Fixed(Duration::ZERO).after(Duration::from_secs(3)),
+        Duration::ZERO
+    );
+}
+
 /// The hops the topology sets budgets on are the ones the metrics time.
 #[test]
 fn the_topology_names_the_hops_the_metrics_time() {
