@@ -125,16 +125,15 @@ impl Router {
     /// be listed twice (and another node owns their state now).
     fn evict(&mut self, shards: &[u32]) {
         let next = self.epochs.next();
-        let dirty: Vec<(usize, u32)> = self
-            .directory
-            .twins
-            .values()
-            .filter(|t| t.dirty_for == next && shards.contains(&t.shard))
-            .map(|t| (t.worker as usize, t.local))
-            .collect();
+        let mut dirty = Vec::new();
+        self.directory.drop_twins(&self.workers, Leave::Evict, |t| {
+            let leaves = shards.contains(&t.shard);
+            if leaves && t.dirty_for == next {
+                dirty.push((t.worker as usize, t.local));
+            }
+            leaves
+        });
         self.epochs.forget(&dirty);
-        self.directory
-            .drop_twins(&self.workers, Leave::Evict, |t| shards.contains(&t.shard));
     }
 
     /// Epoch `durable` is durable: the twins of the shards released with it
