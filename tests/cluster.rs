@@ -887,3 +887,102 @@ fn a_damaged_twin_record_is_rebuilt_from_the_changelog() {
     let msg = dead[0]["message"].as_str().unwrap();
     assert!(msg.ends_with("quarantined here and rebuilt from changelog"), "{msg}");
 }
+
+/// A node that finds another owner's claim on a shard it still works on
+/// (its group session ran out meanwhile) writes no more of the shard to the
+/// changelog, and its own copy of the shard stops counting as fresh: its
+/// store goes on taking the twins while the changelog counts none of it.
+/// When the node gets the shard back with nothing written after it, it
+/// restores the shard from the changelog, not from its store (twins ahead
+/// of the stored offset would apply events twice). Every reading is applied
+/// once, and the changelog holds what the node holds.
+#[test]
+fn a_node_fenced_off_a_shard_restores_it_from_the_changelog_and_applies_every_reading_once() {
+    const PARTS: u32 = 2;
+    const CHANGELOG: &str = "fenced-changelog";
+    let broker = Tansu::start();
+    let brokers = broker.brokers();
+    create_topic(&brokers, "telemetry", PARTS as i32);
+    let dir = tempfile::tempdir().unwrap();
+    let topo = Topo::new("a")
+        .snapshot_every("100ms")
+        .with(&format!(
+            "cluster: {{ source: fleet, changelog: {CHANGELOG}, session_timeout: 6s }}"
+        ))
+        .model(MODEL)
+        .source(&kafka_source(&brokers, "fenced-test"))
+        .file_sink("updates", &dir.path().join("updates-a.jsonl"), "twin_updates")
+        .write(&dir.path().join("a.yaml"));
+    let state = dir.path().join("state-a");
+    let pumps: Vec<String> = (0..10).map(|i| format!("pump-{i:04}")).collect();
+    for shard in 0..PARTS {
+        assert!(
+            pumps
+                .iter()
+                .any(|p| twinstream::cluster::partition_for(p.as_bytes(), PARTS) == shard),
+            "shard {shard} has pumps"
+        );
+    }
+    let readings = |from: i64, to: i64| -> Vec<(String, String)> {
+        (from..to)
+            .flat_map(|i| {
+                pumps.iter().map(move |p| {
+                    let r = format!(
+                        r#"{{"sensor":"temperature","ts":{},"value":{}}}"#,
+                        1_700_000_000_000 + i * 1000,
+                        20 + i
+                    );
+                    (p.clone(), r)
+                })
+            })
+            .collect()
+    };
+    let reached = |n: u64| move |v: &HashMap<String, u64>| (0..10).all(|i| v.get(&format!("pump-{i:04}")) >= Some(&n));
+
+    let mut a = start(&topo, &state);
+    produce(&brokers, &readings(0, 3));
+    wait_all(dir.path(), &mut [&mut a], "the first readings", reached(3));
+    // Another node claims both shards, an incarnation after this node's.
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &brokers);
+    let other = changelog::Writer::new(&config, CHANGELOG).unwrap();
+    let later = twinstream::cluster::incarnation(0) + 3_600_000_000;
+    other.claim(&[(0, later), (1, later)]).unwrap();
+    // The node's next checkpoint of each shard finds the claim...
+    produce(&brokers, &readings(3, 5));
+    for shard in 0..PARTS {
+        a.wait_stderr_ever(&format!("the claim on shard {shard} found"), WAIT, |l| {
+            l.contains("another node claimed this shard") && field(l, "shard") == Some(shard)
+        });
+    }
+    // ...and the checkpoints after it hold the shards' twins locally only.
+    produce(&brokers, &readings(5, 7));
+    wait_all(dir.path(), &mut [&mut a], "the readings after the claim", reached(7));
+    stop_cleanly(a);
+
+    // The group gives it the shards again; nothing was written after it.
+    let mut a = start(&topo, &state);
+    a.wait_stderr("the shards taken", WAIT, |l| l.contains("shards acquired"));
+    for shard in 0..PARTS {
+        assert!(
+            a.seen_err
+                .iter()
+                .any(|l| l.contains("shard restored from the changelog") && field(l, "shard") == Some(shard)),
+            "shard {shard} was not restored from the changelog"
+        );
+    }
+    produce(&brokers, &readings(7, 8));
+    wait_all(dir.path(), &mut [&mut a], "the last reading", reached(8));
+    stop_cleanly(a);
+
+    let local = digest(&state);
+    assert_eq!(local.len(), pumps.len());
+    for twin in &local {
+        assert_eq!(twin.1, 8, "every reading applied once: {twin:?}");
+    }
+    assert_eq!(
+        changelog_digest(&brokers, CHANGELOG, PARTS),
+        local,
+        "the changelog holds what the node holds"
+    );
+}

@@ -545,8 +545,10 @@ impl Writer {
     /// Writes the twin records of checkpoint `epoch`, then a marker per shard
     /// `(shard, incarnation, next offset of its ingest partition)`, and waits
     /// until every one is acknowledged. Returns the changelog's end after
-    /// each shard's marker; a shard this node learned it was fenced off
-    /// (another node claimed it) is not written and not in the answer.
+    /// each shard's marker; a shard this node was fenced off (another node
+    /// claimed it) is not in the answer: not written once known, and not
+    /// answered when this write finds the claim (its marker landed after
+    /// the claim, so no restore counts it).
     pub fn checkpoint(
         &self,
         epoch: u64,
@@ -616,6 +618,7 @@ impl Writer {
         Ok(markers
             .iter()
             .enumerate()
+            .filter(|(_, (shard, inc, _))| !slots.fenced(*shard, *inc))
             .map(|(i, (shard, _, _))| (*shard, offsets[first_marker + i] + 1))
             .collect())
     }

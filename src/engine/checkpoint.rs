@@ -10,7 +10,7 @@
 //! flushes every sink (so each output of those events is written before the
 //! state is durable) and commits. Epochs commit in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -252,9 +252,7 @@ pub fn writer_loop(
                 match writer.checkpoint(ep.id, &entries, incarnation_of, &markers) {
                     Ok(ends) => {
                         telemetry::changelog_written(entries.len() + markers.len());
-                        // A shard this node was fenced off is not written:
-                        // its local copy stays as it was (no longer fresh).
-                        for (shard, end) in ends {
+                        for &(shard, end) in &ends {
                             let Some(m) = marks.iter().find(|m| m.shard == shard) else {
                                 continue;
                             };
@@ -264,6 +262,21 @@ pub fn writer_loop(
                                 incarnation: m.incarnation,
                             };
                             store.put_position(&mut ckpt, &ShardMeta::key(m.shard), &meta.encode());
+                        }
+                        // A shard this node was fenced off has no end: the
+                        // changelog does not count this write, but the local
+                        // batch still holds its twins. Its meta goes with
+                        // them, so the local copy is never taken as fresh
+                        // (twins ahead of the offset in the meta would
+                        // apply events twice); a restore reads the changelog.
+                        let unmarked: BTreeSet<u32> = marks
+                            .iter()
+                            .map(|m| m.shard)
+                            .chain(entries.iter().map(|e| e.shard))
+                            .filter(|s| !ends.iter().any(|(e, _)| e == s))
+                            .collect();
+                        for shard in unmarked {
+                            store.delete_position(&mut ckpt, &ShardMeta::key(shard));
                         }
                     }
                     Err(e) => {

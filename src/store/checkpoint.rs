@@ -41,6 +41,12 @@ impl Store {
         ckpt.bytes += key.len() + value.len();
     }
 
+    /// Stages the removal of a meta value into `ckpt`.
+    pub fn delete_position(&self, ckpt: &mut Checkpoint, key: &str) {
+        ckpt.batch.delete_cf(&self.cf(META_CF), key.as_bytes());
+        ckpt.bytes += key.len();
+    }
+
     /// Writes the checkpoint atomically; with `sync` the WAL is fsynced
     /// before this returns.
     pub fn commit(&self, ckpt: Checkpoint, sync: bool) -> Result<(), StoreError> {
