@@ -21,12 +21,27 @@
 //!   sizes, and how large a record of only what changed would be: the
 //!   record less its unchanged sensors' entries, each changed entry with its
 //!   times made absolute.
+//! * `checkpoint/layout/{full-record,key-per-16-sensors,merge-operator}`:
+//!   the 64-sensor twins' checkpoint CPU (counted as above, timers left
+//!   out) in three ways of storing a twin, to pick the incremental
+//!   record's design by measurement: today's whole record under one key;
+//!   the record less its sensors under one key and the sensors in groups
+//!   of 16 under a key each, a checkpoint writing the groups with a sensor
+//!   that reported; and one key taking, at each checkpoint, a merge operand
+//!   of the record less its sensors and the reported sensors' entries,
+//!   which a RocksDB merge operator folds at reads, flushes and
+//!   compactions. Sensor entries in the part layouts carry absolute times.
+//!   The part layouts build the header from the whole record
+//!   (`TwinRecord::from_state`), so their figures include work a real
+//!   implementation would skip. Printed once per layout: reading every
+//!   twin back (keys, bytes per twin, time) and the store's size.
 //! * `supervision/bare/100k` and `supervision/backed-up/100k`: one batch (a
 //!   reading of every sensor) applied to each of 100k twins in turn, so each
 //!   is out of cache as in a busy node; `backed-up` first copies the state
 //!   as the host does before every batch (`TwinState::back_up`, the state a
 //!   panic rolls back to). The difference is what supervision costs a batch.
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +51,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Cr
 use twinstream::store::envelope::bincode_config;
 use twinstream::store::{Checkpoint, Store, TimerChange};
 use twinstream::topology::{self, OutputKind};
-use twinstream::twin::model::{apply, next_deadline, Event, Input, Output, TwinState};
-use twinstream::twin::record::{self, TwinRecord};
+use twinstream::twin::model::{apply, next_deadline, Event, Input, Output, TwinState, NO_TS};
+use twinstream::twin::record::{self, SensorRecord, TwinRecord};
 use twinstream::twin::schema::{Model, OutputMask, TypeModel};
 
 #[path = "support/pump.rs"]
@@ -247,6 +262,8 @@ struct Hall {
     rng: Rng,
     second: i64,
     origin: u64,
+    /// The sensors that reported in the last second.
+    picked: [u16; REPORTING],
 }
 
 /// Twins of [`hall_model`]: in each second, `REPORTING` of the sensors,
@@ -268,6 +285,7 @@ impl<'m> Halls<'m> {
                     rng: Rng::new(i as u64 + 1),
                     second: 0,
                     origin: 0,
+                    picked: [0; REPORTING],
                 })
                 .collect(),
             batch: Vec::with_capacity(REPORTING * 10),
@@ -307,6 +325,7 @@ impl Dirty for Halls<'_> {
                     });
                 }
             }
+            t.picked = picked;
             apply(self.m, &mut t.st, Input::Events(&self.batch), 0, &mut self.out);
             self.out.clear();
             t.st.take_digest(|d| {
@@ -362,6 +381,246 @@ fn many_sensors_changed(m: &TypeModel, halls: &mut Halls<'_>) {
     );
 }
 
+/// Sensors per key in the key-per-group layout.
+const GROUP: usize = 16;
+
+/// How a many-sensor twin's checkpoint could be stored (issue 28's
+/// incremental records, measured before one is built).
+#[derive(Clone, Copy)]
+enum Layout {
+    /// Today: the whole record under the twin's key.
+    Full,
+    /// The record less its sensors under `asset NUL h`, the sensors in
+    /// groups of [`GROUP`] under `asset NUL g<n>`: a checkpoint writes the
+    /// header and each group with a sensor that reported.
+    Groups,
+    /// One key: a checkpoint merges in the header and the entries of the
+    /// sensors that reported, and a merge operator folds them into the
+    /// value at reads, flushes and compactions.
+    Merge,
+}
+
+impl Layout {
+    fn name(self) -> &'static str {
+        match self {
+            Layout::Full => "full-record",
+            Layout::Groups => "key-per-16-sensors",
+            Layout::Merge => "merge-operator",
+        }
+    }
+}
+
+/// A RocksDB with the store's options for twin families, and the parts'
+/// merge operator.
+fn layout_db(dir: &std::path::Path) -> rocksdb::DB {
+    use rocksdb::DBCompressionType as C;
+    let mut o = rocksdb::Options::default();
+    o.create_if_missing(true);
+    o.set_write_buffer_size(16 << 20);
+    o.set_max_background_jobs(2);
+    o.set_max_total_wal_size(64 << 20);
+    o.set_compression_per_level(&[C::None, C::None, C::Lz4, C::Lz4, C::Lz4, C::Lz4, C::Lz4]);
+    o.set_merge_operator("twin-parts", merge_parts, merge_parts);
+    rocksdb::DB::open(&o, dir).expect("the layout benchmark's store opens")
+}
+
+/// The record of `st` less its sensors, as the part layouts keep it.
+fn header(m: &TypeModel, st: &TwinState, out: &mut Vec<u8>) {
+    let mut rec = TwinRecord::from_state(m, st);
+    rec.sensors.clear();
+    let h = bincode::serde::encode_to_vec(&rec, bincode_config()).expect("encodes");
+    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    out.extend_from_slice(&h);
+}
+
+/// Sensor `s`'s entry, its times absolute: `[sensor][length][record]`.
+fn entry(st: &TwinState, s: u16, out: &mut Vec<u8>) {
+    let l = st.sensors[s as usize];
+    if l.ts == NO_TS {
+        return;
+    }
+    let rec = SensorRecord {
+        sensor: s,
+        age_ms: l.ts,
+        value: l.value,
+        seen_back: (l.seen != NO_TS).then_some(l.seen),
+        source: l.source,
+        quality: l.quality,
+        estimate: None,
+    };
+    let e = bincode::serde::encode_to_vec(rec, bincode_config()).expect("encodes");
+    out.extend_from_slice(&s.to_le_bytes());
+    out.extend_from_slice(&(e.len() as u16).to_le_bytes());
+    out.extend_from_slice(&e);
+}
+
+/// Folds part values, oldest first, into one: the newest header, and per
+/// sensor the newest entry.
+fn fold_parts<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut header: &[u8] = &[];
+    let mut entries: BTreeMap<u16, &[u8]> = BTreeMap::new();
+    for v in values {
+        let n = u32::from_le_bytes(v[..4].try_into().expect("4 bytes")) as usize;
+        header = &v[4..4 + n];
+        let mut rest = &v[4 + n..];
+        while rest.len() >= 4 {
+            let s = u16::from_le_bytes([rest[0], rest[1]]);
+            let len = u16::from_le_bytes([rest[2], rest[3]]) as usize;
+            entries.insert(s, &rest[4..4 + len]);
+            rest = &rest[4 + len..];
+        }
+    }
+    let mut out = Vec::with_capacity(4 + header.len() + entries.values().map(|e| 4 + e.len()).sum::<usize>());
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(header);
+    for (s, e) in entries {
+        out.extend_from_slice(&s.to_le_bytes());
+        out.extend_from_slice(&(e.len() as u16).to_le_bytes());
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+fn merge_parts(_key: &[u8], existing: Option<&[u8]>, operands: &rocksdb::MergeOperands) -> Option<Vec<u8>> {
+    Some(fold_parts(existing.into_iter().chain(operands.iter())))
+}
+
+/// What a checkpoint writes of one twin in `layout`: `changed` are the
+/// sensors that reported since its last write (`None`: its first write,
+/// the whole twin).
+#[allow(clippy::too_many_arguments)]
+fn stage(
+    layout: Layout,
+    batch: &mut rocksdb::WriteBatch,
+    m: &TypeModel,
+    st: &TwinState,
+    asset: &str,
+    changed: Option<&[u16]>,
+    enc: &mut record::Encoder,
+    buf: &mut Vec<u8>,
+) {
+    let all: Vec<u16> = (0..MANY as u16).collect();
+    let sensors = changed.unwrap_or(&all);
+    let key = |tail: &[u8]| [asset.as_bytes(), &[0], tail].concat();
+    buf.clear();
+    match layout {
+        Layout::Full => {
+            enc.encode(m, st);
+            batch.put(asset, enc.bytes());
+        }
+        Layout::Groups => {
+            header(m, st, buf);
+            batch.put(key(b"h"), &buf[..]);
+            let mut groups: Vec<usize> = sensors.iter().map(|s| *s as usize / GROUP).collect();
+            groups.sort_unstable();
+            groups.dedup();
+            for g in groups {
+                buf.clear();
+                for s in g * GROUP..(g + 1) * GROUP {
+                    entry(st, s as u16, buf);
+                }
+                batch.put(key(&[b'g', g as u8]), &buf[..]);
+            }
+        }
+        Layout::Merge => {
+            header(m, st, buf);
+            for s in sensors {
+                entry(st, *s, buf);
+            }
+            match changed {
+                Some(_) => batch.merge(asset, &buf[..]),
+                None => batch.put(asset, &buf[..]),
+            }
+        }
+    }
+}
+
+/// The checkpoint CPU of the many-sensor twins in each [`Layout`], as
+/// [`checkpoint_cpu`] counts it (timers left out, the same in every
+/// layout); then, once, how long reading every twin back takes and what
+/// the store holds.
+fn bench_layout(c: &mut Criterion) {
+    let m = hall_model();
+    let mut halls = Halls::new(&m, TWINS);
+    for _ in 0..60 {
+        halls.second();
+    }
+    // What the part layouts' header costs beyond what they need: the whole
+    // record built to drop its sensors.
+    let n = halls.len();
+    let mut enc = record::Encoder::default();
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        black_box(TwinRecord::from_state(&m, halls.state(i)));
+    }
+    let built = t.elapsed();
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        enc.encode(&m, halls.state(i));
+        black_box(enc.bytes().len());
+    }
+    let encoded = t.elapsed();
+    println!(
+        "checkpoint/layout: per twin, building the whole record (the part layouts' header) {:.2} us, encoding it {:.2} us",
+        built.as_secs_f64() * 1e6 / n as f64,
+        encoded.as_secs_f64() * 1e6 / n as f64
+    );
+    let mut g = c.benchmark_group("checkpoint");
+    g.sample_size(10);
+    for layout in [Layout::Full, Layout::Groups, Layout::Merge] {
+        let n = halls.len();
+        let assets: Vec<String> = (0..n).map(asset).collect();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = layout_db(dir.path());
+        let (mut enc, mut buf) = (record::Encoder::default(), Vec::new());
+        let mut batch = rocksdb::WriteBatch::default();
+        for (i, a) in assets.iter().enumerate() {
+            stage(layout, &mut batch, &m, halls.state(i), a, None, &mut enc, &mut buf);
+        }
+        db.write(batch).expect("write");
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("layout", layout.name()), |b| {
+            b.iter_custom(|rounds| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..rounds {
+                    let process = cpu(libc::CLOCK_PROCESS_CPUTIME_ID);
+                    let feeding = cpu(libc::CLOCK_THREAD_CPUTIME_ID);
+                    halls.second();
+                    let fed = cpu(libc::CLOCK_THREAD_CPUTIME_ID) - feeding;
+                    let mut batch = rocksdb::WriteBatch::default();
+                    for (i, a) in assets.iter().enumerate() {
+                        let t = &halls.twins[i];
+                        stage(layout, &mut batch, &m, &t.st, a, Some(&t.picked), &mut enc, &mut buf);
+                    }
+                    let mut wo = rocksdb::WriteOptions::default();
+                    wo.set_sync(false);
+                    db.write_opt(batch, &wo).expect("write");
+                    spent += cpu(libc::CLOCK_PROCESS_CPUTIME_ID) - process - fed;
+                }
+                spent
+            });
+        });
+        let t = std::time::Instant::now();
+        let (mut keys, mut bytes) = (0usize, 0usize);
+        for kv in db.iterator(rocksdb::IteratorMode::Start) {
+            let (k, v) = kv.expect("read");
+            keys += 1;
+            bytes += k.len() + v.len();
+        }
+        let read = t.elapsed();
+        let prop = |p: &str| db.property_int_value(p).ok().flatten().unwrap_or(0);
+        println!(
+            "checkpoint/layout/{}: reading every twin back: {keys} keys, {:.0} B per twin, {:.1} ms; SST files {:.1} MiB, memtables {:.1} MiB",
+            layout.name(),
+            bytes as f64 / n as f64,
+            read.as_secs_f64() * 1e3,
+            prop("rocksdb.total-sst-files-size") as f64 / (1 << 20) as f64,
+            prop("rocksdb.cur-size-all-mem-tables") as f64 / (1 << 20) as f64,
+        );
+    }
+    g.finish();
+}
+
 fn bench_supervision(c: &mut Criterion) {
     let m = workload_v1();
     let mut fleet = fleet(&m, COLD_TWINS);
@@ -387,5 +646,5 @@ fn bench_supervision(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_checkpoint, bench_supervision);
+criterion_group!(benches, bench_checkpoint, bench_layout, bench_supervision);
 criterion_main!(benches);
