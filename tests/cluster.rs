@@ -962,7 +962,11 @@ fn a_node_fenced_off_a_shard_restores_it_from_the_changelog_and_applies_every_re
 
     // The group gives it the shards again; nothing was written after it.
     let mut a = start(&topo, &state);
-    a.wait_stderr("the shards taken", WAIT, |l| l.contains("shards acquired"));
+    let mut taken = std::collections::BTreeSet::new();
+    while taken.len() < PARTS as usize {
+        let line = a.wait_stderr("the shards taken", WAIT, |l| l.contains("shards acquired"));
+        taken.extend(list_field(&line, "partitions"));
+    }
     for shard in 0..PARTS {
         assert!(
             a.seen_err
