@@ -398,6 +398,9 @@ enum Layout {
     /// sensors that reported, and a merge operator folds them into the
     /// value at reads, flushes and compactions.
     Merge,
+    /// [`Layout::Merge`] with entry times relative to a base per twin (its
+    /// `max_ts` at its first write, kept in the twin), not absolute.
+    MergeRelative,
 }
 
 impl Layout {
@@ -406,6 +409,7 @@ impl Layout {
             Layout::Full => "full-record",
             Layout::Groups => "key-per-16-sensors",
             Layout::Merge => "merge-operator",
+            Layout::MergeRelative => "merge-operator-relative-times",
         }
     }
 }
@@ -433,17 +437,18 @@ fn header(m: &TypeModel, st: &TwinState, out: &mut Vec<u8>) {
     out.extend_from_slice(&h);
 }
 
-/// Sensor `s`'s entry, its times absolute: `[sensor][length][record]`.
-fn entry(st: &TwinState, s: u16, out: &mut Vec<u8>) {
+/// Sensor `s`'s entry, its times relative to `base` (0: absolute):
+/// `[sensor][length][record]`.
+fn entry(st: &TwinState, s: u16, base: i64, out: &mut Vec<u8>) {
     let l = st.sensors[s as usize];
     if l.ts == NO_TS {
         return;
     }
     let rec = SensorRecord {
         sensor: s,
-        age_ms: l.ts,
+        age_ms: l.ts - base,
         value: l.value,
-        seen_back: (l.seen != NO_TS).then_some(l.seen),
+        seen_back: (l.seen != NO_TS).then(|| l.seen - base),
         source: l.source,
         quality: l.quality,
         estimate: None,
@@ -487,7 +492,7 @@ fn merge_parts(_key: &[u8], existing: Option<&[u8]>, operands: &rocksdb::MergeOp
 
 /// What a checkpoint writes of one twin in `layout`: `changed` are the
 /// sensors that reported since its last write (`None`: its first write,
-/// the whole twin).
+/// the whole twin); `base` is what entry times are relative to.
 #[allow(clippy::too_many_arguments)]
 fn stage(
     layout: Layout,
@@ -496,6 +501,7 @@ fn stage(
     st: &TwinState,
     asset: &str,
     changed: Option<&[u16]>,
+    base: i64,
     enc: &mut record::Encoder,
     buf: &mut Vec<u8>,
 ) {
@@ -517,15 +523,15 @@ fn stage(
             for g in groups {
                 buf.clear();
                 for s in g * GROUP..(g + 1) * GROUP {
-                    entry(st, s as u16, buf);
+                    entry(st, s as u16, 0, buf);
                 }
                 batch.put(key(&[b'g', g as u8]), &buf[..]);
             }
         }
-        Layout::Merge => {
+        Layout::Merge | Layout::MergeRelative => {
             header(m, st, buf);
             for s in sensors {
-                entry(st, *s, buf);
+                entry(st, *s, base, buf);
             }
             match changed {
                 Some(_) => batch.merge(asset, &buf[..]),
@@ -567,17 +573,34 @@ fn bench_layout(c: &mut Criterion) {
     );
     let mut g = c.benchmark_group("checkpoint");
     g.sample_size(10);
-    for layout in [Layout::Full, Layout::Groups, Layout::Merge] {
+    for layout in [Layout::Full, Layout::Groups, Layout::Merge, Layout::MergeRelative] {
         let n = halls.len();
         let assets: Vec<String> = (0..n).map(asset).collect();
         let dir = tempfile::tempdir().expect("temp dir");
         let db = layout_db(dir.path());
         let (mut enc, mut buf) = (record::Encoder::default(), Vec::new());
+        let bases: Vec<i64> = (0..n)
+            .map(|i| match layout {
+                Layout::MergeRelative => halls.state(i).max_ts,
+                _ => 0,
+            })
+            .collect();
         let mut batch = rocksdb::WriteBatch::default();
         for (i, a) in assets.iter().enumerate() {
-            stage(layout, &mut batch, &m, halls.state(i), a, None, &mut enc, &mut buf);
+            stage(
+                layout,
+                &mut batch,
+                &m,
+                halls.state(i),
+                a,
+                None,
+                bases[i],
+                &mut enc,
+                &mut buf,
+            );
         }
         db.write(batch).expect("write");
+        let mut written = 0;
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(BenchmarkId::new("layout", layout.name()), |b| {
             b.iter_custom(|rounds| {
@@ -590,8 +613,19 @@ fn bench_layout(c: &mut Criterion) {
                     let mut batch = rocksdb::WriteBatch::default();
                     for (i, a) in assets.iter().enumerate() {
                         let t = &halls.twins[i];
-                        stage(layout, &mut batch, &m, &t.st, a, Some(&t.picked), &mut enc, &mut buf);
+                        stage(
+                            layout,
+                            &mut batch,
+                            &m,
+                            &t.st,
+                            a,
+                            Some(&t.picked),
+                            bases[i],
+                            &mut enc,
+                            &mut buf,
+                        );
                     }
+                    written = batch.size_in_bytes();
                     let mut wo = rocksdb::WriteOptions::default();
                     wo.set_sync(false);
                     db.write_opt(batch, &wo).expect("write");
@@ -610,8 +644,9 @@ fn bench_layout(c: &mut Criterion) {
         let read = t.elapsed();
         let prop = |p: &str| db.property_int_value(p).ok().flatten().unwrap_or(0);
         println!(
-            "checkpoint/layout/{}: reading every twin back: {keys} keys, {:.0} B per twin, {:.1} ms; SST files {:.1} MiB, memtables {:.1} MiB",
+            "checkpoint/layout/{}: a checkpoint writes {:.0} B per twin; reading every twin back: {keys} keys, {:.0} B per twin, {:.1} ms; SST files {:.1} MiB, memtables {:.1} MiB",
             layout.name(),
+            written as f64 / n as f64,
             bytes as f64 / n as f64,
             read.as_secs_f64() * 1e3,
             prop("rocksdb.total-sst-files-size") as f64 / (1 << 20) as f64,
