@@ -812,6 +812,50 @@ fn any_node_streams_every_owners_changes_and_shows_the_whole_fleet() {
     stop_cleanly(b);
 }
 
+/// One cluster node, `a`, on a broker of its own whose ingest topic has
+/// `parts` shards; its updates and dead letters go to files in `dir`.
+struct OneNode {
+    _broker: Tansu,
+    brokers: String,
+    dir: tempfile::TempDir,
+    topo: PathBuf,
+    state: PathBuf,
+}
+
+fn one_node(parts: u32, changelog: &str) -> OneNode {
+    let broker = Tansu::start();
+    let brokers = broker.brokers();
+    create_topic(&brokers, "telemetry", parts as i32);
+    let dir = tempfile::tempdir().unwrap();
+    let topo = Topo::new("a")
+        .snapshot_every("100ms")
+        .with(&format!(
+            "cluster: {{ source: fleet, changelog: {changelog}, session_timeout: 6s }}"
+        ))
+        .model(MODEL)
+        .source(&kafka_source(&brokers, &format!("{changelog}-test")))
+        .file_sink("updates", &dir.path().join("updates-a.jsonl"), "twin_updates")
+        .file_sink("dead", &dir.path().join("dead-a.jsonl"), "dead_letters")
+        .write(&dir.path().join("a.yaml"));
+    let state = dir.path().join("state-a");
+    OneNode {
+        _broker: broker,
+        brokers,
+        dir,
+        topo,
+        state,
+    }
+}
+
+/// Reading `i` of a pump's temperature: a second apart, a degree warmer.
+fn temperature(i: i64) -> String {
+    format!(
+        r#"{{"sensor":"temperature","ts":{},"value":{}}}"#,
+        1_700_000_000_000 + i * 1000,
+        20 + i
+    )
+}
+
 /// A cluster node whose local record of a twin is damaged quarantines it
 /// (its bytes to the dead letters) and reads the twin's last committed
 /// checkpoint back from the changelog: the twin carries on from the state
@@ -819,29 +863,17 @@ fn any_node_streams_every_owners_changes_and_shows_the_whole_fleet() {
 #[test]
 fn a_damaged_twin_record_is_rebuilt_from_the_changelog() {
     const PARTS: u32 = 2;
-    let broker = Tansu::start();
-    let brokers = broker.brokers();
-    create_topic(&brokers, "telemetry", PARTS as i32);
-    let dir = tempfile::tempdir().unwrap();
-    let topo = Topo::new("a")
-        .snapshot_every("100ms")
-        .with("cluster: { source: fleet, changelog: damaged-changelog, session_timeout: 6s }")
-        .model(MODEL)
-        .source(&kafka_source(&brokers, "damaged-test"))
-        .file_sink("updates", &dir.path().join("updates-a.jsonl"), "twin_updates")
-        .file_sink("dead", &dir.path().join("dead-a.jsonl"), "dead_letters")
-        .write(&dir.path().join("a.yaml"));
-    let state = dir.path().join("state-a");
+    // `_broker` lives to the end: the broker stops when it drops.
+    let OneNode {
+        _broker,
+        brokers,
+        dir,
+        topo,
+        state,
+    } = one_node(PARTS, "damaged-changelog");
     let pumps: Vec<String> = (0..10).map(|i| format!("pump-{i:04}")).collect();
-    let reading = |i: i64| {
-        format!(
-            r#"{{"sensor":"temperature","ts":{},"value":{}}}"#,
-            1_700_000_000_000 + i * 1000,
-            20 + i
-        )
-    };
     let records: Vec<(String, String)> = (0..3)
-        .flat_map(|i| pumps.iter().map(move |p| (p.clone(), reading(i))))
+        .flat_map(|i| pumps.iter().map(move |p| (p.clone(), temperature(i))))
         .collect();
 
     let mut a = start(&topo, &state);
@@ -863,7 +895,7 @@ fn a_damaged_twin_record_is_rebuilt_from_the_changelog() {
     };
 
     let mut a = start(&topo, &state);
-    produce(&brokers, &[(victim.to_string(), reading(3))]);
+    produce(&brokers, &[(victim.to_string(), temperature(3))]);
     wait_all(dir.path(), &mut [&mut a], "the damaged twin's next reading", |v| {
         v.get(victim) == Some(&4)
     });
@@ -900,20 +932,13 @@ fn a_damaged_twin_record_is_rebuilt_from_the_changelog() {
 fn a_node_fenced_off_a_shard_restores_it_from_the_changelog_and_applies_every_reading_once() {
     const PARTS: u32 = 2;
     const CHANGELOG: &str = "fenced-changelog";
-    let broker = Tansu::start();
-    let brokers = broker.brokers();
-    create_topic(&brokers, "telemetry", PARTS as i32);
-    let dir = tempfile::tempdir().unwrap();
-    let topo = Topo::new("a")
-        .snapshot_every("100ms")
-        .with(&format!(
-            "cluster: {{ source: fleet, changelog: {CHANGELOG}, session_timeout: 6s }}"
-        ))
-        .model(MODEL)
-        .source(&kafka_source(&brokers, "fenced-test"))
-        .file_sink("updates", &dir.path().join("updates-a.jsonl"), "twin_updates")
-        .write(&dir.path().join("a.yaml"));
-    let state = dir.path().join("state-a");
+    let OneNode {
+        _broker,
+        brokers,
+        dir,
+        topo,
+        state,
+    } = one_node(PARTS, CHANGELOG);
     let pumps: Vec<String> = (0..10).map(|i| format!("pump-{i:04}")).collect();
     for shard in 0..PARTS {
         assert!(
@@ -925,16 +950,7 @@ fn a_node_fenced_off_a_shard_restores_it_from_the_changelog_and_applies_every_re
     }
     let readings = |from: i64, to: i64| -> Vec<(String, String)> {
         (from..to)
-            .flat_map(|i| {
-                pumps.iter().map(move |p| {
-                    let r = format!(
-                        r#"{{"sensor":"temperature","ts":{},"value":{}}}"#,
-                        1_700_000_000_000 + i * 1000,
-                        20 + i
-                    );
-                    (p.clone(), r)
-                })
-            })
+            .flat_map(|i| pumps.iter().map(move |p| (p.clone(), temperature(i))))
             .collect()
     };
     let reached = |n: u64| move |v: &HashMap<String, u64>| (0..10).all(|i| v.get(&format!("pump-{i:04}")) >= Some(&n));
