@@ -269,13 +269,16 @@ pub fn writer_loop(
                         // them, so the local copy is never taken as fresh
                         // (twins ahead of the offset in the meta would
                         // apply events twice); a restore reads the changelog.
-                        let unmarked: BTreeSet<u32> = marks
-                            .iter()
-                            .map(|m| m.shard)
-                            .chain(entries.iter().map(|e| e.shard))
-                            .filter(|s| !ends.iter().any(|(e, _)| e == s))
-                            .collect();
-                        for shard in unmarked {
+                        let ended = |s: u32| ends.iter().any(|(e, _)| *e == s);
+                        let mut unended: BTreeSet<u32> = marks.iter().map(|m| m.shard).filter(|s| !ended(*s)).collect();
+                        // Records of a shard with no marker here (let go
+                        // of meanwhile) are in the local batch too.
+                        for e in &entries {
+                            if !ended(e.shard) {
+                                unended.insert(e.shard);
+                            }
+                        }
+                        for shard in unended {
                             store.delete_position(&mut ckpt, &ShardMeta::key(shard));
                         }
                     }
