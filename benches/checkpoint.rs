@@ -21,18 +21,20 @@
 //!   sizes, and how large a record of only what changed would be: the
 //!   record less its unchanged sensors' entries, each changed entry with its
 //!   times made absolute.
-//! * `checkpoint/layout/{full-record,key-per-16-sensors,merge-operator}`:
-//!   the 64-sensor twins' checkpoint CPU (counted as above, timers left
-//!   out) in three ways of storing a twin, to pick the incremental
-//!   record's design by measurement: today's whole record under one key;
-//!   the record less its sensors under one key and the sensors in groups
-//!   of 16 under a key each, a checkpoint writing the groups with a sensor
-//!   that reported; and one key taking, at each checkpoint, a merge operand
-//!   of the record less its sensors and the reported sensors' entries,
-//!   which a RocksDB merge operator folds at reads, flushes and
-//!   compactions. Sensor entries in the part layouts carry absolute times.
-//!   And today's whole record written without the write-ahead log, the
-//!   memtable flushed at each checkpoint instead.
+//! * `checkpoint/layout/*`: the 64-sensor twins' checkpoint CPU (counted
+//!   as above, timers left out) in five ways of storing a twin, to pick the
+//!   incremental record's design by measurement: today's whole record
+//!   under one key (`full-record`); the same written without the
+//!   write-ahead log, the memtable flushed at each checkpoint instead
+//!   (`full-record-no-wal-flushed`); the record less its sensors under one
+//!   key and the sensors in groups of 16 under a key each, a checkpoint
+//!   writing the groups with a sensor that reported
+//!   (`key-per-16-sensors`); and one key taking, at each checkpoint, a
+//!   merge operand of the record less its sensors and the reported
+//!   sensors' entries, which a RocksDB merge operator folds at reads,
+//!   flushes and compactions, with the entries' times absolute
+//!   (`merge-operator`) or relative to a base per twin
+//!   (`merge-operator-relative-times`).
 //!   The part layouts build the header from the whole record
 //!   (`TwinRecord::from_state`), so their figures include work a real
 //!   implementation would skip. Printed once per layout: reading every
@@ -172,10 +174,7 @@ fn bench_checkpoint(c: &mut Criterion) {
     checkpoint_cpu(&mut g, "10k-dirty", &m, &mut fleet);
 
     let m = hall_model();
-    let mut halls = Halls::new(&m, TWINS);
-    for _ in 0..60 {
-        halls.second();
-    }
+    let mut halls = Halls::warmed(&m, TWINS);
     many_sensors_changed(&m, &mut halls);
     checkpoint_cpu(&mut g, "10k-dirty-64-sensors", &m, &mut halls);
     g.finish();
@@ -306,6 +305,15 @@ impl<'m> Halls<'m> {
             batch: Vec::with_capacity(REPORTING * 10),
             out: Vec::with_capacity(64),
         }
+    }
+
+    /// `n` halls a minute into their streams.
+    fn warmed(m: &'m TypeModel, n: usize) -> Self {
+        let mut halls = Halls::new(m, n);
+        for _ in 0..60 {
+            halls.second();
+        }
+        halls
     }
 }
 
@@ -524,8 +532,15 @@ fn stage(
     enc: &mut record::Encoder,
     buf: &mut Vec<u8>,
 ) {
-    let all: Vec<u16> = (0..MANY as u16).collect();
-    let sensors = changed.unwrap_or(&all);
+    // Every sensor only at a twin's first write, outside the measured rounds.
+    let all: Vec<u16>;
+    let sensors = match changed {
+        Some(changed) => changed,
+        None => {
+            all = (0..MANY as u16).collect();
+            &all
+        }
+    };
     let key = |tail: &[u8]| [asset.as_bytes(), &[0], tail].concat();
     buf.clear();
     match layout {
@@ -566,10 +581,7 @@ fn stage(
 /// the store holds.
 fn bench_layout(c: &mut Criterion) {
     let m = hall_model();
-    let mut halls = Halls::new(&m, TWINS);
-    for _ in 0..60 {
-        halls.second();
-    }
+    let mut halls = Halls::warmed(&m, TWINS);
     // What the part layouts' header costs beyond what they need: the whole
     // record built to drop its sensors.
     let n = halls.len();
@@ -590,6 +602,7 @@ fn bench_layout(c: &mut Criterion) {
         built.as_secs_f64() * 1e6 / n as f64,
         encoded.as_secs_f64() * 1e6 / n as f64
     );
+    let assets: Vec<String> = (0..n).map(asset).collect();
     let mut g = c.benchmark_group("checkpoint");
     g.sample_size(10);
     for layout in [
@@ -599,11 +612,9 @@ fn bench_layout(c: &mut Criterion) {
         Layout::Merge,
         Layout::MergeRelative,
     ] {
-        let n = halls.len();
-        let assets: Vec<String> = (0..n).map(asset).collect();
         let dir = tempfile::tempdir().expect("temp dir");
         let db = layout_db(dir.path());
-        let (mut enc, mut buf) = (record::Encoder::default(), Vec::new());
+        let mut buf = Vec::new();
         let bases: Vec<i64> = (0..n)
             .map(|i| match layout {
                 Layout::MergeRelative => halls.state(i).max_ts,
