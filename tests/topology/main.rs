@@ -289,17 +289,25 @@ fn twin_semantics_errors_are_positioned() {
     check_cases(SEMANTICS_ERRORS);
 }
 
+/// A topology of one pump read from a file, whose `node:` mapping holds
+/// `node`.
+fn with_node(node: &str) -> twinstream::topology::Topology {
+    let text = format!(
+        "node: {{ {node} }}\n\
+         asset_types: {{ pump: {{ sensors: {{ t: {{ unit: C }} }} }} }}\n\
+         assets: [{{ id: pump-1, type: pump }}]\n\
+         sources: [{{ name: f, type: file, decode: {{ asset: a, sensor: s, ts: t, value: v }} }}]\n"
+    );
+    topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"))
+}
+
 /// `node.slo`: a bare duration is a p99 budget; a mapping sets budgets per
 /// quantile; hops without one have none.
 #[test]
 fn latency_budgets_are_per_hop_and_quantile_with_p99_by_default() {
     use std::time::Duration;
     use twinstream::topology::{Hop, Quantile};
-    let text = "node: { slo: { apply: 10ms, end_to_end: { p50: 500ms, p999: 2s } } }\n\
-                asset_types: { pump: { sensors: { t: { unit: C } } } }\n\
-                assets: [{ id: pump-1, type: pump }]\n\
-                sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]\n";
-    let t = topology::parse(Path::new("t.yaml"), text).unwrap();
+    let t = with_node("slo: { apply: 10ms, end_to_end: { p50: 500ms, p999: 2s } }");
     let got: Vec<(Hop, Quantile, Duration)> = t.node.slo.iter().map(|b| (b.hop, b.quantile, b.budget)).collect();
     assert_eq!(
         got,
@@ -317,19 +325,7 @@ fn latency_budgets_are_per_hop_and_quantile_with_p99_by_default() {
 fn the_pause_between_checkpoints_is_auto_a_duration_or_none() {
     use std::time::Duration;
     use twinstream::topology::MinPause;
-    let pause = |snapshot: &str| {
-        let text = format!(
-            "node: {{ {snapshot} }}\n\
-             asset_types: {{ pump: {{ sensors: {{ t: {{ unit: C }} }} }} }}\n\
-             assets: [{{ id: pump-1, type: pump }}]\n\
-             sources: [{{ name: f, type: file, decode: {{ asset: a, sensor: s, ts: t, value: v }} }}]\n"
-        );
-        topology::parse(Path::new("t.yaml"), &text)
-            .unwrap()
-            .node
-            .snapshot
-            .min_pause
-    };
+    let pause = |snapshot: &str| with_node(snapshot).node.snapshot.min_pause;
     assert_eq!(pause("name: n"), MinPause::Auto);
     assert_eq!(pause("snapshot: { min_pause: auto }"), MinPause::Auto);
     assert_eq!(

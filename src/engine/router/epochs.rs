@@ -323,7 +323,9 @@ mod tests {
     use super::*;
     use crate::topology::MinPause;
 
-    fn epochs(min_pause: MinPause) -> Epochs {
+    /// Epochs of `workers` (a checkpoint every second or 1000 events, with
+    /// `min_pause`) and nothing dirty.
+    fn clean(workers: usize, min_pause: MinPause) -> Epochs {
         let (writer, _) = crossbeam_channel::unbounded();
         let snapshot = SnapshotSpec {
             interval: Duration::from_secs(1),
@@ -331,7 +333,12 @@ mod tests {
             sync: false,
             min_pause,
         };
-        let mut e = Epochs::new(1, writer, snapshot);
+        Epochs::new(workers, writer, snapshot)
+    }
+
+    /// One worker's epochs, with one twin dirty.
+    fn epochs(min_pause: MinPause) -> Epochs {
+        let mut e = clean(1, min_pause);
         e.mark(0, 7);
         e
     }
@@ -340,14 +347,7 @@ mod tests {
     /// sets, so a new twin in one of their slots is listed once.
     #[test]
     fn twins_that_left_are_not_in_the_next_epoch() {
-        let (writer, _) = crossbeam_channel::unbounded();
-        let snapshot = SnapshotSpec {
-            interval: Duration::from_secs(1),
-            max_events: 1000,
-            sync: false,
-            min_pause: MinPause::Auto,
-        };
-        let mut e = Epochs::new(2, writer, snapshot);
+        let mut e = clean(2, MinPause::Auto);
         for (w, local) in [(0, 1), (0, 2), (1, 1), (1, 3)] {
             e.mark(w, local);
         }
