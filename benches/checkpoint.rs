@@ -17,7 +17,12 @@
 //!   how many twins: what a record of only the changed parts would save.
 //! * `checkpoint/cpu/10k-dirty-64-sensors`: the same for twins of a type
 //!   with 64 sensors of which 4 report in a second (10 readings each), the
-//!   kind of twin an incremental record is for. Printed once: its record
+//!   kind of twin an incremental record is for, written as a node without a
+//!   changelog writes them: in parts, merged in as the sensors that changed
+//!   (`twin::record::Encoder::encode_parts`, `Store::merge_twin`); and
+//!   `checkpoint/cpu/10k-dirty-64-sensors-whole`, the same twins in the same
+//!   run with every record whole (a cluster node's records, and every
+//!   node's before issue 28). Printed once: its record
 //!   sizes, and how large a record of only what changed would be: the
 //!   record less its unchanged sensors' entries, each changed entry with its
 //!   times made absolute.
@@ -89,7 +94,7 @@ fn cpu(clock: libc::clockid_t) -> Duration {
 /// The process's CPU time over `feed(twins)` then `write(twins)`, less this
 /// thread's own over `feed`: what writing costs, RocksDB's threads
 /// included, without the applying that made the twins dirty.
-fn write_cpu<T: ?Sized>(twins: &mut T, feed: impl FnOnce(&mut T), write: impl FnOnce(&T)) -> Duration {
+fn write_cpu<T: ?Sized>(twins: &mut T, feed: impl FnOnce(&mut T), write: impl FnOnce(&mut T)) -> Duration {
     let process = cpu(libc::CLOCK_PROCESS_CPUTIME_ID);
     let feeding = cpu(libc::CLOCK_THREAD_CPUTIME_ID);
     feed(twins);
@@ -171,12 +176,13 @@ fn bench_checkpoint(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("checkpoint");
     g.sample_size(10);
-    checkpoint_cpu(&mut g, "10k-dirty", &m, &mut fleet);
+    checkpoint_cpu(&mut g, "10k-dirty", &m, &mut fleet, Records::AsTheNode);
 
     let m = hall_model();
     let mut halls = Halls::warmed(&m, TWINS);
     many_sensors_changed(&m, &mut halls);
-    checkpoint_cpu(&mut g, "10k-dirty-64-sensors", &m, &mut halls);
+    checkpoint_cpu(&mut g, "10k-dirty-64-sensors", &m, &mut halls, Records::AsTheNode);
+    checkpoint_cpu(&mut g, "10k-dirty-64-sensors-whole", &m, &mut halls, Records::Whole);
     g.finish();
 }
 
@@ -186,6 +192,7 @@ trait Dirty {
     /// Every twin takes its next second of readings.
     fn second(&mut self);
     fn state(&self, i: usize) -> &TwinState;
+    fn state_mut(&mut self, i: usize) -> &mut TwinState;
 }
 
 impl Dirty for Fleet<'_> {
@@ -200,12 +207,32 @@ impl Dirty for Fleet<'_> {
     fn state(&self, i: usize) -> &TwinState {
         &self.twins[i].st
     }
+    fn state_mut(&mut self, i: usize) -> &mut TwinState {
+        &mut self.twins[i].st
+    }
+}
+
+/// How a checkpoint benchmark writes twin records.
+#[derive(Clone, Copy, PartialEq)]
+enum Records {
+    /// As a node without a changelog does: a many-sensor twin's record in
+    /// parts, merged in as the sensors that changed when they are few.
+    AsTheNode,
+    /// Every record whole (a cluster node; every node before issue 28).
+    Whole,
 }
 
 /// The CPU of a round: every twin of `twins` takes a second of readings
-/// (not counted), then is encoded and staged with its timer change into one
-/// checkpoint, committed without fsync (counted, RocksDB's threads too).
-fn checkpoint_cpu(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, m: &TypeModel, twins: &mut dyn Dirty) {
+/// (not counted), then is encoded as `records` says and staged with its
+/// timer change into one checkpoint, committed without fsync (counted,
+/// RocksDB's threads too).
+fn checkpoint_cpu(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    m: &TypeModel,
+    twins: &mut dyn Dirty,
+    records: Records,
+) {
     let n = twins.len();
     let assets: Vec<String> = (0..n).map(asset).collect();
     let mut stored: Vec<Option<i64>> = vec![None; n];
@@ -223,9 +250,19 @@ fn checkpoint_cpu(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, m: &TypeMode
                     |twins| {
                         let mut ckpt = Checkpoint::default();
                         for (i, asset) in assets.iter().enumerate() {
-                            let st = twins.state(i);
-                            enc.encode(m, st);
-                            store.put_twin(&mut ckpt, 0, asset, enc.bytes());
+                            let st = twins.state_mut(i);
+                            // As `TwinActor::snapshot` does.
+                            let changed = st.sensors.take_changed();
+                            if records == Records::AsTheNode && record::in_parts(m) {
+                                enc.encode_parts(m, st, record::operand_pays(m, changed).then_some(changed));
+                            } else {
+                                enc.encode(m, st);
+                            }
+                            if enc.is_operand() {
+                                store.merge_twin(&mut ckpt, 0, asset, enc.bytes());
+                            } else {
+                                store.put_twin(&mut ckpt, 0, asset, enc.bytes());
+                            }
                             let new = next_deadline(m, st);
                             store.put_timer(&mut ckpt, 0, asset, TimerChange { old: stored[i], new });
                             stored[i] = new;
@@ -360,6 +397,10 @@ impl Dirty for Halls<'_> {
 
     fn state(&self, i: usize) -> &TwinState {
         &self.twins[i].st
+    }
+
+    fn state_mut(&mut self, i: usize) -> &mut TwinState {
+        &mut self.twins[i].st
     }
 }
 

@@ -24,7 +24,8 @@
 //!   and alerts, the log of what history keeps), forecasts and what-if runs
 //!   on a copy, its compiled
 //!   per-type schema, the stored record format (indexing a stored per-type
-//!   name schema) and the read-only views the API shows.
+//!   name schema; whole, or in parts for many-sensor twins) and the
+//!   read-only views the API shows.
 //! * [`sink`] - outputs: stdout and JSON-lines file sinks, MQTT and Kafka
 //!   sinks (threads sharing a store-backed outbox, with store-and-forward
 //!   for an edge's uplink), dead letters.
@@ -32,7 +33,8 @@
 //!   the connection thread, backoff, refusals.
 //! * [`kafka`] - Kafka plumbing the source and the sink share: client
 //!   configuration with secrets from the environment, librdkafka's logs.
-//! * [`store`] - RocksDB: twin records, their timers (and the deadline index
+//! * [`store`] - RocksDB: twin records (whole, or in parts whose merge
+//!   operands a merge operator folds), their timers (and the deadline index
 //!   over them), history (pages of buckets merged by an operator, retention
 //!   by a compaction filter) and source positions in versioned envelopes,
 //!   written atomically per checkpoint; the sinks' outbox and the MQTT

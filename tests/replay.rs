@@ -215,10 +215,10 @@ fn retention_frees_the_disk_of_what_it_drops() {
 
 /// Kills the replay with SIGKILL after `checkpoints` durable checkpoints,
 /// and checks that it was still replaying at that point.
-fn kill_after_checkpoints(data: &Path, state: &Path, report: &Path, checkpoints: usize, rate: &str) {
+fn kill_after_checkpoints(topo: &str, data: &Path, state: &Path, report: &Path, checkpoints: usize, rate: &str) {
     let mut run = spawn(
         twinstream()
-            .args(["replay", HISTORY_TOPOLOGY])
+            .args(["replay", topo])
             .arg(data)
             .arg("--report")
             .arg(report)
@@ -253,8 +253,8 @@ fn a_replay_killed_with_sigkill_resumes_to_the_same_result() {
     // then resumed to the end.
     let state = dir.path().join("crash-state");
     let report = dir.path().join("crash.json");
-    kill_after_checkpoints(&data, &state, &report, 2, "20000");
-    kill_after_checkpoints(&data, &state, &report, 2, "20000");
+    kill_after_checkpoints(HISTORY_TOPOLOGY, &data, &state, &report, 2, "20000");
+    kill_after_checkpoints(HISTORY_TOPOLOGY, &data, &state, &report, 2, "20000");
     let out = replay(HISTORY_TOPOLOGY, &data, &state, &report, &[]);
     let r = json(&report);
     assert!(
@@ -294,6 +294,112 @@ fn a_replay_killed_with_sigkill_resumes_to_the_same_result() {
     let a = json(&again);
     assert_eq!(a["run_events"], 0);
     assert_eq!(a["windows"], c["windows"]);
+}
+
+/// Halls of 16 sensors (`tests/topologies/hall.yaml`): in each second of
+/// its stream a hall's 3 sensors, picked at random, report 5 readings each.
+/// Returns how many sensors of all halls reported.
+fn hall_events(path: &Path, halls: usize, seconds: i64) -> usize {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut rng: u64 = 0x2026_1206;
+    let mut reported = std::collections::BTreeSet::new();
+    let mut next = |n: u64| {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (rng >> 33) % n
+    };
+    for second in 0..seconds {
+        for hall in 0..halls {
+            let mut picked: Vec<u64> = Vec::new();
+            while picked.len() < 3 {
+                let s = next(16);
+                if !picked.contains(&s) {
+                    picked.push(s);
+                    reported.insert((hall, s));
+                }
+            }
+            for j in 0..5 {
+                for (k, s) in picked.iter().enumerate() {
+                    let ts = 1_700_000_000_000 + second * 1000 + j * 200 + k as i64 * 7;
+                    let value = 20.0 + next(64) as f64 / 8.0;
+                    writeln!(
+                        out,
+                        r#"{{"asset":"hall-{hall:04}","sensor":"s{s:02}","ts":{ts},"value":{value}}}"#
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+    out.flush().unwrap();
+    reported.len()
+}
+
+/// The `operands` of every `checkpoint durable` line in `stderr`, summed.
+fn operands_written(stderr: &[u8]) -> u64 {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.contains("checkpoint durable"))
+        .filter_map(|l| log_field(l, "operands")?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn many_sensor_twins_stored_in_parts_resume_from_a_kill_to_the_same_result() {
+    const HALLS: &str = "tests/topologies/hall.yaml";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("halls.jsonl");
+    let reported = hall_events(&data, 300, 20);
+    let clean = dir.path().join("clean.json");
+    // Paced (3 s) so that checkpoints come between a hall's seconds.
+    let out = replay(
+        HALLS,
+        &data,
+        &dir.path().join("clean-state"),
+        &clean,
+        &["--rate", "30000"],
+    );
+    assert!(
+        operands_written(&out.stderr) > 0,
+        "checkpoints merged in the sensors that changed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Killed twice mid-stream, then resumed to the end: what the store
+    // folded from the operands is the twins' state.
+    let state = dir.path().join("crash-state");
+    let report = dir.path().join("crash.json");
+    kill_after_checkpoints(HALLS, &data, &state, &report, 3, "30000");
+    kill_after_checkpoints(HALLS, &data, &state, &report, 3, "30000");
+    let out = replay(HALLS, &data, &state, &report, &[]);
+    let (r, c) = (json(&report), json(&clean));
+    assert!(
+        r["resumed_from_line"].as_u64().unwrap() > 0,
+        "the last run must resume, not start over: {r}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c["events"], 300 * 20 * 15);
+    for field in [
+        "events",
+        "windows",
+        "alerts",
+        "late",
+        "sum_count",
+        "sum_value_x64",
+        "sum_max_x64",
+        "latest_keys",
+        "latest_value_x64",
+        "latest_ts_sum",
+        "records",
+        "twins",
+    ] {
+        assert!(!c[field].is_null(), "{field} missing: {c}");
+        assert_eq!(r[field], c[field], "field {field}: crashed {r} vs clean {c}");
+    }
+    assert_eq!(
+        c["latest_keys"], reported,
+        "every sensor that reported has its latest value"
+    );
 }
 
 #[test]

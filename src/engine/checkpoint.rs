@@ -28,6 +28,7 @@ use crate::store::history::{bucket_key, parse_page_key, HistoryOp, Page};
 use crate::store::{Checkpoint, Store, StoreError, TimerChange};
 use crate::telemetry;
 use crate::twin::model::{ClosedDigest, NO_TS};
+use crate::twin::record;
 
 /// A shard whose changelog gets a marker in this checkpoint (cluster).
 #[derive(Debug, Clone, Copy)]
@@ -97,19 +98,25 @@ impl Epoch {
         })
     }
 
-    /// A twin's snapshot and, for types with timers, its deadline: what
-    /// the store holds and what it should (its `new` is the changelog's);
-    /// and what it logged for history.
+    /// A twin's snapshot (its record as `encoded`: whole, or a merge operand
+    /// of the sensors that changed) and, for types with timers, its
+    /// deadline: what the store holds and what it should (its `new` is the
+    /// changelog's); and what it logged for history.
     pub fn add(
         self: &Arc<Self>,
         shard: u32,
         asset: &str,
-        record: &[u8],
+        encoded: &record::Encoder,
         timer: Option<TimerChange>,
         history: &history::Part,
     ) {
+        let record = encoded.bytes();
         let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
-        self.store.put_twin(&mut staged, shard, asset, record);
+        if encoded.is_operand() {
+            self.store.merge_twin(&mut staged, shard, asset, record);
+        } else {
+            self.store.put_twin(&mut staged, shard, asset, record);
+        }
         if let Some(change) = timer {
             self.store.put_timer(&mut staged, shard, asset, change);
         }
@@ -127,6 +134,7 @@ impl Epoch {
             log.extend(history.ops.iter().map(|op| (shard, op.clone())));
         }
         if let Some((entries, _)) = &self.changelog {
+            debug_assert!(!encoded.is_operand(), "a changelog takes whole records");
             entries.lock().unwrap_or_else(|e| e.into_inner()).push(Entry {
                 shard,
                 asset: asset.to_string(),
@@ -187,6 +195,8 @@ impl Epoch {
 pub struct Durable {
     pub epoch: u64,
     pub twins: usize,
+    /// Of `twins`, the records merged in as the sensors that changed.
+    pub operands: usize,
     pub bytes: usize,
     /// From the start of the epoch to the commit.
     pub elapsed: Duration,
@@ -293,13 +303,13 @@ pub fn writer_loop(
             for op in &outbox {
                 op.stage(&store, &mut ckpt);
             }
-            let (twins, bytes) = (ckpt.twins(), ckpt.bytes());
+            let (twins, operands, bytes) = (ckpt.twins(), ckpt.operands(), ckpt.bytes());
             let t = Instant::now();
             if let Err(e) = store.commit(ckpt, sync) {
                 let _ = fatal.send(Fatal::new(e));
                 return;
             }
-            telemetry::snapshot_written(t.elapsed().as_secs_f64(), twins, bytes);
+            telemetry::snapshot_written(t.elapsed().as_secs_f64(), twins, operands, bytes);
             if ep.history_max.load(Ordering::Relaxed) != NO_TS {
                 let disk = store.shards().into_iter().map(|s| store.history_disk_bytes(s)).sum();
                 telemetry::history_state(disk, store.history_clock().get());
@@ -307,6 +317,7 @@ pub fn writer_loop(
             let _ = durable.send(Durable {
                 epoch: ep.id,
                 twins,
+                operands,
                 bytes,
                 elapsed: ep.started.elapsed(),
             });

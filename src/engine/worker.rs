@@ -58,7 +58,7 @@ pub(crate) fn take_part(twin: &mut TwinActor, epoch: &Arc<Epoch>) {
         HISTORY.with(|hist| {
             let (mut enc, mut hist) = (enc.borrow_mut(), hist.borrow_mut());
             match twin.snapshot(&mut enc, |d| epoch.add_digest(d), &mut hist) {
-                Ok(timer) => epoch.add(twin.shard(), twin.asset(), enc.bytes(), timer, &hist),
+                Ok(timer) => epoch.add(twin.shard(), twin.asset(), &enc, timer, &hist),
                 Err(Unrestored) => epoch.abort(),
             }
         })

@@ -1,13 +1,17 @@
 //! The store's layout format: checked on open, older formats this build
-//! knows migrated (format 1 -> 2: the deadline index built from the timers).
+//! knows migrated (format 1 -> 2: the deadline index built from the timers;
+//! 2 -> 3: nothing to rewrite).
 
 use super::timers::deadline_key;
 use super::{deadline_cf, Checkpoint, Store, StoreError, META_CF};
 
 /// Format of the store layout (column families and meta keys). 2: the
 /// deadline index (format 1 stores are migrated on open: the index is built
-/// from the timers).
-pub const STORE_FORMAT: u16 = 2;
+/// from the timers). 3: twins families may hold records in parts and merge
+/// operands, folded by their merge operator ([`super::parts`]), which a
+/// build before could not read: the format tells it so, rather than a
+/// failed read of one twin. A format 2 store is format 3 as it is.
+pub const STORE_FORMAT: u16 = 3;
 
 const FORMAT_KEY: &[u8] = b"store/format";
 
@@ -24,7 +28,7 @@ impl Store {
             Some(_) => u16::MAX,
         };
         match found {
-            STORE_FORMAT => {}
+            STORE_FORMAT | 2 => {}
             1 => self.migrate_deadline_index()?,
             _ => {
                 return Err(StoreError::UnsupportedFormat {
@@ -98,6 +102,20 @@ mod tests {
             Some(STORE_FORMAT.to_le_bytes().to_vec()),
             "the new format is written"
         );
+    }
+
+    #[test]
+    fn a_format_2_store_opens_as_format_3_with_its_twins_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 1).unwrap();
+            s.put_twin_raw(0, "a", &[5, 0, 9]).unwrap();
+            s.put_meta_raw(FORMAT_KEY, &2u16.to_le_bytes()).unwrap();
+        }
+        let s = Store::open(dir.path(), 1).unwrap();
+        assert_eq!(s.get_twin(0, "a").unwrap(), Some(vec![5, 0, 9]));
+        let format = s.db.get_cf(&s.cf(META_CF), FORMAT_KEY).unwrap();
+        assert_eq!(format, Some(3u16.to_le_bytes().to_vec()));
     }
 
     #[test]

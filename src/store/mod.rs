@@ -7,7 +7,9 @@
 //! * column family `inbox`: MQTT QoS 1 messages acknowledged to their
 //!   broker and not yet in a durable checkpoint (written by the source);
 //! * one column family per shard (`twins-0000`, ...): key = asset id, value =
-//!   a twin record in a versioned [`envelope`];
+//!   a twin record in a versioned [`envelope`], whole or in [`parts`] (a
+//!   checkpoint may merge in only the parts that changed, which the
+//!   family's merge operator folds);
 //! * one timer column family per shard (`timers-0000`, ...): key = asset id,
 //!   value = the twin's next timer deadline (epoch ms, 8 bytes big-endian),
 //!   written with the record;
@@ -34,7 +36,7 @@
 //! Where each part lives: `checkpoint.rs` stages a checkpoint's batch and
 //! commits it; `timers.rs` holds the timers and the deadline index;
 //! `outbox.rs` the outbox column family; `inbox.rs` the MQTT sources'
-//! write-ahead inbox; `migrate.rs` the layout format and
+//! write-ahead inbox; `parts.rs` twin values in parts and their folding; `migrate.rs` the layout format and
 //! its migration; this file opens and flushes the store, names the column
 //! families, creates and drops shards, and reads and writes twin records
 //! and meta values.
@@ -45,6 +47,7 @@ pub mod history;
 mod inbox;
 mod migrate;
 mod outbox;
+pub mod parts;
 mod timers;
 
 use std::path::{Path, PathBuf};
@@ -161,10 +164,15 @@ fn cf_options() -> Options {
     o
 }
 
-/// The options of column family `name` (history families have their own).
+/// The options of column family `name` (history families have their own;
+/// twins families fold incremental records with [`parts`]' merge operator).
 fn options_of(name: &str, clock: &history::Clock) -> Options {
     if name.starts_with("history-") {
         history::history_options(clock)
+    } else if name.starts_with("twins-") {
+        let mut o = cf_options();
+        o.set_merge_operator(parts::MERGE_OPERATOR, parts::full_merge, parts::partial_merge);
+        o
     } else {
         cf_options()
     }

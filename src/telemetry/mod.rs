@@ -28,6 +28,9 @@ pub const TWINS_QUARANTINED: &str = "twinstream_twins_quarantined_total";
 pub const SNAPSHOT_DURATION: &str = "twinstream_snapshot_duration_seconds";
 pub const SNAPSHOT_BYTES: &str = "twinstream_snapshot_bytes_total";
 pub const SNAPSHOT_TWINS: &str = "twinstream_snapshot_twins_total";
+/// Of the twin records snapshots wrote, those merged in as the sensors that
+/// changed (a record in parts); the rest were whole.
+pub const SNAPSHOT_OPERANDS: &str = "twinstream_snapshot_twin_operands_total";
 /// The pause after the last durable checkpoint before the next may start
 /// (`node.snapshot.min_pause`; with `auto`, how long the last one took).
 pub const SNAPSHOT_PAUSE: &str = "twinstream_snapshot_pause_seconds";
@@ -113,6 +116,7 @@ pub const ALL: &[&str] = &[
     SNAPSHOT_DURATION,
     SNAPSHOT_BYTES,
     SNAPSHOT_TWINS,
+    SNAPSHOT_OPERANDS,
     SNAPSHOT_PAUSE,
     SINK_LINES,
     FLOW_INFLIGHT,
@@ -340,9 +344,12 @@ pub fn twin_restarted() {
     counter!(TWIN_RESTARTS).increment(1);
 }
 
-pub fn snapshot_written(seconds: f64, twins: usize, bytes: usize) {
+/// A checkpoint committed: `twins` records, `operands` of them merge
+/// operands of the sensors that changed.
+pub fn snapshot_written(seconds: f64, twins: usize, operands: usize, bytes: usize) {
     histogram!(SNAPSHOT_DURATION).record(seconds);
     counter!(SNAPSHOT_TWINS).increment(twins as u64);
+    counter!(SNAPSHOT_OPERANDS).increment(operands as u64);
     counter!(SNAPSHOT_BYTES).increment(bytes as u64);
 }
 

@@ -641,7 +641,16 @@ impl TwinActor {
         let always = self.tcx.cx.changelog && self.tcx.model.timers;
         let timer = (change.old != change.new || always).then_some(change);
         self.stored = self.armed;
-        record.encode(&self.tcx.model, &self.state);
+        // A node without a changelog (which takes whole records) stores a
+        // many-sensor twin in parts, merging in only the sensors that
+        // changed when they are few.
+        let changed = self.state.sensors.take_changed();
+        if !self.tcx.cx.changelog && record::in_parts(m) {
+            let operand = record::operand_pays(m, changed).then_some(changed);
+            record.encode_parts(m, &self.state, operand);
+        } else {
+            record.encode(m, &self.state);
+        }
         Ok(timer)
     }
 

@@ -310,6 +310,7 @@ impl Router {
         tracing::info!(
             epoch = d.epoch,
             twins = d.twins,
+            operands = d.operands,
             bytes = d.bytes,
             ms = d.elapsed.as_millis() as u64,
             line,

@@ -78,7 +78,7 @@ pub use history::{HistoryLog, HistoryModel, Logged, Partial, RawReading};
 pub use joins::{JoinPair, Relayed};
 pub(super) use rules::set_alert;
 pub use rules::AlertState;
-pub use sensors::{Estimate, Event, Latest, Quality, SensorState, SourceReading};
+pub use sensors::{Changed, Estimate, Event, Latest, Quality, SensorState, Sensors, SourceReading};
 pub use state::{Figures, Health, LogMarks, TwinExt, TwinState, TwinStats};
 pub use timers::next_deadline;
 pub use windows::{Acc, ClosedDigest, OpenWindow};
@@ -370,10 +370,10 @@ fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Ve
 
     // (a) the sensor is heard from: fresh again (only timers read when)
     if m.timers {
-        st.sensors[s].seen = now;
+        st.sensors.get_mut(s).seen = now;
     }
     if st.sensors[s].quality == Quality::Stale {
-        st.sensors[s].quality = Quality::Good;
+        st.sensors.get_mut(s).quality = Quality::Good;
         // Staleness is processing time: so are its transitions.
         if let Some(r) = def.stale_alert {
             set_alert(m, st, r, false, now, out);
@@ -393,7 +393,7 @@ fn on_event(m: &TypeModel, st: &mut TwinState, e: &Event, now: i64, out: &mut Ve
     // between sources when it has several
     let became_latest = match &def.sources {
         None => {
-            let cur = &mut st.sensors[s];
+            let cur = st.sensors.get_mut(s);
             let newer = e.ts >= cur.ts;
             if newer {
                 cur.ts = e.ts;

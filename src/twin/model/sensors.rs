@@ -64,7 +64,7 @@ pub enum Quality {
 }
 
 /// A sensor as the twin sees it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct SensorState {
     /// The sensor's value (after conflict resolution) and its event time.
     pub ts: i64,
@@ -74,6 +74,11 @@ pub struct SensorState {
     /// Source of the value.
     pub source: u16,
     pub quality: Quality,
+    /// Changed since the twin's last record (see [`Sensors`]); in the
+    /// struct's padding, so a twin is no larger for it. Private: a sensor
+    /// built elsewhere ([`SensorState::NONE`], [`SensorState::new`]) is
+    /// changed, so writing a whole one marks it too.
+    changed: bool,
 }
 
 impl SensorState {
@@ -83,7 +88,20 @@ impl SensorState {
         seen: NO_TS,
         source: 0,
         quality: Quality::Good,
+        changed: true,
     };
+
+    /// A sensor with a value (changed since the twin's last record).
+    pub fn new(ts: i64, value: f64, seen: i64, source: u16, quality: Quality) -> SensorState {
+        SensorState {
+            ts,
+            value,
+            seen,
+            source,
+            quality,
+            changed: true,
+        }
+    }
 
     pub fn is_set(&self) -> bool {
         self.ts != NO_TS
@@ -94,6 +112,124 @@ impl SensorState {
             ts: self.ts,
             value: self.value,
         }
+    }
+}
+
+/// Two sensors are equal when their values are: whether one changed since
+/// a record is bookkeeping, not state.
+impl PartialEq for SensorState {
+    fn eq(&self, other: &SensorState) -> bool {
+        let SensorState {
+            ts,
+            value,
+            seen,
+            source,
+            quality,
+            changed: _,
+        } = *self;
+        ts == other.ts
+            && value == other.value
+            && seen == other.seen
+            && source == other.source
+            && quality == other.quality
+    }
+}
+
+/// A twin's sensors, each marked when it changed since the twin's last
+/// record: a checkpoint of a twin with many sensors writes only those
+/// (issue 28's incremental records). Read as a slice; written only through
+/// [`Sensors::get_mut`], which marks the sensor, so no write can miss its
+/// mark (a missed one would lose the sensor's value at a restore). A new
+/// twin's sensors are all marked: its first record is whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sensors(Box<[SensorState]>);
+
+impl Sensors {
+    /// `n` sensors without values, all changed.
+    pub fn new(n: usize) -> Sensors {
+        Sensors(vec![SensorState::NONE; n].into_boxed_slice())
+    }
+
+    /// Sensor `s`, to write: marked as changed.
+    pub fn get_mut(&mut self, s: usize) -> &mut SensorState {
+        let sensor = &mut self.0[s];
+        sensor.changed = true;
+        sensor
+    }
+
+    /// Marks sensor `s` as changed without a write to its value (its
+    /// deadband estimate moved).
+    pub fn mark(&mut self, s: usize) {
+        self.0[s].changed = true;
+    }
+
+    /// Which sensors changed since the last [`Sensors::take_changed`].
+    pub fn changed(&self) -> Changed {
+        let mut c = Changed::default();
+        for (s, sensor) in self.0.iter().enumerate() {
+            if sensor.changed {
+                c.mark(s);
+            }
+        }
+        c
+    }
+
+    /// Which sensors changed, the marks cleared: the twin's record is being
+    /// written.
+    pub fn take_changed(&mut self) -> Changed {
+        let c = self.changed();
+        for sensor in self.0.iter_mut() {
+            sensor.changed = false;
+        }
+        c
+    }
+
+    /// Takes `src`'s values and marks, in `self`'s allocation.
+    pub fn copy_from(&mut self, src: &Sensors) {
+        self.0.clone_from(&src.0);
+    }
+}
+
+impl std::ops::Deref for Sensors {
+    type Target = [SensorState];
+
+    fn deref(&self) -> &[SensorState] {
+        &self.0
+    }
+}
+
+/// Which of a twin's sensors changed: a bit per sensor for the first 64;
+/// a write to any later one counts as all (its record is written whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Changed(u64);
+
+impl Changed {
+    pub const ALL: Changed = Changed(u64::MAX);
+
+    fn mark(&mut self, s: usize) {
+        self.0 |= if s < 64 { 1 << s } else { u64::MAX };
+    }
+
+    /// Everything counts as changed: only a whole record will do.
+    pub fn is_all(self) -> bool {
+        self == Changed::ALL
+    }
+
+    /// How many sensors changed (64 for [`Changed::ALL`]).
+    pub fn count(self) -> u32 {
+        self.0.count_ones()
+    }
+
+    /// The changed sensors in order (of the first 64).
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let s = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                s
+            })
+        })
     }
 }
 
@@ -174,6 +310,8 @@ pub(super) fn reconcile(m: &TypeModel, st: &mut TwinState, s: usize, now: i64) {
                     value: sensor.value,
                     ts: sensor.ts,
                 };
+                // The estimate is stored with its sensor.
+                st.sensors.mark(s);
                 st.sync_lag_ms = lag(now, sensor.ts);
             }
         }
@@ -243,11 +381,11 @@ pub(super) fn resolve(m: &TypeModel, st: &mut TwinState, s: usize, now: i64, ts:
         let spread = if hi >= lo { hi - lo } else { 0.0 };
         let active = st.alerts[r as usize].active;
         if !active && spread > tol {
-            st.sensors[s].quality = Quality::Suspect;
+            st.sensors.get_mut(s).quality = Quality::Suspect;
             set_alert(m, st, r, true, ts, out);
         } else if active && spread <= set.clear_tolerance {
             if st.sensors[s].quality == Quality::Suspect {
-                st.sensors[s].quality = Quality::Good;
+                st.sensors.get_mut(s).quality = Quality::Good;
             }
             set_alert(m, st, r, false, ts, out);
         } else if active {
@@ -260,7 +398,7 @@ pub(super) fn resolve(m: &TypeModel, st: &mut TwinState, s: usize, now: i64, ts:
     let Some((ts, value, source)) = pick else {
         return false;
     };
-    let cur = &mut st.sensors[s];
+    let cur = st.sensors.get_mut(s);
     let changed = cur.ts != ts || cur.value.to_bits() != value.to_bits();
     cur.ts = ts;
     cur.value = value;

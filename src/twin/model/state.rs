@@ -7,7 +7,7 @@ use super::derived::DerivedState;
 use super::filter::{FilterModel, FilterState};
 use super::history::HistoryLog;
 use super::{
-    Acc, AlertState, ClosedDigest, Estimate, JoinPair, Latest, OpenWindow, Quality, SensorState, SourceReading, NO_TS,
+    Acc, AlertState, ClosedDigest, Estimate, JoinPair, Latest, OpenWindow, Quality, Sensors, SourceReading, NO_TS,
 };
 use crate::topology::ModelSlot;
 use crate::twin::commands::Commands;
@@ -52,9 +52,10 @@ pub struct TwinState {
     /// Greatest event time seen; the watermark is this minus the type's
     /// out-of-orderness.
     pub max_ts: i64,
-    /// Per sensor. Fixed-length parts are boxed slices, not `Vec`s: 8 bytes
+    /// Per sensor, each marked when it changed since the twin's last
+    /// record. Fixed-length parts are boxed slices, not `Vec`s: 8 bytes
     /// less each.
-    pub sensors: Box<[SensorState]>,
+    pub sensors: Sensors,
     /// Open windows sorted by `(last_ms, slot)`.
     pub open: Vec<OpenWindow>,
     /// Most recently closed window, for slots that rules read.
@@ -191,7 +192,7 @@ impl TwinState {
     fn copy_from(&mut self, src: &Self, digest: bool) {
         self.version = src.version;
         self.max_ts = src.max_ts;
-        self.sensors.clone_from(&src.sensors);
+        self.sensors.copy_from(&src.sensors);
         self.open.clone_from(&src.open);
         self.closed.clone_from(&src.closed);
         self.alerts.clone_from(&src.alerts);
@@ -253,7 +254,7 @@ impl TwinState {
         TwinState {
             version: 0,
             max_ts: NO_TS,
-            sensors: vec![SensorState::NONE; m.sensors.len()].into_boxed_slice(),
+            sensors: Sensors::new(m.sensors.len()),
             open: Vec::new(),
             closed: vec![None; m.n_closed].into_boxed_slice(),
             alerts: vec![AlertState::default(); m.rules.len()].into_boxed_slice(),

@@ -72,9 +72,9 @@ pub(super) fn on_tick(m: &TypeModel, st: &mut TwinState, now: i64, out: &mut Vec
                 }
             }
         }
-        let sensor = &mut st.sensors[s];
+        let sensor = st.sensors[s];
         if sensor.quality != Quality::Stale && sensor.seen != NO_TS && now.saturating_sub(sensor.seen) >= after {
-            sensor.quality = Quality::Stale;
+            st.sensors.get_mut(s).quality = Quality::Stale;
             if let Some(r) = def.stale_alert {
                 set_alert(m, st, r, true, now, out);
             }

@@ -24,9 +24,12 @@ use super::model::{AlertState, DerivedState, FilterRecord, Latest, Quality, Twin
 use super::schema::TypeModel;
 use crate::store::envelope::{self, EnvelopeError};
 
+mod in_parts;
 mod parts;
 mod restore;
 mod schema;
+
+pub use in_parts::{in_parts, operand_pays, IN_PARTS_MIN_SENSORS};
 
 pub use parts::{
     AccRecord, AlertRecord, ClosedRecord, CommandsRecord, JoinRecord, RelatedRecord, SensorRecord, SourceRecord,
@@ -92,13 +95,15 @@ impl TwinRecord {
     /// moves them into the checkpoint first.
     pub fn from_state(m: &TypeModel, st: &TwinState) -> TwinRecord {
         let mut rec = TwinRecord::default();
-        rec.fill(m, st);
+        rec.fill(m, st, true);
         rec
     }
 
     /// Makes `self` the record of `st`, reusing its lists' allocations (a
-    /// checkpoint encodes every dirty twin through one [`Encoder`]).
-    fn fill(&mut self, m: &TypeModel, st: &TwinState) {
+    /// checkpoint encodes every dirty twin through one [`Encoder`]);
+    /// without `with_sensors`, its sensors are left out (a record in parts
+    /// writes them as entries).
+    fn fill(&mut self, m: &TypeModel, st: &TwinState, with_sensors: bool) {
         // Every field by name, so that a field added to the record cannot
         // be left holding the twin encoded before.
         let TwinRecord {
@@ -140,7 +145,7 @@ impl TwinRecord {
             st.sensors
                 .iter()
                 .enumerate()
-                .filter(|(_, l)| l.is_set())
+                .filter(|(_, l)| with_sensors && l.is_set())
                 .map(|(s, l)| SensorRecord {
                     sensor: s as u16,
                     age_ms: max_ts.wrapping_sub(l.ts),
@@ -443,13 +448,25 @@ pub fn encode(m: &TypeModel, st: &TwinState) -> Vec<u8> {
 pub struct Encoder {
     rec: TwinRecord,
     bytes: Vec<u8>,
+    /// A record in parts: its header, and an entry, while being written.
+    scratch: Vec<u8>,
+    /// The last record encoded is a merge operand: only the sensors that
+    /// changed ([`Encoder::encode_parts`]).
+    operand: bool,
 }
 
 impl Encoder {
     /// Encodes a twin; [`Encoder::bytes`] holds the envelope until the next.
     pub fn encode(&mut self, m: &TypeModel, st: &TwinState) {
-        self.rec.fill(m, st);
+        self.rec.fill(m, st, true);
         put(&self.rec, &mut self.bytes);
+        self.operand = false;
+    }
+
+    /// Whether [`Encoder::bytes`] is a merge operand (only the sensors that
+    /// changed), not a value that replaces the stored one.
+    pub fn is_operand(&self) -> bool {
+        self.operand
     }
 
     /// The envelope last encoded.
@@ -473,6 +490,11 @@ impl bincode::enc::write::Writer for Appender<'_> {
 fn put(rec: &TwinRecord, buf: &mut Vec<u8>) {
     buf.clear();
     envelope::put_header(TWIN_FORMAT, buf);
+    put_payload(rec, buf);
+}
+
+/// Appends the payload of format 5 (also the header of a record in parts).
+fn put_payload(rec: &TwinRecord, buf: &mut Vec<u8>) {
     bincode::serde::encode_into_writer(rec, Appender(buf), config()).expect("writing to a Vec cannot fail");
     bincode::serde::encode_into_writer(&rec.commands, Appender(buf), config()).expect("writing to a Vec cannot fail");
     bincode::serde::encode_into_writer(&rec.filter, Appender(buf), config()).expect("writing to a Vec cannot fail");
@@ -483,6 +505,9 @@ fn put(rec: &TwinRecord, buf: &mut Vec<u8>) {
 /// guess.
 pub fn decode(bytes: &[u8]) -> Result<TwinRecord, EnvelopeError> {
     let corrupt = |e: bincode::error::DecodeError| EnvelopeError::Corrupt(format!("twin payload: {e}"));
+    if bytes.len() >= 2 && u16::from_le_bytes([bytes[0], bytes[1]]) == in_parts::FORMAT {
+        return in_parts::decode(bytes);
+    }
     match envelope::open(bytes, 2, "twin") {
         Ok(payload) => {
             let (old, _) = bincode::serde::decode_from_slice::<v2::Record, _>(payload, config()).map_err(corrupt)?;
@@ -499,7 +524,14 @@ pub fn decode(bytes: &[u8]) -> Result<TwinRecord, EnvelopeError> {
         Err(EnvelopeError::UnknownVersion { .. }) => {}
         Err(e) => return Err(e),
     }
-    let (format, payload) = envelope::open_any(bytes, &[4, TWIN_FORMAT], "twin")?;
+    let (format, payload) = envelope::open_any(bytes, &[4, TWIN_FORMAT, in_parts::FORMAT], "twin")?;
+    decode_payload(format, payload)
+}
+
+/// Decodes a payload of format 4 or 5 (or the header of a record in parts,
+/// which is a format 5 payload).
+fn decode_payload(format: u16, payload: &[u8]) -> Result<TwinRecord, EnvelopeError> {
+    let corrupt = |e: bincode::error::DecodeError| EnvelopeError::Corrupt(format!("twin payload: {e}"));
     let (mut rec, n) = bincode::serde::decode_from_slice::<TwinRecord, _>(payload, config()).map_err(corrupt)?;
     let (commands, k) =
         bincode::serde::decode_from_slice::<CommandsRecord, _>(&payload[n..], config()).map_err(corrupt)?;

@@ -66,13 +66,15 @@ impl TwinRecord {
         for r in &self.sensors {
             match sensor_of(r.sensor) {
                 Some(s) => {
-                    st.sensors[s] = SensorState {
-                        ts: self.max_ts.wrapping_sub(r.age_ms),
-                        value: r.value,
-                        seen: seen(r.seen_back),
-                        source: r.source,
-                        quality: r.quality,
-                    };
+                    // Changed, as every sensor of a restored twin: its next
+                    // record is whole (the stored one may be of another schema).
+                    *st.sensors.get_mut(s) = SensorState::new(
+                        self.max_ts.wrapping_sub(r.age_ms),
+                        r.value,
+                        seen(r.seen_back),
+                        r.source,
+                        r.quality,
+                    );
                     if let (Some(e), Some((age, value)), Some(x)) =
                         (m.sensor_defs[s].estimate, r.estimate, ext.as_deref_mut())
                     {

@@ -1,0 +1,281 @@
+//! A twin record in parts (format 6): the record less its sensors as the
+//! header, and each sensor as an entry keyed by its index, in the store's
+//! layout of values in parts ([`crate::store::parts`]). A checkpoint of a
+//! twin with many sensors, of which few changed since its last record,
+//! merges in a record of only those sensors' entries, which the store
+//! folds into the value (issue 28's incremental records; docs/decisions.md
+//! "Incremental twin records").
+//!
+//! An entry is copied from value to value without being decoded, so its
+//! times cannot be relative to the twin's greatest event time when the
+//! value is read (as a whole record's are): they are relative to its
+//! section's context, a coarse base of event time and one of processing
+//! time ([`Context`]). The base moves every 65.5 s, so the operands of a
+//! minute share one and the store joins their sections.
+//!
+//! What a reader gets is a [`TwinRecord`] as format 5 would have given, its
+//! sensors' times relative to the header's `max_ts` and `seen_base`.
+
+use serde::{Deserialize, Serialize};
+
+use super::{config, decode_payload, put_payload, Appender, Encoder, SensorRecord, TwinRecord, TWIN_FORMAT};
+use crate::store::envelope::EnvelopeError;
+use crate::store::parts::{self, Parts, Writer};
+use crate::twin::model::{Changed, Quality, TwinState, NO_TS};
+use crate::twin::schema::TypeModel;
+
+/// The envelope format of a record in parts.
+pub const FORMAT: u16 = parts::FORMAT;
+
+/// Types with fewer sensors keep whole records: a record is mostly its
+/// header, and an operand saves little of it (measured: a workload-v1
+/// pump's 4 sensors all report every second).
+pub const IN_PARTS_MIN_SENSORS: usize = 8;
+
+/// Bases move in steps of 2^16 ms (65.5 s).
+const BASE_STEP_BITS: u32 = 16;
+
+/// Whether a node that may store records in parts (one that keeps no
+/// changelog, which takes whole records) stores `m`'s in parts.
+pub fn in_parts(m: &TypeModel) -> bool {
+    m.sensors.len() >= IN_PARTS_MIN_SENSORS
+}
+
+/// Whether a record of only the `changed` sensors pays, rather than a
+/// whole one: fewer than half of `m`'s sensors changed.
+pub fn operand_pays(m: &TypeModel, changed: Changed) -> bool {
+    !changed.is_all() && (changed.count() as usize) * 2 < m.sensors.len()
+}
+
+/// What a section's entries are relative to.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Context {
+    /// A base of event time: entries store `base_ts - ts`.
+    base_ts: i64,
+    /// A base of processing time: entries store `base_seen - seen`.
+    base_seen: i64,
+}
+
+fn base(t: i64) -> i64 {
+    t & !((1 << BASE_STEP_BITS) - 1)
+}
+
+/// A sensor as an entry: a [`SensorRecord`] without its index (the entry's
+/// id), its times relative to the section's [`Context`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct SensorEntry {
+    age_ms: i64,
+    value: f64,
+    seen_back: Option<i64>,
+    source: u16,
+    quality: Quality,
+    estimate: Option<(i64, f64)>,
+}
+
+impl Encoder {
+    /// Encodes a twin as a record in parts: every sensor with a value
+    /// (`changed` `None`: the value that replaces the stored one), or only
+    /// the `changed` ones (a merge operand; a changed sensor without a value
+    /// is removed). [`Encoder::bytes`] holds it until the next.
+    pub fn encode_parts(&mut self, m: &TypeModel, st: &TwinState, changed: Option<Changed>) {
+        self.rec.fill(m, st, false);
+        self.scratch.clear();
+        put_payload(&self.rec, &mut self.scratch);
+        let ctx = Context {
+            base_ts: base(st.max_ts),
+            base_seen: base(self.rec.seen_base.unwrap_or(0)),
+        };
+        let mut w = Writer::new(&mut self.bytes, &self.scratch);
+        self.scratch.clear();
+        bincode::serde::encode_into_writer(ctx, Appender(&mut self.scratch), config())
+            .expect("writing to a Vec cannot fail");
+        w.section(&self.scratch);
+        let timers = m.timers;
+        let entry = |s: usize| {
+            let l = st.sensors[s];
+            SensorEntry {
+                age_ms: ctx.base_ts.wrapping_sub(l.ts),
+                value: l.value,
+                seen_back: (timers && l.seen != NO_TS).then(|| ctx.base_seen.wrapping_sub(l.seen)),
+                source: l.source,
+                quality: l.quality,
+                estimate: m.sensor_defs[s]
+                    .estimate
+                    .map(|e| st.estimates()[e as usize])
+                    .filter(|e| e.ts != NO_TS)
+                    .map(|e| (ctx.base_ts.wrapping_sub(e.ts), e.value)),
+            }
+        };
+        let put = |s: usize| {
+            if st.sensors[s].is_set() {
+                w.entry_with(s as u32, |out| {
+                    bincode::serde::encode_into_writer(entry(s), Appender(out), config())
+                        .expect("writing to a Vec cannot fail");
+                });
+            } else {
+                w.entry(s as u32, &[]);
+            }
+        };
+        match changed {
+            None => (0..st.sensors.len()).filter(|s| st.sensors[*s].is_set()).for_each(put),
+            Some(changed) => changed.iter().filter(|s| *s < st.sensors.len()).for_each(put),
+        }
+        w.finish();
+        self.operand = changed.is_some();
+    }
+}
+
+/// Decodes a record in parts into the record format 5 would have given.
+pub(super) fn decode(bytes: &[u8]) -> Result<TwinRecord, EnvelopeError> {
+    let corrupt = |what: String| EnvelopeError::Corrupt(format!("twin record in parts: {what}"));
+    let p = Parts::read(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut rec = decode_payload(TWIN_FORMAT, p.header)?;
+    rec.sensors.clear();
+    for s in &p.sections {
+        let (ctx, _) = bincode::serde::decode_from_slice::<Context, _>(s.context, config())
+            .map_err(|e| corrupt(format!("section context: {e}")))?;
+        for (id, bytes) in &s.entries {
+            if bytes.is_empty() {
+                continue;
+            }
+            let sensor = u16::try_from(*id).map_err(|_| corrupt(format!("sensor index {id}")))?;
+            let (e, _) = bincode::serde::decode_from_slice::<SensorEntry, _>(bytes, config())
+                .map_err(|e| corrupt(format!("sensor {id}: {e}")))?;
+            let ts = ctx.base_ts.wrapping_sub(e.age_ms);
+            let seen_back = match (e.seen_back, rec.seen_base) {
+                (None, _) => None,
+                (Some(back), Some(seen_base)) => Some(seen_base.wrapping_sub(ctx.base_seen.wrapping_sub(back))),
+                (Some(_), None) => return Err(corrupt(format!("sensor {id} was heard from, the record never"))),
+            };
+            rec.sensors.push(SensorRecord {
+                sensor,
+                age_ms: rec.max_ts.wrapping_sub(ts),
+                value: e.value,
+                seen_back,
+                source: e.source,
+                quality: e.quality,
+                estimate: e
+                    .estimate
+                    .map(|(age, v)| (rec.max_ts.wrapping_sub(ctx.base_ts.wrapping_sub(age)), v)),
+            });
+        }
+    }
+    rec.sensors.sort_unstable_by_key(|s| s.sensor);
+    Ok(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::parts::fold;
+    use crate::twin::model::{apply, Event, Input};
+    use crate::twin::model_tests::type_model;
+    use crate::twin::record::decode;
+
+    /// A hall of 10 sensors: most plain, two that go stale, one with a
+    /// deadband estimate, one with two sources.
+    const HALL: &str = r#"
+asset_types:
+  hall:
+    sensors:
+      s0: { unit: degC, expected_every: 1s, stale_after: 5s }
+      s1: { unit: degC }
+      s2: { unit: degC }
+      s3: { unit: degC }
+      s4: { unit: degC }
+      s5: { unit: degC }
+      s6: { unit: degC }
+      s7: { unit: degC }
+      s8: { unit: degC, expected_every: 1s, stale_after: 5s, deadband: 0.5 }
+      s9:
+        unit: bar
+        sources: { plc: { trust: 0.9 }, scada: { trust: 0.5 } }
+        resolve: latest
+        tolerance: 1.0
+    watermark: { out_of_orderness: 200ms }
+assets: [{ id: "h-*", type: hall }]
+sources:
+  - { name: plc, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }
+  - { name: scada, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }
+windows: [{ name: w1s, size: 1s }]
+"#;
+
+    /// A step: readings `(sensor, source, event time, value)` applied at a
+    /// processing time that moves on by `gap` ms, then maybe a timer tick.
+    type Step = (Vec<(u16, u16, i64, i64)>, i64, bool);
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        let reading = (0u16..10, 0u16..2, 0i64..200_000, 0i64..64);
+        let step = (prop::collection::vec(reading, 0..6), 0i64..8_000, any::<bool>());
+        prop::collection::vec(step, 1..25)
+    }
+
+    proptest! {
+        /// Whatever a twin went through, the stored value (its last whole
+        /// record, and the operands of the sensors that changed since,
+        /// folded as the store folds them) reads back as the whole record
+        /// of its state, and restores the state.
+        #[test]
+        fn the_folded_record_in_parts_is_the_whole_record(steps in steps()) {
+            let m = type_model(HALL);
+            prop_assert!(in_parts(&m));
+            let mut st = TwinState::new(&m);
+            let mut enc = Encoder::default();
+            let (mut out, mut now) = (Vec::new(), 1_700_000_000_000i64);
+            // The values since the last whole record, oldest first.
+            let mut stored: Vec<Vec<u8>> = Vec::new();
+            for (readings, gap, tick) in steps {
+                now += gap;
+                let batch: Vec<Event> = readings
+                    .iter()
+                    .map(|&(sensor, source, ts, v)| Event {
+                        ts: 1_700_000_000_000 + ts,
+                        value: v as f64 / 4.0,
+                        sensor,
+                        source: if sensor == 9 { source } else { 0 },
+                        origin: 0,
+                        redelivered: false,
+                        replayed: false,
+                    })
+                    .collect();
+                apply(&m, &mut st, Input::Events(&batch), now, &mut out);
+                if tick {
+                    apply(&m, &mut st, Input::Tick, now, &mut out);
+                }
+                let changed = st.sensors.take_changed();
+                let operand = operand_pays(&m, changed).then_some(changed);
+                enc.encode_parts(&m, &st, operand);
+                prop_assert_eq!(enc.is_operand(), operand.is_some());
+                if operand.is_none() {
+                    stored.clear();
+                }
+                stored.push(enc.bytes().to_vec());
+                let value = fold(stored.iter().map(|v| &v[..]), true).expect("folds");
+                let rec = decode(&value).expect("decodes");
+                prop_assert_eq!(&rec, &TwinRecord::from_state(&m, &st));
+                let (back, notes) = rec.into_state(&m, &m.schema);
+                prop_assert!(notes.dropped.is_empty());
+                prop_assert_eq!(&back, &st);
+            }
+        }
+    }
+
+    #[test]
+    fn few_changed_sensors_make_an_operand_and_most_a_whole_record() {
+        let m = type_model(HALL);
+        let mut st = TwinState::new(&m);
+        assert!(!operand_pays(&m, st.sensors.take_changed()), "a new twin is whole");
+        st.sensors.get_mut(3).value = 1.0;
+        st.sensors.get_mut(0).value = 1.0;
+        let changed = st.sensors.take_changed();
+        assert_eq!(changed.iter().collect::<Vec<_>>(), [0, 3]);
+        assert!(operand_pays(&m, changed));
+        for s in 0..5 {
+            st.sensors.get_mut(s).value = 2.0;
+        }
+        assert!(!operand_pays(&m, st.sensors.take_changed()), "half of 10 changed");
+        assert_eq!(st.sensors.changed().count(), 0, "taking the marks clears them");
+    }
+}
