@@ -213,6 +213,33 @@ fn retention_frees_the_disk_of_what_it_drops() {
     );
 }
 
+/// Asserts that a crashed and resumed replay's report `r` says what the
+/// uninterrupted one's `c` does, of the durable state and of `more` fields.
+fn same_state(r: &serde_json::Value, c: &serde_json::Value, more: &[&str]) {
+    for field in [
+        "events",
+        "windows",
+        "alerts",
+        "late",
+        "sum_count",
+        "sum_value_x64",
+        "sum_max_x64",
+        "sum_avg",
+        "latest_keys",
+        "latest_value_x64",
+        "latest_ts_sum",
+        "records",
+        "dead_letters",
+        "twins",
+    ]
+    .iter()
+    .chain(more)
+    {
+        assert!(!c[field].is_null(), "{field} missing: {c}");
+        assert_eq!(r[field], c[field], "field {field}: crashed {r} vs clean {c}");
+    }
+}
+
 /// Kills the replay with SIGKILL after `checkpoints` durable checkpoints,
 /// and checks that it was still replaying at that point.
 fn kill_after_checkpoints(topo: &str, data: &Path, state: &Path, report: &Path, checkpoints: usize, rate: &str) {
@@ -264,28 +291,7 @@ fn a_replay_killed_with_sigkill_resumes_to_the_same_result() {
     );
     assert!(r["run_events"].as_u64().unwrap() < r["events"].as_u64().unwrap());
     let c = json(&clean);
-    for field in [
-        "events",
-        "windows",
-        "alerts",
-        "late",
-        "sum_count",
-        "sum_value_x64",
-        "sum_max_x64",
-        "sum_avg",
-        "latest_keys",
-        "latest_value_x64",
-        "latest_ts_sum",
-        "records",
-        "dead_letters",
-        "twins",
-    ]
-    .into_iter()
-    .chain(HISTORY_FIELDS)
-    {
-        assert!(!c[field].is_null(), "{field} missing: {c}");
-        assert_eq!(r[field], c[field], "field {field}: crashed {r} vs clean {c}");
-    }
+    same_state(&r, &c, &HISTORY_FIELDS);
     assert_match_with(dir.path(), &data, &report, &["--history".as_ref()]);
 
     // A finished replay run again reports the same without re-reading.
@@ -379,23 +385,7 @@ fn many_sensor_twins_stored_in_parts_resume_from_a_kill_to_the_same_result() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(c["events"], 300 * 20 * 15);
-    for field in [
-        "events",
-        "windows",
-        "alerts",
-        "late",
-        "sum_count",
-        "sum_value_x64",
-        "sum_max_x64",
-        "latest_keys",
-        "latest_value_x64",
-        "latest_ts_sum",
-        "records",
-        "twins",
-    ] {
-        assert!(!c[field].is_null(), "{field} missing: {c}");
-        assert_eq!(r[field], c[field], "field {field}: crashed {r} vs clean {c}");
-    }
+    same_state(&r, &c, &[]);
     assert_eq!(
         c["latest_keys"], reported,
         "every sensor that reported has its latest value"

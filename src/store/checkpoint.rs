@@ -108,7 +108,7 @@ mod tests {
     }
 
     /// A value in parts with one section: `entries` as `(id, bytes)`.
-    fn parts(header: &[u8], entries: &[(u32, &[u8])]) -> Vec<u8> {
+    fn parts(header: &[u8], entries: &[(u16, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut w = crate::store::parts::Writer::new(&mut out, header);
         w.section(b"c");
@@ -120,10 +120,10 @@ mod tests {
     }
 
     /// The header and standing entries (by id) of a twin's stored value.
-    fn read(s: &Store, asset: &str) -> (Vec<u8>, Vec<(u32, Vec<u8>)>) {
+    fn read(s: &Store, asset: &str) -> (Vec<u8>, Vec<(u16, Vec<u8>)>) {
         let v = s.get_twin(0, asset).unwrap().expect("stored");
         let p = crate::store::parts::Parts::read(&v).expect("in parts");
-        let mut entries: Vec<(u32, Vec<u8>)> = p
+        let mut entries: Vec<(u16, Vec<u8>)> = p
             .sections
             .iter()
             .flat_map(|s| s.entries.iter().map(|(id, b)| (*id, b.to_vec())))

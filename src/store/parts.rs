@@ -26,14 +26,13 @@
 //! only) keeps them, as they may shadow an entry of the value below. Folding
 //! is associative, so RocksDB may fold operands in any grouping.
 
-use std::collections::HashSet;
-
 /// The envelope format of a value in parts (a twin record's format 6; the
 /// whole record of format 5 is not in parts).
 pub const FORMAT: u16 = 6;
 
-/// The largest entry id a value may hold (a twin's sensor index).
-const MAX_ID: u64 = u32::MAX as u64;
+/// The largest entry id a value may hold (a twin's sensor index is a
+/// `u16`; the fold keeps a bit per id).
+const MAX_ID: u64 = u16::MAX as u64;
 
 /// The name RocksDB records for the twins families' merge operator.
 pub(super) const MERGE_OPERATOR: &str = "twinstream.twin-parts.v1";
@@ -68,7 +67,7 @@ impl<'a> Writer<'a> {
 
     /// Adds an entry to the open section; `bytes` empty: the entry is
     /// removed.
-    pub fn entry(&mut self, id: u32, bytes: &[u8]) {
+    pub fn entry(&mut self, id: u16, bytes: &[u8]) {
         let (_, n) = self.section.as_mut().expect("an entry goes in a section");
         *n += 1;
         put_varint(self.out, u64::from(id));
@@ -77,7 +76,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Adds an entry whose bytes `write` appends (saving a copy).
-    pub fn entry_with(&mut self, id: u32, write: impl FnOnce(&mut Vec<u8>)) {
+    pub fn entry_with(&mut self, id: u16, write: impl FnOnce(&mut Vec<u8>)) {
         let (_, n) = self.section.as_mut().expect("an entry goes in a section");
         *n += 1;
         put_varint(self.out, u64::from(id));
@@ -98,9 +97,9 @@ impl<'a> Writer<'a> {
 
     fn close(&mut self) {
         if let Some((at, n)) = self.section.take() {
-            let mut count = Vec::with_capacity(2);
-            put_varint(&mut count, n);
-            self.out.splice(at..at, count);
+            // The count, inserted before the entries.
+            let (count, len) = varint(n);
+            self.out.splice(at..at, count[..len].iter().copied());
         }
     }
 }
@@ -116,7 +115,7 @@ pub struct Parts<'a> {
 pub struct Section<'a> {
     pub context: &'a [u8],
     /// `(id, bytes)`; empty bytes: removed.
-    pub entries: Vec<(u32, &'a [u8])>,
+    pub entries: Vec<(u16, &'a [u8])>,
 }
 
 /// Why a value is not a value in parts.
@@ -152,7 +151,7 @@ impl<'a> Parts<'a> {
                 if id > MAX_ID {
                     return Err(PartsError::Id(id));
                 }
-                entries.push((id as u32, r.bytes("entry")?));
+                entries.push((id as u16, r.bytes("entry")?));
             }
             sections.push(Section { context, entries });
         }
@@ -168,16 +167,21 @@ pub fn fold<'a>(values: impl Iterator<Item = &'a [u8]>, full: bool) -> Option<Ve
     let read: Vec<Parts<'a>> = values.map(Parts::read).collect::<Result<_, _>>().ok()?;
     let header = read.last()?.header;
     // Every entry, oldest first, with its section's context.
-    let entries: Vec<(&[u8], u32, &[u8])> = read
+    let entries: Vec<(&[u8], u16, &[u8])> = read
         .iter()
         .flat_map(|p| &p.sections)
         .flat_map(|s| s.entries.iter().map(|(id, bytes)| (s.context, *id, *bytes)))
         .collect();
-    // Newest first, the entries still standing.
-    let mut seen: HashSet<u32> = HashSet::with_capacity(entries.len());
+    // Newest first, the entries still standing (ids are a twin's sensor
+    // indices: a bit set, not a hash set).
+    let ids = entries.iter().map(|(_, id, _)| *id as usize + 1).max().unwrap_or(0);
+    let mut seen = vec![0u64; ids.div_ceil(64)];
     let mut standing = vec![false; entries.len()];
     for (i, (_, id, bytes)) in entries.iter().enumerate().rev() {
-        standing[i] = seen.insert(*id) && !(full && bytes.is_empty());
+        let (word, bit) = (*id as usize / 64, 1u64 << (id % 64));
+        let first = seen[word] & bit == 0;
+        seen[word] |= bit;
+        standing[i] = first && !(full && bytes.is_empty());
     }
     let size = header.len() + entries.iter().map(|(c, _, b)| c.len() + b.len() + 4).sum::<usize>();
     let mut out = Vec::with_capacity(size + 8);
@@ -204,12 +208,21 @@ pub(super) fn partial_merge(_key: &[u8], existing: Option<&[u8]>, ops: &rocksdb:
     fold(existing.into_iter().chain(ops.iter()), false)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+/// `v` as a LEB128 varint: its bytes and how many.
+fn varint(mut v: u64) -> ([u8; 10], usize) {
+    let (mut bytes, mut len) = ([0u8; 10], 0);
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        bytes[len] = (v as u8) | 0x80;
+        len += 1;
         v >>= 7;
     }
-    out.push(v as u8);
+    bytes[len] = v as u8;
+    (bytes, len + 1)
+}
+
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    let (bytes, len) = varint(v);
+    out.extend_from_slice(&bytes[..len]);
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -247,7 +260,7 @@ mod tests {
     use super::*;
 
     /// A value: header, then sections of `(context, [(id, bytes)])`.
-    type Value = (Vec<u8>, Vec<(Vec<u8>, Vec<(u32, Vec<u8>)>)>);
+    type Value = (Vec<u8>, Vec<(Vec<u8>, Vec<(u16, Vec<u8>)>)>);
 
     fn write(v: &Value) -> Vec<u8> {
         let mut out = Vec::new();
@@ -264,7 +277,7 @@ mod tests {
 
     /// What a value says, resolved: the header, and each standing id's
     /// context and bytes.
-    type Meaning = (Vec<u8>, BTreeMap<u32, (Vec<u8>, Vec<u8>)>);
+    type Meaning = (Vec<u8>, BTreeMap<u16, (Vec<u8>, Vec<u8>)>);
 
     /// Applies values oldest first, as the model of folding.
     fn meaning(values: &[Vec<u8>]) -> Meaning {
@@ -284,7 +297,7 @@ mod tests {
     }
 
     fn value() -> impl Strategy<Value = Value> {
-        let entry = (0u32..12, prop::collection::vec(any::<u8>(), 0..4));
+        let entry = (0u16..12, prop::collection::vec(any::<u8>(), 0..4));
         let section = (prop::collection::vec(0u8..3, 0..2), prop::collection::vec(entry, 0..5));
         (
             prop::collection::vec(any::<u8>(), 0..6),

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::{config, decode_payload, put_payload, Appender, Encoder, SensorRecord, TwinRecord, TWIN_FORMAT};
 use crate::store::envelope::EnvelopeError;
 use crate::store::parts::{self, Parts, Writer};
-use crate::twin::model::{Changed, Quality, TwinState, NO_TS};
+use crate::twin::model::{Changed, Quality, TwinState};
 use crate::twin::schema::TypeModel;
 
 /// The envelope format of a record in parts.
@@ -38,7 +38,8 @@ const BASE_STEP_BITS: u32 = 16;
 /// Whether a node that may store records in parts (one that keeps no
 /// changelog, which takes whole records) stores `m`'s in parts.
 pub fn in_parts(m: &TypeModel) -> bool {
-    m.sensors.len() >= IN_PARTS_MIN_SENSORS
+    // An entry's id is its sensor's index, a `u16`.
+    (IN_PARTS_MIN_SENSORS..=1 << 16).contains(&m.sensors.len())
 }
 
 /// Whether a record of only the `changed` sensors pays, rather than a
@@ -90,30 +91,25 @@ impl Encoder {
         bincode::serde::encode_into_writer(ctx, Appender(&mut self.scratch), config())
             .expect("writing to a Vec cannot fail");
         w.section(&self.scratch);
-        let timers = m.timers;
         let entry = |s: usize| {
-            let l = st.sensors[s];
+            let r = SensorRecord::of(m, st, s, ctx.base_ts, ctx.base_seen);
             SensorEntry {
-                age_ms: ctx.base_ts.wrapping_sub(l.ts),
-                value: l.value,
-                seen_back: (timers && l.seen != NO_TS).then(|| ctx.base_seen.wrapping_sub(l.seen)),
-                source: l.source,
-                quality: l.quality,
-                estimate: m.sensor_defs[s]
-                    .estimate
-                    .map(|e| st.estimates()[e as usize])
-                    .filter(|e| e.ts != NO_TS)
-                    .map(|e| (ctx.base_ts.wrapping_sub(e.ts), e.value)),
+                age_ms: r.age_ms,
+                value: r.value,
+                seen_back: r.seen_back,
+                source: r.source,
+                quality: r.quality,
+                estimate: r.estimate,
             }
         };
         let put = |s: usize| {
             if st.sensors[s].is_set() {
-                w.entry_with(s as u32, |out| {
+                w.entry_with(s as u16, |out| {
                     bincode::serde::encode_into_writer(entry(s), Appender(out), config())
                         .expect("writing to a Vec cannot fail");
                 });
             } else {
-                w.entry(s as u32, &[]);
+                w.entry(s as u16, &[]);
             }
         };
         match changed {
@@ -138,7 +134,6 @@ pub(super) fn decode(bytes: &[u8]) -> Result<TwinRecord, EnvelopeError> {
             if bytes.is_empty() {
                 continue;
             }
-            let sensor = u16::try_from(*id).map_err(|_| corrupt(format!("sensor index {id}")))?;
             let (e, _) = bincode::serde::decode_from_slice::<SensorEntry, _>(bytes, config())
                 .map_err(|e| corrupt(format!("sensor {id}: {e}")))?;
             let ts = ctx.base_ts.wrapping_sub(e.age_ms);
@@ -148,7 +143,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<TwinRecord, EnvelopeError> {
                 (Some(_), None) => return Err(corrupt(format!("sensor {id} was heard from, the record never"))),
             };
             rec.sensors.push(SensorRecord {
-                sensor,
+                sensor: *id,
                 age_ms: rec.max_ts.wrapping_sub(ts),
                 value: e.value,
                 seen_back,

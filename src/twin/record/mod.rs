@@ -146,19 +146,7 @@ impl TwinRecord {
                 .iter()
                 .enumerate()
                 .filter(|(_, l)| with_sensors && l.is_set())
-                .map(|(s, l)| SensorRecord {
-                    sensor: s as u16,
-                    age_ms: max_ts.wrapping_sub(l.ts),
-                    value: l.value,
-                    seen_back: seen_back(l.seen),
-                    source: l.source,
-                    quality: l.quality,
-                    estimate: m.sensor_defs[s]
-                        .estimate
-                        .map(|e| st.estimates()[e as usize])
-                        .filter(|e| e.ts != NO_TS)
-                        .map(|e| (max_ts.wrapping_sub(e.ts), e.value)),
-                }),
+                .map(|(s, _)| SensorRecord::of(m, st, s, max_ts, seen_base)),
         );
         refill(
             by_source,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::twin::commands::Command;
-use crate::twin::model::{Acc, AlertState, Quality};
+use crate::twin::model::{Acc, AlertState, Quality, TwinState, NO_TS};
 use crate::twin::schema::TypeModel;
 
 /// A twin's commands as stored, by command name (a topology edit that
@@ -30,6 +30,29 @@ pub struct SensorRecord {
     pub quality: Quality,
     /// (`max_ts - ts`, value) of the estimate, for sensors with a deadband.
     pub estimate: Option<(i64, f64)>,
+}
+
+impl SensorRecord {
+    /// Sensor `s` of `st`, its times relative to `base_ts` (event time: the
+    /// twin's `max_ts` in a whole record) and `base_seen` (processing time:
+    /// the greatest `seen`).
+    pub(super) fn of(m: &TypeModel, st: &TwinState, s: usize, base_ts: i64, base_seen: i64) -> SensorRecord {
+        let l = st.sensors[s];
+        SensorRecord {
+            sensor: s as u16,
+            age_ms: base_ts.wrapping_sub(l.ts),
+            value: l.value,
+            // When a reading was applied matters only to timers.
+            seen_back: (m.timers && l.seen != NO_TS).then(|| base_seen.wrapping_sub(l.seen)),
+            source: l.source,
+            quality: l.quality,
+            estimate: m.sensor_defs[s]
+                .estimate
+                .map(|e| st.estimates()[e as usize])
+                .filter(|e| e.ts != NO_TS)
+                .map(|e| (base_ts.wrapping_sub(e.ts), e.value)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
