@@ -15,8 +15,8 @@
 //!
 //! Lengths, counts and ids are LEB128 varints. A section's context is what
 //! its entries' bytes are relative to (a twin's entries store their times
-//! relative to its greatest event time when they were written), so an entry
-//! is copied from value to value without being decoded.
+//! relative to bases of event and processing time written in the context),
+//! so an entry is copied from value to value without being decoded.
 //!
 //! Folding a value and the operands after it, oldest first: the newest
 //! header; of each id, the newest entry, in the section it was written
