@@ -254,8 +254,8 @@ fn checkpoint_cpu(
                         for (i, asset) in assets.iter().enumerate() {
                             let st = twins.state_mut(i);
                             // As `TwinActor::snapshot` does.
-                            let changed = st.sensors.take_changed();
                             if records == Records::AsTheNode && record::in_parts(m) {
+                                let changed = st.sensors.take_changed();
                                 enc.encode_parts(m, st, record::operand_pays(m, changed).then_some(changed));
                             } else {
                                 enc.encode(m, st);

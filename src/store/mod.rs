@@ -36,10 +36,10 @@
 //! Where each part lives: `checkpoint.rs` stages a checkpoint's batch and
 //! commits it; `timers.rs` holds the timers and the deadline index;
 //! `outbox.rs` the outbox column family; `inbox.rs` the MQTT sources'
-//! write-ahead inbox; `parts.rs` twin values in parts and their folding; `migrate.rs` the layout format and
-//! its migration; this file opens and flushes the store, names the column
-//! families, creates and drops shards, and reads and writes twin records
-//! and meta values.
+//! write-ahead inbox; `parts.rs` twin values in parts and their folding;
+//! `migrate.rs` the layout format and its migration; this file opens and
+//! flushes the store, names the column families, creates and drops shards,
+//! and reads and writes twin records and meta values.
 
 mod checkpoint;
 pub mod envelope;

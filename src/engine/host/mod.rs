@@ -643,9 +643,9 @@ impl TwinActor {
         self.stored = self.armed;
         // A node without a changelog (which takes whole records) stores a
         // many-sensor twin in parts, merging in only the sensors that
-        // changed when they are few.
-        let changed = self.state.sensors.take_changed();
+        // changed when they are few (the marks matter to no other record).
         if !self.tcx.cx.changelog && record::in_parts(m) {
+            let changed = self.state.sensors.take_changed();
             let operand = record::operand_pays(m, changed).then_some(changed);
             record.encode_parts(m, &self.state, operand);
         } else {
