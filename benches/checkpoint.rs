@@ -48,7 +48,14 @@
 //!   reading of every sensor) applied to each of 100k twins in turn, so each
 //!   is out of cache as in a busy node; `backed-up` first copies the state
 //!   as the host does before every batch (`TwinState::back_up`, the state a
-//!   panic rolls back to). The difference is what supervision costs a batch.
+//!   panic rolls back to) and lets it go after (`TwinState::keep`). The
+//!   difference is what supervision costs a batch. `sensors-logged` keeps
+//!   the sensors in the undo log instead of the copy
+//!   (`SensorsBackup::Logged`, each saved on its first change).
+//!   `supervision/*/halls-64-sensors`: the same for 30k twins of 64 sensors,
+//!   a batch of one reading each (a busy node's chunks give a twin of many
+//!   about that), where the log saves one sensor of 64; the host logs the
+//!   sensors of types with `SensorsBackup::LOGGED_FROM` or more.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -60,7 +67,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Cr
 use twinstream::store::envelope::bincode_config;
 use twinstream::store::{Checkpoint, Store, TimerChange};
 use twinstream::topology::{self, OutputKind};
-use twinstream::twin::model::{apply, next_deadline, Event, Input, Output, TwinState, NO_TS};
+use twinstream::twin::model::{apply, next_deadline, Event, Input, Output, SensorsBackup, TwinState, NO_TS};
 use twinstream::twin::record::{self, SensorRecord, TwinRecord};
 use twinstream::twin::schema::{Model, OutputMask, TypeModel};
 
@@ -75,6 +82,9 @@ const STREAMS: usize = 64;
 /// more than the caches hold, so each batch starts with its twin out of
 /// cache.
 const COLD_TWINS: usize = 100_000;
+/// Halls the supervision benchmark goes through in turn: ~100 MB of state
+/// (2 KB of sensors each, and their windows).
+const COLD_HALLS: usize = 30_000;
 /// Readings a twin takes between two checkpoints: a second of its stream.
 const READINGS: usize = 40;
 /// Sensors of the many-sensor type ...
@@ -338,6 +348,22 @@ struct Hall {
     origin: u64,
     /// The sensors that reported in the last second.
     picked: [u16; REPORTING],
+    /// Readings taken one at a time ([`Halls::reading`]).
+    readings: i64,
+}
+
+impl Hall {
+    /// `REPORTING` sensors picked at random.
+    fn pick(&mut self) {
+        let mut k = 0;
+        while k < REPORTING {
+            let s = (self.rng.next() % MANY as u64) as u16;
+            if !self.picked[..k].contains(&s) {
+                self.picked[k] = s;
+                k += 1;
+            }
+        }
+    }
 }
 
 /// Twins of [`hall_model`]: in each second, `REPORTING` of the sensors,
@@ -360,6 +386,7 @@ impl<'m> Halls<'m> {
                     second: 0,
                     origin: 0,
                     picked: [0; REPORTING],
+                    readings: 0,
                 })
                 .collect(),
             batch: Vec::with_capacity(REPORTING * 10),
@@ -377,6 +404,46 @@ impl<'m> Halls<'m> {
     }
 }
 
+impl Halls<'_> {
+    /// Applies the next reading of hall `i` alone: a batch as a busy node's
+    /// chunks give a twin of many (2 ms of input each).
+    fn reading(&mut self, i: usize) {
+        const PER_SECOND: i64 = REPORTING as i64 * 10;
+        let t = &mut self.twins[i];
+        let k = t.readings % PER_SECOND;
+        if k == 0 {
+            t.pick();
+        }
+        t.origin += 1;
+        let (j, sensor) = (k / REPORTING as i64, (k % REPORTING as i64) as usize);
+        let event = Event {
+            ts: BASE_TS + t.second * 1000 + j * 100 + sensor as i64 * 7,
+            value: ((20.0 + 5.0 * t.rng.unit()) * 64.0).round() / 64.0,
+            sensor: t.picked[sensor],
+            source: 0,
+            origin: t.origin,
+            redelivered: false,
+            replayed: false,
+        };
+        t.readings += 1;
+        if t.readings % PER_SECOND == 0 {
+            t.second += 1;
+        }
+        apply(
+            self.m,
+            &mut t.st,
+            Input::Events(std::slice::from_ref(&event)),
+            0,
+            &mut self.out,
+        );
+        black_box(self.out.len());
+        self.out.clear();
+        t.st.take_digest(|d| {
+            black_box(d.len());
+        });
+    }
+}
+
 impl Dirty for Halls<'_> {
     fn len(&self) -> usize {
         self.twins.len()
@@ -384,18 +451,10 @@ impl Dirty for Halls<'_> {
 
     fn second(&mut self) {
         for t in &mut self.twins {
-            let mut picked = [0u16; REPORTING];
-            let mut k = 0;
-            while k < REPORTING {
-                let s = (t.rng.next() % MANY as u64) as u16;
-                if !picked[..k].contains(&s) {
-                    picked[k] = s;
-                    k += 1;
-                }
-            }
+            t.pick();
             self.batch.clear();
             for j in 0..10 {
-                for (k, &sensor) in picked.iter().enumerate() {
+                for (k, &sensor) in t.picked.iter().enumerate() {
                     t.origin += 1;
                     self.batch.push(Event {
                         ts: BASE_TS + t.second * 1000 + j * 100 + k as i64 * 7,
@@ -408,7 +467,6 @@ impl Dirty for Halls<'_> {
                     });
                 }
             }
-            t.picked = picked;
             apply(self.m, &mut t.st, Input::Events(&self.batch), 0, &mut self.out);
             self.out.clear();
             t.st.take_digest(|d| {
@@ -771,15 +829,56 @@ fn bench_supervision(c: &mut Criterion) {
             }
         })
     });
-    g.bench_function(BenchmarkId::new("backed-up", "100k"), |b| {
+    for how in [SensorsBackup::Copied, SensorsBackup::Logged] {
+        g.bench_function(BenchmarkId::new(supervised(how), "100k"), |b| {
+            b.iter(|| {
+                for i in 0..COLD_TWINS {
+                    let marks = fleet.twins[i].st.back_up(&mut backup, how);
+                    fleet.step(i, pump::SENSORS);
+                    black_box(fleet.twins[i].st.keep(&backup, marks));
+                }
+            })
+        });
+    }
+    g.finish();
+
+    // Halls of 64 sensors, one reading per batch.
+    let m = hall_model();
+    let mut halls = Halls::new(&m, COLD_HALLS);
+    for _ in 0..2 {
+        halls.second();
+    }
+    let mut backup = TwinState::new(&m);
+    let mut g = c.benchmark_group("supervision");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(COLD_HALLS as u64));
+    g.bench_function(BenchmarkId::new("bare", "halls-64-sensors"), |b| {
         b.iter(|| {
-            for i in 0..COLD_TWINS {
-                black_box(fleet.twins[i].st.back_up(&mut backup));
-                fleet.step(i, pump::SENSORS);
+            for i in 0..COLD_HALLS {
+                halls.reading(i);
             }
         })
     });
+    for how in [SensorsBackup::Copied, SensorsBackup::Logged] {
+        g.bench_function(BenchmarkId::new(supervised(how), "halls-64-sensors"), |b| {
+            b.iter(|| {
+                for i in 0..COLD_HALLS {
+                    let marks = halls.twins[i].st.back_up(&mut backup, how);
+                    halls.reading(i);
+                    black_box(halls.twins[i].st.keep(&backup, marks));
+                }
+            })
+        });
+    }
     g.finish();
+}
+
+/// The benchmark's name for a way of backing up.
+fn supervised(how: SensorsBackup) -> &'static str {
+    match how {
+        SensorsBackup::Copied => "backed-up",
+        SensorsBackup::Logged => "sensors-logged",
+    }
 }
 
 criterion_group!(benches, bench_checkpoint, bench_layout, bench_supervision);

@@ -34,6 +34,62 @@ fn model(extra: &str) -> Arc<TypeModel> {
 
 const W1S: &str = "windows: [{ name: w1s, size: 1s }]\n";
 
+/// A hall of 10 sensors (many: its records are stored in parts and its
+/// batches log their sensors' changes): most plain, two that go stale, one
+/// with a deadband estimate, one with two sources.
+pub(crate) const HALL: &str = r#"
+asset_types:
+  hall:
+    sensors:
+      s0: { unit: degC, expected_every: 1s, stale_after: 5s }
+      s1: { unit: degC }
+      s2: { unit: degC }
+      s3: { unit: degC }
+      s4: { unit: degC }
+      s5: { unit: degC }
+      s6: { unit: degC }
+      s7: { unit: degC }
+      s8: { unit: degC, expected_every: 1s, stale_after: 5s, deadband: 0.5 }
+      s9:
+        unit: bar
+        sources: { plc: { trust: 0.9 }, scada: { trust: 0.5 } }
+        resolve: latest
+        tolerance: 1.0
+    watermark: { out_of_orderness: 200ms }
+assets: [{ id: "h-*", type: hall }]
+sources:
+  - { name: plc, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }
+  - { name: scada, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }
+windows: [{ name: w1s, size: 1s }]
+"#;
+
+/// A step of a [`HALL`] twin: readings `(sensor, source, event time,
+/// value)` applied at a processing time that moves on by `gap` ms, then
+/// maybe a timer tick.
+pub(crate) type HallStep = (Vec<(u16, u16, i64, i64)>, i64, bool);
+
+pub(crate) fn hall_steps() -> impl Strategy<Value = Vec<HallStep>> {
+    let reading = (0u16..10, 0u16..2, 0i64..200_000, 0i64..64);
+    let step = (prop::collection::vec(reading, 0..6), 0i64..8_000, any::<bool>());
+    prop::collection::vec(step, 1..25)
+}
+
+/// The events of a [`HallStep`]'s readings.
+pub(crate) fn hall_batch(readings: &[(u16, u16, i64, i64)]) -> Vec<Event> {
+    readings
+        .iter()
+        .map(|&(sensor, source, ts, v)| Event {
+            ts: 1_700_000_000_000 + ts,
+            value: v as f64 / 4.0,
+            sensor,
+            source: if sensor == 9 { source } else { 0 },
+            origin: 0,
+            redelivered: false,
+            replayed: false,
+        })
+        .collect()
+}
+
 pub(super) fn ev(sensor: u16, ts: i64, value: f64) -> Event {
     Event {
         ts,
@@ -402,7 +458,7 @@ proptest! {
     /// closed into the replay digest and readings logged for history
     /// included), rolling back restores the state before it exactly.
     #[test]
-    fn rolling_back_a_batch_restores_the_state_before_it(before in arb_events(), batch in arb_events()) {
+    fn rolling_back_a_batch_restores_the_state_before_it(before in arb_events(), batch in arb_events(), logged in any::<bool>()) {
         let text = format!("{BASE}{W1S}").replace("    watermark:", "    history: on\n    watermark:");
         let topo = topology::parse(Path::new("t.yaml"), &text).unwrap_or_else(|d| panic!("{d}"));
         let m = Model::build(&topo, OutputMask::all(), true).types[0].clone();
@@ -416,7 +472,9 @@ proptest! {
         let mut backup = saved.clone();
         apply(&m, &mut backup, Input::Events(&batch), 0, &mut out);
         apply(&m, &mut backup, Input::EndOfInput, 0, &mut out);
-        let marks = st.back_up(&mut backup);
+        // Either way of keeping the sensors, whichever the type would use.
+        let how = if logged { SensorsBackup::Logged } else { SensorsBackup::Copied };
+        let marks = st.back_up(&mut backup, how);
         apply(&m, &mut st, Input::Events(&batch), 7, &mut out);
         apply(&m, &mut st, Input::EndOfInput, 7, &mut out);
         prop_assume!(st.digest().len() > saved.digest().len(), "the batch closes windows");
@@ -426,6 +484,47 @@ proptest! {
         st.roll_back(&mut backup, marks);
         prop_assert_eq!(&st, &saved);
         prop_assert_eq!(st.sensors.changed(), saved.sensors.changed(), "and so did the marks");
+    }
+
+    /// Supervision of a twin of many sensors, whose batches log the sensors
+    /// they change: over a history of batches and timer ticks, each kept or
+    /// rolled back, a roll-back restores the state and change marks before
+    /// the batch (so a kept batch left no sensor saved that the next would
+    /// not save again), the stale count a kept batch reports agrees with
+    /// the states, and a copy of the twin changed inside a batch is not
+    /// put back in its place.
+    #[test]
+    fn a_many_sensor_twin_rolls_back_by_its_undo_log(steps in hall_steps(), panics in prop::collection::vec(any::<bool>(), 25)) {
+        let m = type_model(HALL);
+        prop_assert_eq!(SensorsBackup::of(&m), SensorsBackup::Logged);
+        let mut st = TwinState::new(&m);
+        let mut backup = TwinState::new(&type_model(BASE));
+        let (mut out, mut now) = (Vec::new(), 1_700_000_000_000i64);
+        for ((readings, gap, tick), panics) in steps.into_iter().zip(panics) {
+            now += gap;
+            if panics {
+                st.sensors.take_changed();
+            }
+            let before = st.clone();
+            // A copy of the twin, changed before the batch and inside it.
+            let mut copy = st.clone();
+            let s = readings.first().map_or(0, |r| r.0 as usize);
+            copy.sensors.get_mut(s).value = -1.0;
+            let marks = st.back_up(&mut backup, SensorsBackup::Logged);
+            copy.sensors.get_mut(s).value = -2.0;
+            apply(&m, &mut st, Input::Events(&hall_batch(&readings)), now, &mut out);
+            if tick {
+                apply(&m, &mut st, Input::Tick, now, &mut out);
+            }
+            if panics {
+                st.roll_back(&mut backup, marks);
+                prop_assert_eq!(&st, &before);
+                prop_assert_eq!(st.sensors.changed(), before.sensors.changed());
+            } else {
+                let stale = st.keep(&backup, marks);
+                prop_assert_eq!(stale, st.sensors.stale() as i64 - before.sensors.stale() as i64);
+            }
+        }
     }
 
     /// A worker encodes every dirty twin through one kept encoder: a record

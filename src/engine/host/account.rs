@@ -2,17 +2,17 @@
 
 use crate::telemetry;
 use crate::twin::commands::Phase;
-use crate::twin::model::{Quality, Transition, TwinState};
+use crate::twin::model::{Transition, TwinState};
 use crate::twin::schema::TypeModel;
 
 /// Reports what changed between `before` and `after` to the node-wide
-/// gauges and counters: stale sensors, active alerts by severity, alert
-/// transitions and the end-to-end latency of raised alerts (a few entries
-/// per twin, compared once per batch). Without `now` (a restore) only the
-/// gauges move.
-pub(super) fn account(m: &TypeModel, before: &TwinState, after: &TwinState, now: Option<i64>) {
-    let stale = |st: &TwinState| st.sensors.iter().filter(|s| s.quality == Quality::Stale).count() as i64;
-    telemetry::sensors_stale(stale(after) - stale(before));
+/// gauges and counters: `stale` more stale sensors (the backup may not hold
+/// the sensors: [`TwinState::keep`] counts them), active alerts by
+/// severity, alert transitions and the end-to-end latency of raised alerts
+/// (a few entries per twin, compared once per batch). Without `now` (a
+/// restore) only the gauges move.
+pub(super) fn account(m: &TypeModel, before: &TwinState, after: &TwinState, stale: i64, now: Option<i64>) {
+    telemetry::sensors_stale(stale);
     for (r, (a, b)) in before.alerts.iter().zip(after.alerts.iter()).enumerate() {
         if a == b {
             continue;

@@ -55,7 +55,9 @@ use crate::sink::SinkHub;
 use crate::store::{Store, TimerChange};
 use crate::telemetry;
 use crate::topology::DamagedTwin;
-use crate::twin::model::{apply, next_deadline, ClosedDigest, Event, Input, Output, Relayed, TwinState, NO_TS};
+use crate::twin::model::{
+    apply, next_deadline, ClosedDigest, Event, Input, Output, Relayed, SensorsBackup, TwinState, NO_TS,
+};
 use crate::twin::record;
 use crate::twin::schema::TypeModel;
 use crate::twin::view::{self, Glance};
@@ -222,7 +224,13 @@ impl TwinActor {
             tracing::warn!(asset = %self.asset, dropped = ?notes.dropped, "restored twin: parts the topology no longer declares were dropped");
         }
         // Only the gauges: nothing transitioned.
-        account(model, &TwinState::new(model), &state, None);
+        account(
+            model,
+            &TwinState::new(model),
+            &state,
+            state.sensors.stale() as i64,
+            None,
+        );
         self.state = state;
         // The node's timer index (the router's heap, or the store's deadline
         // index it reads as deadlines near) holds the stored deadline.
@@ -318,7 +326,7 @@ impl TwinActor {
         let mut backup = SCRATCH
             .with(|s| s.borrow_mut().take())
             .unwrap_or_else(|| TwinState::new(&self.tcx.model));
-        let marks = self.state.back_up(&mut backup);
+        let marks = self.state.back_up(&mut backup, SensorsBackup::of(&self.tcx.model));
         let mark = out.len();
         let (model, state) = (&self.tcx.model, &mut self.state);
         #[cfg(test)]
@@ -332,7 +340,8 @@ impl TwinActor {
         }));
         let outcome = match result {
             Ok(()) => {
-                account(&self.tcx.model, &backup, &self.state, Some(now));
+                let stale = self.state.keep(&backup, marks);
+                account(&self.tcx.model, &backup, &self.state, stale, Some(now));
                 Ok(())
             }
             Err(panic) => {

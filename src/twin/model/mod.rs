@@ -78,8 +78,8 @@ pub use history::{HistoryLog, HistoryModel, Logged, Partial, RawReading};
 pub use joins::{JoinPair, Relayed};
 pub(super) use rules::set_alert;
 pub use rules::AlertState;
-pub use sensors::{Changed, Estimate, Event, Latest, Quality, SensorState, Sensors, SourceReading};
-pub use state::{Figures, Health, LogMarks, TwinExt, TwinState, TwinStats};
+pub use sensors::{Changed, Estimate, Event, Latest, Quality, SensorState, SensorUndo, Sensors, SourceReading};
+pub use state::{Figures, Health, LogMarks, SensorsBackup, TwinExt, TwinState, TwinStats};
 pub use timers::next_deadline;
 pub use windows::{Acc, ClosedDigest, OpenWindow};
 

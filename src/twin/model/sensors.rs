@@ -79,6 +79,9 @@ pub struct SensorState {
     /// built elsewhere ([`SensorState::NONE`], [`SensorState::new`]) is
     /// changed, so writing a whole one marks it too.
     changed: bool,
+    /// Saved in the undo log of the batch being applied ([`SensorUndo`]),
+    /// in the padding too; never set outside a batch.
+    saved: bool,
 }
 
 // The mark fits in the padding: a sensor is 32 bytes with it as without.
@@ -92,6 +95,7 @@ impl SensorState {
         source: 0,
         quality: Quality::Good,
         changed: true,
+        saved: false,
     };
 
     /// A sensor with a value (changed since the twin's last record).
@@ -103,6 +107,7 @@ impl SensorState {
             source,
             quality,
             changed: true,
+            saved: false,
         }
     }
 
@@ -129,6 +134,7 @@ impl PartialEq for SensorState {
             source,
             quality,
             changed: _,
+            saved: _,
         } = *self;
         ts == other.ts
             && value == other.value
@@ -144,8 +150,22 @@ impl PartialEq for SensorState {
 /// [`Sensors::get_mut`], which marks the sensor, so no write can miss its
 /// mark (a missed one would lose the sensor's value at a restore). A new
 /// twin's sensors are all marked: its first record is whole.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The same writes keep the undo log of a supervised batch
+/// ([`SensorUndo`]) when the twin's sensors are many.
+#[derive(Debug, PartialEq)]
 pub struct Sensors(Box<[SensorState]>);
+
+/// A copy is not in any batch's undo log.
+impl Clone for Sensors {
+    fn clone(&self) -> Sensors {
+        let mut copy = Sensors(self.0.clone());
+        for s in copy.0.iter_mut() {
+            s.saved = false;
+        }
+        copy
+    }
+}
 
 impl Sensors {
     /// `n` sensors without values, all changed.
@@ -153,16 +173,19 @@ impl Sensors {
         Sensors(vec![SensorState::NONE; n].into_boxed_slice())
     }
 
-    /// Sensor `s`, to write: marked as changed.
+    /// Sensor `s`, to write: marked as changed (and saved first, in a
+    /// batch that keeps an undo log of these sensors).
     pub fn get_mut(&mut self, s: usize) -> &mut SensorState {
-        let sensor = &mut self.0[s];
-        sensor.changed = true;
-        sensor
+        self.mark(s);
+        &mut self.0[s]
     }
 
     /// Marks sensor `s` as changed without a write to its value (its
     /// deadband estimate moved).
     pub fn mark(&mut self, s: usize) {
+        if !self.0[s].saved {
+            SensorUndo::save(self, s);
+        }
         self.0[s].changed = true;
     }
 
@@ -187,9 +210,97 @@ impl Sensors {
         c
     }
 
-    /// Takes `src`'s values and marks, in `self`'s allocation.
+    /// Takes `src`'s values and marks, in `self`'s allocation (outside a
+    /// batch: the full backup of a twin with few sensors).
     pub fn copy_from(&mut self, src: &Sensors) {
         self.0.clone_from(&src.0);
+    }
+
+    /// How many of the sensors are stale.
+    pub fn stale(&self) -> usize {
+        self.0.iter().filter(|s| s.quality == Quality::Stale).count()
+    }
+}
+
+/// The undo log of a supervised batch: the sensors it changes, each saved
+/// on its first change, so a panic puts those back rather than a copy of
+/// every sensor made before each batch (issue 28, item 2). Worth it for a
+/// twin of many sensors of which a batch changes a few
+/// ([`SensorsBackup::of`](super::SensorsBackup::of) picks it by the type's sensor count).
+///
+/// One per thread: a thread applies one twin's batch at a time, and its
+/// sensors' writes ([`Sensors::get_mut`], [`Sensors::mark`]) cannot reach a
+/// log they do not carry (the twin's size is budgeted). Only the armed
+/// twin's sensors are saved (by their slice's address): a copy of a twin
+/// made and changed during the batch is not.
+pub struct SensorUndo;
+
+struct UndoLog {
+    /// The armed sensors' slice; null when no batch logs.
+    armed: std::cell::Cell<*const SensorState>,
+    saved: std::cell::RefCell<Vec<(u32, SensorState)>>,
+}
+
+thread_local! {
+    static UNDO: UndoLog = const {
+        UndoLog {
+            armed: std::cell::Cell::new(std::ptr::null()),
+            saved: std::cell::RefCell::new(Vec::new()),
+        }
+    };
+}
+
+impl SensorUndo {
+    /// A batch begins: `sensors`' first changes are saved from now on.
+    pub fn arm(sensors: &Sensors) {
+        UNDO.with(|u| {
+            u.saved.borrow_mut().clear();
+            u.armed.set(sensors.0.as_ptr());
+        });
+    }
+
+    /// Saves sensor `s` of `sensors` before its first change, when they are
+    /// the armed ones.
+    #[inline(never)]
+    fn save(sensors: &mut Sensors, s: usize) {
+        UNDO.with(|u| {
+            if std::ptr::eq(u.armed.get(), sensors.0.as_ptr()) {
+                u.saved.borrow_mut().push((s as u32, sensors.0[s]));
+                sensors.0[s].saved = true;
+            }
+        });
+    }
+
+    /// The batch succeeded: the log is dropped and `sensors`' saves
+    /// cleared. Returns how many more of them are stale than before it.
+    pub fn keep(sensors: &mut Sensors) -> i64 {
+        UNDO.with(|u| {
+            u.armed.set(std::ptr::null());
+            let mut stale = 0i64;
+            // Earliest first: a sensor saved twice (a whole sensor written
+            // over its flag) counts once, from its state before the batch.
+            for &(s, before) in u.saved.borrow().iter() {
+                let now = &mut sensors.0[s as usize];
+                if now.saved {
+                    now.saved = false;
+                    stale += i64::from(now.quality == Quality::Stale) - i64::from(before.quality == Quality::Stale);
+                }
+            }
+            u.saved.borrow_mut().clear();
+            stale
+        })
+    }
+
+    /// The batch panicked: `sensors` get back what they were before it.
+    pub fn undo(sensors: &mut Sensors) {
+        UNDO.with(|u| {
+            u.armed.set(std::ptr::null());
+            // Latest first, so a sensor saved twice ends as it began.
+            for &(s, before) in u.saved.borrow().iter().rev() {
+                sensors.0[s as usize] = before;
+            }
+            u.saved.borrow_mut().clear();
+        });
     }
 }
 

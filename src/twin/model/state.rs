@@ -7,7 +7,8 @@ use super::derived::DerivedState;
 use super::filter::{FilterModel, FilterState};
 use super::history::HistoryLog;
 use super::{
-    Acc, AlertState, ClosedDigest, Estimate, JoinPair, Latest, OpenWindow, Quality, Sensors, SourceReading, NO_TS,
+    Acc, AlertState, ClosedDigest, Estimate, JoinPair, Latest, OpenWindow, Quality, SensorUndo, Sensors, SourceReading,
+    NO_TS,
 };
 use crate::topology::ModelSlot;
 use crate::twin::commands::Commands;
@@ -106,14 +107,44 @@ pub struct TwinExt {
     pub derived: Box<[DerivedState]>,
 }
 
-/// The lengths of a twin's append-only logs (the replay digest, history's
-/// raw readings and events) when it was backed up: rolling back truncates
-/// them to it.
+/// What [`TwinState::back_up`] did not copy: the lengths of a twin's
+/// append-only logs (the replay digest, history's raw readings and events),
+/// which rolling back truncates them to, and whether the sensors are in the
+/// thread's undo log instead of the backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogMarks {
     digest: usize,
     raw: usize,
     events: usize,
+    sensors: SensorsBackup,
+}
+
+/// How a backup keeps a twin's sensors for a roll-back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensorsBackup {
+    /// Copied with the rest of the twin: cheaper for a few sensors.
+    Copied,
+    /// Each saved in the thread's undo log on its first change in the
+    /// batch ([`SensorUndo`]): a batch changes a few of many.
+    Logged,
+}
+
+impl SensorsBackup {
+    /// Sensors from which on a twin's are logged rather than copied. A batch
+    /// of one reading to a twin of 64 sensors out of cache costs 2.0-2.6x
+    /// the bare batch with the copy, 1.3-1.6x with the log; a batch of 4 to
+    /// a workload-v1 pump costs -2 to +4% more with the copy, 8-10% with the
+    /// log (`cargo bench --bench checkpoint -- supervision/`, BENCHMARKS.md).
+    pub const LOGGED_FROM: usize = 8;
+
+    /// How twins of type `m` are backed up.
+    pub fn of(m: &TypeModel) -> SensorsBackup {
+        if m.sensors.len() >= Self::LOGGED_FROM {
+            SensorsBackup::Logged
+        } else {
+            SensorsBackup::Copied
+        }
+    }
 }
 
 impl Clone for TwinState {
@@ -135,7 +166,7 @@ impl Clone for TwinState {
 
     /// Reuses `self`'s allocations.
     fn clone_from(&mut self, src: &Self) {
-        self.copy_from(src, true);
+        self.copy_from(src, true, true);
     }
 }
 
@@ -145,13 +176,29 @@ impl TwinState {
     /// must not allocate). The replay digest and history's raw readings and
     /// events are not copied: applying only appends to them, so their
     /// lengths are the backup (history's partial buckets, a few, are).
-    pub fn back_up(&self, backup: &mut TwinState) -> LogMarks {
-        backup.copy_from(self, false);
+    /// `sensors` says whether the sensors are copied or logged as the batch
+    /// changes them; either way the batch ends with [`TwinState::keep`] or
+    /// [`TwinState::roll_back`].
+    pub fn back_up(&self, backup: &mut TwinState, sensors: SensorsBackup) -> LogMarks {
+        backup.copy_from(self, false, sensors == SensorsBackup::Copied);
+        if sensors == SensorsBackup::Logged {
+            SensorUndo::arm(&self.sensors);
+        }
         let h = self.history.as_deref();
         LogMarks {
             digest: self.digest().len(),
             raw: h.map_or(0, |h| h.raw.len()),
             events: h.map_or(0, |h| h.events.len()),
+            sensors,
+        }
+    }
+
+    /// The batch [`TwinState::back_up`] saved `backup` (and `marks`) for
+    /// succeeded: returns how many more sensors are stale than before it.
+    pub fn keep(&mut self, backup: &TwinState, marks: LogMarks) -> i64 {
+        match marks.sensors {
+            SensorsBackup::Copied => self.sensors.stale() as i64 - backup.sensors.stale() as i64,
+            SensorsBackup::Logged => SensorUndo::keep(&mut self.sensors),
         }
     }
 
@@ -159,6 +206,11 @@ impl TwinState {
     /// for) back, in place of a possibly half-applied one; `backup` is left
     /// holding the discarded state.
     pub fn roll_back(&mut self, backup: &mut TwinState, marks: LogMarks) {
+        if marks.sensors == SensorsBackup::Logged {
+            // The twin's own sensors, put back, go with the backup.
+            SensorUndo::undo(&mut self.sensors);
+            std::mem::swap(&mut self.sensors, &mut backup.sensors);
+        }
         let digest = self.ext.as_deref_mut().map(|x| std::mem::take(&mut x.digest));
         let logs = self
             .history
@@ -189,10 +241,12 @@ impl TwinState {
         }
     }
 
-    fn copy_from(&mut self, src: &Self, digest: bool) {
+    fn copy_from(&mut self, src: &Self, digest: bool, sensors: bool) {
         self.version = src.version;
         self.max_ts = src.max_ts;
-        self.sensors.copy_from(&src.sensors);
+        if sensors {
+            self.sensors.copy_from(&src.sensors);
+        }
         self.open.clone_from(&src.open);
         self.closed.clone_from(&src.closed);
         self.alerts.clone_from(&src.alerts);

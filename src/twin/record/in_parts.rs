@@ -165,47 +165,9 @@ mod tests {
 
     use super::*;
     use crate::store::parts::fold;
-    use crate::twin::model::{apply, Event, Input};
-    use crate::twin::model_tests::type_model;
+    use crate::twin::model::{apply, Input};
+    use crate::twin::model_tests::{hall_batch, hall_steps, type_model, HALL};
     use crate::twin::record::decode;
-
-    /// A hall of 10 sensors: most plain, two that go stale, one with a
-    /// deadband estimate, one with two sources.
-    const HALL: &str = r#"
-asset_types:
-  hall:
-    sensors:
-      s0: { unit: degC, expected_every: 1s, stale_after: 5s }
-      s1: { unit: degC }
-      s2: { unit: degC }
-      s3: { unit: degC }
-      s4: { unit: degC }
-      s5: { unit: degC }
-      s6: { unit: degC }
-      s7: { unit: degC }
-      s8: { unit: degC, expected_every: 1s, stale_after: 5s, deadband: 0.5 }
-      s9:
-        unit: bar
-        sources: { plc: { trust: 0.9 }, scada: { trust: 0.5 } }
-        resolve: latest
-        tolerance: 1.0
-    watermark: { out_of_orderness: 200ms }
-assets: [{ id: "h-*", type: hall }]
-sources:
-  - { name: plc, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }
-  - { name: scada, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }
-windows: [{ name: w1s, size: 1s }]
-"#;
-
-    /// A step: readings `(sensor, source, event time, value)` applied at a
-    /// processing time that moves on by `gap` ms, then maybe a timer tick.
-    type Step = (Vec<(u16, u16, i64, i64)>, i64, bool);
-
-    fn steps() -> impl Strategy<Value = Vec<Step>> {
-        let reading = (0u16..10, 0u16..2, 0i64..200_000, 0i64..64);
-        let step = (prop::collection::vec(reading, 0..6), 0i64..8_000, any::<bool>());
-        prop::collection::vec(step, 1..25)
-    }
 
     proptest! {
         /// Whatever a twin went through, the stored value (its last whole
@@ -213,7 +175,7 @@ windows: [{ name: w1s, size: 1s }]
         /// folded as the store folds them) reads back as the whole record
         /// of its state, and restores the state.
         #[test]
-        fn the_folded_record_in_parts_is_the_whole_record(steps in steps()) {
+        fn the_folded_record_in_parts_is_the_whole_record(steps in hall_steps()) {
             let m = type_model(HALL);
             prop_assert!(in_parts(&m));
             let mut st = TwinState::new(&m);
@@ -223,19 +185,7 @@ windows: [{ name: w1s, size: 1s }]
             let mut stored: Vec<Vec<u8>> = Vec::new();
             for (readings, gap, tick) in steps {
                 now += gap;
-                let batch: Vec<Event> = readings
-                    .iter()
-                    .map(|&(sensor, source, ts, v)| Event {
-                        ts: 1_700_000_000_000 + ts,
-                        value: v as f64 / 4.0,
-                        sensor,
-                        source: if sensor == 9 { source } else { 0 },
-                        origin: 0,
-                        redelivered: false,
-                        replayed: false,
-                    })
-                    .collect();
-                apply(&m, &mut st, Input::Events(&batch), now, &mut out);
+                apply(&m, &mut st, Input::Events(&hall_batch(&readings)), now, &mut out);
                 if tick {
                     apply(&m, &mut st, Input::Tick, now, &mut out);
                 }
