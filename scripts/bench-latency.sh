@@ -18,9 +18,12 @@
 #   arriving (SNAPSHOT_RATE). Also prints the snapshots' twins and durations
 #   from the log.
 # Besides the quantiles it prints the share of batches applied within 2.5, 5,
-# 25 and 50 ms (bucket bounds: exact), the figure to compare builds by when
-# the node saturates, and (builds that export them) the quantiles of each hop
-# of twinstream_hop_latency_seconds: decode, apply, output, durable.
+# 10, 25 and 50 ms (bucket bounds: exact), the figure to compare builds by
+# when the node saturates; each second's p99 and share within 10 ms (so a
+# steady stretch shows apart from the moments that cost: twins being
+# created, every twin closing its windows at once); and (builds that export
+# them) the quantiles of each hop of twinstream_hop_latency_seconds: decode,
+# apply, output, durable.
 #
 # Environment: BENCH_KEEP_DATA (keep generated workloads,
 # shared with bench-replay.sh), BENCH_BIN, CARGO_TARGET_DIR, BENCH_TOPOLOGY
@@ -66,10 +69,18 @@ run() {
 import json, os, re, sys, time, urllib.request
 port, pid, name, report, log = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 last = None
+# (time, apply-latency buckets) of every scrape: the per-second figures.
+series = []
+def apply_buckets(text):
+    b = [(float(m.group(1)), float(m.group(2)))
+         for m in re.finditer(r'twinstream_apply_latency_seconds_bucket\{le="([^"+]+)"\} (\S+)', text)]
+    c = re.search(r'twinstream_apply_latency_seconds_count (\S+)', text)
+    return sorted(b), float(c.group(1)) if c else 0.0
 while True:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             last = r.read().decode()
+        series.append((time.monotonic(), *apply_buckets(last)))
     except OSError:
         pass
     # The replay is the shell's child: gone, or a zombie, once it exited.
@@ -124,8 +135,26 @@ print(" ".join(out))
 # The share of batches applied within some bucket bounds (exact, unlike the
 # interpolated quantiles): comparable between builds when a node saturates.
 within = {le: n for le, n in buckets}
-shares = [f"{ms:g}ms={within[ms / 1e3] / count * 100:.1f}%" for ms in (2.5, 5, 25, 50) if ms / 1e3 in within and count]
+shares = [f"{ms:g}ms={within[ms / 1e3] / count * 100:.1f}%" for ms in (2.5, 5, 10, 25, 50) if ms / 1e3 in within and count]
 print(f"{'':9s} within {' '.join(shares)}")
+# Each second of the run on its own (from the first batch applied): the
+# tail of a steady stretch apart from the moments that cost (twins being
+# created, every twin closing its windows at once).
+seconds = []
+started = next((s for s in series if s[2] > 0), None)
+if started:
+    prev = started
+    for s in series:
+        if s[0] - prev[0] >= 1.0 or (s is series[-1] and s[0] > prev[0]):
+            n = s[2] - prev[2]
+            if n > 0:
+                d = [(le, b - a) for (le, b), (_, a) in zip(s[1], prev[1])]
+                seconds.append((q(0.99, d, n)[0] * 1e3, dict(d).get(0.005, 0) / n * 100, dict(d).get(0.01, 0) / n * 100))
+            prev = s
+if seconds:
+    ok = sum(1 for p99, _, _ in seconds if p99 < 10)
+    print(f"{'':9s} per second: p99 under 10 ms in {ok} of {len(seconds)}; p99_ms=[{' '.join(f'{p:.1f}' for p, _, _ in seconds)}]")
+    print(f"{'':9s} per second: within 10ms %=[{' '.join(f'{w:.1f}' for _, _, w in seconds)}]")
 # Each hop of the pipeline (builds that export twinstream_hop_latency_seconds).
 for hop in ("decode", "apply", "output", "durable", "end_to_end"):
     hb, hc = histogram("twinstream_hop_latency_seconds", f'hop="{hop}",')
