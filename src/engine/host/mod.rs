@@ -332,11 +332,12 @@ impl TwinActor {
         #[cfg(test)]
         let hook = self.tcx.cx.panic_hook.as_ref();
         let result = catch_unwind(AssertUnwindSafe(|| {
+            apply(model, state, input, now, out);
+            // After the batch changed the twin: the roll-back must undo it.
             #[cfg(test)]
             if let (Some(h), Input::Events(evs)) = (hook, input) {
                 h.maybe_panic(evs);
             }
-            apply(model, state, input, now, out);
         }));
         let outcome = match result {
             Ok(()) => {

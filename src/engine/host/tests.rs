@@ -42,17 +42,22 @@ fn ev(ts: i64, value: f64, origin: u64) -> Event {
     }
 }
 
-/// Runs one twin through `events` with a hook that panics up to `panics`
-/// times, snapshots it and returns the stored record, the dead letters
-/// written and how many panics happened.
-fn run_twin(events: Vec<Event>, panics: u32) -> (record::TwinRecord, Vec<serde_json::Value>, u32) {
+/// Runs one twin of `sensors` sensors (events go to the first) through
+/// `events` with a hook that panics up to `panics` times, after the batch
+/// changed the twin, snapshots it and returns the stored record, the dead
+/// letters written and how many panics happened.
+fn run_twin(sensors: usize, events: Vec<Event>, panics: u32) -> (record::TwinRecord, Vec<serde_json::Value>, u32) {
     let dir = tempfile::tempdir().unwrap();
+    let sensors: Vec<String> = (0..sensors).map(|s| format!("s{s}: {{ unit: mm/s }}")).collect();
     let topo = crate::topology::parse(
         Path::new("t.yaml"),
-        "asset_types: { pump: { sensors: { vibration: { unit: mm/s } } } }\n\
-         assets: [{ id: p1, type: pump }]\n\
-         sources: [{ name: f, type: file, decode: { asset: a, sensor: s, ts: t, value: v } }]\n\
-         windows: [{ name: w1s, size: 1s }]\n",
+        &format!(
+            "asset_types: {{ pump: {{ sensors: {{ {} }} }} }}\n\
+             assets: [{{ id: p1, type: pump }}]\n\
+             sources: [{{ name: f, type: file, decode: {{ asset: a, sensor: s, ts: t, value: v }} }}]\n\
+             windows: [{{ name: w1s, size: 1s }}]\n",
+            sensors.join(", ")
+        ),
     )
     .unwrap();
     // With the replay digest, as a replay keeps it.
@@ -143,18 +148,22 @@ fn run_twin(events: Vec<Event>, panics: u32) -> (record::TwinRecord, Vec<serde_j
 
 #[test]
 fn a_transient_panic_restarts_the_twin_and_loses_nothing() {
-    let (rec, dead, panicked) = run_twin(vec![ev(100, 1.0, 1), ev(200, 666.0, 2), ev(300, 2.0, 3)], 1);
-    assert_eq!(panicked, 1);
-    assert!(dead.is_empty(), "{dead:?}");
-    assert_eq!(rec.stats.events, 3, "every event applied exactly once");
-    assert_eq!(rec.sensors[0].value, 2.0, "in arrival order");
-    assert_eq!(rec.open[0].acc.count, 3);
-    assert_eq!(rec.open[0].acc.sum, 669.0);
+    // One sensor: the backup copies the twin; twelve: the batch logs the
+    // sensors it changes (SensorsBackup::Logged).
+    for sensors in [1, 12] {
+        let (rec, dead, panicked) = run_twin(sensors, vec![ev(100, 1.0, 1), ev(200, 666.0, 2), ev(300, 2.0, 3)], 1);
+        assert_eq!(panicked, 1);
+        assert!(dead.is_empty(), "{dead:?}");
+        assert_eq!(rec.stats.events, 3, "every event applied exactly once");
+        assert_eq!(rec.sensors[0].value, 2.0, "in arrival order");
+        assert_eq!(rec.open[0].acc.count, 3);
+        assert_eq!(rec.open[0].acc.sum, 669.0);
+    }
 }
 
 #[test]
 fn an_event_that_panics_three_times_is_dead_lettered_and_the_rest_applied() {
-    let (rec, dead, panicked) = run_twin(vec![ev(100, 1.0, 1), ev(200, 666.0, 2), ev(300, 2.0, 3)], u32::MAX);
+    let (rec, dead, panicked) = run_twin(1, vec![ev(100, 1.0, 1), ev(200, 666.0, 2), ev(300, 2.0, 3)], u32::MAX);
     assert_eq!(
         panicked, MAX_ATTEMPTS,
         "the batch, then the event alone until the limit"
@@ -169,4 +178,18 @@ fn an_event_that_panics_three_times_is_dead_lettered_and_the_rest_applied() {
     let payload: serde_json::Value = serde_json::from_str(dead[0]["payload"].as_str().unwrap()).unwrap();
     assert_eq!(payload["value"], 666.0);
     assert_eq!(payload["asset"], "p1");
+}
+
+#[test]
+fn a_poison_reading_leaves_no_trace_whether_the_sensors_are_copied_or_logged() {
+    // The poison reading is the newest: had its sensor not been put back
+    // after each panic, the twin would hold it.
+    for sensors in [1, 12] {
+        let (rec, dead, panicked) = run_twin(sensors, vec![ev(100, 1.0, 1), ev(300, 666.0, 2)], u32::MAX);
+        assert_eq!(panicked, MAX_ATTEMPTS);
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(rec.stats.events, 1);
+        assert_eq!(rec.sensors[0].value, 1.0, "{sensors} sensors");
+        assert_eq!(rec.open[0].acc.sum, 1.0);
+    }
 }
