@@ -93,3 +93,24 @@ pub struct DeadLetter {
     /// The record's key (Kafka), kept for the dead-letter topic.
     pub key: Option<Vec<u8>>,
 }
+
+#[cfg(test)]
+impl DeadLetter {
+    /// Line `line` of source `source`, `{`: not JSON (sink tests).
+    pub(crate) fn malformed_line(source: &str, line: u64) -> DeadLetter {
+        DeadLetter {
+            origin: Origin {
+                source: source.into(),
+                file: None,
+                line,
+                offset: None,
+                topic: None,
+                partition: None,
+            },
+            reason: DeadReason::Malformed,
+            message: "not JSON".into(),
+            payload: b"{".to_vec(),
+            key: None,
+        }
+    }
+}

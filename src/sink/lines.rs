@@ -217,7 +217,7 @@ impl Handler<FlushSink> for SinkActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::dead_letter::{DeadLetter, DeadReason, Origin};
+    use crate::pipeline::dead_letter::DeadLetter;
     use crate::pipeline::output::OutputBatch;
 
     fn dead_letter(line: u64) -> Arc<OutputBatch> {
@@ -225,20 +225,7 @@ mod tests {
             asset: None,
             model: None,
             outputs: Vec::new(),
-            dead_letters: vec![DeadLetter {
-                origin: Origin {
-                    source: "f".into(),
-                    file: None,
-                    line,
-                    offset: None,
-                    topic: None,
-                    partition: None,
-                },
-                reason: DeadReason::Malformed,
-                message: "not JSON".into(),
-                payload: b"{".to_vec(),
-                key: None,
-            }],
+            dead_letters: vec![DeadLetter::malformed_line("f", line)],
             events: Vec::new(),
             at_ms: 0,
             produced: Instant::now(),

@@ -306,7 +306,7 @@ mod tests {
 
     use super::*;
     use crate::pipeline::flow::Flow;
-    use crate::pipeline::{DeadLetter, DeadReason, Origin};
+    use crate::pipeline::DeadLetter;
     use crate::sink::OutboxOp;
     use crate::store::Checkpoint;
     use crate::topology::{MqttConn, OutputKind, OutputTopic, WhenFull};
@@ -355,20 +355,7 @@ mod tests {
             model: None,
             outputs: Vec::new(),
             events: Vec::new(),
-            dead_letters: vec![DeadLetter {
-                origin: Origin {
-                    source: "s".into(),
-                    file: None,
-                    line: n,
-                    offset: None,
-                    topic: None,
-                    partition: None,
-                },
-                reason: DeadReason::Malformed,
-                message: "not JSON".into(),
-                payload: b"{".to_vec(),
-                key: None,
-            }],
+            dead_letters: vec![DeadLetter::malformed_line("s", n)],
             at_ms: 0,
             produced: std::time::Instant::now(),
             permit: flow.acquire(),

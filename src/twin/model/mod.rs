@@ -23,10 +23,12 @@
 //! and what they produce ([`Output`]).
 //!
 //! * `state.rs` - [`TwinState`] and [`TwinExt`]: construction, back-up and
-//!   roll-back, accessors, [`Health`], the [`TwinStats`] counters.
+//!   roll-back ([`SensorsBackup`]: copied or logged), accessors, [`Health`],
+//!   the [`TwinStats`] counters.
 //! * `sensors.rs` - readings ([`Event`]) and sensor values: redelivery,
 //!   conflict resolution between sources (discrepancy, [`Quality`]), the
-//!   deadband estimate and the sync lag.
+//!   deadband estimate and the sync lag; a twin's [`Sensors`] with their
+//!   change marks and a batch's undo log ([`SensorUndo`]).
 //! * `windows.rs` - the watermark, open windows ([`Acc`]), closing them, the
 //!   replay digest ([`ClosedDigest`]).
 //! * `joins.rs` - joins ([`JoinPair`]) and values of related assets
