@@ -69,18 +69,25 @@ run() {
 import json, os, re, sys, time, urllib.request
 port, pid, name, report, log = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 last = None
-# (time, apply-latency buckets) of every scrape: the per-second figures.
+def histogram(name, labels="", text=None):
+    """The buckets and count of histogram `name` whose labels before `le`
+    are `labels` (e.g. 'hop="apply",'), in `text` (the last scrape)."""
+    buckets, count = [], 0
+    for line in (text or last).splitlines():
+        m = re.match(re.escape(name) + r'_bucket\{' + re.escape(labels) + r'le="([^"]+)"\} (\S+)', line)
+        if m:
+            buckets.append((float(m.group(1)), float(m.group(2))))
+        m = re.match(re.escape(name) + r'_count' + (re.escape("{" + labels.rstrip(",") + "}") if labels else "") + r' (\S+)', line)
+        if m:
+            count = float(m.group(1))
+    return sorted(buckets), count
+# (time, apply-latency buckets and count) of every scrape: the per-second figures.
 series = []
-def apply_buckets(text):
-    b = [(float(m.group(1)), float(m.group(2)))
-         for m in re.finditer(r'twinstream_apply_latency_seconds_bucket\{le="([^"+]+)"\} (\S+)', text)]
-    c = re.search(r'twinstream_apply_latency_seconds_count (\S+)', text)
-    return sorted(b), float(c.group(1)) if c else 0.0
 while True:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             last = r.read().decode()
-        series.append((time.monotonic(), *apply_buckets(last)))
+        series.append((time.monotonic(), *histogram("twinstream_apply_latency_seconds", text=last)))
     except OSError:
         pass
     # The replay is the shell's child: gone, or a zombie, once it exited.
@@ -93,18 +100,6 @@ while True:
     time.sleep(0.2)
 if last is None:
     sys.exit(f"{name}: /metrics never answered")
-def histogram(name, labels=""):
-    """The buckets and count of histogram `name` whose labels before `le`
-    are `labels` (e.g. 'hop="apply",')."""
-    buckets, count = [], 0
-    for line in last.splitlines():
-        m = re.match(re.escape(name) + r'_bucket\{' + re.escape(labels) + r'le="([^"]+)"\} (\S+)', line)
-        if m:
-            buckets.append((float(m.group(1)), float(m.group(2))))
-        m = re.match(re.escape(name) + r'_count' + (re.escape("{" + labels.rstrip(",") + "}") if labels else "") + r' (\S+)', line)
-        if m:
-            count = float(m.group(1))
-    return sorted(buckets), count
 buckets, count = histogram("twinstream_apply_latency_seconds")
 def q(p, buckets=buckets, count=count):
     want, lo, below = p * count, 0.0, 0.0
