@@ -364,6 +364,31 @@ impl Hall {
             }
         }
     }
+
+    /// Reading `j` (of 10) of the `k`th picked sensor in the hall's
+    /// current second.
+    fn event(&mut self, j: i64, k: usize) -> Event {
+        self.origin += 1;
+        Event {
+            ts: BASE_TS + self.second * 1000 + j * 100 + k as i64 * 7,
+            value: ((20.0 + 5.0 * self.rng.unit()) * 64.0).round() / 64.0,
+            sensor: self.picked[k],
+            source: 0,
+            origin: self.origin,
+            redelivered: false,
+            replayed: false,
+        }
+    }
+
+    /// Applies `events` as a replay does (the digest moved out after).
+    fn apply(&mut self, m: &TypeModel, events: &[Event], out: &mut Vec<Output>) {
+        apply(m, &mut self.st, Input::Events(events), 0, out);
+        black_box(out.len());
+        out.clear();
+        self.st.take_digest(|d| {
+            black_box(d.len());
+        });
+    }
 }
 
 /// Twins of [`hall_model`]: in each second, `REPORTING` of the sensors,
@@ -414,33 +439,12 @@ impl Halls<'_> {
         if k == 0 {
             t.pick();
         }
-        t.origin += 1;
-        let (j, sensor) = (k / REPORTING as i64, (k % REPORTING as i64) as usize);
-        let event = Event {
-            ts: BASE_TS + t.second * 1000 + j * 100 + sensor as i64 * 7,
-            value: ((20.0 + 5.0 * t.rng.unit()) * 64.0).round() / 64.0,
-            sensor: t.picked[sensor],
-            source: 0,
-            origin: t.origin,
-            redelivered: false,
-            replayed: false,
-        };
+        let event = t.event(k / REPORTING as i64, (k % REPORTING as i64) as usize);
         t.readings += 1;
         if t.readings % PER_SECOND == 0 {
             t.second += 1;
         }
-        apply(
-            self.m,
-            &mut t.st,
-            Input::Events(std::slice::from_ref(&event)),
-            0,
-            &mut self.out,
-        );
-        black_box(self.out.len());
-        self.out.clear();
-        t.st.take_digest(|d| {
-            black_box(d.len());
-        });
+        t.apply(self.m, std::slice::from_ref(&event), &mut self.out);
     }
 }
 
@@ -454,24 +458,11 @@ impl Dirty for Halls<'_> {
             t.pick();
             self.batch.clear();
             for j in 0..10 {
-                for (k, &sensor) in t.picked.iter().enumerate() {
-                    t.origin += 1;
-                    self.batch.push(Event {
-                        ts: BASE_TS + t.second * 1000 + j * 100 + k as i64 * 7,
-                        value: ((20.0 + 5.0 * t.rng.unit()) * 64.0).round() / 64.0,
-                        sensor,
-                        source: 0,
-                        origin: t.origin,
-                        redelivered: false,
-                        replayed: false,
-                    });
+                for k in 0..REPORTING {
+                    self.batch.push(t.event(j, k));
                 }
             }
-            apply(self.m, &mut t.st, Input::Events(&self.batch), 0, &mut self.out);
-            self.out.clear();
-            t.st.take_digest(|d| {
-                black_box(d.len());
-            });
+            t.apply(self.m, &self.batch, &mut self.out);
             t.second += 1;
         }
     }
